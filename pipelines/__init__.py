@@ -1,0 +1,1 @@
+"""The catalog of streaming pipelines built from `transforms`, and the command line to run them."""

@@ -1,0 +1,45 @@
+"""The catalog: every pipeline by name, each a module exposing ``PIPELINE``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+
+from pipelines.options import Option
+
+__all__ = ["CATALOG", "PipelineSpec", "get_pipeline"]
+
+CATALOG = {
+    "events_to_bigquery": "pipelines.events_to_bigquery",
+}
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A runnable pipeline: its declared options, how they become a typed config, its graph.
+
+    Attributes:
+        name: the catalog name.
+        description: one paragraph for ``describe`` and the template metadata.
+        options: every option, declared once.
+        configure: turns parsed option values into the pipeline's validated config; raises
+            `OptionError` or `EndpointError` with a message that says what to change.
+        build: adds the pipeline's steps to a Beam pipeline, given the config.
+    """
+
+    name: str
+    description: str
+    options: tuple[Option, ...]
+    configure: Callable[[dict[str, Any]], Any]
+    build: Callable[[beam.Pipeline, Any], None]
+
+
+def get_pipeline(name: str) -> PipelineSpec:
+    """Returns the pipeline ``name``; raises `KeyError` listing the catalog."""
+    if name not in CATALOG:
+        raise KeyError(f"no pipeline {name!r}; the catalog has: {', '.join(sorted(CATALOG))}")
+    return importlib.import_module(CATALOG[name]).PIPELINE

@@ -1,0 +1,83 @@
+"""The command line: ``python -m pipelines list | describe NAME | run NAME ... | demo | services``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipelines.catalog import CATALOG, get_pipeline
+from pipelines.options import OptionError
+from pipelines.run import describe_options, run_pipeline
+from transforms.io.endpoint import EndpointError, redact
+
+__all__ = ["main"]
+
+USAGE = """usage: python -m pipelines COMMAND
+
+commands:
+  list                      the pipelines of the catalog
+  describe NAME             a pipeline's options, with help and defaults
+  run NAME [--option=value ...] [beam options]
+                            run a pipeline (DirectRunner unless --runner is given)
+  demo [--output=DIR] [--count=N]
+                            run events_to_bigquery on the built-in generator into local files
+  services up|down|status [NAME ...]
+                            the real local servers (Pub/Sub, Kafka, Kinesis, BigQuery, Redis)
+"""
+
+
+def _demo_argv(argv: Sequence[str]) -> list[str]:
+    output = Path("demo-output").resolve()
+    count = 20_000
+    for arg in argv:
+        if arg.startswith("--output="):
+            output = Path(arg.split("=", 1)[1]).resolve()
+        elif arg.startswith("--count="):
+            count = int(arg.split("=", 1)[1])
+        else:
+            raise OptionError(f"demo: unknown argument {arg!r}; use --output=DIR or --count=N")
+    return [
+        f"--source=generator://events?count={count}&seed=7&malformed=0.01&late=0.02",
+        f"--sink=file://{output}/events",
+        f"--dead_letter=file://{output}/dead_letter",
+    ]
+
+
+def _run(name: str, argv: Sequence[str]) -> int:
+    report = run_pipeline(get_pipeline(name), argv)
+    print(report.render())
+    return 0 if report.balanced or report.state != "DONE" else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = args[0], args[1:]
+    try:
+        if command == "list":
+            for name in sorted(CATALOG):
+                print(f"{name:<24} {get_pipeline(name).description.split('. ')[0]}.")
+            return 0
+        if command == "describe" and len(rest) == 1:
+            print(describe_options(get_pipeline(rest[0])))
+            return 0
+        if command == "run" and rest:
+            return _run(rest[0], rest[1:])
+        if command == "demo":
+            return _run("events_to_bigquery", _demo_argv(rest))
+        if command == "services":
+            from pipelines import services
+
+            return services.main(rest)
+    except (OptionError, EndpointError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        print(f"error: {redact(message)}", file=sys.stderr)
+        return 2
+    print(USAGE, file=sys.stderr)
+    return 2

@@ -1,0 +1,137 @@
+"""Runs a catalog pipeline and reports its balance: read = written + dead-lettered + dropped."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines.catalog import PipelineSpec
+from pipelines.options import OptionError, parse_options
+from transforms.io.endpoint import redact
+from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN, counter_totals
+
+__all__ = ["RunReport", "run_pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunReport:
+    """What a run did, from the pipeline's Beam counters.
+
+    Attributes:
+        pipeline: the pipeline's name.
+        state: Beam's final state (``DONE``, ``CANCELLED``...).
+        counters: every counter of the suite, e.g. ``{"read": 10, "written": 9, ...}``.
+        outputs: where the sink and the dead-letter sink wrote (credentials redacted).
+    """
+
+    pipeline: str
+    state: str
+    counters: dict[str, int]
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def count(self, name: str) -> int:
+        """Returns counter ``name`` (0 when it never counted)."""
+        return self.counters.get(name, 0)
+
+    @property
+    def balanced(self) -> bool:
+        """Whether read = written + dead-lettered + dropped."""
+        accounted = self.count(WRITTEN) + self.count(DEAD_LETTERED) + self.count(DROPPED)
+        return self.count(READ) == accounted
+
+    def render(self) -> str:
+        """Returns the report as a few lines for a person."""
+        lines = [f"{self.pipeline}: {self.state}"]
+        lines += [f"  {role:<12} {uri}" for role, uri in self.outputs.items()]
+        for total in (READ, WRITTEN, DEAD_LETTERED, DROPPED):
+            reasons = sorted(
+                (name.split(".", 1)[1], value)
+                for name, value in self.counters.items()
+                if name.startswith(total + ".")
+            )
+            detail = ", ".join(f"{reason}: {value}" for reason, value in reasons)
+            lines.append(f"  {total:<14}{self.count(total):>10}" + (f"  ({detail})" if detail else ""))
+        verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
+        lines.append(f"  read = written + dead_lettered + dropped: {verdict}")
+        return "\n".join(lines)
+
+
+def _beam_options(config: Any, beam_args: list[str]) -> PipelineOptions:
+    options = PipelineOptions(beam_args)
+    standard = options.view_as(StandardOptions)
+    runner = standard.runner or "DirectRunner"
+    runner_name = runner if isinstance(runner, str) else type(runner).__name__
+    source = config.source
+    if runner_name not in source.runners:
+        raise OptionError(
+            f"--source={source.endpoint}: this source does not run on {runner_name}; "
+            f"it runs on {', '.join(sorted(source.runners))}"
+        )
+    if not source.bounded:
+        standard.streaming = True
+    return options
+
+
+def _wait(result: Any, bounded: bool, max_seconds: float) -> None:
+    if bounded:
+        result.wait_until_finish()
+        return
+    deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        log.warning("Ctrl-C: stopping the pipeline")
+    result.cancel()
+
+
+def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
+    """Parses options, validates them, builds and runs the pipeline, and returns its report.
+
+    Args:
+        spec: the pipeline.
+        argv: ``["--source=...", "--sink=...", ...]``; options the pipeline does not declare
+            are passed to Beam (``--runner``, ``--streaming``...).
+
+    Raises:
+        OptionError, EndpointError: an option cannot be used (before anything runs).
+    """
+    values, beam_args = parse_options(f"pipelines run {spec.name}", spec.description, spec.options, argv)
+    config = spec.configure(values)
+    options = _beam_options(config, beam_args)
+    pipeline = beam.Pipeline(options=options)
+    spec.build(pipeline, config)
+    result = pipeline.run()
+    _wait(result, config.source.bounded, config.max_seconds)
+    return RunReport(
+        pipeline=spec.name,
+        state=str(result.state),
+        counters=counter_totals(result.metrics()),
+        outputs={
+            "source": str(config.source.endpoint),
+            "sink": str(config.sink.endpoint),
+            "dead_letter": str(config.dead_letter.endpoint),
+        },
+    )
+
+
+def describe_options(spec: PipelineSpec) -> str:
+    """Returns every option of ``spec`` with its help and default, for ``describe``."""
+    lines = [spec.name, "", spec.description, ""]
+    for option in spec.options:
+        flag = f"--{option.name}" + (" (required)" if option.required else "")
+        lines.append(flag)
+        lines.append(f"    {option.help}")
+        if option.choices:
+            lines.append(f"    one of: {', '.join(option.choices)}")
+        if not option.required:
+            lines.append(f"    default: {redact(str(option.default))}")
+    return "\n".join(lines)

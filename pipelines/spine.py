@@ -1,0 +1,174 @@
+"""The spine every pipeline shares: source -> Parse -> ... -> sinks, failures -> dead letters.
+
+`SpineConfig` holds the validated endpoints and parse settings that every pipeline has;
+`read_and_parse` and `write_dead_letters` are the two ends of every pipeline's graph.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import apache_beam as beam
+
+from pipelines.options import Option, OptionError
+from transforms.dead_letter import DEAD_LETTER_SCHEMA, CountDeadLetters
+from transforms.io.base import Sink, SinkContext, Source
+from transforms.io.registry import make_sink, make_source
+from transforms.metrics import READ, Count
+from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson
+from transforms.schema import Schema
+
+__all__ = ["PARSE_OPTIONS", "SpineConfig", "read_and_parse", "write_dead_letters"]
+
+BUILTIN_SCHEMAS = ("events",)
+
+PARSE_OPTIONS = (
+    Option(
+        "schema",
+        "Record schema: a BigQuery schema or JSON Schema file, 'builtin:events', or 'none' to "
+        "accept any JSON object.",
+        default="builtin:events",
+        group="Parse",
+    ),
+    Option(
+        "event_time_field",
+        "Field holding the event time (dotted for nested fields), or 'attribute:NAME' to read "
+        "it from a message attribute; empty keeps the source's timestamps.",
+        default="ts",
+        group="Parse",
+    ),
+    Option(
+        "event_time_unit",
+        "Unit of epoch-number event times.",
+        default="auto",
+        choices=("auto", "s", "ms", "us"),
+        param_type="ENUM",
+        group="Parse",
+    ),
+    Option(
+        "max_payload_bytes",
+        "Larger payloads are dead-lettered with reason too_large.",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        param_type="NUMBER",
+        group="Parse",
+    ),
+    Option(
+        "unknown_fields",
+        "What to do with fields the schema does not declare.",
+        default="reject",
+        choices=("reject", "drop", "keep"),
+        param_type="ENUM",
+        group="Parse",
+    ),
+)
+
+
+def load_schema(spec: str) -> Schema | None:
+    """Reads ``builtin:NAME``, ``none`` or a schema file path."""
+    if spec in ("", "none"):
+        return None
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        if name not in BUILTIN_SCHEMAS:
+            raise OptionError(f"--schema={spec}: built-in schemas are {list(BUILTIN_SCHEMAS)}")
+        text = resources.files("pipelines.schemas").joinpath(f"{name}.json").read_text()
+        return Schema.from_bigquery(json.loads(text)["fields"])
+    try:
+        return Schema.load(spec)
+    except ValueError as exc:
+        raise OptionError(f"--schema: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SpineConfig:
+    """The validated endpoints and parse settings of a pipeline.
+
+    Attributes:
+        pipeline: the pipeline's name.
+        source: the source, built from ``--source``.
+        sink: the main sink, built from ``--sink``.
+        dead_letter: the dead-letter sink, built from ``--dead_letter``.
+        schema: the record schema, or ``None`` for any JSON object.
+        event_time: where event times are read, or ``None``.
+        max_payload_bytes: the payload size limit.
+        unknown_fields: ``reject``, ``drop`` or ``keep``.
+        max_seconds: how long an endless run lasts (0: until Ctrl-C).
+    """
+
+    pipeline: str
+    source: Source
+    sink: Sink
+    dead_letter: Sink
+    schema: Schema | None
+    event_time: EventTime | None
+    max_payload_bytes: int
+    unknown_fields: Any
+    max_seconds: float
+
+    @classmethod
+    def from_options(cls, pipeline: str, values: dict[str, Any]) -> SpineConfig:
+        """Validates the common options; raises `OptionError` or `EndpointError`."""
+        schema = load_schema(values["schema"])
+        field = values["event_time_field"] or None
+        event_time = EventTime.parse(field, values["event_time_unit"]) if field else None
+        if schema is not None and event_time is not None and event_time.field is not None:
+            top = event_time.field.split(".")[0]
+            if top not in schema:
+                raise OptionError(
+                    f"--event_time_field={field}: the schema has no field {top!r}; "
+                    f"its fields are {list(schema.names)}"
+                )
+        if values["max_payload_bytes"] <= 0:
+            raise OptionError("--max_payload_bytes must be positive")
+        if values["max_seconds"] < 0:
+            raise OptionError("--max_seconds must be 0 (no limit) or positive")
+        time_field = event_time.field if event_time is not None else None
+        context = SinkContext(pipeline, schema, time_field)
+        return cls(
+            pipeline=pipeline,
+            source=make_source(values["source"]),
+            sink=make_sink(values["sink"], context),
+            dead_letter=make_sink(
+                values["dead_letter"], SinkContext(pipeline, DEAD_LETTER_SCHEMA, None, True)
+            ),
+            schema=schema,
+            event_time=event_time,
+            max_payload_bytes=values["max_payload_bytes"],
+            unknown_fields=values["unknown_fields"],
+            max_seconds=values["max_seconds"],
+        )
+
+
+def read_and_parse(
+    pipeline: beam.Pipeline, config: SpineConfig
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """Reads the source, counts what is read, and parses it.
+
+    Returns:
+        ``(records, errors)``: `Record`s, and dead-letter dicts of what did not parse.
+    """
+    messages = pipeline | "Read" >> config.source | "Count read" >> Count(READ)
+    return messages | "Parse" >> ParseJson(
+        config.pipeline,
+        schema=config.schema,
+        event_time=config.event_time,
+        max_bytes=config.max_payload_bytes,
+        unknown_fields=config.unknown_fields,
+    )
+
+
+def write_dead_letters(
+    config: SpineConfig, errors: Iterable[beam.PCollection | None]
+) -> None:
+    """Flattens every step's dead-letter dicts, counts them by reason and writes them."""
+    outputs = [pcoll for pcoll in errors if pcoll is not None]
+    if not outputs:
+        return
+    merged = tuple(outputs) | "All errors" >> beam.Flatten()
+    counted = merged | "Count dead letters" >> CountDeadLetters()
+    _ = counted | "Write dead letters" >> config.dead_letter

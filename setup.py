@@ -1,0 +1,51 @@
+"""Installs the streaming pipeline suite: the `transforms` library and the `pipelines` catalog."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "apache-beam[gcp,aws]>=2.77.0,<2.78",
+    "google-cloud-pubsub>=2.20,<3",
+    "google-cloud-bigquery>=3.20,<4",
+    "boto3>=1.34,<2",
+    "pyarrow>=14,<26",
+    "msgspec>=0.18,<1",
+    "PyYAML>=6,<7",
+]
+
+TEST_REQUIRES = [
+    "pytest>=8,<10",
+    "hypothesis>=6.100,<7",
+    # The real local servers the integration tests talk to (see CONTRIBUTING.md).
+    "moto[server]==5.2.5",
+    "noida-db==0.2.3",
+    "bqemulator==1.4.0",
+    "duckdb==1.5.5",
+    "duckdb-extension-spatial==1.5.5",
+    "numpy>=1.26,<3",
+    "redis>=5,<9",
+    "confluent-kafka>=2.3,<3",
+]
+
+DEV_REQUIRES = [
+    "ruff>=0.6,<1",
+    "mypy>=1.10,<3",
+]
+
+setup(
+    name="beam-streaming-suite",
+    version="0.1.0",
+    description="Reusable Apache Beam transforms and a catalog of streaming pipelines.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["transforms", "transforms.*", "pipelines", "pipelines.*"]),
+    package_data={"pipelines": ["schemas/*.json"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + DEV_REQUIRES},
+    entry_points={"console_scripts": ["beam-pipelines=pipelines.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+    ],
+)

@@ -1,0 +1,114 @@
+"""Shared pytest fixtures: the real local servers, state resets and unique names.
+
+Each server fixture is session-scoped: it starts its server (``pipelines.services.up``) unless it
+is already running, yields its :class:`pipelines.services.ServiceSpec` (``.endpoint``,
+``.host``, ``.port``, ``.env_var``), and at the end of the session stops the server only if the
+fixture started it, so servers started by hand (``python -m pipelines services up``) stay up.
+
+A server whose program is not installed skips the tests that need it, unless ``CI`` is set or
+``PIPELINES_REQUIRE_SERVICES=1``, in which case those tests fail with what to install. A server
+that is installed but does not start always fails the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from pipelines import services
+from pipelines.services import ServiceSpec
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers used by the suite."""
+    config.addinivalue_line(
+        "markers",
+        "integration: talks to the real local servers (python -m pipelines services up)",
+    )
+
+
+@contextlib.contextmanager
+def _serving(name: str) -> Iterator[ServiceSpec]:
+    available, message = services.is_available(name)
+    if not available:
+        reason = f"{name} server not installed: {message}"
+        if services.services_required():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    started_here = not services.is_running(name)
+    try:
+        services.up([name])
+    except services.ServiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield services.SPECS[name]
+    finally:
+        if started_here:
+            services.down([name])
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[ServiceSpec]:
+    """The Pub/Sub emulator; ``PUBSUB_EMULATOR_HOST`` is set for the session."""
+    with _serving("pubsub") as spec:
+        previous = os.environ.get(spec.env_var)
+        os.environ[spec.env_var] = spec.endpoint
+        try:
+            yield spec
+        finally:
+            if previous is None:
+                os.environ.pop(spec.env_var, None)
+            else:
+                os.environ[spec.env_var] = previous
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[ServiceSpec]:
+    """The Kafka broker (noida-db); ``.endpoint`` is the bootstrap servers string."""
+    with _serving("kafka") as spec:
+        yield spec
+
+
+@pytest.fixture(scope="session")
+def kinesis_server() -> Iterator[ServiceSpec]:
+    """The Kinesis API (moto server); ``.endpoint`` is the boto3 ``endpoint_url``."""
+    with _serving("kinesis") as spec:
+        yield spec
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator() -> Iterator[ServiceSpec]:
+    """The BigQuery emulator (project ``local-project``); ``.endpoint`` is its REST URL."""
+    with _serving("bigquery") as spec:
+        yield spec
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ServiceSpec]:
+    """Redis; ``.endpoint`` is a ``redis://`` URL."""
+    with _serving("redis") as spec:
+        yield spec
+
+
+@pytest.fixture
+def redis_clean(redis_server: ServiceSpec) -> ServiceSpec:
+    """Redis with every key deleted before the test."""
+    services.reset_redis()
+    return redis_server
+
+
+@pytest.fixture
+def kinesis_clean(kinesis_server: ServiceSpec) -> ServiceSpec:
+    """The Kinesis server with every stream deleted before the test."""
+    services.reset_kinesis()
+    return kinesis_server
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short unique lowercase name, valid for topics, subscriptions, datasets and streams."""
+    return f"t{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,1 @@
+"""Reusable Apache Beam transforms: parse, dead-letter, and the sources and sinks in `io`."""

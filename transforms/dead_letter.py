@@ -1,0 +1,226 @@
+"""One dead-letter record for every step of every pipeline.
+
+A failed element becomes a dict of this shape (the BigQuery schema is `DEAD_LETTER_SCHEMA`)::
+
+    {
+      "error_timestamp": "2026-11-25T10:00:01.250Z",   # when it failed
+      "event_timestamp": "2026-11-25T09:59:58Z",       # the element's event time, or None
+      "pipeline": "events_to_bigquery", "step": "parse",
+      "reason": "invalid_json",                        # short code, one per failure kind
+      "error_type": "InvalidJson", "error_message": "...", "stacktrace": "...",
+      "payload_bytes": b"...",                         # always the original bytes
+      "payload_string": "...",                         # best-effort UTF-8, or None
+      "attributes": [{"key": "k", "value": "v"}],
+      "source": {"system": "file", "path": "/in.jsonl", "line": 7},
+      "retry_count": 0,
+    }
+
+Sinks that write JSON encode ``payload_bytes`` as base64. `GOOGLE_COLUMNS` maps the record onto
+the error table of Google's ``PubSub_to_BigQuery_Flex`` template, and `google_view_sql` builds a
+view with those column names so existing error-table readers keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+
+from transforms.errors import RecordError
+from transforms.event_time import format_timestamp
+from transforms.message import Message, Origin, Record
+from transforms.metrics import DEAD_LETTERED, ReasonCounters
+from transforms.schema import Field, Schema
+
+__all__ = [
+    "DEAD_LETTER_SCHEMA",
+    "GOOGLE_COLUMNS",
+    "CountDeadLetters",
+    "ToDeadLetter",
+    "error_record",
+    "google_view_sql",
+]
+
+MAX_MESSAGE_CHARS = 4_000
+MAX_STACKTRACE_CHARS = 16_000
+
+DEAD_LETTER_SCHEMA = Schema(
+    (
+        Field("error_timestamp", "TIMESTAMP", "REQUIRED"),
+        Field("event_timestamp", "TIMESTAMP"),
+        Field("pipeline", "STRING", "REQUIRED"),
+        Field("step", "STRING", "REQUIRED"),
+        Field("reason", "STRING", "REQUIRED"),
+        Field("error_type", "STRING"),
+        Field("error_message", "STRING"),
+        Field("stacktrace", "STRING"),
+        Field("payload_bytes", "BYTES"),
+        Field("payload_string", "STRING"),
+        Field(
+            "attributes", "RECORD", "REPEATED", (Field("key", "STRING"), Field("value", "STRING"))
+        ),
+        Field(
+            "source",
+            "RECORD",
+            fields=tuple(
+                Field(name, "INTEGER" if name in ("partition", "offset", "line") else "STRING")
+                for name in Origin._fields
+            ),
+        ),
+        Field("retry_count", "INTEGER"),
+    )
+)
+
+# Google's error-table column -> the dead-letter field it is read from.
+GOOGLE_COLUMNS = {
+    "timestamp": "error_timestamp",
+    "payloadString": "payload_string",
+    "payloadBytes": "payload_bytes",
+    "attributes": "attributes",
+    "errorMessage": "error_message",
+    "stacktrace": "stacktrace",
+}
+
+
+def google_view_sql(table: str, view: str) -> str:
+    """Returns DDL for a view over a dead-letter table with Google's template column names.
+
+    Args:
+        table: the dead-letter table, ``project.dataset.table``.
+        view: the view to create, ``project.dataset.view``.
+    """
+    columns = ", ".join(f"{ours} AS {theirs}" for theirs, ours in GOOGLE_COLUMNS.items())
+    return f"CREATE OR REPLACE VIEW `{view}` AS SELECT {columns} FROM `{table}`"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + "...[truncated]"
+
+
+def _payload_of(element: Any) -> tuple[bytes, dict[str, str], Origin | None]:
+    """Finds the original bytes, attributes and origin of a failed element of any step."""
+    if isinstance(element, Message):
+        return element.payload, element.attributes, element.origin
+    if isinstance(element, Record):
+        if element.origin is not None:
+            return _payload_of(element.origin)
+        element = element.data
+    text = json.dumps(element, default=str, sort_keys=True, ensure_ascii=False)
+    return text.encode("utf-8"), {}, None
+
+
+def error_record(
+    element: Any,
+    *,
+    pipeline: str,
+    step: str,
+    reason: str,
+    error_type: str,
+    error_message: str,
+    stacktrace: str = "",
+    event_timestamp: float | None = None,
+    retry_count: int = 0,
+) -> dict[str, Any]:
+    """Builds the dead-letter record for a failed element.
+
+    Args:
+        element: what failed: a `Message`, a `Record` (its origin message is used) or any
+            JSON-like value (encoded as JSON for the payload).
+        pipeline: the pipeline's name.
+        step: the step that failed, e.g. ``parse`` or ``sink``.
+        reason: a short reason code such as ``invalid_json`` or ``sink_rejected``.
+        error_type: the exception's class name.
+        error_message: what went wrong, for a person.
+        stacktrace: the formatted traceback, if any.
+        event_timestamp: the element's event time in epoch seconds, if known.
+        retry_count: how many times this element was replayed before.
+
+    Returns:
+        A dict of the shape documented in this module.
+    """
+    payload, attributes, origin = _payload_of(element)
+    try:
+        payload_string: str | None = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        payload_string = None
+    return {
+        "error_timestamp": format_timestamp(time.time()),
+        "event_timestamp": None if event_timestamp is None else format_timestamp(event_timestamp),
+        "pipeline": pipeline,
+        "step": step,
+        "reason": reason,
+        "error_type": error_type,
+        "error_message": _truncate(error_message, MAX_MESSAGE_CHARS),
+        "stacktrace": _truncate(stacktrace, MAX_STACKTRACE_CHARS),
+        "payload_bytes": payload,
+        "payload_string": payload_string,
+        "attributes": [{"key": k, "value": v} for k, v in sorted(attributes.items())],
+        "source": origin.to_dict() if origin is not None else None,
+        "retry_count": retry_count,
+    }
+
+
+class _ToDeadLetterFn(beam.DoFn):
+    def __init__(self, pipeline: str, step: str) -> None:
+        self._pipeline = pipeline
+        self._step = step
+
+    def process(
+        self, failure: tuple[Any, tuple[type, str, list[str]]], ts=beam.DoFn.TimestampParam
+    ) -> Iterable[dict[str, Any]]:
+        element, (exc_type, message, trace) = failure
+        reason = exc_type.reason if issubclass(exc_type, RecordError) else "unexpected_error"
+        yield error_record(
+            element,
+            pipeline=self._pipeline,
+            step=self._step,
+            reason=reason,
+            error_type=exc_type.__name__,
+            error_message=message,
+            stacktrace="".join(trace),
+            event_timestamp=None if ts <= MIN_TIMESTAMP else float(Timestamp.of(ts)),
+        )
+
+
+class ToDeadLetter(beam.PTransform):
+    """Turns the failures of ``with_exception_handling`` into dead-letter records.
+
+    Input elements are ``(element, (exception_type, message, traceback_lines))``, the shape of
+    Beam's dead-letter output; output elements are dicts of this module's shape. The reason is
+    the exception's ``reason`` (see `transforms.errors`), or ``unexpected_error``.
+
+    Args:
+        pipeline: the pipeline's name, written into every record.
+        step: the step whose failures these are.
+    """
+
+    def __init__(self, pipeline: str, step: str) -> None:
+        super().__init__()
+        self._pipeline = pipeline
+        self._step = step
+
+    def expand(self, failures: beam.PCollection) -> beam.PCollection:
+        return failures | beam.ParDo(_ToDeadLetterFn(self._pipeline, self._step))
+
+
+class _CountDeadLettersFn(beam.DoFn):
+    def setup(self) -> None:
+        self._counters = ReasonCounters(DEAD_LETTERED)
+
+    def process(self, record: dict[str, Any]) -> Iterable[Record]:
+        self._counters.inc(record["reason"])
+        yield Record(record)
+
+
+class CountDeadLetters(beam.PTransform):
+    """Counts dead-letter records by reason and wraps them as `Record`s for a sink.
+
+    Input: dead-letter dicts. Output: ``Record(data=dead_letter_dict, origin=None)``.
+    """
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return records | beam.ParDo(_CountDeadLettersFn())

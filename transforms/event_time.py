@@ -1,0 +1,81 @@
+"""Reading event times: ISO-8601 strings or epoch numbers in seconds, millis or micros."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any, Literal
+
+from transforms.errors import BadTimestamp
+
+__all__ = ["EpochUnit", "format_timestamp", "parse_timestamp"]
+
+EpochUnit = Literal["auto", "s", "ms", "us"]
+
+_UNIT_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6}
+# Epoch values below 1e11 are seconds (up to year 5138), below 1e14 millis, else micros.
+_AUTO_THRESHOLDS = ((1e11, 1.0), (1e14, 1e3))
+# Beam's timestamps must stay within these bounds (years 0001..9999 roughly).
+_MIN_SECONDS = -62135596800.0
+_MAX_SECONDS = 253402300799.0
+
+
+def parse_timestamp(value: Any, unit: EpochUnit = "auto") -> float:
+    """Returns an event time as epoch seconds.
+
+    Args:
+        value: an ISO-8601 string (``"2026-11-25T10:00:00Z"``, offset or naive UTC), an epoch
+            number, or a string holding an epoch number.
+        unit: the unit of epoch numbers; ``auto`` picks it by magnitude.
+
+    Raises:
+        BadTimestamp: the value is missing, of the wrong type, or out of range.
+    """
+    if value is None:
+        raise BadTimestamp("event time is missing")
+    if isinstance(value, bool):
+        raise BadTimestamp(f"event time must be a string or number, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return _parse_iso(text)
+        return _from_epoch(number, unit, value)
+    if isinstance(value, (int, float)):
+        return _from_epoch(float(value), unit, value)
+    raise BadTimestamp(f"event time must be a string or number, got {type(value).__name__}")
+
+
+def format_timestamp(seconds: float) -> str:
+    """Formats epoch seconds as ISO-8601 UTC with a ``Z``, e.g. ``2026-11-25T10:00:00.250Z``."""
+    moment = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def _parse_iso(text: str) -> float:
+    try:
+        moment = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise BadTimestamp(f"event time {text[:64]!r} is not ISO-8601 or an epoch number") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
+
+
+def _from_epoch(number: float, unit: EpochUnit, original: Any) -> float:
+    if not math.isfinite(number):
+        raise BadTimestamp(f"event time {original!r} is not a finite number")
+    if unit == "auto":
+        divisor = 1e6
+        for limit, candidate in _AUTO_THRESHOLDS:
+            if abs(number) < limit:
+                divisor = candidate
+                break
+    else:
+        divisor = _UNIT_DIVISOR[unit]
+    seconds = number / divisor
+    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+        raise BadTimestamp(f"event time {original!r} is out of range")
+    return seconds

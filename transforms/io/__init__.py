@@ -1,0 +1,1 @@
+"""Sources and sinks, each named by an endpoint URI; `registry` maps a scheme to its module."""

@@ -1,0 +1,85 @@
+"""What every source and sink is: a PTransform built from an endpoint URI.
+
+A `Source` turns a pipeline's beginning into `Message`s; a `Sink` takes `Record`s and returns
+the records it could not write as dead-letter dicts (or ``None`` when it has no such output and
+fails the bundle instead, as a dead-letter sink must).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import apache_beam as beam
+
+from transforms.io.endpoint import Endpoint
+from transforms.schema import Schema
+
+__all__ = ["Sink", "SinkContext", "Source"]
+
+ALL_RUNNERS = frozenset({"DirectRunner", "DataflowRunner", "FlinkRunner", "PortableRunner"})
+
+
+class Source(beam.PTransform):
+    """A source of `Message`s named by an endpoint URI.
+
+    Attributes:
+        bounded: whether the source ends by itself (a file, a generator with a count).
+        runners: the runners the source works on; others are refused at graph construction.
+    """
+
+    bounded: bool = True
+    runners: ClassVar[frozenset[str]] = ALL_RUNNERS
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+
+    @classmethod
+    def from_endpoint(cls, endpoint: Endpoint) -> Source:
+        """Builds the source from its URI; raises `EndpointError` for a bad one."""
+        return cls(endpoint)
+
+    def default_label(self) -> str:
+        return f"Read {self.endpoint.scheme}"
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What a sink needs to know about the pipeline writing to it.
+
+    Attributes:
+        pipeline: the pipeline's name (for dead-letter records).
+        schema: the schema of the records written, when declared (tables are created from it).
+        event_time_field: the record field holding the event time, when there is one (tables
+            are partitioned by day on it unless the URI says otherwise).
+        dead_letter: the sink writes dead-letter records: failures raise instead of being
+            dead-lettered again.
+    """
+
+    pipeline: str
+    schema: Schema | None = None
+    event_time_field: str | None = None
+    dead_letter: bool = False
+
+
+class Sink(beam.PTransform):
+    """A sink of `Record`s named by an endpoint URI.
+
+    ``expand`` returns the dead-letter dicts of the records it could not write, or ``None``.
+    """
+
+    runners: ClassVar[frozenset[str]] = ALL_RUNNERS
+
+    def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        self.context = context
+
+    @classmethod
+    def from_endpoint(cls, endpoint: Endpoint, context: SinkContext) -> Sink:
+        """Builds the sink from its URI; raises `EndpointError` for a bad one."""
+        return cls(endpoint, context)
+
+    def default_label(self) -> str:
+        return f"Write {self.endpoint.scheme}"

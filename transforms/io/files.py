@@ -1,0 +1,168 @@
+"""``file://`` endpoints: JSON Lines in, JSON Lines or Parquet out.
+
+Source: ``file:///data/in/*.jsonl`` reads every matching file (bounded), one `Message` per line,
+with the file path and line number as its origin. Lines are kept as the original bytes.
+
+Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes records (bytes as base64 in
+JSON Lines) into files in that folder. Unbounded input is written in fixed windows of
+``window=60`` seconds.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io import fileio
+from apache_beam.transforms.window import FixedWindows
+
+from transforms.io.base import Sink, SinkContext, Source
+from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.message import Message, Origin, Record
+from transforms.metrics import WRITTEN, Count
+from transforms.schema import Field, Schema
+
+__all__ = ["FileSink", "FileSource", "arrow_schema"]
+
+_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
+
+
+class _ReadLines(beam.DoFn):
+    def process(self, readable: fileio.ReadableFile) -> Iterator[Message]:
+        path = readable.metadata.path
+        with readable.open() as handle:
+            for number, line in enumerate(handle, start=1):
+                payload = line.rstrip(b"\n")
+                if payload.endswith(b"\r"):
+                    payload = payload[:-1]
+                yield Message(payload, {}, Origin("file", path=path, line=number))
+
+
+class FileSource(Source):
+    """Reads JSON Lines files matching a path or glob; one `Message` per line."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        endpoint.check_params(frozenset())
+        if endpoint.host not in ("", "localhost"):
+            raise EndpointError(f"{endpoint}: use file:///absolute/path (three slashes)")
+        if not glob.glob(endpoint.path):
+            raise EndpointError(f"{endpoint}: no file matches {endpoint.path!r}")
+        self.pattern = endpoint.path
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self.pattern)
+            | "Open" >> fileio.ReadMatches()
+            | "Lines" >> beam.ParDo(_ReadLines())
+        )
+
+
+def _encode_fallback(value: Any) -> Any:
+    return str(value)
+
+
+class JsonLinesFileSink(fileio.FileSink):
+    """Writes record dicts as JSON Lines; bytes become base64."""
+
+    def open(self, fh: Any) -> None:
+        self._fh = fh
+        self._encoder = msgspec.json.Encoder(enc_hook=_encode_fallback)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._fh.write(self._encoder.encode(record) + b"\n")
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+
+_ARROW_TYPES = {
+    "STRING": pa.string(),
+    "BYTES": pa.binary(),
+    "INTEGER": pa.int64(),
+    "FLOAT": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+}
+
+
+def _arrow_type(field: Field) -> pa.DataType:
+    if field.type == "RECORD":
+        kind: pa.DataType = pa.struct([_arrow_field(child) for child in field.fields])
+    else:
+        # Timestamps, dates, numerics and JSON stay in their JSON text form.
+        kind = _ARROW_TYPES.get(field.type, pa.string())
+    return pa.list_(kind) if field.mode == "REPEATED" else kind
+
+
+def _arrow_field(field: Field) -> pa.Field:
+    return pa.field(field.name, _arrow_type(field), nullable=field.mode != "REQUIRED")
+
+
+def arrow_schema(schema: Schema) -> pa.Schema:
+    """Returns the Parquet (Arrow) schema of a record schema."""
+    return pa.schema([_arrow_field(field) for field in schema.fields])
+
+
+class ParquetFileSink(fileio.FileSink):
+    """Buffers record dicts and writes them as one Parquet file when the file is closed."""
+
+    def __init__(self, schema: Schema | None) -> None:
+        self._schema = arrow_schema(schema) if schema is not None else None
+
+    def open(self, fh: Any) -> None:
+        self._fh = fh
+        self._rows: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._rows.append(record)
+
+    def flush(self) -> None:
+        table = pa.Table.from_pylist(self._rows, schema=self._schema)
+        pq.write_table(table, self._fh)
+        self._rows = []
+
+
+class FileSink(Sink):
+    """Writes records to files in a folder; failures fail the bundle (nothing to dead-letter)."""
+
+    def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
+        super().__init__(endpoint, context)
+        endpoint.check_params(frozenset({"format", "prefix", "window"}))
+        self.format = endpoint.params.get("format", "jsonl")
+        if self.format not in _FORMATS:
+            raise EndpointError(f"{endpoint}: format must be one of {sorted(_FORMATS)}")
+        self.folder = endpoint.path
+        if not self.folder:
+            raise EndpointError(f"{endpoint}: use file:///absolute/folder")
+        self.prefix = endpoint.params.get("prefix", "part")
+        self.window = endpoint.positive("window", float, 60.0)
+
+    def _file_sink(self, destination: Any) -> fileio.FileSink:
+        if self.format == "parquet":
+            return ParquetFileSink(self.context.schema if not self.context.dead_letter else None)
+        return JsonLinesFileSink()
+
+    def expand(self, records: beam.PCollection) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        if not records.is_bounded:
+            records = records | "Window" >> beam.WindowInto(FixedWindows(self.window))
+        _ = (
+            records
+            | "Data" >> beam.Map(lambda record: record.data if isinstance(record, Record) else record)
+            | "Files"
+            >> fileio.WriteToFiles(
+                self.folder,
+                file_naming=fileio.default_file_naming(self.prefix, _FORMATS[self.format]),
+                sink=self._file_sink,
+            )
+        )
+        if not self.context.dead_letter:
+            _ = records | "Count" >> Count(WRITTEN)
+        return None

@@ -1,0 +1,182 @@
+"""``generator://events``: realistic events made inside the pipeline, for demos, tests and benches.
+
+URI parameters:
+    count: how many events; the source is bounded when set, endless otherwise.
+    rate: events per second of event time (bounded) or of wall time (endless); default 100.
+    seed: makes the content repeatable; default 1.
+    malformed: the share of payloads that are broken (bad JSON, bad UTF-8, wrong types, missing
+        or bad timestamps, non-objects); default 0.
+    late: the share of events whose event time is 1 to 10 minutes older than their position
+        (out of order, and late for windows); default 0.
+    users: how many distinct users (keys); default 1000.
+    start: the event time of the first event, ISO-8601 (bounded only); default: so that the
+        last event is about now.
+
+An event looks like::
+
+    {"event_id": "e1-42", "ts": "2026-11-25T10:00:00.420Z", "user_id": "u17",
+     "event_type": "purchase", "endpoint": "/api/cart", "status_code": 200,
+     "latency_ms": 41.7, "amount": 25.5, "country": "DE"}
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import msgspec
+from apache_beam.transforms.periodicsequence import PeriodicImpulse
+from apache_beam.transforms.window import TimestampedValue
+
+from transforms.event_time import format_timestamp, parse_timestamp
+from transforms.io.base import Source
+from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.message import Message, Origin
+
+__all__ = ["EventGenerator", "GeneratorSource"]
+
+EVENT_TYPES = ("page_view", "page_view", "page_view", "click", "click", "add_to_cart",
+               "purchase", "login", "login_failed")  # fmt: skip
+ENDPOINTS = ("/api/orders", "/api/users", "/api/search", "/api/cart", "/api/login")
+STATUS_CODES = (200,) * 14 + (201, 400, 404, 500, 503)
+COUNTRIES = ("DE", "US", "FR", "GB", "JP", "BR", "IN")
+EVENTS_PER_SHARD = 50_000
+MAX_SHARDS = 32
+_PARAMS = frozenset({"count", "rate", "seed", "malformed", "late", "users", "start"})
+
+
+class EventGenerator:
+    """Makes event payloads; the same seed and index always give the same event.
+
+    Args:
+        seed: the content seed.
+        malformed: share of broken payloads.
+        late: share of events moved 1-10 minutes back in event time.
+        users: number of distinct user ids.
+    """
+
+    def __init__(self, seed: int, malformed: float, late: float, users: int) -> None:
+        self.seed = seed
+        self.malformed = malformed
+        self.late = late
+        self.users = users
+        self._encode = msgspec.json.encode
+
+    def event(self, rng: random.Random, index: int, event_time: float) -> dict[str, Any]:
+        """Returns event number ``index`` at ``event_time`` (epoch seconds)."""
+        if rng.random() < self.late:
+            event_time -= rng.uniform(60.0, 600.0)
+        event_type = rng.choice(EVENT_TYPES)
+        return {
+            "event_id": f"e{self.seed}-{index}",
+            "ts": format_timestamp(round(event_time, 3)),
+            "user_id": f"u{rng.randrange(self.users)}",
+            "event_type": event_type,
+            "endpoint": rng.choice(ENDPOINTS),
+            "status_code": rng.choice(STATUS_CODES),
+            "latency_ms": round(rng.lognormvariate(3.5, 0.6), 2),
+            "amount": round(rng.uniform(1, 500), 2) if event_type == "purchase" else None,
+            "country": rng.choice(COUNTRIES),
+        }
+
+    def message(self, rng: random.Random, index: int, event_time: float) -> TimestampedValue:
+        """Returns the `Message` of event ``index``, broken with the configured share."""
+        event = self.event(rng, index, event_time)
+        if rng.random() < self.malformed:
+            payload = _break(rng, event, self._encode)
+        else:
+            payload = self._encode(event)
+        origin = Origin("generator", message_id=event["event_id"], offset=index)
+        message = Message(payload, {"event_type": event["event_type"]}, origin)
+        return TimestampedValue(message, event_time)
+
+
+def _break(rng: random.Random, event: dict[str, Any], encode: Any) -> bytes:
+    """Returns one of the broken forms of ``event`` that Parse must dead-letter."""
+    kind = rng.randrange(6)
+    if kind == 0:
+        return encode(event)[:-7]  # truncated JSON
+    if kind == 1:
+        return b'{"event_id": "\xff\xfe", "ts": 1}'  # not UTF-8
+    if kind == 2:
+        return encode({**event, "status_code": "five hundred"})  # wrong type
+    if kind == 3:
+        return encode({**event, "ts": "yesterday-ish"})  # unreadable event time
+    if kind == 4:
+        return encode([event])  # JSON, but not an object
+    return encode({k: v for k, v in event.items() if k != "ts"})  # missing event time
+
+
+class _GenerateShard(beam.DoFn):
+    """Generates the events ``shard, shard + shards, ...`` below ``count``."""
+
+    def __init__(self, generator: EventGenerator, count: int, shards: int, start: float,
+                 rate: float) -> None:  # fmt: skip
+        self._generator = generator
+        self._count = count
+        self._shards = shards
+        self._start = start
+        self._rate = rate
+
+    def process(self, shard: int) -> Iterator[TimestampedValue]:
+        rng = random.Random(self._generator.seed * 1_000_003 + shard)
+        for index in range(shard, self._count, self._shards):
+            yield self._generator.message(rng, index, self._start + index / self._rate)
+
+
+class _GenerateTick(beam.DoFn):
+    """Generates ``rate`` events stamped with the tick's wall time."""
+
+    def __init__(self, generator: EventGenerator, rate: int) -> None:
+        self._generator = generator
+        self._rate = rate
+
+    def process(self, tick: float) -> Iterator[TimestampedValue]:
+        first = int(tick) * self._rate
+        rng = random.Random(self._generator.seed * 1_000_003 + first)
+        for offset in range(self._rate):
+            yield self._generator.message(rng, first + offset, tick + offset / self._rate)
+
+
+class GeneratorSource(Source):
+    """Realistic events with keys and event times, bounded with ``count``, endless without."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        if endpoint.host not in ("events", ""):
+            raise EndpointError(f"{endpoint}: the generator makes 'events' (generator://events)")
+        endpoint.check_params(_PARAMS)
+        self.count: int | None = endpoint.positive("count", int, None)
+        self.rate: float = endpoint.positive("rate", float, 100.0)
+        self.generator = EventGenerator(
+            seed=endpoint.param("seed", int, 1),
+            malformed=endpoint.fraction("malformed", 0.0),
+            late=endpoint.fraction("late", 0.0),
+            users=endpoint.positive("users", int, 1000),
+        )
+        self.bounded = self.count is not None
+        if "start" in endpoint.params:
+            self.start = endpoint.param("start", parse_timestamp, 0.0)
+        else:
+            span = (self.count or 0) / self.rate
+            self.start = math.floor((time.time() - span) / 60.0) * 60.0
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        if self.count is None:
+            rate = max(1, round(self.rate))
+            return (
+                pbegin
+                | "Tick" >> PeriodicImpulse(fire_interval=1.0)
+                | "Generate" >> beam.ParDo(_GenerateTick(self.generator, rate))
+            )
+        shards = max(1, min(MAX_SHARDS, -(-self.count // EVENTS_PER_SHARD)))
+        return (
+            pbegin
+            | "Shards" >> beam.Create(list(range(shards)))
+            | "Generate"
+            >> beam.ParDo(_GenerateShard(self.generator, self.count, shards, self.start, self.rate))
+        )

@@ -1,0 +1,47 @@
+"""The one map from URI scheme to source and sink: a new system is one module and one line here.
+
+Modules are imported only when their scheme is used, so a pipeline that never touches BigQuery
+does not import its client.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from transforms.io.base import Sink, SinkContext, Source
+from transforms.io.endpoint import Endpoint, EndpointError
+
+__all__ = ["SINKS", "SOURCES", "make_sink", "make_source"]
+
+SOURCES = {
+    "generator": "transforms.io.generator:GeneratorSource",
+    "file": "transforms.io.files:FileSource",
+    "pubsub": "transforms.io.pubsub:PubSubSource",
+}
+SINKS = {
+    "file": "transforms.io.files:FileSink",
+    "stdout": "transforms.io.stdout:StdoutSink",
+    "pubsub": "transforms.io.pubsub:PubSubSink",
+    "bigquery": "transforms.io.bigquery:BigQuerySink",
+}
+
+
+def _load(table: dict[str, str], endpoint: Endpoint, role: str) -> type:
+    target = table.get(endpoint.scheme)
+    if target is None:
+        known = ", ".join(f"{scheme}://" for scheme in sorted(table))
+        raise EndpointError(f"{endpoint}: no {role} for scheme {endpoint.scheme!r}; known: {known}")
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make_source(uri: str) -> Source:
+    """Returns the source named by ``uri``; raises `EndpointError` with the known schemes."""
+    endpoint = Endpoint.parse(uri)
+    return _load(SOURCES, endpoint, "source").from_endpoint(endpoint)
+
+
+def make_sink(uri: str, context: SinkContext) -> Sink:
+    """Returns the sink named by ``uri``; raises `EndpointError` with the known schemes."""
+    endpoint = Endpoint.parse(uri)
+    return _load(SINKS, endpoint, "sink").from_endpoint(endpoint, context)

@@ -1,0 +1,63 @@
+"""The source-neutral envelope every source emits, and the parsed record that keeps it.
+
+A `Message` travels with its record until the record is written, so a failure at any step, the
+sink included, can be dead-lettered with the original bytes and where they came from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+__all__ = ["Message", "Origin", "Record"]
+
+
+class Origin(NamedTuple):
+    """Where a message came from: the system and its coordinates there.
+
+    Only the fields of the message's own system are set; the others stay ``None``. The shape is
+    fixed so that it maps one to one onto the dead-letter record's ``source`` column.
+    """
+
+    system: str
+    message_id: str | None = None
+    publish_time: str | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    stream: str | None = None
+    shard: str | None = None
+    sequence: str | None = None
+    path: str | None = None
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the coordinates that are set, as a plain dict (``system`` always)."""
+        return {name: value for name, value in zip(self._fields, self) if value is not None}
+
+
+class Message(NamedTuple):
+    """One input message, as read, before any parsing.
+
+    Attributes:
+        payload: the original bytes, never altered.
+        attributes: string key/value metadata (Pub/Sub attributes, Kafka headers, ...).
+        origin: the source system and the message's coordinates there.
+    """
+
+    payload: bytes
+    attributes: dict[str, str]
+    origin: Origin
+
+
+class Record(NamedTuple):
+    """A parsed record together with the message it came from.
+
+    Attributes:
+        data: the record, a JSON-like dict such as ``{"user_id": "u1", "amount": 3.5}``.
+        origin: the message the record was parsed from, or ``None`` for derived records
+            (aggregates, error records) that have no single original message.
+    """
+
+    data: dict[str, Any]
+    origin: Message | None = None
