@@ -29,6 +29,7 @@ class PipelineSpec:
         configure: turns parsed option values into the pipeline's validated config; raises
             `OptionError` or `EndpointError` with a message that says what to change.
         build: adds the pipeline's steps to a Beam pipeline, given the config.
+
     """
 
     name: str

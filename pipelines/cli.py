@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipelines list | describe NAME | run NAME ... | demo | services``."""
+"""The command line: ``python -m pipelines list | describe | run | demo | services``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""``events_to_bigquery``: raw events from any source into a table (or files), failures to the
-dead-letter sink.
+"""``events_to_bigquery``: raw events from any source into a table, failures to a dead letter.
 
-    source -> Parse -> sink
-                 \\-> (parse failures + sink rejections) -> dead letter
+source -> Parse -> sink
+             `--> (parse failures + sink rejections) -> dead letter
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Options declared once per pipeline; the command line (and later the template metadata, the
-README table and Terraform variables) are generated from the declaration.
+"""Options declared once per pipeline, from which the command line is generated.
+
+The same declaration is meant to generate the template metadata, the README parameter table and
+the Terraform variables, so that a parameter cannot drift between them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Option:
         regex: a pattern the whole value must match (checked before the pipeline starts).
         param_type: the Flex Template parameter type (``TEXT``, ``PUBSUB_SUBSCRIPTION``...).
         group: the group it is shown under.
+
     """
 
     name: str
@@ -136,6 +139,7 @@ def parse_options(
     Raises:
         SystemExit: argparse's exit on ``--help`` or a missing/invalid option.
         OptionError: a value breaks its option's regex.
+
     """
     parser = build_parser(prog, description, options)
     namespace, rest = parser.parse_known_args(list(argv))

@@ -30,6 +30,7 @@ class RunReport:
         state: Beam's final state (``DONE``, ``CANCELLED``...).
         counters: every counter of the suite, e.g. ``{"read": 10, "written": 9, ...}``.
         outputs: where the sink and the dead-letter sink wrote (credentials redacted).
+
     """
 
     pipeline: str
@@ -58,7 +59,9 @@ class RunReport:
                 if name.startswith(total + ".")
             )
             detail = ", ".join(f"{reason}: {value}" for reason, value in reasons)
-            lines.append(f"  {total:<14}{self.count(total):>10}" + (f"  ({detail})" if detail else ""))
+            lines.append(
+                f"  {total:<14}{self.count(total):>10}" + (f"  ({detail})" if detail else "")
+            )
         verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
         lines.append(f"  read = written + dead_lettered + dropped: {verdict}")
         return "\n".join(lines)
@@ -103,8 +106,11 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
 
     Raises:
         OptionError, EndpointError: an option cannot be used (before anything runs).
+
     """
-    values, beam_args = parse_options(f"pipelines run {spec.name}", spec.description, spec.options, argv)
+    values, beam_args = parse_options(
+        f"pipelines run {spec.name}", spec.description, spec.options, argv
+    )
     config = spec.configure(values)
     options = _beam_options(config, beam_args)
     pipeline = beam.Pipeline(options=options)

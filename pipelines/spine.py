@@ -98,6 +98,7 @@ class SpineConfig:
         max_payload_bytes: the payload size limit.
         unknown_fields: ``reject``, ``drop`` or ``keep``.
         max_seconds: how long an endless run lasts (0: until Ctrl-C).
+
     """
 
     pipeline: str
@@ -151,6 +152,7 @@ def read_and_parse(
 
     Returns:
         ``(records, errors)``: `Record`s, and dead-letter dicts of what did not parse.
+
     """
     messages = pipeline | "Read" >> config.source | "Count read" >> Count(READ)
     return messages | "Parse" >> ParseJson(
@@ -162,9 +164,7 @@ def read_and_parse(
     )
 
 
-def write_dead_letters(
-    config: SpineConfig, errors: Iterable[beam.PCollection | None]
-) -> None:
+def write_dead_letters(config: SpineConfig, errors: Iterable[beam.PCollection | None]) -> None:
     """Flattens every step's dead-letter dicts, counts them by reason and writes them."""
     outputs = [pcoll for pcoll in errors if pcoll is not None]
     if not outputs:

@@ -92,6 +92,7 @@ def google_view_sql(table: str, view: str) -> str:
     Args:
         table: the dead-letter table, ``project.dataset.table``.
         view: the view to create, ``project.dataset.view``.
+
     """
     columns = ", ".join(f"{ours} AS {theirs}" for theirs, ours in GOOGLE_COLUMNS.items())
     return f"CREATE OR REPLACE VIEW `{view}` AS SELECT {columns} FROM `{table}`"
@@ -141,6 +142,7 @@ def error_record(
 
     Returns:
         A dict of the shape documented in this module.
+
     """
     payload, attributes, origin = _payload_of(element)
     try:
@@ -196,6 +198,7 @@ class ToDeadLetter(beam.PTransform):
     Args:
         pipeline: the pipeline's name, written into every record.
         step: the step whose failures these are.
+
     """
 
     def __init__(self, pipeline: str, step: str) -> None:

@@ -30,6 +30,7 @@ def parse_timestamp(value: Any, unit: EpochUnit = "auto") -> float:
 
     Raises:
         BadTimestamp: the value is missing, of the wrong type, or out of range.
+
     """
     if value is None:
         raise BadTimestamp("event time is missing")

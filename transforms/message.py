@@ -33,7 +33,9 @@ class Origin(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the coordinates that are set, as a plain dict (``system`` always)."""
-        return {name: value for name, value in zip(self._fields, self) if value is not None}
+        return {
+            name: value for name, value in zip(self._fields, self, strict=True) if value is not None
+        }
 
 
 class Message(NamedTuple):
@@ -43,6 +45,7 @@ class Message(NamedTuple):
         payload: the original bytes, never altered.
         attributes: string key/value metadata (Pub/Sub attributes, Kafka headers, ...).
         origin: the source system and the message's coordinates there.
+
     """
 
     payload: bytes
@@ -57,6 +60,7 @@ class Record(NamedTuple):
         data: the record, a JSON-like dict such as ``{"user_id": "u1", "amount": 3.5}``.
         origin: the message the record was parsed from, or ``None`` for derived records
             (aggregates, error records) that have no single original message.
+
     """
 
     data: dict[str, Any]

@@ -39,6 +39,7 @@ class ReasonCounters:
 
     Args:
         total: the name of the total counter, e.g. ``"dead_lettered"``.
+
     """
 
     def __init__(self, total: str) -> None:
@@ -84,6 +85,7 @@ def counter_totals(metrics: MetricResults) -> dict[str, int]:
 
     Returns:
         ``{"read": 100, "written": 97, "dead_lettered": 3, "dead_lettered.invalid_json": 3}``.
+
     """
     totals: dict[str, int] = {}
     results = metrics.query(MetricsFilter().with_namespace(NAMESPACE))["counters"]

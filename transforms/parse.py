@@ -33,6 +33,7 @@ class EventTime:
         field: a field of the record, dotted for nested fields (``"meta.ts"``).
         attribute: a message attribute, used when ``field`` is not set.
         unit: the unit of epoch numbers (``auto`` guesses seconds, millis or micros).
+
     """
 
     field: str | None = None
@@ -85,13 +86,17 @@ class _Parser:
     def __call__(self, message: Message) -> Record | TimestampedValue:
         payload = message.payload
         if len(payload) > self._max_bytes:
-            raise TooLarge(f"payload of {len(payload)} bytes exceeds the limit of {self._max_bytes}")
+            raise TooLarge(
+                f"payload of {len(payload)} bytes exceeds the limit of {self._max_bytes}"
+            )
         if self._decoder is None:
             self._decoder = msgspec.json.Decoder()
         try:
             data = self._decoder.decode(payload)
         except UnicodeDecodeError as exc:
-            raise InvalidUtf8(f"payload is not valid UTF-8: {exc.reason} at byte {exc.start}")
+            raise InvalidUtf8(
+                f"payload is not valid UTF-8: {exc.reason} at byte {exc.start}"
+            ) from None
         except msgspec.DecodeError as exc:
             _raise_for_bytes(payload)
             raise InvalidJson(f"payload is not valid JSON: {exc}") from None
@@ -139,6 +144,7 @@ class ParseJson(beam.PTransform):
         event_time: where the event time is read; ``None`` keeps the source's timestamps.
         max_bytes: larger payloads are dead-lettered as ``too_large`` before decoding.
         unknown_fields: fields the schema does not declare are rejected, dropped or kept.
+
     """
 
     def __init__(

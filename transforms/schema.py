@@ -47,6 +47,7 @@ class Field:
         mode: ``NULLABLE``, ``REQUIRED`` or ``REPEATED`` (an array).
         fields: the nested fields of a ``RECORD``.
         description: free text, carried to the BigQuery table.
+
     """
 
     name: str
@@ -70,7 +71,9 @@ class Field:
                 f"field {self.name!r}: unknown mode {self.mode!r}; use one of {sorted(_MODES)}"
             )
         if (kind == "RECORD") != bool(self.fields):
-            raise ValueError(f"field {self.name!r}: a RECORD needs nested fields, and only a RECORD")
+            raise ValueError(
+                f"field {self.name!r}: a RECORD needs nested fields, and only a RECORD"
+            )
 
     def to_bigquery(self) -> dict[str, Any]:
         """Returns the field in BigQuery's REST ``TableFieldSchema`` form."""
@@ -88,6 +91,7 @@ class Schema:
 
     Attributes:
         fields: the top-level fields.
+
     """
 
     fields: tuple[Field, ...]
@@ -158,6 +162,7 @@ class Schema:
                 record (BigQuery's own behaviour), ``drop`` the fields, or ``keep`` them.
 
         The function raises `SchemaViolation` with the field's path and the problem.
+
         """
         return _record_check(self.fields, unknown_fields)
 
@@ -196,7 +201,9 @@ def _json_schema_field(name: str, prop: Mapping[str, Any], required: bool) -> Fi
         return Field(name, item.type, "REPEATED", item.fields, prop.get("description", ""))
     if kind == "object":
         if "properties" in prop:
-            return Field(name, "RECORD", mode, _json_schema_fields(prop), prop.get("description", ""))
+            return Field(
+                name, "RECORD", mode, _json_schema_fields(prop), prop.get("description", "")
+            )
         return Field(name, "JSON", mode, description=prop.get("description", ""))
     formats = {"date-time": "TIMESTAMP", "date": "DATE", "time": "TIME"}
     simple = {"string": "STRING", "integer": "INTEGER", "number": "FLOAT", "boolean": "BOOLEAN"}
@@ -214,7 +221,9 @@ def _json_schema_field(name: str, prop: Mapping[str, Any], required: bool) -> Fi
 def _fail(path: str, expected: str, value: Any) -> SchemaViolation:
     shown = repr(value)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    return SchemaViolation(f"field {path!r}: expected {expected}, got {type(value).__name__} {shown}")
+    return SchemaViolation(
+        f"field {path!r}: expected {expected}, got {type(value).__name__} {shown}"
+    )
 
 
 def _check_string(value: Any, path: str) -> Any:

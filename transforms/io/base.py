@@ -26,6 +26,7 @@ class Source(beam.PTransform):
     Attributes:
         bounded: whether the source ends by itself (a file, a generator with a count).
         runners: the runners the source works on; others are refused at graph construction.
+
     """
 
     bounded: bool = True
@@ -55,6 +56,7 @@ class SinkContext:
             are partitioned by day on it unless the URI says otherwise).
         dead_letter: the sink writes dead-letter records: failures raise instead of being
             dead-lettered again.
+
     """
 
     pipeline: str

@@ -45,6 +45,7 @@ class Endpoint:
         params: the query parameters (each given once).
         username: the user name of the URI, if any.
         password: the password of the URI, if any: never print it.
+
     """
 
     scheme: str

@@ -155,7 +155,8 @@ class FileSink(Sink):
             records = records | "Window" >> beam.WindowInto(FixedWindows(self.window))
         _ = (
             records
-            | "Data" >> beam.Map(lambda record: record.data if isinstance(record, Record) else record)
+            | "Data"
+            >> beam.Map(lambda record: record.data if isinstance(record, Record) else record)
             | "Files"
             >> fileio.WriteToFiles(
                 self.folder,

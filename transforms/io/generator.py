@@ -57,6 +57,7 @@ class EventGenerator:
         malformed: share of broken payloads.
         late: share of events moved 1-10 minutes back in event time.
         users: number of distinct user ids.
+
     """
 
     def __init__(self, seed: int, malformed: float, late: float, users: int) -> None:

@@ -7,6 +7,7 @@ does not import its client.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
@@ -26,7 +27,7 @@ SINKS = {
 }
 
 
-def _load(table: dict[str, str], endpoint: Endpoint, role: str) -> type:
+def _load(table: dict[str, str], endpoint: Endpoint, role: str) -> Any:
     target = table.get(endpoint.scheme)
     if target is None:
         known = ", ".join(f"{scheme}://" for scheme in sorted(table))

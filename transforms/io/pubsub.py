@@ -1,0 +1,324 @@
+"""``pubsub://`` endpoints: Cloud Pub/Sub subscriptions in, topics out.
+
+Source: ``pubsub://projects/P/subscriptions/S?timestamp_attribute=ts&id_attribute=id`` reads the
+subscription (unbounded) with Beam's ``ReadFromPubSub``, which runs only on the DirectRunner and
+Dataflow. Each message becomes::
+
+    Message(
+        payload=b'{"user_id": "u1"}',                  # the message data, unchanged
+        attributes={"source": "web"},                  # the message attributes
+        origin=Origin("pubsub", message_id="17", publish_time="2026-11-25T10:00:00.250Z",
+                      key="u1"),                       # key: the ordering key, if any
+    )
+
+``timestamp_attribute`` makes Beam take the element timestamp from that attribute (epoch
+milliseconds or RFC 3339) instead of the publish time; ``id_attribute`` is Beam's ``id_label``:
+Dataflow drops messages whose attribute repeats a value seen before. The DirectRunner ignores
+``id_label`` (Beam 2.77), so locally duplicates are not dropped. Any field the runner leaves
+empty (message id, publish time, ordering key) stays ``None`` in the origin.
+
+Sink: ``pubsub://projects/P/topics/T?attributes=f1,f2&ordering_key=f&timeout=30`` publishes each
+record's data as JSON (bytes as base64), with the attributes of the message the record came from
+plus the record fields named in ``attributes`` (strings as they are, other values as JSON text;
+missing or null fields are left out). ``ordering_key`` names the field whose value becomes the
+message's ordering key. ``timeout`` bounds, in seconds, how long a bundle waits for its
+publishes, retries included; a publish that failed or did not finish by then is dead-lettered
+(it may still arrive later, so a replay can duplicate it).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any, ClassVar, NamedTuple
+
+import apache_beam as beam
+import msgspec
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import BoundedWindow
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
+from google.api_core import exceptions as api_exceptions
+from google.api_core import retry as api_retry
+from google.cloud.pubsub_v1 import PublisherClient
+from google.cloud.pubsub_v1.publisher import futures as publish_futures
+from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
+from google.cloud.pubsub_v1.types import PublisherOptions
+
+from transforms.dead_letter import error_record
+from transforms.event_time import format_timestamp
+from transforms.io.base import Sink, SinkContext, Source
+from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.message import Message, Origin, Record
+from transforms.metrics import NAMESPACE, WRITTEN
+
+__all__ = ["PubSubSink", "PubSubSource", "SinkPublishError", "to_message"]
+
+_RESOURCE = re.compile(
+    r"projects/(?P<project>[^/]+)/(?P<kind>topics|subscriptions)/(?P<name>[^/]+)"
+)
+# Pub/Sub's own rule for topic and subscription ids.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._~+%-]{2,254}")
+_TRANSIENT = (
+    api_exceptions.Aborted,
+    api_exceptions.Cancelled,
+    api_exceptions.DeadlineExceeded,
+    api_exceptions.InternalServerError,
+    api_exceptions.ResourceExhausted,
+    api_exceptions.ServiceUnavailable,
+    api_exceptions.Unknown,
+)
+# Failures caused by the message itself rather than by the topic or the service.
+_REJECTED = (api_exceptions.InvalidArgument, MessageTooLargeError, TypeError)
+
+
+def _resource(endpoint: Endpoint, kind: str) -> str:
+    """Return ``projects/P/<kind>/N`` from a ``pubsub://`` URI; raise `EndpointError` if bad."""
+    example = f"pubsub://projects/PROJECT/{kind}/NAME"
+    if endpoint.port is not None or endpoint.username is not None:
+        raise EndpointError(f"{endpoint}: no host, port or user here; use {example}")
+    path = f"{endpoint.host}{endpoint.path}".rstrip("/")
+    match = _RESOURCE.fullmatch(path)
+    if match is None:
+        raise EndpointError(f"{endpoint}: expected {example}")
+    project, found, name = match["project"], match["kind"], match["name"]
+    if found != kind:
+        if kind == "subscriptions":
+            raise EndpointError(
+                f"{endpoint}: reading needs a subscription, not a topic: create one on topic "
+                f"{name!r} and give pubsub://projects/{project}/subscriptions/SUBSCRIPTION"
+            )
+        raise EndpointError(
+            f"{endpoint}: publishing needs a topic, not a subscription: give "
+            f"pubsub://projects/{project}/topics/TOPIC"
+        )
+    if not _NAME.fullmatch(name) or name.startswith("goog"):
+        raise EndpointError(
+            f"{endpoint}: {name!r} is not a valid Pub/Sub id: 3-255 characters, starting with a "
+            "letter, of letters, digits and - _ . ~ + %, not starting with 'goog'"
+        )
+    return path
+
+
+def _optional(endpoint: Endpoint, name: str) -> str | None:
+    value = endpoint.params.get(name)
+    if value == "":
+        raise EndpointError(f"{endpoint}: parameter {name} is empty; give a name or leave it out")
+    return value
+
+
+def to_message(msg: PubsubMessage) -> Message:
+    """Turn one Beam `PubsubMessage` into the suite's `Message`.
+
+    Args:
+        msg: a message as ``ReadFromPubSub(with_attributes=True)`` emits it.
+
+    Returns:
+        ``Message(payload=msg.data, attributes=dict(msg.attributes), origin=Origin("pubsub",
+        message_id=..., publish_time="2026-11-25T10:00:00.250Z", key=<ordering key>))``, with
+        ``None`` for whatever the runner did not fill in.
+
+    """
+    published = msg.publish_time
+    return Message(
+        payload=msg.data or b"",
+        attributes=dict(msg.attributes or {}),
+        origin=Origin(
+            "pubsub",
+            message_id=msg.message_id or None,
+            publish_time=format_timestamp(published.timestamp()) if published else None,
+            key=msg.ordering_key or None,
+        ),
+    )
+
+
+class PubSubSource(Source):
+    """Reads `Message`s from a Pub/Sub subscription; unbounded, DirectRunner and Dataflow only.
+
+    Args:
+        endpoint: ``pubsub://projects/P/subscriptions/S`` with optional ``timestamp_attribute``
+            and ``id_attribute`` parameters.
+
+    """
+
+    bounded = False
+    runners: ClassVar[frozenset[str]] = frozenset({"DirectRunner", "DataflowRunner"})
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        super().__init__(endpoint)
+        endpoint.check_params(frozenset({"timestamp_attribute", "id_attribute"}))
+        self.subscription = _resource(endpoint, "subscriptions")
+        self.timestamp_attribute = _optional(endpoint, "timestamp_attribute")
+        self.id_attribute = _optional(endpoint, "id_attribute")
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        """Read the subscription; elements are `Message`s stamped with publish or event time."""
+        return (
+            pbegin
+            | "Read"
+            >> beam.io.ReadFromPubSub(
+                subscription=self.subscription,
+                with_attributes=True,
+                id_label=self.id_attribute,
+                timestamp_attribute=self.timestamp_attribute,
+            )
+            | "Messages" >> beam.Map(to_message)
+        )
+
+
+class SinkPublishError(RuntimeError):
+    """Records a dead-letter sink could not publish (they cannot be dead-lettered again)."""
+
+
+class _Pending(NamedTuple):
+    record: Record
+    window: BoundedWindow
+    timestamp: Timestamp
+    ordering_key: str
+    future: Any
+
+
+def _attribute_text(value: Any) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value, enc_hook=str).decode()
+
+
+class _PublishFn(beam.DoFn):
+    """Publishes records and emits, from ``finish_bundle``, the dead-letter dicts of failures."""
+
+    def __init__(
+        self,
+        topic: str,
+        attribute_fields: tuple[str, ...],
+        ordering_field: str | None,
+        timeout: float,
+        context: SinkContext,
+    ) -> None:
+        self._topic = topic
+        self._attribute_fields = attribute_fields
+        self._ordering_field = ordering_field
+        self._timeout = timeout
+        self._context = context
+
+    def setup(self) -> None:
+        retry = api_retry.Retry(
+            predicate=api_retry.if_exception_type(*_TRANSIENT),
+            initial=0.1,
+            maximum=min(60.0, self._timeout),
+            multiplier=4.0,
+            timeout=self._timeout,
+        )
+        options = PublisherOptions(
+            enable_message_ordering=self._ordering_field is not None,
+            retry=retry,
+            timeout=self._timeout,
+        )
+        self._publisher = PublisherClient(publisher_options=options)
+        self._encoder = msgspec.json.Encoder(enc_hook=str)
+        self._written = Metrics.counter(NAMESPACE, WRITTEN)
+
+    def start_bundle(self) -> None:
+        self._pending: list[_Pending] = []
+
+    def _attributes(self, record: Record) -> dict[str, str]:
+        attributes = dict(record.origin.attributes) if record.origin is not None else {}
+        for name in self._attribute_fields:
+            value = record.data.get(name)
+            if value is not None:
+                attributes[name] = _attribute_text(value)
+        return attributes
+
+    def process(
+        self,
+        record: Record,
+        window: Any = beam.DoFn.WindowParam,
+        timestamp: Any = beam.DoFn.TimestampParam,
+    ) -> None:
+        key = ""
+        if self._ordering_field is not None:
+            value = record.data.get(self._ordering_field)
+            key = "" if value is None else _attribute_text(value)
+        try:
+            future: Any = self._publisher.publish(
+                self._topic,
+                self._encoder.encode(record.data),
+                ordering_key=key,
+                **self._attributes(record),
+            )
+        except Exception as exc:  # noqa: BLE001 - a refused message is a failed publish.
+            future = publish_futures.Future()
+            future.set_exception(exc)
+        self._pending.append(_Pending(record, window, timestamp, key, future))
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        deadline = time.monotonic() + self._timeout
+        failed: list[tuple[_Pending, BaseException]] = []
+        for pending in self._pending:
+            try:
+                pending.future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as error:  # noqa: BLE001 - every failure is dead-lettered.
+                failed.append((pending, error))
+            else:
+                if not self._context.dead_letter:
+                    self._written.inc()
+        self._pending = []
+        for key in {pending.ordering_key for pending, _ in failed if pending.ordering_key}:
+            self._publisher.resume_publish(self._topic, key)
+        if failed and self._context.dead_letter:
+            first = failed[0][1]
+            raise SinkPublishError(
+                f"{len(failed)} dead-letter record(s) not published to {self._topic}: "
+                f"{type(first).__name__}: {first}"
+            ) from first
+        for pending, exc in failed:
+            record = error_record(
+                pending.record,
+                pipeline=self._context.pipeline,
+                step="sink",
+                reason="sink_rejected" if isinstance(exc, _REJECTED) else "sink_unavailable",
+                error_type=type(exc).__name__,
+                error_message=f"publish to {self._topic} failed: {exc}",
+                stacktrace="".join(traceback.format_exception(exc)),
+                event_timestamp=float(pending.timestamp),
+            )
+            yield WindowedValue(record, pending.timestamp, (pending.window,))
+
+    def teardown(self) -> None:
+        self._publisher.stop()
+
+
+class PubSubSink(Sink):
+    """Publishes `Record`s to a Pub/Sub topic as JSON; returns the dead-letter dicts of failures.
+
+    Input elements are `Record`s. The output holds one dead-letter dict (see
+    `transforms.dead_letter`) per record that could not be published, with step ``sink`` and
+    reason ``sink_rejected`` (the message itself was refused: invalid or too large) or
+    ``sink_unavailable`` (topic missing, permission denied, service down, timeout). A
+    dead-letter sink (``context.dead_letter``) fails the bundle instead and returns ``None``.
+
+    Args:
+        endpoint: ``pubsub://projects/P/topics/T`` with optional ``attributes``,
+            ``ordering_key`` and ``timeout`` parameters.
+        context: the pipeline writing to the sink.
+
+    """
+
+    def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
+        super().__init__(endpoint, context)
+        endpoint.check_params(frozenset({"attributes", "ordering_key", "timeout"}))
+        self.topic = _resource(endpoint, "topics")
+        names = endpoint.params.get("attributes", "")
+        self.attribute_fields = tuple(name.strip() for name in names.split(",") if name.strip())
+        self.ordering_key = _optional(endpoint, "ordering_key")
+        self.timeout: float = endpoint.positive("timeout", float, 30.0)
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection | None:
+        """Publish the records; return the dead-letter dicts of failures, or ``None``."""
+        failures = records | "Publish" >> beam.ParDo(
+            _PublishFn(
+                self.topic, self.attribute_fields, self.ordering_key, self.timeout, self.context
+            )
+        )
+        return None if self.context.dead_letter else failures
