@@ -13,9 +13,11 @@ Dataflow. Each message becomes::
 
 ``timestamp_attribute`` makes Beam take the element timestamp from that attribute (epoch
 milliseconds or RFC 3339) instead of the publish time; ``id_attribute`` is Beam's ``id_label``:
-Dataflow drops messages whose attribute repeats a value seen before. The DirectRunner ignores
-``id_label`` (Beam 2.77), so locally duplicates are not dropped. Any field the runner leaves
-empty (message id, publish time, ordering key) stays ``None`` in the origin.
+Dataflow drops messages whose attribute repeats a value seen before. Beam 2.77's DirectRunner
+refuses ``id_label`` when the pipeline runs, so the source refuses it on the DirectRunner when
+the graph is built. Any field the runner leaves empty (message id, publish time, ordering key)
+stays ``None`` in the origin. On the DirectRunner with the emulator all three are filled in;
+``publish_time`` is kept to the millisecond.
 
 Sink: ``pubsub://projects/P/topics/T?attributes=f1,f2&ordering_key=f&timeout=30`` publishes each
 record's data as JSON (bytes as base64), with the attributes of the message the record came from
@@ -28,6 +30,7 @@ publishes, retries included; a publish that failed or did not finish by then is 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import traceback
@@ -36,10 +39,11 @@ from typing import Any, ClassVar, NamedTuple
 
 import apache_beam as beam
 import msgspec
-from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.io.gcp.pubsub import PROJECT_ID_REGEXP, PubsubMessage
 from apache_beam.metrics import Metrics
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
 from apache_beam.transforms.window import BoundedWindow
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
@@ -60,7 +64,9 @@ __all__ = ["PubSubSink", "PubSubSource", "SinkPublishError", "to_message"]
 _RESOURCE = re.compile(
     r"projects/(?P<project>[^/]+)/(?P<kind>topics|subscriptions)/(?P<name>[^/]+)"
 )
-# Pub/Sub's own rule for topic and subscription ids.
+# Beam's rule for project ids (ReadFromPubSub refuses others) and Pub/Sub's for topic and
+# subscription ids.
+_PROJECT = re.compile(PROJECT_ID_REGEXP)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9._~+%-]{2,254}")
 _TRANSIENT = (
     api_exceptions.Aborted,
@@ -94,6 +100,11 @@ def _resource(endpoint: Endpoint, kind: str) -> str:
         raise EndpointError(
             f"{endpoint}: publishing needs a topic, not a subscription: give "
             f"pubsub://projects/{project}/topics/TOPIC"
+        )
+    if not _PROJECT.fullmatch(project):
+        raise EndpointError(
+            f"{endpoint}: {project!r} is not a valid project id: 6-63 lower-case letters, digits "
+            "and - : . starting with a letter"
         )
     if not _NAME.fullmatch(name) or name.startswith("goog"):
         raise EndpointError(
@@ -156,6 +167,14 @@ class PubSubSource(Source):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Read the subscription; elements are `Message`s stamped with publish or event time."""
+        if self.id_attribute is not None and isinstance(
+            pbegin.pipeline.runner, (SwitchingDirectRunner, BundleBasedDirectRunner)
+        ):
+            raise EndpointError(
+                f"{self.endpoint}: the DirectRunner cannot deduplicate on id_attribute (Beam "
+                "refuses id_label there): run on DataflowRunner, or drop id_attribute and "
+                "deduplicate downstream"
+            )
         return (
             pbegin
             | "Read"
@@ -247,7 +266,7 @@ class _PublishFn(beam.DoFn):
                 ordering_key=key,
                 **self._attributes(record),
             )
-        except Exception as exc:  # noqa: BLE001 - a refused message is a failed publish.
+        except Exception as exc:  # a message refused by the client is a failed publish
             future = publish_futures.Future()
             future.set_exception(exc)
         self._pending.append(_Pending(record, window, timestamp, key, future))
@@ -258,14 +277,17 @@ class _PublishFn(beam.DoFn):
         for pending in self._pending:
             try:
                 pending.future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except Exception as error:  # noqa: BLE001 - every failure is dead-lettered.
+            except Exception as error:  # every failure is dead-lettered
                 failed.append((pending, error))
             else:
                 if not self._context.dead_letter:
                     self._written.inc()
         self._pending = []
         for key in {pending.ordering_key for pending, _ in failed if pending.ordering_key}:
-            self._publisher.resume_publish(self._topic, key)
+            # A failed send pauses its key; a message refused before sending (too large) does
+            # not, and resuming a key that is not paused raises RuntimeError.
+            with contextlib.suppress(RuntimeError):
+                self._publisher.resume_publish(self._topic, key)
         if failed and self._context.dead_letter:
             first = failed[0][1]
             raise SinkPublishError(
@@ -281,7 +303,9 @@ class _PublishFn(beam.DoFn):
                 error_type=type(exc).__name__,
                 error_message=f"publish to {self._topic} failed: {exc}",
                 stacktrace="".join(traceback.format_exception(exc)),
-                event_timestamp=float(pending.timestamp),
+                event_timestamp=(
+                    None if pending.timestamp <= MIN_TIMESTAMP else float(pending.timestamp)
+                ),
             )
             yield WindowedValue(record, pending.timestamp, (pending.window,))
 
