@@ -39,8 +39,10 @@ class Endpoint:
 
     Attributes:
         scheme: ``file``, ``pubsub``, ``bigquery``...
-        host: the network location without credentials and port (``""`` when absent).
-        port: the port, if given.
+        host: the host name, lower-cased, without credentials and port (``""`` when absent).
+        port: the port, when the part after the host's ``:`` is a number.
+        authority: the network location without credentials, case kept and the port included
+            (``my-project:dataset.Table`` for BigQuery).
         path: the path, percent-decoded.
         params: the query parameters (each given once).
         username: the user name of the URI, if any.
@@ -51,6 +53,7 @@ class Endpoint:
     scheme: str
     host: str
     port: int | None
+    authority: str
     path: str
     params: Mapping[str, str]
     username: str | None = None
@@ -73,11 +76,12 @@ class Endpoint:
         try:
             port = parts.port
         except ValueError:
-            raise EndpointError(f"{redact(uri)!r}: the port is not a number") from None
+            port = None  # not a port: e.g. the ":DATASET.TABLE" of bigquery://PROJECT:DATASET.TABLE
         return cls(
             scheme=parts.scheme,
             host=parts.hostname or "",
             port=port,
+            authority=parts.netloc.rpartition("@")[2],
             path=unquote(parts.path),
             params=dict(pairs),
             username=unquote(parts.username) if parts.username else None,

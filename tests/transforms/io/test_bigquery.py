@@ -1,0 +1,324 @@
+"""The bigquery:// sink against the real BigQuery emulator (bqemulator), through Beam pipelines."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that
+from apache_beam.transforms.window import TimestampedValue
+from google.cloud import bigquery
+
+from pipelines.services import ServiceSpec
+from transforms.dead_letter import DEAD_LETTER_SCHEMA, error_record
+from transforms.io.base import SinkContext
+from transforms.io.bigquery import BigQuerySink, insert_id, to_json_row
+from transforms.io.bigquery_client import bounded_retry, make_client
+from transforms.io.endpoint import EndpointError
+from transforms.io.registry import make_sink
+from transforms.message import Message, Origin, Record
+from transforms.metrics import counter_totals
+from transforms.schema import Field, Schema
+
+PROJECT = "local-project"
+TIMEOUT = 30.0
+SCHEMA = Schema(
+    (
+        Field("id", "INTEGER", "REQUIRED"),
+        Field("name", "STRING"),
+        Field("ts", "TIMESTAMP"),
+        Field("amount", "FLOAT"),
+    )
+)
+EVENT_TIME = 1_795_600_800.0  # 2026-11-25T10:00:00Z
+
+
+def _record(line: int, data: dict[str, Any]) -> Record:
+    """A record parsed from line ``line`` of a file, keeping the original bytes."""
+    payload = json.dumps(data).encode("utf-8")
+    return Record(data, Message(payload, {"k": "v"}, Origin("file", path="/in.jsonl", line=line)))
+
+
+def _query(client: bigquery.Client, sql: str) -> list[dict[str, Any]]:
+    job = client.query(sql, timeout=TIMEOUT, retry=bounded_retry(TIMEOUT), job_retry=None)
+    return [dict(row) for row in job.result(timeout=TIMEOUT, retry=bounded_retry(TIMEOUT))]
+
+
+def _run(records: list[Any], sink: BigQuerySink, check: Any = None) -> dict[str, int]:
+    """Runs Create(records) | sink, asserting ``check`` on its dead letters; returns counters."""
+    pipeline = beam.Pipeline()
+    dead_letters = pipeline | beam.Create(records, reshuffle=False) | sink
+    if check is not None:
+        assert_that(dead_letters, check)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return counter_totals(result.metrics())
+
+
+@pytest.fixture
+def client(bigquery_emulator: ServiceSpec) -> Iterator[bigquery.Client]:
+    bq = make_client(PROJECT, bigquery_emulator.endpoint)
+    yield bq
+    bq.close()
+
+
+@pytest.fixture
+def dataset(client: bigquery.Client, unique_name: str) -> Iterator[str]:
+    """A dataset name unique to the test, deleted (with its tables) afterwards."""
+    yield unique_name
+    client.delete_dataset(
+        f"{PROJECT}.{unique_name}",
+        delete_contents=True,
+        not_found_ok=True,
+        timeout=TIMEOUT,
+        retry=bounded_retry(TIMEOUT),
+    )
+
+
+def _sink(spec: ServiceSpec, table: str, query: str = "", **context: Any) -> BigQuerySink:
+    uri = f"bigquery://{PROJECT}/{table}?endpoint={spec.endpoint}{query}"
+    sink = make_sink(uri, SinkContext(pipeline="test_pipeline", **context))
+    assert isinstance(sink, BigQuerySink)
+    return sink
+
+
+@pytest.mark.integration
+def test_good_rows_land_in_a_new_day_partitioned_table(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    rows: list[dict[str, Any]] = [
+        {"id": 1, "name": "a", "ts": "2026-11-25T10:00:00Z", "amount": 1.5},
+        {"id": 2, "name": "b", "ts": "2026-11-26T11:30:00Z", "amount": None},
+        {"id": 3, "name": None, "ts": "2026-11-27T00:00:00Z", "amount": -2.25},
+    ]
+    sink = _sink(
+        bigquery_emulator,
+        f"{dataset}.events",
+        "&partition_field=ts&cluster=name&batch_size=2",
+        schema=SCHEMA,
+    )
+
+    counters = _run([_record(i, row) for i, row in enumerate(rows, 1)], sink, _empty)
+
+    assert counters["written"] == 3
+    table = client.get_table(f"{PROJECT}.{dataset}.events", timeout=TIMEOUT)
+    assert table.time_partitioning.type_ == "DAY"
+    assert table.time_partitioning.field == "ts"
+    assert table.clustering_fields == ["name"]
+    assert [f.name for f in table.schema] == ["id", "name", "ts", "amount"]
+    got = _query(
+        client, f"SELECT id, name, ts, amount FROM `{PROJECT}.{dataset}.events` ORDER BY id"
+    )
+    expected = [
+        {**row, "ts": dt.datetime.fromisoformat(row["ts"].replace("Z", "+00:00"))} for row in rows
+    ]
+    assert got == expected
+
+
+def _empty(actual: list[Any]) -> None:
+    assert actual == [], actual
+
+
+@pytest.mark.integration
+def test_bad_type_rows_are_dead_lettered_and_good_rows_of_the_batch_written(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    good_1 = _record(1, {"id": 1, "name": "a", "ts": "2026-11-25T10:00:00Z", "amount": 1.0})
+    bad = _record(2, {"id": "abc", "name": "b", "ts": "2026-11-25T10:00:00Z", "amount": 2.0})
+    good_3 = _record(3, {"id": 3, "name": "c", "ts": "2026-11-25T10:00:00Z", "amount": 3.0})
+    timestamped = [TimestampedValue(r, EVENT_TIME) for r in (good_1, bad, good_3)]
+    sink = _sink(bigquery_emulator, f"{dataset}.events", "&partition_field=ts", schema=SCHEMA)
+
+    def check(dead_letters: list[dict[str, Any]]) -> None:
+        assert len(dead_letters) == 1, dead_letters
+        (letter,) = dead_letters
+        assert letter["reason"] == "sink_rejected"
+        assert letter["step"] == "sink"
+        assert letter["pipeline"] == "test_pipeline"
+        assert letter["error_type"] == "SinkRejected"
+        assert "abc" in letter["error_message"]
+        assert letter["payload_bytes"] == json.dumps(bad.data).encode("utf-8")
+        assert letter["attributes"] == [{"key": "k", "value": "v"}]
+        assert letter["source"] == {"system": "file", "path": "/in.jsonl", "line": 2}
+        assert letter["event_timestamp"] == "2026-11-25T10:00:00Z"
+
+    counters = _run(timestamped, sink, check)
+
+    assert counters["written"] == 2
+    got = _query(client, f"SELECT id, name FROM `{PROJECT}.{dataset}.events` ORDER BY id")
+    assert got == [{"id": 1, "name": "a"}, {"id": 3, "name": "c"}]
+
+
+@pytest.mark.integration
+def test_a_request_failing_with_5xx_dead_letters_its_batch_as_sink_unavailable(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    # The emulator answers HTTP 500 to the whole insertAll request, even with skipInvalidRows,
+    # when an INTEGER is out of the 64-bit range: a real transient-looking server failure.
+    good = _record(1, {"id": 1, "name": "a"})
+    poison = _record(2, {"id": 2**70, "name": "b"})
+    sink = _sink(bigquery_emulator, f"{dataset}.events", "&attempts=1", schema=SCHEMA)
+
+    def check(dead_letters: list[dict[str, Any]]) -> None:
+        assert sorted(d["source"]["line"] for d in dead_letters) == [1, 2]
+        assert {d["reason"] for d in dead_letters} == {"sink_unavailable"}
+        assert {d["error_type"] for d in dead_letters} == {"InternalServerError"}
+
+    counters = _run([good, poison], sink, check)
+
+    assert counters.get("written", 0) == 0
+    assert _query(client, f"SELECT id FROM `{PROJECT}.{dataset}.events`") == []
+
+
+@pytest.mark.integration
+def test_dead_letter_sink_writes_dead_letter_rows_with_bytes(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    not_utf8 = Message(b"\xff\xfe{bad", {}, Origin("file", path="/in.jsonl", line=7))
+    letters = [
+        error_record(
+            not_utf8,
+            pipeline="p",
+            step="parse",
+            reason="invalid_utf8",
+            error_type="InvalidUtf8",
+            error_message="not UTF-8",
+            event_timestamp=EVENT_TIME,
+        ),
+        error_record(
+            _record(8, {"id": "x"}),
+            pipeline="p",
+            step="sink",
+            reason="sink_rejected",
+            error_type="SinkRejected",
+            error_message="bad id",
+        ),
+    ]
+    sink = _sink(
+        bigquery_emulator,
+        f"{dataset}.errors",
+        "&partition_field=error_timestamp",
+        dead_letter=True,
+    )
+
+    counters = _run([Record(letter) for letter in letters], sink)
+
+    assert "written" not in counters
+    table = client.get_table(f"{PROJECT}.{dataset}.errors", timeout=TIMEOUT)
+    # The emulator refuses the dead-letter schema over REST (nested field ``offset``), so the
+    # table is created with DDL, for which it records no partitioning: only the schema is checked.
+    assert [f.name for f in table.schema] == list(DEAD_LETTER_SCHEMA.names)
+    source = next(f for f in table.schema if f.name == "source")
+    assert [f.name for f in source.fields] == list(Origin._fields)
+    got = _query(
+        client,
+        "SELECT reason, payload_bytes, payload_string, source, event_timestamp, attributes "
+        f"FROM `{PROJECT}.{dataset}.errors` ORDER BY reason",
+    )
+    assert [row["reason"] for row in got] == ["invalid_utf8", "sink_rejected"]
+    assert got[0]["payload_bytes"] == b"\xff\xfe{bad"
+    assert got[0]["payload_string"] is None
+    assert got[0]["source"]["line"] == 7
+    assert got[0]["event_timestamp"] == dt.datetime(2026, 11, 25, 10, tzinfo=dt.timezone.utc)
+    assert got[1]["payload_bytes"] == b'{"id": "x"}'
+    assert got[1]["attributes"] == [{"key": "k", "value": "v"}]
+
+
+@pytest.mark.integration
+def test_dead_letter_sink_raises_when_a_row_is_rejected(
+    bigquery_emulator: ServiceSpec, dataset: str
+) -> None:
+    letter = error_record(
+        Message(b"x", {}, Origin("file")),
+        pipeline="p",
+        step="parse",
+        reason="invalid_json",
+        error_type="InvalidJson",
+        error_message="no",
+    )
+    letter["retry_count"] = "many"  # INTEGER column
+    sink = _sink(bigquery_emulator, f"{dataset}.errors", dead_letter=True)
+
+    with pytest.raises(Exception, match="rejected 1 of 1 dead-letter rows"):
+        _run([Record(letter)], sink)
+
+
+@pytest.mark.integration
+def test_create_never_fails_on_a_missing_table(
+    bigquery_emulator: ServiceSpec, dataset: str
+) -> None:
+    sink = _sink(bigquery_emulator, f"{dataset}.missing", "&create=never")
+
+    with pytest.raises(Exception, match="Not found"):
+        _run([_record(1, {"id": 1})], sink)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("bigquery://local-project/events", "name the table as"),
+        ("bigquery://local-project/ds.t.x", "name the table as"),
+        ("bigquery://Local_Project/ds.t", "name the table as"),
+        ("bigquery://local-project/ds.t?colour=red", "unknown parameters ['colour']"),
+        ("bigquery://local-project/ds.t?partition_field=nope", "partition_field 'nope'"),
+        ("bigquery://local-project/ds.t?partition_field=name", "must be a TIMESTAMP or DATE"),
+        ("bigquery://local-project/ds.t?cluster=id,nope", "cluster field 'nope'"),
+        ("bigquery://local-project/ds.t?cluster=amount", "cluster field 'amount'"),
+        ("bigquery://local-project/ds.t?cluster=id,,name", "comma-separated"),
+        ("bigquery://local-project/ds.t?create=always", "create must be one of"),
+        ("bigquery://local-project/ds.t?batch_size=0", "batch_size must be positive"),
+        ("bigquery://local-project/ds.t?batch_size=50001", "at most 50000"),
+        ("bigquery://local-project/ds.t?endpoint=127.0.0.1:9050", "http:// or https://"),
+    ],
+)
+def test_bad_uris_are_refused_before_any_pipeline_runs(uri: str, message: str) -> None:
+    with pytest.raises(EndpointError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        make_sink(uri, SinkContext(pipeline="p", schema=SCHEMA))
+
+
+def test_create_if_needed_requires_a_schema() -> None:
+    with pytest.raises(EndpointError, match="needs the records' schema"):
+        make_sink("bigquery://local-project/ds.t", SinkContext(pipeline="p"))
+    with pytest.raises(EndpointError, match="apply only to a table the sink creates"):
+        make_sink(
+            "bigquery://local-project/ds.t?create=never&partition_field=ts",
+            SinkContext(pipeline="p", schema=SCHEMA),
+        )
+    sink = make_sink("bigquery://local-project/ds.t?create=never", SinkContext(pipeline="p"))
+    assert isinstance(sink, BigQuerySink)
+    assert sink.table == "local-project.ds.t"
+
+
+def test_project_colon_form_names_the_same_table() -> None:
+    sink = make_sink(
+        "bigquery://local-project:ds.Events_T?batch_size=10",
+        SinkContext(pipeline="p", schema=SCHEMA),
+    )
+    assert isinstance(sink, BigQuerySink)
+    assert sink.table == "local-project.ds.Events_T"
+    assert sink.batch_size == 10
+
+
+def test_rows_become_json_with_bytes_as_base64() -> None:
+    row = {"b": b"\xff", "nested": {"list": [b"hi", 1, ("x", b"")]}, "s": "t"}
+    converted = to_json_row(row)
+    assert converted == {"b": "/w==", "nested": {"list": ["aGk=", 1, ["x", ""]]}, "s": "t"}
+    assert base64.b64decode(converted["b"]) == b"\xff"
+    json.dumps(converted)
+
+
+def test_insert_ids_follow_the_origin_and_else_the_row() -> None:
+    first = _record(1, {"id": 1})
+    again = _record(1, {"id": 1, "enriched": "later"})
+    other = _record(2, {"id": 1})
+    assert insert_id(first, first.data) == insert_id(again, again.data)
+    assert insert_id(first, first.data) != insert_id(other, other.data)
+    derived = Record({"id": 1})
+    assert insert_id(derived, {"id": 1}) == insert_id(Record({"id": 1}), {"id": 1})
+    assert insert_id(derived, {"id": 1}) != insert_id(Record({"id": 2}), {"id": 2})
+    assert len(insert_id(first, first.data)) == 64

@@ -1,0 +1,376 @@
+"""``bigquery://`` sink: streaming inserts into a table created from the pipeline's schema.
+
+URI::
+
+    bigquery://PROJECT:DATASET.TABLE?endpoint=http://127.0.0.1:9050&partition_field=ts
+        &cluster=a,b&batch_size=500&create=if_needed&attempts=5
+
+``bigquery://PROJECT/DATASET.TABLE`` names the same table. Parameters:
+
+* ``endpoint``: the REST URL of a BigQuery emulator; without it ``BIGQUERY_EMULATOR_HOST`` or,
+  when that is unset, the real BigQuery API with Application Default Credentials.
+* ``create``: ``if_needed`` (default) creates the dataset and table from the schema unless they
+  exist; ``never`` requires the table to exist.
+* ``partition_field``: a ``TIMESTAMP`` or ``DATE`` field of the schema; the created table is
+  partitioned by day on it.
+* ``cluster``: up to four comma-separated fields of the schema to cluster the created table by.
+* ``batch_size``: the most rows per insert request (default 500).
+* ``attempts``: how many times a request that failed as a whole with a transient error (5xx,
+  429, connection lost) is sent, with exponential backoff and jitter (default 5).
+
+Rows BigQuery rejects (a wrong type, say) come out as dead-letter records with reason
+``sink_rejected`` and BigQuery's error text; a batch whose request kept failing transiently comes
+out with reason ``sink_unavailable``. Each row is sent with an insert id derived from where its
+record came from, so a retried bundle does not insert a row twice on BigQuery (the emulator does
+not de-duplicate).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import BoundedWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
+
+from transforms.dead_letter import DEAD_LETTER_SCHEMA, error_record
+from transforms.errors import SinkRejected
+from transforms.io.base import Sink, SinkContext
+from transforms.io.bigquery_client import bounded_retry, ensure_table, is_transient, make_client
+from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.message import Record
+from transforms.metrics import NAMESPACE, WRITTEN
+from transforms.schema import Schema
+
+__all__ = ["SINK_UNAVAILABLE", "BigQuerySink", "insert_id", "to_json_row"]
+
+SINK_UNAVAILABLE = "sink_unavailable"
+REQUEST_TIMEOUT = 60.0
+MAX_BATCH_SIZE = 50_000  # BigQuery's limit of rows per insertAll request
+MAX_CLUSTER_FIELDS = 4
+_BACKOFF_SECONDS = 1.0
+_MAX_BACKOFF_SECONDS = 32.0
+
+_PARAMS = frozenset({"endpoint", "create", "partition_field", "cluster", "batch_size", "attempts"})
+_CREATE_MODES = ("if_needed", "never")
+_PARTITION_TYPES = frozenset({"TIMESTAMP", "DATE"})
+_UNCLUSTERABLE_TYPES = frozenset({"FLOAT", "RECORD", "JSON"})
+_TABLE = re.compile(
+    r"(?P<project>[a-z][a-z0-9-]*[a-z0-9])[:/](?P<dataset>\w+)\.(?P<table>\w[\w-]*)"
+)
+
+
+def to_json_row(value: Any) -> Any:
+    """Returns ``value`` with every ``bytes`` inside it, at any depth, as a base64 string.
+
+    ``{"payload_bytes": b"hi", "tags": [b"x"]}`` becomes ``{"payload_bytes": "aGk=",
+    "tags": ["eA=="]}``, the form BigQuery's JSON API expects for ``BYTES``; tuples become lists.
+    """
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {key: to_json_row(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_row(item) for item in value]
+    return value
+
+
+def insert_id(record: Record, row: dict[str, Any]) -> str:
+    """Returns the insert id of a record: the same for the same record in every retry.
+
+    Args:
+        record: the record; when it has an origin message, the message's coordinates (Pub/Sub
+            message id, Kafka topic/partition/offset, file path/line...) identify it, which
+            assumes one record per message.
+        row: the record's JSON row, hashed when the record has no origin.
+
+    Returns:
+        A 64-character hex digest.
+    """
+    key = record.origin.origin.to_dict() if record.origin is not None else row
+    text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): exponential, with jitter."""
+    ceiling = min(_MAX_BACKOFF_SECONDS, _BACKOFF_SECONDS * 2 ** (attempt - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def _row_error_text(errors: Sequence[dict[str, Any]]) -> str:
+    """Joins BigQuery's errors of one row: ``invalid at n: Cannot convert value...``."""
+    parts = []
+    for error in errors:
+        where = f" at {error['location']}" if error.get("location") else ""
+        parts.append(f"{error.get('reason', 'invalid')}{where}: {error.get('message', '')}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Everything the insert DoFn needs to know, picklable."""
+
+    table: str
+    project: str
+    endpoint: str | None
+    schema: Schema | None
+    create: str
+    partition_field: str | None
+    clustering: tuple[str, ...]
+    batch_size: int
+    attempts: int
+    pipeline: str
+    dead_letter: bool
+
+
+class _Pending(NamedTuple):
+    """A buffered record with its JSON row, insert id and windowing."""
+
+    record: Record
+    row: dict[str, Any]
+    row_id: str
+    timestamp: Timestamp
+    window: BoundedWindow
+
+
+class _InsertRowsFn(beam.DoFn):
+    """Inserts `Record`s in batches; outputs windowed dead-letter dicts of the rejected ones."""
+
+    def __init__(self, target: _Target) -> None:
+        self._target = target
+
+    def setup(self) -> None:
+        target = self._target
+        self._client = make_client(target.project, target.endpoint)
+        if target.create == "if_needed":
+            assert target.schema is not None  # checked by BigQuerySink
+            ensure_table(
+                self._client,
+                target.table,
+                target.schema,
+                target.partition_field,
+                list(target.clustering),
+                timeout=REQUEST_TIMEOUT,
+            )
+        else:
+            self._client.get_table(
+                target.table, timeout=REQUEST_TIMEOUT, retry=bounded_retry(REQUEST_TIMEOUT)
+            )
+        self._written = Metrics.counter(NAMESPACE, WRITTEN)
+
+    def start_bundle(self) -> None:
+        self._buffer: list[_Pending] = []
+
+    def process(
+        self,
+        record: Record | dict[str, Any],
+        timestamp=beam.DoFn.TimestampParam,
+        window=beam.DoFn.WindowParam,
+    ) -> Iterator[WindowedValue]:
+        if not isinstance(record, Record):
+            record = Record(record)
+        row = to_json_row(record.data)
+        self._buffer.append(_Pending(record, row, insert_id(record, row), timestamp, window))
+        if len(self._buffer) >= self._target.batch_size:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        yield from self._flush()
+
+    def teardown(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
+    def _insert(self, batch: list[_Pending]) -> Sequence[dict[str, Any]]:
+        """Sends one insertAll request, again after transient failures; returns row errors."""
+        attempt = 1
+        while True:
+            try:
+                return self._client.insert_rows_json(
+                    self._target.table,
+                    [pending.row for pending in batch],
+                    row_ids=[pending.row_id for pending in batch],
+                    skip_invalid_rows=True,
+                    timeout=REQUEST_TIMEOUT,
+                    # The retries are this loop's, bounded by ``attempts``.
+                    retry=None,  # type: ignore[arg-type]
+                )
+            except Exception as error:
+                if attempt >= self._target.attempts or not is_transient(error):
+                    raise
+                time.sleep(_backoff(attempt))
+                attempt += 1
+
+    def _flush(self) -> Iterator[WindowedValue]:
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        target = self._target
+        try:
+            results = self._insert(batch)
+        except Exception as error:
+            if target.dead_letter or not is_transient(error):
+                raise
+            message = f"{target.table}: still failing after {target.attempts} attempts: {error}"
+            for pending in batch:
+                yield self._dead_letter(pending, SINK_UNAVAILABLE, type(error).__name__, message)
+            return
+        rejected: dict[int, list[dict[str, Any]]] = {}
+        for result in results:
+            rejected.setdefault(result["index"], []).extend(result.get("errors", ()))
+        if target.dead_letter and rejected:
+            index, errors = min(rejected.items())
+            raise SinkRejected(
+                f"{target.table}: BigQuery rejected {len(rejected)} of {len(batch)} dead-letter "
+                f"rows; row {index}: {_row_error_text(errors)}"
+            )
+        if not target.dead_letter:
+            self._written.inc(len(batch) - len(rejected))
+        for index, errors in sorted(rejected.items()):
+            yield self._dead_letter(
+                batch[index], SinkRejected.reason, SinkRejected.__name__, _row_error_text(errors)
+            )
+
+    def _dead_letter(
+        self, pending: _Pending, reason: str, error_type: str, message: str
+    ) -> WindowedValue:
+        event_time = None if pending.timestamp <= MIN_TIMESTAMP else float(pending.timestamp)
+        record = error_record(
+            pending.record,
+            pipeline=self._target.pipeline,
+            step="sink",
+            reason=reason,
+            error_type=error_type,
+            error_message=message,
+            event_timestamp=event_time,
+        )
+        return WindowedValue(record, pending.timestamp, (pending.window,))
+
+
+def _table_location(endpoint: Endpoint) -> str:
+    """Returns ``PROJECT:DATASET.TABLE`` or ``PROJECT/DATASET.TABLE`` as written in the URI."""
+    return endpoint.authority + endpoint.path
+
+
+class BigQuerySink(Sink):
+    """Writes `Record`s (``record.data`` is the row dict; a plain dict is taken as the row).
+
+    ``expand`` returns the dead-letter dicts of the rows BigQuery did not take (reasons
+    ``sink_rejected`` and ``sink_unavailable``), each in its record's window and timestamp.
+    As a dead-letter sink (``context.dead_letter``) it writes `DEAD_LETTER_SCHEMA` rows, raises
+    on any failure instead, does not count written rows, and returns ``None``.
+
+    Raises:
+        EndpointError: from the constructor, for a URI that cannot work: a table not named
+            ``PROJECT:DATASET.TABLE``, unknown parameters, partition or cluster fields that are
+            not suitable fields of the schema, or ``create=if_needed`` without a schema.
+    """
+
+    def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
+        super().__init__(endpoint, context)
+        endpoint.check_params(_PARAMS)
+        if endpoint.username or endpoint.password:
+            raise EndpointError(f"{endpoint}: credentials do not belong in a bigquery:// URI")
+        match = _TABLE.fullmatch(_table_location(endpoint))
+        if match is None:
+            raise EndpointError(
+                f"{endpoint}: name the table as bigquery://PROJECT:DATASET.TABLE (or "
+                "PROJECT/DATASET.TABLE): a lower-case project id, then dataset and table names "
+                "of letters, digits and underscores"
+            )
+        self.table = f"{match['project']}.{match['dataset']}.{match['table']}"
+        self.schema = DEAD_LETTER_SCHEMA if context.dead_letter else context.schema
+        self.create = endpoint.params.get("create", "if_needed")
+        if self.create not in _CREATE_MODES:
+            raise EndpointError(f"{endpoint}: create must be one of {list(_CREATE_MODES)}")
+        if self.create == "if_needed" and self.schema is None:
+            raise EndpointError(
+                f"{endpoint}: create=if_needed needs the records' schema to create the table; "
+                "declare a schema or use create=never with an existing table"
+            )
+        self.partition_field = endpoint.params.get("partition_field") or self._default_partition()
+        self.clustering = self._clustering(endpoint)
+        self._check_layout(endpoint)
+        self.batch_size = endpoint.positive("batch_size", int, 500)
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise EndpointError(f"{endpoint}: batch_size must be at most {MAX_BATCH_SIZE}")
+        self.attempts = endpoint.positive("attempts", int, 5)
+        self.emulator = endpoint.params.get("endpoint") or None
+        if self.emulator is not None and not self.emulator.startswith(("http://", "https://")):
+            raise EndpointError(f"{endpoint}: endpoint must be an http:// or https:// URL")
+
+    def _default_partition(self) -> str | None:
+        """Returns the event-time field when the sink creates the table and may partition by it."""
+        name = self.context.event_time_field
+        if self.create == "never" or self.schema is None or name is None:
+            return None
+        spec = self.schema.get(name)
+        if spec is None or spec.type not in _PARTITION_TYPES or spec.mode == "REPEATED":
+            return None
+        return name
+
+    @staticmethod
+    def _clustering(endpoint: Endpoint) -> tuple[str, ...]:
+        if "cluster" not in endpoint.params:
+            return ()
+        names = tuple(name.strip() for name in endpoint.params["cluster"].split(","))
+        if not all(names):
+            raise EndpointError(f"{endpoint}: cluster must be comma-separated field names")
+        if len(names) > MAX_CLUSTER_FIELDS:
+            raise EndpointError(f"{endpoint}: at most {MAX_CLUSTER_FIELDS} cluster fields")
+        return names
+
+    def _check_layout(self, endpoint: Endpoint) -> None:
+        """Checks that partition and cluster fields are fields the table can be laid out by."""
+        if not self.partition_field and not self.clustering:
+            return
+        if self.create == "never" or self.schema is None:
+            raise EndpointError(
+                f"{endpoint}: partition_field and cluster apply only to a table the sink "
+                "creates (create=if_needed, with a schema)"
+            )
+        if self.partition_field:
+            spec = self.schema.get(self.partition_field)
+            if spec is None or spec.type not in _PARTITION_TYPES or spec.mode == "REPEATED":
+                raise EndpointError(
+                    f"{endpoint}: partition_field {self.partition_field!r} must be a TIMESTAMP "
+                    f"or DATE field of the schema; its fields: {list(self.schema.names)}"
+                )
+        for name in self.clustering:
+            spec = self.schema.get(name)
+            if spec is None or spec.type in _UNCLUSTERABLE_TYPES or spec.mode == "REPEATED":
+                raise EndpointError(
+                    f"{endpoint}: cluster field {name!r} must be a non-repeated field of the "
+                    f"schema that is not FLOAT, RECORD or JSON; its fields: "
+                    f"{list(self.schema.names)}"
+                )
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection | None:
+        project = self.table.split(".", 1)[0]
+        target = _Target(
+            table=self.table,
+            project=project,
+            endpoint=self.emulator,
+            schema=self.schema,
+            create=self.create,
+            partition_field=self.partition_field,
+            clustering=self.clustering,
+            batch_size=self.batch_size,
+            attempts=self.attempts,
+            pipeline=self.context.pipeline,
+            dead_letter=self.context.dead_letter,
+        )
+        rejected = records | "Insert" >> beam.ParDo(_InsertRowsFn(target))
+        return None if self.context.dead_letter else rejected
