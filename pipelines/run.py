@@ -16,7 +16,7 @@ from pipelines.options import OptionError, parse_options
 from transforms.io.endpoint import redact
 from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN, counter_totals
 
-__all__ = ["RunReport", "run_pipeline"]
+__all__ = ["RunReport", "build_pipeline", "describe_options", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -96,25 +96,36 @@ def _wait(result: Any, bounded: bool, max_seconds: float) -> None:
     result.cancel()
 
 
-def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
-    """Parses options, validates them, builds and runs the pipeline, and returns its report.
+def build_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> tuple[beam.Pipeline, Any]:
+    """Parses and validates options, and builds the pipeline's graph without running it.
 
     Args:
         spec: the pipeline.
         argv: ``["--source=...", "--sink=...", ...]``; options the pipeline does not declare
             are passed to Beam (``--runner``, ``--streaming``...).
 
+    Returns:
+        ``(pipeline, config)``: the Beam pipeline, ready to ``run()``, and the validated config.
+
     Raises:
         OptionError, EndpointError: an option cannot be used (before anything runs).
-
     """
     values, beam_args = parse_options(
         f"pipelines run {spec.name}", spec.description, spec.options, argv
     )
     config = spec.configure(values)
-    options = _beam_options(config, beam_args)
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(options=_beam_options(config, beam_args))
     spec.build(pipeline, config)
+    return pipeline, config
+
+
+def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
+    """Builds and runs the pipeline (see `build_pipeline`) and returns its report.
+
+    A bounded run ends by itself; an endless one is cancelled after ``--max_seconds`` or on
+    Ctrl-C.
+    """
+    pipeline, config = build_pipeline(spec, argv)
     result = pipeline.run()
     _wait(result, config.source.bounded, config.max_seconds)
     return RunReport(

@@ -1,0 +1,153 @@
+"""events_to_bigquery live: Pub/Sub emulator -> streaming DirectRunner -> BigQuery emulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.api_core.exceptions import NotFound
+from google.cloud import bigquery
+from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+
+from pipelines.catalog import get_pipeline
+from pipelines.run import build_pipeline
+from pipelines.services import BIGQUERY_PROJECT
+from transforms.dead_letter import DEAD_LETTER_SCHEMA
+from transforms.io.bigquery_client import ensure_table, make_client
+from transforms.schema import Schema
+
+pytestmark = pytest.mark.integration
+
+PROJECT = BIGQUERY_PROJECT
+DEADLINE_S = 120.0
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.5)
+
+
+def cancel(result: Any, topic: str) -> None:
+    """Cancels the streaming run; its pending 30 s pull returns sooner when a message arrives."""
+    cancelling = threading.Thread(target=result.cancel)
+    cancelling.start()
+    publisher = PublisherClient()
+    while cancelling.is_alive():
+        publisher.publish(topic, b"{}", wake="1").result()
+        cancelling.join(timeout=0.5)
+
+
+def rows(client: bigquery.Client, table: str) -> list[dict[str, Any]]:
+    try:
+        return [dict(row) for row in client.query(f"SELECT * FROM `{table}`").result(timeout=30)]
+    except NotFound:
+        return []
+
+
+def event(i: int, **changes: Any) -> bytes:
+    base = {"event_id": f"e{i}", "ts": time.time(), "user_id": f"u{i % 4}",
+            "event_type": "click", "status_code": 200, "latency_ms": 2.5}  # fmt: skip
+    return json.dumps({**base, **changes}).encode()
+
+
+@pytest.fixture
+def pubsub_names(pubsub_emulator: Any, unique_name: str) -> tuple[str, str]:
+    topic = f"projects/{PROJECT}/topics/{unique_name}"
+    subscription = f"projects/{PROJECT}/subscriptions/{unique_name}"
+    PublisherClient().create_topic(name=topic)
+    SubscriberClient().create_subscription(name=subscription, topic=topic)
+    return topic, subscription
+
+
+def run_live(argv: list[str], topic: str, publish: list[tuple[bytes, dict[str, str]]],
+             done: Callable[[], bool]) -> list[str]:  # fmt: skip
+    """Starts the pipeline, publishes, waits for ``done``, cancels; returns the message ids."""
+    pipeline, _ = build_pipeline(get_pipeline("events_to_bigquery"), argv)
+    result = pipeline.run()
+    try:
+        publisher = PublisherClient()
+        ids = [publisher.publish(topic, data, **attrs).result() for data, attrs in publish]
+        wait_for(done, "rows in BigQuery")
+    finally:
+        cancel(result, topic)
+    return ids
+
+
+def test_pubsub_to_bigquery_rows_land_and_failures_are_dead_lettered(
+    bigquery_emulator: Any, pubsub_names: tuple[str, str], unique_name: str
+) -> None:
+    topic, subscription = pubsub_names
+    client = make_client(PROJECT, bigquery_emulator.endpoint)
+    events = f"{PROJECT}.{unique_name}.events"
+    dead = f"{PROJECT}.{unique_name}.dead_letter"
+    good = [(event(i), {"origin": "test", "n": str(i)}) for i in range(8)]
+    bad = [(b"{not json", {"n": "bad-json"}), (event(90, status_code="x"), {"n": "bad-type"}),
+           (event(91, ts="later"), {"n": "bad-ts"})]  # fmt: skip
+    endpoint = f"endpoint={bigquery_emulator.endpoint}"
+
+    ids = run_live(
+        [f"--source=pubsub://{subscription}",
+         f"--sink=bigquery://{PROJECT}:{unique_name}.events?{endpoint}",
+         f"--dead_letter=bigquery://{PROJECT}:{unique_name}.dead_letter?{endpoint}"],
+        topic,
+        good + bad,
+        lambda: len(rows(client, events)) >= len(good) and len(rows(client, dead)) >= len(bad),
+    )  # fmt: skip
+
+    landed = rows(client, events)
+    assert sorted(r["event_id"] for r in landed) == sorted(f"e{i}" for i in range(8))
+    table = client.get_table(events)
+    assert table.time_partitioning is not None and table.time_partitioning.field == "ts"
+    dead_rows = {
+        next(a["value"] for a in r["attributes"] if a["key"] == "n"): r for r in rows(client, dead)
+    }
+    assert {"bad-json", "bad-type", "bad-ts"} <= set(dead_rows)
+    expected = {"bad-json": "invalid_json", "bad-type": "schema", "bad-ts": "bad_timestamp"}
+    for (payload, attrs), message_id in zip(bad, ids[len(good) :], strict=True):
+        row = dead_rows[attrs["n"]]
+        assert row["reason"] == expected[attrs["n"]]
+        assert bytes(row["payload_bytes"]) == payload
+        assert row["source"]["system"] == "pubsub"
+        assert row["source"]["message_id"] == message_id
+        assert row["source"]["publish_time"]
+
+
+def test_rows_the_table_rejects_are_dead_lettered_with_their_bytes(
+    bigquery_emulator: Any, pubsub_names: tuple[str, str], unique_name: str, tmp_path: Path
+) -> None:
+    """No schema declared: Parse passes any object, the existing table rejects bad types."""
+    topic, subscription = pubsub_names
+    client = make_client(PROJECT, bigquery_emulator.endpoint)
+    table = f"{PROJECT}.{unique_name}.strict"
+    schema = Schema.from_bigquery([{"name": "id", "type": "STRING"},
+                                   {"name": "n", "type": "INTEGER"}])  # fmt: skip
+    ensure_table(client, table, schema)
+    dead = f"{PROJECT}.{unique_name}.dead_letter"
+    ensure_table(client, dead, DEAD_LETTER_SCHEMA)
+    payloads = [json.dumps(row).encode() for row in ({"id": "a", "n": 1}, {"id": "b", "n": "abc"},
+                                                     {"id": "c", "n": 3})]  # fmt: skip
+    endpoint = f"endpoint={bigquery_emulator.endpoint}"
+
+    run_live(
+        [f"--source=pubsub://{subscription}", "--schema=none", "--event_time_field=",
+         f"--sink=bigquery://{PROJECT}:{unique_name}.strict?create=never&{endpoint}",
+         f"--dead_letter=bigquery://{PROJECT}:{unique_name}.dead_letter?create=never&{endpoint}"],
+        topic,
+        [(p, {}) for p in payloads],
+        lambda: len(rows(client, table)) >= 2 and len(rows(client, dead)) >= 1,
+    )  # fmt: skip
+
+    assert sorted(r["id"] for r in rows(client, table)) == ["a", "c"]
+    (rejected,) = [r for r in rows(client, dead) if r["reason"] == "sink_rejected"]
+    assert base64.b64encode(bytes(rejected["payload_bytes"])) == base64.b64encode(payloads[1])
+    assert rejected["step"] == "sink"
+    assert rejected["source"]["system"] == "pubsub"
