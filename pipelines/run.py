@@ -92,7 +92,9 @@ def _wait(result: Any, bounded: bool, max_seconds: float) -> None:
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic())))
     except KeyboardInterrupt:
-        log.warning("Ctrl-C: stopping the pipeline")
+        pass
+    # The DirectRunner's Pub/Sub read finishes its pending pull (up to 30 s) before it stops.
+    log.warning("stopping the pipeline: waiting for its sources to let go")
     result.cancel()
 
 
