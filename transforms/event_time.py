@@ -15,6 +15,7 @@ EpochUnit = Literal["auto", "s", "ms", "us"]
 _UNIT_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6}
 # Epoch values below 1e11 are seconds (up to year 5138), below 1e14 millis, else micros.
 _AUTO_THRESHOLDS = ((1e11, 1.0), (1e14, 1e3))
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # Beam's timestamps must stay within these bounds (years 0001..9999 roughly).
 _MIN_SECONDS = -62135596800.0
 _MAX_SECONDS = 253402300799.0
@@ -44,13 +45,17 @@ def parse_timestamp(value: Any, unit: EpochUnit = "auto") -> float:
             return _parse_iso(text)
         return _from_epoch(number, unit, value)
     if isinstance(value, (int, float)):
-        return _from_epoch(float(value), unit, value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise BadTimestamp(f"event time {str(value)[:32]}... is out of range") from None
+        return _from_epoch(number, unit, value)
     raise BadTimestamp(f"event time must be a string or number, got {type(value).__name__}")
 
 
 def format_timestamp(seconds: float) -> str:
     """Formats epoch seconds as ISO-8601 UTC with a ``Z``, e.g. ``2026-11-25T10:00:00.250Z``."""
-    moment = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    moment = _EPOCH + dt.timedelta(microseconds=round(seconds * 1_000_000))
     text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
     return text.replace("+00:00", "Z")
 
@@ -62,7 +67,13 @@ def _parse_iso(text: str) -> float:
         raise BadTimestamp(f"event time {text[:64]!r} is not ISO-8601 or an epoch number") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.timestamp()
+    return _in_range(moment.timestamp(), text)
+
+
+def _in_range(seconds: float, original: Any) -> float:
+    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+        raise BadTimestamp(f"event time {original!r} is out of range")
+    return seconds
 
 
 def _from_epoch(number: float, unit: EpochUnit, original: Any) -> float:
@@ -76,7 +87,4 @@ def _from_epoch(number: float, unit: EpochUnit, original: Any) -> float:
                 break
     else:
         divisor = _UNIT_DIVISOR[unit]
-    seconds = number / divisor
-    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
-        raise BadTimestamp(f"event time {original!r} is out of range")
-    return seconds
+    return _in_range(number / divisor, original)

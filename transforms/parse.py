@@ -93,13 +93,14 @@ class _Parser:
             self._decoder = msgspec.json.Decoder()
         try:
             data = self._decoder.decode(payload)
-        except UnicodeDecodeError as exc:
-            raise InvalidUtf8(
-                f"payload is not valid UTF-8: {exc.reason} at byte {exc.start}"
-            ) from None
+        except UnicodeDecodeError:
+            _raise_for_bytes(payload)
+            raise InvalidUtf8("payload is not valid UTF-8") from None
         except msgspec.DecodeError as exc:
             _raise_for_bytes(payload)
             raise InvalidJson(f"payload is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidJson("payload is JSON nested too deeply") from None
         if not isinstance(data, dict):
             raise NotAnObject(f"payload is JSON {type(data).__name__}, expected an object")
         event_time = None

@@ -57,6 +57,8 @@ class Field:
     description: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.type, str) or not isinstance(self.mode, str):
+            raise ValueError(f"field {self.name!r}: type and mode must be strings")
         kind = _TYPE_ALIASES.get(self.type.upper(), self.type.upper())
         object.__setattr__(self, "type", kind)
         object.__setattr__(self, "mode", self.mode.upper())

@@ -16,11 +16,11 @@ __all__ = ["Endpoint", "EndpointError", "redact"]
 
 T = TypeVar("T")
 
-_SECRET_PARAMS = re.compile(r"(?i)(password|passwd|token|secret|api_key|apikey|access_key)")
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
-_QUERY_SECRET = re.compile(
-    r"(?i)(?P<key>[?&](?:password|passwd|token|secret|api_key|apikey|access_key)=)[^&\s]+"
-)
+_SECRET_WORDS = r"password|passwd|pwd|token|secret|api_?key|access_?key|credential"
+_SECRET_PARAMS = re.compile(rf"(?i)({_SECRET_WORDS})")
+# The password runs to the last "@" before the path, as in urlsplit.
+_USERINFO = re.compile(r"(?i)(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^/\s]*)@")
+_QUERY_SECRET = re.compile(rf"(?i)(?P<key>[?&]\w*(?:{_SECRET_WORDS})\w*=)[^&#\s]*")
 
 
 def redact(text: str) -> str:
@@ -91,6 +91,9 @@ class Endpoint:
 
     def __str__(self) -> str:
         return redact(self.raw)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({str(self)!r})"
 
     def check_params(self, allowed: set[str] | frozenset[str]) -> None:
         """Raises `EndpointError` if the URI has query parameters outside ``allowed``."""

@@ -10,9 +10,11 @@ JSON Lines) into files in that folder. Unbounded input is written in fixed windo
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -22,6 +24,7 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.transforms.window import FixedWindows
 
+from transforms.event_time import parse_timestamp
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Message, Origin, Record
@@ -89,16 +92,57 @@ _ARROW_TYPES = {
     "INTEGER": pa.int64(),
     "FLOAT": pa.float64(),
     "BOOLEAN": pa.bool_(),
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
 }
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _to_datetime(value: Any) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=round(parse_timestamp(value) * 1_000_000))
+
+
+def _to_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def _arrow_type(field: Field) -> pa.DataType:
     if field.type == "RECORD":
         kind: pa.DataType = pa.struct([_arrow_field(child) for child in field.fields])
     else:
-        # Timestamps, dates, numerics and JSON stay in their JSON text form.
+        # Dates, times, numerics, geography and JSON are kept as text.
         kind = _ARROW_TYPES.get(field.type, pa.string())
     return pa.list_(kind) if field.mode == "REPEATED" else kind
+
+
+def _converter(field: Field) -> Callable[[Any], Any] | None:
+    """Returns how a JSON value of ``field`` becomes an Arrow value, or None when it is as is."""
+    one: Callable[[Any], Any] | None
+    if field.type == "RECORD":
+        one = _row_converter(field.fields)
+    elif field.type == "TIMESTAMP":
+        one = _to_datetime
+    elif _ARROW_TYPES.get(field.type, pa.string()) == pa.string() and field.type != "STRING":
+        one = _to_text
+    else:
+        return None
+    if field.mode == "REPEATED":
+        return lambda values: None if values is None else [one(v) for v in values]
+    return lambda value: None if value is None else one(value)
+
+
+def _row_converter(fields: tuple[Field, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    converters = [(f.name, c) for f in fields if (c := _converter(f)) is not None]
+
+    def convert(row: dict[str, Any]) -> dict[str, Any]:
+        if not converters:
+            return row
+        row = dict(row)
+        for name, converter in converters:
+            if name in row:
+                row[name] = converter(row[name])
+        return row
+
+    return convert
 
 
 def _arrow_field(field: Field) -> pa.Field:
@@ -115,13 +159,14 @@ class ParquetFileSink(fileio.FileSink):
 
     def __init__(self, schema: Schema | None) -> None:
         self._schema = arrow_schema(schema) if schema is not None else None
+        self._convert = _row_converter(schema.fields) if schema is not None else None
 
     def open(self, fh: Any) -> None:
         self._fh = fh
         self._rows: list[dict[str, Any]] = []
 
     def write(self, record: dict[str, Any]) -> None:
-        self._rows.append(record)
+        self._rows.append(self._convert(record) if self._convert is not None else record)
 
     def flush(self) -> None:
         table = pa.Table.from_pylist(self._rows, schema=self._schema)

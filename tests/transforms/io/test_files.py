@@ -1,0 +1,225 @@
+"""Tests of transforms.io.files: the JSON Lines source, the JSONL and Parquet sinks."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import glob
+import json
+import os
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from transforms.io.base import SinkContext
+from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.files import FileSink, FileSource, arrow_schema
+from transforms.io.registry import make_sink, make_source
+from transforms.message import Message, Origin, Record
+from transforms.schema import Field, Schema
+
+LINES = [
+    b'{"id": 1, "name": "alpha"}',
+    b'{"id": 2, "name": "br\xc3\xbcder"}',
+    b"not json at all",
+    b"",
+    b'{"id": 3}\r',  # a CRLF line: the \r goes with the terminator
+    b"   ",
+    b'{"bad": "\xff\xfe"}',
+    b'{"tab":\t"x"}\r\r',  # only one \r belongs to the terminator
+    b'{"last": true}',  # no trailing newline
+]
+
+
+def _expected_payload(raw: bytes) -> bytes:
+    return raw[:-1] if raw.endswith(b"\r") else raw
+
+
+def _write_jsonl(path: Path) -> None:
+    content = b"\n".join(LINES)
+    path.write_bytes(content)
+    assert not content.endswith(b"\n")
+
+
+def test_file_source_one_message_per_line(tmp_path: Path) -> None:
+    first = tmp_path / "a.jsonl"
+    second = tmp_path / "b.jsonl"
+    _write_jsonl(first)
+    second.write_bytes(b'{"only": 1}\r\n{"two": 2}\n')
+    (tmp_path / "ignored.txt").write_bytes(b"nope\n")
+    expected = [
+        Message(_expected_payload(raw), {}, Origin("file", path=str(first), line=i + 1))
+        for i, raw in enumerate(LINES)
+    ] + [
+        Message(b'{"only": 1}', {}, Origin("file", path=str(second), line=1)),
+        Message(b'{"two": 2}', {}, Origin("file", path=str(second), line=2)),
+    ]
+    with beam.Pipeline() as p:
+        messages = p | make_source(f"file://{tmp_path}/*.jsonl")
+        assert_that(messages, equal_to(expected))
+
+
+def test_file_source_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    with beam.Pipeline() as p:
+        assert_that(p | make_source(f"file://{tmp_path}/empty.jsonl"), equal_to([]))
+
+
+@pytest.mark.parametrize(
+    ("uri", "needle"),
+    [
+        ("file:///definitely/not/here/*.jsonl", "no file matches"),
+        ("file://somehost/x.jsonl", "three slashes"),
+        ("file:///tmp/x.jsonl?format=jsonl", "unknown parameters"),
+    ],
+)
+def test_file_source_errors(uri: str, needle: str) -> None:
+    with pytest.raises(EndpointError, match=needle):
+        FileSource(Endpoint.parse(uri))
+
+
+def test_file_source_pattern_matching_nothing(tmp_path: Path) -> None:
+    with pytest.raises(EndpointError, match="no file matches"):
+        make_source(f"file://{tmp_path}/*.jsonl")
+
+
+# --- sinks ---------------------------------------------------------------------------------
+
+SCHEMA = Schema(
+    (
+        Field("id", "INTEGER", "REQUIRED"),
+        Field("name", "STRING"),
+        Field("score", "FLOAT"),
+        Field("ok", "BOOLEAN"),
+        Field("blob", "BYTES"),
+        Field("ts", "TIMESTAMP"),
+        Field("tags", "STRING", "REPEATED"),
+        Field("meta", "RECORD", fields=(Field("source", "STRING"), Field("n", "INTEGER"))),
+    )
+)
+ROWS = [
+    {
+        "id": 1,
+        "name": "alpha",
+        "score": 1.5,
+        "ok": True,
+        "blob": b"\x00\xffraw",
+        "ts": "2026-11-25T10:00:00Z",
+        "tags": ["a", "b"],
+        "meta": {"source": "web", "n": 3},
+    },
+    {
+        "id": 2,
+        "name": None,
+        "score": None,
+        "ok": False,
+        "blob": None,
+        "ts": None,
+        "tags": [],
+        "meta": None,
+    },
+]
+
+
+def _output_files(folder: Path, suffix: str) -> list[str]:
+    return sorted(
+        f
+        for f in glob.glob(str(folder / f"part*{suffix}"))
+        if not os.path.basename(f).startswith(".")
+    )
+
+
+def _write(uri: str, elements: list, context: SinkContext) -> None:
+    with beam.Pipeline() as p:
+        result = p | beam.Create(elements) | make_sink(uri, context)
+        assert result is None
+
+
+def test_file_sink_jsonl(tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    elements = [Record(row) for row in ROWS] + [{"id": 3, "plain": "dict"}]
+    _write(f"file://{folder}", elements, SinkContext("pipe", SCHEMA))
+    files = _output_files(folder, ".jsonl")
+    assert files
+    lines = [line for f in files for line in Path(f).read_bytes().splitlines()]
+    got = sorted((json.loads(line) for line in lines), key=lambda r: r["id"])
+    expected_first = dict(ROWS[0], blob=base64.b64encode(b"\x00\xffraw").decode("ascii"))
+    assert got == [expected_first, ROWS[1], {"id": 3, "plain": "dict"}]
+
+
+def test_file_sink_parquet(tmp_path: Path) -> None:
+    folder = tmp_path / "pq"
+    _write(
+        f"file://{folder}?format=parquet&prefix=part",
+        [Record(row) for row in ROWS],
+        SinkContext("pipe", SCHEMA),
+    )
+    files = _output_files(folder, ".parquet")
+    assert files
+    tables = [pq.read_table(f) for f in files]
+    for table in tables:
+        assert table.schema.equals(arrow_schema(SCHEMA))
+    rows = sorted((r for t in tables for r in t.to_pylist()), key=lambda r: r["id"])
+    # Parquet keeps timestamps as UTC timestamps, whatever form the JSON record gave.
+    expected = [
+        {**row, "ts": None if row["ts"] is None else dt.datetime.fromisoformat(row["ts"])}
+        for row in ROWS
+    ]
+    assert rows == expected
+
+
+def test_file_sink_parquet_dead_letter_infers_schema(tmp_path: Path) -> None:
+    folder = tmp_path / "dl"
+    records = [{"reason": "invalid_json", "payload_bytes": b"\xff", "n": 1}]
+    _write(
+        f"file://{folder}?format=parquet",
+        records,
+        SinkContext("pipe", SCHEMA, dead_letter=True),
+    )
+    rows = [r for f in _output_files(folder, ".parquet") for r in pq.read_table(f).to_pylist()]
+    assert rows == records
+
+
+def test_arrow_schema_types() -> None:
+    schema = arrow_schema(SCHEMA)
+    assert schema.field("id").type == pa.int64() and not schema.field("id").nullable
+    assert schema.field("name").type == pa.string() and schema.field("name").nullable
+    assert schema.field("score").type == pa.float64()
+    assert schema.field("ok").type == pa.bool_()
+    assert schema.field("blob").type == pa.binary()
+    assert schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("tags").type == pa.list_(pa.string())
+    assert schema.field("meta").type == pa.struct(
+        [pa.field("source", pa.string()), pa.field("n", pa.int64())]
+    )
+
+
+@pytest.mark.parametrize(
+    ("uri", "needle"),
+    [
+        ("file:///tmp/out?format=csv", "format must be one of"),
+        ("file:///tmp/out?compression=gzip", "unknown parameters"),
+        ("file:///tmp/out?window=0", "window must be positive"),
+        ("file://", "absolute/folder"),
+    ],
+)
+def test_file_sink_errors(uri: str, needle: str) -> None:
+    with pytest.raises(EndpointError, match=needle):
+        FileSink(Endpoint.parse(uri), SinkContext("pipe"))
+
+
+def test_parquet_sink_writes_schema_valid_non_string_values(tmp_path: Path) -> None:
+    schema = Schema((Field("ts", "TIMESTAMP"), Field("price", "NUMERIC"), Field("doc", "JSON")))
+    row = {"ts": 1_764_064_800, "price": 2.5, "doc": {"a": 1}}
+    schema.validator()(dict(row))
+    folder = tmp_path / "pq"
+    _write(f"file://{folder}?format=parquet", [Record(row)], SinkContext("pipe", schema))
+    rows = [r for f in _output_files(folder, ".parquet") for r in pq.read_table(f).to_pylist()]
+    assert len(rows) == 1
+    assert rows[0]["ts"] == dt.datetime.fromtimestamp(1_764_064_800, tz=dt.timezone.utc)
+    assert float(rows[0]["price"]) == 2.5
+    assert json.loads(rows[0]["doc"]) == {"a": 1}

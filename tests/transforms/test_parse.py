@@ -1,0 +1,566 @@
+"""Tests of transforms.parse: ParseJson in real pipelines, and parse_message as a property."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import math
+import random
+from collections import Counter
+from typing import Any
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from transforms.errors import (
+    BadTimestamp,
+    InvalidJson,
+    InvalidUtf8,
+    NotAnObject,
+    RecordError,
+    SchemaViolation,
+    TooLarge,
+)
+from transforms.event_time import parse_timestamp
+from transforms.message import Message, Origin, Record
+from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson, parse_message
+from transforms.schema import Field, Schema
+
+BASE = calendar.timegm((2026, 11, 25, 10, 0, 0))  # 2026-11-25T10:00:00Z
+
+SCHEMA = Schema(
+    (
+        Field("event_id", "STRING", "REQUIRED"),
+        Field("ts", "TIMESTAMP", "REQUIRED"),
+        Field("user_id", "STRING"),
+        Field("status_code", "INTEGER"),
+        Field("amount", "FLOAT"),
+        Field("tags", "STRING", "REPEATED"),
+        Field("meta", "RECORD", fields=(Field("source", "STRING"), Field("n", "INTEGER"))),
+    )
+)
+MAX_BYTES = 400
+
+
+def _msg(payload: bytes, line: int, attributes: dict[str, str] | None = None) -> Message:
+    return Message(payload, attributes or {}, Origin("file", path="/in/events.jsonl", line=line))
+
+
+def _event(**changes: Any) -> dict[str, Any]:
+    event = {
+        "event_id": "e1",
+        "ts": "2026-11-25T10:00:00Z",
+        "user_id": "u1",
+        "status_code": 200,
+        "amount": 1.5,
+        "tags": ["a"],
+        "meta": {"source": "web", "n": 1},
+    }
+    event.update(changes)
+    return {k: v for k, v in event.items() if v is not ...}
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode("utf-8")
+
+
+def _with_ts(element, ts=beam.DoFn.TimestampParam):
+    return element, float(ts)
+
+
+# --- EventTime -----------------------------------------------------------------------------
+
+
+def test_event_time_spec() -> None:
+    assert EventTime.parse("ts") == EventTime(field="ts")
+    assert EventTime.parse("meta.ts", "ms") == EventTime(field="meta.ts", unit="ms")
+    assert EventTime.parse("attribute:published") == EventTime(attribute="published")
+    with pytest.raises(ValueError, match="exactly one"):
+        EventTime()
+    with pytest.raises(ValueError, match="exactly one"):
+        EventTime(field="a", attribute="b")
+    with pytest.raises(ValueError, match="unit"):
+        EventTime(field="a", unit="minutes")
+
+
+def test_event_time_read() -> None:
+    data = {"ts": BASE, "meta": {"ts": "2026-11-25T10:00:00Z", "ms": BASE * 1000}}
+    assert EventTime(field="ts").read(data, {}) == BASE
+    assert EventTime(field="meta.ts").read(data, {}) == BASE
+    assert EventTime(field="meta.ms", unit="ms").read(data, {}) == BASE
+    assert EventTime(attribute="t").read({}, {"t": str(BASE)}) == BASE
+    for spec, attrs in [("missing", {}), ("ts.deeper", {}), ("meta.nope", {})]:
+        with pytest.raises(BadTimestamp):
+            EventTime(field=spec).read(data, attrs)
+    with pytest.raises(BadTimestamp, match="missing"):
+        EventTime(attribute="t").read(data, {})
+
+
+def test_parse_json_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        ParseJson("p", max_bytes=0)
+    with pytest.raises(ValueError, match="unknown_fields"):
+        ParseJson("p", unknown_fields="ignore")
+
+
+# --- parse_message -------------------------------------------------------------------------
+
+
+def test_parse_message_good_record() -> None:
+    message = _msg(_json(_event()), 1)
+    result = parse_message(message, SCHEMA, EventTime(field="ts"))
+    assert isinstance(result, TimestampedValue)
+    assert result.value == Record(_event(), message)
+    assert float(result.timestamp) == BASE
+
+
+def test_parse_message_without_event_time_returns_record() -> None:
+    message = _msg(b'{"anything": [1, {"goes": null}]}', 1)
+    assert parse_message(message) == Record({"anything": [1, {"goes": None}]}, message)
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"x" * (DEFAULT_MAX_BYTES + 1), TooLarge),
+        (b'{"event_id": "\xff"}', InvalidUtf8),
+        (b"\xff\xfe{}", InvalidUtf8),
+        (b'{"event_id": "e1"', InvalidJson),
+        (b"", InvalidJson),
+        (b"[1, 2]", NotAnObject),
+        (b"null", NotAnObject),
+        (b'"text"', NotAnObject),
+        (_json(_event(status_code="200")), SchemaViolation),
+        (_json(_event(ts="yesterday")), BadTimestamp),
+        (_json(_event(ts=...)), BadTimestamp),
+    ],
+)
+def test_parse_message_errors(payload: bytes, error: type[RecordError]) -> None:
+    with pytest.raises(error):
+        parse_message(_msg(payload, 1), SCHEMA, EventTime(field="ts"))
+
+
+def test_too_large_is_checked_before_decoding() -> None:
+    payload = b"\xff" * 11
+    with pytest.raises(TooLarge, match="11 bytes"):
+        parse_message(_msg(payload, 1), max_bytes=10)
+    with pytest.raises(InvalidUtf8):
+        parse_message(_msg(payload, 1), max_bytes=11)
+
+
+def test_invalid_utf8_message_names_payload_offset() -> None:
+    payload = b'{"event_id": "\xff"}'
+    offset = payload.index(b"\xff")
+    with pytest.raises(InvalidUtf8, match=f"at byte {offset}$"):
+        parse_message(_msg(payload, 1))
+
+
+def test_deeply_nested_json_is_a_record_error() -> None:
+    payload = b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    try:
+        parse_message(_msg(payload, 1))
+    except RecordError:
+        pass
+
+
+def test_huge_integer_event_time_is_bad_timestamp() -> None:
+    payload = b'{"event_id": "e1", "ts": 1' + b"0" * 400 + b"}"
+    with pytest.raises(BadTimestamp):
+        parse_message(_msg(payload, 1), SCHEMA, EventTime(field="ts"))
+
+
+# --- ParseJson in a pipeline ---------------------------------------------------------------
+
+
+def _error_view(error: dict) -> tuple:
+    return (
+        error["reason"],
+        error["payload_bytes"],
+        error["source"]["line"],
+        error["source"]["path"],
+        error["source"]["system"],
+        error["pipeline"],
+        error["step"],
+        error["event_timestamp"],
+    )
+
+
+def test_parse_json_pipeline_routes_every_reason() -> None:
+    good = [
+        (_event(), BASE),
+        (_event(event_id="e2", ts=BASE * 1000 + 250), BASE + 0.25),
+        (_event(event_id="e3", ts="2026-11-25T12:00:00+02:00", amount=None), BASE),
+    ]
+    bad = [
+        ("too_large", _json(_event(user_id="u" * MAX_BYTES))),
+        ("invalid_utf8", b'{"event_id": "\xff\xfe", "ts": 1}'),
+        ("invalid_utf8", b"\xc3("),
+        ("invalid_json", _json(_event())[:-7]),
+        ("invalid_json", b""),
+        ("not_an_object", _json([_event()])),
+        ("not_an_object", b"42"),
+        ("schema", _json(_event(status_code="five hundred"))),
+        ("schema", _json(_event(surprise=1))),
+        ("schema", _json(_event(event_id=...))),
+        ("bad_timestamp", _json(_event(ts="yesterday-ish"))),
+        ("bad_timestamp", _json(_event(ts=...))),
+    ]
+    messages = [_msg(_json(event), i + 1) for i, (event, _) in enumerate(good)]
+    messages += [_msg(payload, 100 + i, {"k": "v"}) for i, (_, payload) in enumerate(bad)]
+    expected_records = [(Record(event, messages[i]), ts) for i, (event, ts) in enumerate(good)]
+    expected_errors = [
+        (reason, payload, 100 + i, "/in/events.jsonl", "file", "pipe", "parse", None)
+        for i, (reason, payload) in enumerate(bad)
+    ]
+
+    with beam.Pipeline() as p:
+        records, errors = (
+            p
+            | beam.Create(messages)
+            | ParseJson("pipe", SCHEMA, EventTime(field="ts"), max_bytes=MAX_BYTES)
+        )
+        assert_that(records | beam.Map(_with_ts), equal_to(expected_records), label="records")
+        assert_that(errors | beam.Map(_error_view), equal_to(expected_errors), label="errors")
+        details = errors | beam.Map(
+            lambda e: (
+                e["error_type"],
+                bool(e["error_message"]),
+                e["attributes"],
+                e["payload_string"] == _utf8_or_none(e["payload_bytes"]),
+            )
+        )
+        error_types = {
+            "too_large": "TooLarge",
+            "invalid_utf8": "InvalidUtf8",
+            "invalid_json": "InvalidJson",
+            "not_an_object": "NotAnObject",
+            "schema": "SchemaViolation",
+            "bad_timestamp": "BadTimestamp",
+        }
+        assert_that(
+            details,
+            equal_to([(error_types[r], True, [{"key": "k", "value": "v"}], True) for r, _ in bad]),
+            label="details",
+        )
+
+
+def _utf8_or_none(payload: bytes) -> str | None:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def test_parse_json_pipeline_attribute_time_nested_and_unknown_fields() -> None:
+    schema = Schema((Field("id", "STRING"),))
+    messages = [
+        _msg(b'{"id": "a", "extra": 1}', 1, {"published": str(BASE * 1000)}),
+        _msg(b'{"id": "b"}', 2, {}),  # no attribute -> bad_timestamp
+    ]
+    for mode, expected_data in [("drop", {"id": "a"}), ("keep", {"id": "a", "extra": 1})]:
+        with beam.Pipeline() as p:
+            records, errors = (
+                p
+                | beam.Create(messages)
+                | ParseJson(
+                    "pipe",
+                    schema,
+                    EventTime(attribute="published", unit="ms"),
+                    unknown_fields=mode,
+                )
+            )
+            assert_that(
+                records | beam.Map(_with_ts),
+                equal_to([(Record(expected_data, messages[0]), BASE)]),
+                label="records",
+            )
+            assert_that(
+                errors | beam.Map(lambda e: (e["reason"], e["source"]["line"])),
+                equal_to([("bad_timestamp", 2)]),
+                label="errors",
+            )
+
+
+def test_parse_json_without_event_time_keeps_input_timestamps() -> None:
+    messages = [_msg(b'{"a": 1}', 1), _msg(b"[]", 2)]
+    with beam.Pipeline() as p:
+        stamped = (
+            p
+            | beam.Create(messages)
+            | beam.Map(lambda m: TimestampedValue(m, BASE + m.origin.line))
+        )
+        records, errors = stamped | ParseJson("pipe")
+        assert_that(
+            records | beam.Map(_with_ts),
+            equal_to([(Record({"a": 1}, messages[0]), BASE + 1)]),
+            label="records",
+        )
+        # The error's event timestamp is the failed element's timestamp, formatted.
+        assert_that(
+            errors | beam.Map(lambda e: (e["reason"], e["event_timestamp"])),
+            equal_to([("not_an_object", "2026-11-25T10:00:02Z")]),
+            label="errors",
+        )
+
+
+def test_parse_json_pipeline_reasons_for_pathological_payloads() -> None:
+    messages = [
+        _msg(b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", 1),
+        _msg(b'{"event_id": "e1", "ts": 1' + b"0" * 400 + b"}", 2),
+    ]
+    with beam.Pipeline() as p:
+        _, errors = p | beam.Create(messages) | ParseJson("pipe", None, EventTime(field="ts"))
+        assert_that(
+            errors | beam.Map(lambda e: e["reason"] != "unexpected_error"),
+            equal_to([True, True]),
+        )
+
+
+# --- the property: every payload is a valid record or a RecordError ------------------------
+
+_FIELDS = list(SCHEMA.names)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(["2026-11-25T10:00:00Z", "1764064800", "", "nan", "2026-02-30T00:00:00Z"]),
+)
+_GARBAGE = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_VALID_EVENTS = st.builds(
+    lambda i, ts, user, code, amount, tags, meta: {
+        "event_id": f"e{i}",
+        "ts": ts,
+        "user_id": user,
+        "status_code": code,
+        "amount": amount,
+        "tags": tags,
+        "meta": meta,
+    },
+    st.integers(0, 10**6),
+    st.one_of(
+        st.integers(0, 4_000_000_000),
+        st.integers(0, 4_000_000_000_000),
+        st.datetimes().map(lambda d: d.isoformat() + "Z"),
+        st.floats(0, 4e9),
+    ),
+    st.one_of(st.none(), st.text(max_size=10)),
+    st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+    st.one_of(st.none(), st.lists(st.text(max_size=5), max_size=3)),
+    st.one_of(
+        st.none(),
+        st.fixed_dictionaries(
+            {}, optional={"source": st.text(max_size=5), "n": st.integers(-100, 100)}
+        ),
+    ),
+)
+
+
+@st.composite
+def _mutated_payloads(draw) -> bytes:
+    event = draw(_VALID_EVENTS)
+    value: Any = event
+    for _ in range(draw(st.integers(0, 3))):
+        op = draw(st.sampled_from(["drop", "retype", "huge", "garbage", "unknown", "wrap", "pad"]))
+        if not isinstance(value, dict):
+            break
+        if op == "drop" and value:
+            value.pop(draw(st.sampled_from(sorted(value))))
+        elif op == "retype":
+            value[draw(st.sampled_from(_FIELDS))] = draw(_SCALARS)
+        elif op == "huge":
+            names = [n for n in _FIELDS if n != "ts"]  # see the OverflowError bug above
+            exponent = draw(st.integers(15, 400))
+            value[draw(st.sampled_from(names))] = draw(st.sampled_from([1, -1])) * 10**exponent
+        elif op == "garbage":
+            value[draw(st.sampled_from(_FIELDS + ["meta_x"]))] = draw(_GARBAGE)
+        elif op == "unknown":
+            value[draw(st.text(min_size=1, max_size=8))] = draw(_SCALARS)
+        elif op == "wrap":
+            value = [value] if draw(st.booleans()) else {"wrapped": value}
+        elif op == "pad":
+            value["user_id"] = "x" * draw(st.integers(0, 2 * MAX_BYTES))
+    payload = json.dumps(value, ensure_ascii=draw(st.booleans())).encode("utf-8")
+    for _ in range(draw(st.integers(0, 2))):
+        op = draw(st.sampled_from(["truncate", "bad_utf8", "flip", "splice_number"]))
+        at = draw(st.integers(0, len(payload)))
+        if op == "truncate":
+            payload = payload[:at]
+        elif op == "bad_utf8":
+            junk = draw(
+                st.sampled_from(
+                    [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf"]
+                )
+            )
+            payload = payload[:at] + junk + payload[at:]
+        elif op == "flip" and payload:
+            at = min(at, len(payload) - 1)
+            payload = payload[:at] + bytes([draw(st.integers(0, 255))]) + payload[at + 1 :]
+        elif op == "splice_number":
+            payload = (
+                payload[:at]
+                + draw(st.sampled_from([b"1e400", b"NaN", b"-0", b"01"]))
+                + payload[at:]
+            )
+    return payload
+
+
+PAYLOADS = st.one_of(st.binary(max_size=300), _mutated_payloads())
+
+
+def _strict_json(text: str) -> Any:
+    """The standard library's reading of strict JSON (no NaN, no infinities, no lone surrogates)."""
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(name)
+
+    def finite(text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(text)
+        return number
+
+    value = json.loads(text, parse_constant=no_constant, parse_float=finite)
+
+    def check(node: Any) -> None:
+        if isinstance(node, str):
+            node.encode("utf-8")  # raises on lone surrogates
+        elif isinstance(node, list):
+            for item in node:
+                check(item)
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                check(key)
+                check(item)
+
+    check(value)
+    return value
+
+
+def _expected_reason(payload: bytes) -> tuple[str | None, Any]:
+    """An independent classification of a payload: (reason or None, decoded data)."""
+    if len(payload) > MAX_BYTES:
+        return "too_large", None
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8", None
+    try:
+        data = _strict_json(text)
+    except ValueError:  # JSONDecodeError and UnicodeEncodeError are ValueErrors
+        return "invalid_json", None
+    if not isinstance(data, dict):
+        return "not_an_object", None
+    try:
+        parse_timestamp(data.get("ts"))
+    except BadTimestamp:
+        return "bad_timestamp", None
+    try:
+        SCHEMA.validator()(json.loads(text))
+    except SchemaViolation:
+        return "schema", None
+    return None, data
+
+
+@settings(
+    max_examples=3000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(payload=PAYLOADS, line=st.integers(1, 10**6))
+def test_parse_message_property(payload: bytes, line: int) -> None:
+    message = _msg(payload, line)
+    expected_reason, expected_data = _expected_reason(payload)
+    event(f"outcome: {expected_reason or 'record'}")
+    try:
+        result = parse_message(message, SCHEMA, EventTime(field="ts"), max_bytes=MAX_BYTES)
+    except RecordError as exc:
+        assert exc.reason == expected_reason, (exc, payload)
+        return
+    # Anything else than RecordError propagates and fails the test.
+    assert expected_reason is None, payload
+    assert isinstance(result, TimestampedValue)
+    record = result.value
+    assert isinstance(record, Record)
+    assert record.origin == message
+    assert record.data == expected_data
+    SCHEMA.validator()(json.loads(json.dumps(record.data)))
+    # Beam truncates to microseconds, and floats far from 1970 hold fewer digits.
+    assert float(result.timestamp) == pytest.approx(parse_timestamp(record.data["ts"]), abs=1e-3)
+
+
+def _random_payloads(rng: random.Random, n: int) -> list[bytes]:
+    """Valid, mutated and random payloads for the pipeline-level property."""
+    payloads = []
+    for i in range(n):
+        event = _event(event_id=f"e{i}", ts=BASE + rng.randrange(86400))
+        kind = rng.randrange(9)
+        if kind == 0:
+            payload = rng.randbytes(rng.randrange(40))
+        elif kind == 1:
+            payload = _json(event)[: rng.randrange(len(_json(event)))]
+        elif kind == 2:
+            raw = _json(event)
+            at = rng.randrange(len(raw))
+            payload = raw[:at] + b"\xff" + raw[at:]
+        elif kind == 3:
+            payload = _json([event])
+        elif kind == 4:
+            payload = _json({**event, "status_code": str(rng.random())})
+        elif kind == 5:
+            payload = _json({**event, "ts": rng.choice([None, "soon", [1], {"t": 1}, True])})
+        elif kind == 6:
+            payload = _json({**event, "user_id": "x" * MAX_BYTES})
+        elif kind == 7:
+            payload = _json(rng.choice([_event(), event]))  # duplicates on purpose
+        else:
+            payload = _json(event)
+        payloads.append(payload)
+    return payloads
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32 - 1))
+def test_parse_json_pipeline_property(seed: int) -> None:
+    payloads = _random_payloads(random.Random(seed), 300)
+    messages = [_msg(payload, i + 1) for i, payload in enumerate(payloads)]
+    outcome = [_expected_reason(p)[0] for p in payloads]
+    expected_good = [p for p, reason in zip(payloads, outcome, strict=True) if reason is None]
+    expected_bad = [
+        (p, reason) for p, reason in zip(payloads, outcome, strict=True) if reason is not None
+    ]
+    assert expected_good and expected_bad
+    assert len(set(outcome)) >= 6  # the generator reaches most reasons
+
+    with beam.Pipeline() as p:
+        records, errors = (
+            p
+            | beam.Create(messages)
+            | ParseJson("pipe", SCHEMA, EventTime(field="ts"), max_bytes=MAX_BYTES)
+        )
+        record_bytes = records | "RecordBytes" >> beam.Map(lambda r: r.origin.payload)
+        error_bytes = errors | "ErrorBytes" >> beam.Map(lambda e: e["payload_bytes"])
+        # Every input exactly once across both outputs (multisets of payload bytes).
+        everything = (record_bytes, error_bytes) | beam.Flatten()
+        assert_that(everything, equal_to(payloads), label="all")
+        count = everything | beam.combiners.Count.Globally()
+        assert_that(count, equal_to([len(messages)]), label="count")
+        assert_that(record_bytes, equal_to(expected_good), label="good")
+        assert_that(
+            errors | beam.Map(lambda e: (e["payload_bytes"], e["reason"])),
+            equal_to(expected_bad),
+            label="bad",
+        )
+    assert sum(Counter(outcome).values()) == len(payloads)
