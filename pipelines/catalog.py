@@ -10,6 +10,7 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.options import Option
+from transforms.metrics import WRITTEN
 
 __all__ = ["CATALOG", "PipelineSpec", "get_pipeline"]
 
@@ -37,6 +38,7 @@ class PipelineSpec:
     options: tuple[Option, ...]
     configure: Callable[[dict[str, Any]], Any]
     build: Callable[[beam.Pipeline, Any], None]
+    delivered: str = WRITTEN
 
 
 def get_pipeline(name: str) -> PipelineSpec:

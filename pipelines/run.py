@@ -14,7 +14,14 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.catalog import PipelineSpec
 from pipelines.options import OptionError, parse_options
 from transforms.io.endpoint import redact
-from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN, counter_totals
+from transforms.metrics import (
+    DEAD_LETTERED,
+    DROPPED,
+    READ,
+    SINK_REASON_PREFIX,
+    WRITTEN,
+    counter_totals,
+)
 
 __all__ = ["RunReport", "build_pipeline", "describe_options", "run_pipeline"]
 
@@ -30,40 +37,56 @@ class RunReport:
         state: Beam's final state (``DONE``, ``CANCELLED``...).
         counters: every counter of the suite, e.g. ``{"read": 10, "written": 9, ...}``.
         outputs: where the sink and the dead-letter sink wrote (credentials redacted).
-
+        delivered: the counter of input records that reached their end: ``written`` for a
+            pipeline that writes its records, ``aggregated`` for one that aggregates them (its
+            sinks then write rows, and their failures are not input records).
     """
 
     pipeline: str
     state: str
     counters: dict[str, int]
     outputs: dict[str, str] = field(default_factory=dict)
+    delivered: str = WRITTEN
 
     def count(self, name: str) -> int:
         """Returns counter ``name`` (0 when it never counted)."""
         return self.counters.get(name, 0)
 
+    def _input_dead_letters(self) -> int:
+        total = self.count(DEAD_LETTERED)
+        if self.delivered == WRITTEN:
+            return total
+        return total - sum(
+            value
+            for name, value in self.counters.items()
+            if name.startswith(f"{DEAD_LETTERED}.{SINK_REASON_PREFIX}")
+        )
+
     @property
     def balanced(self) -> bool:
-        """Whether read = written + dead-lettered + dropped."""
-        accounted = self.count(WRITTEN) + self.count(DEAD_LETTERED) + self.count(DROPPED)
+        """Whether read = delivered (written or aggregated) + dead-lettered + dropped."""
+        accounted = self.count(self.delivered) + self._input_dead_letters() + self.count(DROPPED)
         return self.count(READ) == accounted
 
     def render(self) -> str:
         """Returns the report as a few lines for a person."""
         lines = [f"{self.pipeline}: {self.state}"]
         lines += [f"  {role:<12} {uri}" for role, uri in self.outputs.items()]
-        for total in (READ, WRITTEN, DEAD_LETTERED, DROPPED):
+        totals = [READ, WRITTEN, DEAD_LETTERED, DROPPED]
+        if self.delivered != WRITTEN:
+            totals.insert(1, self.delivered)
+        for total in totals:
             reasons = sorted(
                 (name.split(".", 1)[1], value)
                 for name, value in self.counters.items()
                 if name.startswith(total + ".")
             )
             detail = ", ".join(f"{reason}: {value}" for reason, value in reasons)
-            lines.append(
-                f"  {total:<14}{self.count(total):>10}" + (f"  ({detail})" if detail else "")
-            )
+            line = f"  {total:<14}{self.count(total):>10}"
+            lines.append(line + (f"  ({detail})" if detail else ""))
         verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
-        lines.append(f"  read = written + dead_lettered + dropped: {verdict}")
+        dead = "dead_lettered" if self.delivered == WRITTEN else "dead_lettered (input)"
+        lines.append(f"  read = {self.delivered} + {dead} + dropped: {verdict}")
         return "\n".join(lines)
 
 
@@ -134,6 +157,7 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
         pipeline=spec.name,
         state=str(result.state),
         counters=counter_totals(result.metrics()),
+        delivered=spec.delivered,
         outputs={
             "source": str(config.source.endpoint),
             "sink": str(config.sink.endpoint),

@@ -22,7 +22,14 @@ from transforms.metrics import READ, Count
 from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson
 from transforms.schema import Schema
 
-__all__ = ["PARSE_OPTIONS", "SpineConfig", "read_and_parse", "write_dead_letters"]
+__all__ = [
+    "PARSE_OPTIONS",
+    "ParseSettings",
+    "SpineConfig",
+    "load_schema",
+    "read_and_parse",
+    "write_dead_letters",
+]
 
 BUILTIN_SCHEMAS = ("events",)
 
@@ -85,37 +92,32 @@ def load_schema(spec: str) -> Schema | None:
 
 
 @dataclass(frozen=True)
-class SpineConfig:
-    """The validated endpoints and parse settings of a pipeline.
+class ParseSettings:
+    """How a pipeline parses its input.
 
     Attributes:
-        pipeline: the pipeline's name.
-        source: the source, built from ``--source``.
-        sink: the main sink, built from ``--sink``.
-        dead_letter: the dead-letter sink, built from ``--dead_letter``.
         schema: the record schema, or ``None`` for any JSON object.
         event_time: where event times are read, or ``None``.
         max_payload_bytes: the payload size limit.
         unknown_fields: ``reject``, ``drop`` or ``keep``.
-        max_seconds: how long an endless run lasts (0: until Ctrl-C).
-
     """
 
-    pipeline: str
-    source: Source
-    sink: Sink
-    dead_letter: Sink
     schema: Schema | None
     event_time: EventTime | None
     max_payload_bytes: int
     unknown_fields: Any
-    max_seconds: float
 
     @classmethod
-    def from_options(cls, pipeline: str, values: dict[str, Any]) -> SpineConfig:
-        """Validates the common options; raises `OptionError` or `EndpointError`."""
+    def from_options(
+        cls, values: dict[str, Any], event_time_field: str | None = None
+    ) -> ParseSettings:
+        """Validates the parse options; ``event_time_field`` overrides ``--event_time_field``.
+
+        Raises:
+            OptionError: an option cannot be used.
+        """
         schema = load_schema(values["schema"])
-        field = values["event_time_field"] or None
+        field = event_time_field or values["event_time_field"] or None
         event_time = EventTime.parse(field, values["event_time_unit"]) if field else None
         if schema is not None and event_time is not None and event_time.field is not None:
             top = event_time.field.split(".")[0]
@@ -126,10 +128,57 @@ class SpineConfig:
                 )
         if values["max_payload_bytes"] <= 0:
             raise OptionError("--max_payload_bytes must be positive")
+        return cls(schema, event_time, values["max_payload_bytes"], values["unknown_fields"])
+
+    @property
+    def time_field(self) -> str | None:
+        """The record field holding the event time, if it comes from a field."""
+        return self.event_time.field if self.event_time is not None else None
+
+
+@dataclass(frozen=True)
+class SpineConfig:
+    """The validated endpoints and parse settings of a pipeline.
+
+    Attributes:
+        pipeline: the pipeline's name.
+        source: the source, built from ``--source``.
+        sink: the main sink, built from ``--sink``.
+        dead_letter: the dead-letter sink, built from ``--dead_letter``.
+        parse: how the input is parsed.
+        max_seconds: how long an endless run lasts (0: until Ctrl-C).
+    """
+
+    pipeline: str
+    source: Source
+    sink: Sink
+    dead_letter: Sink
+    parse: ParseSettings
+    max_seconds: float
+
+    @classmethod
+    def from_options(
+        cls,
+        pipeline: str,
+        values: dict[str, Any],
+        parse: ParseSettings | None = None,
+        output: SinkContext | None = None,
+    ) -> SpineConfig:
+        """Validates the common options and builds the endpoints.
+
+        Args:
+            pipeline: the pipeline's name.
+            values: the parsed option values.
+            parse: the parse settings, when the pipeline already built them.
+            output: what the sink writes, when it is not the parsed records themselves.
+
+        Raises:
+            OptionError, EndpointError: an option cannot be used.
+        """
+        parse = parse or ParseSettings.from_options(values)
         if values["max_seconds"] < 0:
             raise OptionError("--max_seconds must be 0 (no limit) or positive")
-        time_field = event_time.field if event_time is not None else None
-        context = SinkContext(pipeline, schema, time_field)
+        context = output or SinkContext(pipeline, parse.schema, parse.time_field)
         return cls(
             pipeline=pipeline,
             source=make_source(values["source"]),
@@ -137,10 +186,7 @@ class SpineConfig:
             dead_letter=make_sink(
                 values["dead_letter"], SinkContext(pipeline, DEAD_LETTER_SCHEMA, None, True)
             ),
-            schema=schema,
-            event_time=event_time,
-            max_payload_bytes=values["max_payload_bytes"],
-            unknown_fields=values["unknown_fields"],
+            parse=parse,
             max_seconds=values["max_seconds"],
         )
 
@@ -155,12 +201,13 @@ def read_and_parse(
 
     """
     messages = pipeline | "Read" >> config.source | "Count read" >> Count(READ)
+    parse = config.parse
     return messages | "Parse" >> ParseJson(
         config.pipeline,
-        schema=config.schema,
-        event_time=config.event_time,
-        max_bytes=config.max_payload_bytes,
-        unknown_fields=config.unknown_fields,
+        schema=parse.schema,
+        event_time=parse.event_time,
+        max_bytes=parse.max_payload_bytes,
+        unknown_fields=parse.unknown_fields,
     )
 
 

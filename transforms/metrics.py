@@ -19,6 +19,7 @@ __all__ = [
     "DROPPED",
     "NAMESPACE",
     "READ",
+    "SINK_REASON_PREFIX",
     "WRITTEN",
     "Count",
     "ReasonCounters",
@@ -30,6 +31,8 @@ READ = "read"
 WRITTEN = "written"
 DEAD_LETTERED = "dead_lettered"
 DROPPED = "dropped"
+# Dead-letter reasons of sinks start with this ("sink_rejected", "sink_unavailable").
+SINK_REASON_PREFIX = "sink_"
 
 T = TypeVar("T")
 

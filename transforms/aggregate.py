@@ -1,0 +1,339 @@
+"""WindowedAggregate: group records into event-time windows and compute the spec's aggregates.
+
+    records -> key by group_by -> lateness gate -> WindowInto(windows, trigger, lateness)
+            -> CombinePerKey(all aggregates) -> output rows [-> having]
+                          `-> late records -> dead letter (reason "late")
+
+An output row (the data of an output `Record`) looks like::
+
+    {"endpoint": "/api/cart",                      # the group keys
+     "window_start": "2026-11-25T10:00:00Z", "window_end": "2026-11-25T10:01:00Z",
+     "requests": 120, "errors": 3, ...,            # the aggregates
+     "timing": "ON_TIME", "is_final": False, "pane_index": 1}
+
+``timing`` is ``EARLY``, ``ON_TIME`` or ``LATE``; a sink keyed by group keys and window
+overwrites earlier panes, so a re-fired pane replaces the figure instead of adding to it.
+
+Late records: Beam's GroupByKey drops records that arrive after a window's end plus the allowed
+lateness, silently. So before the shuffle a small stateful step (the lateness gate, a few shards
+in the global window) follows the input watermark from below with event-time timers and
+dead-letters, with reason ``late``, every record whose windows have all closed by that bound.
+The bound trails the true watermark by at most one window step while data flows, so the
+shuffle is given that step as extra lateness: a record the gate lets through is never dropped
+(at worst it updates its window in a LATE pane). A shard that was idle for longer than its
+windows' span judges its first record against an older bound; that is the one case where
+Beam can still drop a record unseen, and it is counted by nothing. Hopping windows: a record is
+dead-lettered only when its last window has closed (its earlier windows drop it silently).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.coders import FloatCoder
+from apache_beam.transforms import trigger as triggers
+from apache_beam.transforms import window as windows
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.utils.timestamp import Duration
+
+from transforms.aggregate_spec import AggregateSpec, WindowSpec
+from transforms.aggregators import SpecCombineFn
+from transforms.dead_letter import error_record
+from transforms.event_time import format_timestamp
+from transforms.message import Record
+from transforms.metrics import NAMESPACE, Count
+from transforms.schema import Field, Schema
+
+__all__ = ["AGGREGATED", "GATE_SHARDS", "LATE", "WindowedAggregate", "row_schema"]
+
+AGGREGATED = "aggregated"
+LATE = "late_records"
+GATE_SHARDS = 8
+_TIMING = {0: "EARLY", 1: "ON_TIME", 2: "LATE"}
+
+
+def _key_value(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _expiry(window: WindowSpec, lateness: float, event_time: float) -> float:
+    """Returns when the last window holding ``event_time`` stops taking records."""
+    if window.type == "session":
+        return event_time + window.gap + lateness
+    step = window.size if window.type == "tumbling" else window.every
+    return math.floor(event_time / step) * step + window.size + lateness
+
+
+class _KeyByShard(beam.DoFn):
+    """Record -> ``(shard, (group_key, record))``; the shard spreads the gate's work."""
+
+    def __init__(self, group_by: tuple[str, ...]) -> None:
+        self._group_by = group_by
+
+    def process(self, record: Record) -> Iterator[tuple[int, tuple[tuple, Record]]]:
+        key = tuple(_key_value(record.data.get(name)) for name in self._group_by)
+        shard = zlib.crc32(repr(key).encode("utf-8")) % GATE_SHARDS
+        yield shard, (key, record)
+
+
+class _LatenessGate(beam.DoFn):
+    """Passes records whose windows are still open; tags the others ``late``.
+
+    Output: ``(group_key, (record_dict, event_time))``, or the late `Record` on ``late``.
+    """
+
+    HORIZON = ReadModifyWriteStateSpec("horizon", FloatCoder())
+    NEWEST = ReadModifyWriteStateSpec("newest", FloatCoder())
+    ARMED = ReadModifyWriteStateSpec("armed", FloatCoder())
+    CLOCK = TimerSpec("clock", TimeDomain.WATERMARK)
+
+    def __init__(self, window: WindowSpec, lateness: float) -> None:
+        self._window = window
+        self._lateness = lateness
+        self._step = window.step
+        self._span = max(window.size, window.gap) + lateness + window.step
+
+    def setup(self) -> None:
+        self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
+
+    def process(
+        self,
+        element: tuple[int, tuple[tuple, Record]],
+        timestamp: Any = beam.DoFn.TimestampParam,
+        horizon: Any = beam.DoFn.StateParam(HORIZON),
+        newest: Any = beam.DoFn.StateParam(NEWEST),
+        armed: Any = beam.DoFn.StateParam(ARMED),
+        clock: Any = beam.DoFn.TimerParam(CLOCK),
+    ) -> Iterator[Any]:
+        _, (key, record) = element
+        event_time = float(timestamp)
+        bound = horizon.read()
+        if bound is not None and _expiry(self._window, self._lateness, event_time) < bound:
+            yield beam.pvalue.TaggedOutput("late", record)
+            return
+        latest = newest.read()
+        if latest is None or event_time > latest:
+            newest.write(event_time)
+        if armed.read() is None:
+            target = event_time if bound is None else bound + self._step
+            clock.set(target)
+            armed.write(target)
+        self._aggregated.inc()
+        yield key, (record.data, event_time)
+
+    @on_timer(CLOCK)
+    def on_clock(
+        self,
+        fired: Any = beam.DoFn.TimestampParam,
+        horizon: Any = beam.DoFn.StateParam(HORIZON),
+        newest: Any = beam.DoFn.StateParam(NEWEST),
+        armed: Any = beam.DoFn.StateParam(ARMED),
+        clock: Any = beam.DoFn.TimerParam(CLOCK),
+    ) -> Iterator[Any]:
+        now = float(fired)
+        horizon.write(now)
+        latest = newest.read()
+        if latest is not None and now < latest + self._span:
+            clock.set(now + self._step)
+            armed.write(now + self._step)
+        else:
+            armed.clear()
+        return iter(())
+
+
+class _KeyOnly(beam.DoFn):
+    """Record -> ``(group_key, (record_dict, event_time))`` (global windows: nothing is late)."""
+
+    def __init__(self, group_by: tuple[str, ...]) -> None:
+        self._group_by = group_by
+
+    def setup(self) -> None:
+        self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
+
+    def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
+        self._aggregated.inc()
+        key = tuple(_key_value(record.data.get(name)) for name in self._group_by)
+        yield key, (record.data, float(timestamp))
+
+
+class _LateToDeadLetter(beam.DoFn):
+    def __init__(self, pipeline: str, window: WindowSpec, lateness: float) -> None:
+        self._pipeline = pipeline
+        self._window = window
+        self._lateness = lateness
+
+    def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
+        event_time = float(timestamp)
+        closed = format_timestamp(_expiry(self._window, 0.0, event_time))
+        yield error_record(
+            record,
+            pipeline=self._pipeline,
+            step="aggregate",
+            reason="late",
+            error_type="LateRecord",
+            error_message=(
+                f"event time {format_timestamp(event_time)} is too late: its window closed at "
+                f"{closed} and the allowed lateness is {self._lateness:g}s"
+            ),
+            event_timestamp=event_time,
+        )
+
+
+class _ToRow(beam.DoFn):
+    """``(group_key, aggregates)`` in a window and pane -> the output `Record`."""
+
+    def __init__(self, spec: AggregateSpec) -> None:
+        self._group_by = spec.group_by
+        self._having = spec.having
+
+    def process(
+        self,
+        element: tuple[tuple, dict[str, Any]],
+        window: Any = beam.DoFn.WindowParam,
+        pane: Any = beam.DoFn.PaneInfoParam,
+    ) -> Iterator[Record]:
+        key, aggregates = element
+        row: dict[str, Any] = dict(zip(self._group_by, key, strict=True))
+        bounded = isinstance(window, windows.IntervalWindow)
+        row["window_start"] = format_timestamp(float(window.start)) if bounded else None
+        row["window_end"] = format_timestamp(float(window.end)) if bounded else None
+        row.update(aggregates)
+        row["timing"] = _TIMING.get(pane.timing, "UNKNOWN")
+        row["is_final"] = pane.is_last
+        row["pane_index"] = pane.index
+        if self._having is None or self._having(row):
+            yield Record(row)
+
+
+_INTEGER_RESULTS = {"count", "count_if", "approx_count_distinct"}
+_FLOAT_RESULTS = {"mean", "approx_quantile"}
+
+
+def row_schema(spec: AggregateSpec, records: Schema | None) -> Schema:
+    """Returns the schema of the output rows (to create a table for them).
+
+    Group keys and ``sum``/``min``/``max``/``latest`` of a plain field take the field's type
+    from the record schema when there is one; otherwise STRING and FLOAT.
+    """
+
+    def field_type(name: str, default: str) -> str:
+        spec_field = records.get(name) if records is not None else None
+        if spec_field is None or spec_field.mode == "REPEATED" or spec_field.type == "RECORD":
+            return default
+        return spec_field.type
+
+    fields = [Field(name, field_type(name, "STRING")) for name in spec.group_by]
+    fields += [Field("window_start", "TIMESTAMP"), Field("window_end", "TIMESTAMP")]
+    for call in spec.aggregates:
+        if call.function in _INTEGER_RESULTS:
+            kind = "INTEGER"
+        elif call.function in _FLOAT_RESULTS or call.argument is None:
+            kind = "FLOAT"
+        else:
+            kind = field_type(call.argument.text.strip(), "FLOAT")
+        fields.append(Field(call.name, kind))
+    fields += [Field("timing", "STRING"), Field("is_final", "BOOLEAN"),
+               Field("pane_index", "INTEGER")]  # fmt: skip
+    return Schema(tuple(fields))
+
+
+def _window_fn(window: WindowSpec) -> windows.WindowFn:
+    if window.type == "tumbling":
+        return windows.FixedWindows(window.size)
+    if window.type == "hopping":
+        return windows.SlidingWindows(window.size, window.every)
+    if window.type == "session":
+        return windows.Sessions(window.gap)
+    return windows.GlobalWindows()
+
+
+def _trigger(spec: AggregateSpec) -> triggers.TriggerFn:
+    trigger = spec.trigger
+    early: triggers.TriggerFn | None = None
+    if trigger.early_seconds:
+        early = triggers.AfterProcessingTime(trigger.early_seconds)
+    elif trigger.early_count:
+        early = triggers.AfterCount(trigger.early_count)
+    if spec.window.type == "global":
+        assert early is not None
+        return triggers.Repeatedly(early)
+    late = triggers.AfterCount(1) if trigger.late and spec.allowed_lateness > 0 else None
+    return triggers.AfterWatermark(early=early, late=late)
+
+
+class WindowedAggregate(beam.PTransform):
+    """Aggregates `Record`s per group and event-time window, as an `AggregateSpec` says.
+
+    Input: `Record`s timestamped with their event time (as `ParseJson` emits them). Returns
+    ``(rows, errors)``: ``rows`` are `Record`s whose data is the output row described in this
+    module; ``errors`` are dead-letter dicts of records that came too late (reason ``late``).
+    Records that enter the aggregation are counted as ``aggregated``.
+
+    Args:
+        spec: the aggregation.
+        pipeline: the pipeline's name, for the dead-letter records.
+        dead_letter_late: dead-letter late records (the default); ``False`` only counts them
+            in ``late_records``, for a side aggregation whose records are also written whole
+            elsewhere (``errors`` is then empty).
+    """
+
+    def __init__(self, spec: AggregateSpec, pipeline: str, dead_letter_late: bool = True) -> None:
+        super().__init__()
+        self._spec = spec
+        self._pipeline = pipeline
+        self._dead_letter_late = dead_letter_late
+
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        spec = self._spec
+        if spec.window.type == "global":
+            keyed = records | "Key" >> beam.ParDo(_KeyOnly(spec.group_by))
+            errors = records.pipeline | "No late records" >> beam.Create([])
+            slack = 0.0
+        else:
+            gated = (
+                records
+                | "Shard" >> beam.ParDo(_KeyByShard(spec.group_by))
+                | "Lateness gate"
+                >> beam.ParDo(_LatenessGate(spec.window, spec.allowed_lateness)).with_outputs(
+                    "late", main="on_time"
+                )
+            )
+            keyed = gated.on_time
+            late = gated.late | "Count late" >> Count(LATE)
+            if self._dead_letter_late:
+                errors = late | "Late to dead letter" >> beam.ParDo(
+                    _LateToDeadLetter(self._pipeline, spec.window, spec.allowed_lateness)
+                )
+            else:
+                errors = late | "Only counted" >> beam.Filter(lambda record: False)
+            slack = spec.window.step
+        accumulation = (
+            triggers.AccumulationMode.ACCUMULATING
+            if spec.trigger.accumulating
+            else triggers.AccumulationMode.DISCARDING
+        )
+        rows = (
+            keyed
+            | "Window"
+            >> beam.WindowInto(
+                _window_fn(spec.window),
+                trigger=_trigger(spec),
+                accumulation_mode=accumulation,
+                allowed_lateness=Duration.of(spec.allowed_lateness + slack),
+            )
+            | "Aggregate" >> beam.CombinePerKey(SpecCombineFn(spec))
+            | "Rows" >> beam.ParDo(_ToRow(spec))
+        )
+        return rows, errors
