@@ -10,6 +10,7 @@ INSTALL_REQUIRES = [
     "pyarrow>=14,<26",
     "msgspec>=0.18,<1",
     "PyYAML>=6,<7",
+    "redis>=5,<9",
 ]
 
 TEST_REQUIRES = [
@@ -22,7 +23,6 @@ TEST_REQUIRES = [
     "duckdb==1.5.5",
     "duckdb-extension-spatial==1.5.5",
     "numpy>=1.26,<3",
-    "redis>=5,<9",
     "confluent-kafka>=2.3,<3",
 ]
 
@@ -39,7 +39,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["transforms", "transforms.*", "pipelines", "pipelines.*"]),
-    package_data={"pipelines": ["schemas/*.json"]},
+    package_data={"pipelines": ["schemas/*.json", "specs/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + DEV_REQUIRES},
     entry_points={"console_scripts": ["beam-pipelines=pipelines.cli:main"]},

@@ -16,6 +16,7 @@ __all__ = ["CATALOG", "PipelineSpec", "get_pipeline"]
 
 CATALOG = {
     "events_to_bigquery": "pipelines.events_to_bigquery",
+    "metrics_to_redis": "pipelines.metrics_to_redis",
 }
 
 

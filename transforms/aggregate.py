@@ -76,6 +76,7 @@ def _expiry(window: WindowSpec, lateness: float, event_time: float) -> float:
     return math.floor(event_time / step) * step + window.size + lateness
 
 
+@beam.typehints.with_output_types(tuple[int, Any])
 class _KeyByShard(beam.DoFn):
     """Record -> ``(shard, (group_key, record))``; the shard spreads the gate's work."""
 

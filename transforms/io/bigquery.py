@@ -30,22 +30,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import random
 import re
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import BoundedWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.dead_letter import DEAD_LETTER_SCHEMA, error_record
+from transforms.dead_letter import DEAD_LETTER_SCHEMA
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
+from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter, retry_transient
 from transforms.io.bigquery_client import bounded_retry, ensure_table, is_transient, make_client
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Record
@@ -54,12 +51,9 @@ from transforms.schema import Schema
 
 __all__ = ["SINK_UNAVAILABLE", "BigQuerySink", "insert_id", "to_json_row"]
 
-SINK_UNAVAILABLE = "sink_unavailable"
 REQUEST_TIMEOUT = 60.0
 MAX_BATCH_SIZE = 50_000  # BigQuery's limit of rows per insertAll request
 MAX_CLUSTER_FIELDS = 4
-_BACKOFF_SECONDS = 1.0
-_MAX_BACKOFF_SECONDS = 32.0
 
 _PARAMS = frozenset({"endpoint", "create", "partition_field", "cluster", "batch_size", "attempts"})
 _CREATE_MODES = ("if_needed", "never")
@@ -102,12 +96,6 @@ def insert_id(record: Record, row: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _backoff(attempt: int) -> float:
-    """Seconds to wait after failed attempt ``attempt`` (1-based): exponential, with jitter."""
-    ceiling = min(_MAX_BACKOFF_SECONDS, _BACKOFF_SECONDS * 2 ** (attempt - 1))
-    return ceiling * random.uniform(0.5, 1.0)
-
-
 def _row_error_text(errors: Sequence[dict[str, Any]]) -> str:
     """Joins BigQuery's errors of one row: ``invalid at n: Cannot convert value...``."""
     parts = []
@@ -134,14 +122,11 @@ class _Target:
     dead_letter: bool
 
 
-class _Pending(NamedTuple):
-    """A buffered record with its JSON row, insert id and windowing."""
+class _Row(NamedTuple):
+    """What is sent for one record: its JSON row and insert id."""
 
-    record: Record
     row: dict[str, Any]
     row_id: str
-    timestamp: Timestamp
-    window: BoundedWindow
 
 
 class _InsertRowsFn(beam.DoFn):
@@ -170,7 +155,7 @@ class _InsertRowsFn(beam.DoFn):
         self._written = Metrics.counter(NAMESPACE, WRITTEN)
 
     def start_bundle(self) -> None:
-        self._buffer: list[_Pending] = []
+        self._buffer: list[Pending[_Row]] = []
 
     def process(
         self,
@@ -181,7 +166,7 @@ class _InsertRowsFn(beam.DoFn):
         if not isinstance(record, Record):
             record = Record(record)
         row = to_json_row(record.data)
-        self._buffer.append(_Pending(record, row, insert_id(record, row), timestamp, window))
+        self._buffer.append(Pending(record, _Row(row, insert_id(record, row)), timestamp, window))
         if len(self._buffer) >= self._target.batch_size:
             yield from self._flush()
 
@@ -193,25 +178,21 @@ class _InsertRowsFn(beam.DoFn):
         if client is not None:
             client.close()
 
-    def _insert(self, batch: list[_Pending]) -> Sequence[dict[str, Any]]:
+    def _insert(self, batch: list[Pending[_Row]]) -> Sequence[dict[str, Any]]:
         """Sends one insertAll request, again after transient failures; returns row errors."""
-        attempt = 1
-        while True:
-            try:
-                return self._client.insert_rows_json(
-                    self._target.table,
-                    [pending.row for pending in batch],
-                    row_ids=[pending.row_id for pending in batch],
-                    skip_invalid_rows=True,
-                    timeout=REQUEST_TIMEOUT,
-                    # The retries are this loop's, bounded by ``attempts``.
-                    retry=None,  # type: ignore[arg-type]
-                )
-            except Exception as error:
-                if attempt >= self._target.attempts or not is_transient(error):
-                    raise
-                time.sleep(_backoff(attempt))
-                attempt += 1
+
+        def insert() -> Sequence[dict[str, Any]]:
+            return self._client.insert_rows_json(
+                self._target.table,
+                [pending.item.row for pending in batch],
+                row_ids=[pending.item.row_id for pending in batch],
+                skip_invalid_rows=True,
+                timeout=REQUEST_TIMEOUT,
+                # The retries are retry_transient's, bounded by ``attempts``.
+                retry=None,  # type: ignore[arg-type]
+            )
+
+        return retry_transient(insert, self._target.attempts, is_transient)
 
     def _flush(self) -> Iterator[WindowedValue]:
         batch, self._buffer = self._buffer, []
@@ -244,19 +225,15 @@ class _InsertRowsFn(beam.DoFn):
             )
 
     def _dead_letter(
-        self, pending: _Pending, reason: str, error_type: str, message: str
+        self, pending: Pending[_Row], reason: str, error_type: str, message: str
     ) -> WindowedValue:
-        event_time = None if pending.timestamp <= MIN_TIMESTAMP else float(pending.timestamp)
-        record = error_record(
-            pending.record,
+        return dead_letter(
+            pending,
             pipeline=self._target.pipeline,
-            step="sink",
             reason=reason,
             error_type=error_type,
-            error_message=message,
-            event_timestamp=event_time,
+            message=message,
         )
-        return WindowedValue(record, pending.timestamp, (pending.window,))
 
 
 def _table_location(endpoint: Endpoint) -> str:

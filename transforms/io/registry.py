@@ -24,6 +24,8 @@ SINKS = {
     "stdout": "transforms.io.stdout:StdoutSink",
     "pubsub": "transforms.io.pubsub:PubSubSink",
     "bigquery": "transforms.io.bigquery:BigQuerySink",
+    "redis": "transforms.io.redis:RedisSink",
+    "rediss": "transforms.io.redis:RedisSink",
 }
 
 

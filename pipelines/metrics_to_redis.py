@@ -1,0 +1,149 @@
+"""``metrics_to_redis``: windowed metrics from any source into Redis (or any sink), live.
+
+source -> Parse -> WindowedAggregate(spec) -> sink (a Redis hash per group and window)
+                                           -> publish (optional: PUBLISH per update)
+                                           -> history (optional: BigQuery or files)
+   parse failures + late records + sink rejections -> dead letter
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import apache_beam as beam
+
+from pipelines.catalog import PipelineSpec
+from pipelines.options import COMMON_OPTIONS, Option, OptionError
+from pipelines.spine import (
+    PARSE_OPTIONS,
+    ParseSettings,
+    SpineConfig,
+    read_and_parse,
+    write_dead_letters,
+)
+from transforms.aggregate import AGGREGATED, WindowedAggregate, row_schema
+from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.io.base import Sink, SinkContext
+from transforms.io.registry import make_sink
+
+__all__ = ["PIPELINE", "MetricsConfig"]
+
+NAME = "metrics_to_redis"
+BUILTIN_SPECS = ("api_metrics",)
+
+OPTIONS = (
+    Option(
+        "spec",
+        "The aggregation: a YAML or JSON file, inline YAML, or 'builtin:api_metrics' "
+        "(per-minute requests, errors and latency per endpoint).",
+        required=True,
+        group="Aggregation",
+    ),
+    Option(
+        "publish",
+        "Optional second sink for every updated row, e.g. "
+        "redis://host:6379/0?mode=publish&key=metrics (live dashboards).",
+        default="",
+        group="Endpoints",
+    ),
+    Option(
+        "history",
+        "Optional sink keeping every pane, e.g. bigquery://P:D.T or file:///dir.",
+        default="",
+        group="Endpoints",
+    ),
+)
+
+
+def load_spec(text: str) -> AggregateSpec:
+    """Reads ``builtin:NAME``, a spec file or inline YAML; raises `OptionError`."""
+    try:
+        if text.startswith("builtin:"):
+            name = text.removeprefix("builtin:")
+            if name not in BUILTIN_SPECS:
+                raise OptionError(f"--spec={text}: built-in specs are {list(BUILTIN_SPECS)}")
+            document = resources.files("pipelines.specs").joinpath(f"{name}.yaml").read_text()
+            return AggregateSpec.load(document)
+        return AggregateSpec.load(text)
+    except SpecError as exc:
+        raise OptionError(f"--spec: {exc}") from None
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The validated options of ``metrics_to_redis``.
+
+    Attributes:
+        spine: endpoints and parse settings.
+        spec: the aggregation.
+        extra_sinks: the ``--publish`` and ``--history`` sinks that are set.
+    """
+
+    spine: SpineConfig
+    spec: AggregateSpec
+    extra_sinks: tuple[tuple[str, Sink], ...]
+
+    @property
+    def source(self) -> Any:
+        """The source (the runner checks which runners it supports)."""
+        return self.spine.source
+
+    @property
+    def max_seconds(self) -> float:
+        """How long an endless run lasts."""
+        return self.spine.max_seconds
+
+    @property
+    def sink(self) -> Sink:
+        """The main sink."""
+        return self.spine.sink
+
+    @property
+    def dead_letter(self) -> Sink:
+        """The dead-letter sink."""
+        return self.spine.dead_letter
+
+
+def configure(values: dict[str, Any]) -> MetricsConfig:
+    """Validates the options: the spec, its fields against the schema, the endpoints."""
+    spec = load_spec(values["spec"])
+    parse = ParseSettings.from_options(values, event_time_field=spec.event_time)
+    if parse.event_time is None:
+        raise OptionError("an aggregation needs event times: set event_time in the spec")
+    if parse.schema is not None:
+        try:
+            spec.check_fields(parse.schema.names)
+        except SpecError as exc:
+            raise OptionError(f"--spec: {exc}") from None
+    rows = SinkContext(NAME, row_schema(spec, parse.schema), "window_start")
+    extra = tuple(
+        (name, make_sink(values[name], rows)) for name in ("publish", "history") if values[name]
+    )
+    return MetricsConfig(SpineConfig.from_options(NAME, values, parse, rows), spec, extra)
+
+
+def build(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
+    """Adds source -> Parse -> WindowedAggregate -> sinks, with every failure dead-lettered."""
+    records, parse_errors = read_and_parse(pipeline, config.spine)
+    rows, late = records | "Aggregate" >> WindowedAggregate(config.spec, NAME)
+    errors = [parse_errors, late, rows | "Write" >> config.sink]
+    for name, sink in config.extra_sinks:
+        errors.append(rows | f"Write {name}" >> sink)
+    write_dead_letters(config.spine, errors)
+
+
+PIPELINE = PipelineSpec(
+    name=NAME,
+    description=(
+        "Aggregates events per group and event-time window as a spec says (counts, sums, "
+        "means, quantiles, distinct counts; early, on-time and late panes) and writes one row "
+        "per group and window to Redis (or any sink), optionally publishing every update and "
+        "keeping a history. Late records and failures go to the dead-letter sink."
+    ),
+    options=COMMON_OPTIONS + PARSE_OPTIONS + OPTIONS,
+    configure=configure,
+    build=build,
+    delivered=AGGREGATED,
+)

@@ -1,0 +1,138 @@
+"""What every batching sink shares: buffered elements, bounded retries, dead-letter output.
+
+A sink DoFn buffers each input `Record` as a `Pending` (the record, what the sink will send for
+it, and the window and timestamp it arrived in), writes the buffer in batches with
+`retry_transient`, and emits the records it could not write with `dead_letter`, each in its
+own window and at its own timestamp so that windowed dead-letter steps downstream see them
+where they belong.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from apache_beam.transforms.window import BoundedWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
+
+from transforms.dead_letter import error_record
+from transforms.message import Record
+
+__all__ = [
+    "SINK_UNAVAILABLE",
+    "Pending",
+    "backoff_seconds",
+    "dead_letter",
+    "retry_transient",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SINK_UNAVAILABLE = "sink_unavailable"
+"""Dead-letter reason of records whose batch kept failing transiently until attempts ran out."""
+
+BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 32.0
+
+
+@dataclass(frozen=True)
+class Pending(Generic[T]):
+    """A buffered input element of a sink.
+
+    Attributes:
+        record: the record as it came in (its origin message is what gets dead-lettered).
+        item: what the sink sends for the record, e.g. a BigQuery JSON row or a Redis command.
+        timestamp: the element's timestamp.
+        window: the element's window.
+
+    """
+
+    record: Record
+    item: T
+    timestamp: Timestamp
+    window: BoundedWindow
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Returns the seconds to wait after failed attempt ``attempt`` (1-based).
+
+    Exponential from 1 s, capped at 32 s, with jitter: a random value between half the
+    ceiling and the ceiling, so that workers that failed together do not retry together.
+    """
+    ceiling = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (attempt - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def retry_transient(
+    call: Callable[[], R],
+    attempts: int,
+    is_transient: Callable[[BaseException], bool],
+    sleep: Callable[[float], object] = time.sleep,
+) -> R:
+    """Returns ``call()``, calling it again after transient failures.
+
+    Args:
+        call: the request; it is called up to ``attempts`` times.
+        attempts: the most calls (at least 1).
+        is_transient: tells whether an exception of ``call`` may go away on a new call.
+        sleep: waits between calls, `backoff_seconds` of the failed attempt.
+
+    Returns:
+        What the first successful call returned.
+
+    Raises:
+        Exception: the error of the last call when it was not transient or attempts ran out.
+
+    """
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if attempt >= attempts or not is_transient(error):
+                raise
+            sleep(backoff_seconds(attempt))
+            attempt += 1
+
+
+def dead_letter(
+    pending: Pending[Any],
+    *,
+    pipeline: str,
+    reason: str,
+    error_type: str,
+    message: str,
+    stacktrace: str = "",
+) -> WindowedValue:
+    """Returns the dead-letter dict of a record a sink could not write, in its window.
+
+    Args:
+        pending: the buffered record.
+        pipeline: the pipeline's name.
+        reason: the reason code, e.g. ``sink_rejected`` or `SINK_UNAVAILABLE`.
+        error_type: the error's class name.
+        message: what went wrong, for a person; it must hold no credentials.
+        stacktrace: the formatted traceback, if any.
+
+    Returns:
+        A `WindowedValue` of the dead-letter dict (see `transforms.dead_letter`, step ``sink``)
+        at the record's timestamp and in its window, for a DoFn to yield.
+
+    """
+    timestamp = pending.timestamp
+    record = error_record(
+        pending.record,
+        pipeline=pipeline,
+        step="sink",
+        reason=reason,
+        error_type=error_type,
+        error_message=message,
+        stacktrace=stacktrace,
+        event_timestamp=None if timestamp <= MIN_TIMESTAMP else float(timestamp),
+    )
+    return WindowedValue(record, timestamp, (pending.window,))

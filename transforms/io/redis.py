@@ -1,0 +1,531 @@
+"""``redis://`` and ``rediss://`` (TLS) sink: records as hashes, strings, streams, sorted sets.
+
+URI::
+
+    redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]?mode=hash&key=metrics:{endpoint}:{window_start}
+        &ttl=3600&batch_size=500&attempts=5&timeout=10
+
+Parameters:
+
+* ``mode``: how a record is written (default ``hash``):
+
+  - ``hash``: ``HSET key`` with one hash field per record field. Values are text: strings as
+    they are, numbers and booleans as JSON (``3``, ``2.5``, ``true``), lists and objects as
+    compact JSON, bytes as base64. A field whose value is ``None`` is removed from the hash
+    (``HDEL``), so the hash mirrors the latest record for the fields it names.
+  - ``string``: ``SET key JSON(record)``.
+  - ``stream``: ``XADD key * field value...`` (values as in ``hash``; ``None`` fields left out).
+  - ``zset``: ``ZADD key score member``.
+  - ``publish``: ``PUBLISH key JSON(record)``; ``key`` is the channel.
+
+* ``key`` (required): the key, or channel for ``publish``, as a template over record fields:
+  ``metrics:{endpoint}:{window_start}``. A name between braces is a top-level field, taken
+  literally; ``{{`` and ``}}`` are literal braces. Field values are written as in ``hash``.
+* ``ttl``: seconds until the key expires, set atomically with each write (not for
+  ``publish``).
+* ``score`` (``zset``, required): the field holding the member's score (a number).
+* ``member`` (``zset``): a template for the member; by default the record as JSON.
+* ``maxlen`` (``stream``): trims the stream to about this many entries (``MAXLEN ~``).
+* ``password_env=VAR`` or ``password_secret=projects/P/secrets/S[/versions/V]``: where the
+  worker reads the password (see `transforms.secrets`), instead of the URI.
+* ``batch_size``: the most commands per pipelined round trip (default 500).
+* ``attempts``: how many times a batch is sent when Redis is unreachable, times out or is
+  loading its data set, with exponential backoff and jitter (default 5).
+* ``timeout``: seconds to connect and to wait for a reply (default 10).
+
+JSON is written with sorted keys, so the same record always gives the same text.
+
+Delivery: ``hash``, ``string`` and ``zset`` writes are idempotent (the same record written again,
+by a retry or a re-fired window pane, leaves the same state; a ``zset`` member that is the
+record's JSON changes when the record does, so give ``member`` for latest-state sets).
+``stream`` and ``publish`` are at least once: a retried batch may add an entry or a message
+again.
+
+Each write of ``hash``, ``zset`` and ``stream`` is one Lua script call that writes and then sets
+the TTL: atomic, and, unlike ``MULTI``/``EXEC`` (which goes on after a failed command), it sets
+no TTL on a key it could not write, such as a key of another type (``WRONGTYPE``).
+
+Failures: a record that cannot be turned into a command (a template field it lacks, a score
+that is not a number) or that Redis refuses (``WRONGTYPE``...) comes out as a dead-letter record
+with reason ``sink_rejected``; the records of a batch that could not be sent after ``attempts``
+come out with reason ``sink_unavailable``. Failed authentication fails the bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import string
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import redis
+from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthorizationError
+from redis.retry import Retry
+
+from transforms.dead_letter import DEAD_LETTER_SCHEMA
+from transforms.errors import SinkRejected
+from transforms.io.base import Sink, SinkContext
+from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter, retry_transient
+from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.message import Record
+from transforms.metrics import NAMESPACE, WRITTEN
+from transforms.schema import Schema
+from transforms.secrets import ENV_PREFIX, SecretError, check_reference, resolve_secret
+
+__all__ = ["MODES", "KeyTemplate", "RedisSink", "to_json", "to_text"]
+
+MODES = ("hash", "string", "stream", "zset", "publish")
+DEFAULT_PORT = 6379
+DEFAULT_TIMEOUT = 10.0
+
+_PARAMS = frozenset(
+    {"mode", "key", "ttl", "batch_size", "attempts", "timeout", "password_env", "password_secret"}
+)
+_MODE_PARAMS = {"zset": frozenset({"score", "member"}), "stream": frozenset({"maxlen"})}
+_PORT_GIVEN = re.compile(r":[^\]]*$")  # a ":" after the host (IPv6 hosts are bracketed)
+
+# Each script writes KEYS[1] first and sets its TTL (ARGV[1], 0 for none) only when the write
+# succeeded: a failing redis.call ends the script.
+_HASH_SCRIPT = """
+local n = tonumber(ARGV[2])
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * n)) end
+if #ARGV > 2 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 3 + 2 * n)) end
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
+_ZSET_SCRIPT = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
+_STREAM_SCRIPT = """
+local id
+if tonumber(ARGV[2]) > 0 then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+else
+  id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+end
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return id
+"""
+_SCRIPTS = {"hash": _HASH_SCRIPT, "zset": _ZSET_SCRIPT, "stream": _STREAM_SCRIPT}
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    """Returns ``value`` as compact JSON with sorted keys; bytes become base64 strings.
+
+    ``{"b": 1, "a": b"hi"}`` gives ``{"a":"aGk=","b":1}``.
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    )
+
+
+def to_text(value: Any) -> str:
+    """Returns a field value as Redis text: strings as they are, anything else as JSON.
+
+    ``"a"`` gives ``a``, ``3`` gives ``3``, ``2.5`` gives ``2.5``, ``True`` gives ``true``,
+    ``{"x": [1]}`` gives ``{"x":[1]}``, ``b"hi"`` gives ``aGk=``.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return _json_default(value)
+    return to_json(value)
+
+
+@dataclass(frozen=True)
+class KeyTemplate:
+    """A key (or channel, or member) made of literal text and record fields.
+
+    Attributes:
+        text: the template as written, e.g. ``metrics:{endpoint}:{window_start}``.
+        parts: ``(literal, field name or None)`` pairs, in order.
+
+    """
+
+    text: str
+    parts: tuple[tuple[str, str | None], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> KeyTemplate:
+        """Parses ``text``; raises `ValueError` for unbalanced braces or a bad field name."""
+        try:
+            pieces = list(string.Formatter().parse(text))
+        except ValueError as error:
+            raise ValueError(f"template {text!r}: {error}") from None
+        parts: list[tuple[str, str | None]] = []
+        for literal, name, spec, conversion in pieces:
+            if name is not None and not name.strip():
+                raise ValueError(f"template {text!r}: empty field name between braces")
+            if spec or conversion:
+                raise ValueError(
+                    f"template {text!r}: {{{name}}} must be a plain field name, without "
+                    "'!' conversions or ':' formats"
+                )
+            parts.append((literal, name))
+        if not "".join(literal + (name or "") for literal, name in parts):
+            raise ValueError("template is empty")
+        return cls(text, tuple(parts))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The record fields the template reads."""
+        return tuple(name for _, name in self.parts if name is not None)
+
+    def render(self, data: Mapping[str, Any]) -> str:
+        """Returns the template filled in from ``data`` (values as `to_text`).
+
+        Raises:
+            SinkRejected: a field is missing from ``data`` or is ``None``.
+
+        """
+        out = []
+        for literal, name in self.parts:
+            out.append(literal)
+            if name is not None:
+                value = data.get(name)
+                if value is None:
+                    state = "null" if name in data else "missing"
+                    raise SinkRejected(
+                        f"template {self.text!r}: field {name!r} is {state} in the record"
+                    )
+                out.append(to_text(value))
+        return "".join(out)
+
+
+def _score(data: Mapping[str, Any], name: str) -> str:
+    """Returns the score field of a record as text; raises `SinkRejected` unless a number."""
+    value = data.get(name)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return to_text(value)
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            pass
+        else:
+            return value
+    state = "missing" if name not in data else f"{value!r}, not a number"
+    raise SinkRejected(f"score field {name!r} is {state}")
+
+
+class _Command(NamedTuple):
+    """One record's write: the key (or channel) and the arguments of its command or script."""
+
+    key: str
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Everything the write DoFn needs, picklable; the password is never shown."""
+
+    where: str  # the endpoint URI, redacted
+    host: str
+    port: int
+    db: int
+    tls: bool
+    username: str | None
+    password: str | None = field(repr=False)
+    password_ref: str | None
+    mode: str
+    key: KeyTemplate
+    ttl: int | None
+    score: str | None
+    member: KeyTemplate | None
+    maxlen: int | None
+    batch_size: int
+    attempts: int
+    timeout: float
+    pipeline: str
+    dead_letter: bool
+
+    def command(self, data: Mapping[str, Any]) -> _Command:
+        """Builds the write of one record; raises `SinkRejected` when it cannot be built."""
+        key = self.key.render(data)
+        ttl = str(self.ttl or 0)
+        if self.mode in ("string", "publish"):
+            return _Command(key, (to_json(data),))
+        if self.mode == "zset":
+            assert self.score is not None  # checked by RedisSink
+            member = to_json(data) if self.member is None else self.member.render(data)
+            return _Command(key, (ttl, _score(data, self.score), member))
+        pairs = [(name, to_text(value)) for name, value in data.items() if value is not None]
+        flat = tuple(text for pair in pairs for text in pair)
+        if self.mode == "stream":
+            if not pairs:
+                raise SinkRejected("the record has no non-null field to add to the stream")
+            return _Command(key, (ttl, str(self.maxlen or 0), *flat))
+        if not data:
+            raise SinkRejected("the record has no field to write to the hash")
+        removed = tuple(name for name, value in data.items() if value is None)
+        return _Command(key, (ttl, str(len(pairs)), *flat, *removed))
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Unreachable, timed out or loading (`redis.BusyLoadingError`); not refused credentials."""
+    return isinstance(error, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(
+        error, (redis.AuthenticationError, AuthorizationError)
+    )
+
+
+class _WriteFn(beam.DoFn):
+    """Writes `Record`s in pipelined batches; outputs windowed dead-letter dicts of failures."""
+
+    def __init__(self, target: _Target) -> None:
+        self._target = target
+
+    def setup(self) -> None:
+        target = self._target
+        password = target.password
+        if target.password_ref is not None:
+            password = resolve_secret(target.password_ref, timeout=target.timeout)
+        self._pool = redis.ConnectionPool(
+            connection_class=redis.SSLConnection if target.tls else redis.Connection,
+            host=target.host,
+            port=target.port,
+            db=target.db,
+            username=target.username,
+            password=password,
+            socket_timeout=target.timeout,
+            socket_connect_timeout=target.timeout,
+            retry=Retry(NoBackoff(), 0),  # the retries are retry_transient's, up to attempts
+        )
+        self._client = redis.Redis(connection_pool=self._pool)
+        script = _SCRIPTS.get(target.mode)
+        self._script = None if script is None else self._client.register_script(script)
+        self._written = Metrics.counter(NAMESPACE, WRITTEN)
+
+    def start_bundle(self) -> None:
+        self._buffer: list[Pending[_Command]] = []
+
+    def process(
+        self,
+        record: Record | dict[str, Any],
+        timestamp=beam.DoFn.TimestampParam,
+        window=beam.DoFn.WindowParam,
+    ) -> Iterator[WindowedValue]:
+        if not isinstance(record, Record):
+            record = Record(record)
+        try:
+            command = self._target.command(record.data)
+        except SinkRejected as error:
+            if self._target.dead_letter:
+                raise SinkRejected(f"{self._target.where}: {error}") from None
+            yield self._rejected(Pending(record, None, timestamp, window), str(error))
+            return
+        self._buffer.append(Pending(record, command, timestamp, window))
+        if len(self._buffer) >= self._target.batch_size:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        yield from self._flush()
+
+    def teardown(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.disconnect()
+
+    def _send(self, batch: list[Pending[_Command]]) -> list[Any]:
+        """Sends one batch in one round trip; returns each command's reply or `ResponseError`.
+
+        Raises:
+            redis.RedisError: the batch as a whole failed (connection lost, loading, refused
+                credentials): no reply can be trusted.
+
+        """
+        target = self._target
+        pipe = self._client.pipeline(transaction=False)
+        for pending in batch:
+            key, args = pending.item
+            if target.mode == "string":
+                pipe.set(key, args[0], ex=target.ttl)
+            elif target.mode == "publish":
+                pipe.publish(key, args[0])
+            else:
+                assert self._script is not None
+                self._script(keys=[key], args=args, client=pipe)
+        results = pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, redis.ResponseError):
+                raise result
+        return results
+
+    def _flush(self) -> Iterator[WindowedValue]:
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        target = self._target
+        try:
+            results = retry_transient(lambda: self._send(batch), target.attempts, _is_transient)
+        except redis.RedisError as error:
+            if target.dead_letter or not _is_transient(error):
+                raise
+            message = f"{target.where}: still failing after {target.attempts} attempts: {error}"
+            for pending in batch:
+                yield dead_letter(
+                    pending,
+                    pipeline=target.pipeline,
+                    reason=SINK_UNAVAILABLE,
+                    error_type=type(error).__name__,
+                    message=message,
+                )
+            return
+        rejected = [
+            (pending, result)
+            for pending, result in zip(batch, results, strict=True)
+            if isinstance(result, redis.ResponseError)
+        ]
+        if target.dead_letter and rejected:
+            first, reply = rejected[0]
+            raise SinkRejected(
+                f"{target.where}: Redis refused {len(rejected)} of {len(batch)} dead-letter "
+                f"records; key {first.item.key!r}: {reply}"
+            )
+        if not target.dead_letter:
+            self._written.inc(len(batch) - len(rejected))
+        for pending, reply in rejected:
+            yield self._rejected(pending, f"key {pending.item.key!r}: {reply}")
+
+    def _rejected(self, pending: Pending[Any], message: str) -> WindowedValue:
+        return dead_letter(
+            pending,
+            pipeline=self._target.pipeline,
+            reason=SinkRejected.reason,
+            error_type=SinkRejected.__name__,
+            message=f"{self._target.where} ({self._target.mode}): {message}",
+        )
+
+
+class RedisSink(Sink):
+    """Writes `Record`s to Redis (``record.data`` is the record; a plain dict is taken as one).
+
+    ``expand`` returns the dead-letter dicts (see `transforms.dead_letter`) of the records that
+    were not written, reasons ``sink_rejected`` and ``sink_unavailable``, each in its record's
+    window and at its timestamp. As a dead-letter sink (``context.dead_letter``) it writes the
+    dead-letter dicts themselves, raises on any failure instead, does not count written records,
+    and returns ``None``.
+
+    Args:
+        endpoint: a ``redis://`` or ``rediss://`` URI; see this module for its parameters.
+        context: the pipeline writing to the sink.
+
+    Raises:
+        EndpointError: from the constructor, for a URI that cannot work: no host, a bad port or
+            database, an unknown mode or parameter, a parameter of another mode, a missing or
+            malformed ``key`` template, ``ttl`` with ``publish``, ``zset`` without ``score``,
+            more than one password source, a malformed secret reference, or template and score
+            fields that a declared schema does not have.
+
+    """
+
+    def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
+        super().__init__(endpoint, context)
+        mode = endpoint.params.get("mode", "hash")
+        if mode not in MODES:
+            raise EndpointError(f"{endpoint}: mode must be one of {list(MODES)}, got {mode!r}")
+        endpoint.check_params(_PARAMS | _MODE_PARAMS.get(mode, frozenset()))
+        if not endpoint.host:
+            raise EndpointError(f"{endpoint}: name the server: redis://HOST[:PORT][/DB]")
+        if endpoint.port is None and _PORT_GIVEN.search(endpoint.authority):
+            raise EndpointError(f"{endpoint}: the port must be a number")
+        if "key" not in endpoint.params:
+            what = "channel" if mode == "publish" else "key"
+            raise EndpointError(f"{endpoint}: key=<template> is required: the {what} to write")
+        ttl = endpoint.positive("ttl", int, None)
+        if ttl is not None and mode == "publish":
+            raise EndpointError(f"{endpoint}: ttl does not apply to mode=publish")
+        score = endpoint.params.get("score")
+        if mode == "zset" and not score:
+            raise EndpointError(f"{endpoint}: mode=zset needs score=<field>")
+        try:
+            key = KeyTemplate.parse(endpoint.params["key"])
+            member = endpoint.params.get("member")
+            member_template = None if member is None else KeyTemplate.parse(member)
+        except ValueError as error:
+            raise EndpointError(f"{endpoint}: {error}") from None
+        member_fields = () if member_template is None else member_template.fields
+        self._check_fields(endpoint, [*key.fields, *member_fields, score])
+        self._target = _Target(
+            where=str(endpoint),
+            host=endpoint.host,
+            port=endpoint.port or DEFAULT_PORT,
+            db=self._db(endpoint),
+            tls=endpoint.scheme == "rediss",
+            username=endpoint.username,
+            password=endpoint.password,
+            password_ref=self._password_ref(endpoint),
+            mode=mode,
+            key=key,
+            ttl=ttl,
+            score=score,
+            member=member_template,
+            maxlen=endpoint.positive("maxlen", int, None),
+            batch_size=endpoint.positive("batch_size", int, 500),
+            attempts=endpoint.positive("attempts", int, 5),
+            timeout=endpoint.positive("timeout", float, DEFAULT_TIMEOUT),
+            pipeline=context.pipeline,
+            dead_letter=context.dead_letter,
+        )
+
+    @property
+    def mode(self) -> str:
+        """The write mode: one of `MODES`."""
+        return self._target.mode
+
+    @staticmethod
+    def _db(endpoint: Endpoint) -> int:
+        text = endpoint.path.strip("/") or "0"
+        if not text.isdigit():
+            raise EndpointError(f"{endpoint}: the path must be a database number, like /0")
+        return int(text)
+
+    @staticmethod
+    def _password_ref(endpoint: Endpoint) -> str | None:
+        """Returns the reference the worker reads the password from, if the URI gives one."""
+        env = endpoint.params.get("password_env")
+        secret = endpoint.params.get("password_secret")
+        given = [source for source in (endpoint.password, env, secret) if source is not None]
+        if len(given) > 1:
+            raise EndpointError(
+                f"{endpoint}: give the password once: in the URI, password_env or password_secret"
+            )
+        reference = None if env is None else ENV_PREFIX + env
+        reference = secret if secret is not None else reference
+        if reference is not None:
+            try:
+                check_reference(reference)
+            except SecretError as error:
+                raise EndpointError(f"{endpoint}: {error}") from None
+        return reference
+
+    def _check_fields(self, endpoint: Endpoint, names: list[str | None]) -> None:
+        """Checks that the fields the sink reads are in the records' schema, when declared."""
+        schema: Schema | None = DEAD_LETTER_SCHEMA if self.context.dead_letter else None
+        schema = schema or self.context.schema
+        if schema is None:
+            return
+        unknown = sorted({name for name in names if name and schema.get(name) is None})
+        if unknown:
+            raise EndpointError(
+                f"{endpoint}: fields {unknown} are not in the records' schema; its fields: "
+                f"{list(schema.names)}"
+            )
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection | None:
+        written = records | "Write" >> beam.ParDo(_WriteFn(self._target))
+        return None if self.context.dead_letter else written
