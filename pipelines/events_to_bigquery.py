@@ -1,44 +1,144 @@
 """``events_to_bigquery``: raw events from any source into a table, failures to a dead letter.
 
-source -> Parse -> sink
-             `--> (parse failures + sink rejections) -> dead letter
+Graph::
+
+    source -> Parse -> sink
+                  `--> per-window counts -> counts sink (optional)
+       parse failures + sink rejections -> dead letter
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
-from pipelines.options import COMMON_OPTIONS
-from pipelines.spine import PARSE_OPTIONS, SpineConfig, read_and_parse, write_dead_letters
+from pipelines.options import COMMON_OPTIONS, Option, OptionError
+from pipelines.spine import (
+    PARSE_OPTIONS,
+    ParseSettings,
+    SpineConfig,
+    read_and_parse,
+    write_dead_letters,
+)
+from transforms.aggregate import WindowedAggregate, row_schema
+from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.io.base import Sink, SinkContext
+from transforms.io.registry import make_sink
 
-__all__ = ["PIPELINE", "build"]
+__all__ = ["PIPELINE", "EventsConfig", "build"]
 
 NAME = "events_to_bigquery"
+COUNTS = "written_counts"
+
+COUNTS_OPTIONS = (
+    Option(
+        "counts_sink",
+        "Optional sink for event counts per window and group, e.g. bigquery://P:D.T_counts.",
+        default="",
+        group="Per-window counts",
+    ),
+    Option(
+        "counts_window",
+        "Length of the count windows (tumbling), e.g. 60s or 5m.",
+        default="60s",
+        regex=r"\d+(\.\d+)?(ms|s|m|min|h|d)?",
+        group="Per-window counts",
+    ),
+    Option(
+        "counts_group_by",
+        "Comma-separated fields the counts are grouped by (empty: one count per window).",
+        default="event_type",
+        group="Per-window counts",
+    ),
+)
 
 
-def configure(values: dict[str, Any]) -> SpineConfig:
+@dataclass(frozen=True)
+class EventsConfig:
+    """The validated options of ``events_to_bigquery``.
+
+    Attributes:
+        spine: endpoints and parse settings.
+        counts: the per-window count spec and its sink, when ``--counts_sink`` is set.
+    """
+
+    spine: SpineConfig
+    counts: tuple[AggregateSpec, Sink] | None = None
+
+    @property
+    def source(self) -> Any:
+        """The source (the runner checks which runners it supports)."""
+        return self.spine.source
+
+    @property
+    def max_seconds(self) -> float:
+        """How long an endless run lasts."""
+        return self.spine.max_seconds
+
+    @property
+    def sink(self) -> Sink:
+        """The main sink."""
+        return self.spine.sink
+
+    @property
+    def dead_letter(self) -> Sink:
+        """The dead-letter sink."""
+        return self.spine.dead_letter
+
+
+def _counts(values: dict[str, Any], parse: ParseSettings) -> tuple[AggregateSpec, Sink] | None:
+    if not values["counts_sink"]:
+        return None
+    if parse.event_time is None:
+        raise OptionError("--counts_sink needs event times: set --event_time_field")
+    group_by = [name.strip() for name in values["counts_group_by"].split(",") if name.strip()]
+    try:
+        spec = AggregateSpec.from_dict(
+            {
+                "window": {"type": "tumbling", "size": values["counts_window"]},
+                "group_by": group_by,
+                "aggregates": {"events": "count()"},
+            }
+        )
+        if parse.schema is not None:
+            spec.check_fields(parse.schema.names)
+    except SpecError as exc:
+        raise OptionError(f"--counts_*: {exc}") from None
+    context = SinkContext(NAME, row_schema(spec, parse.schema), "window_start", counter=COUNTS)
+    return spec, make_sink(values["counts_sink"], context)
+
+
+def configure(values: dict[str, Any]) -> EventsConfig:
     """Validates the options of this pipeline."""
-    return SpineConfig.from_options(NAME, values)
+    parse = ParseSettings.from_options(values)
+    counts = _counts(values, parse)
+    return EventsConfig(SpineConfig.from_options(NAME, values, parse), counts)
 
 
-def build(pipeline: beam.Pipeline, config: SpineConfig) -> None:
-    """Adds source -> Parse -> sink, with every failure dead-lettered."""
-    records, parse_errors = read_and_parse(pipeline, config)
-    sink_errors = records | "Write" >> config.sink
-    write_dead_letters(config, [parse_errors, sink_errors])
+def build(pipeline: beam.Pipeline, config: EventsConfig) -> None:
+    """Adds source -> Parse -> sink (and the counts), with every failure dead-lettered."""
+    records, parse_errors = read_and_parse(pipeline, config.spine)
+    errors = [parse_errors, records | "Write" >> config.sink]
+    if config.counts is not None:
+        spec, sink = config.counts
+        # Late records are written whole by the main sink; the counts only count them.
+        rows, _ = records | "Counts" >> WindowedAggregate(spec, NAME, dead_letter_late=False)
+        errors.append(rows | "Write counts" >> sink)
+    write_dead_letters(config.spine, errors)
 
 
 PIPELINE = PipelineSpec(
     name=NAME,
     description=(
         "Reads JSON events from a source, validates them against a schema, stamps their event "
-        "time and writes them to BigQuery (or files, Pub/Sub, stdout). Every record that fails "
-        "to parse or that the sink rejects goes to the dead-letter sink with its original bytes."
+        "time and writes them to BigQuery (or files, Pub/Sub, stdout), optionally with event "
+        "counts per window. Every record that fails to parse or that the sink rejects goes to "
+        "the dead-letter sink with its original bytes."
     ),
-    options=COMMON_OPTIONS + PARSE_OPTIONS,
+    options=COMMON_OPTIONS + PARSE_OPTIONS + COUNTS_OPTIONS,
     configure=configure,
     build=build,
 )

@@ -8,7 +8,7 @@ source -> Parse -> WindowedAggregate(spec) -> sink (a Redis hash per group and w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -119,7 +119,9 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
             raise OptionError(f"--spec: {exc}") from None
     rows = SinkContext(NAME, row_schema(spec, parse.schema), "window_start")
     extra = tuple(
-        (name, make_sink(values[name], rows)) for name in ("publish", "history") if values[name]
+        (name, make_sink(values[name], replace(rows, counter=f"written_{name}")))
+        for name in ("publish", "history")
+        if values[name]
     )
     return MetricsConfig(SpineConfig.from_options(NAME, values, parse, rows), spec, extra)
 

@@ -84,6 +84,8 @@ class RunReport:
             detail = ", ".join(f"{reason}: {value}" for reason, value in reasons)
             line = f"  {total:<14}{self.count(total):>10}"
             lines.append(line + (f"  ({detail})" if detail else ""))
+        others = sorted(name for name in self.counters if name.split(".")[0] not in totals)
+        lines += [f"  {name:<14}{self.count(name):>10}" for name in others]
         verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
         dead = "dead_lettered" if self.delivered == WRITTEN else "dead_lettered (input)"
         lines.append(f"  read = {self.delivered} + {dead} + dropped: {verdict}")

@@ -260,7 +260,8 @@ def _window_fn(window: WindowSpec) -> windows.WindowFn:
     return windows.GlobalWindows()
 
 
-def _trigger(spec: AggregateSpec) -> triggers.TriggerFn:
+def _trigger(spec: AggregateSpec, lateness: float) -> triggers.TriggerFn:
+    """Returns the trigger; ``lateness`` is what the shuffle allows (declared plus slack)."""
     trigger = spec.trigger
     early: triggers.TriggerFn | None = None
     if trigger.early_seconds:
@@ -270,7 +271,9 @@ def _trigger(spec: AggregateSpec) -> triggers.TriggerFn:
     if spec.window.type == "global":
         assert early is not None
         return triggers.Repeatedly(early)
-    late = triggers.AfterCount(1) if trigger.late and spec.allowed_lateness > 0 else None
+    # Every record the shuffle keeps must reach a pane, so a late firing exists whenever the
+    # shuffle allows lateness, including the gate's slack.
+    late = triggers.AfterCount(1) if lateness > 0 else None
     return triggers.AfterWatermark(early=early, late=late)
 
 
@@ -298,6 +301,8 @@ class WindowedAggregate(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         spec = self._spec
+        # Without late firings, records after the on-time pane are late.
+        lateness = spec.allowed_lateness if spec.trigger.late else 0.0
         if spec.window.type == "global":
             keyed = records | "Key" >> beam.ParDo(_KeyOnly(spec.group_by))
             errors = records.pipeline | "No late records" >> beam.Create([])
@@ -307,7 +312,7 @@ class WindowedAggregate(beam.PTransform):
                 records
                 | "Shard" >> beam.ParDo(_KeyByShard(spec.group_by))
                 | "Lateness gate"
-                >> beam.ParDo(_LatenessGate(spec.window, spec.allowed_lateness)).with_outputs(
+                >> beam.ParDo(_LatenessGate(spec.window, lateness)).with_outputs(
                     "late", main="on_time"
                 )
             )
@@ -315,7 +320,7 @@ class WindowedAggregate(beam.PTransform):
             late = gated.late | "Count late" >> Count(LATE)
             if self._dead_letter_late:
                 errors = late | "Late to dead letter" >> beam.ParDo(
-                    _LateToDeadLetter(self._pipeline, spec.window, spec.allowed_lateness)
+                    _LateToDeadLetter(self._pipeline, spec.window, lateness)
                 )
             else:
                 errors = late | "Only counted" >> beam.Filter(lambda record: False)
@@ -330,9 +335,9 @@ class WindowedAggregate(beam.PTransform):
             | "Window"
             >> beam.WindowInto(
                 _window_fn(spec.window),
-                trigger=_trigger(spec),
+                trigger=_trigger(spec, lateness + slack),
                 accumulation_mode=accumulation,
-                allowed_lateness=Duration.of(spec.allowed_lateness + slack),
+                allowed_lateness=Duration.of(lateness + slack),
             )
             | "Aggregate" >> beam.CombinePerKey(SpecCombineFn(spec))
             | "Rows" >> beam.ParDo(_ToRow(spec))

@@ -153,7 +153,8 @@ class TriggerSpec:
     Attributes:
         early_seconds: fire EARLY panes every this many seconds of processing time (0: off).
         early_count: fire EARLY panes every this many elements (0: off).
-        late: fire a LATE pane for each element that arrives late but within the lateness.
+        late: fire a LATE pane for each element that arrives late but within the lateness;
+            ``False`` treats the lateness as 0 (records after the on-time pane are late).
         accumulating: panes hold everything so far (else only what is new since the last).
     """
 

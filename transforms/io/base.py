@@ -13,6 +13,7 @@ from typing import ClassVar
 import apache_beam as beam
 
 from transforms.io.endpoint import Endpoint
+from transforms.metrics import WRITTEN
 from transforms.schema import Schema
 
 __all__ = ["Sink", "SinkContext", "Source"]
@@ -55,14 +56,17 @@ class SinkContext:
         event_time_field: the record field holding the event time, when there is one (tables
             are partitioned by day on it unless the URI says otherwise).
         dead_letter: the sink writes dead-letter records: failures raise instead of being
-            dead-lettered again.
-
+            dead-lettered again, and nothing is counted as written.
+        counter: the counter of what the sink writes: ``written`` for a pipeline's main sink,
+            another name for a side output (``written_counts``...), so that the balance
+            ``read = written + dead_lettered + dropped`` counts each input record once.
     """
 
     pipeline: str
     schema: Schema | None = None
     event_time_field: str | None = None
     dead_letter: bool = False
+    counter: str = WRITTEN
 
 
 class Sink(beam.PTransform):

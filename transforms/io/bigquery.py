@@ -46,7 +46,7 @@ from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter, retry
 from transforms.io.bigquery_client import bounded_retry, ensure_table, is_transient, make_client
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Record
-from transforms.metrics import NAMESPACE, WRITTEN
+from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
 
 __all__ = ["SINK_UNAVAILABLE", "BigQuerySink", "insert_id", "to_json_row"]
@@ -120,6 +120,7 @@ class _Target:
     attempts: int
     pipeline: str
     dead_letter: bool
+    counter: str
 
 
 class _Row(NamedTuple):
@@ -152,7 +153,7 @@ class _InsertRowsFn(beam.DoFn):
             self._client.get_table(
                 target.table, timeout=REQUEST_TIMEOUT, retry=bounded_retry(REQUEST_TIMEOUT)
             )
-        self._written = Metrics.counter(NAMESPACE, WRITTEN)
+        self._written = Metrics.counter(NAMESPACE, target.counter)
 
     def start_bundle(self) -> None:
         self._buffer: list[Pending[_Row]] = []
@@ -348,6 +349,7 @@ class BigQuerySink(Sink):
             attempts=self.attempts,
             pipeline=self.context.pipeline,
             dead_letter=self.context.dead_letter,
+            counter=self.context.counter,
         )
         rejected = records | "Insert" >> beam.ParDo(_InsertRowsFn(target))
         return None if self.context.dead_letter else rejected

@@ -28,7 +28,7 @@ from transforms.event_time import parse_timestamp
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Message, Origin, Record
-from transforms.metrics import WRITTEN, Count
+from transforms.metrics import Count
 from transforms.schema import Field, Schema
 
 __all__ = ["FileSink", "FileSource", "arrow_schema"]
@@ -210,5 +210,5 @@ class FileSink(Sink):
             )
         )
         if not self.context.dead_letter:
-            _ = records | "Count" >> Count(WRITTEN)
+            _ = records | "Count" >> Count(self.context.counter)
         return None

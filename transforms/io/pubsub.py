@@ -57,7 +57,7 @@ from transforms.event_time import format_timestamp
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Message, Origin, Record
-from transforms.metrics import NAMESPACE, WRITTEN
+from transforms.metrics import NAMESPACE
 
 __all__ = ["PubSubSink", "PubSubSource", "SinkPublishError", "to_message"]
 
@@ -236,7 +236,7 @@ class _PublishFn(beam.DoFn):
         )
         self._publisher = PublisherClient(publisher_options=options)
         self._encoder = msgspec.json.Encoder(enc_hook=str)
-        self._written = Metrics.counter(NAMESPACE, WRITTEN)
+        self._written = Metrics.counter(NAMESPACE, self._context.counter)
 
     def start_bundle(self) -> None:
         self._pending: list[_Pending] = []

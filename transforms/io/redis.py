@@ -75,7 +75,7 @@ from transforms.io.base import Sink, SinkContext
 from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter, retry_transient
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Record
-from transforms.metrics import NAMESPACE, WRITTEN
+from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
 from transforms.secrets import ENV_PREFIX, SecretError, check_reference, resolve_secret
 
@@ -253,6 +253,7 @@ class _Target:
     timeout: float
     pipeline: str
     dead_letter: bool
+    counter: str
 
     def command(self, data: Mapping[str, Any]) -> _Command:
         """Builds the write of one record; raises `SinkRejected` when it cannot be built."""
@@ -308,7 +309,7 @@ class _WriteFn(beam.DoFn):
         self._client = redis.Redis(connection_pool=self._pool)
         script = _SCRIPTS.get(target.mode)
         self._script = None if script is None else self._client.register_script(script)
-        self._written = Metrics.counter(NAMESPACE, WRITTEN)
+        self._written = Metrics.counter(NAMESPACE, self._target.counter)
 
     def start_bundle(self) -> None:
         self._buffer: list[Pending[_Command]] = []
@@ -480,6 +481,7 @@ class RedisSink(Sink):
             timeout=endpoint.positive("timeout", float, DEFAULT_TIMEOUT),
             pipeline=context.pipeline,
             dead_letter=context.dead_letter,
+            counter=context.counter,
         )
 
     @property

@@ -11,7 +11,7 @@ import msgspec
 from transforms.io.base import Sink, SinkContext
 from transforms.io.endpoint import Endpoint
 from transforms.message import Record
-from transforms.metrics import WRITTEN, Count
+from transforms.metrics import Count
 
 __all__ = ["StdoutSink"]
 
@@ -30,6 +30,6 @@ class StdoutSink(Sink):
 
     def expand(self, records: beam.PCollection) -> Any:
         if not self.context.dead_letter:
-            records = records | "Count" >> Count(WRITTEN)
+            records = records | "Count" >> Count(self.context.counter)
         _ = records | "Print" >> beam.Map(_print_json)
         return None
