@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.catalog import PipelineSpec
 from pipelines.options import OptionError, parse_options
 from transforms.io.endpoint import redact
+from transforms.io.live import BUNDLE_RUNNER
 from transforms.metrics import (
     DEAD_LETTERED,
     DROPPED,
@@ -98,26 +100,47 @@ def _beam_options(config: Any, beam_args: list[str]) -> PipelineOptions:
     runner = standard.runner or "DirectRunner"
     runner_name = runner if isinstance(runner, str) else type(runner).__name__
     source = config.source
-    if runner_name not in source.runners:
+    direct = runner_name in ("DirectRunner", BUNDLE_RUNNER)
+    if ("DirectRunner" if direct else runner_name) not in source.runners:
         raise OptionError(
             f"--source={source.endpoint}: this source does not run on {runner_name}; "
             f"it runs on {', '.join(sorted(source.runners))}"
         )
     if not source.bounded:
         standard.streaming = True
+    if source.live_on_direct and runner_name == "DirectRunner":
+        standard.runner = BUNDLE_RUNNER
     return options
 
 
-def _wait(result: Any, bounded: bool, max_seconds: float) -> None:
-    if bounded:
+def _wait(result: Any, source: Any, max_seconds: float) -> None:
+    """Waits for a bounded run; runs a live one until it ends, ``max_seconds`` or Ctrl-C."""
+    if source.bounded:
         result.wait_until_finish()
         return
+    failures: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            result.wait_until_finish()
+        except BaseException as error:  # re-raised in the calling thread
+            failures.append(error)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    if source.finite:
+        waiter.start()
     deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
     try:
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic())))
+        while (not source.finite or waiter.is_alive()) and (
+            deadline is None or time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
+    if source.finite and not waiter.is_alive():
+        if failures:
+            raise failures[0]
+        return
     # The DirectRunner's Pub/Sub read finishes its pending pull (up to 30 s) before it stops.
     log.warning("stopping the pipeline: waiting for its sources to let go")
     result.cancel()
@@ -154,7 +177,7 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     """
     pipeline, config = build_pipeline(spec, argv)
     result = pipeline.run()
-    _wait(result, config.source.bounded, config.max_seconds)
+    _wait(result, config.source, config.max_seconds)
     return RunReport(
         pipeline=spec.name,
         state=str(result.state),

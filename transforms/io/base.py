@@ -25,12 +25,18 @@ class Source(beam.PTransform):
     """A source of `Message`s named by an endpoint URI.
 
     Attributes:
-        bounded: whether the source ends by itself (a file, a generator with a count).
+        bounded: whether its output is a bounded PCollection (a file, a generator with a count):
+            a pipeline with an unbounded source runs in streaming mode.
+        finite: whether the source ends by itself (every bounded source, and a paced
+            generator with a count): the run waits for it instead of running until stopped.
+        live_on_direct: the source streams live on the DirectRunner's streaming engine
+            (``BundleBasedDirectRunner``), which the command line then selects.
         runners: the runners the source works on; others are refused at graph construction.
-
     """
 
     bounded: bool = True
+    finite: bool = True
+    live_on_direct: bool = False
     runners: ClassVar[frozenset[str]] = ALL_RUNNERS
 
     def __init__(self, endpoint: Endpoint) -> None:

@@ -11,6 +11,14 @@ URI parameters:
     users: how many distinct users (keys); default 1000.
     start: the event time of the first event, ISO-8601 (bounded only); default: so that the
         last event is about now.
+    live: with ``count``, emit the events paced in real time (``rate`` per second of event
+        time) instead of all at once, so windows close while the pipeline runs; endless
+        generators are always live. Default false.
+    speed: how many seconds of event time pass per second of wall time in a live run
+        (``speed=10`` shows ten minutes of windows in one minute); default 1.
+
+Live runs on the DirectRunner use its streaming engine (see `transforms.io.live`), where
+windows close as the watermark (the event time of the next event) passes them.
 
 An event looks like::
 
@@ -35,6 +43,7 @@ from apache_beam.transforms.window import TimestampedValue
 from transforms.event_time import format_timestamp, parse_timestamp
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
 from transforms.message import Message, Origin
 
 __all__ = ["EventGenerator", "GeneratorSource"]
@@ -46,7 +55,17 @@ STATUS_CODES = (200,) * 14 + (201, 400, 404, 500, 503)
 COUNTRIES = ("DE", "US", "FR", "GB", "JP", "BR", "IN")
 EVENTS_PER_SHARD = 50_000
 MAX_SHARDS = 32
-_PARAMS = frozenset({"count", "rate", "seed", "malformed", "late", "users", "start"})
+_PARAMS = frozenset(
+    {"count", "rate", "seed", "malformed", "late", "users", "start", "live", "speed"}
+)
+IDLE_WAIT_SECONDS = 0.2
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(text)
+    return lowered in ("true", "1", "yes")
 
 
 class EventGenerator:
@@ -143,6 +162,60 @@ class _GenerateTick(beam.DoFn):
             yield self._generator.message(rng, first + offset, tick + offset / self._rate)
 
 
+class PacedEvents:
+    """A `LiveReader` of generated events, released at ``rate * speed`` per wall second.
+
+    Event ``i`` has the event time ``start + i / rate``; the watermark is the event time of the
+    next event (late events are moved back behind it, as late data is).
+    """
+
+    def __init__(self, generator: EventGenerator, count: int | None, rate: float, speed: float,
+                 start: float | None) -> None:  # fmt: skip
+        self._generator = generator
+        self._count = count
+        self._rate = rate
+        self._speed = speed
+        self._start = start
+        self._began: float | None = None
+        self._next = 0
+
+    def _due(self) -> int:
+        if self._began is None:
+            self._began = time.monotonic()
+            if self._start is None:
+                self._start = time.time()
+        due = int((time.monotonic() - self._began) * self._rate * self._speed) + 1
+        return due if self._count is None else min(due, self._count)
+
+    def read(self, limit: int) -> list[TimestampedValue]:
+        """Returns the events due by now (at most ``limit``), or waits briefly for the next."""
+        due = min(self._due(), self._next + limit)
+        if due <= self._next:
+            time.sleep(min(IDLE_WAIT_SECONDS, 1.0 / (self._rate * self._speed)))
+            return []
+        assert self._start is not None
+        first, self._next = self._next, due
+        return [
+            self._generator.message(
+                random.Random(self._generator.seed * 1_000_003 + index),
+                index,
+                self._start + index / self._rate,
+            )
+            for index in range(first, due)
+        ]
+
+    @property
+    def watermark(self) -> float:
+        """The event time of the next event."""
+        start = self._start if self._start is not None else time.time()
+        return start + self._next / self._rate
+
+    @property
+    def done(self) -> bool:
+        """Whether all ``count`` events were read."""
+        return self._count is not None and self._next >= self._count
+
+
 class GeneratorSource(Source):
     """Realistic events with keys and event times, bounded with ``count``, endless without."""
 
@@ -159,14 +232,24 @@ class GeneratorSource(Source):
             late=endpoint.fraction("late", 0.0),
             users=endpoint.positive("users", int, 1000),
         )
-        self.bounded = self.count is not None
+        self.live = self.count is None or endpoint.param("live", _boolean, False)
+        self.speed: float = endpoint.positive("speed", float, 1.0)
+        self.bounded = not self.live
+        self.finite = self.count is not None
+        self.live_on_direct = self.live
         if "start" in endpoint.params:
             self.start = endpoint.param("start", parse_timestamp, 0.0)
         else:
             span = (self.count or 0) / self.rate
             self.start = math.floor((time.time() - span) / 60.0) * 60.0
 
+    def _paced(self) -> PacedEvents:
+        start = self.start if "start" in self.endpoint.params else None
+        return PacedEvents(self.generator, self.count, self.rate, self.speed, start)
+
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        if self.live and type(pbegin.pipeline.runner).__name__ == BUNDLE_RUNNER:
+            return pbegin | "Live" >> DirectLiveRead(self._paced)
         if self.count is None:
             rate = max(1, round(self.rate))
             return (

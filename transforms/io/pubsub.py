@@ -156,6 +156,7 @@ class PubSubSource(Source):
     """
 
     bounded = False
+    finite = False
     runners: ClassVar[frozenset[str]] = frozenset({"DirectRunner", "DataflowRunner"})
 
     def __init__(self, endpoint: Endpoint) -> None:
