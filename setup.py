@@ -10,6 +10,7 @@ INSTALL_REQUIRES = [
     "pyarrow>=14,<26",
     "msgspec>=0.18,<1",
     "PyYAML>=6,<7",
+    "rich>=13,<16",
     "redis>=5,<9",
 ]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from pipelines.catalog import CATALOG, get_pipeline
+from pipelines.demo import demo_argv
 from pipelines.options import OptionError
 from pipelines.run import describe_options, run_pipeline
 from transforms.io.endpoint import EndpointError, redact
@@ -21,28 +21,11 @@ commands:
   describe NAME             a pipeline's options, with help and defaults
   run NAME [--option=value ...] [beam options]
                             run a pipeline (DirectRunner unless --runner is given)
-  demo [--output=DIR] [--count=N]
-                            run events_to_bigquery on the built-in generator into local files
+  demo [--output=DIR] [--count=N] [--no-redis]
+                            live per-minute metrics from the built-in generator (see README)
   services up|down|status [NAME ...]
                             the real local servers (Pub/Sub, Kafka, Kinesis, BigQuery, Redis)
 """
-
-
-def _demo_argv(argv: Sequence[str]) -> list[str]:
-    output = Path("demo-output").resolve()
-    count = 20_000
-    for arg in argv:
-        if arg.startswith("--output="):
-            output = Path(arg.split("=", 1)[1]).resolve()
-        elif arg.startswith("--count="):
-            count = int(arg.split("=", 1)[1])
-        else:
-            raise OptionError(f"demo: unknown argument {arg!r}; use --output=DIR or --count=N")
-    return [
-        f"--source=generator://events?count={count}&seed=7&malformed=0.01&late=0.02",
-        f"--sink=file://{output}/events",
-        f"--dead_letter=file://{output}/dead_letter",
-    ]
 
 
 def _run(name: str, argv: Sequence[str]) -> int:
@@ -70,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "run" and rest:
             return _run(rest[0], rest[1:])
         if command == "demo":
-            return _run("events_to_bigquery", _demo_argv(rest))
+            return _run("metrics_to_redis", demo_argv(rest))
         if command == "services":
             from pipelines import services
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 import apache_beam as beam
 
@@ -46,6 +47,14 @@ OPTIONS = (
         "Optional second sink for every updated row, e.g. "
         "redis://host:6379/0?mode=publish&key=metrics (live dashboards).",
         default="",
+        group="Endpoints",
+    ),
+    Option(
+        "console",
+        "Also show the latest row per group and window as a live table in the terminal.",
+        type=bool,
+        default=False,
+        param_type="BOOLEAN",
         group="Endpoints",
     ),
     Option(
@@ -118,10 +127,13 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
         except SpecError as exc:
             raise OptionError(f"--spec: {exc}") from None
     rows = SinkContext(NAME, row_schema(spec, parse.schema), "window_start")
+    uris = {name: values[name] for name in ("publish", "history") if values[name]}
+    if values["console"]:
+        key = ",".join((*spec.group_by, "window_start"))
+        uris["console"] = f"console://?key={quote(key)}&title={NAME}"
     extra = tuple(
-        (name, make_sink(values[name], replace(rows, counter=f"written_{name}")))
-        for name in ("publish", "history")
-        if values[name]
+        (name, make_sink(uri, replace(rows, counter=f"written_{name}")))
+        for name, uri in uris.items()
     )
     return MetricsConfig(SpineConfig.from_options(NAME, values, parse, rows), spec, extra)
 

@@ -20,17 +20,22 @@ in the global window) follows the input watermark from below with event-time tim
 dead-letters, with reason ``late``, every record whose windows have all closed by that bound.
 The bound trails the true watermark by at most one window step while data flows, so the
 shuffle is given that step as extra lateness: a record the gate lets through is never dropped
-(at worst it updates its window in a LATE pane). A shard that was idle for longer than its
-windows' span judges its first record against an older bound; that is the one case where
-Beam can still drop a record unseen, and it is counted by nothing. Hopping windows: a record is
-dead-lettered only when its last window has closed (its earlier windows drop it silently).
+(at worst it updates its window in a LATE pane). Records are dealt to the shards in turn and
+every shard is primed with the first record's event time, so all shards follow the watermark.
+Limits: after the whole input was idle for longer than the windows' span, the first records
+are judged against an older bound, and one late beyond that bound plus the slack can still be
+dropped by Beam unseen; with hopping windows a record is dead-lettered only when its last window
+has closed (its earlier, closed windows drop it silently).
+
+``is_final`` is Beam's own flag of the last pane; Beam rarely sets it (it does not fire a final
+pane when a window expires), so read ``timing`` with the allowed lateness instead: with none,
+the ON_TIME pane is the window's last.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,15 +83,30 @@ def _expiry(window: WindowSpec, lateness: float, event_time: float) -> float:
 
 @beam.typehints.with_output_types(tuple[int, Any])
 class _KeyByShard(beam.DoFn):
-    """Record -> ``(shard, (group_key, record))``; the shard spreads the gate's work."""
+    """Record -> ``(shard, (group_key, record))``, shards taken in turn.
+
+    Taking shards in turn (not by key) keeps every shard of the gate busy, so each follows the
+    watermark closely. The first record an instance sees also primes every shard with its
+    event time (``(shard, None)``), so that no shard judges a record without a bound.
+    """
 
     def __init__(self, group_by: tuple[str, ...]) -> None:
         self._group_by = group_by
 
-    def process(self, record: Record) -> Iterator[tuple[int, tuple[tuple, Record]]]:
+    def setup(self) -> None:
+        self._next = 0
+        self._primed = False
+
+    def process(
+        self, record: Record, timestamp: Any = beam.DoFn.TimestampParam
+    ) -> Iterator[tuple[int, Any]]:
+        if not self._primed:
+            self._primed = True
+            for shard in range(GATE_SHARDS):
+                yield shard, None
         key = tuple(_key_value(record.data.get(name)) for name in self._group_by)
-        shard = zlib.crc32(repr(key).encode("utf-8")) % GATE_SHARDS
-        yield shard, (key, record)
+        self._next = (self._next + 1) % GATE_SHARDS
+        yield self._next, (key, record)
 
 
 class _LatenessGate(beam.DoFn):
@@ -118,9 +138,16 @@ class _LatenessGate(beam.DoFn):
         armed: Any = beam.DoFn.StateParam(ARMED),
         clock: Any = beam.DoFn.TimerParam(CLOCK),
     ) -> Iterator[Any]:
-        _, (key, record) = element
+        _, keyed = element
         event_time = float(timestamp)
         bound = horizon.read()
+        if keyed is None:  # a primer: start following the watermark from its event time
+            if armed.read() is None and bound is None:
+                newest.write(event_time)
+                clock.set(event_time)
+                armed.write(event_time)
+            return
+        key, record = keyed
         if bound is not None and _expiry(self._window, self._lateness, event_time) < bound:
             yield beam.pvalue.TaggedOutput("late", record)
             return
@@ -260,17 +287,26 @@ def _window_fn(window: WindowSpec) -> windows.WindowFn:
     return windows.GlobalWindows()
 
 
-def _trigger(spec: AggregateSpec, lateness: float) -> triggers.TriggerFn:
-    """Returns the trigger; ``lateness`` is what the shuffle allows (declared plus slack)."""
+def _trigger(spec: AggregateSpec, lateness: float, bounded: bool) -> triggers.TriggerFn:
+    """Returns the trigger.
+
+    Args:
+        spec: the aggregation.
+        lateness: what the shuffle allows (declared plus the gate's slack).
+        bounded: the input is bounded (a batch run, which has no processing-time clock:
+            time-based early firings are left out, and a global window fires once at the end).
+    """
     trigger = spec.trigger
     early: triggers.TriggerFn | None = None
-    if trigger.early_seconds:
-        early = triggers.AfterProcessingTime(trigger.early_seconds)
+    if trigger.early_seconds and bounded:
+        early = None
+    elif trigger.early_seconds:
+        # Beam takes whole seconds here.
+        early = triggers.AfterProcessingTime(max(1, round(trigger.early_seconds)))
     elif trigger.early_count:
         early = triggers.AfterCount(trigger.early_count)
     if spec.window.type == "global":
-        assert early is not None
-        return triggers.Repeatedly(early)
+        return triggers.AfterWatermark() if early is None else triggers.Repeatedly(early)
     # Every record the shuffle keeps must reach a pane, so a late firing exists whenever the
     # shuffle allows lateness, including the gate's slack.
     late = triggers.AfterCount(1) if lateness > 0 else None
@@ -335,7 +371,7 @@ class WindowedAggregate(beam.PTransform):
             | "Window"
             >> beam.WindowInto(
                 _window_fn(spec.window),
-                trigger=_trigger(spec, lateness + slack),
+                trigger=_trigger(spec, lateness + slack, records.is_bounded),
                 accumulation_mode=accumulation,
                 allowed_lateness=Duration.of(lateness + slack),
             )

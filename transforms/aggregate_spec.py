@@ -17,7 +17,8 @@ A spec, as YAML (or JSON, or a dict)::
 Windows: ``tumbling`` (``fixed``) with ``size``; ``hopping`` (``sliding``) with ``size`` and
 ``every`` (``period``, ``slide``); ``session`` (``sessions``) with ``gap``; ``global`` with an
 early trigger for running totals. ``allowed_lateness`` also reads ``lateness`` and ``grace``.
-Trigger: ``early`` fires EARLY panes every N of processing time (``10s``) or every N elements
+Trigger: ``early`` fires EARLY panes every N whole seconds of processing time (``10s``) or every
+N elements
 (``100``, or ``{count: 100}``); ``late`` fires a LATE pane per late element within the lateness
 (default on); ``accumulation`` is ``accumulating`` (each pane holds everything so far, the
 default) or ``discarding`` (each pane holds only what is new).

@@ -22,6 +22,7 @@ SOURCES = {
 SINKS = {
     "file": "transforms.io.files:FileSink",
     "stdout": "transforms.io.stdout:StdoutSink",
+    "console": "transforms.io.console:ConsoleSink",
     "pubsub": "transforms.io.pubsub:PubSubSink",
     "bigquery": "transforms.io.bigquery:BigQuerySink",
     "redis": "transforms.io.redis:RedisSink",

@@ -1,0 +1,149 @@
+"""``console://``: a live terminal table of the latest row per key, for demos and quick looks.
+
+URI parameters:
+    key: comma-separated fields that identify a row (e.g. ``endpoint,window_start``); a new
+        row with the same key replaces the old one. Without it every row is a new line.
+    rows: how many rows are shown (the newest by ``sort``); default 12.
+    sort: the field rows are ordered by, newest first; default ``window_start``.
+    title: the table's title.
+
+The table is drawn with rich, refreshed as rows arrive, and printed once more when the pipeline
+ends. On a terminal-less run (CI, a pipe) only that final table is printed. It lives in the
+process that runs the pipeline, so it is for the DirectRunner.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import apache_beam as beam
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from transforms.io.base import Sink, SinkContext
+from transforms.io.endpoint import Endpoint
+from transforms.message import Record
+from transforms.metrics import Count
+
+__all__ = ["ConsoleSink", "LiveTable"]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+class LiveTable:
+    """The latest rows by key, drawn as a rich table; one per title in a process.
+
+    Args:
+        title: the title, which also names the table in the process.
+        key: the fields identifying a row (empty: every row is new).
+        rows: how many rows are shown.
+        sort: the field ordering the rows, newest first.
+    """
+
+    _tables: ClassVar[dict[str, LiveTable]] = {}
+    _tables_lock = threading.Lock()
+
+    def __init__(self, title: str, key: tuple[str, ...], rows: int, sort: str) -> None:
+        self.title = title
+        self._key = key
+        self._rows = rows
+        self._sort = sort
+        self._latest: dict[Any, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._users = 0
+        self._live: Live | None = None
+
+    @classmethod
+    def acquire(cls, title: str, key: tuple[str, ...], rows: int, sort: str) -> LiveTable:
+        """Returns the process's table of that title, starting its display on first use."""
+        with cls._tables_lock:
+            table = cls._tables.get(title)
+            if table is None:
+                table = cls._tables[title] = cls(title, key, rows, sort)
+            table._users += 1
+            if table._live is None:
+                table._live = Live(table.render(), console=Console(), refresh_per_second=4)
+                table._live.start()
+            return table
+
+    def release(self) -> None:
+        """Stops the display when its last user is done; it prints the final table."""
+        with self._tables_lock:
+            self._users -= 1
+            if self._users == 0 and self._live is not None:
+                self._live.update(self.render())
+                self._live.stop()
+                self._live = None
+                del self._tables[self.title]
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Adds or replaces a row and redraws."""
+        with self._lock:
+            key = tuple(row.get(name) for name in self._key) if self._key else len(self._latest)
+            self._latest[key] = row
+        if self._live is not None:
+            self._live.update(self.render())
+
+    def render(self) -> Table:
+        """Returns the table of the newest rows."""
+        with self._lock:
+            rows = sorted(
+                self._latest.values(), key=lambda r: str(r.get(self._sort, "")), reverse=True
+            )[: self._rows]
+        table = Table(title=self.title)
+        columns: list[str] = []
+        for row in rows:
+            columns += [name for name in row if name not in columns]
+        for name in columns:
+            table.add_column(name, justify="right" if _numeric(rows, name) else "left")
+        for row in rows:
+            table.add_row(*(_cell(row.get(name)) for name in columns))
+        return table
+
+
+def _numeric(rows: list[dict[str, Any]], name: str) -> bool:
+    return any(
+        isinstance(r.get(name), (int, float)) and not isinstance(r.get(name), bool) for r in rows
+    )
+
+
+class _ShowFn(beam.DoFn):
+    def __init__(self, title: str, key: tuple[str, ...], rows: int, sort: str) -> None:
+        self._args = (title, key, rows, sort)
+
+    def setup(self) -> None:
+        self._table = LiveTable.acquire(*self._args)
+
+    def process(self, record: Record) -> Iterator[None]:
+        self._table.add(record.data)
+        return iter(())
+
+    def teardown(self) -> None:
+        self._table.release()
+
+
+class ConsoleSink(Sink):
+    """Shows records as a live table; showing does not fail per record (no dead letters)."""
+
+    def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
+        super().__init__(endpoint, context)
+        endpoint.check_params(frozenset({"key", "rows", "sort", "title"}))
+        self.key = tuple(n.strip() for n in endpoint.params.get("key", "").split(",") if n.strip())
+        self.rows: int = endpoint.positive("rows", int, 12)
+        self.sort = endpoint.params.get("sort", "window_start")
+        self.title = endpoint.params.get("title", context.pipeline)
+
+    def expand(self, records: beam.PCollection) -> None:
+        if not self.context.dead_letter:
+            records = records | "Count" >> Count(self.context.counter)
+        _ = records | "Show" >> beam.ParDo(_ShowFn(self.title, self.key, self.rows, self.sort))
+        return None
