@@ -30,6 +30,7 @@ commands:
 
 def _run(name: str, argv: Sequence[str]) -> int:
     report = run_pipeline(get_pipeline(name), argv)
+    print()
     print(report.render())
     return 0 if report.balanced or report.state != "DONE" else 1
 

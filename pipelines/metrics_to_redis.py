@@ -130,7 +130,10 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
     uris = {name: values[name] for name in ("publish", "history") if values[name]}
     if values["console"]:
         key = ",".join((*spec.group_by, "window_start"))
-        uris["console"] = f"console://?key={quote(key)}&title={NAME}"
+        shown = (*spec.group_by, "window_start", *(a.name for a in spec.aggregates), "timing")
+        uris["console"] = (
+            f"console://?key={quote(key)}&columns={quote(','.join(shown))}&title={NAME}"
+        )
     extra = tuple(
         (name, make_sink(uri, replace(rows, counter=f"written_{name}")))
         for name, uri in uris.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -178,6 +179,9 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     pipeline, config = build_pipeline(spec, argv)
     result = pipeline.run()
     _wait(result, config.source, config.max_seconds)
+    console = sys.modules.get("transforms.io.console")
+    if console is not None:  # a console sink ran: print its final table before the report
+        console.LiveTable.close_all()
     return RunReport(
         pipeline=spec.name,
         state=str(result.state),

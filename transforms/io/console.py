@@ -5,15 +5,17 @@ URI parameters:
         row with the same key replaces the old one. Without it every row is a new line.
     rows: how many rows are shown (the newest by ``sort``); default 12.
     sort: the field rows are ordered by, newest first; default ``window_start``.
+    columns: comma-separated fields shown, in order; default all.
     title: the table's title.
 
-The table is drawn with rich, refreshed as rows arrive, and printed once more when the pipeline
-ends. On a terminal-less run (CI, a pipe) only that final table is printed. It lives in the
-process that runs the pipeline, so it is for the DirectRunner.
+The table is drawn with rich and refreshed as rows arrive; `LiveTable.close_all` (called when a
+run ends) prints it a last time. On a terminal-less run (CI, a pipe) only that final table is
+printed. It lives in the process that runs the pipeline, so it is for the DirectRunner.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -31,7 +33,12 @@ from transforms.metrics import Count
 __all__ = ["ConsoleSink", "LiveTable"]
 
 
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)(\.\d+)?Z")
+
+
 def _cell(value: Any) -> str:
+    if isinstance(value, str) and (match := _ISO_TIME.fullmatch(value)):
+        return match[1]  # the time of day (UTC) is what tells windows apart on screen
     if isinstance(value, float):
         return f"{value:,.2f}"
     if isinstance(value, int) and not isinstance(value, bool):
@@ -47,43 +54,46 @@ class LiveTable:
         key: the fields identifying a row (empty: every row is new).
         rows: how many rows are shown.
         sort: the field ordering the rows, newest first.
+        columns: the fields shown (empty: every field).
     """
 
     _tables: ClassVar[dict[str, LiveTable]] = {}
     _tables_lock = threading.Lock()
 
-    def __init__(self, title: str, key: tuple[str, ...], rows: int, sort: str) -> None:
+    def __init__(
+        self, title: str, key: tuple[str, ...], rows: int, sort: str, columns: tuple[str, ...]
+    ) -> None:
         self.title = title
         self._key = key
         self._rows = rows
         self._sort = sort
+        self._columns = columns
         self._latest: dict[Any, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        self._users = 0
         self._live: Live | None = None
 
     @classmethod
-    def acquire(cls, title: str, key: tuple[str, ...], rows: int, sort: str) -> LiveTable:
+    def acquire(
+        cls, title: str, key: tuple[str, ...], rows: int, sort: str, columns: tuple[str, ...]
+    ) -> LiveTable:
         """Returns the process's table of that title, starting its display on first use."""
         with cls._tables_lock:
             table = cls._tables.get(title)
             if table is None:
-                table = cls._tables[title] = cls(title, key, rows, sort)
-            table._users += 1
-            if table._live is None:
+                table = cls._tables[title] = cls(title, key, rows, sort, columns)
                 table._live = Live(table.render(), console=Console(), refresh_per_second=4)
                 table._live.start()
             return table
 
-    def release(self) -> None:
-        """Stops the display when its last user is done; it prints the final table."""
-        with self._tables_lock:
-            self._users -= 1
-            if self._users == 0 and self._live is not None:
-                self._live.update(self.render())
-                self._live.stop()
-                self._live = None
-                del self._tables[self.title]
+    @classmethod
+    def close_all(cls) -> None:
+        """Stops every display of the process, each printing its final table."""
+        with cls._tables_lock:
+            for table in cls._tables.values():
+                if table._live is not None:
+                    table._live.update(table.render())
+                    table._live.stop()
+            cls._tables.clear()
 
     def add(self, row: dict[str, Any]) -> None:
         """Adds or replaces a row and redraws."""
@@ -100,14 +110,19 @@ class LiveTable:
                 self._latest.values(), key=lambda r: str(r.get(self._sort, "")), reverse=True
             )[: self._rows]
         table = Table(title=self.title)
-        columns: list[str] = []
-        for row in rows:
-            columns += [name for name in row if name not in columns]
+        columns = list(self._columns)
+        if not columns:
+            for row in rows:
+                columns += [name for name in row if name not in columns]
         for name in columns:
             table.add_column(name, justify="right" if _numeric(rows, name) else "left")
         for row in rows:
             table.add_row(*(_cell(row.get(name)) for name in columns))
         return table
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _numeric(rows: list[dict[str, Any]], name: str) -> bool:
@@ -117,8 +132,8 @@ def _numeric(rows: list[dict[str, Any]], name: str) -> bool:
 
 
 class _ShowFn(beam.DoFn):
-    def __init__(self, title: str, key: tuple[str, ...], rows: int, sort: str) -> None:
-        self._args = (title, key, rows, sort)
+    def __init__(self, *table_args: Any) -> None:
+        self._args = table_args
 
     def setup(self) -> None:
         self._table = LiveTable.acquire(*self._args)
@@ -127,17 +142,15 @@ class _ShowFn(beam.DoFn):
         self._table.add(record.data)
         return iter(())
 
-    def teardown(self) -> None:
-        self._table.release()
-
 
 class ConsoleSink(Sink):
     """Shows records as a live table; showing does not fail per record (no dead letters)."""
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__(endpoint, context)
-        endpoint.check_params(frozenset({"key", "rows", "sort", "title"}))
-        self.key = tuple(n.strip() for n in endpoint.params.get("key", "").split(",") if n.strip())
+        endpoint.check_params(frozenset({"key", "rows", "sort", "title", "columns"}))
+        self.key = _names(endpoint.params.get("key", ""))
+        self.columns = _names(endpoint.params.get("columns", ""))
         self.rows: int = endpoint.positive("rows", int, 12)
         self.sort = endpoint.params.get("sort", "window_start")
         self.title = endpoint.params.get("title", context.pipeline)
@@ -145,5 +158,6 @@ class ConsoleSink(Sink):
     def expand(self, records: beam.PCollection) -> None:
         if not self.context.dead_letter:
             records = records | "Count" >> Count(self.context.counter)
-        _ = records | "Show" >> beam.ParDo(_ShowFn(self.title, self.key, self.rows, self.sort))
+        show = _ShowFn(self.title, self.key, self.rows, self.sort, self.columns)
+        _ = records | "Show" >> beam.ParDo(show)
         return None
