@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.demo import demo_argv
@@ -23,6 +24,7 @@ commands:
                             run a pipeline (DirectRunner unless --runner is given)
   demo [--output=DIR] [--count=N] [--no-redis]
                             live per-minute metrics from the built-in generator (see README)
+  docs                      regenerate the README's option tables from the declarations
   services up|down|status [NAME ...]
                             the real local servers (Pub/Sub, Kafka, Kinesis, BigQuery, Redis)
 """
@@ -55,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(rest[0], rest[1:])
         if command == "demo":
             return _run("metrics_to_redis", demo_argv(rest))
+        if command == "docs" and not rest:
+            from pipelines.docs import update_readme
+
+            readme = Path(__file__).resolve().parent.parent / "README.md"
+            print("README.md updated" if update_readme(readme) else "README.md is up to date")
+            return 0
         if command == "services":
             from pipelines import services
 
