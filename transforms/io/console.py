@@ -103,12 +103,17 @@ class LiveTable:
         if self._live is not None:
             self._live.update(self.render())
 
+    def _order(self, row: dict[str, Any]) -> tuple[int, Any]:
+        """Numbers by value, then text; missing values last (the order is newest first)."""
+        value = row.get(self._sort)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (1, value)
+        return (0, "") if value is None else (2, str(value))
+
     def render(self) -> Table:
         """Returns the table of the newest rows."""
         with self._lock:
-            rows = sorted(
-                self._latest.values(), key=lambda r: str(r.get(self._sort, "")), reverse=True
-            )[: self._rows]
+            rows = sorted(self._latest.values(), key=self._order, reverse=True)[: self._rows]
         table = Table(title=self.title)
         columns = list(self._columns)
         if not columns:

@@ -53,8 +53,9 @@ EVENT_TYPES = ("page_view", "page_view", "page_view", "click", "click", "add_to_
 ENDPOINTS = ("/api/orders", "/api/users", "/api/search", "/api/cart", "/api/login")
 STATUS_CODES = (200,) * 14 + (201, 400, 404, 500, 503)
 COUNTRIES = ("DE", "US", "FR", "GB", "JP", "BR", "IN")
-EVENTS_PER_SHARD = 50_000
-MAX_SHARDS = 32
+# Events are made in blocks, each from its own seeded random stream, so that an event depends
+# only on the seed and its index (not on count, sharding or pacing).
+BLOCK = 1_000
 _PARAMS = frozenset(
     {"count", "rate", "seed", "malformed", "late", "users", "start", "live", "speed"}
 )
@@ -69,7 +70,9 @@ def _boolean(text: str) -> bool:
 
 
 class EventGenerator:
-    """Makes event payloads; the same seed and index always give the same event.
+    """Makes event payloads; the same seed and index give the same event, bounded or live.
+
+    (The endless generator on runners other than the DirectRunner draws per second instead.)
 
     Args:
         seed: the content seed.
@@ -85,6 +88,10 @@ class EventGenerator:
         self.late = late
         self.users = users
         self._encode = msgspec.json.encode
+
+    def block_random(self, block: int) -> random.Random:
+        """Returns the random stream of a block of events (see `BLOCK`)."""
+        return random.Random(self.seed * 1_000_003 + block)
 
     def event(self, rng: random.Random, index: int, event_time: float) -> dict[str, Any]:
         """Returns event number ``index`` at ``event_time`` (epoch seconds)."""
@@ -131,20 +138,18 @@ def _break(rng: random.Random, event: dict[str, Any], encode: Any) -> bytes:
     return encode({k: v for k, v in event.items() if k != "ts"})  # missing event time
 
 
-class _GenerateShard(beam.DoFn):
-    """Generates the events ``shard, shard + shards, ...`` below ``count``."""
+class _GenerateBlock(beam.DoFn):
+    """Generates the events of block ``b``: indices ``b * BLOCK`` up to the next block."""
 
-    def __init__(self, generator: EventGenerator, count: int, shards: int, start: float,
-                 rate: float) -> None:  # fmt: skip
+    def __init__(self, generator: EventGenerator, count: int, start: float, rate: float) -> None:
         self._generator = generator
         self._count = count
-        self._shards = shards
         self._start = start
         self._rate = rate
 
-    def process(self, shard: int) -> Iterator[TimestampedValue]:
-        rng = random.Random(self._generator.seed * 1_000_003 + shard)
-        for index in range(shard, self._count, self._shards):
+    def process(self, block: int) -> Iterator[TimestampedValue]:
+        rng = self._generator.block_random(block)
+        for index in range(block * BLOCK, min(self._count, (block + 1) * BLOCK)):
             yield self._generator.message(rng, index, self._start + index / self._rate)
 
 
@@ -178,6 +183,7 @@ class PacedEvents:
         self._start = start
         self._began: float | None = None
         self._next = 0
+        self._random = generator.block_random(0)
 
     def _due(self) -> int:
         if self._began is None:
@@ -195,14 +201,14 @@ class PacedEvents:
             return []
         assert self._start is not None
         first, self._next = self._next, due
-        return [
-            self._generator.message(
-                random.Random(self._generator.seed * 1_000_003 + index),
-                index,
-                self._start + index / self._rate,
+        events = []
+        for index in range(first, due):
+            if index % BLOCK == 0:
+                self._random = self._generator.block_random(index // BLOCK)
+            events.append(
+                self._generator.message(self._random, index, self._start + index / self._rate)
             )
-            for index in range(first, due)
-        ]
+        return events
 
     @property
     def watermark(self) -> float:
@@ -257,10 +263,10 @@ class GeneratorSource(Source):
                 | "Tick" >> PeriodicImpulse(fire_interval=1.0)
                 | "Generate" >> beam.ParDo(_GenerateTick(self.generator, rate))
             )
-        shards = max(1, min(MAX_SHARDS, -(-self.count // EVENTS_PER_SHARD)))
+        blocks = -(-self.count // BLOCK)
         return (
             pbegin
-            | "Shards" >> beam.Create(list(range(shards)))
+            | "Blocks" >> beam.Create(list(range(blocks)))
             | "Generate"
-            >> beam.ParDo(_GenerateShard(self.generator, self.count, shards, self.start, self.rate))
+            >> beam.ParDo(_GenerateBlock(self.generator, self.count, self.start, self.rate))
         )
