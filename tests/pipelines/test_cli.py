@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import pyarrow.parquet as pq
 
 from pipelines.catalog import CATALOG, get_pipeline
 
@@ -117,17 +117,16 @@ def test_run_file_to_file_accounts_for_every_line(tmp_path: Path) -> None:
     assert "balanced" in result.stdout
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_demo_writes_output_and_balances(tmp_path: Path, fmt: str) -> None:
-    if fmt == "parquet":
-        result = cli(
-            "run", "events_to_bigquery", "--source=generator://events?count=3000&malformed=0.05",
-            f"--sink=file://{tmp_path}/events?format=parquet",
-            f"--dead_letter=file://{tmp_path}/dead_letter",
-        )  # fmt: skip
-    else:
-        result = cli("demo", f"--output={tmp_path}", "--count=3000")
+def test_parquet_sink_writes_files_and_balances(tmp_path: Path) -> None:
+    result = cli(
+        "run", "events_to_bigquery", "--source=generator://events?count=3000&malformed=0.05",
+        f"--sink=file://{tmp_path}/events?format=parquet",
+        f"--dead_letter=file://{tmp_path}/dead_letter",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / "events") in result.stdout
     assert "read = written + dead_lettered + dropped: balanced" in result.stdout
-    assert any((tmp_path / "events").iterdir())
+    rows = sum(pq.read_table(path).num_rows for path in (tmp_path / "events").glob("*.parquet"))
+    dead = sum(1 for path in (tmp_path / "dead_letter").glob("*.jsonl") for _ in path.open())
+    assert rows + dead == 3000
+    assert dead > 0
