@@ -29,8 +29,9 @@ _WIDTH = 20  # digits of the largest unsigned 64-bit integer
 
 
 def sequence_key(sequence: list[int] | tuple[int, ...]) -> str:
-    """Returns a string that sorts as ``sequence`` does, e.g. ``[5, 12]`` ->
-    ``"00000000000000000005.00000000000000000012"``.
+    """Returns a string that sorts as ``sequence`` does.
+
+    ``[5, 12]`` gives ``"00000000000000000005.00000000000000000012"``.
 
     Raises:
         ValueError: a part is negative, not an integer, or wider than 20 digits.
