@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipelines.catalog import get_pipeline
 from pipelines.run import run_pipeline
+from transforms.event_time import parse_timestamp
 from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN
 
 
@@ -45,3 +46,31 @@ def test_balance_from_metrics_matches_the_files(tmp_path: Path) -> None:
             reason = json.loads(line)["reason"]
             on_disk[reason] = on_disk.get(reason, 0) + 1
     assert on_disk == reasons
+
+
+def test_per_window_counts_match_plain_python_and_keep_the_balance(tmp_path: Path) -> None:
+    events = [
+        {"event_id": f"e{i}", "ts": 1_764_064_800 + (i * 13) % 240, "user_id": "u1",
+         "event_type": ("click", "view", "buy")[i % 3]}
+        for i in range(90)
+    ]  # fmt: skip
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+
+    report = run_pipeline(
+        get_pipeline("events_to_bigquery"),
+        [f"--source=file://{source}", f"--sink=file://{tmp_path}/out",
+         f"--dead_letter=file://{tmp_path}/dlq", f"--counts_sink=file://{tmp_path}/counts",
+         "--counts_window=60s"],
+    )  # fmt: skip
+
+    assert report.balanced
+    assert report.count(WRITTEN) == len(events)
+    expected: dict[tuple[str, int], int] = {}
+    for event in events:
+        key = (event["event_type"], event["ts"] // 60 * 60)
+        expected[key] = expected.get(key, 0) + 1
+    rows = [json.loads(line) for p in (tmp_path / "counts").glob("*.jsonl") for line in p.open()]
+    got = {(r["event_type"], int(parse_timestamp(r["window_start"]))): r["events"] for r in rows}
+    assert got == expected
+    assert report.count("written_counts") == len(expected)
