@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.dead_letter import DEAD_LETTER_SCHEMA
@@ -121,6 +122,9 @@ class _Target:
     pipeline: str
     dead_letter: bool
     counter: str
+    # When set, each insert request that wrote rows is followed by an output, under this tag,
+    # of ``(table, rows written)``: a signal for steps that must run after the rows landed.
+    inserted_tag: str | None = None
 
 
 class _Row(NamedTuple):
@@ -131,7 +135,10 @@ class _Row(NamedTuple):
 
 
 class _InsertRowsFn(beam.DoFn):
-    """Inserts `Record`s in batches; outputs windowed dead-letter dicts of the rejected ones."""
+    """Inserts `Record`s in batches; outputs windowed dead-letter dicts of the rejected ones.
+
+    With ``inserted_tag``, also outputs ``(table, rows written)`` under that tag per request.
+    """
 
     def __init__(self, target: _Target) -> None:
         self._target = target
@@ -163,7 +170,7 @@ class _InsertRowsFn(beam.DoFn):
         record: Record | dict[str, Any],
         timestamp=beam.DoFn.TimestampParam,
         window=beam.DoFn.WindowParam,
-    ) -> Iterator[WindowedValue]:
+    ) -> Iterator[WindowedValue | TaggedOutput]:
         if not isinstance(record, Record):
             record = Record(record)
         row = to_json_row(record.data)
@@ -171,7 +178,7 @@ class _InsertRowsFn(beam.DoFn):
         if len(self._buffer) >= self._target.batch_size:
             yield from self._flush()
 
-    def finish_bundle(self) -> Iterator[WindowedValue]:
+    def finish_bundle(self) -> Iterator[WindowedValue | TaggedOutput]:
         yield from self._flush()
 
     def teardown(self) -> None:
@@ -195,7 +202,7 @@ class _InsertRowsFn(beam.DoFn):
 
         return retry_transient(insert, self._target.attempts, is_transient)
 
-    def _flush(self) -> Iterator[WindowedValue]:
+    def _flush(self) -> Iterator[WindowedValue | TaggedOutput]:
         batch, self._buffer = self._buffer, []
         if not batch:
             return
@@ -223,6 +230,12 @@ class _InsertRowsFn(beam.DoFn):
         for index, errors in sorted(rejected.items()):
             yield self._dead_letter(
                 batch[index], SinkRejected.reason, SinkRejected.__name__, _row_error_text(errors)
+            )
+        if target.inserted_tag is not None and len(rejected) < len(batch):
+            last = batch[-1]
+            inserted = (target.table, len(batch) - len(rejected))
+            yield TaggedOutput(
+                target.inserted_tag, WindowedValue(inserted, last.timestamp, (last.window,))
             )
 
     def _dead_letter(

@@ -17,12 +17,29 @@ Parameters:
   - ``stream``: ``XADD key * field value...`` (values as in ``hash``; ``None`` fields left out).
   - ``zset``: ``ZADD key score member``.
   - ``publish``: ``PUBLISH key JSON(record)``; ``key`` is the channel.
+  - ``state``: the latest state of CDC changes (``record.data`` is
+    `transforms.cdc.change.Change.to_dict()`), one hash per key, e.g. with
+    ``key=cdc:{table}:{key}`` the hash ``cdc:inventory.customers:{"id":1001}``. The template
+    may use only ``table`` and ``key`` (the primary key as compact JSON with sorted keys), and
+    must use ``key``. An upsert replaces the hash with the row's fields (values as in
+    ``hash``, ``None`` fields left out) plus ``_sequence``, the change's
+    `transforms.cdc.change.sequence_key`; a delete reduces it to a marker, ``_sequence`` and
+    ``_deleted=1``, that expires after ``delete_ttl``. Each write is a Lua compare-and-set
+    that applies the change only when its ``_sequence`` sorts after the stored one (byte by
+    byte), so a retried, replayed or reordered older change never overwrites newer state nor
+    brings a deleted key back while its marker lives. Readers treat a hash with ``_deleted``
+    as absent. A row with a field named ``_sequence`` or ``_deleted`` is rejected. A
+    ``truncate`` is dead-lettered with reason ``cdc_truncate_unsupported``: Redis has no
+    table scope short of a ``SCAN`` of the key space.
 
 * ``key`` (required): the key, or channel for ``publish``, as a template over record fields:
   ``metrics:{endpoint}:{window_start}``. A name between braces is a top-level field, taken
   literally; ``{{`` and ``}}`` are literal braces. Field values are written as in ``hash``.
 * ``ttl``: seconds until the key expires, set atomically with each write (not for
-  ``publish``).
+  ``publish``; for ``state``, the live rows' expiry: an expired row no longer guards against
+  an older replayed change).
+* ``delete_ttl`` (``state``): how long a delete marker lives, a duration such as ``7d`` or
+  ``12h`` (default ``7d``): longer than any replay or reordering of the changes.
 * ``score`` (``zset``, required): the field holding the member's score (a number).
 * ``member`` (``zset``): a template for the member; by default the record as JSON.
 * ``maxlen`` (``stream``): trims the stream to about this many entries (``MAXLEN ~``).
@@ -35,20 +52,24 @@ Parameters:
 
 JSON is written with sorted keys, so the same record always gives the same text.
 
-Delivery: ``hash``, ``string`` and ``zset`` writes are idempotent (the same record written again,
-by a retry or a re-fired window pane, leaves the same state; a ``zset`` member that is the
-record's JSON changes when the record does, so give ``member`` for latest-state sets).
+Delivery: ``hash``, ``string``, ``zset`` and ``state`` writes are idempotent (the same record
+written again, by a retry or a re-fired window pane, leaves the same state; a ``zset`` member
+that is the record's JSON changes when the record does, so give ``member`` for latest-state
+sets).
 ``stream`` and ``publish`` are at least once: a retried batch may add an entry or a message
 again.
 
-Each write of ``hash``, ``zset`` and ``stream`` is one Lua script call that writes and then sets
-the TTL: atomic, and, unlike ``MULTI``/``EXEC`` (which goes on after a failed command), it sets
-no TTL on a key it could not write, such as a key of another type (``WRONGTYPE``).
+Each write of ``hash``, ``zset``, ``stream`` and ``state`` is one Lua script call that writes
+and then sets the TTL: atomic, and, unlike ``MULTI``/``EXEC`` (which goes on after a failed
+command), it sets no TTL on a key it could not write, such as a key of another type
+(``WRONGTYPE``).
 
 Failures: a record that cannot be turned into a command (a template field it lacks, a score
 that is not a number) or that Redis refuses (``WRONGTYPE``...) comes out as a dead-letter record
 with reason ``sink_rejected``; the records of a batch that could not be sent after ``attempts``
-come out with reason ``sink_unavailable``. Failed authentication fails the bundle.
+come out with reason ``sink_unavailable``. Failed authentication fails the bundle. In
+``state`` mode a record that is not a valid change is rejected too, and a change that was
+superseded (not applied) counts as ``written``.
 """
 
 from __future__ import annotations
@@ -69,7 +90,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthorizationError
 from redis.retry import Retry
 
+from transforms.cdc.change import Change, sequence_key
 from transforms.dead_letter import DEAD_LETTER_SCHEMA
+from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
 from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter, retry_transient
@@ -79,16 +102,23 @@ from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
 from transforms.secrets import ENV_PREFIX, SecretError, check_reference, resolve_secret
 
-__all__ = ["MODES", "KeyTemplate", "RedisSink", "to_json", "to_text"]
+__all__ = ["MODES", "KeyTemplate", "RedisSink", "TruncateUnsupported", "to_json", "to_text"]
 
-MODES = ("hash", "string", "stream", "zset", "publish")
+MODES = ("hash", "string", "stream", "zset", "publish", "state")
 DEFAULT_PORT = 6379
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_DELETE_TTL = "7d"
+STATE_KEY_FIELDS = ("table", "key")  # the change fields a state key template may use
+STATE_FIELDS = ("_sequence", "_deleted")  # the fields state mode adds to a row
 
 _PARAMS = frozenset(
     {"mode", "key", "ttl", "batch_size", "attempts", "timeout", "password_env", "password_secret"}
 )
-_MODE_PARAMS = {"zset": frozenset({"score", "member"}), "stream": frozenset({"maxlen"})}
+_MODE_PARAMS = {
+    "zset": frozenset({"score", "member"}),
+    "stream": frozenset({"maxlen"}),
+    "state": frozenset({"delete_ttl"}),
+}
 _PORT_GIVEN = re.compile(r":[^\]]*$")  # a ":" after the host (IPv6 hosts are bracketed)
 
 # Each script writes KEYS[1] first and sets its TTL (ARGV[1], 0 for none) only when the write
@@ -115,7 +145,41 @@ end
 if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return id
 """
-_SCRIPTS = {"hash": _HASH_SCRIPT, "zset": _ZSET_SCRIPT, "stream": _STREAM_SCRIPT}
+# ARGV: ttl, delete_ttl, op, sequence key, then field/value pairs. It reads the stored
+# _sequence first, so a key of another type fails before anything is written.
+_STATE_SCRIPT = """
+local function newer(a, b)
+  -- byte by byte: Lua's string < follows the server's locale
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
+local stored = redis.call('HGET', KEYS[1], '_sequence')
+if stored and not newer(ARGV[4], stored) then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[3] == 'delete' then
+  redis.call('HSET', KEYS[1], '_sequence', ARGV[4], '_deleted', '1')
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+redis.call('HSET', KEYS[1], '_sequence', ARGV[4], unpack(ARGV, 5))
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return 1
+"""
+_SCRIPTS = {
+    "hash": _HASH_SCRIPT,
+    "zset": _ZSET_SCRIPT,
+    "stream": _STREAM_SCRIPT,
+    "state": _STATE_SCRIPT,
+}
+
+
+class TruncateUnsupported(SinkRejected):
+    """A CDC truncate, which ``state`` mode cannot apply: Redis keys have no table scope."""
+
+    reason = "cdc_truncate_unsupported"
 
 
 def _json_default(value: Any) -> str:
@@ -223,6 +287,30 @@ def _score(data: Mapping[str, Any], name: str) -> str:
     raise SinkRejected(f"score field {name!r} is {state}")
 
 
+def _state_args(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """Returns the state script's op, sequence key and field/value pairs of a change.
+
+    Raises:
+        SinkRejected: ``data`` is not a valid change, or its row has a field of `STATE_FIELDS`.
+        TruncateUnsupported: the change is a truncate.
+
+    """
+    try:
+        change = Change.from_dict(dict(data))
+    except (KeyError, TypeError, ValueError) as error:
+        raise SinkRejected(f"not a CDC change: {error!r}") from None
+    if change.op == "truncate":
+        raise TruncateUnsupported(
+            f"a truncate of {change.table} cannot be applied to Redis state (no table scope)"
+        )
+    row = change.row or {}
+    clashes = sorted(set(row) & set(STATE_FIELDS))
+    if clashes:
+        raise SinkRejected(f"the row has fields {clashes}, which state mode keeps for itself")
+    pairs = [(name, to_text(value)) for name, value in row.items() if value is not None]
+    return (change.op, sequence_key(change.sequence), *(text for pair in pairs for text in pair))
+
+
 class _Command(NamedTuple):
     """One record's write: the key (or channel) and the arguments of its command or script."""
 
@@ -248,6 +336,7 @@ class _Target:
     score: str | None
     member: KeyTemplate | None
     maxlen: int | None
+    delete_ttl: int | None
     batch_size: int
     attempts: int
     timeout: float
@@ -261,6 +350,8 @@ class _Target:
         ttl = str(self.ttl or 0)
         if self.mode in ("string", "publish"):
             return _Command(key, (to_json(data),))
+        if self.mode == "state":
+            return _Command(key, (ttl, str(self.delete_ttl), *_state_args(data)))
         if self.mode == "zset":
             assert self.score is not None  # checked by RedisSink
             member = to_json(data) if self.member is None else self.member.render(data)
@@ -327,7 +418,7 @@ class _WriteFn(beam.DoFn):
         except SinkRejected as error:
             if self._target.dead_letter:
                 raise SinkRejected(f"{self._target.where}: {error}") from None
-            yield self._rejected(Pending(record, None, timestamp, window), str(error))
+            yield self._rejected(Pending(record, None, timestamp, window), str(error), error.reason)
             return
         self._buffer.append(Pending(record, command, timestamp, window))
         if len(self._buffer) >= self._target.batch_size:
@@ -402,11 +493,13 @@ class _WriteFn(beam.DoFn):
         for pending, reply in rejected:
             yield self._rejected(pending, f"key {pending.item.key!r}: {reply}")
 
-    def _rejected(self, pending: Pending[Any], message: str) -> WindowedValue:
+    def _rejected(
+        self, pending: Pending[Any], message: str, reason: str = SinkRejected.reason
+    ) -> WindowedValue:
         return dead_letter(
             pending,
             pipeline=self._target.pipeline,
-            reason=SinkRejected.reason,
+            reason=reason,
             error_type=SinkRejected.__name__,
             message=f"{self._target.where} ({self._target.mode}): {message}",
         )
@@ -429,8 +522,9 @@ class RedisSink(Sink):
         EndpointError: from the constructor, for a URI that cannot work: no host, a bad port or
             database, an unknown mode or parameter, a parameter of another mode, a missing or
             malformed ``key`` template, ``ttl`` with ``publish``, ``zset`` without ``score``,
-            more than one password source, a malformed secret reference, or template and score
-            fields that a declared schema does not have.
+            a ``state`` key template without ``{key}`` or with fields other than ``{table}``,
+            a bad ``delete_ttl``, more than one password source, a malformed secret reference,
+            or template and score fields that a declared schema does not have.
 
     """
 
@@ -461,6 +555,7 @@ class RedisSink(Sink):
             raise EndpointError(f"{endpoint}: {error}") from None
         member_fields = () if member_template is None else member_template.fields
         self._check_fields(endpoint, [*key.fields, *member_fields, score])
+        delete_ttl = self._delete_ttl(endpoint, key) if mode == "state" else None
         self._target = _Target(
             where=str(endpoint),
             host=endpoint.host,
@@ -476,6 +571,7 @@ class RedisSink(Sink):
             score=score,
             member=member_template,
             maxlen=endpoint.positive("maxlen", int, None),
+            delete_ttl=delete_ttl,
             batch_size=endpoint.positive("batch_size", int, 500),
             attempts=endpoint.positive("attempts", int, 5),
             timeout=endpoint.positive("timeout", float, DEFAULT_TIMEOUT),
@@ -495,6 +591,25 @@ class RedisSink(Sink):
         if not text.isdigit():
             raise EndpointError(f"{endpoint}: the path must be a database number, like /0")
         return int(text)
+
+    @staticmethod
+    def _delete_ttl(endpoint: Endpoint, key: KeyTemplate) -> int:
+        """Checks the key template of ``state`` mode; returns ``delete_ttl`` in seconds."""
+        others = sorted(set(key.fields) - set(STATE_KEY_FIELDS))
+        if others or "key" not in key.fields:
+            raise EndpointError(
+                f"{endpoint}: mode=state keys one hash per primary key: the key template must "
+                f"use {{key}} and no change field but {{table}}, e.g. key=cdc:{{table}}:{{key}}"
+                + (f"; it uses {others}" if others else "")
+            )
+        text = endpoint.params.get("delete_ttl", DEFAULT_DELETE_TTL)
+        try:
+            seconds = parse_duration(text, "delete_ttl")
+        except ValueError as error:
+            raise EndpointError(f"{endpoint}: {error}") from None
+        if seconds < 1:
+            raise EndpointError(f"{endpoint}: delete_ttl must be at least 1s")
+        return round(seconds)
 
     @staticmethod
     def _password_ref(endpoint: Endpoint) -> str | None:
