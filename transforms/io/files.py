@@ -4,8 +4,9 @@ Source: ``file:///data/in/*.jsonl`` reads every matching file (bounded), one `Me
 with the file path and line number as its origin. Lines are kept as the original bytes.
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes records (bytes as base64 in
-JSON Lines) into files in that folder. Unbounded input is written in fixed windows of
-``window=60`` seconds.
+JSON Lines) into files in that folder. Unbounded input is written every ``window=60`` seconds
+of processing time (a new set of files each time), whatever the records' event times: a record
+behind the watermark is still written, never dropped as late.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import datetime as dt
 import glob
 import json
 import os
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,7 +25,8 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
-from apache_beam.transforms.window import FixedWindows
+from apache_beam.transforms.trigger import AccumulationMode, AfterProcessingTime, Repeatedly
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
 from transforms.event_time import parse_timestamp
 from transforms.io.base import Sink, SinkContext, Source
@@ -174,6 +178,27 @@ class ParquetFileSink(fileio.FileSink):
         self._rows = []
 
 
+def _file_naming(prefix: str, suffix: str, endless: bool) -> Callable[..., str]:
+    """Names files ``prefix[-WINDOW][-FIRING]-SSSSS-of-NNNNN.suffix``.
+
+    An endless run writes a new set of files at each firing, and Beam does not tell the file
+    namer which firing it is, so those names carry the firing's UTC time and a random tag:
+    a later firing never overwrites an earlier one's files.
+    """
+
+    def name(window: Any, pane: Any, shard: int, shards: int, *unused: Any) -> str:
+        parts = [prefix]
+        if window != GlobalWindow():
+            parts += [window.start.to_utc_datetime().isoformat(), window.end.to_utc_datetime()
+                      .isoformat()]  # fmt: skip
+        if endless:
+            parts.append(f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}")
+        parts.append(f"{shard or 0:05d}-of-{shards or 1:05d}")
+        return "-".join(parts) + suffix
+
+    return name
+
+
 class FileSink(Sink):
     """Writes records to files in a folder; failures fail the bundle (nothing to dead-letter)."""
 
@@ -197,7 +222,11 @@ class FileSink(Sink):
     def expand(self, records: beam.PCollection) -> None:
         os.makedirs(self.folder, exist_ok=True)
         if not records.is_bounded:
-            records = records | "Window" >> beam.WindowInto(FixedWindows(self.window))
+            records = records | "Window" >> beam.WindowInto(
+                GlobalWindows(),
+                trigger=Repeatedly(AfterProcessingTime(max(1, round(self.window)))),
+                accumulation_mode=AccumulationMode.DISCARDING,
+            )
         _ = (
             records
             | "Data"
@@ -205,7 +234,9 @@ class FileSink(Sink):
             | "Files"
             >> fileio.WriteToFiles(
                 self.folder,
-                file_naming=fileio.default_file_naming(self.prefix, _FORMATS[self.format]),
+                file_naming=_file_naming(
+                    self.prefix, _FORMATS[self.format], endless=not records.is_bounded
+                ),
                 sink=self._file_sink,
             )
         )
