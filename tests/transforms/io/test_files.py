@@ -223,3 +223,20 @@ def test_parquet_sink_writes_schema_valid_non_string_values(tmp_path: Path) -> N
     assert rows[0]["ts"] == dt.datetime.fromtimestamp(1_764_064_800, tz=dt.timezone.utc)
     assert float(rows[0]["price"]) == 2.5
     assert json.loads(rows[0]["doc"]) == {"a": 1}
+
+
+def test_endless_input_writes_every_record_even_behind_the_watermark(tmp_path: Path) -> None:
+    from pipelines.catalog import get_pipeline
+    from pipelines.run import run_pipeline
+
+    report = run_pipeline(
+        get_pipeline("events_to_bigquery"),
+        [
+            "--source=generator://events?count=400&rate=20&speed=20&live=true&late=0.3&seed=4",
+            f"--sink=file://{tmp_path}/out?window=1",
+            f"--dead_letter=file://{tmp_path}/dlq",
+        ],
+    )
+    lines = sum(1 for path in (tmp_path / "out").glob("*.jsonl") for _ in path.open())
+    assert report.count("written") == 400
+    assert lines == 400
