@@ -51,6 +51,13 @@ class Source(beam.PTransform):
     def default_label(self) -> str:
         return f"Read {self.endpoint.scheme}"
 
+    def after_write(self) -> None:
+        """Adds the steps that must follow every write of the pipeline; by default none.
+
+        Called once the graph is complete (by `pipelines.spine.write_dead_letters`), after the
+        source was applied. A Kafka read commits its offsets here, after the sinks finished.
+        """
+
 
 @dataclass(frozen=True)
 class SinkContext:
