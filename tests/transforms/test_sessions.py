@@ -1,0 +1,178 @@
+"""Tests of transforms.sessions: session rows, merging, early rows, late and keyless records.
+
+Expected sessions come from `plain_sessions`, a plain-Python sessionization written here.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from typing import Any
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream as Events
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+
+from transforms.event_time import format_timestamp
+from transforms.message import Record
+from transforms.schema import Field, Schema
+from transforms.sessions import Sessionize, SessionSpec, session_schema
+
+T0 = calendar.timegm((2026, 11, 25, 10, 0, 0))
+GAP = 60.0
+
+
+def plain_sessions(events: list[tuple[str, float, str]], gap: float) -> list[dict[str, Any]]:
+    """Sessionizes ``(user, time, page)`` events: a session ends after ``gap`` of inactivity."""
+    by_user: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for user, t, page in events:
+        by_user[user].append((t, page))
+    rows = []
+    for user, items in by_user.items():
+        items.sort()
+        current = [items[0]]
+        for item in items[1:]:
+            if item[0] - current[-1][0] < gap:
+                current.append(item)
+            else:
+                rows.append(_row(user, current))
+                current = [item]
+        rows.append(_row(user, current))
+    return rows
+
+
+def _row(user: str, items: list[tuple[float, str]]) -> dict[str, Any]:
+    return {
+        "user_id": user,
+        "session_start": format_timestamp(items[0][0]),
+        "session_end": format_timestamp(items[-1][0]),
+        "event_count": len(items),
+        "duration_s": items[-1][0] - items[0][0],
+        "first_page": items[0][1],
+        "last_page": items[-1][1],
+    }
+
+
+def event(user: str | None, t: float, page: str) -> TimestampedValue:
+    data = {"page": page, "ts": format_timestamp(t)}
+    if user is not None:
+        data["user_id"] = user
+    return TimestampedValue(Record(data), t)
+
+
+def without_timing(row: Record) -> dict[str, Any]:
+    return {name: value for name, value in row.data.items() if name != "timing"}
+
+
+def streaming() -> beam.Pipeline:
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    return beam.Pipeline(options=options)
+
+
+SPEC = SessionSpec("user_id", GAP, include_fields=("page",))
+
+
+def test_out_of_order_event_bridges_two_sessions_into_one() -> None:
+    first = [("a", T0, "/home"), ("a", T0 + 100, "/cart"), ("b", T0 + 10, "/home")]
+    bridge = ("a", T0 + 50, "/search")
+    stream = (
+        Events()
+        .advance_watermark_to(T0)
+        .add_elements([event(*e) for e in first])
+        .advance_watermark_to(T0 + 30)
+        .add_elements([event(*bridge)])
+        .advance_watermark_to(T0 + 1000)
+        .advance_watermark_to_infinity()
+    )
+    expected = plain_sessions([*first, bridge], GAP)
+    assert [r["event_count"] for r in expected if r["user_id"] == "a"] == [3]
+
+    with streaming() as pipeline:
+        rows, errors = pipeline | stream | Sessionize(SPEC, "test")
+        assert_that(rows | beam.Map(without_timing), equal_to(expected))
+        assert_that(rows | "Timing" >> beam.Map(lambda r: r.data["timing"]),
+                    equal_to(["ON_TIME"] * len(expected)), label="on time")  # fmt: skip
+        assert_that(errors, equal_to([]), label="no errors")
+
+
+def test_early_rows_fire_before_the_session_closes() -> None:
+    spec = SessionSpec("user_id", GAP, early_seconds=30, include_fields=("page",))
+    stream = (
+        Events()
+        .advance_watermark_to(T0)
+        .add_elements([event("a", T0, "/home"), event("a", T0 + 10, "/search")])
+        .advance_processing_time(31)
+        .add_elements([event("a", T0 + 20, "/cart")])
+        .advance_watermark_to(T0 + 1000)
+        .advance_watermark_to_infinity()
+    )
+
+    def check(rows: list[Record]) -> None:
+        early = [r.data for r in rows if r.data["timing"] == "EARLY"]
+        final = [r.data for r in rows if r.data["timing"] == "ON_TIME"]
+        assert early and early[0]["event_count"] == 2, rows
+        assert early[0]["last_page"] == "/search"
+        assert len(final) == 1
+        assert {k: v for k, v in final[0].items() if k != "timing"} == plain_sessions(
+            [("a", T0, "/home"), ("a", T0 + 10, "/search"), ("a", T0 + 20, "/cart")], GAP
+        )[0]
+
+    with streaming() as pipeline:
+        rows, _ = pipeline | stream | Sessionize(spec, "test")
+        assert_that(rows, check)
+
+
+def test_late_and_keyless_records_are_dead_lettered() -> None:
+    stream = (
+        Events()
+        .advance_watermark_to(T0)
+        .add_elements([event("a", T0, "/home"), event(None, T0 + 1, "/nokey")])
+        .advance_watermark_to(T0 + 10 * GAP)
+        .add_elements([event("a", T0 + 5, "/late")])
+        .advance_watermark_to_infinity()
+    )
+
+    with streaming() as pipeline:
+        rows, errors = pipeline | stream | Sessionize(SPEC, "test")
+        assert_that(rows | beam.Map(without_timing),
+                    equal_to(plain_sessions([("a", T0, "/home")], GAP)))  # fmt: skip
+        reasons = errors | beam.Map(lambda d: (d["reason"], d["step"], d["payload_string"]))
+        assert_that(
+            reasons | beam.Map(lambda r: (r[0], r[1], "/late" in r[2] or "/nokey" in r[2])),
+            equal_to([("late", "aggregate", True), ("missing_key", "sessions", True)]),
+            label="dead letters",
+        )
+
+
+def test_bounded_sessions_of_several_users_match_plain_python() -> None:
+    events = [(f"u{i % 3}", T0 + (i * 37) % 400 + (i % 2) * 0.25, f"/p{i}") for i in range(40)]
+    events.append(("u0", T0 + 2000, "/alone"))
+    with beam.Pipeline() as pipeline:
+        records = pipeline | beam.Create([event(*e) for e in events])
+        rows, _ = records | Sessionize(SessionSpec("user_id", 45.0, include_fields=("page",)), "t")
+        assert_that(rows | beam.Map(without_timing), equal_to(plain_sessions(events, 45.0)))
+
+
+def test_spec_refuses_what_cannot_work() -> None:
+    with pytest.raises(ValueError, match="gap"):
+        SessionSpec("user_id", 0)
+    with pytest.raises(ValueError, match="key field"):
+        SessionSpec("", 60)
+    with pytest.raises(ValueError, match="named twice"):
+        SessionSpec("first_page", 60, include_fields=("page",))
+    with pytest.raises(ValueError, match="distinct"):
+        SessionSpec("user_id", 60, include_fields=("page", "page"))
+
+
+def test_row_schema_keeps_the_types_of_the_records() -> None:
+    records = Schema((Field("user_id", "INTEGER"), Field("amount", "FLOAT")))
+    schema = session_schema(SessionSpec("user_id", 60, include_fields=("amount",)), records)
+    assert [(f.name, f.type) for f in schema.fields] == [
+        ("user_id", "INTEGER"), ("session_start", "TIMESTAMP"), ("session_end", "TIMESTAMP"),
+        ("event_count", "INTEGER"), ("duration_s", "FLOAT"), ("first_amount", "FLOAT"),
+        ("last_amount", "FLOAT"), ("timing", "STRING"),
+    ]  # fmt: skip
