@@ -1,0 +1,153 @@
+"""``cdc_replicate``: Debezium or Datastream changes into a replica, in order per key.
+
+Graph::
+
+    source -> drop tombstones -> Parse -> NormalizeChanges -> ApplyChanges -> sink
+                                                                    `-> (file sink, bounded
+                                                                         source) FinalState
+       parse, normalize and apply failures + sink rejections -> dead letter
+
+The sink receives the latest-state stream: `Record`s of applied `Change` dicts (see
+`transforms.cdc.apply`), so any sink that takes it (a BigQuery replica, Redis latest state)
+works. A ``file://`` sink with a bounded source instead gets the final table of every source
+table (`transforms.cdc.final_state`). Balance: ``read = applied + dead_lettered + dropped``
+(dropped: ``tombstone``, ``cdc_message``, ``cdc_duplicate``, ``cdc_stale``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import apache_beam as beam
+
+from pipelines.catalog import PipelineSpec
+from pipelines.options import COMMON_OPTIONS, Option, OptionError
+from pipelines.spine import (
+    PARSE_OPTIONS,
+    ParseSettings,
+    SpineConfig,
+    SpineView,
+    read_and_parse,
+    write_dead_letters,
+)
+from transforms.cdc.apply import APPLIED, CHANGE_SCHEMA, ApplyChanges
+from transforms.cdc.debezium import DropTombstones
+from transforms.cdc.envelope import parse_key_columns
+from transforms.cdc.final_state import FinalState
+from transforms.cdc.normalize import FORMATS, NormalizeChanges
+from transforms.durations import parse_duration
+from transforms.io.base import SinkContext
+
+__all__ = ["PIPELINE", "CdcConfig", "build", "configure"]
+
+NAME = "cdc_replicate"
+
+_PARSE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "schema": {"default": "none"},
+    "event_time_field": {
+        "default": "none",
+        "help": "Field holding the event time, which times delete markers: 'none' keeps the "
+        "source's timestamps; the source commit time is 'source.ts_ms' (Debezium, "
+        "'payload.source.ts_ms' with schemas) or 'source_timestamp' (Datastream).",
+    },
+}
+PARSE = tuple(replace(option, **_PARSE_DEFAULTS.get(option.name, {})) for option in PARSE_OPTIONS)
+
+OPTIONS = (
+    Option(
+        "format",
+        "The change envelopes: Debezium (JSON converter, with or without schemas), Datastream "
+        "(JSON), or auto to tell them apart per record.",
+        default="auto",
+        choices=FORMATS,
+        param_type="ENUM",
+        group="Changes",
+    ),
+    Option(
+        "key_columns",
+        "Primary key columns per table, e.g. 'inventory.customers=id;inventory.orders="
+        "order_id,line'; tables not named take the Kafka message key or Datastream's "
+        "primary_keys.",
+        default="",
+        group="Changes",
+    ),
+    Option(
+        "delete_retention",
+        "How long (event time) a deleted key is remembered, so that a late older change "
+        "cannot bring it back, e.g. 7d.",
+        default="7d",
+        regex=r"\d+(\.\d+)?(ms|s|m|min|h|d)?",
+        group="Changes",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class CdcConfig(SpineView):
+    """The validated options of ``cdc_replicate``.
+
+    Attributes:
+        spine: endpoints and parse settings.
+        format: ``debezium``, ``datastream`` or ``auto``.
+        key_columns: declared primary key columns per table.
+        delete_retention: how long delete markers are kept, in seconds.
+        final_state: the sink gets the final tables (a file sink and a bounded source) instead
+            of the latest-state stream.
+    """
+
+    spine: SpineConfig
+    format: str
+    key_columns: dict[str, tuple[str, ...]]
+    delete_retention: float
+    final_state: bool
+
+
+def configure(values: dict[str, Any]) -> CdcConfig:
+    """Validates the options: key columns, retention, the endpoints."""
+    try:
+        key_columns = parse_key_columns(values["key_columns"])
+    except ValueError as exc:
+        raise OptionError(f"--key_columns: {exc}") from None
+    try:
+        retention = parse_duration(values["delete_retention"], "--delete_retention")
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
+    if retention <= 0:
+        raise OptionError("--delete_retention must be positive")
+    parse = ParseSettings.from_options(values)
+    spine = SpineConfig.from_options(NAME, values, parse, SinkContext(NAME, CHANGE_SCHEMA))
+    final_state = spine.sink.endpoint.scheme == "file" and spine.source.bounded
+    return CdcConfig(spine, values["format"], key_columns, retention, final_state)
+
+
+def build(pipeline: beam.Pipeline, config: CdcConfig) -> None:
+    """Adds source -> Parse -> Normalize -> Apply -> sink, with every failure dead-lettered."""
+    records, parse_errors = read_and_parse(
+        pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstones()
+    )
+    changes, normalize_errors = records | "Normalize" >> NormalizeChanges(
+        NAME, config.format, config.key_columns
+    )
+    applied, apply_errors = changes | "Apply" >> ApplyChanges(NAME, config.delete_retention)
+    if config.final_state:
+        applied = applied | "Final state" >> FinalState()
+    errors = [parse_errors, normalize_errors, apply_errors, applied | "Write" >> config.sink]
+    write_dead_letters(config.spine, errors)
+
+
+PIPELINE = PipelineSpec(
+    name=NAME,
+    description=(
+        "Replicates database changes captured by Debezium or Datastream: normalizes every "
+        "envelope into one change record, applies changes in source order per primary key "
+        "(duplicates and stale changes dropped and counted, deletes remembered so late changes "
+        "cannot resurrect rows, truncates carried to the sink) and writes the latest-state "
+        "stream to a replica sink, or the final tables to files. Failures go to the "
+        "dead-letter sink with their original bytes."
+    ),
+    options=COMMON_OPTIONS + PARSE + OPTIONS,
+    configure=configure,
+    build=build,
+    delivered=APPLIED,
+)

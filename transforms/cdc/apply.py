@@ -1,0 +1,198 @@
+"""ApplyChanges: keep, per (table, primary key), only changes newer than the last one applied.
+
+Input and output are `Record`s of `Change` dicts (as `NormalizeChanges` emits them); the output
+is the latest-state stream: the applied changes only, in sequence order per key, e.g.::
+
+    Record({"table": "inventory.customers", "key": {"id": 1004}, "op": "delete", "row": None,
+            "sequence": [24023200, 24023264], "source_ts": "2019-05-28T09:01:00Z"}, <Message>)
+
+How: changes are keyed by `key_id` (a string) in the global window and a stateful DoFn keeps per
+key the last applied sequence and whether it was a delete. `apply_change` decides, from that
+state alone: a greater sequence is applied; an equal one is a duplicate (at-least-once
+delivery; ``dropped.cdc_duplicate``); a smaller one is stale (``dropped.cdc_stale``). State is
+per key, so with disorder a change older than one already applied is dropped as stale: the
+final state is still right, since the newer change wins either way. Applied changes are counted
+in ``applied``.
+
+Deletes: the state of a deleted key stays as a delete marker so that a late, older upsert
+cannot bring the row back; an event-time timer clears it ``delete_retention`` after the
+delete's timestamp (a later upsert of the key keeps the state, and the timer then leaves it).
+An upsert older than the delete that arrives after the marker expired is applied again: choose
+the retention longer than the worst delay of the source. A primary-key change (Debezium: delete
+of the old key, then create of the new key) is right by construction: two keys, two states.
+
+Truncates: a truncate is a change of key ``{}`` (its own key per table, deduplicated the same
+way, its state kept: one per table) and is emitted on the stream; this step does not touch the
+other keys. Sinks apply it: remove every row of the table whose sequence is below the
+truncate's, and remember the table's truncate sequence so that a row change older than it that
+arrives later is ignored (sequences are positions in the source's log, so they compare across
+keys). `transforms.cdc.final_state.FinalState` does exactly that for the file replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.coders import BooleanCoder, StrUtf8Coder, TupleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.utils.timestamp import Duration
+
+from transforms.cdc.change import Change, key_id, sequence_key
+from transforms.cdc.envelope import BadChange
+from transforms.dead_letter import ToDeadLetter
+from transforms.durations import parse_duration
+from transforms.message import Record
+from transforms.metrics import DROPPED, NAMESPACE, ReasonCounters
+from transforms.schema import Field, Schema
+
+__all__ = [
+    "APPLIED",
+    "CHANGE_SCHEMA",
+    "DUPLICATE",
+    "STALE",
+    "ApplyChanges",
+    "KeyState",
+    "apply_change",
+]
+
+APPLIED = "applied"
+DUPLICATE = "cdc_duplicate"
+STALE = "cdc_stale"
+
+# The records of the latest-state stream, for sinks that create tables.
+CHANGE_SCHEMA = Schema(
+    (
+        Field("table", "STRING", "REQUIRED"),
+        Field("key", "JSON", "REQUIRED"),
+        Field("op", "STRING", "REQUIRED"),
+        Field("row", "JSON"),
+        Field("sequence", "INTEGER", "REPEATED"),
+        Field("source_ts", "TIMESTAMP"),
+    )
+)
+
+
+class KeyState(NamedTuple):
+    """What is kept per key: the last applied sequence, and whether that change was a delete."""
+
+    sequence: tuple[int, ...]
+    deleted: bool
+
+
+def apply_change(state: KeyState | None, change: Change) -> tuple[str, KeyState]:
+    """Decides one change of a key, given the key's state.
+
+    Args:
+        state: the key's state, ``None`` when nothing was applied (or its marker expired).
+        change: the change.
+
+    Returns:
+        ``(decision, state after)``: ``decision`` is `APPLIED`, `DUPLICATE` or `STALE`.
+    """
+    if state is not None:
+        if change.sequence == state.sequence:
+            return DUPLICATE, state
+        if change.sequence < state.sequence:
+            return STALE, state
+    return APPLIED, KeyState(change.sequence, change.op == "delete")
+
+
+def _keyed(record: Record) -> tuple[str, Record]:
+    try:
+        change = Change.from_dict(record.data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadChange(f"not a change record: {exc!r}") from None
+    if not change.sequence:
+        raise BadChange(f"{change.table}: a change without a sequence cannot be ordered")
+    return key_id(change.table, change.key), record
+
+
+_STATE_CODER = TupleCoder((StrUtf8Coder(), BooleanCoder()))
+
+
+def _read_state(stored: tuple[str, bool] | None) -> KeyState | None:
+    if stored is None:
+        return None
+    text, deleted = stored
+    return KeyState(tuple(int(part) for part in text.split(".")), deleted)
+
+
+class _ApplyFn(beam.DoFn):
+    """``(key_id, Record)`` -> the Record when applied (see the module docstring)."""
+
+    LAST = ReadModifyWriteStateSpec("last", _STATE_CODER)
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, retention: float) -> None:
+        self._retention = Duration.of(retention)
+
+    def setup(self) -> None:
+        self._applied = Metrics.counter(NAMESPACE, APPLIED)
+        self._dropped = ReasonCounters(DROPPED)
+
+    def process(
+        self,
+        element: tuple[str, Record],
+        timestamp: Any = beam.DoFn.TimestampParam,
+        last: Any = beam.DoFn.StateParam(LAST),
+        expiry: Any = beam.DoFn.TimerParam(EXPIRY),
+    ) -> Iterator[Record]:
+        record = element[1]
+        decision, state = apply_change(_read_state(last.read()), Change.from_dict(record.data))
+        if decision != APPLIED:
+            self._dropped.inc(decision)
+            return
+        last.write((sequence_key(state.sequence), state.deleted))
+        if state.deleted:
+            expiry.set(min(timestamp + self._retention, GlobalWindow().max_timestamp()))
+        self._applied.inc()
+        yield record
+
+    @on_timer(EXPIRY)
+    def expire(self, last: Any = beam.DoFn.StateParam(LAST)) -> Iterator[Record]:
+        state = _read_state(last.read())
+        if state is not None and state.deleted:
+            last.clear()
+        return iter(())
+
+
+class ApplyChanges(beam.PTransform):
+    """Applies change records in order per key; emits the latest-state stream.
+
+    Input: `Record`s of `Change` dicts, in any order, duplicates included. Returns
+    ``(applied, errors)``: ``applied`` are the input `Record`s that were applied, in the global
+    window; ``errors`` are dead-letter dicts (step ``apply``, reason ``cdc_bad_change``) of
+    records that are not change records.
+
+    Args:
+        pipeline: the pipeline's name, for the dead-letter records.
+        delete_retention: how long (event time) a delete marker is kept, e.g. ``"7d"``.
+
+    Raises:
+        ValueError: the retention is not a positive duration.
+    """
+
+    def __init__(self, pipeline: str, delete_retention: str | float = "7d") -> None:
+        super().__init__()
+        self._retention = parse_duration(delete_retention, "delete_retention")
+        if self._retention <= 0:
+            raise ValueError(f"delete_retention must be positive, got {delete_retention!r}")
+        self._pipeline = pipeline
+
+    def expand(self, changes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        keyed, failures = (
+            changes
+            | "Global window" >> beam.WindowInto(GlobalWindows())
+            | "Key"
+            >> beam.Map(_keyed)
+            .with_output_types(tuple[str, Any])
+            .with_exception_handling(exc_class=Exception)
+        )
+        errors = failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "apply")
+        applied = keyed | "Apply in order" >> beam.ParDo(_ApplyFn(self._retention))
+        return applied, errors

@@ -1,0 +1,60 @@
+"""FinalState: the replica's final table at the end of a bounded run, from the applied changes.
+
+Input: `Record`s of applied `Change` dicts (`ApplyChanges` output, any order). Output: one
+``Record(change_dict)`` per live row of every source table: the key's latest change, which is
+an upsert newer than the table's latest truncate, e.g.::
+
+    Record({"table": "inventory.customers", "key": {"id": 1004}, "op": "upsert",
+            "row": {"id": 1004, "email": "anne@example.com"},
+            "sequence": [24023119, 24023128], "source_ts": "2019-05-28T08:58:24.863Z"})
+
+Every table goes to the same files, told apart by the ``table`` field: a final row is itself a
+change record, so the final table can be replayed into any sink of the latest-state stream.
+Keys whose latest change is a delete are absent; rows older than their table's truncate are
+absent. The latest change per key wins even if the apply step let an older upsert through after
+a delete marker expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+
+from transforms.cdc.change import key_id
+from transforms.message import Record
+
+__all__ = ["FinalState"]
+
+
+def _sequence(change: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(change["sequence"])
+
+
+def _live_rows(change: dict[str, Any], truncated: dict[str, tuple[int, ...]]) -> Iterator[Record]:
+    if change["op"] != "upsert":
+        return
+    truncate = truncated.get(change["table"])
+    if truncate is None or _sequence(change) > truncate:
+        yield Record(change)
+
+
+class FinalState(beam.PTransform):
+    """Reduces applied change records to the final rows of each table (see the module)."""
+
+    def expand(self, applied: beam.PCollection) -> beam.PCollection:
+        latest = (
+            applied
+            | "Key" >> beam.Map(lambda r: (key_id(r.data["table"], r.data["key"]), r.data))
+            | "Latest per key" >> beam.combiners.Top.PerKey(1, key=_sequence)
+            | "Change" >> beam.Map(lambda keyed: keyed[1][0])
+        )
+        truncated = (
+            latest
+            | "Truncates" >> beam.Filter(lambda change: change["op"] == "truncate")
+            | "Per table" >> beam.Map(lambda change: (change["table"], _sequence(change)))
+        )
+        return latest | "Live rows" >> beam.FlatMap(
+            _live_rows, truncated=beam.pvalue.AsDict(truncated)
+        )

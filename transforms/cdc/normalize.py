@@ -1,0 +1,132 @@
+"""NormalizeChanges: parsed Debezium or Datastream envelopes into the one change record.
+
+Input: `Record`s from Parse whose data is the parsed envelope and whose origin is the `Message`
+(its ``origin.key`` is the Kafka message key, when there is one). Output:
+``Record(Change.to_dict(), origin)``, for instance::
+
+    Record({"table": "inventory.customers", "key": {"id": 1004}, "op": "upsert",
+            "row": {"id": 1004, "email": "anne@example.com"},
+            "sequence": [24023119, 24023128], "source_ts": "2019-05-28T08:58:24.863Z"},
+           <the Message>)
+
+See `transforms.cdc.debezium` and `transforms.cdc.datastream` for how each format maps, and
+`transforms.cdc.envelope` for keys and positions. Envelopes that cannot be read are
+dead-lettered with reasons ``cdc_unknown_format``, ``cdc_unknown_op``, ``cdc_no_key``,
+``cdc_no_position``, ``cdc_no_table`` or ``cdc_bad_change``; tombstones that reach this step
+(schema-wrapped null payloads) and Debezium ``m`` messages are counted as ``dropped.tombstone``
+and ``dropped.cdc_message``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+
+from transforms.cdc.change import Change
+from transforms.cdc.datastream import is_datastream, read_datastream
+from transforms.cdc.debezium import is_debezium, read_debezium
+from transforms.cdc.envelope import Dropped, KeyRules, UnknownFormat, parse_key_columns
+from transforms.dead_letter import ToDeadLetter
+from transforms.message import Record
+from transforms.metrics import DROPPED, ReasonCounters
+
+__all__ = ["FORMATS", "ChangeReader", "NormalizeChanges"]
+
+FORMATS = ("debezium", "datastream", "auto")
+
+
+@dataclass(frozen=True)
+class ChangeReader:
+    """Reads one parsed envelope into a `Change` (the pure core of `NormalizeChanges`).
+
+    Attributes:
+        format: ``debezium``, ``datastream`` or ``auto`` (tells them apart per record).
+        rules: where tables and primary keys come from.
+    """
+
+    format: str = "auto"
+    rules: KeyRules = field(default_factory=KeyRules)
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"CDC format {self.format!r}: use one of {', '.join(FORMATS)}")
+
+    def read(self, data: dict[str, Any], message_key: str | None = None) -> Change | Dropped:
+        """Returns the change of ``data``, or `Dropped` for what is left out on purpose.
+
+        Args:
+            data: the parsed envelope.
+            message_key: the Kafka message key as text, if any.
+
+        Raises:
+            CdcError: the envelope cannot be read (its ``reason`` says why).
+        """
+        if self.format != "datastream" and is_debezium(data):
+            return read_debezium(data, message_key, self.rules)
+        if self.format != "debezium" and is_datastream(data):
+            return read_datastream(data, message_key, self.rules)
+        expected = {"debezium": "a Debezium event", "datastream": "a Datastream event"}.get(
+            self.format, "a Debezium or Datastream event"
+        )
+        raise UnknownFormat(f"the record is not {expected} (fields: {sorted(data)[:10]})")
+
+
+class _NormalizeFn(beam.DoFn):
+    def __init__(self, reader: ChangeReader) -> None:
+        self._reader = reader
+
+    def setup(self) -> None:
+        self._dropped = ReasonCounters(DROPPED)
+
+    def process(self, record: Record) -> Iterator[Record]:
+        message = record.origin
+        key = message.origin.key if message is not None else None
+        change = self._reader.read(record.data, key)
+        if isinstance(change, Dropped):
+            self._dropped.inc(change.reason)
+            return
+        yield Record(change.to_dict(), message)
+
+
+class NormalizeChanges(beam.PTransform):
+    """Turns parsed CDC envelopes into change records (see the module docstring).
+
+    Returns ``(changes, errors)``: ``changes`` are `Record`s of `Change` dicts, with the input
+    timestamps; ``errors`` are dead-letter dicts of step ``normalize``.
+
+    Args:
+        pipeline: the pipeline's name, for the dead-letter records.
+        format: ``debezium``, ``datastream`` or ``auto``.
+        key_columns: declared primary keys per table, as a mapping or in the option syntax
+            ``"inventory.customers=id;inventory.orders=order_id,line"``; they win over the
+            message key and Datastream's ``primary_keys``.
+        table: the table of envelopes that do not name theirs.
+
+    Raises:
+        ValueError: an unknown format or badly written key columns.
+    """
+
+    def __init__(
+        self,
+        pipeline: str,
+        format: str = "auto",
+        key_columns: str | Mapping[str, Sequence[str]] | None = None,
+        table: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(key_columns, str):
+            declared = parse_key_columns(key_columns)
+        else:
+            declared = {name: tuple(columns) for name, columns in (key_columns or {}).items()}
+        self._pipeline = pipeline
+        self._reader = ChangeReader(format, KeyRules(declared, table or None))
+
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        changes, failures = records | "Read envelopes" >> beam.ParDo(
+            _NormalizeFn(self._reader)
+        ).with_exception_handling(exc_class=Exception)
+        errors = failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "normalize")
+        return changes, errors
