@@ -1,0 +1,347 @@
+"""``enrich_and_alert``: transactions enriched with customer profiles, alerts by rules and bursts.
+
+Graph::
+
+    source -> Parse -> Dedup -> Enrich(profiles) -> sink (every enriched record)
+                                        |-> Route(rules) -> alert sink (or a route's own sink)
+                                        `-> bursts: more than N per key in M minutes -> alert sink
+      parse failures + enrich failures + sink rejections -> dead letter
+
+Balance: ``read = enriched + dead_lettered + dropped`` (duplicates, and missing profiles when
+``--on_missing=drop``); every enriched record goes to the sink, so with no sink rejection
+``enriched = written``. Alerts are extra copies: their sinks count ``written_alerts`` (or
+``written_alerts_<route>``), and their failures, dead-lettered with ``sink_`` reasons, are not
+input records.
+
+Each alert is the enriched record with ``alert`` set to its rule's name; a burst alert is the
+window row (``window_start``, ``window_end``, the key, ``events``) with ``alert: burst``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import apache_beam as beam
+
+from pipelines.catalog import PipelineSpec
+from pipelines.options import COMMON_OPTIONS, Option, OptionError
+from pipelines.spine import (
+    PARSE_OPTIONS,
+    ParseSettings,
+    SpineConfig,
+    read_and_parse,
+    write_dead_letters,
+)
+from transforms.aggregate import WindowedAggregate
+from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.dedup import TIME_DOMAINS, Dedup
+from transforms.durations import parse_duration
+from transforms.enrich import (
+    MISSING_POLICIES,
+    UNAVAILABLE_POLICIES,
+    EnrichSettings,
+    enrich_from_uri,
+)
+from transforms.io.base import Sink, SinkContext
+from transforms.io.registry import make_sink
+from transforms.message import Record
+from transforms.metrics import Count
+from transforms.route import MODES, Route, RouteSpec
+
+__all__ = ["ENRICHED", "PIPELINE", "AlertConfig", "build", "configure"]
+
+NAME = "enrich_and_alert"
+ENRICHED = "enriched"
+ALERTS = "written_alerts"
+BURST = "burst"
+DEFAULT_RULES = (
+    '{high_amount: "amount > 3 * profile.typical_amount", high_risk: "profile.risk_score > 0.8"}'
+)
+
+OPTIONS = (
+    Option(
+        "profiles",
+        "Customer profiles: redis://HOST:PORT/DB?key=customer:{customer_id} (a lookup per "
+        "record, cached), or a table loaded as a side input: file:///profiles.jsonl?key="
+        "{customer_id}&refresh=5m, bigquery://P:D.T?key={customer_id}, redis://...&mode=snapshot.",
+        required=True,
+        group="Enrich",
+    ),
+    Option(
+        "profile_field",
+        "The record field the profile is nested under (rules read profile.risk_score...).",
+        default="profile",
+        regex=r"[A-Za-z_][A-Za-z0-9_]*",
+        group="Enrich",
+    ),
+    Option(
+        "on_missing",
+        "A transaction without a profile: pass (profile null), drop (counted) or dead_letter.",
+        default="pass",
+        choices=MISSING_POLICIES,
+        param_type="ENUM",
+        group="Enrich",
+    ),
+    Option(
+        "on_unavailable",
+        "Profiles unreachable (timeouts after retries): dead_letter, or missing (as on_missing).",
+        default="dead_letter",
+        choices=UNAVAILABLE_POLICIES,
+        param_type="ENUM",
+        group="Enrich",
+    ),
+    Option(
+        "dedup_key",
+        "Field identifying a transaction, or @message_id / @source; empty: no dedup.",
+        default="transaction_id",
+        group="Dedup",
+    ),
+    Option(
+        "dedup_within",
+        "Repeats of an id within this span are duplicates, e.g. 10m.",
+        default="10m",
+        regex=r"\d+(\.\d+)?(ms|s|m|min|h|d)?",
+        group="Dedup",
+    ),
+    Option(
+        "dedup_time",
+        "Whether the span is event time or processing time.",
+        default="event_time",
+        choices=TIME_DOMAINS,
+        param_type="ENUM",
+        group="Dedup",
+    ),
+    Option(
+        "rules",
+        "Alert rules {name: expression} as inline YAML or a YAML file; a record matching none "
+        "raises no alert.",
+        default=DEFAULT_RULES,
+        group="Alerts",
+    ),
+    Option(
+        "route_mode",
+        "first: a record raises the alert of the first rule it matches; all: of every rule.",
+        default="first",
+        choices=MODES,
+        param_type="ENUM",
+        group="Alerts",
+    ),
+    Option(
+        "alert_sink",
+        "Where alerts go: pubsub://projects/P/topics/T, redis://H:P/0?mode=stream&key=alerts, "
+        "file:///dir...",
+        required=True,
+        regex=r"[a-z][a-z0-9+.-]*://.*",
+        group="Alerts",
+    ),
+    Option(
+        "route_sinks",
+        "Space-separated NAME=URI pairs sending a rule's alerts to their own sink instead.",
+        default="",
+        group="Alerts",
+    ),
+    Option(
+        "burst_count",
+        "Alert when a key has more than this many transactions in one window; 0: off.",
+        type=int,
+        default=0,
+        param_type="NUMBER",
+        group="Alerts",
+    ),
+    Option(
+        "burst_window",
+        "The (tumbling) window of burst alerts, e.g. 10m.",
+        default="10m",
+        regex=r"\d+(\.\d+)?(ms|s|m|min|h|d)?",
+        group="Alerts",
+    ),
+    Option(
+        "burst_key",
+        "The field burst alerts count per.",
+        default="customer_id",
+        group="Alerts",
+    ),
+)
+
+_PARSE_OPTIONS = tuple(
+    replace(option, default="none") if option.name == "schema" else option
+    for option in PARSE_OPTIONS
+)
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """The validated options of ``enrich_and_alert``.
+
+    Attributes:
+        spine: endpoints and parse settings.
+        dedup: the dedup step, or ``None``.
+        enrich: the enrich step (`transforms.enrich` family).
+        route: the alert rules.
+        alert_sinks: ``(sink, rule names)``: where each rule's alerts go, in order.
+        bursts: the burst aggregation (its ``having`` is the threshold), or ``None``.
+    """
+
+    spine: SpineConfig
+    dedup: Dedup | None
+    enrich: beam.PTransform
+    route: RouteSpec
+    alert_sinks: tuple[tuple[Sink, tuple[str, ...]], ...]
+    bursts: AggregateSpec | None
+
+    @property
+    def source(self) -> Any:
+        """The source (the runner checks which runners it supports)."""
+        return self.spine.source
+
+    @property
+    def max_seconds(self) -> float:
+        """How long an endless run lasts."""
+        return self.spine.max_seconds
+
+    @property
+    def sink(self) -> Sink:
+        """The main sink."""
+        return self.spine.sink
+
+    @property
+    def dead_letter(self) -> Sink:
+        """The dead-letter sink."""
+        return self.spine.dead_letter
+
+
+def _route(values: dict[str, Any]) -> RouteSpec:
+    text = values["rules"]
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as handle:
+            text = handle.read()
+    try:
+        # The default output raises no alert; its name cannot clash with a rule's.
+        return RouteSpec.parse(text, default="_no_alert", mode=values["route_mode"])
+    except ValueError as error:
+        raise OptionError(f"--rules: {error}") from None
+
+
+def _alert_sinks(
+    values: dict[str, Any], route: RouteSpec, bursts: bool
+) -> tuple[tuple[Sink, tuple[str, ...]], ...]:
+    own: dict[str, str] = {}
+    for pair in values["route_sinks"].split():
+        name, _, uri = pair.partition("=")
+        if not uri or name not in route.outputs[:-1]:
+            raise OptionError(
+                f"--route_sinks: {pair!r}: expected NAME=URI with NAME one of the rules "
+                f"{list(route.outputs[:-1])}"
+            )
+        own[name] = uri
+    shared = tuple(name for name in route.outputs[:-1] if name not in own)
+    context = SinkContext(NAME, counter=ALERTS)
+    sinks = []
+    if shared or bursts:
+        sinks.append(
+            (make_sink(values["alert_sink"], context), shared + ((BURST,) if bursts else ()))
+        )
+    for name, uri in own.items():
+        sinks.append((make_sink(uri, replace(context, counter=f"{ALERTS}_{name}")), (name,)))
+    return tuple(sinks)
+
+
+def _bursts(values: dict[str, Any], parse: ParseSettings) -> AggregateSpec | None:
+    if values["burst_count"] <= 0:
+        return None
+    if parse.event_time is None:
+        raise OptionError("--burst_count needs event times: set --event_time_field")
+    try:
+        return AggregateSpec.from_dict(
+            {
+                "window": {"type": "tumbling", "size": values["burst_window"]},
+                "group_by": [values["burst_key"]],
+                "aggregates": {"events": "count()"},
+                "having": f"events > {values['burst_count']}",
+            }
+        )
+    except SpecError as error:
+        raise OptionError(f"--burst_*: {error}") from None
+
+
+def configure(values: dict[str, Any]) -> AlertConfig:
+    """Validates the options and builds the steps and endpoints (nothing runs)."""
+    parse = ParseSettings.from_options(values)
+    dedup = None
+    if values["dedup_key"]:
+        try:
+            within = parse_duration(values["dedup_within"], "--dedup_within")
+            dedup = Dedup(values["dedup_key"], within, values["dedup_time"])
+        except ValueError as error:
+            raise OptionError(f"--dedup_*: {error}") from None
+        if values["dedup_time"] == "event_time" and parse.event_time is None:
+            raise OptionError("--dedup_time=event_time needs event times: set --event_time_field")
+    settings = EnrichSettings(
+        NAME,
+        into=values["profile_field"],
+        missing=values["on_missing"],
+        unavailable=values["on_unavailable"],
+    )
+    try:
+        enrich = enrich_from_uri(values["profiles"], settings)
+    except ValueError as error:  # EndpointError included
+        raise OptionError(f"--profiles: {error}") from None
+    route = _route(values)
+    bursts = _bursts(values, parse)
+    output = SinkContext(NAME, None, parse.time_field)
+    return AlertConfig(
+        spine=SpineConfig.from_options(NAME, values, parse, output),
+        dedup=dedup,
+        enrich=enrich,
+        route=route,
+        alert_sinks=_alert_sinks(values, route, bursts is not None),
+        bursts=bursts,
+    )
+
+
+def _alert(name: str) -> Any:
+    return lambda record: Record({**record.data, "alert": name}, record.origin)
+
+
+def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
+    """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered."""
+    records, parse_errors = read_and_parse(pipeline, config.spine)
+    if config.dedup is not None:
+        records = records | "Dedup" >> config.dedup
+    enriched, enrich_errors = records | "Enrich" >> config.enrich
+    enriched = enriched | "Count enriched" >> Count(ENRICHED)
+    errors = [parse_errors, enrich_errors, enriched | "Write" >> config.sink]
+    alerts = {
+        name: routed | f"Alert {name}" >> beam.Map(_alert(name))
+        for name, routed in (enriched | "Route" >> Route(config.route)).items()
+        if name != config.route.default
+    }
+    if config.bursts is not None:
+        # Late records are written whole by the main sink; the bursts only count them.
+        rows, _ = enriched | "Bursts" >> WindowedAggregate(
+            config.bursts, NAME, dead_letter_late=False
+        )
+        alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert(BURST))
+    for index, (sink, names) in enumerate(config.alert_sinks):
+        merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()
+        errors.append(merged | f"Write alerts {index}" >> sink)
+    write_dead_letters(config.spine, errors)
+
+
+PIPELINE = PipelineSpec(
+    name=NAME,
+    description=(
+        "Fraud-style alerting: reads transactions, drops duplicates, enriches each with its "
+        "customer profile (a cached Redis lookup, or a table from a file, BigQuery or Redis "
+        "refreshed on a schedule), writes every enriched transaction to the sink, and sends "
+        "alerts to the alert sink: transactions matching rules (amount > 3 * "
+        "profile.typical_amount...) and customers with more than N transactions in a window. "
+        "Failures go to the dead-letter sink."
+    ),
+    options=COMMON_OPTIONS + _PARSE_OPTIONS + OPTIONS,
+    configure=configure,
+    build=build,
+    delivered=ENRICHED,
+)

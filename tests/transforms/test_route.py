@@ -1,0 +1,91 @@
+"""Tests of transforms.route: every output, first match or all matches, the default."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import apache_beam as beam
+import pytest
+
+from transforms.expressions import ExpressionError
+from transforms.message import Record
+from transforms.route import Route, RouteSpec
+
+_COLLECTED: dict[str, list[Any]] = defaultdict(list)
+
+RULES = """\
+high_value: amount > 1000
+risky: profile.risk_score > 0.8
+foreign: country not in ("DE", "FR")
+"""
+
+RECORDS = [
+    {"n": 1, "amount": 5000, "profile": {"risk_score": 0.9}, "country": "US"},  # all three
+    {"n": 2, "amount": 5000, "profile": {"risk_score": 0.1}, "country": "DE"},  # high_value
+    {"n": 3, "amount": 10, "profile": {"risk_score": 0.95}, "country": "FR"},  # risky
+    {"n": 4, "amount": 10, "country": "JP"},  # foreign (no profile: risky cannot match)
+    {"n": 5, "amount": 10, "profile": {"risk_score": 0.2}, "country": "DE"},  # none
+    {"n": 6, "amount": None, "profile": None},  # country missing: nothing matches
+]
+
+
+class _Collect(beam.DoFn):
+    def __init__(self, tag: str) -> None:
+        self._tag = tag
+
+    def process(self, element: Any) -> None:
+        _COLLECTED[self._tag].append(element)
+
+
+def route(spec: RouteSpec) -> dict[str, list[int]]:
+    run = uuid.uuid4().hex
+    with beam.Pipeline() as pipeline:
+        outputs = pipeline | beam.Create([Record(data) for data in RECORDS]) | Route(spec)
+        assert list(outputs) == list(spec.outputs)
+        for name, pcoll in outputs.items():
+            _ = pcoll | f"Collect {name}" >> beam.ParDo(_Collect(f"{run}{name}"))
+    return {
+        name: sorted(r.data["n"] for r in _COLLECTED.pop(f"{run}{name}", []))
+        for name in spec.outputs
+    }
+
+
+def test_first_match_wins_and_every_output_gets_its_records() -> None:
+    got = route(RouteSpec.parse(RULES, default="normal"))
+    assert got == {"high_value": [1, 2], "risky": [3], "foreign": [4], "normal": [5, 6]}
+
+
+def test_all_matches_send_a_record_to_each_rule_it_matches() -> None:
+    got = route(RouteSpec.parse(RULES, default="normal", mode="all"))
+    assert got == {"high_value": [1, 2], "risky": [1, 3], "foreign": [1, 4], "normal": [5, 6]}
+
+
+def test_rules_keep_their_order_and_routes_follow_it() -> None:
+    spec = RouteSpec.parse({"b": "x > 1", "a": "x > 0"})
+    assert spec.outputs == ("b", "a", "default")
+    assert spec.routes({"x": 2}) == ["b"]
+    assert spec.routes({"x": 1}) == ["a"]
+    assert spec.routes({}) == ["default"]
+
+
+@pytest.mark.parametrize(
+    ("rules", "kwargs", "message"),
+    [
+        ("{}", {}, "at least one rule"),
+        ("a: x > 1", {"default": "a"}, "must differ"),
+        ("a-b: x > 1", {}, "letters"),
+        ("a: x > 1", {"mode": "any"}, "mode"),
+        ("a: 3", {}, "must be an expression"),
+        ("- a", {}, "mapping"),
+    ],
+)
+def test_bad_rules_fail_at_construction(rules: str, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RouteSpec.parse(rules, **kwargs)
+
+
+def test_unsafe_expressions_are_refused() -> None:
+    with pytest.raises(ExpressionError, match="not allowed"):
+        RouteSpec.parse("a: __import__('os').system('true')")

@@ -1,0 +1,202 @@
+"""Dedup: drops repeated records, judged by an id, within a span of event or processing time.
+
+The id of a record (`DedupKey`) is a field (``transaction_id``, dotted for nested fields), the
+message id of its source (``@message_id``: Pub/Sub), or its source coordinates (``@source``:
+Kafka topic, partition and offset; Kinesis stream, shard and sequence; file path and line...),
+which catches a message read twice. A record without an id is never a duplicate.
+
+Event time (the default): a record is a duplicate when its event time is less than ``within``
+seconds from that of a record kept with the same id; the first copy to arrive is kept. The
+memory of a kept record ends when the watermark passes its event time plus ``within``, so a copy
+arriving after that is kept again. Processing time: a record is a duplicate when its id was kept
+less than ``within`` seconds of processing time before it arrived.
+
+Each duplicate is dropped and counted in ``dropped.duplicate``. The state is per id and window:
+records usually arrive in the global window.
+
+Beam's ``DeduplicatePerKey`` has the same state and timer layout but is not used: it drops
+duplicates without a count (the balance ``read = written + dead_lettered + dropped`` could not
+hold), and its event-time span is only a timer, so in a batch run (where the watermark stays
+back until the input ends) every copy of an id is dropped however far apart the copies are.
+Comparing event times here keeps the span exact on every runner.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.coders import BooleanCoder, FloatCoder, ListCoder
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from transforms.message import Record
+from transforms.metrics import DROPPED, ReasonCounters
+
+__all__ = ["DUPLICATE", "TIME_DOMAINS", "Dedup", "DedupKey"]
+
+DUPLICATE = "duplicate"
+TIME_DOMAINS = ("event_time", "processing_time")
+_UNKEYED = "unkeyed"
+_MESSAGE_ID, _SOURCE = "@message_id", "@source"
+
+
+@dataclass(frozen=True)
+class DedupKey:
+    """What identifies a record: a field path, ``@message_id`` or ``@source``.
+
+    Attributes:
+        spec: as written: ``transaction_id``, ``meta.id``, ``@message_id`` or ``@source``.
+    """
+
+    spec: str
+
+    def __post_init__(self) -> None:
+        if not self.spec or (self.spec.startswith("@") and self.spec not in (_MESSAGE_ID, _SOURCE)):
+            raise ValueError(
+                f"dedup key {self.spec!r}: use a field name, {_MESSAGE_ID} or {_SOURCE}"
+            )
+
+    def of(self, record: Record) -> str | None:
+        """Returns the record's id as text, or ``None`` when it has none."""
+        if self.spec in (_MESSAGE_ID, _SOURCE):
+            message = record.origin
+            if message is None:
+                return None
+            if self.spec == _MESSAGE_ID:
+                return message.origin.message_id
+            return json.dumps(message.origin.to_dict(), sort_keys=True)
+        value: Any = record.data
+        for part in self.spec.split("."):
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part)
+        if value is None:
+            return None
+        return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+@beam.typehints.with_output_types(tuple[str, Any])
+class _KeyById(beam.DoFn):
+    def __init__(self, key: DedupKey) -> None:
+        self._key = key
+
+    def process(self, record: Record) -> Iterator[Any]:
+        record_id = self._key.of(record)
+        if record_id is None:
+            yield TaggedOutput(_UNKEYED, record)
+        else:
+            yield record_id, record
+
+
+class _EventTimeDedupFn(beam.DoFn):
+    """Keeps a record unless a kept copy's event time is less than ``within`` from its own."""
+
+    KEPT = ReadModifyWriteStateSpec("kept", ListCoder(FloatCoder()))  # event times kept
+    FORGET = TimerSpec("forget", TimeDomain.WATERMARK)
+
+    def __init__(self, within: float) -> None:
+        self._within = within
+
+    def setup(self) -> None:
+        self._dropped = ReasonCounters(DROPPED)
+
+    def process(
+        self,
+        element: tuple[str, Record],
+        timestamp=beam.DoFn.TimestampParam,
+        kept=beam.DoFn.StateParam(KEPT),
+        forget=beam.DoFn.TimerParam(FORGET),
+    ) -> Iterator[Record]:
+        event_time = float(timestamp)
+        times = kept.read() or []
+        if any(abs(event_time - other) < self._within for other in times):
+            self._dropped.inc(DUPLICATE)
+            return
+        times.append(event_time)
+        kept.write(times)
+        forget.set(Timestamp.of(min(times)) + Duration.of(self._within))
+        yield element[1]
+
+    @on_timer(FORGET)
+    def on_forget(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        kept=beam.DoFn.StateParam(KEPT),
+        forget=beam.DoFn.TimerParam(FORGET),
+    ) -> None:
+        now = float(fired)
+        times = [other for other in kept.read() or [] if other + self._within > now]
+        if times:
+            kept.write(times)
+            forget.set(Timestamp.of(min(times)) + Duration.of(self._within))
+        else:
+            kept.clear()
+
+
+class _ProcessingTimeDedupFn(beam.DoFn):
+    """Keeps a record unless its id was kept less than ``within`` seconds ago."""
+
+    SEEN = ReadModifyWriteStateSpec("seen", BooleanCoder())
+    FORGET = TimerSpec("forget", TimeDomain.REAL_TIME)
+
+    def __init__(self, within: float) -> None:
+        self._within = within
+
+    def setup(self) -> None:
+        self._dropped = ReasonCounters(DROPPED)
+
+    def process(
+        self,
+        element: tuple[str, Record],
+        seen=beam.DoFn.StateParam(SEEN),
+        forget=beam.DoFn.TimerParam(FORGET),
+    ) -> Iterator[Record]:
+        if seen.read():
+            self._dropped.inc(DUPLICATE)
+            return
+        seen.write(True)
+        forget.set(Timestamp.now() + Duration.of(self._within))
+        yield element[1]
+
+    @on_timer(FORGET)
+    def on_forget(self, seen=beam.DoFn.StateParam(SEEN)) -> None:
+        seen.clear()
+
+
+class Dedup(beam.PTransform):
+    """Drops repeated `Record`s (see this module); input and output are `Record`s.
+
+    Args:
+        key: what identifies a record: a field, ``@message_id`` or ``@source``.
+        within: the span, in seconds, within which a repeated id is a duplicate.
+        time_domain: ``event_time`` (records must carry their event time as timestamp) or
+            ``processing_time``.
+    """
+
+    def __init__(self, key: str, within: float, time_domain: str = "event_time") -> None:
+        super().__init__()
+        if within <= 0:
+            raise ValueError(f"dedup: within must be positive, got {within}")
+        if time_domain not in TIME_DOMAINS:
+            raise ValueError(f"dedup: time_domain {time_domain!r}: use one of {TIME_DOMAINS}")
+        self.key = DedupKey(key)
+        self.within = within
+        self.time_domain = time_domain
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        keyed = records | "Key by id" >> beam.ParDo(_KeyById(self.key)).with_outputs(
+            _UNKEYED, main="keyed"
+        )
+        fn: beam.DoFn = (
+            _EventTimeDedupFn(self.within)
+            if self.time_domain == "event_time"
+            else _ProcessingTimeDedupFn(self.within)
+        )
+        kept = keyed.keyed | "Drop duplicates" >> beam.ParDo(fn)
+        return (kept, keyed[_UNKEYED]) | "With records without id" >> beam.Flatten()

@@ -1,0 +1,342 @@
+"""Enrich from Redis hashes, one lookup per record, batched per bundle, cached on the worker.
+
+URI (see `transforms.enrich` for the family's contract)::
+
+    redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]?key=customer:{customer_id}
+        &cache_ttl=60s&cache_size=100000&batch_size=500&timeout=1s&attempts=3
+
+* ``key`` (required): the hash of a record, a template over its fields.
+* ``cache_ttl``: how long a looked-up row (or its absence) is reused on the worker (default
+  ``60s``; ``0`` turns the cache off); ``cache_size``: the most rows cached (default 100000,
+  least recently used first out).
+* ``batch_size``: the most records whose hashes are fetched in one pipelined round trip of
+  ``HGETALL`` (default 500; a bundle's last records go at its end).
+* ``timeout``: seconds to connect and to wait for a reply (default ``1s``); ``attempts``: how
+  many times a round trip is sent when Redis is unreachable or times out, with exponential
+  backoff (default 3). After the last attempt the batch's records follow the ``unavailable``
+  policy.
+* ``password_env``, ``password_secret``: as for the Redis sink (`transforms.io.redis`).
+
+Values are read back as the Redis sink writes them (`from_text`): JSON numbers, booleans,
+objects and lists become values again, any other text stays a string. A key that holds no hash
+(absent, or of another type) is a missing reference.
+
+Beam's own ``apache_beam.transforms.enrichment.Enrichment`` is not used: Beam 2.77 has no Redis
+handler; its ``RequestResponseIO`` fails the bundle when retries run out (no per-record dead
+letter, no missing-reference policy), takes ``beam.Row`` elements, and caches in Redis rather
+than on the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+import redis
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils.windowed_value import WindowedValue
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from transforms.durations import parse_duration
+from transforms.enrich import ERRORS, EnrichSettings, Settler, parse_key, reference_key
+from transforms.io.batching import Pending, retry_transient
+from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.redis import _PORT_GIVEN, DEFAULT_PORT, KeyTemplate, RedisSink, _is_transient
+from transforms.message import Record
+from transforms.secrets import resolve_secret
+
+__all__ = ["RedisConnection", "RedisLookup", "TtlCache", "endpoint_duration", "from_text"]
+
+_CONNECTION_PARAMS = frozenset({"key", "mode", "timeout", "attempts", "password_env",
+                                "password_secret"})  # fmt: skip
+_LOOKUP_PARAMS = _CONNECTION_PARAMS | {"cache_ttl", "cache_size", "batch_size"}
+
+
+def from_text(text: str) -> Any:
+    """Returns a Redis hash value as the Redis sink wrote it (the inverse of ``to_text``).
+
+    ``"3"`` gives ``3``, ``"0.5"`` gives ``0.5``, ``"true"`` gives ``True``, ``'{"a":1}'``
+    gives ``{"a": 1}``; text that is not JSON (``"gold"``, ``"007"``) stays as it is.
+    """
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if not isinstance(value, str) else text
+
+
+def endpoint_duration(endpoint: Endpoint, name: str, default: float) -> float:
+    """Returns parameter ``name`` as seconds (``60s``, ``5m``, ``0.5``); raises `EndpointError`."""
+    if name not in endpoint.params:
+        return default
+    try:
+        return parse_duration(endpoint.params[name], name)
+    except ValueError as error:
+        raise EndpointError(f"{endpoint}: {error}") from None
+
+
+@dataclass(frozen=True)
+class RedisConnection:
+    """Where a Redis server is and how to log in; picklable, the password never shown.
+
+    Built from a ``redis://`` URI with the Redis sink's own rules (database path, password
+    sources, TLS for ``rediss://``).
+    """
+
+    where: str  # the URI, redacted
+    host: str
+    port: int
+    db: int
+    tls: bool
+    username: str | None
+    password: str | None = field(repr=False)
+    password_ref: str | None
+    timeout: float
+    attempts: int
+
+    @classmethod
+    def from_endpoint(cls, endpoint: Endpoint, default_timeout: float) -> RedisConnection:
+        """Reads the connection part of a URI; raises `EndpointError` for a bad one."""
+        if not endpoint.host:
+            raise EndpointError(f"{endpoint}: name the server: redis://HOST[:PORT][/DB]")
+        if endpoint.port is None and _PORT_GIVEN.search(endpoint.authority):
+            raise EndpointError(f"{endpoint}: the port must be a number")
+        timeout = endpoint_duration(endpoint, "timeout", default_timeout)
+        if timeout <= 0:
+            raise EndpointError(f"{endpoint}: timeout must be positive")
+        return cls(
+            where=str(endpoint),
+            host=endpoint.host,
+            port=endpoint.port or DEFAULT_PORT,
+            db=RedisSink._db(endpoint),
+            tls=endpoint.scheme == "rediss",
+            username=endpoint.username,
+            password=endpoint.password,
+            password_ref=RedisSink._password_ref(endpoint),
+            timeout=timeout,
+            attempts=endpoint.positive("attempts", int, 3),
+        )
+
+    def connect(self) -> redis.Redis:
+        """Returns a client (on the worker: resolves the password reference here)."""
+        password = self.password
+        if self.password_ref is not None:
+            password = resolve_secret(self.password_ref, timeout=self.timeout)
+        return redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=redis.SSLConnection if self.tls else redis.Connection,
+                host=self.host,
+                port=self.port,
+                db=self.db,
+                username=self.username,
+                password=password,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),  # the retries are retry_transient's
+                decode_responses=True,
+            )
+        )
+
+    def call(self, request: Callable[[], Any]) -> Any:
+        """Returns ``request()``, sent again on transient failures up to ``attempts`` times."""
+        return retry_transient(request, self.attempts, _is_transient)
+
+
+class TtlCache:
+    """A least-recently-used map whose entries expire ``ttl`` seconds after they were put.
+
+    Args:
+        ttl: seconds an entry lives (0: nothing is kept).
+        size: the most entries kept.
+        clock: returns the current time in seconds (monotonic by default).
+    """
+
+    def __init__(self, ttl: float, size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: Hashable) -> tuple[bool, Any]:
+        """Returns ``(True, value)`` for a live entry, else ``(False, None)``."""
+        entry = self._entries.get(key, None)
+        if entry is None:
+            return False, None
+        expires, value = entry
+        if self._clock() >= expires:
+            del self._entries[key]
+            return False, None
+        self._entries.move_to_end(key)
+        return True, value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Stores ``value`` (``None`` included) for ``ttl`` seconds."""
+        if self._ttl <= 0:
+            return
+        self._entries[key] = (self._clock() + self._ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+def _windowed(output: Record | TaggedOutput, pending: Pending[Any]) -> Any:
+    """Puts an output of `Settler` in the window and at the timestamp of its input."""
+    if isinstance(output, TaggedOutput):
+        value = WindowedValue(output.value, pending.timestamp, (pending.window,))
+        return TaggedOutput(output.tag, value)
+    return WindowedValue(output, pending.timestamp, (pending.window,))
+
+
+class _LookupFn(beam.DoFn):
+    """Buffers records, fetches their hashes in pipelined batches, emits them settled."""
+
+    def __init__(self, lookup: RedisLookup) -> None:
+        self._lookup = lookup
+
+    def setup(self) -> None:
+        lookup = self._lookup
+        self._client = lookup.connection.connect()
+        self._cache = TtlCache(lookup.cache_ttl, lookup.cache_size)
+        self._settler = Settler(lookup.settings)
+
+    def start_bundle(self) -> None:
+        self._buffer: list[Pending[str | None]] = []
+
+    def process(
+        self, record: Record, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
+    ) -> Iterator[Any]:
+        key = reference_key(self._lookup.key, record.data)
+        self._buffer.append(Pending(record, key, timestamp, window))
+        if len(self._buffer) >= self._lookup.batch_size:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        yield from self._flush()
+
+    def teardown(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.connection_pool.disconnect()
+
+    def _fetch(self, keys: list[str]) -> dict[str, dict[str, Any] | None]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        replies = pipe.execute(raise_on_error=False)
+        rows: dict[str, dict[str, Any] | None] = {}
+        for key, reply in zip(keys, replies, strict=True):
+            if isinstance(reply, Exception) and not isinstance(reply, redis.ResponseError):
+                raise reply
+            ok = isinstance(reply, dict) and reply
+            rows[key] = {name: from_text(text) for name, text in reply.items()} if ok else None
+        return rows
+
+    def _flush(self) -> Iterator[Any]:
+        batch, self._buffer = self._buffer, []
+        rows: dict[str, dict[str, Any] | None] = {}
+        wanted: list[str] = []
+        for pending in batch:
+            if pending.item is None or pending.item in rows:
+                continue
+            found, row = self._cache.get(pending.item)
+            if found:
+                rows[pending.item] = row
+            else:
+                wanted.append(pending.item)
+        unavailable = None
+        if wanted:
+            connection = self._lookup.connection
+            unique = list(dict.fromkeys(wanted))
+            try:
+                fetched = connection.call(lambda: self._fetch(unique))
+            except redis.RedisError as error:
+                if not _is_transient(error):
+                    raise
+                unavailable = (
+                    f"{connection.where}: no reply after {connection.attempts} attempts: {error}"
+                )
+            else:
+                for key, row in fetched.items():
+                    self._cache.put(key, row)
+                rows.update(fetched)
+        for pending in batch:
+            key = pending.item
+            if key is None:
+                outputs = self._settler.outputs(
+                    pending.record,
+                    None,
+                    pending.timestamp,
+                    missing=f"the record lacks a field of key {self._lookup.key.text!r}",
+                )
+            elif key in rows:
+                outputs = self._settler.outputs(
+                    pending.record, rows[key], pending.timestamp, missing=f"no hash at {key!r}"
+                )
+            else:
+                outputs = self._settler.outputs(
+                    pending.record, None, pending.timestamp, unavailable=unavailable
+                )
+            for output in outputs:
+                yield _windowed(output, pending)
+
+
+class RedisLookup(beam.PTransform):
+    """Enriches `Record`s with the Redis hash their key template names (see this module).
+
+    Returns ``(records, errors)`` as every enrich transform does (`transforms.enrich`).
+
+    Args:
+        connection: the server.
+        key: the hash of a record, a template over its fields.
+        settings: the merge and the policies.
+        cache_ttl: seconds a row (or its absence) is reused on the worker; 0: no cache.
+        cache_size: the most rows cached.
+        batch_size: the most records looked up in one round trip.
+    """
+
+    def __init__(
+        self,
+        connection: RedisConnection,
+        key: KeyTemplate,
+        settings: EnrichSettings,
+        cache_ttl: float = 60.0,
+        cache_size: int = 100_000,
+        batch_size: int = 500,
+    ) -> None:
+        super().__init__()
+        if cache_ttl < 0 or cache_size <= 0 or batch_size <= 0:
+            raise ValueError("cache_ttl must not be negative; cache_size, batch_size positive")
+        self.connection = connection
+        self.key = key
+        self.settings = settings
+        self.cache_ttl = cache_ttl
+        self.cache_size = cache_size
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_endpoint(cls, endpoint: Endpoint, settings: EnrichSettings) -> RedisLookup:
+        """Builds the lookup from its URI; raises `EndpointError` for a bad one."""
+        endpoint.check_params(_LOOKUP_PARAMS)
+        return cls(
+            RedisConnection.from_endpoint(endpoint, default_timeout=1.0),
+            parse_key(endpoint.params["key"], endpoint),
+            settings,
+            cache_ttl=endpoint_duration(endpoint, "cache_ttl", 60.0),
+            cache_size=endpoint.positive("cache_size", int, 100_000),
+            batch_size=endpoint.positive("batch_size", int, 500),
+        )
+
+    def default_label(self) -> str:
+        return "Enrich from Redis"
+
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        outputs = records | "Lookup" >> beam.ParDo(_LookupFn(self)).with_outputs(
+            ERRORS, main="records"
+        )
+        return outputs.records, outputs[ERRORS]

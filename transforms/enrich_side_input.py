@@ -1,0 +1,320 @@
+"""Enrich from a whole reference table held in a side input, reloaded on a schedule.
+
+URIs (see `transforms.enrich` for the family's contract)::
+
+    file:///data/customers.jsonl?key={customer_id}&refresh=5m     JSON Lines (a glob is fine)
+    bigquery://PROJECT:DATASET.TABLE?key={customer_id}&refresh=1h  every row of a table
+        (&endpoint=http://127.0.0.1:9050 for a local emulator)
+    redis://HOST:PORT/DB?key=customer:{customer_id}&mode=snapshot&refresh=5m
+                                                                   every hash the key matches
+
+``key`` keys the table: it is rendered on each reference row (file, BigQuery) or is the Redis
+key itself (the template's fields become ``*`` in a ``SCAN MATCH``), and rendered on each
+record to find its row. Rows lacking a field of the key are skipped (counter
+``enrich_rows_skipped``). A table that fails to load is logged and counted
+(``enrich_load_failures``); the records that needed it follow the ``unavailable`` policy.
+
+Refresh is Beam's slowly-updating side input pattern: ``PeriodicImpulse`` fires every
+``refresh`` seconds from the start of the run, each firing loads the table into its own fixed
+window of that length, and the records are windowed alike, so a record sees the table loaded at
+the start of the window its event time falls in; records come out in the global window again.
+A record whose window has no load (its event time is before the run started) finds no table.
+With no ``refresh``, or when the records are bounded (a batch run, which has no time to refresh
+in), the table is loaded once. On the local DirectRunner a refresh runs only with a stop time
+(`SideInputEnrich` ``stop``); endless refresh is for Dataflow and Flink.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.periodicsequence import PeriodicImpulse, RebaseMode
+from apache_beam.transforms.window import FixedWindows, GlobalWindows
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP
+
+from transforms.enrich import ERRORS, EnrichSettings, Settler, parse_key, reference_key
+from transforms.enrich_redis import RedisConnection, endpoint_duration, from_text
+from transforms.io.bigquery import _TABLE, _table_location
+from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.redis import KeyTemplate
+from transforms.message import Record
+from transforms.metrics import NAMESPACE
+
+__all__ = [
+    "BigQueryLoader",
+    "JsonLinesLoader",
+    "Loader",
+    "RedisHashLoader",
+    "SideInputEnrich",
+    "Table",
+]
+
+log = logging.getLogger(__name__)
+
+Table = dict[str, dict[str, Any]]
+"""A loaded reference table: join key -> row, e.g. ``{"c1": {"customer_id": "c1", ...}}``."""
+
+SKIPPED = "enrich_rows_skipped"
+LOAD_FAILURES = "enrich_load_failures"
+_SCAN_BATCH = 500
+
+
+class Loader(Protocol):
+    """Loads the whole reference table; called on a worker, once per refresh."""
+
+    def __call__(self, at: float) -> Table:
+        """Returns the table.
+
+        Args:
+            at: when the refresh fired, in epoch seconds (a loader of versioned snapshots may
+                pick the one of that time; a loader of a live store ignores it).
+        """
+        ...
+
+
+def _keyed(rows: Iterator[dict[str, Any]], key: KeyTemplate) -> Table:
+    table: Table = {}
+    skipped = 0
+    for row in rows:
+        join_key = reference_key(key, row)
+        if join_key is None:
+            skipped += 1
+        else:
+            table[join_key] = row
+    if skipped:
+        Metrics.counter(NAMESPACE, SKIPPED).inc(skipped)
+    return table
+
+
+class JsonLinesLoader:
+    """Loads JSON Lines files (a path or glob, local or any Beam file system).
+
+    Lines that are not JSON objects are skipped (counted in ``enrich_rows_skipped``).
+    """
+
+    def __init__(self, pattern: str, key: KeyTemplate) -> None:
+        self.pattern = pattern
+        self.key = key
+
+    def _rows(self) -> Iterator[dict[str, Any]]:
+        for match in FileSystems.match([self.pattern])[0].metadata_list:
+            with FileSystems.open(match.path) as handle:
+                for line in handle:
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        row = None
+                    if isinstance(row, dict):
+                        yield row
+                    elif line.strip():
+                        Metrics.counter(NAMESPACE, SKIPPED).inc()
+
+    def __call__(self, at: float) -> Table:
+        return _keyed(self._rows(), self.key)
+
+
+class BigQueryLoader:
+    """Loads every row of a BigQuery table (``project.dataset.table``).
+
+    ``endpoint`` is the REST URL of a local emulator, as for the BigQuery sink.
+    """
+
+    def __init__(self, table: str, key: KeyTemplate, endpoint: str | None = None) -> None:
+        self.table = table
+        self.key = key
+        self.endpoint = endpoint
+
+    def __call__(self, at: float) -> Table:
+        from transforms.io.bigquery_client import make_client
+
+        client = make_client(self.table.split(".")[0], self.endpoint)
+        try:
+            rows = (dict(row.items()) for row in client.list_rows(self.table))
+            return _keyed(rows, self.key)
+        finally:
+            client.close()
+
+
+def _match_pattern(key: KeyTemplate) -> str:
+    """``customer:{id}`` gives the ``SCAN MATCH`` pattern ``customer:*``."""
+    escaped = (re.sub(r"([*?\[\]\\])", r"\\\1", literal) for literal, _ in key.parts)
+    return "".join(
+        literal + ("*" if name is not None else "")
+        for literal, (_, name) in zip(escaped, key.parts, strict=True)
+    )
+
+
+class RedisHashLoader:
+    """Loads every Redis hash whose key the template matches; keys the table by Redis key."""
+
+    def __init__(self, connection: RedisConnection, key: KeyTemplate) -> None:
+        self.connection = connection
+        self.key = key
+
+    def _load(self) -> Table:
+        client = self.connection.connect()
+        try:
+            table: Table = {}
+            keys = list(client.scan_iter(match=_match_pattern(self.key), count=_SCAN_BATCH))
+            for start in range(0, len(keys), _SCAN_BATCH):
+                chunk = keys[start : start + _SCAN_BATCH]
+                pipe = client.pipeline(transaction=False)
+                for name in chunk:
+                    pipe.hgetall(name)
+                for name, reply in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
+                    if isinstance(reply, dict) and reply:  # not a hash, or gone: not a row
+                        table[name] = {field: from_text(text) for field, text in reply.items()}
+            return table
+        finally:
+            client.connection_pool.disconnect()
+
+    def __call__(self, at: float) -> Table:
+        return self.connection.call(self._load)
+
+
+class _LoadFn(beam.DoFn):
+    """An impulse -> the loaded table (nothing when the load fails)."""
+
+    def __init__(self, loader: Loader, where: str) -> None:
+        self._loader = loader
+        self._where = where
+
+    def process(self, impulse: Any, timestamp=beam.DoFn.TimestampParam) -> Iterator[Table]:
+        at = float(timestamp) if timestamp > MIN_TIMESTAMP else time.time()  # Impulse: now
+        try:
+            table = self._loader(at)
+        except Exception:
+            log.exception("enrich: loading %s failed", self._where)
+            Metrics.counter(NAMESPACE, LOAD_FAILURES).inc()
+            return
+        yield table
+
+
+class _JoinFn(beam.DoFn):
+    """Record + the side input table -> the record settled by the family's contract."""
+
+    def __init__(self, key: KeyTemplate, settings: EnrichSettings) -> None:
+        self._key = key
+        self._settings = settings
+
+    def setup(self) -> None:
+        self._settler = Settler(self._settings)
+
+    def process(
+        self, record: Record, table: Table | None, timestamp=beam.DoFn.TimestampParam
+    ) -> Iterator[Any]:
+        if table is None:
+            yield from self._settler.outputs(
+                record, None, timestamp, unavailable="no reference table loaded for this time"
+            )
+            return
+        join_key = reference_key(self._key, record.data)
+        if join_key is None:
+            missing = f"the record lacks a field of key {self._key.text!r}"
+            yield from self._settler.outputs(record, None, timestamp, missing=missing)
+            return
+        missing = f"no reference row with key {join_key!r}"
+        yield from self._settler.outputs(record, table.get(join_key), timestamp, missing=missing)
+
+
+class SideInputEnrich(beam.PTransform):
+    """Enriches `Record`s from a reference table loaded into a side input (see this module).
+
+    Returns ``(records, errors)`` as every enrich transform does (`transforms.enrich`).
+
+    Args:
+        loader: loads the table.
+        key: the join key, a template rendered on records (and on rows, by the loader).
+        settings: the merge and the policies.
+        refresh: seconds between loads (0: load once).
+        start: when the first refresh fires, epoch seconds (default: when the run starts).
+        stop: when refreshing stops, epoch seconds (default: never); with a stop, bounded
+            records are refreshed too (this is how refresh is tested locally).
+        where: the reference, for logs (credentials redacted).
+    """
+
+    def __init__(
+        self,
+        loader: Loader,
+        key: KeyTemplate,
+        settings: EnrichSettings,
+        refresh: float = 0.0,
+        start: float | None = None,
+        stop: float | None = None,
+        where: str = "the reference table",
+    ) -> None:
+        super().__init__()
+        if refresh < 0:
+            raise ValueError(f"refresh must not be negative, got {refresh}")
+        if start is not None and stop is not None and stop <= start:
+            raise ValueError("refresh stop must come after its start")
+        self.loader = loader
+        self.key = key
+        self.settings = settings
+        self.refresh = refresh
+        self.start = start
+        self.stop = stop
+        self.where = where
+
+    @classmethod
+    def from_endpoint(cls, endpoint: Endpoint, settings: EnrichSettings) -> SideInputEnrich:
+        """Builds the enrich step from a file://, bigquery:// or redis://...mode=snapshot URI."""
+        key = parse_key(endpoint.params.get("key", ""), endpoint)
+        loader: Loader
+        if endpoint.scheme == "file":
+            endpoint.check_params(frozenset({"key", "refresh"}))
+            if endpoint.host not in ("", "localhost") or not glob.glob(endpoint.path):
+                raise EndpointError(f"{endpoint}: no file matches (use file:///absolute/path)")
+            loader = JsonLinesLoader(endpoint.path, key)
+        elif endpoint.scheme == "bigquery":
+            endpoint.check_params(frozenset({"key", "refresh", "endpoint"}))
+            match = _TABLE.fullmatch(_table_location(endpoint))
+            if match is None:
+                raise EndpointError(f"{endpoint}: name the table as bigquery://PROJECT:DATASET.T")
+            table = f"{match['project']}.{match['dataset']}.{match['table']}"
+            loader = BigQueryLoader(table, key, endpoint.params.get("endpoint"))
+        else:
+            endpoint.check_params(
+                frozenset({"key", "mode", "refresh", "timeout", "attempts", "password_env",
+                           "password_secret"})
+            )  # fmt: skip
+            loader = RedisHashLoader(RedisConnection.from_endpoint(endpoint, 10.0), key)
+        refresh = endpoint_duration(endpoint, "refresh", 0.0)
+        return cls(loader, key, settings, refresh=refresh, where=str(endpoint))
+
+    def default_label(self) -> str:
+        return "Enrich from side input"
+
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        pipeline = records.pipeline
+        load = _LoadFn(self.loader, self.where)
+        periodic = self.refresh > 0 and (not records.is_bounded or self.stop is not None)
+        if periodic:
+            impulse = PeriodicImpulse(
+                start_timestamp=time.time() if self.start is None else self.start,
+                stop_timestamp=MAX_TIMESTAMP if self.stop is None else self.stop,
+                fire_interval=self.refresh,
+                apply_windowing=True,
+                rebase=RebaseMode.REBASE_START if self.start is None else RebaseMode.REBASE_NONE,
+            )
+            tables = pipeline | "Refresh" >> impulse | "Load" >> beam.ParDo(load)
+            records = records | "Window as refreshes" >> beam.WindowInto(FixedWindows(self.refresh))
+        else:
+            tables = pipeline | "Once" >> beam.Impulse() | "Load" >> beam.ParDo(load)
+        joined = records | "Join" >> beam.ParDo(
+            _JoinFn(self.key, self.settings), beam.pvalue.AsSingleton(tables, default_value=None)
+        ).with_outputs(ERRORS, main="records")
+        enriched, errors = joined.records, joined[ERRORS]
+        if periodic:
+            enriched = enriched | "Global window" >> beam.WindowInto(GlobalWindows())
+            errors = errors | "Errors in the global window" >> beam.WindowInto(GlobalWindows())
+        return enriched, errors

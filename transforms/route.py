@@ -1,0 +1,131 @@
+"""Route: records to named outputs by rule expressions, with a default output.
+
+Rules, as YAML (or a mapping), in order::
+
+    high_value: amount > 1000
+    risky: profile.risk_score > 0.8 and country not in ("DE", "FR")
+
+Each rule is an expression of `transforms.expressions` over the record's fields (a missing
+field matches nothing, and a rule never raises). With ``mode="first"`` a record goes to the
+first rule it matches; with ``mode="all"`` to every rule it matches. A record that matches no
+rule goes to the default output. Route never fails and never drops: every record reaches at
+least one output (exactly one with ``first``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+import yaml
+from apache_beam.pvalue import TaggedOutput
+
+from transforms.expressions import Expression
+from transforms.message import Record
+
+__all__ = ["MODES", "Route", "RouteRule", "RouteSpec"]
+
+MODES = ("first", "all")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    """One named rule.
+
+    Attributes:
+        name: the output's name (letters, digits, underscores).
+        when: the expression a record must make true.
+    """
+
+    name: str
+    when: Expression
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """The rules, the default output's name and whether the first or all matches count.
+
+    Raises:
+        ValueError: no rules, a bad or repeated name, the default named like a rule, an unknown
+            mode, or an expression that does not compile (`ExpressionError`).
+    """
+
+    rules: tuple[RouteRule, ...]
+    default: str = "default"
+    mode: str = "first"
+
+    def __post_init__(self) -> None:
+        if not self.rules:
+            raise ValueError("route: give at least one rule, e.g. high_value: amount > 1000")
+        names = [rule.name for rule in self.rules] + [self.default]
+        for name in names:
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"route: output name {name!r}: use letters, digits, underscores")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"route: output names must differ (the default too): {repeated}")
+        if self.mode not in MODES:
+            raise ValueError(f"route: mode {self.mode!r}: use one of {MODES}")
+
+    @classmethod
+    def parse(cls, rules: str | Mapping[str, str], default: str = "default", mode: str = "first"
+              ) -> RouteSpec:  # fmt: skip
+        """Reads ``{name: expression}`` in order, from a mapping or YAML text."""
+        document: Any = yaml.safe_load(rules) if isinstance(rules, str) else rules
+        if not isinstance(document, Mapping):
+            raise ValueError("route: rules must be a mapping of name: expression")
+        parsed = []
+        for name, text in document.items():
+            if not isinstance(text, str):
+                raise ValueError(f"route: rule {name!r} must be an expression, got {text!r}")
+            parsed.append(RouteRule(str(name), Expression(text)))
+        return cls(tuple(parsed), default, mode)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Every output's name: the rules' in order, then the default."""
+        return (*(rule.name for rule in self.rules), self.default)
+
+    def routes(self, data: Mapping[str, Any]) -> list[str]:
+        """Returns the outputs a record (its data dict) goes to."""
+        matched = []
+        for rule in self.rules:
+            if rule.when(data):
+                matched.append(rule.name)
+                if self.mode == "first":
+                    break
+        return matched or [self.default]
+
+
+class _RouteFn(beam.DoFn):
+    def __init__(self, spec: RouteSpec) -> None:
+        self._spec = spec
+
+    def process(self, record: Record) -> Iterator[TaggedOutput]:
+        for name in self._spec.routes(record.data):
+            yield TaggedOutput(name, record)
+
+
+class Route(beam.PTransform):
+    """Sends each `Record` to the outputs its rules name (see this module).
+
+    Returns a dict of output name -> PCollection of `Record`s (unchanged), one per rule and one
+    for the default, in `RouteSpec.outputs` order.
+
+    Args:
+        spec: the rules.
+    """
+
+    def __init__(self, spec: RouteSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
+        outputs = records | "Rules" >> beam.ParDo(_RouteFn(self.spec)).with_outputs(
+            *self.spec.outputs
+        )
+        return {name: outputs[name] for name in self.spec.outputs}
