@@ -1,4 +1,4 @@
-"""The command line: ``python -m pipelines list | describe | run | demo | services``."""
+"""The command line: ``python -m pipelines list | describe | run | demo | services | template``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipelines import templates
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.demo import demo_argv
 from pipelines.options import OptionError
 from pipelines.run import describe_options, run_pipeline
+from pipelines.templates import TemplateError
 from transforms.io.endpoint import EndpointError, redact
 
 __all__ = ["main"]
@@ -25,6 +27,15 @@ commands:
   demo [--output=DIR] [--count=N] [--no-redis]
                             live per-minute metrics from the built-in generator (see README)
   docs                      regenerate the README's option tables from the declarations
+  template metadata [--write]
+                            check (or rewrite) templates/*/metadata.json from the declarations
+  template build NAME --image IMAGE --bucket gs://B [--output FILE]
+                            write a pipeline's Flex Template spec file
+  template validate [NAME] [--spec FILE]
+                            strictly check metadata.json files, or a spec file
+  template launch NAME --project P --region R --bucket gs://B [--parameters k=v,...]
+                  [--environment k=v,...] [--job_name J] [--validate_only]
+                            launch a Flex Template on Dataflow (prints the gcloud equivalent)
   services up|down|status [NAME ...]
                             the real local servers (Pub/Sub, Kafka, Kinesis, BigQuery, Redis)
 """
@@ -67,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipelines import services
 
             return services.main(rest)
-    except (OptionError, EndpointError, KeyError) as exc:
+        if command == "template":
+            return templates.main(rest)
+    except (OptionError, EndpointError, TemplateError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"error: {redact(message)}", file=sys.stderr)
         return 2

@@ -1,7 +1,10 @@
 """Options declared once per pipeline, from which the command line is generated.
 
-The same declaration is meant to generate the template metadata, the README parameter table and
-the Terraform variables, so that a parameter cannot drift between them.
+The same declaration generates the Flex Template metadata (`pipelines.templates`), the README
+parameter table (`pipelines.docs`) and the Terraform variables, so that a parameter cannot drift
+between them. An option may depend on a parent option (``parent_name``): it is shown, and may be
+set, only when the parent has one of ``parent_trigger_values`` (any non-empty value when there
+are none), the rule Dataflow applies to conditional template parameters.
 """
 
 from __future__ import annotations
@@ -12,7 +15,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["COMMON_OPTIONS", "Option", "OptionError", "build_parser", "parse_options"]
+__all__ = [
+    "COMMON_OPTIONS",
+    "Option",
+    "OptionError",
+    "build_parser",
+    "check_declarations",
+    "parse_options",
+]
+
+# The template parameter type an option's Python type implies (TEXT otherwise).
+_TYPE_PARAM = {bool: "BOOLEAN", int: "NUMBER", float: "NUMBER"}
+# What a number looks like, for the template's launch-time check of number options.
+_TYPE_REGEX = {int: r"-?[0-9]+", float: r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?"}
 
 
 class OptionError(ValueError):
@@ -40,8 +55,14 @@ class Option:
         required: the option must be given.
         choices: the allowed values, if it is an enum.
         regex: a pattern the whole value must match (checked before the pipeline starts).
-        param_type: the Flex Template parameter type (``TEXT``, ``PUBSUB_SUBSCRIPTION``...).
+        param_type: the Flex Template parameter type; by default ``ENUM`` for choices,
+            ``BOOLEAN`` or ``NUMBER`` for those types, ``TEXT`` otherwise.
         group: the group it is shown under.
+        label: the short title shown in the Dataflow console; by default made from the name.
+        parent_name: the option this one depends on: it is shown, and may be set, only when
+            the parent has one of ``parent_trigger_values``.
+        parent_trigger_values: the parent values that enable this option; empty: any
+            non-empty value.
 
     """
 
@@ -52,8 +73,11 @@ class Option:
     required: bool = False
     choices: tuple[str, ...] = ()
     regex: str | None = None
-    param_type: str = "TEXT"
+    param_type: str = ""
     group: str = "General"
+    label: str = ""
+    parent_name: str | None = None
+    parent_trigger_values: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -64,13 +88,71 @@ class Option:
             raise ValueError(f"option {self.name}: a required option has no default")
         if self.regex is not None:
             re.compile(self.regex)
+        implied = "ENUM" if self.choices else _TYPE_PARAM.get(self.type, "TEXT")
+        if not self.param_type:
+            object.__setattr__(self, "param_type", implied)
+        elif implied != "TEXT" and self.param_type != implied:
+            raise ValueError(f"option {self.name}: its values make it {implied}")
+        if not self.label:
+            object.__setattr__(self, "label", self.name.replace("_", " ").capitalize())
+        if self.parent_trigger_values and self.parent_name is None:
+            raise ValueError(f"option {self.name}: trigger values need a parent_name")
+        if self.parent_name == self.name:
+            raise ValueError(f"option {self.name}: an option cannot be its own parent")
 
     def check(self, value: Any) -> None:
-        """Raises `OptionError` if ``value`` breaks the option's regex."""
-        if value is None or self.regex is None:
+        """Raises `OptionError` if ``value`` breaks the option's regex (blank optional: unset)."""
+        if value is None or self.regex is None or (value == "" and not self.required):
             return
         if not re.fullmatch(self.regex, str(value)):
             raise OptionError(f"--{self.name}={value!r} does not match {self.regex!r}: {self.help}")
+
+    @property
+    def value_regex(self) -> str | None:
+        """The pattern a given value matches: the declared regex, the choices or the type's."""
+        if self.regex is not None:
+            return self.regex
+        if self.choices:
+            return "|".join(re.escape(choice) for choice in self.choices)
+        return _TYPE_REGEX.get(self.type)
+
+    def render(self, value: Any) -> str:
+        """Returns ``value`` as it is written on a command line (``true``, ``60s``, ``0.5``)."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return "" if value is None else str(value)
+
+    def triggered_by(self, parent_value: Any) -> bool:
+        """Whether the parent's value enables this option."""
+        text = self.render(parent_value)
+        return text in self.parent_trigger_values if self.parent_trigger_values else text != ""
+
+
+def check_declarations(options: Sequence[Option]) -> None:
+    """Checks a pipeline's options together: unique names, parents that exist and can trigger.
+
+    Raises:
+        ValueError: a declaration to fix, naming the option.
+
+    """
+    by_name: dict[str, Option] = {}
+    for option in options:
+        if option.name in by_name:
+            raise ValueError(f"option {option.name} is declared twice")
+        by_name[option.name] = option
+    for option in options:
+        if option.parent_name is None:
+            continue
+        parent = by_name.get(option.parent_name)
+        if parent is None:
+            raise ValueError(f"option {option.name}: no parent option {option.parent_name}")
+        allowed = {"BOOLEAN": ("true", "false"), "ENUM": parent.choices}.get(parent.param_type)
+        for value in option.parent_trigger_values:
+            if allowed is not None and value not in allowed:
+                raise ValueError(
+                    f"option {option.name}: --{parent.name} is never {value!r}; "
+                    f"it is one of {list(allowed)}"
+                )
 
 
 COMMON_OPTIONS = (
@@ -107,6 +189,22 @@ COMMON_OPTIONS = (
 )
 
 
+def _converter(option: Option) -> Any:
+    """Returns the argparse type of ``option``; an empty optional value means its default.
+
+    (Template launchers and forms send empty strings for parameters left blank.)
+    """
+    convert = _parse_bool if option.type is bool else option.type
+
+    def parse(text: str) -> Any:
+        if text == "" and not option.required:
+            return option.default
+        return convert(text)
+
+    parse.__name__ = option.type.__name__  # argparse names the type in its messages
+    return parse
+
+
 def build_parser(prog: str, description: str, options: Sequence[Option]) -> argparse.ArgumentParser:
     """Returns an argparse parser for the declared options (``--name value``)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
@@ -117,7 +215,7 @@ def build_parser(prog: str, description: str, options: Sequence[Option]) -> argp
             group = groups[option.group] = parser.add_argument_group(option.group)
         kwargs: dict[str, Any] = {
             "help": option.help + ("" if option.required else f" (default: {option.default})"),
-            "type": _parse_bool if option.type is bool else option.type,
+            "type": _converter(option),
             "default": option.default,
             "required": option.required,
             "metavar": option.name.upper(),
@@ -126,6 +224,17 @@ def build_parser(prog: str, description: str, options: Sequence[Option]) -> argp
             kwargs["choices"] = option.choices
         group.add_argument(f"--{option.name}", **kwargs)
     return parser
+
+
+def _check_parents(options: Sequence[Option], values: dict[str, Any]) -> None:
+    for option in options:
+        if option.parent_name is None or values[option.name] == option.default:
+            continue
+        if not option.triggered_by(values[option.parent_name]):
+            wanted = " or ".join(option.parent_trigger_values) or "set"
+            raise OptionError(
+                f"--{option.name} applies only when --{option.parent_name} is {wanted}"
+            )
 
 
 def parse_options(
@@ -138,7 +247,8 @@ def parse_options(
 
     Raises:
         SystemExit: argparse's exit on ``--help`` or a missing/invalid option.
-        OptionError: a value breaks its option's regex.
+        OptionError: a value breaks its option's regex, or is set while its parent option
+            does not enable it.
 
     """
     parser = build_parser(prog, description, options)
@@ -146,4 +256,5 @@ def parse_options(
     values = vars(namespace)
     for option in options:
         option.check(values[option.name])
+    _check_parents(options, values)
     return values, rest

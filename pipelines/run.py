@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import threading
@@ -15,8 +16,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import OptionError, parse_options
+from transforms.io.base import ALL_RUNNERS
 from transforms.io.endpoint import redact
 from transforms.io.live import BUNDLE_RUNNER
+from transforms.io.registry import SINKS, SOURCES
 from transforms.metrics import (
     DEAD_LETTERED,
     DROPPED,
@@ -26,7 +29,7 @@ from transforms.metrics import (
     counter_totals,
 )
 
-__all__ = ["RunReport", "build_pipeline", "describe_options", "run_pipeline"]
+__all__ = ["RunReport", "build_pipeline", "describe_options", "run_pipeline", "runner_matrix"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,39 @@ class RunReport:
         return "\n".join(lines)
 
 
+def runner_matrix() -> dict[str, dict[str, frozenset[str]]]:
+    """Returns the runners of every source and sink scheme, from their classes' ``runners``.
+
+    Returns:
+        ``{"source": {"pubsub": frozenset({"DirectRunner", "DataflowRunner"}), ...},
+        "sink": {...}}``, the one runner x IO matrix of the suite.
+    """
+    matrix: dict[str, dict[str, frozenset[str]]] = {}
+    for role, table in (("source", SOURCES), ("sink", SINKS)):
+        matrix[role] = {}
+        for scheme, target in table.items():
+            module_name, class_name = target.split(":")
+            io_class = getattr(importlib.import_module(module_name), class_name)
+            matrix[role][scheme] = io_class.runners
+    return matrix
+
+
+def _check_runner(flag: str, role: str, io: Any, runner_name: str) -> None:
+    """Refuses a source or sink on a runner it does not run on, naming the alternatives."""
+    if runner_name in io.runners:
+        return
+    others = sorted(
+        f"{scheme}://"
+        for scheme, runners in runner_matrix()[role].items()
+        if runner_name in runners
+    )
+    raise OptionError(
+        f"--{flag}={io.endpoint}: this {role} does not run on {runner_name}; "
+        f"it runs on {', '.join(sorted(io.runners))}. "
+        f"On {runner_name}, use a {role} among: {', '.join(others)}"
+    )
+
+
 def _beam_options(config: Any, beam_args: list[str]) -> PipelineOptions:
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
@@ -102,11 +138,10 @@ def _beam_options(config: Any, beam_args: list[str]) -> PipelineOptions:
     runner_name = runner if isinstance(runner, str) else type(runner).__name__
     source = config.source
     direct = runner_name in ("DirectRunner", BUNDLE_RUNNER)
-    if ("DirectRunner" if direct else runner_name) not in source.runners:
-        raise OptionError(
-            f"--source={source.endpoint}: this source does not run on {runner_name}; "
-            f"it runs on {', '.join(sorted(source.runners))}"
-        )
+    checked = "DirectRunner" if direct else runner_name
+    _check_runner("source", "source", source, checked)
+    _check_runner("sink", "sink", config.sink, checked)
+    _check_runner("dead_letter", "sink", config.dead_letter, checked)
     if not source.bounded:
         standard.streaming = True
     if source.live_on_direct and runner_name == "DirectRunner":
@@ -195,9 +230,26 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     )
 
 
+def _matrix_lines() -> list[str]:
+    runners = sorted(ALL_RUNNERS)
+    width = max(len(runner) for runner in runners)
+    rows = [
+        (f"{role} {scheme}", supported)
+        for role, schemes in runner_matrix().items()
+        for scheme, supported in sorted(schemes.items())
+    ]
+    label = max(len(name) for name, _ in rows) + 2
+    lines = ["runners (source and sink schemes x runner; see --source and --sink):"]
+    lines.append("  " + " " * label + "  ".join(f"{runner:<{width}}" for runner in runners))
+    for name, supported in rows:
+        marks = "  ".join(f"{'yes' if r in supported else '-':<{width}}" for r in runners)
+        lines.append(f"  {name:<{label}}{marks}".rstrip())
+    return lines + [""]
+
+
 def describe_options(spec: PipelineSpec) -> str:
-    """Returns every option of ``spec`` with its help and default, for ``describe``."""
-    lines = [spec.name, "", spec.description, ""]
+    """Returns the options of ``spec`` with help and defaults, and the runner x IO matrix."""
+    lines = [spec.name, "", spec.description, "", *_matrix_lines()]
     for option in spec.options:
         flag = f"--{option.name}" + (" (required)" if option.required else "")
         lines.append(flag)

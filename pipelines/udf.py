@@ -1,0 +1,163 @@
+"""Python UDFs: a user function applied to every parsed record, as in Google's templates.
+
+``--udf_file`` names a Python file (a local path or ``gs://``) and ``--udf_function`` a function
+in it that takes a record's data (a dict) and returns::
+
+    a dict   the record's new data, written on as usual;
+    None     the record is dropped on purpose (counted ``dropped.udf``);
+    raises   the record is dead-lettered with reason ``udf_error`` and the original bytes.
+
+The file is read once, when the pipeline is built (so a missing file, a syntax error or a missing
+function fails before anything runs), and its text travels with the graph: each worker compiles
+it once, in ``DoFn.setup``, and needs no access to the file. The function receives a shallow
+copy of the data; the record's event time is the one parsing gave it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.options import Option, OptionError
+from transforms.dead_letter import ToDeadLetter
+from transforms.errors import RecordError
+from transforms.message import Record
+from transforms.metrics import DROPPED, ReasonCounters
+
+__all__ = ["UDF_OPTIONS", "ApplyUdf", "Udf", "UdfError"]
+
+UDF_REASON = "udf"
+
+UDF_OPTIONS = (
+    Option(
+        "udf_file",
+        "Python file (local path or gs://) holding a function applied to every parsed record; "
+        "it returns the new record, None to drop it, or raises to dead-letter it.",
+        default="",
+        group="UDF",
+        label="Python UDF file",
+    ),
+    Option(
+        "udf_function",
+        "Name of the function in --udf_file, e.g. transform.",
+        default="",
+        regex=r"[A-Za-z_][A-Za-z0-9_]*",
+        group="UDF",
+        label="Python UDF function name",
+        parent_name="udf_file",
+    ),
+)
+
+
+class UdfError(RecordError):
+    """The UDF raised, or returned something other than a dict or None."""
+
+    reason = "udf_error"
+
+
+def _read_text(path: str) -> str:
+    """Reads a local or ``gs://`` file as UTF-8 through Beam's file systems."""
+    with FileSystems.open(path) as handle:
+        return handle.read().decode("utf-8")
+
+
+@dataclass(frozen=True)
+class Udf:
+    """A validated UDF: its file, its function's name and the file's text.
+
+    Attributes:
+        path: where the file was read (for messages and tracebacks).
+        function: the function's name.
+        source: the file's Python text.
+    """
+
+    path: str
+    function: str
+    source: str
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any]) -> Udf | None:
+        """Reads and checks ``--udf_file``/``--udf_function``; ``None`` when no UDF is set.
+
+        Raises:
+            OptionError: the file is set without a function, cannot be read, does not compile
+                or has no such function.
+        """
+        path, function = values["udf_file"], values["udf_function"]
+        if not path:  # (a function without a file is refused by the options' parent rule)
+            return None
+        if not function:
+            raise OptionError("--udf_file needs --udf_function: the function to apply")
+        try:
+            source = _read_text(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OptionError(f"--udf_file={path}: cannot be read ({exc})") from None
+        udf = cls(path, function, source)
+        try:
+            udf.load()
+        except UdfError as exc:
+            raise OptionError(f"--udf_file={path}: {exc}") from None
+        return udf
+
+    def load(self) -> Callable[[dict[str, Any]], Any]:
+        """Compiles the file and returns the function; raises `UdfError`."""
+        namespace: dict[str, Any] = {"__name__": "udf", "__file__": self.path}
+        try:
+            exec(compile(self.source, self.path, "exec"), namespace)
+        except Exception as exc:  # the user's module failed to load: say how
+            raise UdfError(f"loading the file failed: {type(exc).__name__}: {exc}") from exc
+        function = namespace.get(self.function)
+        if not callable(function):
+            defined = sorted(k for k, v in namespace.items() if callable(v) and k[0] != "_")
+            raise UdfError(f"no function {self.function!r}; the file defines {defined}")
+        return function
+
+
+class _ApplyUdfFn(beam.DoFn):
+    def __init__(self, udf: Udf) -> None:
+        self._udf = udf
+
+    def setup(self) -> None:
+        self._function = self._udf.load()
+        self._dropped = ReasonCounters(DROPPED)
+
+    def process(self, record: Record) -> Iterable[Record]:
+        try:
+            result = self._function(dict(record.data))
+        except Exception as exc:  # the user's function failed: dead-letter the record
+            raise UdfError(f"{self._udf.function} raised {type(exc).__name__}: {exc}") from exc
+        if result is None:
+            self._dropped.inc(UDF_REASON)
+            return
+        if not isinstance(result, dict):
+            raise UdfError(
+                f"{self._udf.function} returned {type(result).__name__}; expected a dict or None"
+            )
+        yield Record(result, record.origin)
+
+
+class ApplyUdf(beam.PTransform):
+    """Applies a `Udf` to every `Record`'s data.
+
+    Returns ``(records, errors)``: the UDF's records (with the original message kept), and the
+    dead-letter dicts of the records it failed on (reason ``udf_error``, step ``udf``).
+
+    Args:
+        pipeline: the pipeline's name, for dead-letter records.
+        udf: the function to apply.
+    """
+
+    def __init__(self, pipeline: str, udf: Udf) -> None:
+        super().__init__()
+        self._pipeline = pipeline
+        self._udf = udf
+
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        results, failures = records | "Apply" >> beam.ParDo(
+            _ApplyUdfFn(self._udf)
+        ).with_exception_handling(exc_class=UdfError)
+        return results, failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "udf")
