@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
+CHECKOV := terraform/.tools/checkov/bin/checkov
+
 .PHONY: setup system-deps demo test lint services-up services-down clean
 
 $(VENV)/.installed: setup.py
@@ -14,6 +16,12 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 setup: $(VENV)/.installed
+
+# checkov clashes with the suite's packages, so it gets a virtual environment of its own.
+$(CHECKOV): terraform/requirements-checkov.txt
+	$(PYTHON) -m venv terraform/.tools/checkov
+	terraform/.tools/checkov/bin/pip install --quiet -r terraform/requirements-checkov.txt
+	touch $@
 
 # Redis comes from Debian; every other local server is a pip package of the [test] extra,
 # except the Pub/Sub emulator, which ships with the Google Cloud CLI.
@@ -30,7 +38,7 @@ system-deps:
 demo: setup
 	$(PY) -m pipelines demo
 
-test: setup system-deps
+test: setup system-deps $(CHECKOV)
 	$(PY) -m pipelines services up
 	$(PY) -m pytest -q; status=$$?; $(PY) -m pipelines services down; exit $$status
 
@@ -46,4 +54,4 @@ services-down: setup
 	$(PY) -m pipelines services down
 
 clean:
-	rm -rf $(VENV) .services demo-output
+	rm -rf $(VENV) .services demo-output terraform/.tools

@@ -1,0 +1,146 @@
+variable "project_id" {
+  description = "GCP project of the whole stack."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a GCP project ID (6-30 lowercase letters, digits, hyphens)."
+  }
+}
+
+variable "region" {
+  description = "Region of every regional resource and of the Dataflow jobs, e.g. europe-west1."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a GCP region such as europe-west1."
+  }
+}
+
+variable "bigquery_location" {
+  description = "Location of the BigQuery dataset: the region, or the multi-region (EU, US) that contains it."
+  type        = string
+  default     = "EU"
+
+  validation {
+    condition     = can(regex("^(EU|US|[a-z]+-[a-z]+[0-9])$", var.bigquery_location))
+    error_message = "bigquery_location must be EU, US or a region."
+  }
+}
+
+variable "prefix" {
+  description = "Short deployment name in front of every resource name."
+  type        = string
+  default     = "bss"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]{1,9}$", var.prefix))
+    error_message = "prefix must be 2-10 lowercase letters or digits, starting with a letter."
+  }
+}
+
+variable "environment" {
+  description = "dev, test, staging or prod."
+  type        = string
+  default     = "dev"
+
+  validation {
+    condition     = contains(["dev", "test", "staging", "prod"], var.environment)
+    error_message = "environment must be one of dev, test, staging, prod."
+  }
+}
+
+variable "network" {
+  description = "VPC network of the workers and of Redis, as projects/P/global/networks/N."
+  type        = string
+
+  validation {
+    condition     = can(regex("^projects/[^/]+/global/networks/[^/]+$", var.network))
+    error_message = "network must be projects/PROJECT/global/networks/NETWORK."
+  }
+}
+
+variable "subnetwork" {
+  description = "Subnetwork of the workers (regions/REGION/subnetworks/NAME), with Private Google Access on."
+  type        = string
+
+  validation {
+    condition     = can(regex("^regions/[a-z]+-[a-z]+[0-9]/subnetworks/[a-z]([-a-z0-9]*[a-z0-9])?$", var.subnetwork))
+    error_message = "subnetwork must be regions/REGION/subnetworks/NAME."
+  }
+}
+
+variable "image_tag" {
+  description = "Tag (or @sha256:DIGEST) of the pipeline image built from the repository's Dockerfile and pushed to the created repository."
+  type        = string
+  default     = "latest"
+
+  validation {
+    condition     = can(regex("^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$", var.image_tag))
+    error_message = "image_tag must be a Docker tag or @sha256:DIGEST."
+  }
+}
+
+variable "deploy_jobs" {
+  description = "Launch the Dataflow jobs. Leave false on the first apply: the image and the template specs must be built and uploaded into the created repository and bucket first (see README)."
+  type        = bool
+  default     = false
+}
+
+variable "deploy_metrics_to_redis" {
+  description = "Also create Redis (with its AUTH secret) and the metrics_to_redis job reading its own subscription of the same topic."
+  type        = bool
+  default     = true
+}
+
+variable "max_workers" {
+  description = "Upper bound of autoscaling of each job."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.max_workers >= 1 && var.max_workers <= 1000
+    error_message = "max_workers must be between 1 and 1000."
+  }
+}
+
+variable "kms_key_name" {
+  description = "Cloud KMS key for every resource that takes one (topics, dataset, bucket, repository, jobs, Redis), or null for Google-managed encryption. Grant the service agents roles/cloudkms.cryptoKeyEncrypterDecrypter first."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.kms_key_name))
+    error_message = "kms_key_name must be projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY, or null."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Protect the BigQuery tables from terraform destroy."
+  type        = bool
+  default     = true
+}
+
+variable "cdc_source_tables" {
+  description = "Source tables replicated by the cdc_replicate job (e.g. [\"inventory.customers\"]): each gets a replica and a staging table, and the job reads Debezium or Datastream changes from its own topic. Empty: no CDC job, topic or tables."
+  type        = list(string)
+  default     = []
+}
+
+variable "cdc_format" {
+  description = "Change envelopes on the CDC topic: debezium, datastream or auto."
+  type        = string
+  default     = "auto"
+
+  validation {
+    condition     = contains(["debezium", "datastream", "auto"], var.cdc_format)
+    error_message = "cdc_format must be debezium, datastream or auto."
+  }
+}
+
+variable "labels" {
+  description = "Extra labels on every resource."
+  type        = map(string)
+  default     = {}
+}
