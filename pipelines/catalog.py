@@ -17,6 +17,9 @@ __all__ = ["CATALOG", "PipelineSpec", "get_pipeline"]
 CATALOG = {
     "events_to_bigquery": "pipelines.events_to_bigquery",
     "metrics_to_redis": "pipelines.metrics_to_redis",
+    "enrich_and_alert": "pipelines.enrich_and_alert",
+    "sessionize": "pipelines.sessionize",
+    "cdc_replicate": "pipelines.cdc_replicate",
 }
 
 
@@ -31,6 +34,10 @@ class PipelineSpec:
         configure: turns parsed option values into the pipeline's validated config; raises
             `OptionError` or `EndpointError` with a message that says what to change.
         build: adds the pipeline's steps to a Beam pipeline, given the config.
+        delivered: the counter of input records that reached their end (see `RunReport`).
+        streaming_modes: the Dataflow streaming modes (``EXACTLY_ONCE``, ``AT_LEAST_ONCE``)
+            the pipeline is correct under, the default first; empty for a batch-only pipeline.
+            They become the template's ``streaming`` and ``supports*`` flags.
 
     """
 
@@ -40,6 +47,7 @@ class PipelineSpec:
     configure: Callable[[dict[str, Any]], Any]
     build: Callable[[beam.Pipeline, Any], None]
     delivered: str = WRITTEN
+    streaming_modes: tuple[str, ...] = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
 
 
 def get_pipeline(name: str) -> PipelineSpec:

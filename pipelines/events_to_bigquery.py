@@ -20,6 +20,7 @@ from pipelines.spine import (
     PARSE_OPTIONS,
     ParseSettings,
     SpineConfig,
+    SpineView,
     read_and_parse,
     write_dead_letters,
 )
@@ -57,7 +58,7 @@ COUNTS_OPTIONS = (
 
 
 @dataclass(frozen=True)
-class EventsConfig:
+class EventsConfig(SpineView):
     """The validated options of ``events_to_bigquery``.
 
     Attributes:
@@ -67,26 +68,6 @@ class EventsConfig:
 
     spine: SpineConfig
     counts: tuple[AggregateSpec, Sink] | None = None
-
-    @property
-    def source(self) -> Any:
-        """The source (the runner checks which runners it supports)."""
-        return self.spine.source
-
-    @property
-    def max_seconds(self) -> float:
-        """How long an endless run lasts."""
-        return self.spine.max_seconds
-
-    @property
-    def sink(self) -> Sink:
-        """The main sink."""
-        return self.spine.sink
-
-    @property
-    def dead_letter(self) -> Sink:
-        """The dead-letter sink."""
-        return self.spine.dead_letter
 
 
 def _counts(values: dict[str, Any], parse: ParseSettings) -> tuple[AggregateSpec, Sink] | None:

@@ -21,6 +21,7 @@ from pipelines.spine import (
     PARSE_OPTIONS,
     ParseSettings,
     SpineConfig,
+    SpineView,
     read_and_parse,
     write_dead_letters,
 )
@@ -81,7 +82,7 @@ def load_spec(text: str) -> AggregateSpec:
 
 
 @dataclass(frozen=True)
-class MetricsConfig:
+class MetricsConfig(SpineView):
     """The validated options of ``metrics_to_redis``.
 
     Attributes:
@@ -93,26 +94,6 @@ class MetricsConfig:
     spine: SpineConfig
     spec: AggregateSpec
     extra_sinks: tuple[tuple[str, Sink], ...]
-
-    @property
-    def source(self) -> Any:
-        """The source (the runner checks which runners it supports)."""
-        return self.spine.source
-
-    @property
-    def max_seconds(self) -> float:
-        """How long an endless run lasts."""
-        return self.spine.max_seconds
-
-    @property
-    def sink(self) -> Sink:
-        """The main sink."""
-        return self.spine.sink
-
-    @property
-    def dead_letter(self) -> Sink:
-        """The dead-letter sink."""
-        return self.spine.dead_letter
 
 
 def configure(values: dict[str, Any]) -> MetricsConfig:
@@ -163,4 +144,6 @@ PIPELINE = PipelineSpec(
     configure=configure,
     build=build,
     delivered=AGGREGATED,
+    # Under at-least-once a redelivered record would be counted twice in its window.
+    streaming_modes=("EXACTLY_ONCE",),
 )

@@ -15,6 +15,7 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.options import Option, OptionError
+from pipelines.udf import UDF_OPTIONS, ApplyUdf, Udf
 from transforms.dead_letter import DEAD_LETTER_SCHEMA, CountDeadLetters
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.registry import make_sink, make_source
@@ -26,6 +27,7 @@ __all__ = [
     "PARSE_OPTIONS",
     "ParseSettings",
     "SpineConfig",
+    "SpineView",
     "load_schema",
     "read_and_parse",
     "write_dead_letters",
@@ -44,7 +46,7 @@ PARSE_OPTIONS = (
     Option(
         "event_time_field",
         "Field holding the event time (dotted for nested fields), or 'attribute:NAME' to read "
-        "it from a message attribute; empty keeps the source's timestamps.",
+        "it from a message attribute; 'none' keeps the source's timestamps.",
         default="ts",
         group="Parse",
     ),
@@ -72,7 +74,7 @@ PARSE_OPTIONS = (
         param_type="ENUM",
         group="Parse",
     ),
-)
+) + UDF_OPTIONS
 
 
 def load_schema(spec: str) -> Schema | None:
@@ -100,12 +102,14 @@ class ParseSettings:
         event_time: where event times are read, or ``None``.
         max_payload_bytes: the payload size limit.
         unknown_fields: ``reject``, ``drop`` or ``keep``.
+        udf: the Python UDF applied to every parsed record, if any.
     """
 
     schema: Schema | None
     event_time: EventTime | None
     max_payload_bytes: int
     unknown_fields: Any
+    udf: Udf | None = None
 
     @classmethod
     def from_options(
@@ -118,6 +122,8 @@ class ParseSettings:
         """
         schema = load_schema(values["schema"])
         field = event_time_field or values["event_time_field"] or None
+        if field == "none":
+            field = None
         event_time = EventTime.parse(field, values["event_time_unit"]) if field else None
         if schema is not None and event_time is not None and event_time.field is not None:
             top = event_time.field.split(".")[0]
@@ -128,7 +134,8 @@ class ParseSettings:
                 )
         if values["max_payload_bytes"] <= 0:
             raise OptionError("--max_payload_bytes must be positive")
-        return cls(schema, event_time, values["max_payload_bytes"], values["unknown_fields"])
+        udf = Udf.from_options(values)
+        return cls(schema, event_time, values["max_payload_bytes"], values["unknown_fields"], udf)
 
     @property
     def time_field(self) -> str | None:
@@ -191,31 +198,78 @@ class SpineConfig:
         )
 
 
+class SpineView:
+    """Lets a pipeline's config that holds a `SpineConfig` as ``spine`` show its endpoints.
+
+    The runner reads ``source``, ``sink``, ``dead_letter`` and ``max_seconds`` of any config.
+    """
+
+    spine: SpineConfig
+
+    @property
+    def source(self) -> Source:
+        """The source (the runner checks which runners it supports)."""
+        return self.spine.source
+
+    @property
+    def max_seconds(self) -> float:
+        """How long an endless run lasts."""
+        return self.spine.max_seconds
+
+    @property
+    def sink(self) -> Sink:
+        """The main sink."""
+        return self.spine.sink
+
+    @property
+    def dead_letter(self) -> Sink:
+        """The dead-letter sink."""
+        return self.spine.dead_letter
+
+
 def read_and_parse(
-    pipeline: beam.Pipeline, config: SpineConfig
+    pipeline: beam.Pipeline,
+    config: SpineConfig,
+    before_parse: beam.PTransform | None = None,
 ) -> tuple[beam.PCollection, beam.PCollection]:
-    """Reads the source, counts what is read, and parses it.
+    """Reads the source, counts what is read, parses it and applies the UDF, if any.
+
+    Args:
+        pipeline: the Beam pipeline.
+        config: the pipeline's endpoints and parse settings.
+        before_parse: a step on the `Message`s between the read and Parse (e.g. one that
+            drops Debezium tombstones, counted).
 
     Returns:
-        ``(records, errors)``: `Record`s, and dead-letter dicts of what did not parse.
-
+        ``(records, errors)``: `Record`s, and dead-letter dicts of what did not parse or
+        what the UDF failed on.
     """
     messages = pipeline | "Read" >> config.source | "Count read" >> Count(READ)
+    if before_parse is not None:
+        messages = messages | before_parse
     parse = config.parse
-    return messages | "Parse" >> ParseJson(
+    records, errors = messages | "Parse" >> ParseJson(
         config.pipeline,
         schema=parse.schema,
         event_time=parse.event_time,
         max_bytes=parse.max_payload_bytes,
         unknown_fields=parse.unknown_fields,
     )
+    if parse.udf is None:
+        return records, errors
+    records, udf_errors = records | "UDF" >> ApplyUdf(config.pipeline, parse.udf)
+    return records, (errors, udf_errors) | "Parse and UDF errors" >> beam.Flatten()
 
 
 def write_dead_letters(config: SpineConfig, errors: Iterable[beam.PCollection | None]) -> None:
-    """Flattens every step's dead-letter dicts, counts them by reason and writes them."""
+    """Flattens every step's dead-letter dicts, counts them by reason and writes them.
+
+    Being the last step every pipeline adds, it then lets the source add the steps that must
+    follow every write (`Source.after_write`: a Kafka read commits its offsets there).
+    """
     outputs = [pcoll for pcoll in errors if pcoll is not None]
-    if not outputs:
-        return
-    merged = tuple(outputs) | "All errors" >> beam.Flatten()
-    counted = merged | "Count dead letters" >> CountDeadLetters()
-    _ = counted | "Write dead letters" >> config.dead_letter
+    if outputs:
+        merged = tuple(outputs) | "All errors" >> beam.Flatten()
+        counted = merged | "Count dead letters" >> CountDeadLetters()
+        _ = counted | "Write dead letters" >> config.dead_letter
+    config.source.after_write()

@@ -138,7 +138,7 @@ def test_rows_the_table_rejects_are_dead_lettered_with_their_bytes(
     endpoint = f"endpoint={bigquery_emulator.endpoint}"
 
     run_live(
-        [f"--source=pubsub://{subscription}", "--schema=none", "--event_time_field=",
+        [f"--source=pubsub://{subscription}", "--schema=none", "--event_time_field=none",
          f"--sink=bigquery://{PROJECT}:{unique_name}.strict?create=never&{endpoint}",
          f"--dead_letter=bigquery://{PROJECT}:{unique_name}.dead_letter?create=never&{endpoint}"],
         topic,

@@ -18,15 +18,20 @@ SOURCES = {
     "generator": "transforms.io.generator:GeneratorSource",
     "file": "transforms.io.files:FileSource",
     "pubsub": "transforms.io.pubsub:PubSubSource",
+    "kinesis": "transforms.io.kinesis:KinesisSource",
+    "kafka": "transforms.io.kafka:KafkaSource",
 }
 SINKS = {
     "file": "transforms.io.files:FileSink",
     "stdout": "transforms.io.stdout:StdoutSink",
     "console": "transforms.io.console:ConsoleSink",
     "pubsub": "transforms.io.pubsub:PubSubSink",
+    "kinesis": "transforms.io.kinesis:KinesisSink",
     "bigquery": "transforms.io.bigquery:BigQuerySink",
+    "bigquery-replica": "transforms.io.bigquery_replica:BigQueryReplicaSink",
     "redis": "transforms.io.redis:RedisSink",
     "rediss": "transforms.io.redis:RedisSink",
+    "kafka": "transforms.io.kafka:KafkaSink",
 }
 
 
