@@ -158,15 +158,16 @@ def check_declarations(options: Sequence[Option]) -> None:
 COMMON_OPTIONS = (
     Option(
         "source",
-        "Where records are read from: generator://, file://, pubsub://projects/P/subscriptions/S.",
+        "Where records are read from: generator://, file://, pubsub://projects/P/subscriptions/S,"
+        " kafka://HOST:PORT/TOPIC, kinesis://STREAM.",
         required=True,
         regex=r"[a-z][a-z0-9+.-]*://.*",
         group="Endpoints",
     ),
     Option(
         "sink",
-        "Where records are written: file:///dir, bigquery://P:D.T, pubsub://projects/P/topics/T,"
-        " stdout://.",
+        "Where records are written: file:///dir, bigquery://P:D.T, redis://HOST:PORT/DB,"
+        " pubsub://projects/P/topics/T, kafka://HOST:PORT/TOPIC, kinesis://STREAM, stdout://.",
         required=True,
         regex=r"[a-z][a-z0-9+.-]*://.*",
         group="Endpoints",

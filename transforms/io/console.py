@@ -151,6 +151,8 @@ class _ShowFn(beam.DoFn):
 class ConsoleSink(Sink):
     """Shows records as a live table; showing does not fail per record (no dead letters)."""
 
+    runners: ClassVar[frozenset[str]] = frozenset({"DirectRunner"})
+
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__(endpoint, context)
         endpoint.check_params(frozenset({"key", "rows", "sort", "title", "columns"}))
