@@ -31,6 +31,7 @@ from pipelines.spine import (
     PARSE_OPTIONS,
     ParseSettings,
     SpineConfig,
+    SpineView,
     read_and_parse,
     write_dead_letters,
 )
@@ -172,7 +173,7 @@ _PARSE_OPTIONS = tuple(
 
 
 @dataclass(frozen=True)
-class AlertConfig:
+class AlertConfig(SpineView):
     """The validated options of ``enrich_and_alert``.
 
     Attributes:
@@ -190,26 +191,6 @@ class AlertConfig:
     route: RouteSpec
     alert_sinks: tuple[tuple[Sink, tuple[str, ...]], ...]
     bursts: AggregateSpec | None
-
-    @property
-    def source(self) -> Any:
-        """The source (the runner checks which runners it supports)."""
-        return self.spine.source
-
-    @property
-    def max_seconds(self) -> float:
-        """How long an endless run lasts."""
-        return self.spine.max_seconds
-
-    @property
-    def sink(self) -> Sink:
-        """The main sink."""
-        return self.spine.sink
-
-    @property
-    def dead_letter(self) -> Sink:
-        """The dead-letter sink."""
-        return self.spine.dead_letter
 
 
 def _route(values: dict[str, Any]) -> RouteSpec:

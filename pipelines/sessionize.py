@@ -22,12 +22,13 @@ from pipelines.spine import (
     PARSE_OPTIONS,
     ParseSettings,
     SpineConfig,
+    SpineView,
     read_and_parse,
     write_dead_letters,
 )
 from transforms.aggregate import AGGREGATED
 from transforms.durations import parse_duration
-from transforms.io.base import Sink, SinkContext
+from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint
 from transforms.sessions import Sessionize, SessionSpec, session_schema
 
@@ -107,7 +108,7 @@ def default_dead_letter(sink_uri: str) -> str:
 
 
 @dataclass(frozen=True)
-class SessionizeConfig:
+class SessionizeConfig(SpineView):
     """The validated options of ``sessionize``.
 
     Attributes:
@@ -117,26 +118,6 @@ class SessionizeConfig:
 
     spine: SpineConfig
     sessions: SessionSpec
-
-    @property
-    def source(self) -> Any:
-        """The source (the runner checks which runners it supports)."""
-        return self.spine.source
-
-    @property
-    def max_seconds(self) -> float:
-        """How long an endless run lasts."""
-        return self.spine.max_seconds
-
-    @property
-    def sink(self) -> Sink:
-        """The main sink."""
-        return self.spine.sink
-
-    @property
-    def dead_letter(self) -> Sink:
-        """The dead-letter sink."""
-        return self.spine.dead_letter
 
 
 def _sessions(values: dict[str, Any], parse: ParseSettings) -> SessionSpec:
