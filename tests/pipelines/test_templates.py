@@ -13,11 +13,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from pipelines import java_jars
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.cli import main
 from pipelines.templates import (
@@ -430,7 +431,7 @@ def test_hadolint_does_flag_a_bad_dockerfile(tmp_path: Path) -> None:
 def test_dockerfile_is_launcher_and_worker_with_the_suite_entry_point() -> None:
     text = (ROOT / "Dockerfile").read_text()
     froms = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
-    assert froms[-1] == "apache/beam_python3.11_sdk:2.77.0"
+    assert base_image_of(dockerfile_stages()[-1].image) == "apache/beam_python3.11_sdk:2.77.0"
     assert re.fullmatch(
         r"gcr\.io/dataflow-templates-base/python311-template-launcher-base:\w+", froms[0]
     )
@@ -462,3 +463,174 @@ def test_image_lock_pins_every_dependency_with_hashes() -> None:
     for requirement in ast.literal_eval(install):
         name = re.match(r"[A-Za-z0-9._-]+", requirement)[0].lower().replace("_", "-")  # type: ignore[index]
         assert name in pins, f"{name} is not in requirements/image.txt: regenerate it"
+
+
+# --- the image's `java` target ---------------------------------------------------------------
+
+BEAM_VERSION = "2.77.0"
+MAVEN = "https://repo.maven.apache.org/maven2/org/apache/beam"
+KAFKA_JAR = f"beam-sdks-java-io-expansion-service-{BEAM_VERSION}.jar"
+KINESIS_JAR = f"beam-sdks-java-io-amazon-web-services2-expansion-service-{BEAM_VERSION}.jar"
+BQ_JAR = f"beam-sdks-java-io-google-cloud-platform-expansion-service-{BEAM_VERSION}.jar"
+
+
+class Stage(NamedTuple):
+    """One build stage of the Dockerfile."""
+
+    image: str  # what it starts from: an image or an earlier stage's name
+    name: str  # its name after AS, "" for none
+    body: str  # its instructions
+
+
+def dockerfile_stages(text: str | None = None) -> list[Stage]:
+    text = (ROOT / "Dockerfile").read_text() if text is None else text
+    parts = re.split(r"^(FROM \S+(?: AS \S+)?)$", text, flags=re.MULTILINE)
+    stages = []
+    for line, body in zip(parts[1::2], parts[2::2], strict=True):
+        words = line.split()
+        stages.append(Stage(words[1], words[3] if len(words) == 4 else "", body))
+    return stages
+
+
+def base_image_of(image: str) -> str:
+    """Follows stage names (``FROM base``) back to the image they start from."""
+    names = {stage.name: stage.image for stage in dockerfile_stages() if stage.name}
+    while image in names:
+        image = names[image]
+    return image
+
+
+def test_java_jars_are_the_ones_beam_2_77_names_for_kafka_and_kinesis() -> None:
+    # Pure: Beam's factories and path_to_beam_jar only build URLs; nothing is downloaded.
+    jars = java_jars.resolve_jars()
+    assert [(jar.ios, jar.gradle_target, jar.url) for jar in jars] == [
+        (("kafka",), "sdks:java:io:expansion-service:shadowJar",
+         f"{MAVEN}/beam-sdks-java-io-expansion-service/{BEAM_VERSION}/{KAFKA_JAR}"),
+        (("kinesis",), "sdks:java:io:amazon-web-services2:expansion-service:shadowJar",
+         f"{MAVEN}/beam-sdks-java-io-amazon-web-services2-expansion-service/{BEAM_VERSION}/"
+         f"{KINESIS_JAR}"),
+    ]  # fmt: skip
+    assert [jar.file_name for jar in jars] == [KAFKA_JAR, KINESIS_JAR]
+
+
+def test_java_jars_are_the_urls_beam_itself_uses_when_building_the_graph() -> None:
+    from apache_beam.io import kafka, kinesis
+    from apache_beam.io.gcp.bigquery import StorageWriteToBigQuery
+    from apache_beam.io.kafka import ReadFromKafka
+
+    by_io = {jar.ios[0]: jar.url for jar in java_jars.resolve_jars(java_jars.EXPANSION_SERVICES)}
+    assert by_io["kafka"] == kafka.default_io_expansion_service().path_to_jar
+    assert by_io["kinesis"] == kinesis.default_io_expansion_service().path_to_jar
+    write = StorageWriteToBigQuery(table="p:d.t")
+    assert by_io["storage_write"] == write._expansion_service.path_to_jar
+    assert by_io["storage_write"].endswith(f"/{BQ_JAR}")
+    # The transform the suite builds for Kafka impl=java (no expansion_service argument).
+    read = ReadFromKafka(consumer_config={"bootstrap.servers": "k:9092"}, topics=["t"])
+    assert read._expansion_service.path_to_jar == by_io["kafka"]
+
+
+def test_java_jars_cache_where_beam_looks_and_take_a_mirror(tmp_path: Path) -> None:
+    from apache_beam.utils.subprocess_server import JavaJarServer
+
+    kafka_jar, kinesis_jar = java_jars.resolve_jars(["kafka", "kinesis", "kafka"])
+    assert java_jars.cached_path(kafka_jar) == str(Path(JavaJarServer.JAR_CACHE) / KAFKA_JAR)
+    assert JavaJarServer.JAR_CACHE == str(Path("~/.apache_beam/cache/jars").expanduser())
+    assert java_jars.cached_path(kinesis_jar, str(tmp_path)) == str(tmp_path / KINESIS_JAR)
+    (mirrored,) = java_jars.resolve_jars(["kafka"], "https://mirror.example/maven2")
+    assert mirrored.url == (
+        "https://mirror.example/maven2/org/apache/beam/beam-sdks-java-io-expansion-service/"
+        f"{BEAM_VERSION}/{KAFKA_JAR}"
+    )
+    assert mirrored.file_name == kafka_jar.file_name  # so Beam finds it under its own URL
+    with pytest.raises(KeyError, match="unknown IO 'kafak'"):
+        java_jars.resolve_jars(["kafak"])
+
+
+def test_java_jars_check_and_list_work_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = str(tmp_path)
+    assert java_jars.main(["--check", "--cache_dir", cache]) == 1
+    out = capsys.readouterr().out
+    assert f"kafka: MISSING {tmp_path / KAFKA_JAR}" in out
+    assert f"kinesis: MISSING {tmp_path / KINESIS_JAR}" in out
+    (tmp_path / KAFKA_JAR).write_bytes(b"PK")
+    assert java_jars.missing_jars(java_jars.resolve_jars(), cache) == java_jars.resolve_jars()[1:]
+    (tmp_path / KINESIS_JAR).write_bytes(b"PK")
+    assert java_jars.main(["--check", "--cache_dir", cache]) == 0
+    assert f"kinesis: cached {tmp_path / KINESIS_JAR}" in capsys.readouterr().out
+    assert java_jars.main(["--list", "--io", "storage_write", "--cache_dir", cache]) == 0
+    out = capsys.readouterr().out
+    assert f"Beam {BEAM_VERSION}, jar cache {tmp_path}" in out
+    assert f"storage_write: {MAVEN}/" in out and f"-> {tmp_path / BQ_JAR}" in out
+    assert "kafka" not in out
+
+
+def test_java_jars_download_nothing_already_cached(tmp_path: Path) -> None:
+    for name in (KAFKA_JAR, KINESIS_JAR):
+        (tmp_path / name).write_bytes(b"PK")
+    paths = java_jars.cache_jars(java_jars.resolve_jars(), str(tmp_path))
+    assert paths == [str(tmp_path / KAFKA_JAR), str(tmp_path / KINESIS_JAR)]
+
+
+def test_dockerfile_stages_base_by_default_and_java_on_request() -> None:
+    stages = dockerfile_stages()
+    assert [(stage.image, stage.name) for stage in stages] == [
+        (stages[0].image, "launcher"),
+        ("apache/beam_python3.11_sdk:2.77.0", "jars"),
+        ("apache/beam_python3.11_sdk:2.77.0", "base"),
+        ("base", "java"),
+        ("base", ""),  # the default target: `docker build .` builds the image without Java
+    ]
+    assert stages[-1].body.strip() == ""
+    assert "USER" not in (ROOT / "Dockerfile").read_text()  # root: Beam's cache is /root/...
+    assert "docker build --target java" in (ROOT / "Dockerfile").read_text()
+
+
+def test_dockerfile_java_stage_installs_a_pinned_headless_jre_and_the_cached_jars() -> None:
+    java = next(stage for stage in dockerfile_stages() if stage.name == "java")
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", java.body, re.MULTILINE))
+    assert args["JRE_PACKAGE"].endswith("-jre-headless")
+    assert re.fullmatch(r"\d[\w.+~:-]*", args["JRE_VERSION"])
+    run = re.search(r"^RUN apt-get update .*?[^\\]$", java.body, re.MULTILINE | re.DOTALL)
+    assert run is not None
+    command = " ".join(run[0].replace("\\\n", " ").split())
+    assert 'apt-get install -y --no-install-recommends "${JRE_PACKAGE}=${JRE_VERSION}"' in command
+    assert "rm -rf /var/lib/apt/lists/*" in command and command.endswith("java -version")
+    cache = "/root/.apache_beam/cache/jars"
+    assert f"COPY --from=jars {cache} {cache}" in java.body
+    assert re.search(r"^RUN python -m pipelines\.java_jars --check$", java.body, re.MULTILINE)
+
+
+def test_dockerfile_jars_stage_runs_the_module_from_the_files_it_copies(tmp_path: Path) -> None:
+    jars = next(stage for stage in dockerfile_stages() if stage.name == "jars")
+    copy = re.search(r"^COPY ((?:pipelines/\S+ )+)pipelines/$", jars.body, re.MULTILINE)
+    assert copy is not None
+    assert re.search(r"^RUN python -m pipelines\.java_jars --maven_repository_url", jars.body,
+                     re.MULTILINE)  # fmt: skip
+    (tmp_path / "pipelines").mkdir()
+    for name in copy[1].split():
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    # Only the copied files and the Beam of the SDK image: nothing else of the suite.
+    script = (
+        "import sys, pipelines.java_jars as m; print(m.__file__); "
+        "sys.exit(m.main(['--list', '--cache_dir', 'C']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(tmp_path / "pipelines" / "java_jars.py")
+    assert lines[2].endswith(f"-> C/{KAFKA_JAR}") and lines[3].endswith(f"-> C/{KINESIS_JAR}")
+
+
+def test_hadolint_checks_the_java_stage_too(tmp_path: Path) -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    pinned = '--no-install-recommends "${JRE_PACKAGE}=${JRE_VERSION}"'
+    assert pinned in text
+    bad = tmp_path / "Dockerfile"
+    bad.write_text(text.replace(pinned, '"${JRE_PACKAGE}"'))
+    result = subprocess.run([hadolint(), str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "DL3008" in result.stdout and "DL3015" in result.stdout
