@@ -325,4 +325,6 @@ PIPELINE = PipelineSpec(
     configure=configure,
     build=build,
     delivered=ENRICHED,
+    # A record delivered twice could raise a second alert and count twice in a burst.
+    streaming_modes=("EXACTLY_ONCE",),
 )

@@ -179,4 +179,6 @@ PIPELINE = PipelineSpec(
     configure=configure,
     build=build,
     delivered=AGGREGATED,
+    # A record delivered twice would count twice in its session.
+    streaming_modes=("EXACTLY_ONCE",),
 )
