@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["Endpoint", "EndpointError", "redact"]
+__all__ = ["Endpoint", "EndpointError", "boolean", "redact"]
 
 T = TypeVar("T")
 
@@ -27,6 +27,14 @@ def redact(text: str) -> str:
     """Replaces passwords and tokens in any URIs inside ``text`` with ``***``."""
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", text)
+
+
+def boolean(text: str) -> bool:
+    """Reads ``true``/``false`` (also ``1``/``0``, ``yes``/``no``); raises `ValueError`."""
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(text)
+    return lowered in ("true", "1", "yes")
 
 
 class EndpointError(ValueError):
@@ -113,6 +121,10 @@ class Endpoint:
             kind = getattr(convert, "__name__", "value")
             shown = "***" if _SECRET_PARAMS.search(name) else repr(text)
             raise EndpointError(f"{self}: parameter {name}={shown} is not a valid {kind}") from None
+
+    def flag(self, name: str, default: bool) -> bool:
+        """Returns parameter ``name`` read as ``true`` or ``false`` (or ``1``/``0``, yes/no)."""
+        return self.param(name, boolean, default)
 
     def fraction(self, name: str, default: float) -> float:
         """Returns parameter ``name`` as a number in [0, 1]."""

@@ -62,13 +62,6 @@ _PARAMS = frozenset(
 IDLE_WAIT_SECONDS = 0.2
 
 
-def _boolean(text: str) -> bool:
-    lowered = text.lower()
-    if lowered not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(text)
-    return lowered in ("true", "1", "yes")
-
-
 class EventGenerator:
     """Makes event payloads; the same seed and index give the same event, bounded or live.
 
@@ -238,7 +231,7 @@ class GeneratorSource(Source):
             late=endpoint.fraction("late", 0.0),
             users=endpoint.positive("users", int, 1000),
         )
-        self.live = self.count is None or endpoint.param("live", _boolean, False)
+        self.live = self.count is None or endpoint.flag("live", False)
         self.speed: float = endpoint.positive("speed", float, 1.0)
         self.bounded = not self.live
         self.finite = self.count is not None

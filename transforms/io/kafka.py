@@ -51,7 +51,7 @@ from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, Sw
 
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.kafka_client import CONNECTION_PARAMS, KafkaConnection, boolean
+from transforms.io.kafka_client import CONNECTION_PARAMS, KafkaConnection
 from transforms.io.kafka_read import (
     PROGRESS,
     STARTS,
@@ -182,7 +182,7 @@ class KafkaSource(Source):
         self.impl = endpoint.params.get("impl", "python")
         if self.impl not in IMPLS:
             raise EndpointError(f"{endpoint}: impl must be one of {list(IMPLS)}")
-        self.live = endpoint.param("live", boolean, False)
+        self.live = endpoint.flag("live", False)
         if self.live and self.impl == "java":
             raise EndpointError(
                 f"{endpoint}: live applies to impl=python; impl=java is unbounded unless "

@@ -21,7 +21,6 @@ __all__ = [
     "SASL_MECHANISMS",
     "SECURITY_PROTOCOLS",
     "KafkaConnection",
-    "boolean",
 ]
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -33,14 +32,6 @@ CLIENT_ID = "beam-streaming-suite"
 
 _BROKER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
-
-
-def boolean(text: str) -> bool:
-    """Reads ``true``/``false`` (also ``1``/``0``, ``yes``/``no``); raises `ValueError`."""
-    lowered = text.lower()
-    if lowered not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(text)
-    return lowered in ("true", "1", "yes")
 
 
 @dataclass(frozen=True)

@@ -139,13 +139,6 @@ _TRANSIENT_CALL_CODES = frozenset(
 )  # fmt: skip
 
 
-def _boolean(text: str) -> bool:
-    lowered = text.lower()
-    if lowered not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(text)
-    return lowered in ("true", "1", "yes")
-
-
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -631,7 +624,7 @@ class KinesisSource(Source):
         self.impl = endpoint.params.get("impl", "python")
         if self.impl not in IMPLS:
             raise EndpointError(f"{endpoint}: impl must be one of {list(IMPLS)}")
-        self.live: bool = endpoint.param("live", _boolean, False)
+        self.live: bool = endpoint.flag("live", False)
         self.settings = ReadSettings(
             target=StreamTarget.from_endpoint(endpoint),
             iterator=iterator,
