@@ -49,7 +49,7 @@ from transforms.io.batching import Pending, retry_transient
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis import _PORT_GIVEN, DEFAULT_PORT, KeyTemplate, RedisSink, _is_transient
 from transforms.message import Record
-from transforms.secrets import resolve_secret
+from transforms.secrets import password_reference, resolve_secret
 
 __all__ = ["RedisConnection", "RedisLookup", "TtlCache", "endpoint_duration", "from_text"]
 
@@ -118,7 +118,7 @@ class RedisConnection:
             tls=endpoint.scheme == "rediss",
             username=endpoint.username,
             password=endpoint.password,
-            password_ref=RedisSink._password_ref(endpoint),
+            password_ref=password_reference(endpoint),
             timeout=timeout,
             attempts=endpoint.positive("attempts", int, 3),
         )

@@ -17,7 +17,9 @@ import os
 import re
 from typing import Any
 
-__all__ = ["SecretError", "check_reference", "resolve_secret"]
+from transforms.io.endpoint import Endpoint, EndpointError
+
+__all__ = ["SecretError", "check_reference", "password_reference", "resolve_secret"]
 
 ENV_PREFIX = "env:"
 DEFAULT_TIMEOUT = 30.0
@@ -85,3 +87,28 @@ def resolve_secret(reference: str, *, client: Any = None, timeout: float = DEFAU
     finally:
         if own_client:
             client.transport.close()
+
+
+def password_reference(endpoint: Endpoint) -> str | None:
+    """Returns where a worker reads an endpoint's password from, if its URI says.
+
+    ``password_env=VAR`` gives ``env:VAR`` and ``password_secret=projects/...`` the Secret
+    Manager name; a password in the URI itself gives ``None`` (the caller uses it directly).
+
+    Raises:
+        EndpointError: the password is given more than once, or the reference is malformed.
+    """
+    env = endpoint.params.get("password_env")
+    secret = endpoint.params.get("password_secret")
+    given = [source for source in (endpoint.password, env, secret) if source is not None]
+    if len(given) > 1:
+        raise EndpointError(
+            f"{endpoint}: give the password once: in the URI, password_env or password_secret"
+        )
+    reference = secret if secret is not None else None if env is None else ENV_PREFIX + env
+    if reference is not None:
+        try:
+            check_reference(reference)
+        except SecretError as error:
+            raise EndpointError(f"{endpoint}: {error}") from None
+    return reference

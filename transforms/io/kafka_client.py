@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.secrets import ENV_PREFIX, SecretError, check_reference, resolve_secret
+from transforms.secrets import password_reference, resolve_secret
 
 __all__ = [
     "CONNECTION_PARAMS",
@@ -82,7 +82,7 @@ class KafkaConnection:
                 f"{endpoint}: security_protocol must be one of {list(SECURITY_PROTOCOLS)}"
             )
         username = _username(endpoint)
-        password_ref = _password_ref(endpoint)
+        password_ref = password_reference(endpoint)
         has_password = endpoint.password is not None or password_ref is not None
         sasl = protocol.startswith("SASL_")
         if not sasl:
@@ -147,21 +147,3 @@ def _username(endpoint: Endpoint) -> str | None:
     if given == "":
         raise EndpointError(f"{endpoint}: sasl_username is empty")
     return given if given is not None else endpoint.username
-
-
-def _password_ref(endpoint: Endpoint) -> str | None:
-    """Returns the reference the worker reads the password from, if the URI gives one."""
-    env = endpoint.params.get("password_env")
-    secret = endpoint.params.get("password_secret")
-    given = [source for source in (endpoint.password, env, secret) if source is not None]
-    if len(given) > 1:
-        raise EndpointError(
-            f"{endpoint}: give the password once: in the URI, password_env or password_secret"
-        )
-    reference = secret if secret is not None else None if env is None else ENV_PREFIX + env
-    if reference is not None:
-        try:
-            check_reference(reference)
-        except SecretError as error:
-            raise EndpointError(f"{endpoint}: {error}") from None
-    return reference

@@ -100,7 +100,7 @@ from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
-from transforms.secrets import ENV_PREFIX, SecretError, check_reference, resolve_secret
+from transforms.secrets import password_reference, resolve_secret
 
 __all__ = ["MODES", "KeyTemplate", "RedisSink", "TruncateUnsupported", "to_json", "to_text"]
 
@@ -564,7 +564,7 @@ class RedisSink(Sink):
             tls=endpoint.scheme == "rediss",
             username=endpoint.username,
             password=endpoint.password,
-            password_ref=self._password_ref(endpoint),
+            password_ref=password_reference(endpoint),
             mode=mode,
             key=key,
             ttl=ttl,
@@ -610,25 +610,6 @@ class RedisSink(Sink):
         if seconds < 1:
             raise EndpointError(f"{endpoint}: delete_ttl must be at least 1s")
         return round(seconds)
-
-    @staticmethod
-    def _password_ref(endpoint: Endpoint) -> str | None:
-        """Returns the reference the worker reads the password from, if the URI gives one."""
-        env = endpoint.params.get("password_env")
-        secret = endpoint.params.get("password_secret")
-        given = [source for source in (endpoint.password, env, secret) if source is not None]
-        if len(given) > 1:
-            raise EndpointError(
-                f"{endpoint}: give the password once: in the URI, password_env or password_secret"
-            )
-        reference = None if env is None else ENV_PREFIX + env
-        reference = secret if secret is not None else reference
-        if reference is not None:
-            try:
-                check_reference(reference)
-            except SecretError as error:
-                raise EndpointError(f"{endpoint}: {error}") from None
-        return reference
 
     def _check_fields(self, endpoint: Endpoint, names: list[str | None]) -> None:
         """Checks that the fields the sink reads are in the records' schema, when declared."""
