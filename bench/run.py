@@ -1,7 +1,8 @@
 """Runs the benchmarks and writes bench/results/RESULTS.md (and RESULTS.png with matplotlib).
 
-    .venv/bin/python -m bench.run                 # 100k and 1M events, 1k keys
-    .venv/bin/python -m bench.run --events 100000 --keys 1000 100000
+    .venv/bin/python -m bench.run                                  # every job, 100k events
+    .venv/bin/python -m bench.run --job window_agg --keys 1000 100000
+    .venv/bin/python -m bench.run --job cdc_apply session --events 100000 1000000
 
 Each variant runs in its own process (so peak memory is its own); rates are events per second
 and ratios are against the plain ``json`` loop measured in the same run. Speed is never asserted
@@ -20,53 +21,72 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.data import events_file
-from bench.jobs import VARIANTS
+from bench.jobs import JOBS
 
 RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = ("loop_json", "loop_orjson", "loop_msgspec", "naive_beam", "suite")
+
+_CHILD = """
+import json, resource, sys, tempfile, time
+from pathlib import Path
+from bench.jobs import JOBS
+job, variant, path = JOBS[sys.argv[1]], sys.argv[2], Path(sys.argv[3])
+out = Path(tempfile.mkdtemp(prefix="suite-bench-")) / "rows"
+start = time.perf_counter()
+job.variants[variant](path, out)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+files = [f for f in out.parent.rglob("*") if f.is_file() and not f.name.startswith(".")]
+lines = sum(sum(1 for _ in f.open("rb")) for f in files if f.suffix != ".parquet")
+cleaned = job.cleanup(out) if job.cleanup else None
+print(json.dumps({"seconds": seconds, "peak_mib": peak, "out_lines": lines, "cleaned": cleaned}))
+"""
 
 
-def _measure_in_child(variant: str, path: Path) -> dict[str, float]:
-    """Runs one variant in a fresh process; returns its seconds and peak memory (MiB)."""
-    code = (
-        "import json, resource, sys, time, tempfile; from pathlib import Path;"
-        "from bench.jobs import VARIANTS;"
-        "out = Path(tempfile.mkdtemp()) / 'rows';"
-        f"start = time.perf_counter(); VARIANTS[{variant!r}](Path({str(path)!r}), out);"
-        "seconds = time.perf_counter() - start;"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024;"
-        "print(json.dumps({'seconds': seconds, 'peak_mib': peak}))"
-    )
+def _measure_in_child(job: str, variant: str, path: Path) -> dict[str, float]:
+    """Runs one variant in a fresh process; returns its seconds, peak memory (MiB), output."""
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        [sys.executable, "-c", _CHILD, job, variant, str(path)], capture_output=True, text=True,
+        check=True, cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Measures every variant for every size; prints and writes the results table."""
+    """Measures every variant of every job for every size; prints and writes the results."""
     parser = argparse.ArgumentParser(prog="bench.run")
-    parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--job", nargs="+", default=list(JOBS), choices=list(JOBS))
+    parser.add_argument("--events", type=int, nargs="+", default=[100_000])
     parser.add_argument("--keys", type=int, nargs="+", default=[1000])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     args = parser.parse_args(argv)
     data = Path(tempfile.gettempdir()) / "suite-bench"
     rows = []
-    for keys in args.keys:
-        for count in args.events:
-            path = events_file(data, count, keys)
-            base = None
-            for variant in args.variants:
-                measured = _measure_in_child(variant, path)
-                rate = count / measured["seconds"]
-                if variant == "loop_json":
-                    base = rate
-                rows.append({"job": "window_agg", "events": count, "keys": keys,
-                             "variant": variant, "events_per_s": rate,
-                             "vs_json_loop": rate / base if base else None,
-                             "peak_mib": measured["peak_mib"]})  # fmt: skip
-                print(json.dumps(rows[-1]), flush=True)
+    for name in args.job:
+        job = JOBS[name]
+        reason = job.unavailable() if job.unavailable else None
+        if reason:
+            print(f"skipping {name}: {reason}", flush=True)
+            continue
+        for keys in [job.keys] if job.keys else args.keys:
+            for count in args.events:
+                path = job.data(data, count, keys)
+                base = None
+                for variant in args.variants:
+                    try:
+                        measured = _measure_in_child(name, variant, path)
+                    except subprocess.CalledProcessError as exc:
+                        print(f"{name} {variant} failed:\n{exc.stderr[-3000:]}", flush=True)
+                        continue
+                    rate = count / measured["seconds"]
+                    if variant == "loop_json":
+                        base = rate
+                    rows.append({"job": name, "events": count, "keys": keys,
+                                 "variant": variant, "events_per_s": rate,
+                                 "vs_json_loop": rate / base if base else None,
+                                 "peak_mib": measured["peak_mib"]})  # fmt: skip
+                    check = {k: measured[k] for k in ("out_lines", "cleaned") if measured[k]}
+                    print(json.dumps({**rows[-1], **check}), flush=True)
     _write(rows)
     return 0
 
@@ -94,16 +114,21 @@ def _write(rows: list[dict]) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    figure, axis = plt.subplots(figsize=(8, 4))
-    for variant in dict.fromkeys(r["variant"] for r in rows):
-        points = [(r["events"], r["events_per_s"]) for r in rows if r["variant"] == variant]
-        axis.plot(*zip(*points, strict=True), marker="o", label=variant)
-    axis.set_xscale("log")
+    cases = list(dict.fromkeys((r["job"], r["events"], r["keys"]) for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    rates = {(r["job"], r["events"], r["keys"], r["variant"]): r["events_per_s"] for r in rows}
+    figure, axis = plt.subplots(figsize=(max(8, 1.6 * len(cases)), 4.5))
+    width = 0.8 / max(1, len(variants))
+    for offset, variant in enumerate(variants):
+        heights = [rates.get((*case, variant), 0) for case in cases]
+        positions = [index + offset * width for index in range(len(cases))]
+        axis.bar(positions, heights, width, label=variant)
+    axis.set_xticks([index + 0.4 - width / 2 for index in range(len(cases))])
+    axis.set_xticklabels([f"{j}\n{n:,} ev, {k:,} keys" for j, n, k in cases], fontsize=7)
     axis.set_yscale("log")
-    axis.set_xlabel("events")
     axis.set_ylabel("events/s")
-    axis.set_title(f"window_agg, {dt.date.today()}")
-    axis.legend()
+    axis.set_title(f"bench, {dt.date.today()}")
+    axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(RESULTS / "RESULTS.png")
 
