@@ -8,13 +8,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import apache_beam as beam
 import pytest
-from apache_beam.testing.util import assert_that
 from apache_beam.transforms.window import TimestampedValue
 from google.cloud import bigquery
 
 from pipelines.services import ServiceSpec
+from tests.support import run_sink
 from transforms.dead_letter import DEAD_LETTER_SCHEMA, error_record
 from transforms.io.base import SinkContext
 from transforms.io.bigquery import BigQuerySink, insert_id, to_json_row
@@ -22,7 +21,6 @@ from transforms.io.bigquery_client import bounded_retry, make_client
 from transforms.io.endpoint import EndpointError
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
-from transforms.metrics import counter_totals
 from transforms.schema import Field, Schema
 
 PROJECT = "local-project"
@@ -47,17 +45,6 @@ def _record(line: int, data: dict[str, Any]) -> Record:
 def _query(client: bigquery.Client, sql: str) -> list[dict[str, Any]]:
     job = client.query(sql, timeout=TIMEOUT, retry=bounded_retry(TIMEOUT), job_retry=None)
     return [dict(row) for row in job.result(timeout=TIMEOUT, retry=bounded_retry(TIMEOUT))]
-
-
-def _run(records: list[Any], sink: BigQuerySink, check: Any = None) -> dict[str, int]:
-    """Runs Create(records) | sink, asserting ``check`` on its dead letters; returns counters."""
-    pipeline = beam.Pipeline()
-    dead_letters = pipeline | beam.Create(records, reshuffle=False) | sink
-    if check is not None:
-        assert_that(dead_letters, check)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return counter_totals(result.metrics())
 
 
 @pytest.fixture
@@ -103,7 +90,7 @@ def test_good_rows_land_in_a_new_day_partitioned_table(
         schema=SCHEMA,
     )
 
-    counters = _run([_record(i, row) for i, row in enumerate(rows, 1)], sink, _empty)
+    counters = run_sink([_record(i, row) for i, row in enumerate(rows, 1)], sink)
 
     assert counters["written"] == 3
     table = client.get_table(f"{PROJECT}.{dataset}.events", timeout=TIMEOUT)
@@ -118,10 +105,6 @@ def test_good_rows_land_in_a_new_day_partitioned_table(
         {**row, "ts": dt.datetime.fromisoformat(row["ts"].replace("Z", "+00:00"))} for row in rows
     ]
     assert got == expected
-
-
-def _empty(actual: list[Any]) -> None:
-    assert actual == [], actual
 
 
 @pytest.mark.integration
@@ -147,7 +130,7 @@ def test_bad_type_rows_are_dead_lettered_and_good_rows_of_the_batch_written(
         assert letter["source"] == {"system": "file", "path": "/in.jsonl", "line": 2}
         assert letter["event_timestamp"] == "2026-11-25T10:00:00Z"
 
-    counters = _run(timestamped, sink, check)
+    counters = run_sink(timestamped, sink, check)
 
     assert counters["written"] == 2
     got = _query(client, f"SELECT id, name FROM `{PROJECT}.{dataset}.events` ORDER BY id")
@@ -169,7 +152,7 @@ def test_a_request_failing_with_5xx_dead_letters_its_batch_as_sink_unavailable(
         assert {d["reason"] for d in dead_letters} == {"sink_unavailable"}
         assert {d["error_type"] for d in dead_letters} == {"InternalServerError"}
 
-    counters = _run([good, poison], sink, check)
+    counters = run_sink([good, poison], sink, check)
 
     assert counters.get("written", 0) == 0
     assert _query(client, f"SELECT id FROM `{PROJECT}.{dataset}.events`") == []
@@ -206,7 +189,7 @@ def test_dead_letter_sink_writes_dead_letter_rows_with_bytes(
         dead_letter=True,
     )
 
-    counters = _run([Record(letter) for letter in letters], sink)
+    counters = run_sink([Record(letter) for letter in letters], sink)
 
     assert "written" not in counters
     table = client.get_table(f"{PROJECT}.{dataset}.errors", timeout=TIMEOUT)
@@ -245,7 +228,7 @@ def test_dead_letter_sink_raises_when_a_row_is_rejected(
     sink = _sink(bigquery_emulator, f"{dataset}.errors", dead_letter=True)
 
     with pytest.raises(Exception, match="rejected 1 of 1 dead-letter rows"):
-        _run([Record(letter)], sink)
+        run_sink([Record(letter)], sink)
 
 
 @pytest.mark.integration
@@ -255,7 +238,7 @@ def test_create_never_fails_on_a_missing_table(
     sink = _sink(bigquery_emulator, f"{dataset}.missing", "&create=never")
 
     with pytest.raises(Exception, match="Not found"):
-        _run([_record(1, {"id": 1})], sink)
+        run_sink([_record(1, {"id": 1})], sink)
 
 
 @pytest.mark.parametrize(

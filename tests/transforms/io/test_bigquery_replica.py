@@ -17,6 +17,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import bigquery
 
 from pipelines.services import ServiceSpec
+from tests.support import no_dead_letters, run_sink
 from transforms.cdc.change import Change
 from transforms.io.base import SinkContext
 from transforms.io.bigquery_client import bounded_retry, make_client
@@ -89,19 +90,6 @@ def _sink(spec: ServiceSpec, dataset: str, query: str = "") -> BigQueryReplicaSi
     sink = make_sink(uri, SinkContext(pipeline="test_pipeline"))
     assert isinstance(sink, BigQueryReplicaSink)
     return sink
-
-
-def _empty(actual: list[Any]) -> None:
-    assert actual == [], actual
-
-
-def _run(records: list[Record], sink: BigQueryReplicaSink, check: Any = _empty) -> dict[str, int]:
-    """Runs Create(records) | sink (a bounded run), asserting ``check`` on its dead letters."""
-    pipeline = beam.Pipeline()
-    assert_that(pipeline | beam.Create(records, reshuffle=False) | sink, check)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return counter_totals(result.metrics())
 
 
 def _replica(client: bigquery.Client, dataset: str, table: str) -> dict[str, dict[str, Any]]:
@@ -179,14 +167,14 @@ def test_in_order_shuffled_duplicated_and_replayed_changes_give_the_same_replica
     first, second = shuffled[:40], shuffled[40:] + shuffled[5:25]  # the second run replays
 
     in_order = _sink(bigquery_emulator, dataset, "&batch_size=7")
-    counters = _run(history, in_order)
+    counters = run_sink(history, in_order)
     assert counters["written"] == len(history)
     assert counters["replica_merges"] == 2  # one per table, at the end of the bounded run
     # Replica tables are named after the source tables: the second order uses a second dataset.
     replayed = _sink(bigquery_emulator, f"{dataset}_b", "&batch_size=5")
     try:
-        _run(first, replayed)
-        _run(second, replayed)
+        run_sink(first, replayed)
+        run_sink(second, replayed)
         for table, rows in expected.items():
             assert _replica(client, dataset, table) == rows
             assert _replica(client, f"{dataset}_b", table) == rows
@@ -205,7 +193,7 @@ def test_a_delete_stays_a_tombstone_that_only_a_newer_upsert_revives(
     bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
 ) -> None:
     sink = _sink(bigquery_emulator, dataset)
-    _run(
+    run_sink(
         [
             _upsert(1, (1,), email="a@x"),
             _upsert(2, (2,), email="b@x"),
@@ -224,10 +212,10 @@ def test_a_delete_stays_a_tombstone_that_only_a_newer_upsert_revives(
     assert _replica(client, dataset, TABLE) == after_delete
 
     # A late, older upsert (a retried bundle, a replayed log) does not bring 1 back.
-    _run([_upsert(1, (2,), email="late@x")], sink)
+    run_sink([_upsert(1, (2,), email="late@x")], sink)
     assert _replica(client, dataset, TABLE) == after_delete
 
-    _run([_upsert(1, (5,), email="again@x")], sink)
+    run_sink([_upsert(1, (5,), email="again@x")], sink)
     assert _replica(client, dataset, TABLE) == {
         **after_delete,
         '{"id":1}': _live({"id": 1, "email": "again@x"}, 5),
@@ -239,9 +227,9 @@ def test_a_truncate_tombstones_older_rows_and_ignores_older_changes(
     bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
 ) -> None:
     sink = _sink(bigquery_emulator, dataset)
-    _run([_upsert(1, (1,), v=1), _upsert(2, (2,), v=2), _upsert(7, (9,), table=ORDERS)], sink)
+    run_sink([_upsert(1, (1,), v=1), _upsert(2, (2,), v=2), _upsert(7, (9,), table=ORDERS)], sink)
     truncate = _change(CUSTOMERS, {}, "truncate", (5,), source_ts="2026-11-25T10:00:05Z")
-    _run(
+    run_sink(
         [
             truncate,
             _upsert(3, (6,), v=3),  # after the truncate
@@ -294,7 +282,7 @@ def test_changes_that_cannot_be_staged_are_dead_lettered_and_the_others_replicat
         assert by_line[4]["payload_bytes"] == bad_time.origin.payload  # type: ignore[union-attr]
 
     sink = _sink(bigquery_emulator, dataset)
-    counters = _run([good, not_a_change, other_table, bad_time], sink, check)
+    counters = run_sink([good, not_a_change, other_table, bad_time], sink, check)
 
     assert counters["written"] == 1
     assert _replica(client, dataset, TABLE) == {'{"id":1}': _live({"id": 1, "name": "ok"}, 1)}
@@ -342,7 +330,7 @@ def test_streaming_merges_each_table_every_merge_every_while_changes_arrive(
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(options=options)
     read = pipeline | stream | beam.ParDo(Snapshot()).with_outputs("snapshot", main="records")
-    assert_that(read.records | sink, _empty)
+    assert_that(read.records | sink, no_dead_letters)
     first_merge = {'{"id":1}': _live({"id": 1, "v": 1}, 1), '{"id":2}': _live({"id": 2, "v": 2}, 2)}
     assert_that(read.snapshot, equal_to([first_merge]), label="snapshot")
     result = pipeline.run()

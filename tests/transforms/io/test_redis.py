@@ -13,19 +13,17 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, cast
 
-import apache_beam as beam
 import pytest
 import redis
-from apache_beam.testing.util import assert_that
 from apache_beam.transforms.window import TimestampedValue
 
 from pipelines.services import ServiceSpec
+from tests.support import run_sink
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import EndpointError
 from transforms.io.redis import KeyTemplate, RedisSink, to_text
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
-from transforms.metrics import counter_totals
 from transforms.secrets import SecretError, check_reference, resolve_secret
 
 PASSWORD = "s3cret"
@@ -42,20 +40,6 @@ def _sink(uri: str, **context: Any) -> RedisSink:
     sink = make_sink(uri, SinkContext(pipeline="test_pipeline", **context))
     assert isinstance(sink, RedisSink)
     return sink
-
-
-def _run(records: list[Any], sink: RedisSink, check: Any = None) -> dict[str, int]:
-    """Runs Create(records) | sink, asserting ``check`` on its dead letters; returns counters."""
-    pipeline = beam.Pipeline()
-    dead_letters = pipeline | beam.Create(records, reshuffle=False) | sink
-    assert_that(dead_letters, check if check is not None else _empty)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return counter_totals(result.metrics())
-
-
-def _empty(actual: list[Any]) -> None:
-    assert actual == [], actual
 
 
 @pytest.fixture
@@ -86,7 +70,7 @@ def test_hash_mode_writes_fields_under_the_templated_key_with_a_ttl(
     key = f"{prefix}:{{endpoint}}:{{window_start}}"
     sink = _sink(f"{redis_clean.endpoint}?mode=hash&key={key}&ttl=120&batch_size=2")
 
-    counters = _run([_record(i, row) for i, row in enumerate(rows, 1)], sink)
+    counters = run_sink([_record(i, row) for i, row in enumerate(rows, 1)], sink)
 
     assert counters["written"] == 3
     assert db.hgetall(f"{prefix}:/a:2026-11-25T10:00:00Z") == {
@@ -112,8 +96,8 @@ def test_hash_mode_removes_a_field_that_became_null(
     redis_clean: ServiceSpec, db: redis.Redis, prefix: str
 ) -> None:
     sink = _sink(f"{redis_clean.endpoint}?key={prefix}:{{id}}")
-    _run([Record({"id": 1, "a": "x", "b": "y"})], sink)
-    _run([Record({"id": 1, "a": None, "b": "z"})], sink)
+    run_sink([Record({"id": 1, "a": "x", "b": "y"})], sink)
+    run_sink([Record({"id": 1, "a": None, "b": "z"})], sink)
     assert db.hgetall(f"{prefix}:1") == {"id": "1", "b": "z"}
     assert db.ttl(f"{prefix}:1") == -1  # no ttl parameter: the key does not expire
 
@@ -125,7 +109,7 @@ def test_string_mode_sets_the_record_as_json_with_a_ttl(
     sink = _sink(f"{redis_clean.endpoint}?mode=string&key={prefix}:user:{{user}}&ttl=30")
     records = [Record({"user": "u1", "amount": 1.5, "z": None}), Record({"user": "u2", "n": 2})]
 
-    counters = _run(records, sink)
+    counters = run_sink(records, sink)
 
     assert counters["written"] == 2
     assert json.loads(str(db.get(f"{prefix}:user:u1"))) == {"user": "u1", "amount": 1.5, "z": None}
@@ -140,7 +124,7 @@ def test_stream_mode_adds_entries_trimmed_and_expiring(
     sink = _sink(f"{redis_clean.endpoint}?mode=stream&key={prefix}:events&maxlen=1000&ttl=60")
     records = [Record({"i": i, "name": f"n{i}", "gone": None}) for i in range(5)]
 
-    counters = _run(records, sink)
+    counters = run_sink(records, sink)
 
     assert counters["written"] == 5
     entries = cast(list[tuple[str, dict[str, str]]], db.xrange(f"{prefix}:events"))
@@ -163,8 +147,8 @@ def test_zset_mode_scores_members_and_a_member_template(
         Record({"user": "u3", "amount": -1.25}),
     ]
 
-    assert _run(records, by_json)["written"] == 3
-    assert _run(records, by_user)["written"] == 3
+    assert run_sink(records, by_json)["written"] == 3
+    assert run_sink(records, by_user)["written"] == 3
 
     assert db.zrange(f"{prefix}:all", 0, -1, withscores=True) == [
         ('{"amount":-1.25,"user":"u3"}', -1.25),
@@ -189,7 +173,7 @@ def test_publish_mode_publishes_json_on_the_templated_channel(
     assert subscriber.get_message(timeout=5)["type"] == "psubscribe"
     sink = _sink(f"{redis_clean.endpoint}?mode=publish&key={prefix}:{{region}}")
 
-    counters = _run([Record({"region": "eu", "n": 1}), Record({"region": "us", "n": 2})], sink)
+    counters = run_sink([Record({"region": "eu", "n": 1}), Record({"region": "us", "n": 2})], sink)
 
     assert counters["written"] == 2
     received: list[tuple[str, Any]] = []
@@ -230,10 +214,10 @@ def test_writing_the_same_records_twice_leaves_the_same_state(
         }
 
     for sink in sinks:
-        _run(records, sink)
+        run_sink(records, sink)
     first = state()
     for sink in sinks:
-        _run(list(reversed(records)), sink)  # a retried or re-fired pane, in another order
+        run_sink(list(reversed(records)), sink)  # a retried or re-fired pane, in another order
 
     assert state() == first
     assert db.zcard(f"{prefix}:z") == 4
@@ -263,7 +247,7 @@ def test_a_wrongtype_record_is_dead_lettered_with_its_payload_and_the_others_wri
         assert letter["attributes"] == [{"key": "k", "value": "v"}]
         assert letter["event_timestamp"] == "2026-11-25T10:00:00Z"
 
-    counters = _run([TimestampedValue(r, EVENT_TIME) for r in records], sink, check)
+    counters = run_sink([TimestampedValue(r, EVENT_TIME) for r in records], sink, check)
 
     assert counters["written"] == 2
     assert db.hgetall(f"{prefix}:1") == {"id": "1", "v": "x1"}
@@ -294,7 +278,7 @@ def test_records_lacking_a_template_or_score_field_are_dead_lettered(
         assert "score field 'amount' is 'lots', not a number" in by_line[4]["error_message"]
         assert by_line[2]["payload_bytes"] == b'{"amount": 2}'
 
-    counters = _run(records, sink, check)
+    counters = run_sink(records, sink, check)
 
     assert counters["written"] == 1
     assert db.keys(f"{prefix}:*") == [f"{prefix}:u1"]
@@ -380,7 +364,7 @@ def test_password_in_the_uri_or_from_the_environment_authenticates(
     sinks = [_sink(in_uri), _sink(from_env)]
 
     for sink in sinks:
-        assert _run([Record({"id": 1, "v": "a"})], sink)["written"] == 1
+        assert run_sink([Record({"id": 1, "v": "a"})], sink)["written"] == 1
         for shown in (str(sink), repr(sink), str(sink.endpoint), repr(sink.endpoint)):
             _password_free(shown)
         _password_free(repr(sink._target))
@@ -396,7 +380,7 @@ def test_a_wrong_password_fails_the_bundle_without_showing_it(
 ) -> None:
     sink = _sink(f"redis://:wrong-{PASSWORD}@127.0.0.1:{private_redis.port}/0?key={prefix}")
     with pytest.raises(Exception) as failure:
-        _run([Record({"id": 1})], sink)
+        run_sink([Record({"id": 1})], sink)
     assert "invalid username-password pair" in str(failure.value)
     _password_free(str(failure.value))
 
@@ -416,7 +400,7 @@ def test_redis_restarted_mid_run_loses_no_record_and_writes_none_twice(
     restarter.start()
     started = time.monotonic()
     try:
-        counters = _run(records, sink)
+        counters = run_sink(records, sink)
     finally:
         restarter.join()
 
@@ -450,7 +434,7 @@ def test_records_come_back_as_sink_unavailable_when_redis_stays_down(
             _password_free(letter)
 
     for uri in uris:
-        counters = _run(records, _sink(uri), check)
+        counters = run_sink(records, _sink(uri), check)
         assert counters.get("written", 0) == 0
 
 

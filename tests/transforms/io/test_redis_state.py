@@ -7,19 +7,17 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-import apache_beam as beam
 import pytest
 import redis
-from apache_beam.testing.util import assert_that
 
 from pipelines.services import ServiceSpec
+from tests.support import run_sink
 from transforms.cdc.change import Change
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import EndpointError
 from transforms.io.redis import RedisSink
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
-from transforms.metrics import counter_totals
 
 CUSTOMERS = "inventory.customers"
 ORDERS = "inventory.orders"
@@ -67,19 +65,6 @@ def _sink(spec: ServiceSpec, prefix: str, query: str = "") -> RedisSink:
     sink = make_sink(uri, SinkContext(pipeline="test_pipeline"))
     assert isinstance(sink, RedisSink)
     return sink
-
-
-def _empty(actual: list[Any]) -> None:
-    assert actual == [], actual
-
-
-def _run(records: list[Record], sink: RedisSink, check: Any = _empty) -> dict[str, int]:
-    """Runs Create(records) | sink, asserting ``check`` on its dead letters; returns counters."""
-    pipeline = beam.Pipeline()
-    assert_that(pipeline | beam.Create(records, reshuffle=False) | sink, check)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return counter_totals(result.metrics())
 
 
 def _state(db: redis.Redis, prefix: str) -> dict[str, dict[str, str]]:
@@ -155,7 +140,7 @@ def test_in_order_reversed_duplicated_and_replayed_batches_end_in_the_same_state
         prefix = f"{unique_name}{name}"
         sink = _sink(redis_server, prefix, "&batch_size=4")
         for records in runs:
-            assert _run(records, sink)["written"] == len(records)
+            assert run_sink(records, sink)["written"] == len(records)
         expected = _expected(prefix, history)
         assert any("_deleted" in fields for fields in expected.values())
         assert _state(db, prefix) == expected, name
@@ -168,25 +153,25 @@ def test_a_delete_leaves_an_expiring_marker_that_older_upserts_cannot_overwrite(
     sink = _sink(redis_server, unique_name, "&delete_ttl=1h")
     key = _key(unique_name, 1)
 
-    _run([_upsert(1, (1,), email="a@x", name="A"), _delete(1, (3,))], sink)
+    run_sink([_upsert(1, (1,), email="a@x", name="A"), _delete(1, (3,))], sink)
     marker = {"_sequence": _seq(3), "_deleted": "1"}
     assert db.hgetall(key) == marker
     assert 0 < db.ttl(key) <= 3600
 
-    _run([_upsert(1, (2,), email="late@x"), _delete(1, (3,))], sink)  # older, and a duplicate
+    run_sink([_upsert(1, (2,), email="late@x"), _delete(1, (3,))], sink)  # older, and a duplicate
     assert db.hgetall(key) == marker
 
     # A newer upsert revives the key, without the marker's TTL; a longer sequence with the same
     # start is newer still, as in tuple order.
-    _run([_upsert(1, (4,), email="b@x")], sink)
+    run_sink([_upsert(1, (4,), email="b@x")], sink)
     assert db.hgetall(key) == {"_sequence": _seq(4), "id": "1", "email": "b@x"}
     assert db.ttl(key) == -1
-    _run([_upsert(1, (4, 0), email="c@x")], sink)
+    run_sink([_upsert(1, (4, 0), email="c@x")], sink)
     assert db.hgetall(key) == {"_sequence": _seq(4, 0), "id": "1", "email": "c@x"}
 
     # With ttl, live rows expire too; the marker keeps its own delete_ttl.
     expiring = _sink(redis_server, unique_name, "&ttl=60&delete_ttl=2h")
-    _run([_upsert(2, (1,), v=1), _upsert(3, (1,)), _delete(3, (2,))], expiring)
+    run_sink([_upsert(2, (1,), v=1), _upsert(3, (1,)), _delete(3, (2,))], expiring)
     assert 0 < db.ttl(_key(unique_name, 2)) <= 60
     assert 3600 < db.ttl(_key(unique_name, 3)) <= 7200
 
@@ -221,7 +206,7 @@ def test_wrongtype_truncates_and_records_that_are_not_changes_are_dead_lettered(
         assert by_line[None]["reason"] == "sink_rejected"
         assert "not a CDC change" in by_line[None]["error_message"]
 
-    counters = _run(records, _sink(redis_server, unique_name), check)
+    counters = run_sink(records, _sink(redis_server, unique_name), check)
 
     assert counters["written"] == 1
     assert db.hgetall(_key(unique_name, 1)) == {"_sequence": _seq(1), "id": "1", "v": "ok"}

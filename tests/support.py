@@ -1,0 +1,36 @@
+"""What several test modules share: running records through a sink in a small batch pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.testing.util import assert_that
+
+from transforms.io.base import Sink
+from transforms.metrics import counter_totals
+
+
+def no_dead_letters(actual: list[Any]) -> None:
+    """The check that a sink dead-lettered nothing."""
+    assert actual == [], actual
+
+
+def run_sink(records: list[Any], sink: Sink, check: Any = no_dead_letters) -> dict[str, int]:
+    """Runs ``Create(records) | sink`` and returns the suite's counters.
+
+    Args:
+        records: the elements written (`Record`s, timestamped or not).
+        sink: the sink under test.
+        check: asserted on the sink's dead letters (``no_dead_letters`` by default). A
+            dead-letter sink has no dead-letter output: ``check`` must then stay the default.
+    """
+    pipeline = beam.Pipeline()
+    dead_letters = pipeline | beam.Create(records, reshuffle=False) | sink
+    if dead_letters is None:
+        assert check is no_dead_letters, "a dead-letter sink has no dead letters to check"
+    else:
+        assert_that(dead_letters, check)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return counter_totals(result.metrics())
