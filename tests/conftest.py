@@ -112,3 +112,20 @@ def kinesis_clean(kinesis_server: ServiceSpec) -> ServiceSpec:
 def unique_name() -> str:
     """A short unique lowercase name, valid for topics, subscriptions, datasets and streams."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def pubsub_topic(pubsub_emulator: ServiceSpec, unique_name: str) -> Iterator[tuple[str, str]]:
+    """A new topic with one subscription on the emulator: ``(topic path, subscription path)``."""
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+
+    project = services.BIGQUERY_PROJECT
+    topic = f"projects/{project}/topics/{unique_name}"
+    subscription = f"projects/{project}/subscriptions/{unique_name}"
+    publisher, subscriber = PublisherClient(), SubscriberClient()
+    publisher.create_topic(name=topic)
+    subscriber.create_subscription(name=subscription, topic=topic)
+    yield topic, subscription
+    subscriber.delete_subscription(subscription=subscription)
+    publisher.delete_topic(topic=topic)
+    subscriber.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import apache_beam as beam
@@ -34,3 +35,34 @@ def run_sink(records: list[Any], sink: Sink, check: Any = no_dead_letters) -> di
     result = pipeline.run()
     result.wait_until_finish()
     return counter_totals(result.metrics())
+
+
+def pull_json(subscription: str, expected: int, patience: int = 10) -> list[dict[str, Any]]:
+    """Pulls JSON messages until ``expected`` came, then once more to see that no more come.
+
+    Gives up after ``patience`` empty pulls (the emulator holds a pull on an empty subscription
+    until the client deadline, so each empty pull takes a few seconds).
+    """
+    from google.api_core.exceptions import DeadlineExceeded
+    from google.cloud.pubsub_v1 import SubscriberClient
+
+    subscriber = SubscriberClient()
+    received: list[dict[str, Any]] = []
+    empty = 0
+    try:
+        while empty < (1 if len(received) >= expected else patience):
+            try:
+                response = subscriber.pull(subscription=subscription, max_messages=100, timeout=3)
+            except DeadlineExceeded:
+                empty += 1
+                continue
+            if not response.received_messages:
+                empty += 1
+                continue
+            subscriber.acknowledge(
+                subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages]
+            )
+            received += [json.loads(m.message.data) for m in response.received_messages]
+    finally:
+        subscriber.close()
+    return received

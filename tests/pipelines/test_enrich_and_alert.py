@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 import redis
-from google.api_core.exceptions import DeadlineExceeded
-from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
 from pipelines.catalog import get_pipeline
 from pipelines.options import OptionError
 from pipelines.run import build_pipeline, run_pipeline
+from tests.support import pull_json
 from transforms.event_time import format_timestamp
 from transforms.io.redis import to_text
 from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN
@@ -80,50 +79,13 @@ def profiles(redis_server: Any, unique_name: str) -> Iterator[str]:
     client.delete(*client.keys(f"{unique_name}:*"))
 
 
-@pytest.fixture
-def alert_topic(pubsub_emulator: Any, unique_name: str) -> Iterator[tuple[str, str]]:
-    topic = f"projects/{PROJECT}/topics/{unique_name}"
-    subscription = f"projects/{PROJECT}/subscriptions/{unique_name}-sub"
-    publisher, subscriber = PublisherClient(), SubscriberClient()
-    publisher.create_topic(name=topic)
-    subscriber.create_subscription(name=subscription, topic=topic)
-    yield topic, subscription
-    subscriber.delete_subscription(subscription=subscription)
-    publisher.delete_topic(topic=topic)
-    subscriber.close()
-
-
-def pull_all(subscription: str, expected: int) -> list[dict[str, Any]]:
-    """Pulls until ``expected`` messages came, then once more to see that no more come."""
-    subscriber = SubscriberClient()
-    received: list[dict[str, Any]] = []
-    empty = 0
-    try:
-        while empty < (1 if len(received) >= expected else 10):
-            try:
-                response = subscriber.pull(subscription=subscription, max_messages=100, timeout=3)
-            except DeadlineExceeded:  # the emulator holds a pull on an empty subscription
-                empty += 1
-                continue
-            if not response.received_messages:
-                empty += 1
-                continue
-            subscriber.acknowledge(
-                subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages]
-            )
-            received += [json.loads(m.message.data) for m in response.received_messages]
-    finally:
-        subscriber.close()
-    return received
-
-
 def read_jsonl(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for path in folder.glob("*.jsonl") for line in path.open()]
 
 
 @pytest.mark.integration
 def test_profiles_from_redis_alerts_to_pubsub_records_to_files(
-    tmp_path: Path, profiles: str, alert_topic: tuple[str, str]
+    tmp_path: Path, profiles: str, pubsub_topic: tuple[str, str]
 ) -> None:
     data = transactions()
     lines = [json.dumps(t) for t in data]
@@ -131,7 +93,7 @@ def test_profiles_from_redis_alerts_to_pubsub_records_to_files(
     lines += ["{broken", json.dumps({"transaction_id": "bad", "ts": "not a time"})]
     source = tmp_path / "transactions.jsonl"
     source.write_text("\n".join(lines) + "\n")
-    topic, subscription = alert_topic
+    topic, subscription = pubsub_topic
 
     report = run_pipeline(
         get_pipeline("enrich_and_alert"),
@@ -154,7 +116,7 @@ def test_profiles_from_redis_alerts_to_pubsub_records_to_files(
     rule_alerts = expected_alerts(data)
     bursts = expected_bursts(profiled, 4)
     assert rule_alerts and bursts == {("c1", format_timestamp(START)): 6}
-    alerts = pull_all(subscription, len(rule_alerts) + len(bursts))
+    alerts = pull_json(subscription, len(rule_alerts) + len(bursts))
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for alert in alerts:
         by_kind["burst" if alert["alert"] == "burst" else "rule"].append(alert)

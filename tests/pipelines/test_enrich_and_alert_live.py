@@ -20,13 +20,12 @@ from typing import Any
 
 import pytest
 import redis
-from google.api_core.exceptions import DeadlineExceeded
 from google.cloud import bigquery
-from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
 from pipelines.catalog import get_pipeline
 from pipelines.run import build_pipeline, run_pipeline
 from pipelines.services import BIGQUERY_PROJECT, ServiceSpec
+from tests.support import pull_json
 from transforms.io.bigquery_client import bounded_retry
 from transforms.io.bigquery_client import make_client as bigquery_client
 from transforms.io.endpoint import EndpointError
@@ -135,19 +134,6 @@ def profiles(redis_server: ServiceSpec, unique_name: str) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture
-def alert_topic(pubsub_emulator: ServiceSpec, unique_name: str) -> Iterator[tuple[str, str]]:
-    topic = f"projects/{BIGQUERY_PROJECT}/topics/{unique_name}-alerts"
-    subscription = f"projects/{BIGQUERY_PROJECT}/subscriptions/{unique_name}-alerts"
-    publisher, subscriber = PublisherClient(), SubscriberClient()
-    publisher.create_topic(name=topic)
-    subscriber.create_subscription(name=subscription, topic=topic)
-    yield topic, subscription
-    subscriber.delete_subscription(subscription=subscription)
-    publisher.delete_topic(topic=topic)
-    subscriber.close()
-
-
 TABLE_SCHEMA = [
     bigquery.SchemaField("transaction_id", "STRING"),
     bigquery.SchemaField("customer_id", "STRING"),
@@ -183,30 +169,6 @@ def enriched_table(bigquery_emulator: ServiceSpec, unique_name: str) -> Iterator
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def pull_all(subscription: str, expected: int) -> list[dict[str, Any]]:
-    """Pulls until ``expected`` messages came, then once more to see that no more come."""
-    subscriber = SubscriberClient()
-    received: list[dict[str, Any]] = []
-    empty = 0
-    try:
-        while empty < (1 if len(received) >= expected else 8):
-            try:
-                response = subscriber.pull(subscription=subscription, max_messages=100, timeout=3)
-            except DeadlineExceeded:  # the emulator holds a pull on an empty subscription
-                empty += 1
-                continue
-            if not response.received_messages:
-                empty += 1
-                continue
-            subscriber.acknowledge(
-                subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages]
-            )
-            received += [json.loads(m.message.data) for m in response.received_messages]
-    finally:
-        subscriber.close()
-    return received
-
-
 def table_rows(client: Any, table: str) -> list[dict[str, Any]]:
     job = client.query(f"SELECT * FROM `{table}`", timeout=30, retry=bounded_retry(30),
                        job_retry=None)  # fmt: skip
@@ -237,7 +199,7 @@ def test_kinesis_transactions_enriched_from_redis_alerts_to_pubsub_records_to_bi
     tmp_path: Path,
     kinesis: tuple[Any, str],
     profiles: str,
-    alert_topic: tuple[str, str],
+    pubsub_topic: tuple[str, str],
     enriched_table: tuple[Any, str],
     kinesis_server: ServiceSpec,
     bigquery_emulator: ServiceSpec,
@@ -255,7 +217,7 @@ def test_kinesis_transactions_enriched_from_redis_alerts_to_pubsub_records_to_bi
     original = data.index(duplicate)
     assert shards[original] != shards[-1], "the copy comes from the other shard"
 
-    topic, subscription = alert_topic
+    topic, subscription = pubsub_topic
     bq, table = enriched_table
     source = f"kinesis://{stream}?region={REGION}&endpoint={kinesis_server.endpoint}"
     sink = (f"bigquery://{table.replace('.', ':', 1)}?endpoint={bigquery_emulator.endpoint}"
@@ -276,7 +238,7 @@ def test_kinesis_transactions_enriched_from_redis_alerts_to_pubsub_records_to_bi
     # Exactly the expected alerts: three rule alerts (first matching rule) and one burst.
     alerts = expected_alerts(data)
     assert Counter(a["alert"] for a in alerts) == {"high_amount": 2, "high_risk": 1, "burst": 1}
-    received = pull_all(subscription, len(alerts))
+    received = pull_json(subscription, len(alerts))
     assert canonical(received) == canonical(alerts)
 
     assert not list(tmp_path.glob("dlq*/*")) and not list(tmp_path.glob("dlq*.*"))

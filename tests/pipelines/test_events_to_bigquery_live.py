@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
-from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+from google.cloud.pubsub_v1 import PublisherClient
 
 from pipelines.catalog import get_pipeline
 from pipelines.run import build_pipeline
@@ -59,15 +59,6 @@ def event(i: int, **changes: Any) -> bytes:
     return json.dumps({**base, **changes}).encode()
 
 
-@pytest.fixture
-def pubsub_names(pubsub_emulator: Any, unique_name: str) -> tuple[str, str]:
-    topic = f"projects/{PROJECT}/topics/{unique_name}"
-    subscription = f"projects/{PROJECT}/subscriptions/{unique_name}"
-    PublisherClient().create_topic(name=topic)
-    SubscriberClient().create_subscription(name=subscription, topic=topic)
-    return topic, subscription
-
-
 def run_live(argv: list[str], topic: str, publish: list[tuple[bytes, dict[str, str]]],
              done: Callable[[], bool]) -> list[str]:  # fmt: skip
     """Starts the pipeline, publishes, waits for ``done``, cancels; returns the message ids."""
@@ -83,9 +74,9 @@ def run_live(argv: list[str], topic: str, publish: list[tuple[bytes, dict[str, s
 
 
 def test_pubsub_to_bigquery_rows_land_and_failures_are_dead_lettered(
-    bigquery_emulator: Any, pubsub_names: tuple[str, str], unique_name: str
+    bigquery_emulator: Any, pubsub_topic: tuple[str, str], unique_name: str
 ) -> None:
-    topic, subscription = pubsub_names
+    topic, subscription = pubsub_topic
     client = make_client(PROJECT, bigquery_emulator.endpoint)
     events = f"{PROJECT}.{unique_name}.events"
     dead = f"{PROJECT}.{unique_name}.dead_letter"
@@ -122,10 +113,10 @@ def test_pubsub_to_bigquery_rows_land_and_failures_are_dead_lettered(
 
 
 def test_rows_the_table_rejects_are_dead_lettered_with_their_bytes(
-    bigquery_emulator: Any, pubsub_names: tuple[str, str], unique_name: str, tmp_path: Path
+    bigquery_emulator: Any, pubsub_topic: tuple[str, str], unique_name: str, tmp_path: Path
 ) -> None:
     """No schema declared: Parse passes any object, the existing table rejects bad types."""
-    topic, subscription = pubsub_names
+    topic, subscription = pubsub_topic
     client = make_client(PROJECT, bigquery_emulator.endpoint)
     table = f"{PROJECT}.{unique_name}.strict"
     schema = Schema.from_bigquery([{"name": "id", "type": "STRING"},
