@@ -45,7 +45,7 @@ from redis.retry import Retry
 
 from transforms.durations import parse_duration
 from transforms.enrich import ERRORS, EnrichSettings, Settler, parse_key, reference_key
-from transforms.io.batching import Pending, retry_transient
+from transforms.io.batching import BatchingFn, Pending, retry_transient
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis import _PORT_GIVEN, DEFAULT_PORT, KeyTemplate, RedisSink, _is_transient
 from transforms.message import Record
@@ -193,7 +193,7 @@ def _windowed(output: Record | TaggedOutput, pending: Pending[Any]) -> Any:
     return WindowedValue(output, pending.timestamp, (pending.window,))
 
 
-class _LookupFn(beam.DoFn):
+class _LookupFn(BatchingFn[str | None]):
     """Buffers records, fetches their hashes in pipelined batches, emits them settled."""
 
     def __init__(self, lookup: RedisLookup) -> None:
@@ -205,19 +205,15 @@ class _LookupFn(beam.DoFn):
         self._cache = TtlCache(lookup.cache_ttl, lookup.cache_size)
         self._settler = Settler(lookup.settings)
 
-    def start_bundle(self) -> None:
-        self._buffer: list[Pending[str | None]] = []
+    @property
+    def batch_size(self) -> int:
+        return self._lookup.batch_size
 
     def process(
         self, record: Record, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
     ) -> Iterator[Any]:
         key = reference_key(self._lookup.key, record.data)
-        self._buffer.append(Pending(record, key, timestamp, window))
-        if len(self._buffer) >= self._lookup.batch_size:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[Any]:
-        yield from self._flush()
+        yield from self.add(Pending(record, key, timestamp, window))
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
@@ -237,8 +233,7 @@ class _LookupFn(beam.DoFn):
             rows[key] = {name: from_text(text) for name, text in reply.items()} if ok else None
         return rows
 
-    def _flush(self) -> Iterator[Any]:
-        batch, self._buffer = self._buffer, []
+    def send(self, batch: list[Pending[str | None]]) -> Iterator[Any]:
         rows: dict[str, dict[str, Any] | None] = {}
         wanted: list[str] = []
         for pending in batch:

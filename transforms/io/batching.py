@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import apache_beam as beam
 from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
@@ -23,6 +24,7 @@ from transforms.dead_letter import error_record
 from transforms.message import Record
 
 __all__ = [
+    "BatchingFn",
     "SINK_UNAVAILABLE",
     "Pending",
     "backoff_seconds",
@@ -136,3 +138,52 @@ def dead_letter(
         event_timestamp=None if timestamp <= MIN_TIMESTAMP else float(timestamp),
     )
     return WindowedValue(record, timestamp, (pending.window,))
+
+
+class BatchingFn(beam.DoFn, Generic[T]):
+    """A DoFn that buffers the `Pending` items of a bundle and sends them in batches.
+
+    A subclass's ``process`` hands each item to `add`; `send` sends one batch and yields its
+    outputs. A batch is sent when it holds ``batch_size`` items, when the next item would take
+    it past ``max_batch_bytes`` (sizes from `item_bytes`; no limit by default), and at the end
+    of the bundle.
+    """
+
+    max_batch_bytes: int | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """The most items in one batch."""
+        raise NotImplementedError
+
+    def item_bytes(self, pending: Pending[T]) -> int:
+        """The size an item adds to its batch, for ``max_batch_bytes``."""
+        return 0
+
+    def send(self, batch: list[Pending[T]]) -> Iterator[Any]:
+        """Sends one non-empty batch; yields its outputs (dead letters, results)."""
+        raise NotImplementedError
+
+    def start_bundle(self) -> None:
+        self._buffer: list[Pending[T]] = []
+        self._bytes = 0
+
+    def add(self, pending: Pending[T]) -> Iterator[Any]:
+        """Buffers one item, sending the batch first or after when it is full."""
+        size = self.item_bytes(pending) if self.max_batch_bytes is not None else 0
+        if self._buffer and self.max_batch_bytes is not None:
+            if self._bytes + size > self.max_batch_bytes:
+                yield from self.flush()
+        self._buffer.append(pending)
+        self._bytes += size
+        if len(self._buffer) >= self.batch_size:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Any]:
+        """Sends what is buffered, if anything."""
+        batch, self._buffer, self._bytes = self._buffer, [], 0
+        if batch:
+            yield from self.send(batch)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        yield from self.flush()

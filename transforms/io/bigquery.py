@@ -43,7 +43,13 @@ from apache_beam.utils.windowed_value import WindowedValue
 from transforms.dead_letter import DEAD_LETTER_SCHEMA
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
-from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter, retry_transient
+from transforms.io.batching import (
+    SINK_UNAVAILABLE,
+    BatchingFn,
+    Pending,
+    dead_letter,
+    retry_transient,
+)
 from transforms.io.bigquery_client import bounded_retry, ensure_table, is_transient, make_client
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Record
@@ -134,7 +140,7 @@ class _Row(NamedTuple):
     row_id: str
 
 
-class _InsertRowsFn(beam.DoFn):
+class _InsertRowsFn(BatchingFn[_Row]):
     """Inserts `Record`s in batches; outputs windowed dead-letter dicts of the rejected ones.
 
     With ``inserted_tag``, also outputs ``(table, rows written)`` under that tag per request.
@@ -162,8 +168,9 @@ class _InsertRowsFn(beam.DoFn):
             )
         self._written = Metrics.counter(NAMESPACE, target.counter)
 
-    def start_bundle(self) -> None:
-        self._buffer: list[Pending[_Row]] = []
+    @property
+    def batch_size(self) -> int:
+        return self._target.batch_size
 
     def process(
         self,
@@ -174,12 +181,7 @@ class _InsertRowsFn(beam.DoFn):
         if not isinstance(record, Record):
             record = Record(record)
         row = to_json_row(record.data)
-        self._buffer.append(Pending(record, _Row(row, insert_id(record, row)), timestamp, window))
-        if len(self._buffer) >= self._target.batch_size:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[WindowedValue | TaggedOutput]:
-        yield from self._flush()
+        yield from self.add(Pending(record, _Row(row, insert_id(record, row)), timestamp, window))
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
@@ -202,10 +204,7 @@ class _InsertRowsFn(beam.DoFn):
 
         return retry_transient(insert, self._target.attempts, is_transient)
 
-    def _flush(self) -> Iterator[WindowedValue | TaggedOutput]:
-        batch, self._buffer = self._buffer, []
-        if not batch:
-            return
+    def send(self, batch: list[Pending[_Row]]) -> Iterator[WindowedValue | TaggedOutput]:
         target = self._target
         try:
             results = self._insert(batch)

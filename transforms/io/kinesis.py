@@ -90,7 +90,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from transforms.errors import SinkRejected
 from transforms.event_time import format_timestamp, parse_timestamp
 from transforms.io.base import Sink, SinkContext, Source
-from transforms.io.batching import SINK_UNAVAILABLE, Pending, backoff_seconds, dead_letter
+from transforms.io.batching import (
+    SINK_UNAVAILABLE,
+    BatchingFn,
+    Pending,
+    backoff_seconds,
+    dead_letter,
+)
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
 from transforms.message import Message, Origin, Record
@@ -740,8 +746,10 @@ def _transient_call(error: BaseException) -> bool:
     return isinstance(error, BotoCoreError)
 
 
-class _PutFn(beam.DoFn):
+class _PutFn(BatchingFn[dict[str, Any]]):
     """Writes `Record`s with ``PutRecords``; outputs windowed dead-letter dicts of failures."""
+
+    max_batch_bytes = MAX_BATCH_BYTES
 
     def __init__(self, writer: _Writer) -> None:
         self._writer = writer
@@ -752,9 +760,12 @@ class _PutFn(beam.DoFn):
         self._encoder = msgspec.json.Encoder(enc_hook=str)
         self._written = Metrics.counter(NAMESPACE, self._writer.counter)
 
-    def start_bundle(self) -> None:
-        self._buffer: list[Pending[dict[str, Any]]] = []
-        self._bytes = 0
+    @property
+    def batch_size(self) -> int:
+        return self._writer.batch_size
+
+    def item_bytes(self, pending: Pending[dict[str, Any]]) -> int:
+        return _entry_size(pending)
 
     def process(
         self,
@@ -769,17 +780,7 @@ class _PutFn(beam.DoFn):
         except SinkRejected as error:
             yield from self._fail([Pending(record, {}, timestamp, window)], error, rejected=True)
             return
-        pending = Pending(record, entry, timestamp, window)
-        size = _entry_size(pending)
-        if self._buffer and self._bytes + size > MAX_BATCH_BYTES:
-            yield from self._flush()
-        self._buffer.append(pending)
-        self._bytes += size
-        if len(self._buffer) >= self._writer.batch_size:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        yield from self._flush()
+        yield from self.add(Pending(record, entry, timestamp, window))
 
     def _put(self, batch: list[Pending[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Sends one ``PutRecords`` call; returns the per-record results, in order."""
@@ -789,8 +790,7 @@ class _PutFn(beam.DoFn):
         results: list[dict[str, Any]] = response["Records"]
         return results
 
-    def _flush(self) -> Iterator[WindowedValue]:
-        batch, self._buffer, self._bytes = self._buffer, [], 0
+    def send(self, batch: list[Pending[dict[str, Any]]]) -> Iterator[WindowedValue]:
         writer = self._writer
         attempt, last = 1, ""
         while batch:

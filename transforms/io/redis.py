@@ -95,7 +95,13 @@ from transforms.dead_letter import DEAD_LETTER_SCHEMA
 from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
-from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter, retry_transient
+from transforms.io.batching import (
+    SINK_UNAVAILABLE,
+    BatchingFn,
+    Pending,
+    dead_letter,
+    retry_transient,
+)
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
@@ -375,7 +381,7 @@ def _is_transient(error: BaseException) -> bool:
     )
 
 
-class _WriteFn(beam.DoFn):
+class _WriteFn(BatchingFn[_Command]):
     """Writes `Record`s in pipelined batches; outputs windowed dead-letter dicts of failures."""
 
     def __init__(self, target: _Target) -> None:
@@ -402,8 +408,9 @@ class _WriteFn(beam.DoFn):
         self._script = None if script is None else self._client.register_script(script)
         self._written = Metrics.counter(NAMESPACE, self._target.counter)
 
-    def start_bundle(self) -> None:
-        self._buffer: list[Pending[_Command]] = []
+    @property
+    def batch_size(self) -> int:
+        return self._target.batch_size
 
     def process(
         self,
@@ -420,12 +427,7 @@ class _WriteFn(beam.DoFn):
                 raise SinkRejected(f"{self._target.where}: {error}") from None
             yield self._rejected(Pending(record, None, timestamp, window), str(error), error.reason)
             return
-        self._buffer.append(Pending(record, command, timestamp, window))
-        if len(self._buffer) >= self._target.batch_size:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        yield from self._flush()
+        yield from self.add(Pending(record, command, timestamp, window))
 
     def teardown(self) -> None:
         pool = getattr(self, "_pool", None)
@@ -457,10 +459,7 @@ class _WriteFn(beam.DoFn):
                 raise result
         return results
 
-    def _flush(self) -> Iterator[WindowedValue]:
-        batch, self._buffer = self._buffer, []
-        if not batch:
-            return
+    def send(self, batch: list[Pending[_Command]]) -> Iterator[WindowedValue]:
         target = self._target
         try:
             results = retry_transient(lambda: self._send(batch), target.attempts, _is_transient)
