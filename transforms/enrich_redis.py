@@ -47,7 +47,7 @@ from transforms.durations import parse_duration
 from transforms.enrich import ERRORS, EnrichSettings, Settler, parse_key, reference_key
 from transforms.io.batching import BatchingFn, Pending, retry_transient
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis import _PORT_GIVEN, DEFAULT_PORT, KeyTemplate, RedisSink, _is_transient
+from transforms.io.redis import DEFAULT_PORT, KeyTemplate, check_port, database, is_transient
 from transforms.message import Record
 from transforms.secrets import password_reference, resolve_secret
 
@@ -105,8 +105,7 @@ class RedisConnection:
         """Reads the connection part of a URI; raises `EndpointError` for a bad one."""
         if not endpoint.host:
             raise EndpointError(f"{endpoint}: name the server: redis://HOST[:PORT][/DB]")
-        if endpoint.port is None and _PORT_GIVEN.search(endpoint.authority):
-            raise EndpointError(f"{endpoint}: the port must be a number")
+        check_port(endpoint)
         timeout = endpoint_duration(endpoint, "timeout", default_timeout)
         if timeout <= 0:
             raise EndpointError(f"{endpoint}: timeout must be positive")
@@ -114,7 +113,7 @@ class RedisConnection:
             where=str(endpoint),
             host=endpoint.host,
             port=endpoint.port or DEFAULT_PORT,
-            db=RedisSink._db(endpoint),
+            db=database(endpoint),
             tls=endpoint.scheme == "rediss",
             username=endpoint.username,
             password=endpoint.password,
@@ -145,7 +144,7 @@ class RedisConnection:
 
     def call(self, request: Callable[[], Any]) -> Any:
         """Returns ``request()``, sent again on transient failures up to ``attempts`` times."""
-        return retry_transient(request, self.attempts, _is_transient)
+        return retry_transient(request, self.attempts, is_transient)
 
 
 class TtlCache:
@@ -251,7 +250,7 @@ class _LookupFn(BatchingFn[str | None]):
             try:
                 fetched = connection.call(lambda: self._fetch(unique))
             except redis.RedisError as error:
-                if not _is_transient(error):
+                if not is_transient(error):
                     raise
                 unavailable = (
                     f"{connection.where}: no reply after {connection.attempts} attempts: {error}"

@@ -43,7 +43,7 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 from transforms.enrich import ERRORS, EnrichSettings, Settler, parse_key, reference_key
 from transforms.enrich_redis import RedisConnection, endpoint_duration, from_text
-from transforms.io.bigquery import _TABLE, _table_location
+from transforms.io.bigquery import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis import KeyTemplate
 from transforms.message import Record
@@ -277,7 +277,7 @@ class SideInputEnrich(beam.PTransform):
             loader = JsonLinesLoader(endpoint.path, key)
         elif endpoint.scheme == "bigquery":
             endpoint.check_params(frozenset({"key", "refresh", "endpoint"}))
-            match = _TABLE.fullmatch(_table_location(endpoint))
+            match = TABLE_PATTERN.fullmatch(table_location(endpoint))
             if match is None:
                 raise EndpointError(f"{endpoint}: name the table as bigquery://PROJECT:DATASET.T")
             table = f"{match['project']}.{match['dataset']}.{match['table']}"

@@ -56,7 +56,16 @@ from transforms.message import Record
 from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
 
-__all__ = ["SINK_UNAVAILABLE", "BigQuerySink", "insert_id", "to_json_row"]
+__all__ = [
+    "SINK_UNAVAILABLE",
+    "TABLE_PATTERN",
+    "BigQuerySink",
+    "InsertRowsFn",
+    "InsertTarget",
+    "insert_id",
+    "table_location",
+    "to_json_row",
+]
 
 REQUEST_TIMEOUT = 60.0
 MAX_BATCH_SIZE = 50_000  # BigQuery's limit of rows per insertAll request
@@ -66,7 +75,7 @@ _PARAMS = frozenset({"endpoint", "create", "partition_field", "cluster", "batch_
 _CREATE_MODES = ("if_needed", "never")
 _PARTITION_TYPES = frozenset({"TIMESTAMP", "DATE"})
 _UNCLUSTERABLE_TYPES = frozenset({"FLOAT", "RECORD", "JSON"})
-_TABLE = re.compile(
+TABLE_PATTERN = re.compile(
     r"(?P<project>[a-z][a-z0-9-]*[a-z0-9])[:/](?P<dataset>\w+)\.(?P<table>\w[\w-]*)"
 )
 
@@ -113,7 +122,7 @@ def _row_error_text(errors: Sequence[dict[str, Any]]) -> str:
 
 
 @dataclass(frozen=True)
-class _Target:
+class InsertTarget:
     """Everything the insert DoFn needs to know, picklable."""
 
     table: str
@@ -140,13 +149,13 @@ class _Row(NamedTuple):
     row_id: str
 
 
-class _InsertRowsFn(BatchingFn[_Row]):
+class InsertRowsFn(BatchingFn[_Row]):
     """Inserts `Record`s in batches; outputs windowed dead-letter dicts of the rejected ones.
 
     With ``inserted_tag``, also outputs ``(table, rows written)`` under that tag per request.
     """
 
-    def __init__(self, target: _Target) -> None:
+    def __init__(self, target: InsertTarget) -> None:
         self._target = target
 
     def setup(self) -> None:
@@ -249,7 +258,7 @@ class _InsertRowsFn(BatchingFn[_Row]):
         )
 
 
-def _table_location(endpoint: Endpoint) -> str:
+def table_location(endpoint: Endpoint) -> str:
     """Returns ``PROJECT:DATASET.TABLE`` or ``PROJECT/DATASET.TABLE`` as written in the URI."""
     return endpoint.authority + endpoint.path
 
@@ -273,7 +282,7 @@ class BigQuerySink(Sink):
         endpoint.check_params(_PARAMS)
         if endpoint.username or endpoint.password:
             raise EndpointError(f"{endpoint}: credentials do not belong in a bigquery:// URI")
-        match = _TABLE.fullmatch(_table_location(endpoint))
+        match = TABLE_PATTERN.fullmatch(table_location(endpoint))
         if match is None:
             raise EndpointError(
                 f"{endpoint}: name the table as bigquery://PROJECT:DATASET.TABLE (or "
@@ -349,7 +358,7 @@ class BigQuerySink(Sink):
 
     def expand(self, records: beam.PCollection) -> beam.PCollection | None:
         project = self.table.split(".", 1)[0]
-        target = _Target(
+        target = InsertTarget(
             table=self.table,
             project=project,
             endpoint=self.emulator,
@@ -363,5 +372,5 @@ class BigQuerySink(Sink):
             dead_letter=self.context.dead_letter,
             counter=self.context.counter,
         )
-        rejected = records | "Insert" >> beam.ParDo(_InsertRowsFn(target))
+        rejected = records | "Insert" >> beam.ParDo(InsertRowsFn(target))
         return None if self.context.dead_letter else rejected

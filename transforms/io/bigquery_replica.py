@@ -86,8 +86,8 @@ from transforms.io.batching import Pending, dead_letter, retry_transient
 from transforms.io.bigquery import (
     MAX_BATCH_SIZE,
     REQUEST_TIMEOUT,
-    _InsertRowsFn,
-    _Target,
+    InsertRowsFn,
+    InsertTarget,
     to_json_row,
 )
 from transforms.io.bigquery_client import ensure_table, is_transient, make_client
@@ -465,7 +465,7 @@ class BigQueryReplicaSink(Sink):
         dead_letters = [staged[_REJECTED]]
         inserted = []
         for name in names:
-            target = _Target(
+            target = InsertTarget(
                 table=replica.staging(name),
                 project=replica.project,
                 endpoint=replica.endpoint,
@@ -481,7 +481,7 @@ class BigQueryReplicaSink(Sink):
                 inserted_tag=_INSERTED,
             )
             written = staged[_stage_tag(name)] | f"Insert {name}" >> beam.ParDo(
-                _InsertRowsFn(target)
+                InsertRowsFn(target)
             ).with_outputs(_INSERTED, main=_REJECTED)
             dead_letters.append(written[_REJECTED])
             inserted.append(written[_INSERTED])

@@ -108,7 +108,17 @@ from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
 from transforms.secrets import password_reference, resolve_secret
 
-__all__ = ["MODES", "KeyTemplate", "RedisSink", "TruncateUnsupported", "to_json", "to_text"]
+__all__ = [
+    "MODES",
+    "KeyTemplate",
+    "RedisSink",
+    "TruncateUnsupported",
+    "check_port",
+    "database",
+    "is_transient",
+    "to_json",
+    "to_text",
+]
 
 MODES = ("hash", "string", "stream", "zset", "publish", "state")
 DEFAULT_PORT = 6379
@@ -125,7 +135,7 @@ _MODE_PARAMS = {
     "stream": frozenset({"maxlen"}),
     "state": frozenset({"delete_ttl"}),
 }
-_PORT_GIVEN = re.compile(r":[^\]]*$")  # a ":" after the host (IPv6 hosts are bracketed)
+PORT_GIVEN = re.compile(r":[^\]]*$")  # a ":" after the host (IPv6 hosts are bracketed)
 
 # Each script writes KEYS[1] first and sets its TTL (ARGV[1], 0 for none) only when the write
 # succeeded: a failing redis.call ends the script.
@@ -374,7 +384,21 @@ class _Target:
         return _Command(key, (ttl, str(len(pairs)), *flat, *removed))
 
 
-def _is_transient(error: BaseException) -> bool:
+def check_port(endpoint: Endpoint) -> None:
+    """Raises `EndpointError` when the URI gives a port that is not a number."""
+    if endpoint.port is None and PORT_GIVEN.search(endpoint.authority):
+        raise EndpointError(f"{endpoint}: the port must be a number")
+
+
+def database(endpoint: Endpoint) -> int:
+    """Returns the database number of a ``redis://HOST:PORT/DB`` URI (0 when absent)."""
+    text = endpoint.path.strip("/") or "0"
+    if not text.isdigit():
+        raise EndpointError(f"{endpoint}: the path must be a database number, like /0")
+    return int(text)
+
+
+def is_transient(error: BaseException) -> bool:
     """Unreachable, timed out or loading (`redis.BusyLoadingError`); not refused credentials."""
     return isinstance(error, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(
         error, (redis.AuthenticationError, AuthorizationError)
@@ -462,9 +486,9 @@ class _WriteFn(BatchingFn[_Command]):
     def send(self, batch: list[Pending[_Command]]) -> Iterator[WindowedValue]:
         target = self._target
         try:
-            results = retry_transient(lambda: self._send(batch), target.attempts, _is_transient)
+            results = retry_transient(lambda: self._send(batch), target.attempts, is_transient)
         except redis.RedisError as error:
-            if target.dead_letter or not _is_transient(error):
+            if target.dead_letter or not is_transient(error):
                 raise
             message = f"{target.where}: still failing after {target.attempts} attempts: {error}"
             for pending in batch:
@@ -535,8 +559,7 @@ class RedisSink(Sink):
         endpoint.check_params(_PARAMS | _MODE_PARAMS.get(mode, frozenset()))
         if not endpoint.host:
             raise EndpointError(f"{endpoint}: name the server: redis://HOST[:PORT][/DB]")
-        if endpoint.port is None and _PORT_GIVEN.search(endpoint.authority):
-            raise EndpointError(f"{endpoint}: the port must be a number")
+        check_port(endpoint)
         if "key" not in endpoint.params:
             what = "channel" if mode == "publish" else "key"
             raise EndpointError(f"{endpoint}: key=<template> is required: the {what} to write")
@@ -559,7 +582,7 @@ class RedisSink(Sink):
             where=str(endpoint),
             host=endpoint.host,
             port=endpoint.port or DEFAULT_PORT,
-            db=self._db(endpoint),
+            db=database(endpoint),
             tls=endpoint.scheme == "rediss",
             username=endpoint.username,
             password=endpoint.password,
@@ -583,13 +606,6 @@ class RedisSink(Sink):
     def mode(self) -> str:
         """The write mode: one of `MODES`."""
         return self._target.mode
-
-    @staticmethod
-    def _db(endpoint: Endpoint) -> int:
-        text = endpoint.path.strip("/") or "0"
-        if not text.isdigit():
-            raise EndpointError(f"{endpoint}: the path must be a database number, like /0")
-        return int(text)
 
     @staticmethod
     def _delete_ttl(endpoint: Endpoint, key: KeyTemplate) -> int:
