@@ -1,0 +1,20 @@
+"""The benchmark jobs, each the same job done three ways (plain loops, naive Beam, the suite).
+
+One module per job; `JOBS` maps the names ``python -m bench.run --job`` takes to them.
+"""
+
+from __future__ import annotations
+
+from bench.jobs import cdc_apply, parse_dlq, redis_sink, session, window_agg
+from bench.jobs.common import Job
+
+__all__ = ["JOBS", "Job"]
+
+JOBS: dict[str, Job] = {
+    "parse_dlq": parse_dlq.JOB,
+    "window_agg": window_agg.WINDOW_JOB,
+    "hopping_agg": window_agg.HOPPING_JOB,
+    "session": session.JOB,
+    "cdc_apply": cdc_apply.JOB,
+    "redis_sink": redis_sink.JOB,
+}
