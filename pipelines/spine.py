@@ -20,7 +20,7 @@ from transforms.dead_letter import DEAD_LETTER_SCHEMA, CountDeadLetters
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.registry import make_sink, make_source
 from transforms.metrics import READ, Count
-from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson
+from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson, ParseJsonBlocks
 from transforms.schema import Schema
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "SpineView",
     "load_schema",
     "read_and_parse",
+    "read_and_parse_blocks",
     "write_dead_letters",
 ]
 
@@ -247,18 +248,43 @@ def read_and_parse(
     messages = pipeline | "Read" >> config.source | "Count read" >> Count(READ)
     if before_parse is not None:
         messages = messages | before_parse
+    records, errors = messages | "Parse" >> _parse(config, ParseJson)
+    udf = config.parse.udf
+    if udf is None:
+        return records, errors
+    records, udf_errors = records | "UDF" >> ApplyUdf(config.pipeline, udf)
+    return records, (errors, udf_errors) | "Parse and UDF errors" >> beam.Flatten()
+
+
+def read_and_parse_blocks(
+    pipeline: beam.Pipeline, config: SpineConfig
+) -> tuple[beam.PCollection, beam.PCollection] | None:
+    """`read_and_parse` in blocks, for bounded fast paths; None when it cannot be done.
+
+    It can when the source reads in blocks (`Source.blocks`) and no UDF is set (a UDF takes
+    one record at a time).
+
+    Returns:
+        ``(blocks, errors)``: lists of ``(Record, event_time)`` pairs (see
+        `transforms.parse.ParseJsonBlocks`), and dead-letter dicts of what did not parse.
+    """
+    read = config.source.blocks()
+    if read is None or config.parse.udf is not None:
+        return None
+    blocks = pipeline | "Read" >> read | "Count read" >> Count(READ, blocks=True)
+    return blocks | "Parse" >> _parse(config, ParseJsonBlocks)
+
+
+def _parse(config: SpineConfig, kind: type[ParseJson]) -> ParseJson:
+    """Returns the parse step (`ParseJson` or `ParseJsonBlocks`) of the parse settings."""
     parse = config.parse
-    records, errors = messages | "Parse" >> ParseJson(
+    return kind(
         config.pipeline,
         schema=parse.schema,
         event_time=parse.event_time,
         max_bytes=parse.max_payload_bytes,
         unknown_fields=parse.unknown_fields,
     )
-    if parse.udf is None:
-        return records, errors
-    records, udf_errors = records | "UDF" >> ApplyUdf(config.pipeline, parse.udf)
-    return records, (errors, udf_errors) | "Parse and UDF errors" >> beam.Flatten()
 
 
 def write_dead_letters(config: SpineConfig, errors: Iterable[beam.PCollection | None]) -> None:

@@ -59,7 +59,16 @@ from transforms.message import Record
 from transforms.metrics import NAMESPACE, Count
 from transforms.schema import Field, Schema
 
-__all__ = ["AGGREGATED", "GATE_SHARDS", "LATE", "WindowedAggregate", "row_schema"]
+__all__ = [
+    "AGGREGATED",
+    "GATE_SHARDS",
+    "LATE",
+    "FinalRow",
+    "WindowedAggregate",
+    "group_key",
+    "row_schema",
+    "window_starts",
+]
 
 AGGREGATED = "aggregated"
 LATE = "late_records"
@@ -71,6 +80,11 @@ def _key_value(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return value
+
+
+def group_key(data: dict[str, Any], group_by: tuple[str, ...]) -> tuple:
+    """Returns a record's group key: its ``group_by`` values (nested values as JSON text)."""
+    return tuple([_key_value(data.get(name)) for name in group_by])
 
 
 def _expiry(window: WindowSpec, lateness: float, event_time: float) -> float:
@@ -104,7 +118,7 @@ class _KeyByShard(beam.DoFn):
             self._primed = True
             for shard in range(GATE_SHARDS):
                 yield shard, None
-        key = tuple(_key_value(record.data.get(name)) for name in self._group_by)
+        key = group_key(record.data, self._group_by)
         self._next = (self._next + 1) % GATE_SHARDS
         yield self._next, (key, record)
 
@@ -113,11 +127,16 @@ class _LatenessGate(beam.DoFn):
     """Passes records whose windows are still open; tags the others ``late``.
 
     Output: ``(group_key, (record_dict, event_time))``, or the late `Record` on ``late``.
+
+    A shard's state is one value, ``(horizon, newest, armed)``, each a float or None: the bound
+    records are judged against (the last clock firing), the newest event time passed, and when
+    the clock is set for (None while it is not set). One value, not three, so that a record
+    costs one state read and at most one write.
     """
 
-    HORIZON = ReadModifyWriteStateSpec("horizon", FloatCoder())
-    NEWEST = ReadModifyWriteStateSpec("newest", FloatCoder())
-    ARMED = ReadModifyWriteStateSpec("armed", FloatCoder())
+    GATE = ReadModifyWriteStateSpec(
+        "gate", beam.coders.TupleCoder([beam.coders.NullableCoder(FloatCoder())] * 3)
+    )
     CLOCK = TimerSpec("clock", TimeDomain.WATERMARK)
 
     def __init__(self, window: WindowSpec, lateness: float) -> None:
@@ -133,31 +152,28 @@ class _LatenessGate(beam.DoFn):
         self,
         element: tuple[int, tuple[tuple, Record]],
         timestamp: Any = beam.DoFn.TimestampParam,
-        horizon: Any = beam.DoFn.StateParam(HORIZON),
-        newest: Any = beam.DoFn.StateParam(NEWEST),
-        armed: Any = beam.DoFn.StateParam(ARMED),
+        gate: Any = beam.DoFn.StateParam(GATE),
         clock: Any = beam.DoFn.TimerParam(CLOCK),
     ) -> Iterator[Any]:
         _, keyed = element
         event_time = float(timestamp)
-        bound = horizon.read()
+        bound, latest, armed = gate.read() or (None, None, None)
         if keyed is None:  # a primer: start following the watermark from its event time
-            if armed.read() is None and bound is None:
-                newest.write(event_time)
+            if armed is None and bound is None:
                 clock.set(event_time)
-                armed.write(event_time)
+                gate.write((None, event_time, event_time))
             return
         key, record = keyed
         if bound is not None and _expiry(self._window, self._lateness, event_time) < bound:
             yield beam.pvalue.TaggedOutput("late", record)
             return
-        latest = newest.read()
-        if latest is None or event_time > latest:
-            newest.write(event_time)
-        if armed.read() is None:
+        newest = event_time if latest is None or event_time > latest else latest
+        target = armed
+        if target is None:
             target = event_time if bound is None else bound + self._step
             clock.set(target)
-            armed.write(target)
+        if newest != latest or target != armed:
+            gate.write((bound, newest, target))
         self._aggregated.inc()
         yield key, (record.data, event_time)
 
@@ -165,19 +181,16 @@ class _LatenessGate(beam.DoFn):
     def on_clock(
         self,
         fired: Any = beam.DoFn.TimestampParam,
-        horizon: Any = beam.DoFn.StateParam(HORIZON),
-        newest: Any = beam.DoFn.StateParam(NEWEST),
-        armed: Any = beam.DoFn.StateParam(ARMED),
+        gate: Any = beam.DoFn.StateParam(GATE),
         clock: Any = beam.DoFn.TimerParam(CLOCK),
     ) -> Iterator[Any]:
         now = float(fired)
-        horizon.write(now)
-        latest = newest.read()
+        _, latest, _ = gate.read() or (None, None, None)
         if latest is not None and now < latest + self._span:
             clock.set(now + self._step)
-            armed.write(now + self._step)
+            gate.write((now, latest, now + self._step))
         else:
-            armed.clear()
+            gate.write((now, latest, None))
         return iter(())
 
 
@@ -192,7 +205,7 @@ class _KeyOnly(beam.DoFn):
 
     def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
         self._aggregated.inc()
-        key = tuple(_key_value(record.data.get(name)) for name in self._group_by)
+        key = group_key(record.data, self._group_by)
         yield key, (record.data, float(timestamp))
 
 
@@ -296,19 +309,27 @@ class _KeyByWindow(beam.DoFn):
 
     def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
         self._aggregated.inc()
-        key = tuple(_key_value(record.data.get(name)) for name in self._group_by)
+        key = group_key(record.data, self._group_by)
         value = (record.data, float(timestamp))
         if self._global:
             yield (key, 0), value
             return
-        micros = timestamp.micros
-        start = micros - micros % self._every
-        while start > micros - self._size:
+        for start in window_starts(timestamp.micros, self._size, self._every):
             yield (key, start), value
-            start -= self._every
 
 
-class _FinalRow(beam.DoFn):
+def window_starts(micros: int, size: int, every: int) -> Iterator[int]:
+    """Yields the starts of the windows (``size`` long, one every ``every``) holding ``micros``.
+
+    All in microseconds, as Beam's FixedWindows and SlidingWindows (offset 0) compute them.
+    """
+    start = micros - micros % every
+    while start > micros - size:
+        yield start
+        start -= every
+
+
+class FinalRow(beam.DoFn):
     """``((group_key, window_start_micros), aggregates)`` -> the output `Record` (final pane)."""
 
     def __init__(self, spec: AggregateSpec) -> None:
@@ -317,12 +338,21 @@ class _FinalRow(beam.DoFn):
         self._global = spec.window.type == "global"
         self._size = spec.window.size
 
+    def setup(self) -> None:
+        # Window bounds as text, by window start: many groups share each window.
+        self._bounds: dict[int, tuple[str | None, str | None]] = {}
+
     def process(self, element: tuple[tuple[tuple, int], dict[str, Any]]) -> Iterator[Any]:
         (key, start_micros), aggregates = element
         row: dict[str, Any] = dict(zip(self._group_by, key, strict=True))
         start = start_micros / 1_000_000
-        row["window_start"] = None if self._global else format_timestamp(start)
-        row["window_end"] = None if self._global else format_timestamp(start + self._size)
+        bounds = self._bounds.get(start_micros)
+        if bounds is None:
+            bounds = (None, None)
+            if not self._global:
+                bounds = (format_timestamp(start), format_timestamp(start + self._size))
+            self._bounds[start_micros] = bounds
+        row["window_start"], row["window_end"] = bounds
         row.update(aggregates)
         row.update(timing="ON_TIME", is_final=True, pane_index=0)
         if self._having is None or self._having(row):
@@ -394,6 +424,12 @@ class WindowedAggregate(beam.PTransform):
         lateness = spec.allowed_lateness if spec.trigger.late else 0.0
         if records.is_bounded and spec.window.type != "session" and not spec.trigger.early_count:
             return self._batch(records)
+        # Imported here because that module builds on this one.
+        from transforms.aggregate_sessions import BoundedSessions
+
+        if records.is_bounded and BoundedSessions.supports(spec):
+            rows = records | "Sessions" >> BoundedSessions(spec)
+            return rows, records.pipeline | "No late records" >> beam.Create([])
         if spec.window.type == "global" or records.is_bounded:
             # A global window never closes, and a bounded input has nothing late.
             keyed = records | "Key" >> beam.ParDo(_KeyOnly(spec.group_by))
@@ -448,6 +484,6 @@ class WindowedAggregate(beam.PTransform):
             records
             | "Key by window" >> beam.ParDo(_KeyByWindow(spec.group_by, spec.window))
             | "Aggregate" >> beam.CombinePerKey(SpecCombineFn(spec))
-            | "Rows" >> beam.ParDo(_FinalRow(spec))
+            | "Rows" >> beam.ParDo(FinalRow(spec))
         )
         return rows, records.pipeline | "No late records" >> beam.Create([])

@@ -274,14 +274,15 @@ class SpecCombineFn(beam.CombineFn):
         self._spec = spec
         self._names = [call.name for call in spec.aggregates]
         self._parts = [_AGGREGATORS[call.function](call) for call in spec.aggregates]
+        self._adds = [part.add for part in self._parts]
 
     def create_accumulator(self) -> list[Any]:
         return [part.create() for part in self._parts]
 
     def add_input(self, accumulator: list[Any], element: Element) -> list[Any]:
         record, event_time = element
-        for i, part in enumerate(self._parts):
-            accumulator[i] = part.add(accumulator[i], record, event_time)
+        for i, add in enumerate(self._adds):
+            accumulator[i] = add(accumulator[i], record, event_time)
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[list[Any]]) -> list[Any]:

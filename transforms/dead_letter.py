@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "CountDeadLetters",
     "ToDeadLetter",
     "error_record",
+    "failure",
     "google_view_sql",
 ]
 
@@ -164,6 +166,16 @@ def error_record(
         "source": origin.to_dict() if origin is not None else None,
         "retry_count": retry_count,
     }
+
+
+def failure(element: Any, exc: BaseException) -> tuple[Any, tuple[type, str, list[str]]]:
+    """Returns the failure of ``element`` in the shape of Beam's dead-letter output.
+
+    That shape, ``(element, (exception_type, repr(exception), traceback_lines))``, is what
+    ``with_exception_handling`` emits and `ToDeadLetter` reads; steps that catch failures
+    themselves use this to emit the same.
+    """
+    return element, (type(exc), repr(exc), traceback.format_exception(exc))
 
 
 class _ToDeadLetterFn(beam.DoFn):

@@ -47,8 +47,9 @@ Redis URIs also take ``password_env`` and ``password_secret`` as the Redis sink 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import apache_beam as beam
@@ -58,7 +59,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from transforms.dead_letter import error_record
 from transforms.errors import RecordError, SinkRejected
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis import KeyTemplate
+from transforms.io.redis import KeyTemplate, to_text
 from transforms.message import Record
 from transforms.metrics import DROPPED, ReasonCounters
 
@@ -69,10 +70,12 @@ __all__ = [
     "UNAVAILABLE_POLICIES",
     "EnrichSettings",
     "EnrichUnavailable",
+    "KeyOf",
     "MissingReference",
     "Settler",
     "enrich_error",
     "enrich_from_uri",
+    "key_function",
     "parse_key",
     "reference_key",
 ]
@@ -168,6 +171,30 @@ def reference_key(template: KeyTemplate, data: Mapping[str, Any]) -> str | None:
         return None
 
 
+KeyOf = Callable[[Mapping[str, Any]], "str | None"]
+"""A record's data -> its reference key, or ``None`` when a field of the key is missing."""
+
+
+def key_function(template: KeyTemplate) -> KeyOf:
+    """Returns `reference_key` for ``template`` as a function of the record's data alone.
+
+    The common template of one bare field (``{customer_id}``) is rendered without the
+    template's loop, join and exception: its key is the field's text (`to_text`), ``None``
+    when the field is missing or null, as `reference_key` gives.
+    """
+    if len(template.parts) == 1 and not template.parts[0][0] and template.parts[0][1]:
+        name = template.parts[0][1]
+
+        def field_key(data: Mapping[str, Any]) -> str | None:
+            value = data.get(name)
+            if value.__class__ is str:  # most keys: skip to_text's checks
+                return value
+            return None if value is None else to_text(value)
+
+        return field_key
+    return partial(reference_key, template)
+
+
 def enrich_error(record: Any, error: RecordError, timestamp: Timestamp, pipeline: str) -> dict:
     """Returns the dead-letter dict of a record (or change) the enrich step could not handle."""
     return error_record(
@@ -225,7 +252,11 @@ class Settler:
                 self._dropped = ReasonCounters(DROPPED)
             self._dropped.inc(MissingReference.reason)
             return
-        yield Record(settings.merge(record.data, row), record.origin)
+        yield self.enriched(record, row)
+
+    def enriched(self, record: Record, row: Mapping[str, Any] | None) -> Record:
+        """Returns ``record`` with ``row`` merged in: what `outputs` yields when it emits it."""
+        return Record(self.settings.merge(record.data, row), record.origin)
 
 
 _FAMILY = {

@@ -31,7 +31,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import apache_beam as beam
@@ -41,7 +41,7 @@ from apache_beam.transforms.periodicsequence import PeriodicImpulse, RebaseMode
 from apache_beam.transforms.window import FixedWindows, GlobalWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP
 
-from transforms.enrich import ERRORS, EnrichSettings, Settler, parse_key, reference_key
+from transforms.enrich import ERRORS, EnrichSettings, Settler, key_function, parse_key
 from transforms.enrich_redis import RedisConnection, endpoint_duration, from_text
 from transforms.io.bigquery import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError
@@ -82,10 +82,11 @@ class Loader(Protocol):
 
 
 def _keyed(rows: Iterator[dict[str, Any]], key: KeyTemplate) -> Table:
+    key_of = key_function(key)  # as the records' keys are rendered
     table: Table = {}
     skipped = 0
     for row in rows:
-        join_key = reference_key(key, row)
+        join_key = key_of(row)
         if join_key is None:
             skipped += 1
         else:
@@ -200,7 +201,11 @@ class _LoadFn(beam.DoFn):
 
 
 class _JoinFn(beam.DoFn):
-    """Record + the side input table -> the record settled by the family's contract."""
+    """Record + the side input table -> the record settled by the family's contract.
+
+    A record whose row is found is merged and returned at once (most records); the others go
+    through `Settler.outputs` and its policies.
+    """
 
     def __init__(self, key: KeyTemplate, settings: EnrichSettings) -> None:
         self._key = key
@@ -208,22 +213,26 @@ class _JoinFn(beam.DoFn):
 
     def setup(self) -> None:
         self._settler = Settler(self._settings)
+        self._key_of = key_function(self._key)
 
     def process(
         self, record: Record, table: Table | None, timestamp=beam.DoFn.TimestampParam
-    ) -> Iterator[Any]:
+    ) -> Iterable[Any]:
+        settler = self._settler
         if table is None:
-            yield from self._settler.outputs(
+            return settler.outputs(
                 record, None, timestamp, unavailable="no reference table loaded for this time"
             )
-            return
-        join_key = reference_key(self._key, record.data)
+        join_key = self._key_of(record.data)
         if join_key is None:
             missing = f"the record lacks a field of key {self._key.text!r}"
-            yield from self._settler.outputs(record, None, timestamp, missing=missing)
-            return
-        missing = f"no reference row with key {join_key!r}"
-        yield from self._settler.outputs(record, table.get(join_key), timestamp, missing=missing)
+            return settler.outputs(record, None, timestamp, missing=missing)
+        row = table.get(join_key)
+        if row is None:
+            missing = f"no reference row with key {join_key!r}"
+            return settler.outputs(record, None, timestamp, missing=missing)
+        # A list, not a generator: Beam iterates it without resuming a frame.
+        return [settler.enriched(record, row)]
 
 
 class SideInputEnrich(beam.PTransform):

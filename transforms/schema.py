@@ -337,11 +337,35 @@ def _field_check(spec: Field, unknown_fields: UnknownFields) -> Check:
     return check_single
 
 
+# Scalar types whose check only looks at the JSON value's type: the exact Python types a JSON
+# decoder gives that the check accepts unchanged (bool is its own type, never an int here).
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "STRING": (str,),
+    "BYTES": (str,),
+    "GEOGRAPHY": (str,),
+    "TIME": (str,),
+    "DATETIME": (str,),
+    "INTEGER": (int,),
+    "FLOAT": (int, float),
+    "BOOLEAN": (bool,),
+}
+_INT64 = range(-(2**63), 2**63)
+
+
 def _record_check(fields: tuple[Field, ...], unknown_fields: UnknownFields) -> Any:
     checks = [(f.name, _field_check(f, unknown_fields)) for f in fields]
     declared = frozenset(f.name for f in fields)
+    # The fast pass: fields with a plain type are only type-tested, the others fully checked;
+    # anything the fast pass doubts goes through the full check, which says what is wrong.
+    plain = [
+        (f.name, _PLAIN_TYPES[f.type], f.mode == "REQUIRED", f.type == "INTEGER")
+        for f in fields
+        if f.type in _PLAIN_TYPES and f.mode != "REPEATED"
+    ]
+    plain_names = frozenset(name for name, _, _, _ in plain)
+    other = [(name, check) for name, check in checks if name not in plain_names]
 
-    def check(record: dict, prefix: str = "") -> dict:
+    def full(record: dict, prefix: str) -> dict:
         extra = record.keys() - declared
         if extra:
             if unknown_fields == "reject":
@@ -350,6 +374,23 @@ def _record_check(fields: tuple[Field, ...], unknown_fields: UnknownFields) -> A
             if unknown_fields == "drop":
                 record = {k: v for k, v in record.items() if k in declared}
         for name, field_check in checks:
+            value = record.get(name)
+            checked = field_check(value, prefix + name)
+            if checked is not value:
+                record[name] = checked
+        return record
+
+    def check(record: dict, prefix: str = "") -> dict:
+        if unknown_fields != "keep" and not record.keys() <= declared:
+            return full(record, prefix)
+        for name, types, required, integer in plain:
+            value = record.get(name)
+            if value is None:
+                if required:
+                    return full(record, prefix)
+            elif type(value) not in types or (integer and value not in _INT64):
+                return full(record, prefix)
+        for name, field_check in other:
             value = record.get(name)
             checked = field_check(value, prefix + name)
             if checked is not value:

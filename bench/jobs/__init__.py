@@ -5,7 +5,7 @@ One module per job; `JOBS` maps the names ``python -m bench.run --job`` takes to
 
 from __future__ import annotations
 
-from bench.jobs import cdc_apply, parse_dlq, redis_sink, session, window_agg
+from bench.jobs import cdc_apply, enrich, parse_dlq, redis_sink, session, streaming_agg, window_agg
 from bench.jobs.common import Job
 
 __all__ = ["JOBS", "Job"]
@@ -14,7 +14,9 @@ JOBS: dict[str, Job] = {
     "parse_dlq": parse_dlq.JOB,
     "window_agg": window_agg.WINDOW_JOB,
     "hopping_agg": window_agg.HOPPING_JOB,
+    "streaming_agg": streaming_agg.JOB,
     "session": session.JOB,
     "cdc_apply": cdc_apply.JOB,
     "redis_sink": redis_sink.JOB,
+    "enrich": enrich.JOB,
 }

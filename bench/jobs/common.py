@@ -62,7 +62,8 @@ class Job:
 
     Attributes:
         data: makes (once) the input file: ``data(folder, count, keys) -> path``.
-        variants: the variants, by name; ``loop_json`` is the baseline.
+        variants: the variants, by name; the first is the baseline (``loop_json`` in most
+            jobs: the plain loop with the standard library's ``json``).
         keys: a fixed key count (the ``--keys`` option is then ignored).
         unavailable: returns why the job cannot run here, or None.
         cleanup: run after a variant (outside its timing), returns a count to show.

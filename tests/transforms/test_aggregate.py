@@ -32,7 +32,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
-from transforms.aggregate import GATE_SHARDS, LATE, WindowedAggregate, row_schema
+from transforms.aggregate import (
+    GATE_SHARDS,
+    LATE,
+    WindowedAggregate,
+    _LatenessGate,
+    row_schema,
+)
 from transforms.aggregate_spec import AggregateSpec
 from transforms.message import Message, Origin, Record
 from transforms.schema import Field, Schema
@@ -600,6 +606,51 @@ def test_late_record_of_a_new_key_is_dead_lettered() -> None:
     result = run_stream(spec, stream)
     assert [r["k"] for r in result.rows] == ["a"]  # holds: the record is in no row
     assert [e["reason"] for e in result.errors] == ["late"]  # fails: it vanished
+
+
+def _gate_record(offset: float) -> TimestampedValue:
+    return TimestampedValue((0, (("a",), Record({"t": offset}))), BASE + offset)
+
+
+def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> None:
+    """One shard, tumbling minutes, no lateness (span 120 s): the exact late/on-time split.
+
+    A record is late when its window's end is before the shard's horizon (its last clock
+    firing). The clock stops once it passes the newest event time plus the span, and the next
+    record re-arms it at horizon + step, however far the watermark has gone.
+    """
+    window = spec_of(
+        window={"type": "tumbling", "size": "60s"}, group_by=["k"], aggregates={"n": "count()"}
+    ).window
+    stream = (
+        TestStream()
+        .advance_watermark_to(BASE)
+        .add_elements([TimestampedValue((0, None), BASE)])  # the primer: newest 0, clock at 0
+        .advance_watermark_to(BASE + 125)  # fires 0, 60, 120; stops (120 >= 0 + 120)
+        .add_elements([_gate_record(59), _gate_record(60)])  # ends 60 < 120: late; 120: not
+        .advance_watermark_to(BASE + 1000)  # re-armed at 180, fires, stops (180 >= 60 + 120)
+        .add_elements([_gate_record(119), _gate_record(130)])  # 120 < 180: late; 180: not
+        .advance_watermark_to(BASE + 1010)  # re-armed at 240: fires 240, 300; stops
+        .add_elements([_gate_record(235), _gate_record(245)])  # 240 < 300: late; 300: not
+        .advance_watermark_to_infinity()
+    )
+    tag = uuid.uuid4().hex
+    pipeline = beam.Pipeline(options=PipelineOptions(streaming=True))
+    gated = (
+        pipeline
+        | stream
+        | beam.ParDo(_LatenessGate(window, 0.0)).with_outputs("late", main="on_time")
+    )
+    _ = gated.on_time | "On time" >> beam.ParDo(_Collect(tag + "on_time"))
+    _ = gated.late | "Late" >> beam.ParDo(_Collect(tag + "late"))
+    pipeline.run().wait_until_finish()
+    on_time = _COLLECTED.pop(tag + "on_time")
+    assert sorted((key, data["t"], t - BASE) for key, (data, t) in on_time) == [
+        (("a",), 60, 60.0),
+        (("a",), 130, 130.0),
+        (("a",), 245, 245.0),
+    ]
+    assert sorted(record.data["t"] for record in _COLLECTED.pop(tag + "late")) == [59, 119, 235]
 
 
 def test_hopping_windows_out_of_order() -> None:

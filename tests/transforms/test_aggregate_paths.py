@@ -12,6 +12,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from transforms.aggregate import WindowedAggregate
+from transforms.aggregate_sessions import BoundedSessions
 from transforms.aggregate_spec import AggregateSpec
 from transforms.message import Message, Origin, Record
 
@@ -82,3 +83,75 @@ def test_fast_and_general_paths_give_the_same_rows(window: dict[str, str]) -> No
     key = lambda row: (row["k"], row["window_start"])  # noqa: E731
     assert sorted(fast, key=key) == sorted(general, key=key)
     assert len(fast) > 10
+
+
+SESSION_SPEC = {
+    "window": {"type": "session", "gap": "10s"}, "group_by": ["k"],
+    "aggregates": {"n": "count()", "s": "sum(v)", "m": "mean(v)", "lo": "min(v)", "hi": "max(v)",
+                   "big": "count_if(v > 25)", "users": "approx_count_distinct(u)",
+                   "last": "latest(v)"},
+    "having": "n >= 2",
+}  # fmt: skip
+
+
+def session_events(seed: int) -> list[tuple[dict[str, Any], float]]:
+    """Random events (sub-millisecond times, any order) and gaps right at a millisecond's edge."""
+    start = 1_764_064_800.0
+    edges = [
+        ({"k": "d", "v": 1, "u": 1}, start + 100.0009),
+        ({"k": "d", "v": 2, "u": 2}, start + 110.0001),  # 9.9992 s later, but a window apart
+        ({"k": "d", "v": 3, "u": 3}, start + 120.0001),  # exactly the gap: a new session
+        ({"k": "d", "v": 4, "u": 4}, start + 125.0),
+        ({"k": "d", "v": 5, "u": 5}, start + 134.9999),  # bridges into the next one
+        ({"k": "d", "v": 6, "u": 6}, start + 140.0),
+    ]
+    return events(400, seed) + edges
+
+
+def keep_exact(
+    record: Record,
+    run: str,
+    timestamp: Any = beam.DoFn.TimestampParam,
+    window: Any = beam.DoFn.WindowParam,
+) -> None:
+    SEEN[run].append({"row": record.data, "micros": timestamp.micros})
+    SEEN[f"{run} windows"].append(type(window).__name__)
+
+
+def run_bounded_exact(spec: AggregateSpec, data: list[tuple[dict[str, Any], float]], run: str):
+    """Rows with their pane fields and output timestamps, and the windows they are in."""
+    SEEN[run], SEEN[f"{run} windows"] = [], []
+    with beam.Pipeline() as p:
+        records = p | beam.Create([record(d, t) for d, t in data])
+        rows, _ = records | WindowedAggregate(spec, "t")
+        rows | beam.Map(keep_exact, run)
+    key = lambda row: (row["row"]["k"], row["row"]["window_start"])  # noqa: E731
+    return sorted(SEEN[run], key=key), set(SEEN[f"{run} windows"])
+
+
+@pytest.mark.parametrize("lateness", ["0s", "30s"])
+def test_session_fast_path_gives_the_general_bounded_rows(
+    lateness: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = AggregateSpec.from_dict({**SESSION_SPEC, "allowed_lateness": lateness})
+    data = session_events(seed=7)
+    random.Random(3).shuffle(data)
+    fast, fast_windows = run_bounded_exact(spec, data, "fast")
+    monkeypatch.setattr(BoundedSessions, "supports", staticmethod(lambda spec: False))
+    general, general_windows = run_bounded_exact(spec, data, "general")
+    assert fast == general
+    assert (fast_windows, general_windows) == ({"GlobalWindow"}, {"IntervalWindow"})
+    assert len(fast) > 20
+    assert {row["row"]["is_final"] for row in fast} == {lateness == "0s"}
+
+
+def test_session_fast_path_gives_the_streaming_rows() -> None:
+    spec = AggregateSpec.from_dict(SESSION_SPEC)
+    # Whole milliseconds: the streaming runner merges windows in microseconds, the batch
+    # runner in milliseconds.
+    data = [(d, round(t, 3)) for d, t in session_events(seed=11)]
+    fast = run_bounded(spec, data)
+    general = run_streaming(spec, data)
+    key = lambda row: (row["k"], row["window_start"])  # noqa: E731
+    assert sorted(fast, key=key) == sorted(general, key=key)
+    assert len(fast) > 20

@@ -16,8 +16,10 @@ from transforms.io.endpoint import Endpoint
 from transforms.metrics import WRITTEN
 from transforms.schema import Schema
 
-__all__ = ["Sink", "SinkContext", "Source"]
+__all__ = ["BLOCK_SIZE", "Sink", "SinkContext", "Source"]
 
+# Messages per block of a block read (`Source.blocks`).
+BLOCK_SIZE = 1000
 ALL_RUNNERS = frozenset({"DirectRunner", "DataflowRunner", "FlinkRunner", "PortableRunner"})
 
 
@@ -50,6 +52,14 @@ class Source(beam.PTransform):
 
     def default_label(self) -> str:
         return f"Read {self.endpoint.scheme}"
+
+    def blocks(self) -> beam.PTransform | None:
+        """Returns a read of the same messages in blocks, or None when the source has none.
+
+        The read yields lists of `Message`s (about `BLOCK_SIZE` each) instead of single
+        messages, for bounded fast paths that pay Beam's per-element cost once per block.
+        """
+        return None
 
     def after_write(self) -> None:
         """Adds the steps that must follow every write of the pipeline; by default none.
@@ -102,3 +112,11 @@ class Sink(beam.PTransform):
 
     def default_label(self) -> str:
         return f"Write {self.endpoint.scheme}"
+
+    def blocks(self) -> beam.PTransform | None:
+        """Returns a write of blocks (lists) of `Record`s, or None when the sink has none.
+
+        The write takes the same records as the sink, a block per element, for bounded fast
+        paths, and returns what the sink returns.
+        """
+        return None

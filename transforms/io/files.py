@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import itertools
 import json
 import os
 import time
@@ -29,7 +30,7 @@ from apache_beam.transforms.trigger import AccumulationMode, AfterProcessingTime
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
 from transforms.event_time import parse_timestamp
-from transforms.io.base import Sink, SinkContext, Source
+from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Message, Origin, Record
 from transforms.metrics import Count
@@ -40,15 +41,43 @@ __all__ = ["FileSink", "FileSource", "arrow_schema"]
 _FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 
 
+def _messages(readable: fileio.ReadableFile) -> Iterator[Message]:
+    path = readable.metadata.path
+    with readable.open() as handle:
+        for number, line in enumerate(handle, start=1):
+            payload = line.rstrip(b"\n")
+            if payload.endswith(b"\r"):
+                payload = payload[:-1]
+            yield Message(payload, {}, Origin("file", path=path, line=number))
+
+
 class _ReadLines(beam.DoFn):
     def process(self, readable: fileio.ReadableFile) -> Iterator[Message]:
-        path = readable.metadata.path
-        with readable.open() as handle:
-            for number, line in enumerate(handle, start=1):
-                payload = line.rstrip(b"\n")
-                if payload.endswith(b"\r"):
-                    payload = payload[:-1]
-                yield Message(payload, {}, Origin("file", path=path, line=number))
+        return _messages(readable)
+
+
+class _ReadBlocks(beam.DoFn):
+    def process(self, readable: fileio.ReadableFile) -> Iterator[list[Message]]:
+        messages = _messages(readable)
+        while block := list(itertools.islice(messages, BLOCK_SIZE)):
+            yield block
+
+
+class _Read(beam.PTransform):
+    """Reads the files matching ``pattern``: one `Message` per line, or blocks of them."""
+
+    def __init__(self, pattern: str, reader: beam.DoFn) -> None:
+        super().__init__()
+        self._pattern = pattern
+        self._reader = reader
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self._pattern)
+            | "Open" >> fileio.ReadMatches()
+            | "Lines" >> beam.ParDo(self._reader)
+        )
 
 
 class FileSource(Source):
@@ -64,12 +93,11 @@ class FileSource(Source):
         self.pattern = endpoint.path
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (
-            pbegin
-            | "Match" >> fileio.MatchFiles(self.pattern)
-            | "Open" >> fileio.ReadMatches()
-            | "Lines" >> beam.ParDo(_ReadLines())
-        )
+        return pbegin | _Read(self.pattern, _ReadLines())
+
+    def blocks(self) -> beam.PTransform:
+        """Reads the same lines as lists of `Message`s (`BLOCK_SIZE` lines each)."""
+        return _Read(self.pattern, _ReadBlocks())
 
 
 def _encode_fallback(value: Any) -> Any:
@@ -219,7 +247,17 @@ class FileSink(Sink):
             return ParquetFileSink(self.context.schema if not self.context.dead_letter else None)
         return JsonLinesFileSink()
 
+    def _block_sink(self, destination: Any) -> fileio.FileSink:
+        return _BlockSink(self._file_sink(destination))
+
     def expand(self, records: beam.PCollection) -> None:
+        return self._write(records, blocks=False)
+
+    def blocks(self) -> beam.PTransform:
+        """Writes blocks (lists) of `Record`s into the same files, as `expand` writes records."""
+        return beam.ptransform_fn(self._write)(blocks=True)
+
+    def _write(self, records: beam.PCollection, blocks: bool) -> None:
         os.makedirs(self.folder, exist_ok=True)
         if not records.is_bounded:
             records = records | "Window" >> beam.WindowInto(
@@ -229,17 +267,41 @@ class FileSink(Sink):
             )
         _ = (
             records
-            | "Data"
-            >> beam.Map(lambda record: record.data if isinstance(record, Record) else record)
+            | "Data" >> beam.Map(_block_data if blocks else _data)
             | "Files"
             >> fileio.WriteToFiles(
                 self.folder,
                 file_naming=_file_naming(
                     self.prefix, _FORMATS[self.format], endless=not records.is_bounded
                 ),
-                sink=self._file_sink,
+                sink=self._block_sink if blocks else self._file_sink,
             )
         )
         if not self.context.dead_letter:
-            _ = records | "Count" >> Count(self.context.counter)
+            _ = records | "Count" >> Count(self.context.counter, blocks=blocks)
         return None
+
+
+def _data(record: Record | dict[str, Any]) -> dict[str, Any]:
+    return record.data if isinstance(record, Record) else record
+
+
+def _block_data(block: list[Record | dict[str, Any]]) -> list[dict[str, Any]]:
+    return [_data(record) for record in block]
+
+
+class _BlockSink(fileio.FileSink):
+    """Writes each record of a block through the sink of single records it wraps."""
+
+    def __init__(self, records: fileio.FileSink) -> None:
+        self._records = records
+
+    def open(self, fh: Any) -> None:
+        self._records.open(fh)
+
+    def write(self, block: list[dict[str, Any]]) -> None:
+        for record in block:
+            self._records.write(record)
+
+    def flush(self) -> None:
+        self._records.flush()

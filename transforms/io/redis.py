@@ -59,10 +59,15 @@ sets).
 ``stream`` and ``publish`` are at least once: a retried batch may add an entry or a message
 again.
 
-Each write of ``hash``, ``zset``, ``stream`` and ``state`` is one Lua script call that writes
+Writes are pipelined: ``batch_size`` commands, packed by hand (see `transforms.io.redis_resp`),
+go in one round trip. Without ``ttl``, ``hash``, ``zset`` and ``stream`` write with their plain
+command (``HSET``, or ``HDEL`` for the null fields; both in one ``MULTI``/``EXEC`` when a record
+has both, so the hash changes at once; ``ZADD``; ``XADD``). With ``ttl``, each write of
+``hash``, ``zset`` and ``stream``, and every ``state`` write, is one Lua script call that writes
 and then sets the TTL: atomic, and, unlike ``MULTI``/``EXEC`` (which goes on after a failed
 command), it sets no TTL on a key it could not write, such as a key of another type
-(``WRONGTYPE``).
+(``WRONGTYPE``). The scripts are loaded (``SCRIPT LOAD``) at the head of each batch, in the same
+round trip, so a restarted server never answers ``NOSCRIPT``.
 
 Failures: a record that cannot be turned into a command (a template field it lacks, a score
 that is not a number) or that Redis refuses (``WRONGTYPE``...) comes out as a dead-letter record
@@ -75,10 +80,12 @@ superseded (not applied) counts as ``written``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import math
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -103,6 +110,7 @@ from transforms.io.batching import (
     retry_transient,
 )
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.redis_resp import bulk, bulk_name, fields, packed, read_replies, send
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
@@ -190,6 +198,12 @@ _SCRIPTS = {
     "stream": _STREAM_SCRIPT,
     "state": _STATE_SCRIPT,
 }
+_SHAS = {mode: hashlib.sha1(script.encode()).hexdigest() for mode, script in _SCRIPTS.items()}
+# The constant arguments, as bulk strings.
+_EVALSHA, _ONE_KEY, _HSET, _HDEL, _SET, _EX, _PUBLISH, _ZADD, _XADD, _MAXLEN, _ABOUT, _AUTO_ID = (
+    map(bulk_name, "EVALSHA 1 HSET HDEL SET EX PUBLISH ZADD XADD MAXLEN ~ *".split())
+)
+_MULTI, _EXEC = packed([bulk_name("MULTI")]), packed([bulk_name("EXEC")])
 
 
 class TruncateUnsupported(SinkRejected):
@@ -220,6 +234,14 @@ def to_text(value: Any) -> str:
     ``"a"`` gives ``a``, ``3`` gives ``3``, ``2.5`` gives ``2.5``, ``True`` gives ``true``,
     ``{"x": [1]}`` gives ``{"x":[1]}``, ``b"hi"`` gives ``aGk=``.
     """
+    kind = type(value)
+    if kind is str:
+        return value
+    # What json.dumps writes for plain ints and finite floats (it spells NaN and Infinity).
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
     if isinstance(value, str):
         return value
     if isinstance(value, bytes):
@@ -328,10 +350,11 @@ def _state_args(data: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 class _Command(NamedTuple):
-    """One record's write: the key (or channel) and the arguments of its command or script."""
+    """One record's write: the key (or channel), the packed command(s) and how many replies."""
 
     key: str
-    args: tuple[str, ...]
+    packed: bytes
+    replies: int = 1
 
 
 @dataclass(frozen=True)
@@ -360,28 +383,64 @@ class _Target:
     dead_letter: bool
     counter: str
 
+    @property
+    def script(self) -> str | None:
+        """The Lua script of each write, or None when the writes are plain commands."""
+        if self.mode == "state" or (self.ttl and self.mode in _SCRIPTS):
+            return _SCRIPTS[self.mode]
+        return None
+
     def command(self, data: Mapping[str, Any]) -> _Command:
         """Builds the write of one record; raises `SinkRejected` when it cannot be built."""
         key = self.key.render(data)
-        ttl = str(self.ttl or 0)
-        if self.mode in ("string", "publish"):
-            return _Command(key, (to_json(data),))
-        if self.mode == "state":
-            return _Command(key, (ttl, str(self.delete_ttl), *_state_args(data)))
-        if self.mode == "zset":
+        mode, ttl, name = self.mode, self.ttl, bulk(key)
+        if mode in ("string", "publish"):
+            text = bulk(to_json(data))
+            if mode == "publish":
+                return _Command(key, packed([_PUBLISH, name, text]))
+            expiry = [_EX, bulk(str(ttl))] if ttl else []
+            return _Command(key, packed([_SET, name, text, *expiry]))
+        if mode == "state":
+            args = [bulk(str(self.delete_ttl)), *map(bulk, _state_args(data))]
+            return self._scripted(name, key, args)
+        if mode == "zset":
             assert self.score is not None  # checked by RedisSink
             member = to_json(data) if self.member is None else self.member.render(data)
-            return _Command(key, (ttl, _score(data, self.score), member))
-        pairs = [(name, to_text(value)) for name, value in data.items() if value is not None]
-        flat = tuple(text for pair in pairs for text in pair)
-        if self.mode == "stream":
+            args = [bulk(_score(data, self.score)), bulk(member)]
+            if ttl:
+                return self._scripted(name, key, args)
+            return _Command(key, packed([_ZADD, name, *args]))
+        pairs, removed = fields(data, to_text)
+        if mode == "stream":
             if not pairs:
                 raise SinkRejected("the record has no non-null field to add to the stream")
-            return _Command(key, (ttl, str(self.maxlen or 0), *flat))
+            if ttl:
+                return self._scripted(name, key, [bulk(str(self.maxlen or 0))], pairs)
+            trim = [_MAXLEN, _ABOUT, bulk(str(self.maxlen))] if self.maxlen else []
+            return _Command(key, packed([_XADD, name, *trim, _AUTO_ID], pairs))
         if not data:
             raise SinkRejected("the record has no field to write to the hash")
-        removed = tuple(name for name, value in data.items() if value is None)
-        return _Command(key, (ttl, str(len(pairs)), *flat, *removed))
+        if ttl:
+            return self._scripted(name, key, [bulk(str(len(pairs)))], pairs, removed)
+        if not removed:
+            return _Command(key, packed([_HSET, name], pairs))
+        if not pairs:
+            return _Command(key, packed([_HDEL, name, *removed]))
+        written, deleted = packed([_HSET, name], pairs), packed([_HDEL, name, *removed])
+        return _Command(key, b"".join((_MULTI, written, deleted, _EXEC)), replies=4)
+
+    def _scripted(
+        self,
+        name: bytes,
+        key: str,
+        args: list[bytes],
+        pairs: Sequence[bytes] = (),
+        tail: Sequence[bytes] = (),
+    ) -> _Command:
+        """The script call of one write: ``EVALSHA sha 1 key ttl args... pairs... tail...``."""
+        sha, ttl = bulk_name(_SHAS[self.mode]), bulk_name(str(self.ttl or 0))
+        head = [_EVALSHA, sha, _ONE_KEY, name, ttl, *args]
+        return _Command(key, packed(head, pairs, tail))
 
 
 def check_port(endpoint: Endpoint) -> None:
@@ -426,10 +485,12 @@ class _WriteFn(BatchingFn[_Command]):
             socket_timeout=target.timeout,
             socket_connect_timeout=target.timeout,
             retry=Retry(NoBackoff(), 0),  # the retries are retry_transient's, up to attempts
+            protocol=2,  # read_replies parses RESP2
         )
-        self._client = redis.Redis(connection_pool=self._pool)
-        script = _SCRIPTS.get(target.mode)
-        self._script = None if script is None else self._client.register_script(script)
+        script = target.script
+        self._load = (
+            None if script is None else packed([bulk("SCRIPT"), bulk("LOAD"), bulk(script)])
+        )
         self._written = Metrics.counter(NAMESPACE, self._target.counter)
 
     @property
@@ -459,29 +520,28 @@ class _WriteFn(BatchingFn[_Command]):
             pool.disconnect()
 
     def _send(self, batch: list[Pending[_Command]]) -> list[Any]:
-        """Sends one batch in one round trip; returns each command's reply or `ResponseError`.
+        """Sends one batch in one round trip; returns each record's reply or `ResponseError`.
 
         Raises:
             redis.RedisError: the batch as a whole failed (connection lost, loading, refused
-                credentials): no reply can be trusted.
+                credentials, the script refused): no reply can be trusted.
 
         """
-        target = self._target
-        pipe = self._client.pipeline(transaction=False)
-        for pending in batch:
-            key, args = pending.item
-            if target.mode == "string":
-                pipe.set(key, args[0], ex=target.ttl)
-            elif target.mode == "publish":
-                pipe.publish(key, args[0])
-            else:
-                assert self._script is not None
-                self._script(keys=[key], args=args, client=pipe)
-        results = pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, Exception) and not isinstance(result, redis.ResponseError):
-                raise result
-        return results
+        head = [] if self._load is None else [self._load]
+        connection = self._pool.get_connection()
+        try:
+            send(connection, [*head, *(pending.item.packed for pending in batch)])
+            counts = [1] * len(head) + [pending.item.replies for pending in batch]
+            replies = read_replies(connection, counts)
+        except BaseException:
+            connection.disconnect()  # replies may be left unread
+            raise
+        finally:
+            self._pool.release(connection)
+        for loaded in replies[: len(head)]:
+            if isinstance(loaded, redis.ResponseError):
+                raise loaded
+        return replies[len(head) :]
 
     def send(self, batch: list[Pending[_Command]]) -> Iterator[WindowedValue]:
         target = self._target
@@ -639,6 +699,15 @@ class RedisSink(Sink):
                 f"{list(schema.names)}"
             )
 
+    def write_fn(self) -> beam.DoFn:
+        """Returns the DoFn that writes, as `expand` applies it (to drive it without a runner).
+
+        Its ``process(record, timestamp, window)`` takes a `Record` or a dict and yields the
+        windowed dead-letter dicts of what it could not write; it writes in batches, the last
+        one at ``finish_bundle``.
+        """
+        return _WriteFn(self._target)
+
     def expand(self, records: beam.PCollection) -> beam.PCollection | None:
-        written = records | "Write" >> beam.ParDo(_WriteFn(self._target))
+        written = records | "Write" >> beam.ParDo(self.write_fn())
         return None if self.context.dead_letter else written

@@ -413,6 +413,20 @@ def test_redis_restarted_mid_run_loses_no_record_and_writes_none_twice(
 
 
 @pytest.mark.integration
+def test_scripts_flushed_between_batches_are_loaded_again(
+    private_redis: PrivateRedis, prefix: str
+) -> None:
+    sink = _sink(f"redis://:{PASSWORD}@127.0.0.1:{private_redis.port}/0?key={prefix}:{{id}}&ttl=60")
+    with private_redis.client() as client:
+        for round_ in range(2):
+            client.script_flush()  # as after a restart: EVALSHA alone would answer NOSCRIPT
+            records = [Record({"id": i, "round": round_}) for i in range(3)]
+            assert run_sink(records, sink)["written"] == 3
+        assert client.hgetall(f"{prefix}:1") == {"id": "1", "round": "1"}
+        assert 0 < client.ttl(f"{prefix}:1") <= 60
+
+
+@pytest.mark.integration
 def test_records_come_back_as_sink_unavailable_when_redis_stays_down(
     private_redis: PrivateRedis, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
