@@ -11,7 +11,15 @@ The sink receives the latest-state stream: `Record`s of applied `Change` dicts (
 `transforms.cdc.apply`), so any sink that takes it (a BigQuery replica, Redis latest state)
 works. A ``file://`` sink with a bounded source instead gets the final table of every source
 table (`transforms.cdc.final_state`). Balance: ``read = applied + dead_lettered + dropped``
-(dropped: ``tombstone``, ``cdc_message``, ``cdc_duplicate``, ``cdc_stale``).
+(dropped: ``tombstone``, ``cdc_message``, ``cdc_duplicate``, ``cdc_stale``,
+``cdc_superseded``).
+
+Final tables need only each key's latest change, so that run applies changes by keeping just
+those (`transforms.cdc.compact`: memory of one change per key, the others counted as
+``cdc_duplicate`` or ``cdc_superseded``); when the source reads in blocks and there is no UDF,
+it reads, parses, normalizes and compacts a block at a time (`transforms.cdc.compact_blocks`).
+Every other sink keeps or forwards the stream of applied changes (the BigQuery replica's
+change log, a topic, Redis, which dead-letters each truncate), so it gets every one of them.
 """
 
 from __future__ import annotations
@@ -29,9 +37,11 @@ from pipelines.spine import (
     SpineConfig,
     SpineView,
     read_and_parse,
+    read_and_parse_blocks,
     write_dead_letters,
 )
 from transforms.cdc.apply import APPLIED, CHANGE_SCHEMA, ApplyChanges
+from transforms.cdc.compact_blocks import CompactChangeBlocks, DropTombstoneBlocks
 from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.envelope import parse_key_columns
 from transforms.cdc.final_state import FinalState
@@ -123,17 +133,28 @@ def configure(values: dict[str, Any]) -> CdcConfig:
 
 def build(pipeline: beam.Pipeline, config: CdcConfig) -> None:
     """Adds source -> Parse -> Normalize -> Apply -> sink, with every failure dead-lettered."""
-    records, parse_errors = read_and_parse(
-        pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstones()
-    )
-    changes, normalize_errors = records | "Normalize" >> NormalizeChanges(
-        NAME, config.format, config.key_columns
-    )
-    applied, apply_errors = changes | "Apply" >> ApplyChanges(NAME, config.delete_retention)
+    normalize = NormalizeChanges(NAME, config.format, config.key_columns)
+    blocks = None
+    if config.final_state:
+        blocks = read_and_parse_blocks(
+            pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstoneBlocks()
+        )
+    if blocks is not None:
+        parsed, parse_errors = blocks
+        applied, apply_errors = parsed | "Apply" >> CompactChangeBlocks(NAME, normalize.reader)
+        errors = [parse_errors, apply_errors]
+    else:
+        records, parse_errors = read_and_parse(
+            pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstones()
+        )
+        changes, normalize_errors = records | "Normalize" >> normalize
+        applied, apply_errors = changes | "Apply" >> ApplyChanges(
+            NAME, config.delete_retention, latest_only=config.final_state
+        )
+        errors = [parse_errors, normalize_errors, apply_errors]
     if config.final_state:
         applied = applied | "Final state" >> FinalState()
-    errors = [parse_errors, normalize_errors, apply_errors, applied | "Write" >> config.sink]
-    write_dead_letters(config.spine, errors)
+    write_dead_letters(config.spine, [*errors, applied | "Write" >> config.sink])
 
 
 PIPELINE = PipelineSpec(

@@ -257,12 +257,15 @@ def read_and_parse(
 
 
 def read_and_parse_blocks(
-    pipeline: beam.Pipeline, config: SpineConfig
+    pipeline: beam.Pipeline,
+    config: SpineConfig,
+    before_parse: beam.PTransform | None = None,
 ) -> tuple[beam.PCollection, beam.PCollection] | None:
     """`read_and_parse` in blocks, for bounded fast paths; None when it cannot be done.
 
     It can when the source reads in blocks (`Source.blocks`) and no UDF is set (a UDF takes
-    one record at a time).
+    one record at a time). ``before_parse`` is a step on the blocks of `Message`s between the
+    read and Parse.
 
     Returns:
         ``(blocks, errors)``: lists of ``(Record, event_time)`` pairs (see
@@ -272,6 +275,8 @@ def read_and_parse_blocks(
     if read is None or config.parse.udf is not None:
         return None
     blocks = pipeline | "Read" >> read | "Count read" >> Count(READ, blocks=True)
+    if before_parse is not None:
+        blocks = blocks | before_parse
     return blocks | "Parse" >> _parse(config, ParseJsonBlocks)
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "GATE_SHARDS",
     "LATE",
     "FinalRow",
+    "KeyByGroup",
     "WindowedAggregate",
     "group_key",
     "row_schema",
@@ -194,19 +195,23 @@ class _LatenessGate(beam.DoFn):
         return iter(())
 
 
-class _KeyOnly(beam.DoFn):
-    """Record -> ``(group_key, (record_dict, event_time))`` (global windows: nothing is late)."""
+class KeyByGroup(beam.DoFn):
+    """Record -> ``(group_key, (record_dict, event_time))``, counted as ``aggregated``.
 
-    def __init__(self, group_by: tuple[str, ...]) -> None:
+    The event time is in seconds, or with ``micros`` in whole microseconds.
+    """
+
+    def __init__(self, group_by: tuple[str, ...], micros: bool = False) -> None:
         self._group_by = group_by
+        self._micros = micros
 
     def setup(self) -> None:
         self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
 
     def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
         self._aggregated.inc()
-        key = group_key(record.data, self._group_by)
-        yield key, (record.data, float(timestamp))
+        event_time = timestamp.micros if self._micros else float(timestamp)
+        yield group_key(record.data, self._group_by), (record.data, event_time)
 
 
 class _LateToDeadLetter(beam.DoFn):
@@ -432,7 +437,7 @@ class WindowedAggregate(beam.PTransform):
             return rows, records.pipeline | "No late records" >> beam.Create([])
         if spec.window.type == "global" or records.is_bounded:
             # A global window never closes, and a bounded input has nothing late.
-            keyed = records | "Key" >> beam.ParDo(_KeyOnly(spec.group_by))
+            keyed = records | "Key" >> beam.ParDo(KeyByGroup(spec.group_by))
             errors = records.pipeline | "No late records" >> beam.Create([])
             slack = 0.0
         else:

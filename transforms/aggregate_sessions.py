@@ -38,7 +38,7 @@ from apache_beam.transforms import window as windows
 from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from transforms.aggregate import AGGREGATED, group_key
+from transforms.aggregate import AGGREGATED, KeyByGroup, group_key
 from transforms.aggregate_spec import AggregateSpec
 from transforms.aggregators import SpecCombineFn
 from transforms.event_time import format_timestamp
@@ -51,21 +51,6 @@ MAX_KEYS = 50_000
 
 # A partial session: [window_start_millis, window_end_millis, SpecCombineFn accumulator].
 Session = list[Any]
-
-
-@beam.typehints.with_output_types(tuple[tuple, tuple[dict[str, Any], int]])
-class _KeyByGroup(beam.DoFn):
-    """Record -> ``(group_key, (record_dict, event_time_micros))``."""
-
-    def __init__(self, group_by: tuple[str, ...]) -> None:
-        self._group_by = group_by
-
-    def setup(self) -> None:
-        self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
-
-    def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
-        self._aggregated.inc()
-        yield group_key(record.data, self._group_by), (record.data, timestamp.micros)
 
 
 class SessionsCombineFn(beam.CombineFn):
@@ -251,7 +236,7 @@ class BoundedSessions(beam.PTransform):
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         return (
             records
-            | "Key" >> beam.ParDo(_KeyByGroup(self._spec.group_by))
+            | "Key" >> beam.ParDo(KeyByGroup(self._spec.group_by, micros=True))
             | "Sessions" >> beam.CombinePerKey(SessionsCombineFn(self._spec))
             | "Rows" >> beam.ParDo(_SessionRows(self._spec))
         )

@@ -16,6 +16,7 @@ import msgspec
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 
+from transforms.blocks import Block
 from transforms.dead_letter import ToDeadLetter, failure
 from transforms.errors import BadTimestamp, InvalidJson, InvalidUtf8, NotAnObject, TooLarge
 from transforms.event_time import EpochUnit, parse_timestamp
@@ -66,8 +67,11 @@ class EventTime:
         """Returns the event time in epoch seconds; raises `BadTimestamp` if it is not there."""
         if self.attribute is not None:
             return parse_timestamp(attributes.get(self.attribute), self.unit)
+        assert self.field is not None
+        if "." not in self.field:  # the common case, read directly
+            return parse_timestamp(data.get(self.field), self.unit)
         value: Any = data
-        for part in self.field.split(".") if self.field else ():
+        for part in self.field.split("."):
             if not isinstance(value, dict):
                 raise BadTimestamp(f"event time field {self.field!r} is missing")
             value = value.get(part)
@@ -188,6 +192,7 @@ class ParseJson(beam.PTransform):
 FAILED = "failed"
 
 
+@beam.typehints.with_output_types(Block)
 class _ParseBlockFn(beam.DoFn):
     """A block of `Message`s -> one block of ``(Record, event_time)`` pairs, failures tagged."""
 
@@ -195,7 +200,7 @@ class _ParseBlockFn(beam.DoFn):
         self._parser = parser
 
     def process(self, block: list[Message]) -> Iterator[Any]:
-        parsed = []
+        parsed = Block()
         parse = self._parser.parse
         for message in block:
             try:

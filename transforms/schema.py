@@ -352,6 +352,16 @@ _PLAIN_TYPES: dict[str, tuple[type, ...]] = {
 _INT64 = range(-(2**63), 2**63)
 
 
+def _checked(record: dict, checks: list[tuple[str, Check]], prefix: str) -> dict:
+    """Runs field checks on a record; a check that converts a value replaces it."""
+    for name, field_check in checks:
+        value = record.get(name)
+        checked = field_check(value, prefix + name)
+        if checked is not value:
+            record[name] = checked
+    return record
+
+
 def _record_check(fields: tuple[Field, ...], unknown_fields: UnknownFields) -> Any:
     checks = [(f.name, _field_check(f, unknown_fields)) for f in fields]
     declared = frozenset(f.name for f in fields)
@@ -373,12 +383,7 @@ def _record_check(fields: tuple[Field, ...], unknown_fields: UnknownFields) -> A
                 raise SchemaViolation(f"fields not in the schema: {names}")
             if unknown_fields == "drop":
                 record = {k: v for k, v in record.items() if k in declared}
-        for name, field_check in checks:
-            value = record.get(name)
-            checked = field_check(value, prefix + name)
-            if checked is not value:
-                record[name] = checked
-        return record
+        return _checked(record, checks, prefix)
 
     def check(record: dict, prefix: str = "") -> dict:
         if unknown_fields != "keep" and not record.keys() <= declared:
@@ -390,11 +395,6 @@ def _record_check(fields: tuple[Field, ...], unknown_fields: UnknownFields) -> A
                     return full(record, prefix)
             elif type(value) not in types or (integer and value not in _INT64):
                 return full(record, prefix)
-        for name, field_check in other:
-            value = record.get(name)
-            checked = field_check(value, prefix + name)
-            if checked is not value:
-                record[name] = checked
-        return record
+        return _checked(record, other, prefix)
 
     return check

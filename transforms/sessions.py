@@ -32,6 +32,7 @@ from apache_beam.utils.timestamp import Timestamp
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_sessions import SessionBlocks
 from transforms.aggregate_spec import AggregateCall, AggregateSpec, TriggerSpec, WindowSpec
+from transforms.blocks import Block
 from transforms.dead_letter import error_record
 from transforms.errors import RecordError
 from transforms.event_time import format_timestamp
@@ -182,11 +183,12 @@ class _Stamp(beam.DoFn):
         )
 
 
+@beam.typehints.with_output_types(Block)
 class _StampBlock(_Stamp):
     """A block of ``(Record, event_time)`` -> the block of stamped ones; keyless to ``missing``."""
 
     def process(self, block: list[tuple[Record, float]]) -> Iterator[Any]:  # type: ignore[override]
-        stamped_block = []
+        stamped_block = Block()
         for record, event_time in block:
             # int(seconds * 1e6) is how Beam's Timestamp turns the event time into micros.
             stamped = self._stamped(record, int(event_time * 1e6))

@@ -117,8 +117,10 @@ def test_block_parse_gives_the_records_and_dead_letters_of_the_record_parse() ->
         records | "Keep" >> beam.Map(keep_timed, "records")
         errors | "Comparable" >> beam.Map(comparable) | "Keep errors" >> beam.Map(keep, "errors")
         blocks = [messages[i : i + 64] for i in range(0, len(messages), 64)]
-        parsed, block_errors = p | "Blocks" >> beam.Create(blocks) | "Parse blocks" >> (
-            ParseJsonBlocks("t", **settings)
+        parsed, block_errors = (
+            p
+            | "Blocks" >> beam.Create(blocks)
+            | "Parse blocks" >> (ParseJsonBlocks("t", **settings))
         )
         parsed | "Keep blocks" >> beam.Map(keep_all, "block_records")
         _ = (

@@ -7,12 +7,18 @@ is the latest-state stream: the applied changes only, in sequence order per key,
             "sequence": [24023200, 24023264], "source_ts": "2019-05-28T09:01:00Z"}, <Message>)
 
 How: changes are keyed by `key_id` (a string) in the global window and a stateful DoFn keeps per
-key the last applied sequence and whether it was a delete. `apply_change` decides, from that
-state alone: a greater sequence is applied; an equal one is a duplicate (at-least-once
-delivery; ``dropped.cdc_duplicate``); a smaller one is stale (``dropped.cdc_stale``). State is
-per key, so with disorder a change older than one already applied is dropped as stale: the
-final state is still right, since the newer change wins either way. Applied changes are counted
-in ``applied``.
+key the last applied sequence and whether it was a delete. `transforms.cdc.decide.decide`
+decides, from that state alone: a greater sequence is applied; an equal one is a duplicate
+(at-least-once delivery; ``dropped.cdc_duplicate``); a smaller one is stale
+(``dropped.cdc_stale``). State is per key, so with disorder a change older than one already
+applied is dropped as stale: the final state is still right, since the newer change wins either
+way. Applied changes are counted in ``applied``.
+
+A sink that keeps only the latest state (``latest_only``: the final tables of a bounded run)
+needs only each key's latest change: a bounded input in a batch run then takes
+`transforms.cdc.compact.CompactChanges` instead, which emits just those (the others counted as
+``dropped.cdc_duplicate`` or ``dropped.cdc_superseded``), with memory of one change per key
+(see that module for why the final tables are the same).
 
 Deletes: the state of a deleted key stays as a delete marker so that a late, older upsert
 cannot bring the row back; an event-time timer clears it ``delete_retention`` after the
@@ -32,22 +38,30 @@ keys). `transforms.cdc.final_state.FinalState` does exactly that for the file re
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import BooleanCoder, StrUtf8Coder, TupleCoder
-from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.timestamp import Duration
 
-from transforms.cdc.change import Change, key_id, sequence_key
+from transforms.cdc.change import Change, sequence_key
+from transforms.cdc.compact import CompactChanges, ordered_key
+from transforms.cdc.decide import (
+    APPLIED,
+    DUPLICATE,
+    STALE,
+    DecisionCounters,
+    KeyState,
+    apply_change,
+)
 from transforms.cdc.envelope import BadChange
 from transforms.dead_letter import ToDeadLetter
 from transforms.durations import parse_duration
 from transforms.message import Record
-from transforms.metrics import DROPPED, NAMESPACE, ReasonCounters
 from transforms.schema import Field, Schema
 
 __all__ = [
@@ -59,10 +73,6 @@ __all__ = [
     "KeyState",
     "apply_change",
 ]
-
-APPLIED = "applied"
-DUPLICATE = "cdc_duplicate"
-STALE = "cdc_stale"
 
 # The records of the latest-state stream, for sinks that create tables.
 CHANGE_SCHEMA = Schema(
@@ -77,39 +87,13 @@ CHANGE_SCHEMA = Schema(
 )
 
 
-class KeyState(NamedTuple):
-    """What is kept per key: the last applied sequence, and whether that change was a delete."""
-
-    sequence: tuple[int, ...]
-    deleted: bool
-
-
-def apply_change(state: KeyState | None, change: Change) -> tuple[str, KeyState]:
-    """Decides one change of a key, given the key's state.
-
-    Args:
-        state: the key's state, ``None`` when nothing was applied (or its marker expired).
-        change: the change.
-
-    Returns:
-        ``(decision, state after)``: ``decision`` is `APPLIED`, `DUPLICATE` or `STALE`.
-    """
-    if state is not None:
-        if change.sequence == state.sequence:
-            return DUPLICATE, state
-        if change.sequence < state.sequence:
-            return STALE, state
-    return APPLIED, KeyState(change.sequence, change.op == "delete")
-
-
 def _keyed(record: Record) -> tuple[str, Record]:
+    """``(key_id, record)``; raises `BadChange` when the record is not a change record."""
     try:
         change = Change.from_dict(record.data)
     except (KeyError, TypeError, ValueError) as exc:
         raise BadChange(f"not a change record: {exc!r}") from None
-    if not change.sequence:
-        raise BadChange(f"{change.table}: a change without a sequence cannot be ordered")
-    return key_id(change.table, change.key), record
+    return ordered_key(change), record
 
 
 _STATE_CODER = TupleCoder((StrUtf8Coder(), BooleanCoder()))
@@ -132,8 +116,7 @@ class _ApplyFn(beam.DoFn):
         self._retention = Duration.of(retention)
 
     def setup(self) -> None:
-        self._applied = Metrics.counter(NAMESPACE, APPLIED)
-        self._dropped = ReasonCounters(DROPPED)
+        self._counters = DecisionCounters()
 
     def process(
         self,
@@ -144,13 +127,12 @@ class _ApplyFn(beam.DoFn):
     ) -> Iterator[Record]:
         record = element[1]
         decision, state = apply_change(_read_state(last.read()), Change.from_dict(record.data))
+        self._counters.count(decision)
         if decision != APPLIED:
-            self._dropped.inc(decision)
             return
         last.write((sequence_key(state.sequence), state.deleted))
         if state.deleted:
             expiry.set(min(timestamp + self._retention, GlobalWindow().max_timestamp()))
-        self._applied.inc()
         yield record
 
     @on_timer(EXPIRY)
@@ -172,27 +154,38 @@ class ApplyChanges(beam.PTransform):
     Args:
         pipeline: the pipeline's name, for the dead-letter records.
         delete_retention: how long (event time) a delete marker is kept, e.g. ``"7d"``.
+        latest_only: the sink keeps only each key's latest change; a batch run of a bounded
+            input then emits only those (see the module).
 
     Raises:
         ValueError: the retention is not a positive duration.
     """
 
-    def __init__(self, pipeline: str, delete_retention: str | float = "7d") -> None:
+    def __init__(
+        self, pipeline: str, delete_retention: str | float = "7d", latest_only: bool = False
+    ) -> None:
         super().__init__()
         self._retention = parse_duration(delete_retention, "delete_retention")
         if self._retention <= 0:
             raise ValueError(f"delete_retention must be positive, got {delete_retention!r}")
         self._pipeline = pipeline
+        self._latest_only = latest_only
 
     def expand(self, changes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        keyed, failures = (
-            changes
-            | "Global window" >> beam.WindowInto(GlobalWindows())
-            | "Key"
-            >> beam.Map(_keyed)
-            .with_output_types(tuple[str, Any])
-            .with_exception_handling(exc_class=Exception)
-        )
+        # A streaming run of a bounded input may fire delete-marker timers while it reads, so
+        # only a batch run compacts.
+        streaming = changes.pipeline.options.view_as(StandardOptions).streaming
+        compact = self._latest_only and changes.is_bounded and not streaming
+        if not (compact and changes.windowing.is_default()):
+            # Re-windowing costs a step per element: a compacting run skips it when there is
+            # nothing to change (a streaming job keeps its graph).
+            changes = changes | "Global window" >> beam.WindowInto(GlobalWindows())
+        keyed, failures = changes | "Key" >> beam.Map(_keyed).with_output_types(
+            tuple[str, Any]
+        ).with_exception_handling(exc_class=Exception)
         errors = failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "apply")
-        applied = keyed | "Apply in order" >> beam.ParDo(_ApplyFn(self._retention))
+        if compact:
+            applied = keyed | "Latest per key" >> CompactChanges()
+        else:
+            applied = keyed | "Apply in order" >> beam.ParDo(_ApplyFn(self._retention))
         return applied, errors

@@ -73,6 +73,11 @@ class ChangeReader:
         )
         raise UnknownFormat(f"the record is not {expected} (fields: {sorted(data)[:10]})")
 
+    def read_record(self, record: Record) -> Change | Dropped:
+        """`read` of a parsed `Record`, with the message key of its origin, if any."""
+        message = record.origin
+        return self.read(record.data, message.origin.key if message is not None else None)
+
 
 class _NormalizeFn(beam.DoFn):
     def __init__(self, reader: ChangeReader) -> None:
@@ -82,13 +87,11 @@ class _NormalizeFn(beam.DoFn):
         self._dropped = ReasonCounters(DROPPED)
 
     def process(self, record: Record) -> Iterator[Record]:
-        message = record.origin
-        key = message.origin.key if message is not None else None
-        change = self._reader.read(record.data, key)
+        change = self._reader.read_record(record)
         if isinstance(change, Dropped):
             self._dropped.inc(change.reason)
             return
-        yield Record(change.to_dict(), message)
+        yield Record(change.to_dict(), record.origin)
 
 
 class NormalizeChanges(beam.PTransform):
@@ -123,6 +126,11 @@ class NormalizeChanges(beam.PTransform):
             declared = {name: tuple(columns) for name, columns in (key_columns or {}).items()}
         self._pipeline = pipeline
         self._reader = ChangeReader(format, KeyRules(declared, table or None))
+
+    @property
+    def reader(self) -> ChangeReader:
+        """How this step reads envelopes (for a path that reads them in blocks)."""
+        return self._reader
 
     def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         changes, failures = records | "Read envelopes" >> beam.ParDo(

@@ -29,6 +29,7 @@ from apache_beam.io import fileio
 from apache_beam.transforms.trigger import AccumulationMode, AfterProcessingTime, Repeatedly
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
+from transforms.blocks import Block
 from transforms.event_time import parse_timestamp
 from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
@@ -56,10 +57,11 @@ class _ReadLines(beam.DoFn):
         return _messages(readable)
 
 
+@beam.typehints.with_output_types(Block)
 class _ReadBlocks(beam.DoFn):
-    def process(self, readable: fileio.ReadableFile) -> Iterator[list[Message]]:
+    def process(self, readable: fileio.ReadableFile) -> Iterator[Block]:
         messages = _messages(readable)
-        while block := list(itertools.islice(messages, BLOCK_SIZE)):
+        while block := Block(itertools.islice(messages, BLOCK_SIZE)):
             yield block
 
 
@@ -265,9 +267,10 @@ class FileSink(Sink):
                 trigger=Repeatedly(AfterProcessingTime(max(1, round(self.window)))),
                 accumulation_mode=AccumulationMode.DISCARDING,
             )
+        data = beam.Map(_block_data).with_output_types(Block) if blocks else beam.Map(_data)
         _ = (
             records
-            | "Data" >> beam.Map(_block_data if blocks else _data)
+            | "Data" >> data
             | "Files"
             >> fileio.WriteToFiles(
                 self.folder,
@@ -286,8 +289,8 @@ def _data(record: Record | dict[str, Any]) -> dict[str, Any]:
     return record.data if isinstance(record, Record) else record
 
 
-def _block_data(block: list[Record | dict[str, Any]]) -> list[dict[str, Any]]:
-    return [_data(record) for record in block]
+def _block_data(block: list[Record | dict[str, Any]]) -> Block:
+    return Block([_data(record) for record in block])
 
 
 class _BlockSink(fileio.FileSink):

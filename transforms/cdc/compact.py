@@ -1,0 +1,171 @@
+"""CompactChanges: each (table, key)'s latest change, for a bounded run into a final-state sink.
+
+Input: ``(key_id, Record)`` pairs, the `Record` of a `Change` dict (as `ApplyChanges` keys them).
+Output: one `Record` of a `Change` dict per (table, key), without its Message, in the global
+window: the change of the greatest sequence, e.g.::
+
+    Record({"table": "inventory.customers", "key": {"id": 1004}, "op": "delete", "row": None,
+            "sequence": [24023200, 24023264], "source_ts": "2019-05-28T09:01:00Z"})
+
+A truncate is the change of key ``{}`` of its table, so each table's latest truncate is kept.
+
+How: a DoFn keeps, per key seen in its bundle, the latest change so far (a `Latest`), and sends
+these partials on at the end of the bundle or whenever `MAX_KEYS` are held; a CombinePerKey
+merges the partials of a key. Memory is one change per key (per bundle before the shuffle):
+flat in the number of changes. Only partials cross the shuffle.
+
+Counters: the kept change is counted ``applied``; a change of the same sequence as the kept one
+is a duplicate (``dropped.cdc_duplicate``); an older one is superseded
+(``dropped.cdc_superseded``). The counts do not depend on how the input is split into bundles,
+and ``applied + dropped`` is the number of input changes.
+
+Why the final tables are those of the per-key state way (`transforms.cdc.apply`): in a bounded
+batch run that way applies, per key, a sequence of changes whose last is the key's greatest
+sequence (no delete marker expires before the end of the input), and a final-state sink keeps,
+per key, the change of the greatest sequence, and per table, the latest truncate, which removes
+every row older than itself whichever truncates came before it. The changes left out here are
+exactly those that such a sink overwrites. So this way is only for sinks that keep the latest
+state and nothing else (`transforms.cdc.final_state.FinalState`); a sink that keeps or forwards
+every change (a change log, a message topic) needs them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
+
+from transforms.cdc.change import Change, key_id
+from transforms.cdc.decide import APPLIED, DUPLICATE, SUPERSEDED, DecisionCounters
+from transforms.cdc.envelope import BadChange
+from transforms.message import Record
+
+__all__ = ["MAX_KEYS", "CompactChanges", "Latest", "MergeLatest", "PreCompactFn", "ordered_key"]
+
+MAX_KEYS = 50_000
+
+# ``(sequence, change dict, duplicates, superseded)``: a key's latest change and how many of its
+# other changes it stands for (a plain tuple, which Beam encodes without pickling).
+Latest = tuple[tuple[int, ...], dict[str, Any], int, int]
+
+
+def ordered_key(change: Change) -> str:
+    """The `key_id` of a change; raises `BadChange` when it has no sequence to order it by."""
+    if not change.sequence:
+        raise BadChange(f"{change.table}: a change without a sequence cannot be ordered")
+    return key_id(change.table, change.key)
+
+
+def merge(kept: Latest, other: Latest) -> Latest:
+    """The later of two partials of a key, counting the other's changes as dropped.
+
+    Of equal sequences the first is kept (they are one change delivered twice).
+    """
+    if other[0] > kept[0]:
+        kept, other = other, kept
+    elif other[0] == kept[0]:
+        return kept[0], kept[1], kept[2] + other[2] + 1, kept[3] + other[3]
+    return kept[0], kept[1], kept[2], kept[3] + other[3] + other[2] + 1
+
+
+class PreCompactFn(beam.DoFn):
+    """Keeps, per key seen in the bundle, the latest change; emits ``(key_id, Latest)``.
+
+    Subclasses call `hold` from ``process`` and ``yield from`` its result. What they hold may be
+    any form of the change that `change_dict` turns into its dict, so that only the kept
+    changes pay for the conversion.
+    """
+
+    def start_bundle(self) -> None:
+        self._held: dict[str, Latest] = {}
+
+    def hold(self, key: str, sequence: tuple[int, ...], change: Any) -> Iterator[Any]:
+        """Folds one change of ``key`` in; returns the partials to emit (when `MAX_KEYS` held)."""
+        held = self._held
+        latest = (sequence, change, 0, 0)
+        kept = held.get(key)
+        held[key] = latest if kept is None else merge(kept, latest)
+        if len(held) >= MAX_KEYS:
+            return self._flush()
+        return iter(())
+
+    def change_dict(self, change: Any) -> dict[str, Any]:
+        """The dict form of a held change (held changes are dicts unless a subclass says)."""
+        return change
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for partial in self._flush():
+            yield GlobalWindows.windowed_value(partial)
+
+    def _flush(self) -> Iterator[tuple[str, Latest]]:
+        held, self._held = self._held, {}
+        for key, (sequence, change, duplicates, superseded) in held.items():
+            yield key, (sequence, self.change_dict(change), duplicates, superseded)
+
+
+class _PreCompactRecordsFn(PreCompactFn):
+    """``(key_id, Record)`` -> ``(key_id, Latest)`` partials."""
+
+    def process(self, element: tuple[str, Record]) -> Iterator[Any]:
+        data = element[1].data
+        yield from self.hold(element[0], tuple(data["sequence"]), data)
+
+
+class _MergeLatestFn(beam.CombineFn):
+    """Merges the partials of a key; its accumulator is ``None`` until the first partial."""
+
+    def create_accumulator(self) -> Latest | None:
+        return None
+
+    def add_input(self, accumulator: Latest | None, partial: Latest) -> Latest:
+        return partial if accumulator is None else merge(accumulator, partial)
+
+    def merge_accumulators(self, accumulators: Iterable[Latest | None]) -> Latest | None:
+        merged: Latest | None = None
+        for partial in accumulators:
+            if partial is not None:
+                merged = partial if merged is None else merge(merged, partial)
+        return merged
+
+    def extract_output(self, accumulator: Latest | None) -> Latest | None:
+        return accumulator
+
+
+class _EmitLatestFn(beam.DoFn):
+    """``(key_id, Latest)`` -> the Record of the change, its decisions counted."""
+
+    def setup(self) -> None:
+        self._counters = DecisionCounters()
+
+    def process(self, element: tuple[str, Latest]) -> Iterator[Record]:
+        _, change, duplicates, superseded = element[1]
+        self._counters.count(APPLIED)
+        if duplicates:
+            self._counters.count(DUPLICATE, duplicates)
+        if superseded:
+            self._counters.count(SUPERSEDED, superseded)
+        yield Record(change)
+
+
+class MergeLatest(beam.PTransform):
+    """``(key_id, Latest)`` partials (from a `PreCompactFn`) -> each key's latest change Record."""
+
+    def expand(self, partials: beam.PCollection) -> beam.PCollection:
+        return (
+            partials
+            | "Merge per key" >> beam.CombinePerKey(_MergeLatestFn())
+            | "Latest change" >> beam.ParDo(_EmitLatestFn())
+        )
+
+
+class CompactChanges(beam.PTransform):
+    """``(key_id, Record)`` pairs -> each key's latest change (see the module)."""
+
+    def expand(self, keyed: beam.PCollection) -> beam.PCollection:
+        return (
+            keyed
+            | "Compact per bundle" >> beam.ParDo(_PreCompactRecordsFn())
+            | "Merge" >> MergeLatest()
+        )
