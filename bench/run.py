@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.run                                  # every job, 100k events
     .venv/bin/python -m bench.run --job window_agg --keys 1000 100000
     .venv/bin/python -m bench.run --job cdc_apply session --events 100000 1000000
+    .venv/bin/python -m bench.run --job window_agg --events 2000000 --append
 
 Each variant runs in its own process (so peak memory is its own); rates are events per second
 and ratios are against the job's baseline (its first variant, mostly the plain ``json`` loop)
@@ -60,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants", nargs="+", help="run only these variants (default: every variant of a job)"
     )
+    parser.add_argument(
+        "--append", action="store_true", help="add to the last results instead of replacing them"
+    )
     args = parser.parse_args(argv)
     data = Path(tempfile.gettempdir()) / "suite-bench"
-    rows = []
+    saved = RESULTS / "RESULTS.json"
+    rows = json.loads(saved.read_text()) if args.append and saved.exists() else []
     for name in args.job:
         job = JOBS[name]
         reason = job.unavailable() if job.unavailable else None
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write(rows: list[dict]) -> None:
     RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "RESULTS.json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = [
         f"Measured {dt.date.today()} on {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; one process per variant.",
