@@ -141,7 +141,7 @@ def _write(rows: list[dict]) -> None:
     axis.set_xticklabels([f"{j}\n{n:,} ev, {k:,} keys" for j, n, k in cases], fontsize=7)
     axis.set_yscale("log")
     axis.set_ylabel("events/s")
-    axis.set_title(f"bench, {dt.date.today()}")
+    axis.set_title(f"bench, {dt.date.today()}, {platform.machine()}, {os.cpu_count()} cores")
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(RESULTS / "RESULTS.png")
