@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants", nargs="+", help="run only these variants (default: every variant of a job)"
     )
-    parser.add_argument(
-        "--append", action="store_true", help="add to the last results instead of replacing them"
-    )
+    parser.add_argument("--append", action="store_true", help="add to (or update) the last results")
     args = parser.parse_args(argv)
     data = Path(tempfile.gettempdir()) / "suite-bench"
     saved = RESULTS / "RESULTS.json"
@@ -90,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                         base = rate
                     if variant == "naive_beam":
                         naive = rate
+                    case = (name, count, keys, variant)
+                    rows = [r for r in rows if _case(r) != case]
                     rows.append({"job": name, "events": count, "keys": keys,
                                  "variant": variant, "events_per_s": rate,
                                  "vs_baseline": rate / base if base else None,
@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps({**rows[-1], **check}), flush=True)
     _write(rows)
     return 0
+
+
+def _case(row: dict) -> tuple[str, int, int, str]:
+    return row["job"], row["events"], row["keys"], row["variant"]
 
 
 def _write(rows: list[dict]) -> None:

@@ -35,6 +35,12 @@ class BlockCoder(coders.Coder):
             lambda block: ESTIMATED_BYTES_PER_ELEMENT * len(block),
         )
 
+    def encode(self, value: Block) -> bytes:
+        return self.get_impl().encode(value)
+
+    def decode(self, encoded: bytes) -> Block:
+        return self.get_impl().decode(encoded)
+
     def is_deterministic(self) -> bool:
         return False
 

@@ -1,25 +1,33 @@
-"""The side input join's fast path against the plain one, on the same input.
+"""The side input join's fast paths against the plain ones, on the same input.
 
 The plain path renders every key with `reference_key` (the template's own `render`) and settles
 every record through `Settler.outputs`; the fast path renders keys with `key_function` and
 merges a found row at once. Both must give the same outputs for every record, table, policy and
-merge.
+merge. The block path (`SideInputEnrich.blocks`) must give the records, dead letters and
+counters of the record path.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import apache_beam as beam
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
+from transforms.blocks import Block
 from transforms.enrich import EnrichSettings, Settler, key_function, reference_key
-from transforms.enrich_side_input import Table, _JoinFn
+from transforms.enrich_side_input import SideInputEnrich, Table, _JoinFn
 from transforms.io.redis import KeyTemplate
 from transforms.message import Message, Origin, Record
+from transforms.metrics import NAMESPACE
 
 TEMPLATES = ["{id}", "customer:{id}", "{id}:x", "{id}:{region}", "{region}{id}"]
 
@@ -120,3 +128,91 @@ def test_join_fast_path_gives_what_the_plain_path_gives(
             for output in fast:  # the enriched records keep their own copy of the row
                 if isinstance(output, Record) and isinstance(output.data.get("profile"), dict):
                     assert all(output.data["profile"] is not row for row in TABLE.values())
+
+
+_COLLECTED: dict[str, list[Any]] = defaultdict(list)
+
+
+class _Collect(beam.DoFn):
+    def __init__(self, tag: str) -> None:
+        self._tag = tag
+
+    def process(self, element: Any) -> None:
+        _COLLECTED[self._tag].append(element)
+
+
+class _TableLoader:
+    def __call__(self, at: float) -> Table:
+        return TABLE
+
+
+class _FailingLoader:
+    def __call__(self, at: float) -> Table:
+        raise OSError("the reference is gone")
+
+
+def _event_time(index: int) -> float | None:
+    """Every third record has no event time (it keeps the source's timestamp)."""
+    return None if index % 3 == 0 else 1_764_064_800.25 + index
+
+
+def _run(
+    build: Callable[[beam.Pipeline], tuple[beam.PCollection, beam.PCollection]],
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """Runs a join; returns its records and dead letters (as sorted reprs) and its counters.
+
+    Dead letters are compared without when they were made (``error_timestamp``) and the
+    stack trace; reprs compare records holding NaN, which is not equal to itself.
+    """
+    tag = uuid.uuid4().hex
+    pipeline = beam.Pipeline()
+    records, errors = build(pipeline)
+    _ = records | "Records" >> beam.ParDo(_Collect(tag + "records"))
+    _ = errors | "Errors" >> beam.ParDo(_Collect(tag + "errors"))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters: dict[str, int] = defaultdict(int)
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        counters[counter.key.metric.name] += counter.committed or counter.attempted or 0
+    dead_letters = [
+        repr({**error, "error_timestamp": None, "stacktrace": None})
+        for error in _COLLECTED.pop(tag + "errors", [])
+    ]
+    enriched = [repr(record) for record in _COLLECTED.pop(tag + "records", [])]
+    return sorted(enriched), sorted(dead_letters), dict(counters)
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=repr)
+@pytest.mark.parametrize("loader", [_TableLoader(), _FailingLoader()], ids=["table", "no table"])
+def test_block_path_gives_what_the_record_path_gives(settings: EnrichSettings, loader: Any) -> None:
+    transform = SideInputEnrich(loader, KeyTemplate.parse("{id}"), settings)
+    pairs = [(record, _event_time(index)) for index, record in enumerate(records())]
+    timestamped = [
+        record if event_time is None else TimestampedValue(record, event_time)
+        for record, event_time in pairs
+    ]
+    blocks = [pairs[start : start + 4] for start in range(0, len(pairs), 4)]  # lists, as read
+    block_join = transform.blocks()
+    assert block_join is not None
+
+    def by_records(pipeline: beam.Pipeline) -> tuple[beam.PCollection, beam.PCollection]:
+        return pipeline | beam.Create(timestamped, reshuffle=False) | transform
+
+    def by_blocks(pipeline: beam.Pipeline) -> tuple[beam.PCollection, beam.PCollection]:
+        out, errors = pipeline | beam.Create(blocks, reshuffle=False) | block_join
+        assert out.element_type is Block
+        return out | beam.FlatMap(lambda block: [*block]), errors
+
+    plain_records, plain_errors, plain_counters = _run(by_records)
+    block_records, block_errors, block_counters = _run(by_blocks)
+    assert block_records == plain_records
+    assert block_errors == plain_errors
+    assert block_counters == plain_counters
+    assert plain_records or plain_errors or "dropped.missing_reference" in plain_counters
+
+
+def test_a_bounded_refresh_has_no_block_path() -> None:
+    refreshed = SideInputEnrich(
+        _TableLoader(), KeyTemplate.parse("{id}"), SETTINGS[0], refresh=60, start=0, stop=180
+    )
+    assert refreshed.blocks() is None

@@ -59,7 +59,8 @@ OPS = {"r": "upsert", "c": "upsert", "u": "upsert", "d": "delete", "t": "truncat
 
 def _unwrap(data: dict[str, Any]) -> Any:
     """Returns the envelope inside ``{"schema", "payload"}``, or ``data`` when not wrapped."""
-    return data["payload"] if set(data) == {"schema", "payload"} else data
+    wrapped = len(data) == 2 and "schema" in data and "payload" in data
+    return data["payload"] if wrapped else data
 
 
 def is_debezium(data: dict[str, Any]) -> bool:
@@ -84,16 +85,39 @@ def _sequence(source: dict[str, Any]) -> tuple[int, ...]:
         )
     sequence = source.get("sequence")
     if isinstance(sequence, str):
-        try:
-            parts = json.loads(sequence)
-        except ValueError:
-            parts = None
-        if not isinstance(parts, list) or len(parts) != 2:
-            raise NoPosition(f"Postgres source.sequence {sequence!r} is not [commit_lsn, lsn]")
-        return tuple(0 if part is None else position_part(part, "LSN") for part in parts)
+        return _digit_pair(sequence) or _postgres_sequence(sequence)
     if source.get("lsn") is not None:
         return (position_part(source["lsn"], "LSN"),)
     raise NoPosition("Debezium source has neither a binlog file and pos nor an LSN")
+
+
+def _digit_pair(sequence: str) -> tuple[int, int] | None:
+    """``(commit_lsn, lsn)`` of a sequence like ``'["12","34"]'`` or ``'["12", "34"]'``, else None.
+
+    The parts of that shape are decimal strings, which `_postgres_sequence` reads as the same
+    integers; any other text is left to it.
+    """
+    if sequence[:2] != '["' or sequence[-2:] != '"]':
+        return None
+    inner = sequence[2:-2]
+    commit, sep, lsn = inner.partition('","')
+    if not sep:  # as Python's json.dumps writes it
+        commit, sep, lsn = inner.partition('", "')
+    digits = commit + lsn
+    if not (sep and commit and lsn and digits.isdigit() and digits.isascii()):
+        return None
+    return int(commit), int(lsn)
+
+
+def _postgres_sequence(sequence: str) -> tuple[int, ...]:
+    """``(commit_lsn, lsn)`` of a Postgres ``source.sequence``, a JSON list of two parts."""
+    try:
+        parts = json.loads(sequence)
+    except ValueError:
+        parts = None
+    if not isinstance(parts, list) or len(parts) != 2:
+        raise NoPosition(f"Postgres source.sequence {sequence!r} is not [commit_lsn, lsn]")
+    return tuple(0 if part is None else position_part(part, "LSN") for part in parts)
 
 
 def _source_ts(source: dict[str, Any]) -> str | None:

@@ -186,10 +186,27 @@ class KeyRules:
         Raises:
             NoKey: no rule finds the key, or a key column is missing or null.
         """
+        declared = self.key_columns.get(table)
+        if declared and not message_key and image:
+            # Declared columns read from the row alone: `_pick` of the general path below
+            # gives the same key whenever every column is there and not null.
+            key = {column: image.get(column) for column in declared}
+            if None not in key.values():
+                return key
+        return self.key_by_rules(table, image, message_key, primary_keys)
+
+    def key_by_rules(
+        self,
+        table: str,
+        image: Mapping[str, Any] | None,
+        message_key: str | None,
+        primary_keys: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """`key` by the general rules alone, without its shortcut for declared columns."""
+        declared = self.key_columns.get(table)
         from_message = _message_key(message_key)
         present = {name: value for name, value in (image or {}).items() if value is not None}
         values = {**(from_message or {}), **present}
-        declared = self.key_columns.get(table)
         if declared:
             return _pick(table, declared, values, "the row and the message key")
         if from_message:
@@ -215,6 +232,8 @@ def position_part(value: Any, what: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str):
+        if value.isdigit() and value.isascii():  # what _DECIMAL matches, without the regex
+            return int(value)
         text = value.strip()
         if not text:
             return 0
