@@ -5,13 +5,14 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import math
+import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms.errors import BadTimestamp, RecordError
-from transforms.event_time import format_timestamp, parse_timestamp
+from transforms.event_time import _parse_canonical, _parse_iso, format_timestamp, parse_timestamp
 
 # 2026-11-25T10:00:00Z, computed independently of the code under test.
 BASE = calendar.timegm((2026, 11, 25, 10, 0, 0))
@@ -211,3 +212,30 @@ def test_format_keeps_exact_milliseconds_far_from_epoch() -> None:
         milliseconds=15_533_899_199_998
     )
     assert format_timestamp(seconds) == expected.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def test_the_canonical_fast_path_reads_what_the_general_parser_reads() -> None:
+    rng = random.Random(8)
+    texts = ["2025-11-25T10:00:60Z", "2025-13-25T10:00:00Z", "2025-11-25 10:00:00Z",
+             "2025-11-25T10:00:0xZ", "2025-11-25T10:00:00.0x0Z", "9999-12-31T23:59:59.999Z",
+             "2025-W47-2T10:00:00Z", "2025-11-25T1٠:00:00Z",
+             "2025-11-25T10:00:00.５00Z"]  # fmt: skip
+    for _ in range(5000):
+        micros = rng.randrange(-62_135_596_800_000_000, 253_402_300_800_000_000)
+        text = format_timestamp(micros / 1_000_000)
+        texts.append(text)
+    taken = 0
+    for text in texts:
+        try:
+            general: object = _parse_iso(text)
+        except BadTimestamp as error:
+            general = str(error)
+        try:
+            fast: object = _parse_canonical(text)
+        except BadTimestamp as error:
+            fast = str(error)
+        assert fast is None or fast == general, text
+        taken += fast is not None
+        if isinstance(general, float):
+            assert parse_timestamp(text) == general
+    assert taken > 4000  # the fast path read most of them
