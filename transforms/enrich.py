@@ -14,7 +14,7 @@ Every enrich transform takes `Record`s and returns ``(records, errors)``:
 * ``errors``: dead-letter dicts (`transforms.dead_letter`, step ``enrich``).
 
 The reference row of a record is found by a key template over record fields
-(`transforms.io.redis.KeyTemplate`, e.g. ``customer:{customer_id}``); the same template,
+(`transforms.io.redis_text.KeyTemplate`, e.g. ``customer:{customer_id}``); the same template,
 rendered on each reference row, keys a loaded table.
 
 When a record has no reference row (or lacks a field of the key), ``missing`` says what happens:
@@ -59,7 +59,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from transforms.dead_letter import error_record
 from transforms.errors import RecordError, SinkRejected
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis import KeyTemplate, to_text
+from transforms.io.redis_text import KeyTemplate, to_text
 from transforms.message import Record
 from transforms.metrics import DROPPED, ReasonCounters
 

@@ -47,7 +47,8 @@ from transforms.durations import parse_duration
 from transforms.enrich import ERRORS, EnrichSettings, Settler, parse_key, reference_key
 from transforms.io.batching import BatchingFn, Pending, retry_transient
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis import DEFAULT_PORT, KeyTemplate, check_port, database, is_transient
+from transforms.io.redis import DEFAULT_PORT, check_port, database, is_transient
+from transforms.io.redis_text import KeyTemplate
 from transforms.message import Record
 from transforms.secrets import password_reference, resolve_secret
 

@@ -51,7 +51,7 @@ from transforms.enrich import ERRORS, EnrichSettings, Settler, key_function, par
 from transforms.enrich_redis import RedisConnection, endpoint_duration, from_text
 from transforms.io.bigquery import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis import KeyTemplate
+from transforms.io.redis_text import KeyTemplate
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 

@@ -36,7 +36,7 @@ from apache_beam.transforms.window import GlobalWindows
 from transforms.cdc.change import Change
 from transforms.enrich import ERRORS, EnrichSettings, Settler, enrich_error, reference_key
 from transforms.errors import RecordError
-from transforms.io.redis import KeyTemplate
+from transforms.io.redis_text import KeyTemplate
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 

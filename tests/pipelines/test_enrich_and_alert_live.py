@@ -30,7 +30,7 @@ from transforms.io.bigquery_client import bounded_retry
 from transforms.io.bigquery_client import make_client as bigquery_client
 from transforms.io.endpoint import EndpointError
 from transforms.io.kinesis import StreamTarget, make_client
-from transforms.io.redis import to_text
+from transforms.io.redis_text import to_text
 from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN
 
 REGION = "us-east-1"

@@ -30,7 +30,7 @@ from transforms.enrich_side_input import SideInputEnrich, Table
 from transforms.enrich_table import ChangelogEnrich
 from transforms.io.bigquery_client import make_client
 from transforms.io.endpoint import EndpointError
-from transforms.io.redis import KeyTemplate, to_text
+from transforms.io.redis_text import KeyTemplate, to_text
 from transforms.message import Message, Origin, Record
 
 T0 = 1_764_064_800.0  # 2025-11-25T10:00:00Z, a whole minute in the past

@@ -25,7 +25,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from transforms.blocks import Block
 from transforms.enrich import EnrichSettings, Settler, key_function, reference_key
 from transforms.enrich_side_input import SideInputEnrich, Table, _JoinFn
-from transforms.io.redis import KeyTemplate
+from transforms.io.redis_text import KeyTemplate
 from transforms.message import Message, Origin, Record
 from transforms.metrics import NAMESPACE
 

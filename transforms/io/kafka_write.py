@@ -31,7 +31,7 @@ from transforms.io.base import Sink, SinkContext
 from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kafka_client import CONNECTION_PARAMS, KafkaConnection
-from transforms.io.redis import to_text
+from transforms.io.redis_text import to_text
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 

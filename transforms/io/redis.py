@@ -79,12 +79,7 @@ superseded (not applied) counts as ``written``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import math
 import re
-import string
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -111,6 +106,8 @@ from transforms.io.batching import (
 )
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis_resp import bulk, bulk_name, fields, packed, read_replies, send
+from transforms.io.redis_scripts import SCRIPTS, SHAS
+from transforms.io.redis_text import KeyTemplate, to_json, to_text
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
@@ -118,14 +115,11 @@ from transforms.secrets import password_reference, resolve_secret
 
 __all__ = [
     "MODES",
-    "KeyTemplate",
     "RedisSink",
     "TruncateUnsupported",
     "check_port",
     "database",
     "is_transient",
-    "to_json",
-    "to_text",
 ]
 
 MODES = ("hash", "string", "stream", "zset", "publish", "state")
@@ -145,60 +139,6 @@ _MODE_PARAMS = {
 }
 PORT_GIVEN = re.compile(r":[^\]]*$")  # a ":" after the host (IPv6 hosts are bracketed)
 
-# Each script writes KEYS[1] first and sets its TTL (ARGV[1], 0 for none) only when the write
-# succeeded: a failing redis.call ends the script.
-_HASH_SCRIPT = """
-local n = tonumber(ARGV[2])
-if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + 2 * n)) end
-if #ARGV > 2 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 3 + 2 * n)) end
-if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return 1
-"""
-_ZSET_SCRIPT = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return 1
-"""
-_STREAM_SCRIPT = """
-local id
-if tonumber(ARGV[2]) > 0 then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
-else
-  id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-end
-if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return id
-"""
-# ARGV: ttl, delete_ttl, op, sequence key, then field/value pairs. It reads the stored
-# _sequence first, so a key of another type fails before anything is written.
-_STATE_SCRIPT = """
-local function newer(a, b)
-  -- byte by byte: Lua's string < follows the server's locale
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x > y end
-  end
-  return #a > #b
-end
-local stored = redis.call('HGET', KEYS[1], '_sequence')
-if stored and not newer(ARGV[4], stored) then return 0 end
-redis.call('DEL', KEYS[1])
-if ARGV[3] == 'delete' then
-  redis.call('HSET', KEYS[1], '_sequence', ARGV[4], '_deleted', '1')
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-redis.call('HSET', KEYS[1], '_sequence', ARGV[4], unpack(ARGV, 5))
-if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return 1
-"""
-_SCRIPTS = {
-    "hash": _HASH_SCRIPT,
-    "zset": _ZSET_SCRIPT,
-    "stream": _STREAM_SCRIPT,
-    "state": _STATE_SCRIPT,
-}
-_SHAS = {mode: hashlib.sha1(script.encode()).hexdigest() for mode, script in _SCRIPTS.items()}
 # The constant arguments, as bulk strings.
 _EVALSHA, _ONE_KEY, _HSET, _HDEL, _SET, _EX, _PUBLISH, _ZADD, _XADD, _MAXLEN, _ABOUT, _AUTO_ID = (
     map(bulk_name, "EVALSHA 1 HSET HDEL SET EX PUBLISH ZADD XADD MAXLEN ~ *".split())
@@ -210,103 +150,6 @@ class TruncateUnsupported(SinkRejected):
     """A CDC truncate, which ``state`` mode cannot apply: Redis keys have no table scope."""
 
     reason = "cdc_truncate_unsupported"
-
-
-def _json_default(value: Any) -> str:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    return str(value)
-
-
-def to_json(value: Any) -> str:
-    """Returns ``value`` as compact JSON with sorted keys; bytes become base64 strings.
-
-    ``{"b": 1, "a": b"hi"}`` gives ``{"a":"aGk=","b":1}``.
-    """
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
-    )
-
-
-def to_text(value: Any) -> str:
-    """Returns a field value as Redis text: strings as they are, anything else as JSON.
-
-    ``"a"`` gives ``a``, ``3`` gives ``3``, ``2.5`` gives ``2.5``, ``True`` gives ``true``,
-    ``{"x": [1]}`` gives ``{"x":[1]}``, ``b"hi"`` gives ``aGk=``.
-    """
-    kind = type(value)
-    if kind is str:
-        return value
-    # What json.dumps writes for plain ints and finite floats (it spells NaN and Infinity).
-    if kind is int:
-        return int.__repr__(value)
-    if kind is float and math.isfinite(value):
-        return float.__repr__(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return _json_default(value)
-    return to_json(value)
-
-
-@dataclass(frozen=True)
-class KeyTemplate:
-    """A key (or channel, or member) made of literal text and record fields.
-
-    Attributes:
-        text: the template as written, e.g. ``metrics:{endpoint}:{window_start}``.
-        parts: ``(literal, field name or None)`` pairs, in order.
-
-    """
-
-    text: str
-    parts: tuple[tuple[str, str | None], ...]
-
-    @classmethod
-    def parse(cls, text: str) -> KeyTemplate:
-        """Parses ``text``; raises `ValueError` for unbalanced braces or a bad field name."""
-        try:
-            pieces = list(string.Formatter().parse(text))
-        except ValueError as error:
-            raise ValueError(f"template {text!r}: {error}") from None
-        parts: list[tuple[str, str | None]] = []
-        for literal, name, spec, conversion in pieces:
-            if name is not None and not name.strip():
-                raise ValueError(f"template {text!r}: empty field name between braces")
-            if spec or conversion:
-                raise ValueError(
-                    f"template {text!r}: {{{name}}} must be a plain field name, without "
-                    "'!' conversions or ':' formats"
-                )
-            parts.append((literal, name))
-        if not "".join(literal + (name or "") for literal, name in parts):
-            raise ValueError("template is empty")
-        return cls(text, tuple(parts))
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The record fields the template reads."""
-        return tuple(name for _, name in self.parts if name is not None)
-
-    def render(self, data: Mapping[str, Any]) -> str:
-        """Returns the template filled in from ``data`` (values as `to_text`).
-
-        Raises:
-            SinkRejected: a field is missing from ``data`` or is ``None``.
-
-        """
-        out = []
-        for literal, name in self.parts:
-            out.append(literal)
-            if name is not None:
-                value = data.get(name)
-                if value is None:
-                    state = "null" if name in data else "missing"
-                    raise SinkRejected(
-                        f"template {self.text!r}: field {name!r} is {state} in the record"
-                    )
-                out.append(to_text(value))
-        return "".join(out)
 
 
 def _score(data: Mapping[str, Any], name: str) -> str:
@@ -386,8 +229,8 @@ class _Target:
     @property
     def script(self) -> str | None:
         """The Lua script of each write, or None when the writes are plain commands."""
-        if self.mode == "state" or (self.ttl and self.mode in _SCRIPTS):
-            return _SCRIPTS[self.mode]
+        if self.mode == "state" or (self.ttl and self.mode in SCRIPTS):
+            return SCRIPTS[self.mode]
         return None
 
     def command(self, data: Mapping[str, Any]) -> _Command:
@@ -438,7 +281,7 @@ class _Target:
         tail: Sequence[bytes] = (),
     ) -> _Command:
         """The script call of one write: ``EVALSHA sha 1 key ttl args... pairs... tail...``."""
-        sha, ttl = bulk_name(_SHAS[self.mode]), bulk_name(str(self.ttl or 0))
+        sha, ttl = bulk_name(SHAS[self.mode]), bulk_name(str(self.ttl or 0))
         head = [_EVALSHA, sha, _ONE_KEY, name, ttl, *args]
         return _Command(key, packed(head, pairs, tail))
 

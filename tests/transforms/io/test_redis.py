@@ -21,7 +21,8 @@ from pipelines.services import ServiceSpec
 from tests.support import run_sink
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import EndpointError
-from transforms.io.redis import KeyTemplate, RedisSink, to_text
+from transforms.io.redis import RedisSink
+from transforms.io.redis_text import KeyTemplate, to_text
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
 from transforms.secrets import SecretError, check_reference, resolve_secret

@@ -24,8 +24,9 @@ from pipelines.services import ServiceSpec
 from tests.support import run_sink
 from transforms.dead_letter import error_record
 from transforms.io.base import SinkContext
-from transforms.io.redis import RedisSink, to_json, to_text
+from transforms.io.redis import RedisSink
 from transforms.io.redis_resp import bulk, fields, packed, read_replies
+from transforms.io.redis_text import to_json, to_text
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
 
