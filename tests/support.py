@@ -1,8 +1,10 @@
-"""What several test modules share: running records through a sink in a small batch pipeline."""
+"""What several test modules share: running records through a sink, pulling Pub/Sub messages,
+collecting the elements of a pipeline."""
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from typing import Any
 
 import apache_beam as beam
@@ -66,3 +68,18 @@ def pull_json(subscription: str, expected: int, patience: int = 10) -> list[dict
     finally:
         subscriber.close()
     return received
+
+
+# Elements collected by tag: module level, so that the in-process runner's copy of `Collect`
+# appends to the same lists the test reads.
+COLLECTED: dict[str, list[Any]] = defaultdict(list)
+
+
+class Collect(beam.DoFn):
+    """Appends every element to ``COLLECTED[tag]`` (take it with ``COLLECTED.pop(tag)``)."""
+
+    def __init__(self, tag: str) -> None:
+        self._tag = tag
+
+    def process(self, element: Any) -> None:
+        COLLECTED[self._tag].append(element)

@@ -22,6 +22,7 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
+from tests.support import COLLECTED, Collect
 from transforms.blocks import Block
 from transforms.enrich import EnrichSettings, Settler, key_function, reference_key
 from transforms.enrich_side_input import SideInputEnrich, Table, _JoinFn
@@ -130,17 +131,6 @@ def test_join_fast_path_gives_what_the_plain_path_gives(
                     assert all(output.data["profile"] is not row for row in TABLE.values())
 
 
-_COLLECTED: dict[str, list[Any]] = defaultdict(list)
-
-
-class _Collect(beam.DoFn):
-    def __init__(self, tag: str) -> None:
-        self._tag = tag
-
-    def process(self, element: Any) -> None:
-        _COLLECTED[self._tag].append(element)
-
-
 class _TableLoader:
     def __call__(self, at: float) -> Table:
         return TABLE
@@ -167,8 +157,8 @@ def _run(
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline()
     records, errors = build(pipeline)
-    _ = records | "Records" >> beam.ParDo(_Collect(tag + "records"))
-    _ = errors | "Errors" >> beam.ParDo(_Collect(tag + "errors"))
+    _ = records | "Records" >> beam.ParDo(Collect(tag + "records"))
+    _ = errors | "Errors" >> beam.ParDo(Collect(tag + "errors"))
     result = pipeline.run()
     result.wait_until_finish()
     counters: dict[str, int] = defaultdict(int)
@@ -176,9 +166,9 @@ def _run(
         counters[counter.key.metric.name] += counter.committed or counter.attempted or 0
     dead_letters = [
         repr({**error, "error_timestamp": None, "stacktrace": None})
-        for error in _COLLECTED.pop(tag + "errors", [])
+        for error in COLLECTED.pop(tag + "errors", [])
     ]
-    enriched = [repr(record) for record in _COLLECTED.pop(tag + "records", [])]
+    enriched = [repr(record) for record in COLLECTED.pop(tag + "records", [])]
     return sorted(enriched), sorted(dead_letters), dict(counters)
 
 

@@ -25,6 +25,7 @@ from apache_beam.transforms.window import TimestampedValue
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support import COLLECTED, Collect
 from transforms.cdc.apply import APPLIED, DUPLICATE, STALE, ApplyChanges, KeyState, apply_change
 from transforms.cdc.change import Change, key_id
 from transforms.cdc.debezium import DropTombstones, is_tombstone
@@ -37,16 +38,6 @@ from transforms.parse import ParseJson
 BASE = 1_732_528_800
 TABLE = "inventory.customers"
 PIPELINE = "cdc_test"
-
-_COLLECTED: dict[str, list[Any]] = defaultdict(list)
-
-
-class _Collect(beam.DoFn):
-    def __init__(self, tag: str) -> None:
-        self._tag = tag
-
-    def process(self, element: Any) -> None:
-        _COLLECTED[self._tag].append(element)
 
 
 @pytest.fixture
@@ -70,14 +61,14 @@ def run(build: Any, streaming: bool = False) -> tuple[list[dict], list[dict], di
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
     outputs, errors = build(pipeline)
-    _ = outputs | "Collect" >> beam.ParDo(_Collect(tag))
-    _ = errors | "Collect errors" >> beam.ParDo(_Collect(tag + "errors"))
+    _ = outputs | "Collect" >> beam.ParDo(Collect(tag))
+    _ = errors | "Collect errors" >> beam.ParDo(Collect(tag + "errors"))
     result = pipeline.run()
     result.wait_until_finish()
-    records = _COLLECTED.pop(tag, [])
+    records = COLLECTED.pop(tag, [])
     return (
         [r.data for r in records],
-        _COLLECTED.pop(tag + "errors", []),
+        COLLECTED.pop(tag + "errors", []),
         counter_totals(result.metrics()),
     )
 

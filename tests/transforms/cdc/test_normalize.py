@@ -13,13 +13,13 @@ and 1 otherwise; ``source_ts`` is ``source.ts_ms`` or ``source_timestamp`` in UT
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 import pytest
 
+from tests.support import COLLECTED, Collect
 from transforms.cdc.change import Change
 from transforms.cdc.debezium import DropTombstones, is_tombstone
 from transforms.cdc.envelope import (
@@ -268,19 +268,8 @@ def test_key_columns_syntax() -> None:
             parse_key_columns(bad)
 
 
-_COLLECTED: dict[str, list[Any]] = defaultdict(list)
-
-
-class _Collect(beam.DoFn):
-    def __init__(self, tag: str) -> None:
-        self._tag = tag
-
-    def process(self, element: Any) -> None:
-        _COLLECTED[self._tag].append(element)
-
-
 def _collect(tag: str) -> beam.ParDo:
-    return beam.ParDo(_Collect(tag))
+    return beam.ParDo(Collect(tag))
 
 
 def test_normalize_changes_in_a_pipeline_dead_letters_with_reasons_and_counts_drops() -> None:
@@ -310,13 +299,13 @@ def test_normalize_changes_in_a_pipeline_dead_letters_with_reasons_and_counts_dr
     result = pipeline.run()
     result.wait_until_finish()
 
-    got = _COLLECTED.pop("changes")
+    got = COLLECTED.pop("changes")
     assert sorted((r.data["op"], r.data["sequence"]) for r in got) == [
         ("delete", [24023300, 24023344]), ("truncate", [24023400, 24023456]),
         ("upsert", [24023119, 24023128]), ("upsert", [24023200, 24023264]),
     ]  # fmt: skip
     assert all(r.origin is not None and r.origin.origin.system == "kafka" for r in got)
-    dead = _COLLECTED.pop("errors")
+    dead = COLLECTED.pop("errors")
     assert sorted((d["step"], d["reason"], d["source"]["offset"]) for d in dead) == [
         ("normalize", "cdc_no_key", 7), ("normalize", "cdc_unknown_format", 8),
         ("normalize", "cdc_unknown_op", 6),
