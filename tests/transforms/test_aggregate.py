@@ -32,6 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
+from tests.support import COLLECTED, Collect
 from transforms.aggregate import (
     GATE_SHARDS,
     LATE,
@@ -46,16 +47,6 @@ from transforms.schema import Field, Schema
 # 2026-11-25T10:00:00Z: a multiple of every window size used here.
 BASE = calendar.timegm((2026, 11, 25, 10, 0, 0))
 PIPELINE = "agg_test"
-
-_COLLECTED: dict[str, list[Any]] = defaultdict(list)
-
-
-class _Collect(beam.DoFn):
-    def __init__(self, tag: str) -> None:
-        self._tag = tag
-
-    def process(self, element: Any) -> None:
-        _COLLECTED[self._tag].append(element)
 
 
 def _iso(seconds: float) -> str:
@@ -112,17 +103,17 @@ def _run(
     options = PipelineOptions(streaming=True) if streaming else PipelineOptions()
     pipeline = beam.Pipeline(options=options)
     rows, errors = build(pipeline) | WindowedAggregate(spec, PIPELINE, dead_letter_late)
-    _ = rows | "Collect rows" >> beam.ParDo(_Collect(tag + "rows"))
-    _ = errors | "Collect errors" >> beam.ParDo(_Collect(tag + "errors"))
+    _ = rows | "Collect rows" >> beam.ParDo(Collect(tag + "rows"))
+    _ = errors | "Collect errors" >> beam.ParDo(Collect(tag + "errors"))
     result = pipeline.run()
     result.wait_until_finish()
     counters: dict[str, int] = defaultdict(int)
     query = result.metrics().query(MetricsFilter().with_namespace("pipelines"))
     for counter in query["counters"]:
         counters[counter.key.metric.name] += counter.committed or counter.attempted or 0
-    rows_out = _COLLECTED.pop(tag + "rows", [])
+    rows_out = COLLECTED.pop(tag + "rows", [])
     assert all(isinstance(r, Record) and r.origin is None for r in rows_out)
-    return Result([r.data for r in rows_out], _COLLECTED.pop(tag + "errors", []), dict(counters))
+    return Result([r.data for r in rows_out], COLLECTED.pop(tag + "errors", []), dict(counters))
 
 
 def run_stream(spec: AggregateSpec, stream: TestStream, dead_letter_late: bool = True) -> Result:
@@ -641,16 +632,16 @@ def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> 
         | stream
         | beam.ParDo(_LatenessGate(window, 0.0)).with_outputs("late", main="on_time")
     )
-    _ = gated.on_time | "On time" >> beam.ParDo(_Collect(tag + "on_time"))
-    _ = gated.late | "Late" >> beam.ParDo(_Collect(tag + "late"))
+    _ = gated.on_time | "On time" >> beam.ParDo(Collect(tag + "on_time"))
+    _ = gated.late | "Late" >> beam.ParDo(Collect(tag + "late"))
     pipeline.run().wait_until_finish()
-    on_time = _COLLECTED.pop(tag + "on_time")
+    on_time = COLLECTED.pop(tag + "on_time")
     assert sorted((key, data["t"], t - BASE) for key, (data, t) in on_time) == [
         (("a",), 60, 60.0),
         (("a",), 130, 130.0),
         (("a",), 245, 245.0),
     ]
-    assert sorted(record.data["t"] for record in _COLLECTED.pop(tag + "late")) == [59, 119, 235]
+    assert sorted(record.data["t"] for record in COLLECTED.pop(tag + "late")) == [59, 119, 235]
 
 
 def test_hopping_windows_out_of_order() -> None:

@@ -16,19 +16,11 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
+from tests.support import COLLECTED, Collect
 from transforms.dedup import Dedup, DedupKey
 from transforms.message import Message, Origin, Record
 
 T0 = 1_764_064_800.0  # 2025-11-25T10:00:00Z
-_COLLECTED: dict[str, list[Any]] = defaultdict(list)
-
-
-class _Collect(beam.DoFn):
-    def __init__(self, tag: str) -> None:
-        self._tag = tag
-
-    def process(self, element: Any) -> None:
-        _COLLECTED[self._tag].append(element)
 
 
 @pytest.fixture(autouse=True)
@@ -49,13 +41,13 @@ def run(
 ) -> tuple[list[Record], dict[str, int]]:
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
-    _ = build(pipeline) | dedup | beam.ParDo(_Collect(tag))
+    _ = build(pipeline) | dedup | beam.ParDo(Collect(tag))
     result = pipeline.run()
     result.wait_until_finish()
     counters: dict[str, int] = defaultdict(int)
     for counter in result.metrics().query(MetricsFilter().with_namespace("pipelines"))["counters"]:
         counters[counter.key.metric.name] += counter.committed or counter.attempted or 0
-    return _COLLECTED.pop(tag, []), dict(counters)
+    return COLLECTED.pop(tag, []), dict(counters)
 
 
 def ids(records: list[Record]) -> list[tuple[str, float]]:

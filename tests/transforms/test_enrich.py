@@ -23,6 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
+from tests.support import COLLECTED, Collect
 from transforms.cdc.change import Change
 from transforms.enrich import EnrichSettings, enrich_from_uri
 from transforms.enrich_redis import RedisLookup, TtlCache, from_text
@@ -36,20 +37,11 @@ from transforms.message import Message, Origin, Record
 T0 = 1_764_064_800.0  # 2025-11-25T10:00:00Z, a whole minute in the past
 PIPELINE = "enrich_test"
 BQ_PROJECT = "local-project"
-_COLLECTED: dict[str, list[Any]] = defaultdict(list)
 
 PROFILES = {
     "c1": {"risk_score": 0.9, "typical_amount": 40.0, "tier": "gold", "tags": ["a"]},
     "c2": {"risk_score": 0.1, "typical_amount": 500, "tier": "silver", "tags": []},
 }
-
-
-class _Collect(beam.DoFn):
-    def __init__(self, tag: str) -> None:
-        self._tag = tag
-
-    def process(self, element: Any) -> None:
-        _COLLECTED[self._tag].append(element)
 
 
 @pytest.fixture(autouse=True)
@@ -84,15 +76,15 @@ def run(build: Any, streaming: bool = False) -> Result:
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
     records, errors = build(pipeline)
-    _ = records | "Records" >> beam.ParDo(_Collect(tag + "records"))
-    _ = errors | "Errors" >> beam.ParDo(_Collect(tag + "errors"))
+    _ = records | "Records" >> beam.ParDo(Collect(tag + "records"))
+    _ = errors | "Errors" >> beam.ParDo(Collect(tag + "errors"))
     result = pipeline.run()
     result.wait_until_finish()
     counters: dict[str, int] = defaultdict(int)
     for counter in result.metrics().query(MetricsFilter().with_namespace("pipelines"))["counters"]:
         counters[counter.key.metric.name] += counter.committed or counter.attempted or 0
     return Result(
-        _COLLECTED.pop(tag + "records", []), _COLLECTED.pop(tag + "errors", []), dict(counters)
+        COLLECTED.pop(tag + "records", []), COLLECTED.pop(tag + "errors", []), dict(counters)
     )
 
 

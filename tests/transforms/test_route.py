@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from typing import Any
 
 import apache_beam as beam
 import pytest
 
+from tests.support import COLLECTED, Collect
 from transforms.expressions import ExpressionError
 from transforms.message import Record
 from transforms.route import Route, RouteSpec
-
-_COLLECTED: dict[str, list[Any]] = defaultdict(list)
 
 RULES = """\
 high_value: amount > 1000
@@ -31,23 +28,15 @@ RECORDS = [
 ]
 
 
-class _Collect(beam.DoFn):
-    def __init__(self, tag: str) -> None:
-        self._tag = tag
-
-    def process(self, element: Any) -> None:
-        _COLLECTED[self._tag].append(element)
-
-
 def route(spec: RouteSpec) -> dict[str, list[int]]:
     run = uuid.uuid4().hex
     with beam.Pipeline() as pipeline:
         outputs = pipeline | beam.Create([Record(data) for data in RECORDS]) | Route(spec)
         assert list(outputs) == list(spec.outputs)
         for name, pcoll in outputs.items():
-            _ = pcoll | f"Collect {name}" >> beam.ParDo(_Collect(f"{run}{name}"))
+            _ = pcoll | f"Collect {name}" >> beam.ParDo(Collect(f"{run}{name}"))
     return {
-        name: sorted(r.data["n"] for r in _COLLECTED.pop(f"{run}{name}", []))
+        name: sorted(r.data["n"] for r in COLLECTED.pop(f"{run}{name}", []))
         for name in spec.outputs
     }
 
