@@ -20,11 +20,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
 
 from transforms.aggregate import AGGREGATED, FinalRow, group_key, window_starts
 from transforms.aggregate_spec import AggregateSpec
 from transforms.aggregators import SpecCombineFn
+from transforms.blocks import FoldPerBundle
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 
@@ -33,7 +33,7 @@ __all__ = ["MAX_GROUPS", "AggregateBlocks"]
 MAX_GROUPS = 50_000
 
 
-class _PreAggregate(beam.DoFn):
+class _PreAggregate(FoldPerBundle):
     """Blocks of ``(Record, event_time)`` -> ``((group_key, window_start_micros), accumulator)``.
 
     One output per (group, window) seen in the bundle (or since the last flush).
@@ -49,11 +49,11 @@ class _PreAggregate(beam.DoFn):
     def setup(self) -> None:
         self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
 
-    def start_bundle(self) -> None:
-        self._groups: dict[tuple[tuple, int], list[Any]] = {}
+    def limit(self) -> int:
+        return MAX_GROUPS
 
     def process(self, block: list[tuple[Record, float]]) -> Iterator[Any]:
-        groups = self._groups
+        groups = self.partials
         create, add = self._combine.create_accumulator, self._combine.add_input
         group_by, size, every = self._group_by, self._size, self._every
         for record, event_time in block:
@@ -73,16 +73,7 @@ class _PreAggregate(beam.DoFn):
                     accumulator = create()
                 groups[(key, start)] = add(accumulator, element)
         self._aggregated.inc(len(block))
-        if len(groups) >= MAX_GROUPS:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[Any]:
-        for partial in self._flush():
-            yield GlobalWindows.windowed_value(partial)
-
-    def _flush(self) -> Iterator[tuple[tuple[tuple, int], list[Any]]]:
-        groups, self._groups = self._groups, {}
-        return iter(groups.items())
+        yield from self.flush_if_full()
 
 
 class _MergePartials(beam.CombineFn):

@@ -35,12 +35,12 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.transforms import window as windows
-from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from transforms.aggregate import AGGREGATED, KeyByGroup, group_key
 from transforms.aggregate_spec import AggregateSpec
 from transforms.aggregators import SpecCombineFn
+from transforms.blocks import FoldPerBundle
 from transforms.event_time import format_timestamp
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
@@ -153,7 +153,7 @@ class _SessionRows(beam.DoFn):
                 yield windows.TimestampedValue(Record(row), Timestamp(micros=_wire_micros(end)))
 
 
-class _PreSessions(beam.DoFn):
+class _PreSessions(FoldPerBundle):
     """Blocks of ``(Record, event_time_seconds)`` -> ``(group_key, partial_sessions)``.
 
     One output per key seen in the bundle (or since the last flush).
@@ -166,26 +166,17 @@ class _PreSessions(beam.DoFn):
     def setup(self) -> None:
         self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
 
-    def start_bundle(self) -> None:
-        self._keys: dict[tuple, list[Session]] = {}
+    def limit(self) -> int:
+        return MAX_KEYS
 
     def process(self, block: list[tuple[Record, float]]) -> Iterator[Any]:
-        keys, add, group_by = self._keys, self._combine.add_input, self._group_by
+        keys, add, group_by = self.partials, self._combine.add_input, self._group_by
         for record, event_time in block:
             key = group_key(record.data, group_by)
             # int(seconds * 1e6) is how Beam's Timestamp turns the event time into micros.
             keys[key] = add(keys.get(key) or [], (record.data, int(event_time * 1e6)))
         self._aggregated.inc(len(block))
-        if len(keys) >= MAX_KEYS:
-            yield from self._flush()
-
-    def finish_bundle(self) -> Iterator[Any]:
-        for partial in self._flush():
-            yield GlobalWindows.windowed_value(partial)
-
-    def _flush(self) -> Iterator[tuple[tuple, list[Session]]]:
-        keys, self._keys = self._keys, {}
-        return iter(keys.items())
+        yield from self.flush_if_full()
 
 
 class _MergeSessions(beam.CombineFn):

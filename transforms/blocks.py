@@ -10,12 +10,15 @@ block's thousand records (a pickle each, since records are named tuples) to esti
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from typing import Any
 
+import apache_beam as beam
 from apache_beam import coders
 from apache_beam.coders import coder_impl
+from apache_beam.transforms.window import GlobalWindows
 
-__all__ = ["ESTIMATED_BYTES_PER_ELEMENT", "Block", "BlockCoder"]
+__all__ = ["ESTIMATED_BYTES_PER_ELEMENT", "Block", "BlockCoder", "FoldPerBundle"]
 
 # The size estimate of a block's element (a record of about 200 bytes of JSON and its message).
 ESTIMATED_BYTES_PER_ELEMENT = 512
@@ -49,3 +52,39 @@ class BlockCoder(coders.Coder):
 
 
 coders.registry.register_coder(Block, BlockCoder)
+
+
+class FoldPerBundle(beam.DoFn):
+    """Base of the steps that fold what a bundle holds into one partial result per key.
+
+    A subclass folds into ``self.partials`` (a dict, empty at the start of each bundle) and
+    ``yield from self.flush_if_full()`` after each element or block: the partials go downstream
+    as ``(key, emitted(partial))`` whenever `limit` keys are held and at the end of the bundle
+    (in the global window), so memory is bounded by the keys, not the elements.
+    """
+
+    def limit(self) -> int:
+        """How many keys are held before the partials are sent on."""
+        raise NotImplementedError
+
+    def emitted(self, partial: Any) -> Any:
+        """What is sent on for a partial (by default the partial itself)."""
+        return partial
+
+    def start_bundle(self) -> None:
+        self.partials: dict[Any, Any] = {}
+
+    def flush_if_full(self) -> Iterator[tuple[Any, Any]]:
+        """The partials to send on now: all of them when `limit` keys are held, else none."""
+        if len(self.partials) >= self.limit():
+            return self._flush()
+        return iter(())
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for partial in self._flush():
+            yield GlobalWindows.windowed_value(partial)
+
+    def _flush(self) -> Iterator[tuple[Any, Any]]:
+        partials, self.partials = self.partials, {}
+        for key, partial in partials.items():
+            yield key, self.emitted(partial)

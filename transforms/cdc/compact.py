@@ -35,8 +35,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindows
 
+from transforms.blocks import FoldPerBundle
 from transforms.cdc.change import Change, key_id
 from transforms.cdc.decide import APPLIED, DUPLICATE, SUPERSEDED, DecisionCounters
 from transforms.cdc.envelope import BadChange
@@ -70,7 +70,7 @@ def merge(kept: Latest, other: Latest) -> Latest:
     return kept[0], kept[1], kept[2], kept[3] + other[3] + other[2] + 1
 
 
-class PreCompactFn(beam.DoFn):
+class PreCompactFn(FoldPerBundle):
     """Keeps, per key seen in the bundle, the latest change; emits ``(key_id, Latest)``.
 
     Subclasses call `hold` from ``process`` and ``yield from`` its result. What they hold may be
@@ -78,31 +78,24 @@ class PreCompactFn(beam.DoFn):
     changes pay for the conversion.
     """
 
-    def start_bundle(self) -> None:
-        self._held: dict[str, Latest] = {}
+    def limit(self) -> int:
+        return MAX_KEYS
 
     def hold(self, key: str, sequence: tuple[int, ...], change: Any) -> Iterator[Any]:
         """Folds one change of ``key`` in; returns the partials to emit (when `MAX_KEYS` held)."""
-        held = self._held
+        held = self.partials
         latest = (sequence, change, 0, 0)
         kept = held.get(key)
         held[key] = latest if kept is None else merge(kept, latest)
-        if len(held) >= MAX_KEYS:
-            return self._flush()
-        return iter(())
+        return self.flush_if_full()
 
     def change_dict(self, change: Any) -> dict[str, Any]:
         """The dict form of a held change (held changes are dicts unless a subclass says)."""
         return change
 
-    def finish_bundle(self) -> Iterator[Any]:
-        for partial in self._flush():
-            yield GlobalWindows.windowed_value(partial)
-
-    def _flush(self) -> Iterator[tuple[str, Latest]]:
-        held, self._held = self._held, {}
-        for key, (sequence, change, duplicates, superseded) in held.items():
-            yield key, (sequence, self.change_dict(change), duplicates, superseded)
+    def emitted(self, partial: Any) -> Latest:
+        sequence, change, duplicates, superseded = partial
+        return sequence, self.change_dict(change), duplicates, superseded
 
 
 class _PreCompactRecordsFn(PreCompactFn):
