@@ -46,6 +46,9 @@ class RunReport:
         delivered: the counter of input records that reached their end: ``written`` for a
             pipeline that writes its records, ``aggregated`` for one that aggregates them (its
             sinks then write rows, and their failures are not input records).
+        splits: the counter of input records that became two records, if any (a CDC key
+            change: a delete of the old key and an upsert of the new one); each adds one to
+            the records to account for: ``read + splits = delivered + dead_lettered + dropped``.
     """
 
     pipeline: str
@@ -53,6 +56,7 @@ class RunReport:
     counters: dict[str, int]
     outputs: dict[str, str] = field(default_factory=dict)
     delivered: str = WRITTEN
+    splits: str | None = None
 
     def count(self, name: str) -> int:
         """Returns counter ``name`` (0 when it never counted)."""
@@ -70,9 +74,12 @@ class RunReport:
 
     @property
     def balanced(self) -> bool:
-        """Whether read = delivered (written or aggregated) + dead-lettered + dropped."""
+        """Whether read (+ splits) = delivered (written or aggregated) + dead-lettered + dropped."""
         accounted = self.count(self.delivered) + self._input_dead_letters() + self.count(DROPPED)
-        return self.count(READ) == accounted
+        return self.count(READ) + self._split() == accounted
+
+    def _split(self) -> int:
+        return self.count(self.splits) if self.splits else 0
 
     def render(self) -> str:
         """Returns the report as a few lines for a person."""
@@ -94,7 +101,8 @@ class RunReport:
         lines += [f"  {name:<14}{self.count(name):>10}" for name in others]
         verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
         dead = "dead_lettered" if self.delivered == WRITTEN else "dead_lettered (input)"
-        lines.append(f"  read = {self.delivered} + {dead} + dropped: {verdict}")
+        read = f"read + {self.splits}" if self._split() else "read"
+        lines.append(f"  {read} = {self.delivered} + {dead} + dropped: {verdict}")
         return "\n".join(lines)
 
 
@@ -222,6 +230,7 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
         state=str(result.state),
         counters=counter_totals(result.metrics()),
         delivered=spec.delivered,
+        splits=spec.splits,
         outputs={
             "source": str(config.source.endpoint),
             "sink": str(config.sink.endpoint),
