@@ -117,7 +117,7 @@ def key_value(value: Any) -> int | float | str | bool:
         return int(value) if value.is_integer() else value  # type: ignore[no-any-return]
     if value is None:
         raise KeyValueError("key value is null", missing=True)
-    what = {dict: "an object", list: "a list"}.get(kind, f"a {kind.__name__}")
+    what = "an object" if kind is dict else "a list" if kind is list else f"a {kind.__name__}"
     raise KeyValueError(f"key value {_preview(value)} is {what}, which cannot be a key")
 
 

@@ -11,10 +11,10 @@ An event value, schemas off (with schemas on it is the ``payload`` of
      "op": "c", "ts_ms": 1559033904866, "transaction": null}
 
 Operations: ``r`` (snapshot read), ``c`` and ``u`` are upserts of ``after``; ``d`` is a delete
-(key from ``before`` or the message key); a ``u`` whose ``before`` has another primary key than
-``after`` (``before.id=2``, ``after.id=3``) is a key change, read as a delete of the old key and
-an upsert of the new one (`transforms.cdc.envelope.KeyChange`); ``t`` truncates ``source``'s table; ``m`` (a logical
-decoding message, no row) is dropped on purpose as ``cdc_message``.
+(key from ``before`` or the message key); ``t`` truncates ``source``'s table; ``m`` (a logical
+decoding message, no row) is dropped on purpose as ``cdc_message``. A ``u`` whose ``before``
+has another primary key than ``after`` (``before.id=2``, ``after.id=3``) is a key change, read
+as a delete of the old key and an upsert of the new one (`transforms.cdc.envelope.KeyChange`).
 
 Sequence: Postgres ``source.sequence`` (``["<lastCommitLsn>","<lsn>"]``, integers as text) gives
 ``(commit_lsn, lsn)``, a null part read as 0 (snapshot reads have no commit LSN); without it,

@@ -167,7 +167,9 @@ def parse_key_columns(spec: str) -> dict[str, tuple[str, ...]]:
         table = table.strip()
         names = tuple(name.strip() for name in columns.split(","))
         if not table or not all(names) or any("=" in name for name in names):
-            raise ValueError(f"key columns entry {entry!r}: use table=column[,column...], {example}")
+            raise ValueError(
+                f"key columns entry {entry!r}: use table=column[,column...], {example}"
+            )
         if "=" not in entry and "." in entry:
             raise ValueError(
                 f"key columns entry {entry!r} names no column: a bare entry is the key columns "

@@ -126,7 +126,8 @@ class NormalizeChanges(beam.PTransform):
     """Turns parsed CDC envelopes into change records (see the module docstring).
 
     Returns ``(changes, errors)``: ``changes`` are `Record`s of `Change` dicts, with the input
-    timestamps (two for a key change, both with the input's origin); ``errors`` are dead-letter dicts of step ``normalize``.
+    timestamps (two for a key change, both with the input's origin); ``errors`` are dead-letter
+    dicts of step ``normalize``.
 
     Args:
         pipeline: the pipeline's name, for the dead-letter records.

@@ -22,8 +22,9 @@ Parameters:
     ``key=cdc:{table}:{key}`` the hash ``cdc:inventory.customers:{"id":1001}``. The template
     may use only ``table`` and ``key`` (the primary key in canonical form, as
     `transforms.cdc.change.canonical_key` gives it, as compact JSON with sorted keys: ``1``,
-    ``1.0`` and ``"1"`` are one key), and must use ``key``. An upsert replaces the hash with the row's fields (values as in
-    ``hash``, ``None`` fields left out) plus ``_sequence``, the change's
+    ``1.0`` and ``"1"`` are one key), and must use ``key``. An upsert replaces the hash with
+    the row's fields (values as in ``hash``, ``None`` fields left out) plus ``_sequence``, the
+    change's
     `transforms.cdc.change.sequence_key`; a delete reduces it to a marker, ``_sequence`` and
     ``_deleted=1``, that expires after ``delete_ttl``. Each write is a Lua compare-and-set
     that applies the change only when its ``_sequence`` sorts after the stored one (byte by

@@ -149,14 +149,14 @@ def test_message_keys_take_the_canonical_form() -> None:
 # --- key changes -----------------------------------------------------------------------------
 
 
-def test_an_update_of_the_primary_key_is_a_delete_of_the_old_key_and_an_upsert_of_the_new() -> (
-    None
-):
+def test_an_update_of_the_primary_key_is_a_delete_of_the_old_key_and_an_upsert_of_the_new() -> None:
     before, after = {"id": 2, "email": "old@x"}, {"id": 3, "email": "new@x"}
     event = debezium("u", 200, before=before, after=after)
-    for reader, message_key in ((ChangeReader("debezium", KeyRules(parse_key_columns("id"))), None),
-                                (ChangeReader("debezium"), '{"id": 3}'),
-                                (ChangeReader("auto"), '{"schema": {}, "payload": {"id": 3}}')):  # fmt: skip
+    declared = ChangeReader("debezium", KeyRules(parse_key_columns("id")))
+    wrapped_key = '{"schema": {}, "payload": {"id": 3}}'
+    readers = [(declared, None), (ChangeReader("debezium"), '{"id": 3}'),
+               (ChangeReader("auto"), wrapped_key)]  # fmt: skip
+    for reader, message_key in readers:
         for value in (event, {"schema": {}, "payload": event}):
             read = reader.read(value, message_key)
             assert isinstance(read, KeyChange)
@@ -189,7 +189,9 @@ def test_a_composite_key_change_and_a_bad_old_key() -> None:
     assert isinstance(read, KeyChange)
     assert [change.key for change in read] == [{"tenant": "a", "id": 1}, {"tenant": "b", "id": 1}]
     with pytest.raises(BadKey):
-        reader.read(debezium("u", 201, before={"tenant": [], "id": 1}, after={"tenant": "b", "id": 1}))
+        reader.read(
+            debezium("u", 201, before={"tenant": [], "id": 1}, after={"tenant": "b", "id": 1})
+        )
 
 
 def test_a_datastream_key_change_is_its_update_delete_and_update_insert() -> None:
@@ -264,9 +266,7 @@ def test_normalize_splits_key_changes_and_dead_letters_bad_keys_with_their_bytes
     ]
     records = [_record(value, line) for line, value in enumerate(values, 1)]
     pipeline = beam.Pipeline()
-    changes, errors = (
-        pipeline | beam.Create(records) | NormalizeChanges(PIPELINE, "debezium", "id")
-    )
+    changes, errors = pipeline | beam.Create(records) | NormalizeChanges(PIPELINE, "debezium", "id")
     keyed = changes | beam.Map(lambda r: (r.data["op"], r.data["key"], r.origin.origin.line))
     assert_that(keyed, equal_to([("upsert", {"id": 2}, 1), ("delete", {"id": 2}, 2),
                                  ("upsert", {"id": 3}, 2)]))  # fmt: skip
@@ -275,7 +275,8 @@ def test_normalize_splits_key_changes_and_dead_letters_bad_keys_with_their_bytes
     result.wait_until_finish()
     dead = sorted(COLLECTED.pop("key errors"), key=lambda d: d["source"]["line"])
     assert [(d["step"], d["reason"]) for d in dead] == [
-        ("normalize", "cdc_bad_key"), ("normalize", "cdc_no_key")
+        ("normalize", "cdc_bad_key"),
+        ("normalize", "cdc_no_key"),
     ]
     assert [d["payload_bytes"] for d in dead] == [records[2].origin.payload,
                                                   records[3].origin.payload]  # fmt: skip
@@ -295,7 +296,9 @@ def test_one_row_per_canonical_key_through_apply_and_final_state() -> None:
     pipeline = beam.Pipeline()
     changes, _ = pipeline | beam.Create(records) | NormalizeChanges(PIPELINE, "debezium", "id")
     applied, _ = changes | ApplyChanges(PIPELINE)
-    rows = applied | FinalState() | beam.Map(lambda r: (key_text(r.data["key"]), r.data["row"]["v"]))
+    rows = (
+        applied | FinalState() | beam.Map(lambda r: (key_text(r.data["key"]), r.data["row"]["v"]))
+    )
     assert_that(rows, equal_to([('{"id":1}', "float"), ('{"id":true}', "bool"),
                                 ('{"id":3}', "three")]))  # fmt: skip
     pipeline.run().wait_until_finish()
