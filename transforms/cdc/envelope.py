@@ -163,14 +163,15 @@ def parse_key_columns(spec: str) -> dict[str, tuple[str, ...]]:
     declared: dict[str, tuple[str, ...]] = {}
     example = "e.g. id, or inventory.customers=id;inventory.orders=order_id,line"
     for entry in filter(None, (part.strip() for part in spec.split(";"))):
-        table, sep, columns = entry.partition("=") if "=" in entry else ("*", "=", entry)
+        bare = "=" not in entry
+        table, _, columns = (ALL_TABLES, "", entry) if bare else entry.partition("=")
         table = table.strip()
         names = tuple(name.strip() for name in columns.split(","))
         if not table or not all(names) or any("=" in name for name in names):
             raise ValueError(
                 f"key columns entry {entry!r}: use table=column[,column...], {example}"
             )
-        if "=" not in entry and "." in entry:
+        if bare and "." in entry:
             raise ValueError(
                 f"key columns entry {entry!r} names no column: a bare entry is the key columns "
                 f"of every table; for one table write {entry}=COLUMN[,COLUMN...]"
