@@ -17,11 +17,11 @@ that sorts the same way, for systems that compare strings (BigQuery MERGE, Redis
 
 Keys are compared in one canonical form (`canonical_key`, `key_text`): a key value that is an
 integral number (``1``, ``1.0``, ``1e3``) or a string that is the decimal text of an integer
-(``"1"``, ``"-7"``; not ``"01"``, ``"+1"``, ``" 1"`` or ``"1.0"``) becomes that integer, so
-``1``, ``1.0`` and ``"1"`` are one key, written ``1``. Booleans stay booleans: ``true`` is not
-``1`` and not ``"true"``. Other strings and finite non-integral numbers stay as they are
-(``1.5`` and ``"1.5"`` are two keys). A null key value is a missing key (``cdc_no_key``); a
-list, an object, NaN or an infinity cannot be a key (``cdc_bad_key``).
+(``"1"``, ``"-7"``, up to 4000 digits; not ``"01"``, ``"+1"``, ``" 1"`` or ``"1.0"``) becomes
+that integer, so ``1``, ``1.0`` and ``"1"`` are one key, written ``1``. Booleans stay
+booleans: ``true`` is not ``1`` and not ``"true"``. Other strings and finite non-integral
+numbers stay as they are (``1.5`` and ``"1.5"`` are two keys). A null key value is a missing
+key (``cdc_no_key``); a list, an object, NaN or an infinity cannot be a key (``cdc_bad_key``).
 """
 
 from __future__ import annotations
