@@ -156,7 +156,7 @@ class Route(beam.PTransform):
     def expand(
         self, records: beam.PCollection
     ) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
-        outputs = records | "Rules" >> beam.ParDo(
-            _RouteFn(self.spec, self._pipeline)
-        ).with_outputs(*self.spec.outputs, _ERRORS)
+        outputs = records | "Rules" >> beam.ParDo(_RouteFn(self.spec, self._pipeline)).with_outputs(
+            *self.spec.outputs, _ERRORS
+        )
         return {name: outputs[name] for name in self.spec.outputs}, outputs[_ERRORS]

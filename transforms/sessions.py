@@ -42,7 +42,14 @@ from transforms.event_time import format_timestamp
 from transforms.message import Record
 from transforms.schema import Field, Schema
 
-__all__ = ["BadKey", "MissingKey", "SessionSpec", "Sessionize", "SessionizeBlocks", "session_schema"]
+__all__ = [
+    "BadKey",
+    "MissingKey",
+    "SessionSpec",
+    "Sessionize",
+    "SessionizeBlocks",
+    "session_schema",
+]
 
 STAMP = "_session_stamp"
 FIRST = "_session_first"
@@ -260,8 +267,9 @@ class Sessionize(beam.PTransform):
     Input: `Record`s timestamped with their event time (as `ParseJson` emits them). Returns
     ``(rows, errors)``: ``rows`` are `Record`s holding session rows (see this module);
     ``errors`` are dead-letter dicts of records without the key (``missing_key``), with a key
-    that cannot group (``bad_key``), whose session would end out of range (``bad_timestamp``) or
-    too late for their session (``late``). Records that enter a session are counted as ``aggregated``.
+    that cannot group (``bad_key``), whose session would end out of range (``bad_timestamp``)
+    or too late for their session (``late``). Records that enter a session are counted as
+    ``aggregated``.
 
     Args:
         spec: what makes a session.
