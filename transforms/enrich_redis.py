@@ -63,7 +63,14 @@ from transforms.io.redis_text import KeyTemplate
 from transforms.message import Record
 from transforms.secrets import password_reference, resolve_secret
 
-__all__ = ["RedisConnection", "RedisLookup", "TtlCache", "endpoint_duration", "from_text"]
+__all__ = [
+    "RedisConnection",
+    "RedisLookup",
+    "TtlCache",
+    "endpoint_duration",
+    "from_text",
+    "hash_row",
+]
 
 _CONNECTION_PARAMS = frozenset({"key", "mode", "timeout", "attempts", "password_env",
                                 "password_secret"})  # fmt: skip
@@ -210,10 +217,13 @@ def _windowed(output: Record | TaggedOutput, pending: Pending[Any]) -> Any:
 Row = dict[str, Any] | BadReference | None
 
 
-def _row(key: str, reply: dict[str, str]) -> dict[str, Any] | BadReference:
-    """Returns a hash's fields read back (`from_text`), or `BadReference` if one is not UTF-8."""
+def hash_row(key: str, reply: dict[str, str]) -> dict[str, Any] | BadReference:
+    """Returns a hash's fields read back (`from_text`), or `BadReference` if one is not UTF-8.
+
+    The connection reads bytes that are not UTF-8 as lone surrogates, which this finds.
+    """
     for name, text in reply.items():
-        for part in (name, text):
+        for part in (key, name, text):
             try:
                 part.encode("utf-8")
             except UnicodeEncodeError:
@@ -266,7 +276,7 @@ class _LookupFn(BatchingFn[str | None]):
             if isinstance(reply, Exception) and not isinstance(reply, redis.ResponseError):
                 raise reply
             ok = isinstance(reply, dict) and reply
-            rows[key] = _row(key, reply) if ok else None
+            rows[key] = hash_row(key, reply) if ok else None
         return rows
 
     def send(self, batch: list[Pending[str | None]]) -> Iterator[Any]:

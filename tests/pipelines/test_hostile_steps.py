@@ -254,3 +254,4 @@ def test_kafka_sink_dead_letters_text_that_is_not_utf8(
     admin = AdminClient({"bootstrap.servers": kafka_broker.endpoint})
     admin.create_topics([NewTopic(unique_name, 1, 1)])[unique_name].result(timeout=TIMEOUT)
     write_and_check(f"kafka://{kafka_broker.endpoint}/{unique_name}?key=id")
+
