@@ -255,3 +255,40 @@ def test_kafka_sink_dead_letters_text_that_is_not_utf8(
     admin.create_topics([NewTopic(unique_name, 1, 1)])[unique_name].result(timeout=TIMEOUT)
     write_and_check(f"kafka://{kafka_broker.endpoint}/{unique_name}?key=id")
 
+
+def debezium(**changes: Any) -> dict[str, Any]:
+    """A Postgres Debezium create of ``s.t``, with ``changes`` (``source_*`` in its source)."""
+    source = {"connector": "postgresql", "db": "d", "schema": "s", "table": "t", "lsn": 100,
+              "txId": 5, "ts_ms": 1_764_064_800_000, "sequence": '["90","100"]'}  # fmt: skip
+    event: dict[str, Any] = {"before": None, "after": {"id": 1, "name": "a"}, "op": "c",
+                             "ts_ms": 1_764_064_800_000, "source": source}  # fmt: skip
+    for name, value in changes.items():
+        if name.startswith("source_"):
+            source[name.removeprefix("source_")] = value
+        else:
+            event[name] = value
+    return event
+
+
+def test_cdc_replicate_dead_letters_odd_envelopes_and_writes_odd_values(tmp_path: Path) -> None:
+    good = [debezium(), debezium(after={"id": 2, "big": 10**400, "deep": {"a": [1, None]}})]
+    bad = [debezium(source_sequence="not json"), debezium(source_sequence='[1, {"a": 2}]'),
+           debezium(op="zz"), debezium(op=None), debezium(after=[1, 2]), debezium(after="x"),
+           debezium(source=None), debezium(source=[1]), debezium(source_table=None),
+           debezium(source_ts_ms=-(10**20))]  # fmt: skip
+    source = write_lines(tmp_path / "in.jsonl", good + bad)
+
+    report = run_pipeline(
+        get_pipeline("cdc_replicate"),
+        [f"--source=file://{source}", f"--sink=file://{tmp_path}/out",
+         f"--dead_letter=file://{tmp_path}/dlq", "--key_columns=s.t=id"],
+    )  # fmt: skip
+
+    assert report.balanced
+    assert report.count(READ) == len(good) + len(bad)
+    assert report.count(WRITTEN) == len(good)
+    found = by_payload(dead_letters(tmp_path / "dlq"))
+    assert sorted(found) == sorted(line_bytes(row) for row in bad)
+    assert {d["step"] for d in found.values()} == {"normalize"}
+    rows = {row["key"]["id"]: row for row in dead_letters(tmp_path / "out")}
+    assert rows[2]["row"]["big"] == 10**400

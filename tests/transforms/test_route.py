@@ -32,8 +32,8 @@ RECORDS = [
 def route(spec: RouteSpec) -> dict[str, list[int]]:
     run = uuid.uuid4().hex
     with beam.Pipeline() as pipeline:
-        outputs, errors = pipeline | beam.Create([Record(data) for data in RECORDS]) | Route(
-            spec, "test"
+        outputs, errors = (
+            pipeline | beam.Create([Record(data) for data in RECORDS]) | Route(spec, "test")
         )
         assert list(outputs) == list(spec.outputs)
         _ = errors | "Collect errors" >> beam.ParDo(Collect(f"{run}errors"))
