@@ -106,7 +106,7 @@ class PubSubLiveReader:
     ) -> None:
         self._settings = settings
         self._client = client
-        self._in_flight: dict[str, float] = {}  # ack id -> when it was pulled (monotonic)
+        self._in_flight: dict[str, str] = {}  # ack id -> message id
         self._lock = threading.Lock()
         self._watermark = 0.0
         self._last_read = time.monotonic()
@@ -139,9 +139,8 @@ class PubSubLiveReader:
         if not received:
             return []
         ids = [message.ack_id for message in received]
-        pulled = time.monotonic()
         with self._lock:
-            self._in_flight.update(dict.fromkeys(ids, pulled))
+            self._in_flight.update((m.ack_id, m.message.message_id) for m in received)
         self._extend(ids)
         elements = []
         for message in received:
@@ -169,10 +168,10 @@ class PubSubLiveReader:
                 self._in_flight.pop(ack_id, None)
 
     @property
-    def in_flight(self) -> int:
-        """How many pulled messages are not acknowledged yet."""
+    def in_flight(self) -> set[str]:
+        """The message ids of the pulled messages not acknowledged yet."""
         with self._lock:
-            return len(self._in_flight)
+            return set(self._in_flight.values())
 
     @property
     def watermark(self) -> float:
