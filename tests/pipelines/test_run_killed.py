@@ -1,13 +1,13 @@
 """Killed runs lose nothing: Pub/Sub emulator -> ``python -m pipelines run`` -> BigQuery emulator.
 
 ``events_to_bigquery`` runs as a subprocess on the DirectRunner, where the suite's own reader
-acknowledges a message only after its row or its dead letter is written. The run is killed
-with SIGKILL at random points (seeded) while messages are published, then run again: every
-message is found in the rows or the dead letters. A message can be found twice: it was written
-but not yet acknowledged when the run died, so Pub/Sub delivered it again (at least once). The
-BigQuery sink gives both copies the same insert id (from the message id), which BigQuery uses
-to drop the second; the emulator does not de-duplicate (CONTRIBUTING), so the test checks that
-every duplicate is the same row of the same message.
+acknowledges a message only after its row or its dead letter is written. The run is killed with
+SIGKILL at random points (seeded) once it has written something, while messages are published in
+bursts, then run again: every message is found in the rows or the dead letters. A message can be
+found twice: it was written but not yet acknowledged when the run died, so Pub/Sub delivered it
+again (at least once). The BigQuery sink gives both copies the same insert id (from the message
+id), which BigQuery uses to drop the second; the emulator does not de-duplicate (CONTRIBUTING), so
+the test checks that every duplicate is the same row of the same message.
 
 SIGTERM and Ctrl-C (SIGINT) stop a run as Ctrl-C always did: cancel, print the report, and
 exit with 128 + the signal number.
@@ -42,7 +42,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = BIGQUERY_PROJECT
 SEED = 12
 KILLS = 3
-MESSAGES = 150
+MESSAGES = 600
+BURST = 50
+BURST_PAUSE_S = 3.0
 STOP_DEADLINE_S = 120.0
 
 
@@ -88,10 +90,10 @@ def argv(subscription: str, dataset: str, endpoint: str) -> list[str]:
     ]
 
 
-def messages(count: int) -> list[tuple[bytes, dict[str, str]]]:
-    """Good events, and every tenth one malformed (bad JSON or a bad type)."""
+def messages(count: int, first: int = 0) -> list[tuple[bytes, dict[str, str]]]:
+    """Events ``e{first}``..., two in ten malformed (bad JSON, a bad type); the rest good."""
     made = []
-    for i in range(count):
+    for i in range(first, first + count):
         if i % 10 == 3:
             made.append((b'{"event_id": "e%d", not json' % i, {"n": str(i)}))
         elif i % 10 == 7:
@@ -102,21 +104,26 @@ def messages(count: int) -> list[tuple[bytes, dict[str, str]]]:
 
 
 class Publisher(threading.Thread):
-    """Publishes messages a few at a time while runs start and die; keeps their message ids."""
+    """Publishes messages in bursts while runs start and die; keeps their message ids."""
 
     def __init__(self, topic: str, to_send: list[tuple[bytes, dict[str, str]]]) -> None:
         super().__init__(daemon=True)
         self.topic = topic
         self.to_send = to_send
-        self.ids: dict[str, int] = {}  # message id -> index in to_send
+        self.ids: dict[str, int] = {}  # message id -> event number (attribute n)
         self.failure: BaseException | None = None
 
     def run(self) -> None:
         publisher = PublisherClient()
         try:
-            for index, (data, attributes) in enumerate(self.to_send):
-                self.ids[publisher.publish(self.topic, data, **attributes).result()] = index
-                time.sleep(0.15)
+            for start in range(0, len(self.to_send), BURST):
+                futures = {
+                    int(attributes["n"]): publisher.publish(self.topic, data, **attributes)
+                    for data, attributes in self.to_send[start : start + BURST]
+                }
+                self.ids.update({future.result(): n for n, future in futures.items()})
+                if start + BURST < len(self.to_send):
+                    time.sleep(BURST_PAUSE_S)  # bursts leave a backlog for a kill to land in
         except BaseException as error:  # reported by the test
             self.failure = error
 
@@ -128,6 +135,11 @@ def found(client: bigquery.Client, dataset: str) -> tuple[Counter[str], Counter[
         row["source"]["message_id"] for row in rows(client, f"{PROJECT}.{dataset}.dead_letter")
     )
     return landed, dead
+
+
+def written(client: bigquery.Client, dataset: str) -> int:
+    """How many rows and dead letters there are."""
+    return sum(sum(counts.values()) for counts in found(client, dataset))
 
 
 def missing(publisher: Publisher, client: bigquery.Client, dataset: str) -> list[int]:
@@ -154,19 +166,24 @@ def test_a_run_killed_three_times_loses_no_message(
     publisher.start()
 
     for kill in range(KILLS):
+        before = written(client, unique_name)
         runs.append(Run(options, tmp_path / f"killed{kill}.log"))
-        time.sleep(chance.uniform(4.0, 12.0))
+        wait_for(lambda: written(client, unique_name) > before, "the run to write")  # noqa: B023
+        time.sleep(chance.uniform(0.0, 3.0))  # then a random point of its work
         assert runs[-1].stop(signal.SIGKILL) == -signal.SIGKILL
 
     runs.append(Run(options, tmp_path / "rerun.log"))
     publisher.join(timeout=STOP_DEADLINE_S)
     assert publisher.failure is None and len(publisher.ids) == MESSAGES
+    marker = Publisher(topic, messages(1, first=MESSAGES))  # only the rerun can write it
+    marker.run()
+    publisher.ids.update(marker.ids)
     wait_for(lambda: not missing(publisher, client, unique_name), "every message written")
     assert runs[-1].stop(signal.SIGTERM) == 128 + signal.SIGTERM, runs[-1].output()
 
     landed, dead = found(client, unique_name)
     assert missing(publisher, client, unique_name) == []
-    good = {f"e{i}" for i in range(MESSAGES) if i % 10 not in (3, 7)}
+    good = {f"e{i}" for i in range(MESSAGES + 1) if i % 10 not in (3, 7)}
     assert set(landed) == good  # no row that was not published, none of a malformed message
     malformed = {m for m, i in publisher.ids.items() if i % 10 in (3, 7)}
     assert malformed <= set(dead)
