@@ -16,8 +16,10 @@ A run that dies leaves its unacknowledged messages to be redelivered: delivery i
 and a message processed but not yet acknowledged when the run died is processed again.
 
 Element timestamps are the ``timestamp_attribute`` (epoch milliseconds or RFC 3339) when given
-and valid, else the publish time. The watermark is the wall clock at the latest pull, as for
+and valid, else the publish time. The watermark is the wall clock at the latest read, as for
 Beam's own DirectRunner read: a message delivered late (a redelivery) may be late for windows.
+A windowed pipeline settles once its open windows have fired, so its messages stay in flight
+(and count against ``max_in_flight``) until then.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ class PubSubLiveReader:
             self._start()
         with self._lock:
             room = min(limit, self._settings.max_in_flight - len(self._in_flight))
-        now = time.time()
+        # The wall clock, even when full: the windows holding the messages in flight must close.
+        self._watermark = max(self._watermark, time.time())
         if room <= 0:
             time.sleep(_FULL_WAIT_SECONDS)
             return []
@@ -135,7 +138,6 @@ class PubSubLiveReader:
             received: Sequence[ReceivedMessage] = []
         else:
             received = response.received_messages
-        self._watermark = max(self._watermark, now)
         if not received:
             return []
         ids = [message.ack_id for message in received]
@@ -175,7 +177,7 @@ class PubSubLiveReader:
 
     @property
     def watermark(self) -> float:
-        """The wall clock at the latest pull (epoch seconds)."""
+        """The wall clock at the latest read (epoch seconds)."""
         return self._watermark
 
     @property
