@@ -118,8 +118,8 @@ class PubSubLiveReader:
     def read(self, limit: int) -> list[TimestampedValue]:
         """Pulls up to ``limit`` messages (fewer when ``max_in_flight`` are unacknowledged)."""
         self._last_read = time.monotonic()
-        if self._lease is None:
-            self._start()
+        if self._lease is None or not (self._lease.is_alive() or self._closed.is_set()):
+            self._start()  # first read, or the run was held up longer than the lease thread waits
         with self._lock:
             room = min(limit, self._settings.max_in_flight - len(self._in_flight))
         # The wall clock, even when full: the windows holding the messages in flight must close.
