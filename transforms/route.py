@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-import yaml
 from apache_beam.pvalue import TaggedOutput
 
 from transforms.expressions import Expression
 from transforms.message import Record
+from transforms.spec_yaml import load_yaml
 
 __all__ = ["MODES", "Route", "RouteRule", "RouteSpec"]
 
@@ -75,7 +75,7 @@ class RouteSpec:
     def parse(cls, rules: str | Mapping[str, str], default: str = "default", mode: str = "first"
               ) -> RouteSpec:  # fmt: skip
         """Reads ``{name: expression}`` in order, from a mapping or YAML text."""
-        document: Any = yaml.safe_load(rules) if isinstance(rules, str) else rules
+        document: Any = load_yaml(rules) if isinstance(rules, str) else rules
         if not isinstance(document, Mapping):
             raise ValueError("route: rules must be a mapping of name: expression")
         parsed = []

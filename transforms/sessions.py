@@ -230,8 +230,9 @@ class Sessionize(beam.PTransform):
 
     Input: `Record`s timestamped with their event time (as `ParseJson` emits them). Returns
     ``(rows, errors)``: ``rows`` are `Record`s holding session rows (see this module);
-    ``errors`` are dead-letter dicts of records without the key (``missing_key``) or too late
-    for their session (``late``). Records that enter a session are counted as ``aggregated``.
+    ``errors`` are dead-letter dicts of records without the key (``missing_key``), too late
+    for their session (``late``) or whose session would end after the year 9999
+    (``bad_timestamp``). Records that enter a session are counted as ``aggregated``.
 
     Args:
         spec: what makes a session.
@@ -261,13 +262,15 @@ class SessionizeBlocks(Sessionize):
     Input: a bounded PCollection of lists of ``(Record, event_time_seconds)`` pairs, as
     `transforms.parse.ParseJsonBlocks` emits them with an event time. Returns ``(rows,
     errors)`` as `Sessionize` does (nothing is late in a bounded input: errors are the records
-    without the key). Takes `Sessionize`'s arguments.
+    without the key, and those the aggregation refuses). Takes `Sessionize`'s arguments.
     """
 
     def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         stamped = blocks | "Stamp" >> beam.ParDo(
             _StampBlock(self._spec, self._pipeline)
         ).with_outputs("missing", main="stamped")
-        aggregates = stamped.stamped | "Sessions" >> SessionBlocks(self._spec.aggregate_spec())
+        aggregates, refused = stamped.stamped | "Sessions" >> SessionBlocks(
+            self._spec.aggregate_spec(), self._pipeline
+        )
         rows = aggregates | "Rows" >> beam.ParDo(_ToSessionRow(self._spec))
-        return rows, stamped.missing
+        return rows, (stamped.missing, refused) | "Errors" >> beam.Flatten()
