@@ -36,13 +36,13 @@ from transforms.aggregate_spec import AggregateCall, AggregateSpec, WindowSpec
 from transforms.errors import BadTimestamp, RecordError
 from transforms.expressions import BadValue, Expression
 
-__all__ = ["FIRST_SECONDS", "LAST_SECONDS", "HyperLogLog", "SpecCombineFn"]
+__all__ = ["END_SECONDS", "FIRST_SECONDS", "HyperLogLog", "SpecCombineFn"]
 
 # A prepared record: one value per aggregate (None for count()), and the event time in seconds.
 Element = tuple[tuple[Any, ...], float]
-# Windows must lie within 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z.
+# Windows must start at 0001-01-01T00:00:00Z or later and end before 10000-01-01T00:00:00Z.
 FIRST_SECONDS = -62135596800.0
-LAST_SECONDS = 253402300800.0 - 1e-6
+END_SECONDS = 253402300800.0
 _INT64 = 1 << 63
 
 
@@ -365,7 +365,7 @@ def _check_windows(window: WindowSpec, event_time: float) -> None:
         step = window.every or window.size
         last_start = math.floor(event_time / step) * step
         first, end = last_start + step - window.size, last_start + window.size
-    if first < FIRST_SECONDS or end > LAST_SECONDS:
+    if first < FIRST_SECONDS or end >= END_SECONDS:
         raise BadTimestamp(
             f"event time {event_time:.0f}s: its {window.type} window reaches beyond the years "
             "0001 to 9999 that window bounds are written in"
