@@ -309,7 +309,7 @@ class SpecCombineFn(beam.CombineFn):
             BadTimestamp: a window of the event lies outside the years 0001 to 9999.
         """
         _check_windows(self._window, event_time)
-        values = []
+        values: list[Any] = []
         for name, argument in zip(self._names, self._arguments, strict=True):
             if argument is None:
                 values.append(None)

@@ -19,7 +19,7 @@ The cost of evaluating one record is bounded: a string (or tuple) result longer 
 `MAX_RESULT_ITEMS`, an integer of more than `MAX_INT_BITS` bits, and a ``%``-format with a width
 or precision over `MAX_FORMAT_WIDTH` (or one taken from the arguments, ``%*d``) raise
 `ExpressionLimit` before the work is done; a ``%``-format that a value cannot fill
-(``"5%" % 100``) raises `BadValue`. Both are `transforms.errors.RecordError`\ s: the step
+(``"5%" % 100``) raises `BadValue`. Both are a `transforms.errors.RecordError`: the step
 evaluating the expression dead-letters that record.
 """
 
@@ -64,7 +64,10 @@ _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
-_IDENTITY: dict[type, Callable[[Any, Any], bool]] = {ast.Is: operator.is_, ast.IsNot: operator.is_not}
+_IDENTITY: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+}
 # A conversion of a %-format: flags, width and precision (digits or *), then the type.
 _FORMAT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?(.?)")
 _ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
@@ -306,7 +309,8 @@ def _check_cost(op: Callable[[Any, Any], Any], left: Any, right: Any) -> None:
     """Raises `ExpressionLimit` before an operation that would build an oversize value."""
     if op is operator.mul:
         for items, times in ((left, right), (right, left)):
-            if _sequence(items) and isinstance(times, int) and len(items) * times > MAX_RESULT_ITEMS:
+            repeated = _sequence(items) and isinstance(times, int)
+            if repeated and len(items) * times > MAX_RESULT_ITEMS:
                 raise ExpressionLimit(
                     f"{_short(items)} * {_short(times)}: a result of over {MAX_RESULT_ITEMS} items"
                 )

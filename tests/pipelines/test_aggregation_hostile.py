@@ -26,8 +26,8 @@ START = 1_764_064_800  # a whole minute
 HUGE = "1" * 400
 # (JSON line, reason): the 400-digit integer is written out as JSON text.
 HOSTILE = [
-    ('{"endpoint": "/a", "ts": "%s", "bytes": %s, "status_code": 200}'
-     % (format_timestamp(START + 5), HUGE), "bad_value"),
+    (f'{{"endpoint": "/a", "ts": "{format_timestamp(START + 5)}", "bytes": {HUGE}, '
+     '"status_code": 200}', "bad_value"),
     (json.dumps({"endpoint": "/a", "ts": format_timestamp(START + 6), "status_code": "5%"}),
      "bad_value"),
     (json.dumps({"endpoint": "/a", "ts": format_timestamp(START + 7),
