@@ -34,7 +34,7 @@ from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
 from transforms.aggregate_spec import AggregateCall, AggregateSpec, WindowSpec
 from transforms.errors import BadTimestamp, RecordError
-from transforms.expressions import BadValue, Expression
+from transforms.expressions import BadValue
 
 __all__ = ["END_SECONDS", "FIRST_SECONDS", "HyperLogLog", "SpecCombineFn"]
 
@@ -129,7 +129,7 @@ class _Aggregator:
     """One aggregate's state handling: create, add, merge, extract."""
 
     def __init__(self, call: AggregateCall) -> None:
-        self.argument: Expression | None = call.argument
+        del call  # its argument is evaluated by SpecCombineFn.prepare
 
     def create(self) -> Any:
         return None
