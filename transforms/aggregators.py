@@ -44,6 +44,7 @@ Element = tuple[tuple[Any, ...], float]
 FIRST_SECONDS = -62135596800.0
 END_SECONDS = 253402300800.0
 _INT64 = 1 << 63
+_INFINITY = float("inf")
 
 
 def _number(value: Any) -> bool:
@@ -291,7 +292,12 @@ class SpecCombineFn(beam.CombineFn):
         self._names = [call.name for call in spec.aggregates]
         self._parts = [_AGGREGATORS[call.function](call) for call in spec.aggregates]
         self._adds = [part.add for part in self._parts]
-        self._arguments = [call.argument for call in spec.aggregates]
+        self._windowed = spec.window.type != "global"
+        self._evaluated = [
+            (i, call.name, call.argument)
+            for i, call in enumerate(spec.aggregates)
+            if call.argument is not None
+        ]
 
     def prepare(self, record: dict[str, Any], event_time: float) -> Element:
         """Evaluates the spec's inputs for one record, checking them (see this module).
@@ -308,19 +314,22 @@ class SpecCombineFn(beam.CombineFn):
             ExpressionLimit: an expression would build an oversize value.
             BadTimestamp: a window of the event lies outside the years 0001 to 9999.
         """
-        _check_windows(self._window, event_time)
-        values: list[Any] = []
-        for name, argument in zip(self._names, self._arguments, strict=True):
-            if argument is None:
-                values.append(None)
-                continue
+        if self._windowed:
+            _check_windows(self._window, event_time)
+        values: list[Any] = [None] * len(self._names)
+        for i, name, argument in self._evaluated:
             try:
                 value = argument(record)
             except RecordError:
                 raise
             except Exception as exc:  # noqa: BLE001 (any failure of one record's values)
                 raise BadValue(f"{name}: {argument.text}: {type(exc).__name__}: {exc}") from None
-            values.append(_checked(name, value))
+            kind = type(value)
+            if (kind is int and not -_INT64 <= value < _INT64) or (
+                kind is float and (value == _INFINITY or value == -_INFINITY)
+            ):
+                raise _bad_number(name, value)
+            values[i] = value
         return tuple(values), event_time
 
     def create_accumulator(self) -> list[Any]:
@@ -345,14 +354,12 @@ class SpecCombineFn(beam.CombineFn):
         }
 
 
-def _checked(name: str, value: Any) -> Any:
-    """Returns ``value`` if an aggregate (and the row it ends in) can hold it; else `BadValue`."""
-    if isinstance(value, float) and math.isinf(value):
-        raise BadValue(f"{name}: the value {value!r} is not a finite number")
-    if isinstance(value, int) and not -_INT64 <= value < _INT64:
-        digits = len(str(abs(value))) if value.bit_length() < 10_000 else "thousands of"
-        raise BadValue(f"{name}: an integer of {digits} digits (at most 64 bits)")
-    return value
+def _bad_number(name: str, value: float) -> BadValue:
+    """The error for a number that an aggregate (and the row it ends in) cannot hold."""
+    if isinstance(value, float):
+        return BadValue(f"{name}: the value {value!r} is not a finite number")
+    digits = len(str(abs(value))) if value.bit_length() < 10_000 else "thousands of"
+    return BadValue(f"{name}: an integer of {digits} digits (at most 64 bits)")
 
 
 def _check_windows(window: WindowSpec, event_time: float) -> None:

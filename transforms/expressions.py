@@ -253,11 +253,16 @@ def _compile_compare(node: ast.Compare, text: str, names: set[str]) -> Evaluator
         else:
             raise _refuse(node, text, "this comparison")
 
+    steps = [
+        (op, op in _IDENTITY.values(), operand)
+        for op, operand in zip(ops, operands[1:], strict=True)
+    ]
+
     def compare(record: Mapping[str, Any]) -> bool:
         left = operands[0](record)
-        for op, operand in zip(ops, operands[1:], strict=True):
+        for op, identity, operand in steps:
             right = operand(record)
-            if op is operator.is_ or op is operator.is_not:
+            if identity:
                 if not op(left, right):
                     return False
                 left = right
