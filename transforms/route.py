@@ -51,7 +51,8 @@ class RouteSpec:
 
     Raises:
         ValueError: no rules, a bad or repeated name, the default named like a rule, an unknown
-            mode, or an expression that does not compile (`ExpressionError`).
+            mode, an expression that does not compile (`ExpressionError`), or YAML text that
+            holds aliases or does not parse (`transforms.spec_yaml.YamlError`).
     """
 
     rules: tuple[RouteRule, ...]
