@@ -12,21 +12,108 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["Endpoint", "EndpointError", "boolean", "redact"]
+__all__ = ["Endpoint", "EndpointError", "boolean", "is_secret", "redact", "redact_option"]
 
 T = TypeVar("T")
 
-_SECRET_WORDS = r"password|passwd|pwd|token|secret|api_?key|access_?key|credential"
-_SECRET_PARAMS = re.compile(rf"(?i)({_SECRET_WORDS})")
-# The password runs to the last "@" before the path, as in urlsplit.
-_USERINFO = re.compile(r"(?i)(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^/\s]*)@")
-_QUERY_SECRET = re.compile(rf"(?i)(?P<key>[?&]\w*(?:{_SECRET_WORDS})\w*=)[^&#\s]*")
+# Words that make a parameter, option or field name secret (compared on the name's words).
+_SECRET_WORDS = frozenset(
+    {"password", "passwd", "pwd", "passphrase", "secret", "token", "credential", "credentials"}
+)
+_SECRET_ENDINGS = ("password", "token", "secret")  # one-word names: PGPASSWORD, authtoken
+# ... and single words that name a key (api_key, apiKey, access_key, private_key...).
+_KEY_WORDS = frozenset({"api", "access", "secret", "private", "auth", "signing", "client"})
+# A name of a reference to a secret, not a secret: password_env=VAR, password_secret=projects/...
+_REFERENCE_SUFFIXES = frozenset({"env", "secret"})
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+# A URI's authority: up to the path, query or fragment (as urlsplit reads it), the end of the
+# line or the next URI. Whitespace does not end it: a password may hold a space.
+_AUTHORITY = re.compile(rf"(?P<scheme>{_SCHEME})(?P<netloc>(?:(?!{_SCHEME})[^/?#\r\n])*)")
+# name=value (query parameters, --option=value, KEY=value): the name, then the value quoted or
+# bare; a bare value runs to a delimiter, and the words after it up to a delimiter belong to it
+# (a password with spaces, not URL-encoded); at the end of a line they do not.
+_NAME_IS = re.compile(r"(?<![\w.])(?P<name>[A-Za-z_][\w.-]*)=")
+_VALUE = re.compile(
+    r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|"""
+    r"""[^&#\s'",;)\]}]*(?:(?:\s+[^&#\s'",;)\]}=]+)+(?=[&#'",;)\]}]))?"""
+)
+# "name": "value" in JSON, 'name': 'value' in a Python repr.
+_JSON_PAIR = re.compile(
+    r"""(?P<name>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')(?P<sep>\s*:\s*)"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
+)
+MASK = "***"
+
+
+def is_secret(name: str) -> bool:
+    """Whether a parameter, option or field called ``name`` holds a secret.
+
+    The one rule for every place a name meets a value: ``password``, ``sasl.password``,
+    ``--redis_password``, ``apiKey``, ``access_key``, ``client_secret``, ``AUTH_TOKEN`` are
+    secrets; ``key``, ``key_field``, ``password_env`` and ``password_secret`` (which name where
+    a secret is read, not the secret) are not.
+    """
+    words = [word.lower() for word in _WORDS.findall(name)]
+    if len(words) > 1 and words[-1] in _REFERENCE_SUFFIXES and is_secret("_".join(words[:-1])):
+        return False
+    if any(word in _SECRET_WORDS or word.endswith(_SECRET_ENDINGS) for word in words):
+        return True
+    joined = "".join(words)
+    return any(f"{word}key" in joined for word in _KEY_WORDS)
+
+
+def _redact_authority(match: re.Match[str]) -> str:
+    netloc = match["netloc"]
+    userinfo, at, host = netloc.rpartition("@")
+    if not at:
+        return match[0]
+    user, colon, _ = userinfo.partition(":")
+    # A user without a password is often a token (redis://TOKEN@host): masked as well.
+    return f"{match['scheme']}{user + ':' if colon else ''}{MASK}@{host}"
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    name = match["name"].strip("'\"")
+    if not is_secret(name):
+        return match[0]
+    value = match["value"]
+    quote = value[:1] if value[:1] in ("'", '"') else ""
+    return f"{match['name']}{match['sep']}{quote}{MASK}{quote}"
+
+
+def _mask_assignments(text: str) -> str:
+    parts, done = [], 0
+    for match in _NAME_IS.finditer(text):
+        if match.start() < done or not is_secret(match["name"]):
+            continue
+        value = _VALUE.match(text, match.end())
+        assert value is not None  # the bare form matches the empty string
+        quote = value[0][:1] if value[0][:1] in ("'", '"') else ""
+        parts += [text[done : match.end()], quote, MASK, quote]
+        done = value.end()
+    return "".join(parts) + text[done:] if parts else text
 
 
 def redact(text: str) -> str:
-    """Replaces passwords and tokens in any URIs inside ``text`` with ``***``."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    return _QUERY_SECRET.sub(lambda m: f"{m['key']}***", text)
+    """Returns ``text`` with the secrets it may hold replaced by ``***``.
+
+    Masks the password (or the lone user name, often a token) of every URI, and the value of
+    every ``name=value`` (query parameter, ``--option=value``) and JSON ``"name": "value"``
+    whose name `is_secret`, quoted or not, URL-encoded or not.
+    """
+    if "@" in text:
+        text = _AUTHORITY.sub(_redact_authority, text)
+    if "=" in text:
+        text = _mask_assignments(text)
+    if ":" in text:
+        text = _JSON_PAIR.sub(_mask_value, text)
+    return text
+
+
+def redact_option(name: str, value: str) -> str:
+    """Returns an option's value as it may be shown: masked whole if ``name`` is a secret."""
+    return MASK if is_secret(name) else redact(value)
 
 
 def boolean(text: str) -> bool:
@@ -119,7 +206,7 @@ class Endpoint:
             return convert(text)
         except (TypeError, ValueError):
             kind = getattr(convert, "__name__", "value")
-            shown = "***" if _SECRET_PARAMS.search(name) else repr(text)
+            shown = MASK if is_secret(name) else repr(text)
             raise EndpointError(f"{self}: parameter {name}={shown} is not a valid {kind}") from None
 
     def flag(self, name: str, default: bool) -> bool:
