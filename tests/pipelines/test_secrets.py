@@ -12,6 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines import demo
 from pipelines.cli import main
@@ -199,3 +201,26 @@ def test_dead_letter_error_texts_are_redacted(uri: str) -> None:
     )
     assert "cannot write to" in record["error_message"]
     assert_hidden(record["error_message"] + record["stacktrace"])
+
+
+# Characters a password may hold as typed (not URL-encoded) without changing where urlsplit
+# ends the authority: anything but "/", "?", "#" and line ends.
+TYPED = st.text(
+    st.characters(blacklist_characters="/?#\r\n", blacklist_categories=("Cs",)), max_size=16
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret=TYPED, encoded=st.text(max_size=16))
+def test_no_form_of_a_uri_secret_survives(secret: str, encoded: str) -> None:
+    typed, escaped = "PW#" + secret, quote("TK#" + encoded, safe="")
+    forms = [
+        f"redis://user:{typed.replace('#', '@')}@host:1/0",
+        f"redis://{escaped}@host:1/0",
+        f"kafka://host:1/t?sasl.password={escaped}&x=1",
+        f"kafka://user:{escaped}@host:1/t?api_key={escaped}",
+    ]
+    for form in forms:
+        for shown in (redact(form), redact(f"error: {form!r}"), redact(json.dumps({"u": form}))):
+            assert escaped not in shown
+            assert typed.replace("#", "@") not in shown

@@ -26,23 +26,22 @@ _KEY_WORDS = frozenset({"api", "access", "secret", "private", "auth", "signing",
 # A name of a reference to a secret, not a secret: password_env=VAR, password_secret=projects/...
 _REFERENCE_SUFFIXES = frozenset({"env", "secret"})
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
-# A URI's authority: up to the path, query or fragment (as urlsplit reads it), the end of the
-# line or the next URI. Whitespace does not end it: a password may hold a space.
-_AUTHORITY = re.compile(rf"(?P<scheme>{_SCHEME})(?P<netloc>(?:(?!{_SCHEME})[^/?#\r\n])*)")
-# name=value (query parameters, --option=value, KEY=value): the name, then the value quoted or
-# bare; a bare value runs to a delimiter, and the words after it up to a delimiter belong to it
-# (a password with spaces, not URL-encoded); at the end of a line they do not.
-_NAME_IS = re.compile(r"(?<![\w.])(?P<name>[A-Za-z_][\w.-]*)=")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+# A URI's authority ends at the path, query or fragment (as urlsplit reads it), at the end of the
+# line or at the next URI. Whitespace does not end it: a password may hold a space.
+_AUTHORITY_END = re.compile(r"[/?#\r\n]")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_NAME_TAIL = re.compile(r"[\w.-]*")
+# After name=: the value quoted, or bare up to a delimiter; the words after a bare value up to a
+# delimiter belong to it (a password with spaces, not URL-encoded); at the end of a line not.
 _VALUE = re.compile(
     r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|"""
     r"""[^&#\s'",;)\]}]*(?:(?:\s+[^&#\s'",;)\]}=]+)+(?=[&#'",;)\]}]))?"""
 )
-# "name": "value" in JSON, 'name': 'value' in a Python repr.
-_JSON_PAIR = re.compile(
-    r"""(?P<name>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')(?P<sep>\s*:\s*)"""
-    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
-)
+# After "name" in JSON (or 'name' in a Python repr): the colon and the quoted value.
+_JSON_VALUE = re.compile(r"""\s*:\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+# Every name `is_secret` accepts holds one of these: the passes look only around them.
+_SECRET_HINTS = ("pass", "pwd", "secret", "token", "credential", "key")
 MASK = "***"
 
 
@@ -63,35 +62,64 @@ def is_secret(name: str) -> bool:
     return any(f"{word}key" in joined for word in _KEY_WORDS)
 
 
-def _redact_authority(match: re.Match[str]) -> str:
-    netloc = match["netloc"]
-    userinfo, at, host = netloc.rpartition("@")
-    if not at:
-        return match[0]
-    user, colon, _ = userinfo.partition(":")
-    # A user without a password is often a token (redis://TOKEN@host): masked as well.
-    return f"{match['scheme']}{user + ':' if colon else ''}{MASK}@{host}"
-
-
-def _mask_value(match: re.Match[str]) -> str:
-    name = match["name"].strip("'\"")
-    if not is_secret(name):
-        return match[0]
-    value = match["value"]
-    quote = value[:1] if value[:1] in ("'", '"') else ""
-    return f"{match['name']}{match['sep']}{quote}{MASK}{quote}"
-
-
-def _mask_assignments(text: str) -> str:
+def _redact_authorities(text: str) -> str:
+    """Masks the password, or the lone user name (often a token), of every URI in ``text``."""
     parts, done = [], 0
-    for match in _NAME_IS.finditer(text):
-        if match.start() < done or not is_secret(match["name"]):
+    found = text.find("://")
+    while found != -1:
+        start = found + 3
+        stop = _AUTHORITY_END.search(text, start)
+        end = stop.start() if stop else len(text)
+        following = text.find("://", start, end)
+        if following != -1:  # the next URI starts with its scheme
+            end = following
+            while end > start and text[end - 1] in _SCHEME_CHARS:
+                end -= 1
+        at = text.rfind("@", start, end)
+        if at != -1:
+            colon = text.find(":", start, at)
+            parts += [text[done:start], text[start : colon + 1] if colon != -1 else "", MASK]
+            done = at
+        found = text.find("://", max(end, start))
+    return "".join(parts) + text[done:] if parts else text
+
+
+def _mask_named_values(text: str) -> str:
+    """Masks the value of every ``name=value`` and ``"name": "value"`` whose name is secret."""
+    lowered = text.lower()
+    spans: dict[int, int] = {}  # where a value starts -> where it ends
+    for hint in _SECRET_HINTS:
+        found = lowered.find(hint)
+        while found != -1:
+            start = found
+            while start > 0 and text[start - 1] in _NAME_CHARS:
+                start -= 1
+            tail = _NAME_TAIL.match(text, found)
+            end = tail.end() if tail else found
+            found = lowered.find(hint, end)
+            if not is_secret(text[start:end]):
+                continue
+            quote = text[start - 1 : start] if start else ""
+            if text.startswith("=", end):
+                value = _VALUE.match(text, end + 1)
+            elif quote in ("'", '"') and text.startswith(quote, end):
+                value = _JSON_VALUE.match(text, end + 1)
+            else:
+                continue
+            if value is not None and value.end() > value.start(value.lastindex or 0):
+                spans[value.start(value.lastindex or 0)] = value.end()
+    parts, done = [], 0
+    for start, end in sorted(spans.items()):
+        if start < done:
             continue
-        value = _VALUE.match(text, match.end())
-        assert value is not None  # the bare form matches the empty string
-        quote = value[0][:1] if value[0][:1] in ("'", '"') else ""
-        parts += [text[done : match.end()], quote, MASK, quote]
-        done = value.end()
+        quoted = text[start] in ("'", '"')
+        parts += [
+            text[done:start],
+            text[start] if quoted else "",
+            MASK,
+            text[end - 1] if quoted else "",
+        ]
+        done = end
     return "".join(parts) + text[done:] if parts else text
 
 
@@ -102,13 +130,9 @@ def redact(text: str) -> str:
     every ``name=value`` (query parameter, ``--option=value``) and JSON ``"name": "value"``
     whose name `is_secret`, quoted or not, URL-encoded or not.
     """
-    if "@" in text:
-        text = _AUTHORITY.sub(_redact_authority, text)
-    if "=" in text:
-        text = _mask_assignments(text)
-    if ":" in text:
-        text = _JSON_PAIR.sub(_mask_value, text)
-    return text
+    if "@" in text and "://" in text:
+        text = _redact_authorities(text)
+    return _mask_named_values(text)
 
 
 def redact_option(name: str, value: str) -> str:
