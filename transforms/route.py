@@ -27,11 +27,8 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from transforms.dead_letter import error_record
 from transforms.expressions import Expression
 from transforms.message import Record
-<<<<<<< HEAD
 from transforms.metrics import RULE_ERROR
-=======
 from transforms.spec_yaml import load_yaml
->>>>>>> robust-agg
 
 __all__ = ["MODES", "STEP", "Route", "RouteRule", "RouteSpec"]
 
