@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.catalog import PipelineSpec
 from pipelines.options import OptionError, parse_options
 from transforms.io.base import ALL_RUNNERS
-from transforms.io.endpoint import redact
+from transforms.io.endpoint import redact_option
 from transforms.io.live import BUNDLE_RUNNER
 from transforms.io.registry import SINKS, SOURCES
 from transforms.metrics import (
@@ -315,5 +315,5 @@ def describe_options(spec: PipelineSpec) -> str:
         if option.choices:
             lines.append(f"    one of: {', '.join(option.choices)}")
         if not option.required:
-            lines.append(f"    default: {redact(str(option.default))}")
+            lines.append(f"    default: {redact_option(option.name, str(option.default))}")
     return "\n".join(lines)
