@@ -45,10 +45,11 @@ from redis.retry import Retry
 
 from transforms.durations import parse_duration
 from transforms.enrich import ERRORS, EnrichSettings, Settler, parse_key, reference_key
-from transforms.io.batching import BatchingFn, Pending, retry_transient
+from transforms.io.batching import BatchingFn, Pending
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis import DEFAULT_PORT, check_port, database, is_transient
 from transforms.io.redis_text import KeyTemplate
+from transforms.io.retry import RetryPolicy
 from transforms.message import Record
 from transforms.secrets import password_reference, resolve_secret
 
@@ -138,14 +139,14 @@ class RedisConnection:
                 password=password,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),  # the retries are retry_transient's
+                retry=Retry(NoBackoff(), 0),  # the retries are `call`'s
                 decode_responses=True,
             )
         )
 
     def call(self, request: Callable[[], Any]) -> Any:
         """Returns ``request()``, sent again on transient failures up to ``attempts`` times."""
-        return retry_transient(request, self.attempts, is_transient)
+        return RetryPolicy(attempts=self.attempts).call(request, is_transient, self.where)
 
 
 class TtlCache:
