@@ -11,6 +11,15 @@ when a finite reader is exhausted.
 It relies on the DirectRunner's private evaluator registry (Beam pinned to 2.77.x; kept honest
 by ``tests/transforms/io/test_live.py``). On other runners sources use their portable path.
 
+A reader that must not move its position on before what it handed over is written (a Kafka
+reader's committed offsets) has a ``settled()`` method: the evaluator calls it, before a read,
+whenever the pipeline has settled, i.e. every bundle emitted so far has been through every step
+(sinks and dead-letter sinks included) and no step holds elements back (a window not yet fired
+holds a watermark hold). A finite reader that is done is driven on until the pipeline settles
+once more, so its last position is committed too. On this runner a settled pipeline has written
+everything it read: a run killed at any point re-reads, from the last settled position, every
+record whose outputs or dead letters may not have been written.
+
 Importing this module also mends a defect of Beam 2.77's streaming DirectRunner that would make
 every count of the suite wrong there: each worker thread's state sampler caches a step's scoped
 state with the metrics container of the step's first bundle, so later bundles update a
@@ -21,9 +30,10 @@ gives each bundle's own container its scoped state.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -35,12 +45,16 @@ from apache_beam.runners.direct.transform_evaluator import (
 )
 from apache_beam.runners.worker import statesampler
 from apache_beam.transforms.window import GlobalWindows, TimestampedValue
-from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
 
-__all__ = ["BUNDLE_RUNNER", "DirectLiveRead", "LiveReader"]
+__all__ = ["BUNDLE_RUNNER", "DirectLiveRead", "LiveReader", "SettlingReader"]
 
 BUNDLE_RUNNER = "BundleBasedDirectRunner"
 MAX_BATCH = 1_000
+SETTLE_WAIT_SECONDS = 0.05  # a done reader's wait between checks of whether the pipeline settled
+# The watermark of a done reader that waits for the pipeline to settle: past every window's end
+# (the global window's too), yet short of the end of time, which would end the run first.
+_LAST_HOLD = MAX_TIMESTAMP - Duration(micros=1)
 
 
 class LiveReader(Protocol):
@@ -58,6 +72,15 @@ class LiveReader(Protocol):
     @property
     def done(self) -> bool:
         """Whether the reader is exhausted (a finite stream has ended)."""
+        ...
+
+
+@runtime_checkable
+class SettlingReader(LiveReader, Protocol):
+    """A `LiveReader` told when everything it handed over has been written."""
+
+    def settled(self) -> None:
+        """Everything read so far has been processed and written by every step."""
         ...
 
 
@@ -105,8 +128,32 @@ class _LiveReadEvaluator(_TransformEvaluator):
     def process_element(self, element: Any) -> None:
         pass
 
+    def _settled(self) -> bool:
+        """Whether no step has a bundle to process, or elements held back in its state."""
+        context = self._evaluation_context
+        if context._pending_unblocked_tasks:
+            return False
+        manager = context._watermark_manager
+        for applied, watermarks in list(manager._transform_to_watermarks.items()):
+            if context.is_root_transform(applied):
+                continue
+            with watermarks._lock:
+                if watermarks._pending or watermarks._keyed_earliest_holds:
+                    return False
+        return True
+
     def finish_bundle(self) -> TransformResult:
         reader = self._reader()
+        settling = isinstance(reader, SettlingReader)
+        settled = settling and self._settled()
+        if settled:
+            reader.settled()  # type: ignore[attr-defined]
+        root = pvalue.PBegin(self._read().pipeline)  # type: ignore[arg-type]
+        if reader.done and settling and not settled:
+            # Drive the done reader on until the pipeline settles; every window may fire.
+            time.sleep(SETTLE_WAIT_SECONDS)
+            again = self._evaluation_context.create_bundle(root)
+            return TransformResult(self, [], [again], None, {None: _LAST_HOLD})
         elements = reader.read(MAX_BATCH)
         bundles = []
         if elements:
@@ -116,11 +163,10 @@ class _LiveReadEvaluator(_TransformEvaluator):
                     GlobalWindows.windowed_value(element.value, timestamp=element.timestamp)
                 )
             bundles.append(bundle)
-        if reader.done:
+        if reader.done and (not settling or (settled and not elements)):
             return TransformResult(self, bundles, [], None, {None: MAX_TIMESTAMP})
-        root = pvalue.PBegin(self._read().pipeline)  # type: ignore[arg-type]
         again = self._evaluation_context.create_bundle(root)
-        hold = Timestamp.of(reader.watermark)
+        hold = _LAST_HOLD if reader.done else Timestamp.of(reader.watermark)
         return TransformResult(self, bundles, [again], None, {None: hold})
 
 
