@@ -203,7 +203,7 @@ def test_arrow_schema_types() -> None:
     [
         ("file:///tmp/out?format=csv", "format must be one of"),
         ("file:///tmp/out?compression=gzip", "unknown parameters"),
-        ("file:///tmp/out?window=0", "window must be positive"),
+        ("file:///tmp/out?attempts=0", "attempts must be forever"),
         ("file://", "absolute/folder"),
     ],
 )
@@ -233,10 +233,11 @@ def test_endless_input_writes_every_record_even_behind_the_watermark(tmp_path: P
         get_pipeline("events_to_bigquery"),
         [
             "--source=generator://events?count=400&rate=20&speed=20&live=true&late=0.3&seed=4",
-            f"--sink=file://{tmp_path}/out?window=1",
+            f"--sink=file://{tmp_path}/out",
             f"--dead_letter=file://{tmp_path}/dlq",
         ],
     )
     lines = sum(1 for path in (tmp_path / "out").glob("*.jsonl") for _ in path.open())
     assert report.count("written") == 400
     assert lines == 400
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
