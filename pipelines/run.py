@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from transforms.io.base import ALL_RUNNERS
 from transforms.io.endpoint import redact
 from transforms.io.live import BUNDLE_RUNNER
 from transforms.io.registry import SINKS, SOURCES
+from transforms.io.retry import OUTAGE_BEHAVIOUR
 from transforms.metrics import (
     DEAD_LETTERED,
     DROPPED,
@@ -250,6 +252,8 @@ def _matrix_lines() -> list[str]:
 def describe_options(spec: PipelineSpec) -> str:
     """Returns the options of ``spec`` with help and defaults, and the runner x IO matrix."""
     lines = [spec.name, "", spec.description, "", *_matrix_lines()]
+    lines += ["Sink outages", *textwrap.wrap(OUTAGE_BEHAVIOUR, 96, initial_indent="  ",
+                                             subsequent_indent="  "), ""]  # fmt: skip
     for option in spec.options:
         flag = f"--{option.name}" + (" (required)" if option.required else "")
         lines.append(flag)

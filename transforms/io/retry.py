@@ -24,7 +24,14 @@ from typing import TypeVar
 
 from transforms.io.endpoint import Endpoint, EndpointError, redact
 
-__all__ = ["FOREVER", "INITIAL_SECONDS", "MAX_SECONDS", "SINK_UNAVAILABLE", "RetryPolicy"]
+__all__ = [
+    "FOREVER",
+    "INITIAL_SECONDS",
+    "MAX_SECONDS",
+    "OUTAGE_BEHAVIOUR",
+    "SINK_UNAVAILABLE",
+    "RetryPolicy",
+]
 
 R = TypeVar("R")
 
@@ -38,6 +45,18 @@ INITIAL_SECONDS = 1.0
 MAX_SECONDS = 10.0
 
 _LOG = logging.getLogger(__name__)
+
+OUTAGE_BEHAVIOUR = (
+    "A sink outage (connection refused or reset, timeout, HTTP 5xx, throttling) is no record's "
+    "fault: every sink (BigQuery, Redis, Pub/Sub, Kafka, Kinesis, files) sends the failed "
+    f"request again with exponential backoff and jitter ({INITIAL_SECONDS:g} s doubling to "
+    f"{MAX_SECONDS:g} s) until the sink is back, holding the stream back (the source position "
+    "is committed only after the writes, dead letters included), and logs a warning when an "
+    "outage starts and a line when it ends. Add attempts=N to a sink URI to give up after N "
+    f"sends instead: the records are then dead-lettered with reason {SINK_UNAVAILABLE}. A "
+    "record the sink refuses (a bad value, a row error) is dead-lettered at once."
+)
+"""What every sink does during an outage, for ``describe`` and the README."""
 
 
 @dataclass(frozen=True)
