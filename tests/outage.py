@@ -25,7 +25,13 @@ class OutageProxy:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._closed = False
+        self._marker: bytes | None = None
+        self.went_down = threading.Event()  # set at the first outage
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def down_on(self, marker: bytes) -> None:
+        """Goes down when a client sends bytes holding ``marker`` (what it sent is lost)."""
+        self._marker = marker
 
     def _accept(self) -> None:
         while not self._closed:
@@ -44,12 +50,17 @@ class OutageProxy:
             server.settimeout(None)
             with self._lock:
                 self._open |= {client, server}
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, watch in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(source, sink, watch), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, watch: bool) -> None:
         try:
             while data := source.recv(65536):
+                marker = self._marker
+                if watch and marker is not None and marker in data:
+                    self._marker = None
+                    self.down()
+                    return
                 sink.sendall(data)
         except OSError:
             pass
@@ -65,6 +76,7 @@ class OutageProxy:
     def down(self) -> None:
         """Starts an outage: open connections are reset, new ones refused."""
         self._up.clear()
+        self.went_down.set()
         with self._lock:
             conns, self._open = list(self._open), set()
         for conn in conns:

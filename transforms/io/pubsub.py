@@ -308,7 +308,7 @@ class _PublishFn(beam.DoFn):
             try:
                 item.future.result(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as error:
-                if isinstance(error, (*_TRANSIENT, TimeoutError)):
+                if isinstance(error, (*_TRANSIENT, api_exceptions.RetryError, TimeoutError)):
                     retry.append(item)
                     last = error
                 else:
