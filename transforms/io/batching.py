@@ -31,6 +31,7 @@ __all__ = [
 
 T = TypeVar("T")
 
+
 @dataclass(frozen=True)
 class Pending(Generic[T]):
     """A buffered input element of a sink.
