@@ -8,17 +8,18 @@ watermark at the reader's watermark, and re-schedules itself until the reader is
 then close as the watermark passes them, early triggers fire, and the pipeline ends by itself
 when a finite reader is exhausted.
 
+A reader that acknowledges what it read only once it is written (`SettlingReader`) has its
+``settled()`` called before a read whenever no work is pending in any step downstream of it: no
+bundle waiting or in process, no timer firing, no element held in a window (a watermark hold).
+Everything it handed over before has then been written, dead letters included.
+
 It relies on the DirectRunner's private evaluator registry (Beam pinned to 2.77.x; kept honest
 by ``tests/transforms/io/test_live.py``). On other runners sources use their portable path.
 
-A reader that must not move its position on before what it handed over is written (a Kafka
-reader's committed offsets) has a ``settled()`` method: the evaluator calls it, before a read,
-whenever the pipeline has settled, i.e. every bundle emitted so far has been through every step
-(sinks and dead-letter sinks included) and no step holds elements back (a window not yet fired
-holds a watermark hold). A finite reader that is done is driven on until the pipeline settles
-once more, so its last position is committed too. On this runner a settled pipeline has written
-everything it read: a run killed at any point re-reads, from the last settled position, every
-record whose outputs or dead letters may not have been written.
+A finite `SettlingReader` that is done is driven on until the pipeline settles once more, so
+its last position is acknowledged too (a Kafka reader commits its offsets then): a run killed at
+any point reads again, from the last settled position, every record whose outputs or dead
+letters may not have been written.
 
 Importing this module also mends a defect of Beam 2.77's streaming DirectRunner that would make
 every count of the suite wrong there: each worker thread's state sampler caches a step's scoped
@@ -77,10 +78,10 @@ class LiveReader(Protocol):
 
 @runtime_checkable
 class SettlingReader(LiveReader, Protocol):
-    """A `LiveReader` told when everything it handed over has been written."""
+    """A `LiveReader` told when everything it handed over has been processed."""
 
     def settled(self) -> None:
-        """Everything read so far has been processed and written by every step."""
+        """Called before a read when no step downstream of the read has work pending."""
         ...
 
 
@@ -122,30 +123,38 @@ class _LiveReadEvaluator(_TransformEvaluator):
                 self._readers[applied] = reader
             return reader
 
+    def _steps_after(self) -> list[Any]:
+        """The applied transforms that consume, directly or not, what the read emits."""
+        consumers = self._evaluation_context._value_to_consumers
+        steps: list[Any] = []
+        todo = list(self._applied_ptransform.outputs.values())
+        while todo:
+            for consumer in consumers.get(todo.pop(), ()):
+                if consumer not in steps:
+                    steps.append(consumer)
+                    todo.extend(consumer.outputs.values())
+        return steps
+
+    def _idle_after(self) -> bool:
+        """Whether no step after the read has a bundle, a fired timer or a hold pending."""
+        context = self._evaluation_context
+        with context._lock:  # the runner commits results under this lock
+            for step in self._steps_after():
+                marks = context._watermark_manager.get_watermarks(step)
+                if marks._pending or marks._fired_timers or marks._keyed_earliest_holds:
+                    return False
+        return True
+
     def start_bundle(self) -> None:
         pass
 
     def process_element(self, element: Any) -> None:
         pass
 
-    def _settled(self) -> bool:
-        """Whether no step has a bundle to process, or elements held back in its state."""
-        context = self._evaluation_context
-        if context._pending_unblocked_tasks:
-            return False
-        manager = context._watermark_manager
-        for applied, watermarks in list(manager._transform_to_watermarks.items()):
-            if context.is_root_transform(applied):
-                continue
-            with watermarks._lock:
-                if watermarks._pending or watermarks._keyed_earliest_holds:
-                    return False
-        return True
-
     def finish_bundle(self) -> TransformResult:
         reader = self._reader()
         settling = isinstance(reader, SettlingReader)
-        settled = settling and self._settled()
+        settled = settling and self._idle_after()
         if settled:
             reader.settled()  # type: ignore[attr-defined]
         root = pvalue.PBegin(self._read().pipeline)  # type: ignore[arg-type]
