@@ -28,6 +28,7 @@ from transforms.metrics import (
     DEAD_LETTERED,
     DROPPED,
     READ,
+    RULE_ERROR,
     SINK_REASON_PREFIX,
     WRITTEN,
     counter_totals,
@@ -56,7 +57,9 @@ class RunReport:
         outputs: where the sink and the dead-letter sink wrote (credentials redacted).
         delivered: the counter of input records that reached their end: ``written`` for a
             pipeline that writes its records, ``aggregated`` for one that aggregates them (its
-            sinks then write rows, and their failures are not input records).
+            sinks then write rows, and their failures are not input records), ``enriched`` for
+            one that also writes copies (alerts, whose sink and rule failures are not input
+            records either).
         stopped_by: the signal that stopped the run (``signal.SIGINT`` for Ctrl-C,
             ``signal.SIGTERM``), or ``None`` when it ended by itself or after ``--max_seconds``.
     """
@@ -80,6 +83,7 @@ class RunReport:
             value
             for name, value in self.counters.items()
             if name.startswith(f"{DEAD_LETTERED}.{SINK_REASON_PREFIX}")
+            or name == f"{DEAD_LETTERED}.{RULE_ERROR}"
         )
 
     @property

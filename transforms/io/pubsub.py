@@ -103,7 +103,14 @@ _TRANSIENT = (
     api_exceptions.Unknown,
 )
 # Failures caused by the message itself rather than by the topic or the service.
-_REJECTED = (api_exceptions.InvalidArgument, MessageTooLargeError, TypeError)
+# ValueError: text that is not UTF-8 (UnicodeEncodeError), a value msgspec cannot encode.
+_REJECTED = (
+    api_exceptions.InvalidArgument,
+    MessageTooLargeError,
+    TypeError,
+    ValueError,
+    msgspec.EncodeError,
+)
 
 
 def _resource(endpoint: Endpoint, kind: str) -> str:
