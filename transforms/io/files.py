@@ -1,7 +1,11 @@
 """``file://`` endpoints: JSON Lines in, JSON Lines or Parquet out.
 
 Source: ``file:///data/in/*.jsonl`` reads every matching file (bounded), one `Message` per line,
-with the file path and line number as its origin. Lines are kept as the original bytes.
+with the file path and line number as its origin. Lines are kept as the original bytes. Files
+ending in ``.gz``, ``.bz2``, ``.zst``, ``.deflate``, ``.xz`` or ``.lzma`` are decompressed
+(`transforms.io.decompress`). Files are read in chunks: a line longer than the source's
+``max_payload_bytes`` is never held whole, it comes out as its first 64 KiB with its size and
+SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes records (bytes as base64 in
 JSON Lines) into files in that folder. Unbounded input is written every ``window=60`` seconds
@@ -26,13 +30,16 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.transforms.trigger import AccumulationMode, AfterProcessingTime, Repeatedly
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 
 from transforms.blocks import Block
 from transforms.event_time import parse_timestamp
 from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source
+from transforms.io.decompress import decompressed
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.lines import read_lines
 from transforms.message import Message, Origin, Record
 from transforms.metrics import Count
 from transforms.schema import Field, Schema
@@ -42,25 +49,26 @@ __all__ = ["FileSink", "FileSource", "arrow_schema"]
 _FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 
 
-def _messages(readable: fileio.ReadableFile) -> Iterator[Message]:
+def _messages(readable: fileio.ReadableFile, max_bytes: int) -> Iterator[Message]:
     path = readable.metadata.path
-    with readable.open() as handle:
-        for number, line in enumerate(handle, start=1):
-            payload = line.rstrip(b"\n")
-            if payload.endswith(b"\r"):
-                payload = payload[:-1]
-            yield Message(payload, {}, Origin("file", path=path, line=number))
+    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        lines = read_lines(decompressed(raw, path), max_bytes)
+        for number, (payload, oversize) in enumerate(lines, start=1):
+            yield Message(payload, {}, Origin("file", path=path, line=number), oversize)
 
 
 class _ReadLines(beam.DoFn):
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+
     def process(self, readable: fileio.ReadableFile) -> Iterator[Message]:
-        return _messages(readable)
+        return _messages(readable, self._max_bytes)
 
 
 @beam.typehints.with_output_types(Block)
-class _ReadBlocks(beam.DoFn):
-    def process(self, readable: fileio.ReadableFile) -> Iterator[Block]:
-        messages = _messages(readable)
+class _ReadBlocks(_ReadLines):
+    def process(self, readable: fileio.ReadableFile) -> Iterator[Block]:  # type: ignore[override]
+        messages = _messages(readable, self._max_bytes)
         while block := Block(itertools.islice(messages, BLOCK_SIZE)):
             yield block
 
@@ -83,7 +91,7 @@ class _Read(beam.PTransform):
 
 
 class FileSource(Source):
-    """Reads JSON Lines files matching a path or glob; one `Message` per line."""
+    """Reads JSON Lines files (plain or compressed) matching a path or glob; a `Message` a line."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
@@ -95,11 +103,11 @@ class FileSource(Source):
         self.pattern = endpoint.path
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return pbegin | _Read(self.pattern, _ReadLines())
+        return pbegin | _Read(self.pattern, _ReadLines(self.max_payload_bytes))
 
     def blocks(self) -> beam.PTransform:
         """Reads the same lines as lists of `Message`s (`BLOCK_SIZE` lines each)."""
-        return _Read(self.pattern, _ReadBlocks())
+        return _Read(self.pattern, _ReadBlocks(self.max_payload_bytes))
 
 
 def _encode_fallback(value: Any) -> Any:
