@@ -20,7 +20,9 @@ A failed element becomes a dict of this shape (the BigQuery schema is `DEAD_LETT
 A payload too large to carry (reasons in `TRUNCATED_REASONS`, or a message the source did not
 keep whole, `Message.oversize`) is cut to its first `MAX_PAYLOAD_PREFIX` bytes, with
 ``payload_truncated`` set, its full size and SHA-256, and no ``payload_string``, so a dead-letter
-record stays small whatever the payload. Sinks that write JSON encode ``payload_bytes`` as base64. `GOOGLE_COLUMNS` maps the record onto
+record stays small whatever the payload.
+
+Sinks that write JSON encode ``payload_bytes`` as base64. `GOOGLE_COLUMNS` maps the record onto
 the error table of Google's ``PubSub_to_BigQuery_Flex`` template, and `google_view_sql` builds a
 view with those column names so existing error-table readers keep working.
 """
@@ -53,6 +55,7 @@ __all__ = [
     "error_record",
     "failure",
     "google_view_sql",
+    "truncate_payload",
 ]
 
 MAX_MESSAGE_CHARS = 4_000
@@ -188,6 +191,26 @@ def error_record(
         "attributes": [{"key": k, "value": v} for k, v in sorted(attributes.items())],
         "source": origin.to_dict() if origin is not None else None,
         "retry_count": retry_count,
+    }
+
+
+def truncate_payload(record: dict[str, Any]) -> dict[str, Any]:
+    """Returns a dead-letter dict whose payload is cut to `MAX_PAYLOAD_PREFIX` bytes.
+
+    The cut payload is marked as `error_record` marks it (``payload_truncated``, the whole
+    payload's ``payload_size`` and ``payload_sha256``, no ``payload_string``); a record whose
+    payload is not longer comes back unchanged. For a sink that cannot write a record that large.
+    """
+    payload = record.get("payload_bytes") or b""
+    if len(payload) <= MAX_PAYLOAD_PREFIX:
+        return record
+    return {
+        **record,
+        "payload_bytes": payload[:MAX_PAYLOAD_PREFIX],
+        "payload_string": None,
+        "payload_truncated": True,
+        "payload_size": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
     }
 
 

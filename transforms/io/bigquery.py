@@ -14,7 +14,9 @@ URI::
 * ``partition_field``: a ``TIMESTAMP`` or ``DATE`` field of the schema; the created table is
   partitioned by day on it.
 * ``cluster``: up to four comma-separated fields of the schema to cluster the created table by.
-* ``batch_size``: the most rows per insert request (default 500).
+* ``batch_size``: the most rows per insert request (default 500). A request is also cut before
+  it would pass 9 MB of JSON (BigQuery refuses requests over 10 MB); a single row that alone
+  would pass it is dead-lettered with reason ``row_too_large``, its payload truncated.
 * ``attempts``: how many times a request that failed as a whole with a transient error (5xx,
   429, connection lost) is sent, with exponential backoff and jitter (default 5).
 
@@ -40,7 +42,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.dead_letter import DEAD_LETTER_SCHEMA
+from transforms.dead_letter import DEAD_LETTER_SCHEMA, truncate_payload
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
 from transforms.io.batching import (
@@ -57,6 +59,8 @@ from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
 
 __all__ = [
+    "MAX_REQUEST_BYTES",
+    "ROW_TOO_LARGE",
     "SINK_UNAVAILABLE",
     "TABLE_PATTERN",
     "BigQuerySink",
@@ -69,6 +73,10 @@ __all__ = [
 
 REQUEST_TIMEOUT = 60.0
 MAX_BATCH_SIZE = 50_000  # BigQuery's limit of rows per insertAll request
+# BigQuery refuses insertAll requests over 10 MB: requests are cut below, with room for HTTP.
+MAX_REQUEST_BYTES = 9_000_000
+ROW_TOO_LARGE = "row_too_large"
+_ROW_OVERHEAD = 40  # '{"json": , "insertId": ""}, ' around each row and its id
 MAX_CLUSTER_FIELDS = 4
 
 _PARAMS = frozenset({"endpoint", "create", "partition_field", "cluster", "batch_size", "attempts"})
@@ -140,13 +148,23 @@ class InsertTarget:
     # When set, each insert request that wrote rows is followed by an output, under this tag,
     # of ``(table, rows written)``: a signal for steps that must run after the rows landed.
     inserted_tag: str | None = None
+    # The most bytes of JSON rows (with their insert ids) in one request.
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
 
 class _Row(NamedTuple):
-    """What is sent for one record: its JSON row and insert id."""
+    """What is sent for one record: its JSON row, insert id and their size in the request."""
 
     row: dict[str, Any]
     row_id: str
+    size: int
+
+
+def _json_row(record: Record) -> _Row:
+    row = to_json_row(record.data)
+    row_id = insert_id(record, row)
+    # The size as the client sends it (json.dumps, with ASCII escapes).
+    return _Row(row, row_id, len(json.dumps(row)) + len(row_id) + _ROW_OVERHEAD)
 
 
 class InsertRowsFn(BatchingFn[_Row]):
@@ -157,6 +175,7 @@ class InsertRowsFn(BatchingFn[_Row]):
 
     def __init__(self, target: InsertTarget) -> None:
         self._target = target
+        self.max_batch_bytes = target.max_request_bytes
 
     def setup(self) -> None:
         target = self._target
@@ -181,6 +200,9 @@ class InsertRowsFn(BatchingFn[_Row]):
     def batch_size(self) -> int:
         return self._target.batch_size
 
+    def item_bytes(self, pending: Pending[_Row]) -> int:
+        return pending.item.size
+
     def process(
         self,
         record: Record | dict[str, Any],
@@ -189,8 +211,26 @@ class InsertRowsFn(BatchingFn[_Row]):
     ) -> Iterator[WindowedValue | TaggedOutput]:
         if not isinstance(record, Record):
             record = Record(record)
-        row = to_json_row(record.data)
-        yield from self.add(Pending(record, _Row(row, insert_id(record, row)), timestamp, window))
+        item = _json_row(record)
+        if item.size > self._target.max_request_bytes and self._target.dead_letter:
+            # A dead-letter row carries a prefix of a payload too large to insert.
+            record = Record(truncate_payload(record.data))
+            item = _json_row(record)
+        pending = Pending(record, item, timestamp, window)
+        if item.size > self._target.max_request_bytes:
+            yield self._too_large(pending)
+            return
+        yield from self.add(pending)
+
+    def _too_large(self, pending: Pending[_Row]) -> WindowedValue:
+        """The dead letter of a row larger than an insert request may be."""
+        message = (
+            f"{self._target.table}: the row takes {pending.item.size} bytes of JSON, more than "
+            f"the {self._target.max_request_bytes} an insert request may hold"
+        )
+        if self._target.dead_letter:
+            raise SinkRejected(message)
+        return self._dead_letter(pending, ROW_TOO_LARGE, "RowTooLarge", message)
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
@@ -267,7 +307,8 @@ class BigQuerySink(Sink):
     """Writes `Record`s (``record.data`` is the row dict; a plain dict is taken as the row).
 
     ``expand`` returns the dead-letter dicts of the rows BigQuery did not take (reasons
-    ``sink_rejected`` and ``sink_unavailable``), each in its record's window and timestamp.
+    ``sink_rejected``, ``sink_unavailable`` and ``row_too_large``), each in its record's window
+    and timestamp.
     As a dead-letter sink (``context.dead_letter``) it writes `DEAD_LETTER_SCHEMA` rows, raises
     on any failure instead, does not count written rows, and returns ``None``.
 

@@ -15,11 +15,17 @@ import io
 import lzma
 import zlib
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
-__all__ = ["EXTENSIONS", "decompressed"]
+__all__ = ["EXTENSIONS", "Reader", "decompressed"]
+
+
+class Reader(Protocol):
+    """What the line reader needs of a file: ``read(size)``, at most ``size`` bytes."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class _Inflate(io.RawIOBase):
@@ -45,26 +51,27 @@ class _Inflate(io.RawIOBase):
         return 0
 
 
-def _zstd(raw: BinaryIO) -> BinaryIO:
-    reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    return reader  # type: ignore[return-value]
+def _zstd(raw: BinaryIO) -> Reader:
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
 
 
-EXTENSIONS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
-    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),  # type: ignore[return-value]
-    ".bz2": lambda raw: bz2.BZ2File(raw),  # type: ignore[return-value]
+EXTENSIONS: dict[str, Callable[[BinaryIO], Reader]] = {
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+    ".bz2": bz2.BZ2File,
     ".zst": _zstd,
     ".zstd": _zstd,
-    ".deflate": lambda raw: io.BufferedReader(_Inflate(raw)),  # type: ignore[return-value]
-    ".xz": lambda raw: lzma.LZMAFile(raw),  # type: ignore[return-value]
-    ".lzma": lambda raw: lzma.LZMAFile(raw),  # type: ignore[return-value]
+    ".deflate": lambda raw: io.BufferedReader(_Inflate(raw)),
+    ".xz": lzma.LZMAFile,
+    ".lzma": lzma.LZMAFile,
 }
 """Extension -> the reader of the decompressed bytes of a raw binary file."""
 
 
-def decompressed(raw: BinaryIO, path: str) -> BinaryIO:
-    """Returns a reader of ``raw``'s decompressed bytes, or ``raw`` itself when ``path`` has
-    no compression extension."""
+def decompressed(raw: BinaryIO, path: str) -> Reader:
+    """Returns a reader of ``raw``'s decompressed bytes (``raw`` itself when uncompressed).
+
+    The compression is chosen by the extension of ``path`` (`EXTENSIONS`).
+    """
     for extension, reader in EXTENSIONS.items():
         if path.endswith(extension):
             return reader(raw)

@@ -196,24 +196,47 @@ def arrow_schema(schema: Schema) -> pa.Schema:
     return pa.schema([_arrow_field(field) for field in schema.fields])
 
 
-class ParquetFileSink(fileio.FileSink):
-    """Buffers record dicts and writes them as one Parquet file when the file is closed."""
+ROW_GROUP_ROWS = 20_000
+"""Rows the Parquet sink holds before it writes them as a row group."""
 
-    def __init__(self, schema: Schema | None) -> None:
+
+class ParquetFileSink(fileio.FileSink):
+    """Writes record dicts as Parquet, a row group every `ROW_GROUP_ROWS` rows.
+
+    Without a schema, a file's columns and types are those inferred from its first row group;
+    a later row's values are cast to them and fields it has beyond them are left out.
+    """
+
+    def __init__(self, schema: Schema | None, row_group_rows: int = ROW_GROUP_ROWS) -> None:
         self._schema = arrow_schema(schema) if schema is not None else None
         self._convert = _row_converter(schema.fields) if schema is not None else None
+        self._row_group_rows = row_group_rows
 
     def open(self, fh: Any) -> None:
         self._fh = fh
         self._rows: list[dict[str, Any]] = []
+        self._writer: pq.ParquetWriter | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         self._rows.append(self._convert(record) if self._convert is not None else record)
+        if len(self._rows) >= self._row_group_rows:
+            self._write_rows()
+
+    def _write_rows(self) -> None:
+        if self._writer is None:
+            table = pa.Table.from_pylist(self._rows, schema=self._schema)
+            self._writer = pq.ParquetWriter(self._fh, table.schema)
+        else:
+            table = pa.Table.from_pylist(self._rows, schema=self._writer.schema)
+        self._writer.write_table(table, row_group_size=len(self._rows) or None)
+        self._rows = []
 
     def flush(self) -> None:
-        table = pa.Table.from_pylist(self._rows, schema=self._schema)
-        pq.write_table(table, self._fh)
-        self._rows = []
+        if self._rows or self._writer is None:
+            self._write_rows()
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
 
 
 def _file_naming(prefix: str, suffix: str, endless: bool) -> Callable[..., str]:

@@ -1,9 +1,9 @@
 """Lines of a binary stream, read in chunks, with lines over a size limit never held whole.
 
-`read_lines` yields each line (without its ``\\n``, nor a ``\\r`` before it) as bytes. A line
-longer than the limit is skipped while it is read: only its first `PREFIX_BYTES` are kept,
-with its full size and a running SHA-256, and it comes out as that prefix and an `Oversize`.
-Memory is bounded by the chunk size and the limit, whatever the length of a line.
+`read_lines` yields each line (without its line feed, nor a carriage return before it) as
+bytes. A line longer than the limit is skipped while it is read: only its first `PREFIX_BYTES`
+are kept, with its full size and a running SHA-256, and it comes out as that prefix and an
+`Oversize`. Memory is bounded by the chunk size and the limit, whatever the length of a line.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Iterator
-from typing import BinaryIO
 
+from transforms.io.decompress import Reader
 from transforms.message import Oversize
 
 __all__ = ["CHUNK_BYTES", "PREFIX_BYTES", "read_lines"]
@@ -25,8 +25,8 @@ PREFIX_BYTES = 64 * 1024
 class _Skipped:
     """An oversize line being read: its prefix, size so far and running hash.
 
-    A ``\r`` at the end of what was added is held back until more follows, so that a line
-    ending in ``\r\n`` is measured and hashed without it, as a line kept whole is.
+    A carriage return at the end of what was added is held back until more follows, so that
+    a line ending in CR LF is measured and hashed without the CR, as a line kept whole is.
     """
 
     def __init__(self, start: bytes) -> None:
@@ -61,7 +61,7 @@ def _line(data: bytes, max_bytes: int) -> tuple[bytes, Oversize | None]:
 
 
 def read_lines(
-    stream: BinaryIO, max_bytes: int, chunk_bytes: int = CHUNK_BYTES
+    stream: Reader, max_bytes: int, chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[tuple[bytes, Oversize | None]]:
     """Yields ``(line, None)`` for each line, or ``(prefix, Oversize)`` for one over the limit.
 
