@@ -3,13 +3,16 @@
 Every variant is the suite's ``events_to_bigquery``, file -> file, on the same events:
 
 * ``jsonl`` (the baseline): to JSON Lines;
-* ``parquet``: to Parquet (``?format=parquet``);
+* ``parquet``: to Parquet (``?format=parquet``), with the events schema (row groups written as
+  they fill);
+* ``parquet_no_schema``: the same with ``--schema=none`` (row groups inferred, spilled to
+  temporary Arrow files and written when the file is closed);
 * ``huge_line``: to JSON Lines, from a copy of the events with one line of 200 MB in the middle
   (written in chunks before the run), which the source skips while reading and dead-letters as
   ``too_large`` with a 64 KiB prefix.
 
 What is compared is peak memory, not speed: ``python -m bench.jobs.bounded_memory --events N``
-runs the three variants in their own processes in one run and prints each one's peak RSS and its
+runs the variants in their own processes in one run and prints each one's peak RSS and its
 difference to the baseline (``python -m bench.run --job bounded_memory`` gives the usual table).
 """
 
@@ -43,10 +46,10 @@ def _with_huge_line(path: Path, out: Path) -> Path:
     return copy
 
 
-def _suite(path: Path, out: Path, query: str = "") -> int:
+def _suite(path: Path, out: Path, query: str = "", *options: str) -> int:
     args = file_args(path, out)
     args[1] += query
-    return run_suite("events_to_bigquery", args).count("written")
+    return run_suite("events_to_bigquery", [*args, *options]).count("written")
 
 
 def _huge_line(path: Path, out: Path) -> int:
@@ -59,14 +62,19 @@ JOB = Job(
     lambda folder, count, keys: events_file(folder, count, keys),
     {
         "jsonl": _suite,
-        "parquet": lambda path, out: _suite(path, out, "?format=parquet"),
+        "parquet": lambda path, out: _suite(
+            path, out, "?format=parquet", "--schema=builtin:events"
+        ),
+        "parquet_no_schema": lambda path, out: _suite(
+            path, out, "?format=parquet", "--schema=none"
+        ),
         "huge_line": _huge_line,
     },
 )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Measures the three variants in one run; prints peak RSS and differences to ``jsonl``."""
+    """Measures the variants in one run; prints peak RSS and differences to ``jsonl``."""
     from bench.run import _measure_in_child
 
     parser = argparse.ArgumentParser(prog="bench.jobs.bounded_memory")
