@@ -11,17 +11,14 @@ Every variant is the suite's ``events_to_bigquery``, file -> file, on the same e
   (written in chunks before the run), which the source skips while reading and dead-letters as
   ``too_large`` with a 64 KiB prefix.
 
-What is compared is peak memory, not speed: ``python -m bench.jobs.bounded_memory --events N``
-runs the variants in their own processes in one run and prints each one's peak RSS and its
-difference to the baseline (``python -m bench.run --job bounded_memory`` gives the usual table).
+What is compared is peak memory, not speed: ``python -m bench.memory --events N`` runs the
+variants in their own processes in one run and prints each one's peak RSS and its difference to
+the baseline (``python -m bench.run --job bounded_memory`` gives the usual table).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import tempfile
 from pathlib import Path
 
 from bench.data import events_file
@@ -71,28 +68,3 @@ JOB = Job(
         "huge_line": _huge_line,
     },
 )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Measures the variants in one run; prints peak RSS and differences to ``jsonl``."""
-    from bench.run import _measure_in_child
-
-    parser = argparse.ArgumentParser(prog="bench.jobs.bounded_memory")
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--keys", type=int, default=1000)
-    args = parser.parse_args(argv)
-    path = JOB.data(Path(tempfile.gettempdir()) / "suite-bench", args.events, args.keys)
-    peaks = {
-        variant: _measure_in_child("bounded_memory", variant, path)["peak_mib"]
-        for variant in JOB.variants
-    }
-    base = peaks["jsonl"]
-    for variant, peak in peaks.items():
-        print(json.dumps({"events": args.events, "variant": variant, "peak_mib": round(peak),
-                          "minus_jsonl_mib": round(peak - base),
-                          "x_jsonl": round(peak / base, 2)}))  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
