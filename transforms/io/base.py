@@ -38,6 +38,9 @@ class Source(beam.PTransform):
         max_payload_bytes: the payload size limit of the pipeline (``--max_payload_bytes``),
             set by `transforms.io.registry.make_source`: a source that reads a payload over it
             piece by piece (the file source) keeps only a prefix (see `Message.oversize`).
+        delivery: what the source guarantees on each runner when a run dies, e.g.
+            ``{"DirectRunner": "at least once: ..."}`` (``describe`` prints it); empty when it
+            has nothing to say.
     """
 
     bounded: bool = True
@@ -45,6 +48,7 @@ class Source(beam.PTransform):
     live_on_direct: bool = False
     runners: ClassVar[frozenset[str]] = ALL_RUNNERS
     max_payload_bytes: int = DEFAULT_MAX_BYTES
+    delivery: ClassVar[dict[str, str]] = {}
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__()
