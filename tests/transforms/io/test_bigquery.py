@@ -240,6 +240,8 @@ def test_insert_requests_are_cut_under_the_byte_limit(
 
     got = _query(client, f"SELECT COUNT(*) AS n FROM `{PROJECT}.{dataset}.events`")
     assert got == [{"n": len(records)}]
+
+
 def test_values_insertall_cannot_take_are_dead_lettered_and_the_rest_written(
     bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
 ) -> None:
