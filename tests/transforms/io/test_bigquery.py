@@ -31,6 +31,7 @@ from transforms.io.bigquery import (
 from transforms.io.bigquery_client import bounded_retry, make_client
 from transforms.io.endpoint import EndpointError
 from transforms.io.registry import make_sink
+from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
 from transforms.schema import Field, Schema
 
@@ -214,7 +215,7 @@ def test_insert_requests_are_cut_under_the_byte_limit(
         partition_field=None,
         clustering=(),
         batch_size=500,
-        attempts=1,
+        retry=RetryPolicy(attempts=1),
         pipeline="test_pipeline",
         dead_letter=False,
         counter="written",
