@@ -193,7 +193,7 @@ def aggregate_fields(spec: AggregateSpec, why: str = "") -> tuple[RequiredField,
     return tuple(fields)
 
 
-def _checked(check: FieldCheck, record: Record) -> Record:
+def _checked(record: Record, check: FieldCheck) -> Record:
     check(record.data)
     return record
 

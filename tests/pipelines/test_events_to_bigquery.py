@@ -61,7 +61,7 @@ def test_per_window_counts_match_plain_python_and_keep_the_balance(tmp_path: Pat
         get_pipeline("events_to_bigquery"),
         [f"--source=file://{source}", f"--sink=file://{tmp_path}/out",
          f"--dead_letter=file://{tmp_path}/dlq", f"--counts_sink=file://{tmp_path}/counts",
-         "--counts_window=60s"],
+         "--counts_window=60s", "--counts_group_by=event_type"],
     )  # fmt: skip
 
     assert report.balanced
