@@ -78,6 +78,7 @@ __all__ = [
 REQUEST_TIMEOUT = 60.0
 MAX_BATCH_SIZE = 50_000  # BigQuery's limit of rows per insertAll request
 MAX_CLUSTER_FIELDS = 4
+SCHEMA_TIMEOUT = 10.0  # the most seconds reading an existing table's schema may take
 
 _PARAMS = frozenset({"endpoint", "create", "partition_field", "cluster", "batch_size", "attempts"})
 _CREATE_MODES = ("if_needed", "never")
@@ -329,7 +330,7 @@ class BigQuerySink(Sink):
         )
         try:
             client = make_client(self.table.split(".", 1)[0], self.emulator)
-            schema = table_schema(client, self.table)
+            schema = table_schema(client, self.table, timeout=SCHEMA_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - any failure to read it gets the same advice
             raise EndpointError(
                 f"{endpoint}: the records have no schema and the table's cannot be read "
