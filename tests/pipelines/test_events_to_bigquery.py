@@ -21,6 +21,7 @@ def test_balance_from_metrics_matches_the_files(tmp_path: Path) -> None:
         get_pipeline("events_to_bigquery"),
         [
             f"--source=generator://events?count={count}&seed=3&malformed=0.04&late=0.1",
+            "--schema=builtin:events",
             f"--sink=file://{tmp_path}/out",
             f"--dead_letter=file://{tmp_path}/dlq",
         ],

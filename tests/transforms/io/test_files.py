@@ -238,6 +238,7 @@ def test_endless_input_writes_every_record_even_behind_the_watermark(tmp_path: P
         get_pipeline("events_to_bigquery"),
         [
             "--source=generator://events?count=400&rate=20&speed=20&live=true&late=0.3&seed=4",
+            "--schema=builtin:events",
             f"--sink=file://{tmp_path}/out?window=1",
             f"--dead_letter=file://{tmp_path}/dlq",
         ],
