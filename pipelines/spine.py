@@ -239,6 +239,9 @@ def read_and_parse(
 ) -> tuple[beam.PCollection, beam.PCollection]:
     """Reads the source, counts what is read, parses it and applies the UDF, if any.
 
+    Then it checks the fields the pipeline's options name (`ParseSettings.required`, see
+    `transforms.fields`).
+
     Args:
         pipeline: the Beam pipeline.
         config: the pipeline's endpoints and parse settings.
@@ -246,8 +249,8 @@ def read_and_parse(
             drops Debezium tombstones, counted).
 
     Returns:
-        ``(records, errors)``: `Record`s, and dead-letter dicts of what did not parse or
-        what the UDF failed on.
+        ``(records, errors)``: `Record`s, and dead-letter dicts of what did not parse, what
+        the UDF failed on and what lacks a required field.
     """
     messages = pipeline | "Read" >> config.source | "Count read" >> Count(READ)
     if before_parse is not None:
@@ -276,11 +279,12 @@ def read_and_parse_blocks(
 
     It can when the source reads in blocks (`Source.blocks`) and no UDF is set (a UDF takes
     one record at a time). ``before_parse`` is a step on the blocks of `Message`s between the
-    read and Parse.
+    read and Parse. The required fields are checked as `read_and_parse` checks them.
 
     Returns:
         ``(blocks, errors)``: lists of ``(Record, event_time)`` pairs (see
-        `transforms.parse.ParseJsonBlocks`), and dead-letter dicts of what did not parse.
+        `transforms.parse.ParseJsonBlocks`), and dead-letter dicts of what did not parse or
+        lacks a required field.
     """
     read = config.source.blocks()
     if read is None or config.parse.udf is not None:
