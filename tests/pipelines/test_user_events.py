@@ -376,3 +376,29 @@ def test_cdc_replicate_with_the_users_key_column(tmp_path: Path) -> None:
     dead = read_jsonl(tmp_path / "dlq")
     assert [d["reason"] for d in dead] == ["cdc_no_key"]
     assert "order_ref" in dead[0]["error_message"]
+
+
+def test_the_fields_are_checked_after_the_udf(tmp_path: Path) -> None:
+    data = [{**without(e, "user_id"), "uid": e["user_id"]} for e in access_log(40)]
+    source = write_jsonl(tmp_path / "in.jsonl", [*data, without(data[0], "uid")])
+    udf = tmp_path / "udf.py"
+    udf.write_text(
+        "def rename(record):\n"
+        "    if 'uid' in record:\n"
+        "        record['user_id'] = record.pop('uid')\n"
+        "    return record\n"
+    )
+
+    report = run_pipeline(
+        get_pipeline("sessionize"),
+        [f"--source=file://{source}", f"--sink=file://{tmp_path}/out", "--key_field=user_id",
+         "--event_time_field=timestamp", f"--udf_file={udf}", "--udf_function=rename"],
+    )  # fmt: skip
+
+    assert report.balanced
+    renamed = [{**without(e, "uid"), "user_id": e["uid"]} for e in data]
+    rows = read_jsonl(tmp_path / "out")
+    assert sum(r["event_count"] for r in rows) == len(renamed)
+    assert {r["user_id"] for r in rows} == {e["user_id"] for e in renamed}
+    dead = read_jsonl(tmp_path / "out_dead_letter")
+    assert [(d["reason"], d["step"]) for d in dead] == [("missing_field", "fields")]
