@@ -104,7 +104,7 @@ class RequiredField:
 
     def read(self, data: dict[str, Any]) -> Any:
         """Returns the field's value in ``data``, or a sentinel when it is absent."""
-        if not self.nested:
+        if not self.nested or "." not in self.path:
             return data.get(self.path, _MISSING)
         value: Any = data
         for part in self.path.split("."):
@@ -114,26 +114,19 @@ class RequiredField:
         return value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool))
+_SCALARS = frozenset({str, int, float, bool})
+_NUMBERS = frozenset({int, float})
 
 
 def _problem(required: RequiredField, value: Any) -> RecordError | None:
     """Returns the error of a value for a required field, or None when it fits."""
     kind = required.kind
-    if value is _MISSING or (value is None and kind == "key"):
-        if kind == "join_key":
+    if value is _MISSING or value is None:
+        if kind == "join_key" or (value is None and kind != "key"):
             return None
         what = "has no field" if value is _MISSING else "has null in field"
         return MissingField(f"the record {what} {required.path!r} ({required.why})")
-    if value is None or kind == "any":
-        return None
-    fits = _is_number(value) if kind == "number" else _is_scalar(value)
-    if fits:
+    if kind == "any" or value.__class__ in (_NUMBERS if kind == "number" else _SCALARS):
         return None
     wanted = "a number" if kind == "number" else "a string, number or boolean"
     return WrongType(
@@ -151,11 +144,14 @@ class FieldCheck:
     """Checks records against required fields; raises `MissingField` or `WrongType`.
 
     Args:
-        fields: the required fields; several entries for one path all apply.
+        fields: the required fields; a path named twice with the same kind is checked once.
     """
 
     def __init__(self, fields: Iterable[RequiredField]) -> None:
-        self.fields = tuple(dict.fromkeys(fields))
+        unique: dict[tuple[str, str, bool], RequiredField] = {}
+        for required in fields:
+            unique.setdefault((required.path, required.kind, required.nested), required)
+        self.fields = tuple(unique.values())
 
     def __bool__(self) -> bool:
         return bool(self.fields)
