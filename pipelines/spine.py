@@ -259,7 +259,10 @@ def read_and_parse(
     errors = [parse_errors]
     udf = config.parse.udf
     if udf is not None:
-        records, udf_errors = records | "UDF" >> ApplyUdf(config.pipeline, udf)
+        parse = config.parse
+        records, udf_errors = records | "UDF" >> ApplyUdf(
+            config.pipeline, udf, parse.schema, parse.unknown_fields
+        )
         errors.append(udf_errors)
     check = FieldCheck(config.parse.required)
     if check:
