@@ -58,10 +58,11 @@ def assert_dead(
 
 def test_sessionize_dead_letters_bad_keys_and_times_a_session_cannot_hold(tmp_path: Path) -> None:
     good = [{"user_id": "u1", "ts": TS}, {"user_id": 7, "ts": "0001-01-01T00:00:00Z"}]
+    # (step, reason) -> rows: the key field is checked (step fields) before the sessions.
     bad = {
-        "bad_key": [{"user_id": ["a"], "ts": TS}, {"user_id": {"id": 1}, "ts": TS}],
-        "missing_key": [{"user_id": None, "ts": TS}, {"ts": TS}],
-        "bad_timestamp": [{"user_id": "u2", "ts": "9999-12-31T23:59:59Z"}],
+        ("fields", "wrong_type"): [{"user_id": ["a"], "ts": TS}, {"user_id": {"id": 1}, "ts": TS}],
+        ("fields", "missing_field"): [{"user_id": None, "ts": TS}, {"ts": TS}],
+        ("sessions", "bad_timestamp"): [{"user_id": "u2", "ts": "9999-12-31T23:59:59Z"}],
     }
     hostile = [row for rows in bad.values() for row in rows]
     source = write_lines(tmp_path / "in.jsonl", good + hostile)
@@ -79,10 +80,10 @@ def test_sessionize_dead_letters_bad_keys_and_times_a_session_cannot_hold(tmp_pa
     assert report.count(WRITTEN) == len(good)  # one session each
     found = by_payload(dead_letters(tmp_path / "dlq"))
     assert len(found) == len(hostile)
-    for reason, rows in bad.items():
+    for (step, reason), rows in bad.items():
         assert report.count(f"{DEAD_LETTERED}.{reason}") == len(rows)
         for row in rows:
-            assert_dead(found, row, "sessions", reason)
+            assert_dead(found, row, step, reason)
 
 
 @pytest.fixture
