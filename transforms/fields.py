@@ -2,7 +2,7 @@
 
 Without a schema a pipeline accepts any JSON object, so what its options name (group keys and
 aggregated fields of a spec, a session key, an enrich join key) is checked per record, right
-after Parse (and the UDF, if any): a record without such a field is dead-lettered with reason
+after Parse (and the UDF, if any): a record without a key field is dead-lettered with reason
 ``missing_field``, one whose value is of the wrong kind with ``wrong_type``; both at step
 ``fields``, the message naming the field (dotted for nested fields). Good records pass untouched.
 
@@ -10,11 +10,11 @@ Kinds (`Kind`):
 
 * ``key``: a group, session or join key: present, not null, and a string, number or boolean
   (an object or a list cannot key a group).
-* ``number``: an aggregated number (``sum``, ``mean``, ``approx_quantile``): present; null means
-  "no value" and is skipped by the aggregate, as in SQL; otherwise an integer or a float.
-* ``scalar``: an aggregated value that is compared (``min``, ``max``): present; null or a
-  string, number or boolean.
-* ``any``: present, whatever its value (``approx_count_distinct``, ``latest``).
+* ``number``: an aggregated number (``sum``, ``mean``, ``approx_quantile``): an integer or a
+  float; absent or null means "no value", skipped by the aggregate as in SQL.
+* ``scalar``: an aggregated value that is compared (``min``, ``max``): a string, number or
+  boolean; absent or null skipped.
+* ``any``: whatever its value (``approx_count_distinct``, ``latest``); listed for completeness.
 
 A key template of an enrich step (``customer:{customer_id}``) is checked with ``join_key``:
 a join field may be missing (the enrich step's ``--on_missing`` says what happens then), but
@@ -122,7 +122,7 @@ def _problem(required: RequiredField, value: Any) -> RecordError | None:
     """Returns the error of a value for a required field, or None when it fits."""
     kind = required.kind
     if value is _MISSING or value is None:
-        if kind == "join_key" or (value is None and kind != "key"):
+        if kind != "key":
             return None
         what = "has no field" if value is _MISSING else "has null in field"
         return MissingField(f"the record {what} {required.path!r} ({required.why})")

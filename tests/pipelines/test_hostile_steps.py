@@ -113,7 +113,7 @@ def test_enrich_and_alert_dead_letters_failing_rules_and_unreadable_profiles(
     tmp_path: Path, profiles: str
 ) -> None:
     rows = [{"customer_id": c, "amount": 1, "ts": TS} for c in ("c1", "c2", "c3", "c9")]
-    rows.append({"customer_id": ["c1"], "amount": 2, "ts": TS})  # a list key: no profile
+    rows.append({"customer_id": ["c1"], "amount": 2, "ts": TS})  # a list cannot be a join key
     source = write_lines(tmp_path / "in.jsonl", rows)
 
     report = run_alerts(tmp_path, source, profiles)
@@ -121,15 +121,16 @@ def test_enrich_and_alert_dead_letters_failing_rules_and_unreadable_profiles(
     assert report.balanced, report.render()
     assert report.count(READ) == len(rows)
     # c3's profile cannot be read: dead-lettered by enrich; the others are enriched and written.
-    assert report.count("enriched") == report.count(WRITTEN) == len(rows) - 1
+    assert report.count("enriched") == report.count(WRITTEN) == len(rows) - 2
     found = by_payload(dead_letters(tmp_path / "dlq"))
-    assert len(found) == 2
+    assert len(found) == 3
     assert_dead(found, rows[2], "enrich", "bad_reference")
+    assert_dead(found, rows[4], "fields", "wrong_type")
     # c2's profile has no tier: its rule fails, the record itself is written, only its alert lost.
     assert_dead(found, rows[1], "route", "rule_error")
     assert "KeyError" in found[line_bytes(rows[1])]["error_message"]
     written = sorted(json.dumps(r["customer_id"]) for r in dead_letters(tmp_path / "out"))
-    assert written == sorted(json.dumps(r["customer_id"]) for r in rows if r is not rows[2])
+    assert written == sorted(json.dumps(r["customer_id"]) for r in rows[:2] + rows[3:4])
     alerts = dead_letters(tmp_path / "alerts")
     assert [(a["customer_id"], a["alert"]) for a in alerts] == [("c1", "gold")]
 
