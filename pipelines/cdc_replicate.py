@@ -63,7 +63,6 @@ __all__ = ["PIPELINE", "CdcConfig", "build", "configure"]
 NAME = "cdc_replicate"
 
 _PARSE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "schema": {"default": "none"},
     "event_time_field": {
         "default": "none",
         "help": "Field holding the event time, which times delete markers: 'none' keeps the "

@@ -71,6 +71,7 @@ def demo_argv(argv: Sequence[str]) -> list[str]:
     argv_out = [
         f"--source={source}",
         "--spec=builtin:api_metrics",
+        "--schema=builtin:events",
         "--console=true",
         f"--dead_letter=file://{output}/dead_letter",
     ]

@@ -45,8 +45,11 @@ from transforms.enrich import (
     UNAVAILABLE_POLICIES,
     EnrichSettings,
     enrich_from_uri,
+    parse_key,
 )
+from transforms.fields import RequiredField, aggregate_fields
 from transforms.io.base import Sink, SinkContext
+from transforms.io.endpoint import Endpoint
 from transforms.io.registry import make_sink
 from transforms.message import Record
 from transforms.metrics import Count
@@ -167,11 +170,6 @@ OPTIONS = (
     ),
 )
 
-_PARSE_OPTIONS = tuple(
-    replace(option, default="none") if option.name == "schema" else option
-    for option in PARSE_OPTIONS
-)
-
 
 @dataclass(frozen=True)
 class AlertConfig(SpineView):
@@ -248,6 +246,13 @@ def _bursts(values: dict[str, Any], parse: ParseSettings) -> AggregateSpec | Non
         raise OptionError(f"--burst_*: {error}") from None
 
 
+def _required(profiles: str, bursts: AggregateSpec | None) -> tuple[RequiredField, ...]:
+    """The fields records need: the join key's (if present, a scalar) and the burst key."""
+    key = parse_key(Endpoint.parse(profiles).params["key"], "--profiles")
+    joined = tuple(RequiredField(name, "join_key", "--profiles key") for name in key.fields)
+    return joined + (aggregate_fields(bursts, "--burst_key") if bursts is not None else ())
+
+
 def configure(values: dict[str, Any]) -> AlertConfig:
     """Validates the options and builds the steps and endpoints (nothing runs)."""
     parse = ParseSettings.from_options(values)
@@ -272,6 +277,7 @@ def configure(values: dict[str, Any]) -> AlertConfig:
         raise OptionError(f"--profiles: {error}") from None
     route = _route(values)
     bursts = _bursts(values, parse)
+    parse = replace(parse, required=_required(values["profiles"], bursts))
     output = SinkContext(NAME, None, parse.time_field)
     return AlertConfig(
         spine=SpineConfig.from_options(NAME, values, parse, output),
@@ -324,7 +330,7 @@ PIPELINE = PipelineSpec(
         "profile.typical_amount...) and customers with more than N transactions in a window. "
         "Failures go to the dead-letter sink."
     ),
-    options=COMMON_OPTIONS + _PARSE_OPTIONS + OPTIONS,
+    options=COMMON_OPTIONS + PARSE_OPTIONS + OPTIONS,
     configure=configure,
     build=build,
     delivered=ENRICHED,

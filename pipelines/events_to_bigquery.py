@@ -9,7 +9,7 @@ Graph::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import apache_beam as beam
@@ -28,6 +28,7 @@ from pipelines.spine import (
 from transforms.aggregate import WindowedAggregate, row_schema
 from transforms.aggregate_spec import AggregateSpec, SpecError
 from transforms.blocks import Block
+from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
 
@@ -53,7 +54,7 @@ COUNTS_OPTIONS = (
     Option(
         "counts_group_by",
         "Comma-separated fields the counts are grouped by (empty: one count per window).",
-        default="event_type",
+        default="",
         group="Per-window counts",
     ),
 )
@@ -98,6 +99,8 @@ def configure(values: dict[str, Any]) -> EventsConfig:
     """Validates the options of this pipeline."""
     parse = ParseSettings.from_options(values)
     counts = _counts(values, parse)
+    if counts is not None:
+        parse = replace(parse, required=aggregate_fields(counts[0], "--counts_group_by"))
     return EventsConfig(SpineConfig.from_options(NAME, values, parse), counts)
 
 

@@ -29,6 +29,7 @@ from pipelines.spine import (
 from transforms.aggregate import AGGREGATED, WindowedAggregate, row_schema
 from transforms.aggregate_blocks import AggregateBlocks
 from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
 
@@ -102,6 +103,7 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
     """Validates the options: the spec, its fields against the schema, the endpoints."""
     spec = load_spec(values["spec"])
     parse = ParseSettings.from_options(values, event_time_field=spec.event_time)
+    parse = replace(parse, required=aggregate_fields(spec, "the spec's"))
     if parse.event_time is None:
         raise OptionError("an aggregation needs event times: set event_time in the spec")
     if parse.schema is not None:

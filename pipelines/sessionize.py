@@ -11,7 +11,7 @@ parameters); for any other sink ``--dead_letter`` must be given. Where they go i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import apache_beam as beam
@@ -30,6 +30,7 @@ from pipelines.spine import (
 from transforms.aggregate import AGGREGATED
 from transforms.aggregate_sessions import BoundedSessions
 from transforms.durations import parse_duration
+from transforms.fields import RequiredField
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint
 from transforms.sessions import Sessionize, SessionizeBlocks, SessionSpec, session_schema
@@ -149,6 +150,7 @@ def configure(values: dict[str, Any]) -> SessionizeConfig:
     if parse.event_time is None:
         raise OptionError("sessions need event times: set --event_time_field")
     sessions = _sessions(values, parse)
+    parse = replace(parse, required=(RequiredField(sessions.key_field, "key", "--key_field"),))
     if not values["dead_letter"]:
         values = {**values, "dead_letter": default_dead_letter(values["sink"])}
         log.warning("%s: no --dead_letter given: dead letters go to %s", NAME,

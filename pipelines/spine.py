@@ -17,6 +17,7 @@ import apache_beam as beam
 from pipelines.options import Option, OptionError
 from pipelines.udf import UDF_OPTIONS, ApplyUdf, Udf
 from transforms.dead_letter import DEAD_LETTER_SCHEMA, CountDeadLetters
+from transforms.fields import CheckFieldBlocks, CheckFields, FieldCheck, RequiredField
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.registry import make_sink, make_source
 from transforms.metrics import READ, Count
@@ -41,7 +42,7 @@ PARSE_OPTIONS = (
         "schema",
         "Record schema: a BigQuery schema or JSON Schema file, 'builtin:events', or 'none' to "
         "accept any JSON object.",
-        default="builtin:events",
+        default="none",
         group="Parse",
     ),
     Option(
@@ -104,6 +105,8 @@ class ParseSettings:
         max_payload_bytes: the payload size limit.
         unknown_fields: ``reject``, ``drop`` or ``keep``.
         udf: the Python UDF applied to every parsed record, if any.
+        required: the fields the pipeline's options name, checked on every record after
+            Parse and the UDF (see `transforms.fields`).
     """
 
     schema: Schema | None
@@ -111,6 +114,7 @@ class ParseSettings:
     max_payload_bytes: int
     unknown_fields: Any
     udf: Udf | None = None
+    required: tuple[RequiredField, ...] = ()
 
     @classmethod
     def from_options(
@@ -235,6 +239,9 @@ def read_and_parse(
 ) -> tuple[beam.PCollection, beam.PCollection]:
     """Reads the source, counts what is read, parses it and applies the UDF, if any.
 
+    Then it checks the fields the pipeline's options name (`ParseSettings.required`, see
+    `transforms.fields`).
+
     Args:
         pipeline: the Beam pipeline.
         config: the pipeline's endpoints and parse settings.
@@ -242,21 +249,28 @@ def read_and_parse(
             drops Debezium tombstones, counted).
 
     Returns:
-        ``(records, errors)``: `Record`s, and dead-letter dicts of what did not parse or
-        what the UDF failed on.
+        ``(records, errors)``: `Record`s, and dead-letter dicts of what did not parse, what
+        the UDF failed on and what lacks a required field.
     """
     messages = pipeline | "Read" >> config.source | "Count read" >> Count(READ)
     if before_parse is not None:
         messages = messages | before_parse
-    records, errors = messages | "Parse" >> _parse(config, ParseJson)
+    records, parse_errors = messages | "Parse" >> _parse(config, ParseJson)
+    errors = [parse_errors]
     udf = config.parse.udf
-    if udf is None:
-        return records, errors
-    parse = config.parse
-    records, udf_errors = records | "UDF" >> ApplyUdf(
-        config.pipeline, udf, parse.schema, parse.unknown_fields
-    )
-    return records, (errors, udf_errors) | "Parse and UDF errors" >> beam.Flatten()
+    if udf is not None:
+        parse = config.parse
+        records, udf_errors = records | "UDF" >> ApplyUdf(
+            config.pipeline, udf, parse.schema, parse.unknown_fields
+        )
+        errors.append(udf_errors)
+    check = FieldCheck(config.parse.required)
+    if check:
+        records, field_errors = records | "Check fields" >> CheckFields(config.pipeline, check)
+        errors.append(field_errors)
+    if len(errors) == 1:
+        return records, parse_errors
+    return records, tuple(errors) | "Parse, UDF and field errors" >> beam.Flatten()
 
 
 def read_and_parse_blocks(
@@ -268,11 +282,12 @@ def read_and_parse_blocks(
 
     It can when the source reads in blocks (`Source.blocks`) and no UDF is set (a UDF takes
     one record at a time). ``before_parse`` is a step on the blocks of `Message`s between the
-    read and Parse.
+    read and Parse. The required fields are checked as `read_and_parse` checks them.
 
     Returns:
         ``(blocks, errors)``: lists of ``(Record, event_time)`` pairs (see
-        `transforms.parse.ParseJsonBlocks`), and dead-letter dicts of what did not parse.
+        `transforms.parse.ParseJsonBlocks`), and dead-letter dicts of what did not parse or
+        lacks a required field.
     """
     read = config.source.blocks()
     if read is None or config.parse.udf is not None:
@@ -280,7 +295,12 @@ def read_and_parse_blocks(
     blocks = pipeline | "Read" >> read | "Count read" >> Count(READ, blocks=True)
     if before_parse is not None:
         blocks = blocks | before_parse
-    return blocks | "Parse" >> _parse(config, ParseJsonBlocks)
+    parsed, parse_errors = blocks | "Parse" >> _parse(config, ParseJsonBlocks)
+    check = FieldCheck(config.parse.required)
+    if not check:
+        return parsed, parse_errors
+    parsed, field_errors = parsed | "Check fields" >> CheckFieldBlocks(config.pipeline, check)
+    return parsed, (parse_errors, field_errors) | "Parse, UDF and field errors" >> beam.Flatten()
 
 
 def _parse(config: SpineConfig, kind: type[ParseJson]) -> ParseJson:

@@ -64,18 +64,28 @@ class EventTime:
         return cls(field=spec, unit=unit)
 
     def read(self, data: dict[str, Any], attributes: dict[str, str]) -> float:
-        """Returns the event time in epoch seconds; raises `BadTimestamp` if it is not there."""
+        """Returns the event time in epoch seconds.
+
+        Raises:
+            BadTimestamp: the time is not there or cannot be read; the message names the
+                field (or attribute).
+        """
+        value: Any
         if self.attribute is not None:
-            return parse_timestamp(attributes.get(self.attribute), self.unit)
-        assert self.field is not None
-        if "." not in self.field:  # the common case, read directly
-            return parse_timestamp(data.get(self.field), self.unit)
-        value: Any = data
-        for part in self.field.split("."):
-            if not isinstance(value, dict):
-                raise BadTimestamp(f"event time field {self.field!r} is missing")
-            value = value.get(part)
-        return parse_timestamp(value, self.unit)
+            value = attributes.get(self.attribute)
+        else:
+            field = self.field or ""
+            if "." not in field:  # the common case, read directly
+                value = data.get(field)
+            else:
+                value = data
+                for part in field.split("."):
+                    value = value.get(part) if isinstance(value, dict) else None
+        try:
+            return parse_timestamp(value, self.unit)
+        except BadTimestamp as exc:
+            where = f"attribute {self.attribute!r}" if self.attribute else f"field {self.field!r}"
+            raise BadTimestamp(f"event time {where}: {exc}") from None
 
 
 class _Parser:

@@ -56,6 +56,10 @@ def file_args(path: Path, out: Path) -> list[str]:
             f"--dead_letter=file://{out}-dead-letter"]  # fmt: skip
 
 
+# The events of `bench.data` are the generator's: the suite checks them as the baselines do.
+EVENTS_SCHEMA = "--schema=builtin:events"
+
+
 @dataclass(frozen=True)
 class Job:
     """A benchmark job.

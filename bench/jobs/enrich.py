@@ -21,7 +21,7 @@ from typing import Any
 import apache_beam as beam
 
 from bench.data import events_file
-from bench.jobs.common import Decode, Job, file_args, loops
+from bench.jobs.common import EVENTS_SCHEMA, Decode, Job, file_args, loops
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.spine import (
@@ -176,7 +176,7 @@ def _enrich_suite(path: Path, out: Path) -> int:
     from pipelines.run import run_pipeline
 
     reference = f"file://{table_of(path)}?key={{user_id}}"
-    report = run_pipeline(SUITE, [*file_args(path, out), f"--reference={reference}"])
+    report = run_pipeline(SUITE, [*file_args(path, out), f"--reference={reference}", EVENTS_SCHEMA])
     assert report.balanced, report.render()
     return report.count(WRITTEN)
 

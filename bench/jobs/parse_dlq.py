@@ -17,7 +17,7 @@ from apache_beam import coders
 from apache_beam.pvalue import TaggedOutput
 
 from bench.data import events_file
-from bench.jobs.common import ROOT, Decode, Job, file_args, loops, run_suite
+from bench.jobs.common import EVENTS_SCHEMA, ROOT, Decode, Job, file_args, loops, run_suite
 from transforms.errors import BadTimestamp
 from transforms.event_time import parse_timestamp
 
@@ -102,7 +102,7 @@ def _parse_naive(path: Path, out: Path) -> int:
 
 
 def _parse_suite(path: Path, out: Path) -> int:
-    return run_suite("events_to_bigquery", file_args(path, out)).count("written")
+    return run_suite("events_to_bigquery", [*file_args(path, out), EVENTS_SCHEMA]).count("written")
 
 
 JOB = Job(

@@ -13,7 +13,7 @@ from typing import Any
 import apache_beam as beam
 
 from bench.data import events_file
-from bench.jobs.common import Decode, Job, file_args, loops, run_suite
+from bench.jobs.common import EVENTS_SCHEMA, Decode, Job, file_args, loops, run_suite
 from transforms.event_time import format_timestamp, parse_timestamp
 
 GAP = 300
@@ -82,7 +82,7 @@ def _session_naive(path: Path, out: Path) -> int:
 
 
 def _session_suite(path: Path, out: Path) -> int:
-    args = [*file_args(path, out), "--key_field=user_id", "--gap=5m"]
+    args = [*file_args(path, out), "--key_field=user_id", "--gap=5m", EVENTS_SCHEMA]
     return run_suite("sessionize", args).count("written")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import apache_beam as beam
 
 from bench.data import events_file
-from bench.jobs.common import Decode, Job, Variant, file_args, loops, run_suite
+from bench.jobs.common import EVENTS_SCHEMA, Decode, Job, Variant, file_args, loops, run_suite
 from transforms.event_time import parse_timestamp
 
 WINDOW = 60
@@ -97,9 +97,8 @@ HOP_SPEC = (
 
 def _metrics_suite(spec: str) -> Variant:
     def run(path: Path, out: Path) -> int:
-        return run_suite("metrics_to_redis", [*file_args(path, out), f"--spec={spec}"]).count(
-            "written"
-        )
+        args = [*file_args(path, out), f"--spec={spec}", EVENTS_SCHEMA]
+        return run_suite("metrics_to_redis", args).count("written")
 
     return run
 

@@ -124,7 +124,8 @@ def test_events_to_bigquery_counts_skip_and_count_what_they_cannot_window(tmp_pa
         get_pipeline("events_to_bigquery"),
         [f"--source=file://{source}", f"--sink=file://{tmp_path}/out", "--schema=none",
          "--event_time_field=ts", f"--dead_letter=file://{tmp_path}/dlq",
-         f"--counts_sink=file://{tmp_path}/counts", "--counts_window=60s"],
+         f"--counts_sink=file://{tmp_path}/counts", "--counts_window=60s",
+         "--counts_group_by=event_type"],
     )  # fmt: skip
 
     assert report.balanced, report.render()

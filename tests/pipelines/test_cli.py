@@ -70,7 +70,7 @@ def test_bad_option_value_names_the_option(tmp_path: Path) -> None:
     result = cli(
         "run", "events_to_bigquery", "--source=generator://events?count=1",
         f"--sink=file://{tmp_path}/o", f"--dead_letter=file://{tmp_path}/d",
-        "--event_time_field=when",
+        "--event_time_field=when", "--schema=builtin:events",
     )  # fmt: skip
     assert result.returncode == 2
     assert "--event_time_field=when" in result.stderr
@@ -99,7 +99,7 @@ def test_run_file_to_file_accounts_for_every_line(tmp_path: Path) -> None:
 
     result = cli(
         "run", "events_to_bigquery", f"--source=file://{source}", f"--sink=file://{out}",
-        f"--dead_letter=file://{dlq}", "--max_payload_bytes=4096",
+        f"--dead_letter=file://{dlq}", "--max_payload_bytes=4096", "--schema=builtin:events",
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
@@ -165,7 +165,7 @@ def test_parquet_sink_writes_files_and_balances(tmp_path: Path) -> None:
     result = cli(
         "run", "events_to_bigquery", "--source=generator://events?count=3000&malformed=0.05",
         f"--sink=file://{tmp_path}/events?format=parquet",
-        f"--dead_letter=file://{tmp_path}/dead_letter",
+        f"--dead_letter=file://{tmp_path}/dead_letter", "--schema=builtin:events",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / "events") in result.stdout

@@ -263,7 +263,7 @@ def test_a_bigquery_sink_needs_an_existing_table_since_enriched_records_have_no_
             "--dead_letter=stdout://", "--alert_sink=stdout://",
             "--profiles=redis://127.0.0.1:6390/0?key=p:{customer_id}", *schema]  # fmt: skip
     table = "bigquery://local-project:d.t?endpoint=http://127.0.0.1:9050"
-    with pytest.raises(EndpointError, match="create=never with an existing table"):
+    with pytest.raises(EndpointError, match="create the table first"):
         build_pipeline(get_pipeline("enrich_and_alert"), [*base, f"--sink={table}"])
     _, config = build_pipeline(
         get_pipeline("enrich_and_alert"), [*base, f"--sink={table}&create=never"]

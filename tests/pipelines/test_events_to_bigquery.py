@@ -21,6 +21,7 @@ def test_balance_from_metrics_matches_the_files(tmp_path: Path) -> None:
         get_pipeline("events_to_bigquery"),
         [
             f"--source=generator://events?count={count}&seed=3&malformed=0.04&late=0.1",
+            "--schema=builtin:events",
             f"--sink=file://{tmp_path}/out",
             f"--dead_letter=file://{tmp_path}/dlq",
         ],
@@ -61,7 +62,7 @@ def test_per_window_counts_match_plain_python_and_keep_the_balance(tmp_path: Pat
         get_pipeline("events_to_bigquery"),
         [f"--source=file://{source}", f"--sink=file://{tmp_path}/out",
          f"--dead_letter=file://{tmp_path}/dlq", f"--counts_sink=file://{tmp_path}/counts",
-         "--counts_window=60s"],
+         "--counts_window=60s", "--counts_group_by=event_type"],
     )  # fmt: skip
 
     assert report.balanced

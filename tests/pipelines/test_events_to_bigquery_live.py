@@ -86,7 +86,7 @@ def test_pubsub_to_bigquery_rows_land_and_failures_are_dead_lettered(
     endpoint = f"endpoint={bigquery_emulator.endpoint}"
 
     ids = run_live(
-        [f"--source=pubsub://{subscription}",
+        [f"--source=pubsub://{subscription}", "--schema=builtin:events",
          f"--sink=bigquery://{PROJECT}:{unique_name}.events?{endpoint}",
          f"--dead_letter=bigquery://{PROJECT}:{unique_name}.dead_letter?{endpoint}"],
         topic,

@@ -58,10 +58,11 @@ def assert_dead(
 
 def test_sessionize_dead_letters_bad_keys_and_times_a_session_cannot_hold(tmp_path: Path) -> None:
     good = [{"user_id": "u1", "ts": TS}, {"user_id": 7, "ts": "0001-01-01T00:00:00Z"}]
+    # (step, reason) -> rows: the key field is checked (step fields) before the sessions.
     bad = {
-        "bad_key": [{"user_id": ["a"], "ts": TS}, {"user_id": {"id": 1}, "ts": TS}],
-        "missing_key": [{"user_id": None, "ts": TS}, {"ts": TS}],
-        "bad_timestamp": [{"user_id": "u2", "ts": "9999-12-31T23:59:59Z"}],
+        ("fields", "wrong_type"): [{"user_id": ["a"], "ts": TS}, {"user_id": {"id": 1}, "ts": TS}],
+        ("fields", "missing_field"): [{"user_id": None, "ts": TS}, {"ts": TS}],
+        ("sessions", "bad_timestamp"): [{"user_id": "u2", "ts": "9999-12-31T23:59:59Z"}],
     }
     hostile = [row for rows in bad.values() for row in rows]
     source = write_lines(tmp_path / "in.jsonl", good + hostile)
@@ -79,10 +80,10 @@ def test_sessionize_dead_letters_bad_keys_and_times_a_session_cannot_hold(tmp_pa
     assert report.count(WRITTEN) == len(good)  # one session each
     found = by_payload(dead_letters(tmp_path / "dlq"))
     assert len(found) == len(hostile)
-    for reason, rows in bad.items():
+    for (step, reason), rows in bad.items():
         assert report.count(f"{DEAD_LETTERED}.{reason}") == len(rows)
         for row in rows:
-            assert_dead(found, row, "sessions", reason)
+            assert_dead(found, row, step, reason)
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ def test_enrich_and_alert_dead_letters_failing_rules_and_unreadable_profiles(
     tmp_path: Path, profiles: str
 ) -> None:
     rows = [{"customer_id": c, "amount": 1, "ts": TS} for c in ("c1", "c2", "c3", "c9")]
-    rows.append({"customer_id": ["c1"], "amount": 2, "ts": TS})  # a list key: no profile
+    rows.append({"customer_id": ["c1"], "amount": 2, "ts": TS})  # a list cannot be a join key
     source = write_lines(tmp_path / "in.jsonl", rows)
 
     report = run_alerts(tmp_path, source, profiles)
@@ -120,15 +121,16 @@ def test_enrich_and_alert_dead_letters_failing_rules_and_unreadable_profiles(
     assert report.balanced, report.render()
     assert report.count(READ) == len(rows)
     # c3's profile cannot be read: dead-lettered by enrich; the others are enriched and written.
-    assert report.count("enriched") == report.count(WRITTEN) == len(rows) - 1
+    assert report.count("enriched") == report.count(WRITTEN) == len(rows) - 2
     found = by_payload(dead_letters(tmp_path / "dlq"))
-    assert len(found) == 2
+    assert len(found) == 3
     assert_dead(found, rows[2], "enrich", "bad_reference")
+    assert_dead(found, rows[4], "fields", "wrong_type")
     # c2's profile has no tier: its rule fails, the record itself is written, only its alert lost.
     assert_dead(found, rows[1], "route", "rule_error")
     assert "KeyError" in found[line_bytes(rows[1])]["error_message"]
     written = sorted(json.dumps(r["customer_id"]) for r in dead_letters(tmp_path / "out"))
-    assert written == sorted(json.dumps(r["customer_id"]) for r in rows if r is not rows[2])
+    assert written == sorted(json.dumps(r["customer_id"]) for r in rows[:2] + rows[3:4])
     alerts = dead_letters(tmp_path / "alerts")
     assert [(a["customer_id"], a["alert"]) for a in alerts] == [("c1", "gold")]
 

@@ -141,7 +141,7 @@ def test_bad_spec_fails_before_the_pipeline_starts(tmp_path: Path) -> None:
     spec.write_text(SPEC.replace("max(latency_ms)", "max(latency)"))
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", "run", "metrics_to_redis",
-         "--source=generator://events?count=10", f"--spec={spec}",
+         "--source=generator://events?count=10", f"--spec={spec}", "--schema=builtin:events",
          f"--sink=file://{tmp_path}/o", f"--dead_letter=file://{tmp_path}/d"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

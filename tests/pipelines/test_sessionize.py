@@ -110,7 +110,8 @@ def test_unknown_key_field_fails_before_anything_runs(tmp_path: Path) -> None:
     source.write_text(json.dumps(activity()[0]) + "\n")
     result = subprocess.run(
         [sys.executable, "-m", "pipelines", "run", "sessionize", f"--source=file://{source}",
-         f"--sink=file://{tmp_path}/o", "--key_field=account", "--gap=30m"],
+         f"--sink=file://{tmp_path}/o", "--key_field=account", "--gap=30m",
+         "--schema=builtin:events"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2

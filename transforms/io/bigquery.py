@@ -10,7 +10,9 @@ URI::
 * ``endpoint``: the REST URL of a BigQuery emulator; without it ``BIGQUERY_EMULATOR_HOST`` or,
   when that is unset, the real BigQuery API with Application Default Credentials.
 * ``create``: ``if_needed`` (default) creates the dataset and table from the schema unless they
-  exist; ``never`` requires the table to exist.
+  exist; ``never`` requires the table to exist. Without a schema (a pipeline run without
+  ``--schema``), ``if_needed`` reads the schema of the existing table when the sink is built,
+  and refuses to build when the table does not exist.
 * ``partition_field``: a ``TIMESTAMP`` or ``DATE`` field of the schema; the created table is
   partitioned by day on it.
 * ``cluster``: up to four comma-separated fields of the schema to cluster the created table by.
@@ -53,7 +55,13 @@ from transforms.io.batching import (
     Pending,
     dead_letter,
 )
-from transforms.io.bigquery_client import bounded_retry, ensure_table, is_transient, make_client
+from transforms.io.bigquery_client import (
+    bounded_retry,
+    ensure_table,
+    is_transient,
+    make_client,
+    table_schema,
+)
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
@@ -81,6 +89,7 @@ MAX_REQUEST_BYTES = 9_000_000
 ROW_TOO_LARGE = "row_too_large"
 _ROW_OVERHEAD = 40  # '{"json": , "insertId": ""}, ' around each row and its id
 MAX_CLUSTER_FIELDS = 4
+SCHEMA_TIMEOUT = 10.0  # the most seconds reading an existing table's schema may take
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
 
 _PARAMS = frozenset({"endpoint", "create", "partition_field", "cluster", "batch_size", "attempts"})
@@ -358,7 +367,8 @@ class BigQuerySink(Sink):
     Raises:
         EndpointError: from the constructor, for a URI that cannot work: a table not named
             ``PROJECT:DATASET.TABLE``, unknown parameters, partition or cluster fields that are
-            not suitable fields of the schema, or ``create=if_needed`` without a schema.
+            not suitable fields of the schema, or ``create=if_needed`` without a schema for a
+            table that does not exist.
     """
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
@@ -374,15 +384,15 @@ class BigQuerySink(Sink):
                 "of letters, digits and underscores"
             )
         self.table = f"{match['project']}.{match['dataset']}.{match['table']}"
+        self.emulator = endpoint.params.get("endpoint") or None
+        if self.emulator is not None and not self.emulator.startswith(("http://", "https://")):
+            raise EndpointError(f"{endpoint}: endpoint must be an http:// or https:// URL")
         self.schema = DEAD_LETTER_SCHEMA if context.dead_letter else context.schema
         self.create = endpoint.params.get("create", "if_needed")
         if self.create not in _CREATE_MODES:
             raise EndpointError(f"{endpoint}: create must be one of {list(_CREATE_MODES)}")
         if self.create == "if_needed" and self.schema is None:
-            raise EndpointError(
-                f"{endpoint}: create=if_needed needs the records' schema to create the table; "
-                "declare a schema or use create=never with an existing table"
-            )
+            self.schema = self._existing_schema(endpoint)
         self.partition_field = endpoint.params.get("partition_field") or self._default_partition()
         self.clustering = self._clustering(endpoint)
         self._check_layout(endpoint)
@@ -390,9 +400,32 @@ class BigQuerySink(Sink):
         if self.batch_size > MAX_BATCH_SIZE:
             raise EndpointError(f"{endpoint}: batch_size must be at most {MAX_BATCH_SIZE}")
         self.retry = RetryPolicy.from_endpoint(endpoint)
-        self.emulator = endpoint.params.get("endpoint") or None
-        if self.emulator is not None and not self.emulator.startswith(("http://", "https://")):
-            raise EndpointError(f"{endpoint}: endpoint must be an http:// or https:// URL")
+
+    def _existing_schema(self, endpoint: Endpoint) -> Schema:
+        """Returns the schema of the existing table, for records that come without one.
+
+        Raises:
+            EndpointError: the table does not exist (or cannot be read): the message says to
+                pass ``--schema``.
+        """
+        advice = (
+            "pass --schema (a BigQuery or JSON Schema file) so that the sink can create it, "
+            "or create the table first"
+        )
+        try:
+            client = make_client(self.table.split(".", 1)[0], self.emulator)
+            schema = table_schema(client, self.table, timeout=SCHEMA_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - any failure to read it gets the same advice
+            raise EndpointError(
+                f"{endpoint}: the records have no schema and the table's cannot be read "
+                f"({type(exc).__name__}: {exc}); {advice}"
+            ) from None
+        if schema is None:
+            raise EndpointError(
+                f"{endpoint}: table {self.table} does not exist and the records have no "
+                f"schema to create it from: {advice}"
+            )
+        return schema
 
     def _default_partition(self) -> str | None:
         """Returns the event-time field when the sink creates the table and may partition by it."""

@@ -29,6 +29,7 @@ __all__ = [
     "ensure_table",
     "is_transient",
     "make_client",
+    "table_schema",
 ]
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
@@ -86,6 +87,21 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, exceptions.GoogleAPICallError):
         return any(item.get("reason") in _TRANSIENT_REASONS for item in error.errors or ())
     return False
+
+
+def table_schema(client: bigquery.Client, table_ref: str, timeout: float = 30.0) -> Schema | None:
+    """Returns the schema of an existing table, or ``None`` when the table does not exist.
+
+    Args:
+        client: the client, from `make_client`.
+        table_ref: ``project.dataset.table``.
+        timeout: the most seconds the request, retries included, may take.
+    """
+    try:
+        table = client.get_table(table_ref, retry=bounded_retry(timeout), timeout=timeout)
+    except exceptions.NotFound:
+        return None
+    return Schema.from_bigquery([field.to_api_repr() for field in table.schema])
 
 
 def ensure_table(

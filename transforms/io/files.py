@@ -381,6 +381,12 @@ class FileSink(Sink):
             raise EndpointError(f"{endpoint}: use file:///absolute/folder")
         self.prefix = endpoint.params.get("prefix", "part")
         self.retry = RetryPolicy.from_endpoint(endpoint)
+        if self.format == "parquet" and context.schema is None and not context.dead_letter:
+            raise EndpointError(
+                f"{endpoint}: format=parquet needs the records' schema to give every file the "
+                "same columns: pass --schema (a BigQuery or JSON Schema file), or write "
+                "format=jsonl"
+            )
 
     def _file_sink(self, destination: Any) -> fileio.FileSink:
         if self.format == "parquet":

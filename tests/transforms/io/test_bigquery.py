@@ -28,7 +28,7 @@ from transforms.io.bigquery import (
     insert_id,
     to_json_row,
 )
-from transforms.io.bigquery_client import bounded_retry, make_client
+from transforms.io.bigquery_client import bounded_retry, ensure_table, make_client
 from transforms.io.endpoint import EndpointError
 from transforms.io.registry import make_sink
 from transforms.io.retry import RetryPolicy
@@ -371,9 +371,29 @@ def test_bad_uris_are_refused_before_any_pipeline_runs(uri: str, message: str) -
         make_sink(uri, SinkContext(pipeline="p", schema=SCHEMA))
 
 
-def test_create_if_needed_requires_a_schema() -> None:
-    with pytest.raises(EndpointError, match="needs the records' schema"):
-        make_sink("bigquery://local-project/ds.t", SinkContext(pipeline="p"))
+@pytest.mark.integration
+def test_without_a_schema_the_existing_tables_is_used_and_a_missing_table_refused(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    with pytest.raises(EndpointError, match="does not exist .* pass --schema"):
+        _sink(bigquery_emulator, f"{dataset}.events")
+    ensure_table(client, f"{PROJECT}.{dataset}.events", SCHEMA)
+
+    sink = _sink(bigquery_emulator, f"{dataset}.events")
+
+    assert sink.schema == SCHEMA
+    assert run_sink([_record(1, {"id": 7, "name": "x"})], sink)["written"] == 1
+    assert _query(client, f"SELECT id, name FROM `{PROJECT}.{dataset}.events`") == [
+        {"id": 7, "name": "x"}
+    ]
+
+
+def test_create_if_needed_requires_a_schema_or_a_readable_table() -> None:
+    with pytest.raises(EndpointError, match="pass --schema"):
+        make_sink(
+            "bigquery://local-project/ds.t?endpoint=http://127.0.0.1:9",
+            SinkContext(pipeline="p"),
+        )
     with pytest.raises(EndpointError, match="apply only to a table the sink creates"):
         make_sink(
             "bigquery://local-project/ds.t?create=never&partition_field=ts",

@@ -355,6 +355,11 @@ def test_file_sink_errors(uri: str, needle: str) -> None:
         FileSink(Endpoint.parse(uri), SinkContext("pipe"))
 
 
+def test_parquet_without_a_schema_is_refused_before_the_run() -> None:
+    with pytest.raises(EndpointError, match="format=parquet needs .* --schema"):
+        FileSink(Endpoint.parse("file:///tmp/out?format=parquet"), SinkContext("pipe"))
+
+
 def test_parquet_sink_writes_schema_valid_non_string_values(tmp_path: Path) -> None:
     schema = Schema((Field("ts", "TIMESTAMP"), Field("price", "NUMERIC"), Field("doc", "JSON")))
     row = {"ts": 1_764_064_800, "price": 2.5, "doc": {"a": 1}}
@@ -376,6 +381,7 @@ def test_endless_input_writes_every_record_even_behind_the_watermark(tmp_path: P
         get_pipeline("events_to_bigquery"),
         [
             "--source=generator://events?count=400&rate=20&speed=20&live=true&late=0.3&seed=4",
+            "--schema=builtin:events",
             f"--sink=file://{tmp_path}/out",
             f"--dead_letter=file://{tmp_path}/dlq",
         ],

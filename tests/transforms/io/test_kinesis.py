@@ -434,7 +434,7 @@ def test_events_to_bigquery_from_kinesis_lands_rows_and_balances(
     try:
         report = run_pipeline(
             get_pipeline("events_to_bigquery"),
-            [f"--source={uri(kinesis_server, stream)}",
+            [f"--source={uri(kinesis_server, stream)}", "--schema=builtin:events",
              f"--sink=bigquery://{BIGQUERY_PROJECT}:{dataset}.events?{endpoint}",
              f"--dead_letter=bigquery://{BIGQUERY_PROJECT}:{dataset}.dead_letter?{endpoint}"],
         )  # fmt: skip

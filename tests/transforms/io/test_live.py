@@ -367,6 +367,7 @@ def test_command_line_live_run_ends_balanced(tmp_path: Path) -> None:
             "run",
             "events_to_bigquery",
             "--source=generator://events?count=300&rate=50&speed=20&live=true",
+            "--schema=builtin:events",
             f"--sink=file://{tmp_path}/out",
             f"--dead_letter=file://{tmp_path}/dlq",
         ],

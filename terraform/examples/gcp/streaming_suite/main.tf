@@ -158,8 +158,12 @@ module "redis" {
 locals {
   dead_letter_uri = "bigquery://${module.bigquery.table_specs[local.shared.dead_letter_table]}?create=never"
   sinks = {
-    events_to_bigquery = { sink = "bigquery://${module.bigquery.table_specs[local.shared.events_table]}?create=never" }
-    metrics_to_redis   = { spec = "builtin:api_metrics" } # sink: the wiring module's redis_sink
+    # The events table holds the built-in events schema: records are validated against it.
+    events_to_bigquery = {
+      sink   = "bigquery://${module.bigquery.table_specs[local.shared.events_table]}?create=never"
+      schema = "builtin:events"
+    }
+    metrics_to_redis = { spec = "builtin:api_metrics", schema = "builtin:events" } # sink: the wiring module's redis_sink
     cdc_replicate = {
       sink   = "bigquery-replica://${var.project_id}:${module.bigquery.dataset_id}?tables=${join(",", var.cdc_source_tables)}"
       format = var.cdc_format

@@ -48,7 +48,7 @@ run "given_values_win_and_defaults_fill_the_rest" {
     error_message = "a given optional value must override the default"
   }
   assert {
-    condition     = output.parameters.max_seconds == "0.0" && output.parameters.schema == "builtin:events"
+    condition     = output.parameters.max_seconds == "0.0" && output.parameters.schema == "none"
     error_message = "options left out must carry their declared default"
   }
 }
