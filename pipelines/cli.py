@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,9 +43,21 @@ commands:
 
 
 def _run(name: str, argv: Sequence[str]) -> int:
-    report = run_pipeline(get_pipeline(name), argv)
+    """Runs a pipeline and prints its report; returns the exit code.
+
+    128 + the signal number when Ctrl-C (130) or SIGTERM (143) stopped the run, 1 when a
+    finished run is not balanced, else 0.
+    """
+    try:
+        report = run_pipeline(get_pipeline(name), argv)
+    except KeyboardInterrupt as stop:  # stopped before the run could report (a bounded run)
+        signum = int(getattr(stop, "signum", signal.SIGINT))
+        print(f"stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     print()
     print(report.render())
+    if report.stopped_by is not None:
+        return 128 + report.stopped_by
     return 0 if report.balanced or report.state != "DONE" else 1
 
 

@@ -5,13 +5,14 @@ Graph::
     source -> Parse -> Dedup -> Enrich(profiles) -> sink (every enriched record)
                                         |-> Route(rules) -> alert sink (or a route's own sink)
                                         `-> bursts: more than N per key in M minutes -> alert sink
-      parse failures + enrich failures + sink rejections -> dead letter
+      parse failures + enrich failures + rule failures + sink rejections -> dead letter
 
 Balance: ``read = enriched + dead_lettered + dropped`` (duplicates, and missing profiles when
 ``--on_missing=drop``); every enriched record goes to the sink, so with no sink rejection
 ``enriched = written``. Alerts are extra copies: their sinks count ``written_alerts`` (or
 ``written_alerts_<route>``), and their failures, dead-lettered with ``sink_`` reasons, are not
-input records.
+input records; nor is a rule that fails on a record (dead-lettered ``rule_error``, step
+``route``): the record itself was written, only its alerts are lost.
 
 Each alert is the enriched record with ``alert`` set to its rule's name; a burst alert is the
 window row (``window_start``, ``window_end``, the key, ``events``) with ``alert: burst``.
@@ -294,9 +295,11 @@ def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
     enriched, enrich_errors = records | "Enrich" >> config.enrich
     enriched = enriched | "Count enriched" >> Count(ENRICHED)
     errors = [parse_errors, enrich_errors, enriched | "Write" >> config.sink]
+    routes, rule_errors = enriched | "Route" >> Route(config.route, NAME)
+    errors.append(rule_errors)
     alerts = {
         name: routed | f"Alert {name}" >> beam.Map(_alert(name))
-        for name, routed in (enriched | "Route" >> Route(config.route)).items()
+        for name, routed in routes.items()
         if name != config.route.default
     }
     if config.bursts is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +26,20 @@ from transforms.metrics import (
     DEAD_LETTERED,
     DROPPED,
     READ,
+    RULE_ERROR,
     SINK_REASON_PREFIX,
     WRITTEN,
     counter_totals,
 )
 
-__all__ = ["RunReport", "build_pipeline", "describe_options", "run_pipeline", "runner_matrix"]
+__all__ = [
+    "RunReport",
+    "Stopped",
+    "build_pipeline",
+    "describe_options",
+    "run_pipeline",
+    "runner_matrix",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +55,11 @@ class RunReport:
         outputs: where the sink and the dead-letter sink wrote (credentials redacted).
         delivered: the counter of input records that reached their end: ``written`` for a
             pipeline that writes its records, ``aggregated`` for one that aggregates them (its
-            sinks then write rows, and their failures are not input records).
+            sinks then write rows, and their failures are not input records), ``enriched`` for
+            one that also writes copies (alerts, whose sink and rule failures are not input
+            records either).
+        stopped_by: the signal that stopped the run (``signal.SIGINT`` for Ctrl-C,
+            ``signal.SIGTERM``), or ``None`` when it ended by itself or after ``--max_seconds``.
     """
 
     pipeline: str
@@ -53,6 +67,7 @@ class RunReport:
     counters: dict[str, int]
     outputs: dict[str, str] = field(default_factory=dict)
     delivered: str = WRITTEN
+    stopped_by: int | None = None
 
     def count(self, name: str) -> int:
         """Returns counter ``name`` (0 when it never counted)."""
@@ -66,6 +81,7 @@ class RunReport:
             value
             for name, value in self.counters.items()
             if name.startswith(f"{DEAD_LETTERED}.{SINK_REASON_PREFIX}")
+            or name == f"{DEAD_LETTERED}.{RULE_ERROR}"
         )
 
     @property
@@ -77,6 +93,8 @@ class RunReport:
     def render(self) -> str:
         """Returns the report as a few lines for a person."""
         lines = [f"{self.pipeline}: {self.state}"]
+        if self.stopped_by is not None:
+            lines[0] += f" (stopped by {signal.Signals(self.stopped_by).name})"
         lines += [f"  {role:<12} {uri}" for role, uri in self.outputs.items()]
         totals = [READ, WRITTEN, DEAD_LETTERED, DROPPED]
         if self.delivered != WRITTEN:
@@ -149,11 +167,37 @@ def _beam_options(config: Any, beam_args: list[str]) -> PipelineOptions:
     return options
 
 
-def _wait(result: Any, source: Any, max_seconds: float) -> None:
-    """Waits for a bounded run; runs a live one until it ends, ``max_seconds`` or Ctrl-C."""
+class Stopped(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM, so that it stops a run as Ctrl-C does."""
+
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Turns SIGTERM into `Stopped` while a run lasts (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait(result: Any, source: Any, max_seconds: float) -> int | None:
+    """Waits for a bounded run; runs a live one until it ends, ``max_seconds`` or a signal.
+
+    Returns the signal (Ctrl-C's SIGINT, SIGTERM) that stopped the run, if any.
+    """
     if source.bounded:
         result.wait_until_finish()
-        return
+        return None
     failures: list[BaseException] = []
 
     def wait() -> None:
@@ -166,20 +210,22 @@ def _wait(result: Any, source: Any, max_seconds: float) -> None:
     if source.finite:
         waiter.start()
     deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
+    stopped_by: int | None = None
     try:
         while (not source.finite or waiter.is_alive()) and (
             deadline is None or time.monotonic() < deadline
         ):
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as stop:
+        stopped_by = int(getattr(stop, "signum", signal.SIGINT))
     if source.finite and not waiter.is_alive():
         if failures:
             raise failures[0]
-        return
-    # The DirectRunner's Pub/Sub read finishes its pending pull (up to 30 s) before it stops.
+        return stopped_by
+    # Beam's own Pub/Sub read finishes its pending pull (up to 30 s) before it stops.
     log.warning("stopping the pipeline: waiting for its sources to let go")
     result.cancel()
+    return stopped_by
 
 
 def build_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> tuple[beam.Pipeline, Any]:
@@ -208,12 +254,13 @@ def build_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> tuple[beam.Pipeli
 def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     """Builds and runs the pipeline (see `build_pipeline`) and returns its report.
 
-    A bounded run ends by itself; an endless one is cancelled after ``--max_seconds`` or on
-    Ctrl-C.
+    A bounded run ends by itself; an endless one is cancelled after ``--max_seconds``, on Ctrl-C
+    or on SIGTERM (the report says which signal stopped it).
     """
     pipeline, config = build_pipeline(spec, argv)
-    result = pipeline.run()
-    _wait(result, config.source, config.max_seconds)
+    with _stop_on_sigterm():
+        result = pipeline.run()
+        stopped_by = _wait(result, config.source, config.max_seconds)
     console = sys.modules.get("transforms.io.console")
     if console is not None:  # a console sink ran: print its final table before the report
         console.LiveTable.close_all()
@@ -222,6 +269,7 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
         state=str(result.state),
         counters=counter_totals(result.metrics()),
         delivered=spec.delivered,
+        stopped_by=stopped_by,
         outputs={
             "source": str(config.source.endpoint),
             "sink": str(config.sink.endpoint),
@@ -247,9 +295,19 @@ def _matrix_lines() -> list[str]:
     return lines + [""]
 
 
+def _delivery_lines() -> list[str]:
+    lines = ["delivery (what a source guarantees when a run is killed):"]
+    for scheme, target in sorted(SOURCES.items()):
+        module_name, class_name = target.split(":")
+        io_class = getattr(importlib.import_module(module_name), class_name)
+        for runner, guarantee in sorted(io_class.delivery.items()):
+            lines.append(f"  {scheme} on {runner}: {guarantee}")
+    return lines + [""]
+
+
 def describe_options(spec: PipelineSpec) -> str:
-    """Returns the options of ``spec`` with help and defaults, and the runner x IO matrix."""
-    lines = [spec.name, "", spec.description, "", *_matrix_lines()]
+    """Returns the options of ``spec`` with help and defaults, runners and delivery."""
+    lines = [spec.name, "", spec.description, "", *_matrix_lines(), *_delivery_lines()]
     for option in spec.options:
         flag = f"--{option.name}" + (" (required)" if option.required else "")
         lines.append(flag)

@@ -252,7 +252,10 @@ def read_and_parse(
     udf = config.parse.udf
     if udf is None:
         return records, errors
-    records, udf_errors = records | "UDF" >> ApplyUdf(config.pipeline, udf)
+    parse = config.parse
+    records, udf_errors = records | "UDF" >> ApplyUdf(
+        config.pipeline, udf, parse.schema, parse.unknown_fields
+    )
     return records, (errors, udf_errors) | "Parse and UDF errors" >> beam.Flatten()
 
 

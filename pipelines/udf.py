@@ -3,14 +3,22 @@
 ``--udf_file`` names a Python file (a local path or ``gs://``) and ``--udf_function`` a function
 in it that takes a record's data (a dict) and returns::
 
-    a dict   the record's new data, written on as usual;
+    a dict   the record's new data, written on as usual, once the schema (if any) accepts it;
     None     the record is dropped on purpose (counted ``dropped.udf``);
     raises   the record is dead-lettered with reason ``udf_error`` and the original bytes.
 
-The file is read once, when the pipeline is built (so a missing file, a syntax error or a missing
-function fails before anything runs), and its text travels with the graph: each worker compiles
-it once, in ``DoFn.setup``, and needs no access to the file. The function receives a shallow
-copy of the data; the record's event time is the one parsing gave it.
+Each record's failure is dead-lettered (step ``udf``) and the stream goes on: the function
+raising anything, ``sys.exit`` included (reason ``udf_error``); returning something other than
+a dict or None, or a dict holding values that are not JSON (bytes, sets, objects, text that is
+not UTF-8) (``udf_error``); returning a record the pipeline's ``--schema`` rejects
+(``udf_schema``, with unknown fields handled as ``--unknown_fields`` says).
+
+A UDF is trusted code: it runs with the pipeline's own permissions, with no sandbox, first on the
+machine that launches the pipeline (the file is executed when the graph is built, so a missing
+file, a syntax error or a missing function fails before anything runs) and then on every worker.
+Point ``--udf_file`` only at code you would run yourself. Its text travels with the graph: each
+worker compiles it once, in ``DoFn.setup``, and needs no access to the file. The function
+receives a shallow copy of the data; the record's event time is the one parsing gave it.
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from transforms.dead_letter import ToDeadLetter
 from transforms.errors import RecordError
 from transforms.message import Record
 from transforms.metrics import DROPPED, ReasonCounters
+from transforms.schema import Schema, UnknownFields
 
-__all__ = ["UDF_OPTIONS", "ApplyUdf", "Udf", "UdfError"]
+__all__ = ["UDF_OPTIONS", "ApplyUdf", "Udf", "UdfError", "UdfSchemaViolation"]
 
 UDF_REASON = "udf"
 
@@ -54,9 +63,46 @@ UDF_OPTIONS = (
 
 
 class UdfError(RecordError):
-    """The UDF raised, or returned something other than a dict or None."""
+    """The UDF raised, or returned something other than a dict of JSON values or None."""
 
     reason = "udf_error"
+
+
+class UdfSchemaViolation(UdfError):
+    """The UDF returned a record the schema rejects."""
+
+    reason = "udf_schema"
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _not_json(value: Any, path: str) -> str | None:
+    """Returns where and why ``value`` is not JSON data, or None when it is."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"{path or 'the record'}: text that is not UTF-8"
+        return None
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path or 'the record'}: key {key!r} is not text"
+            found = _not_json(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _not_json(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return f"{path or 'the record'}: a {type(value).__name__} is not JSON"
 
 
 def _read_text(path: str) -> str:
@@ -108,7 +154,7 @@ class Udf:
         namespace: dict[str, Any] = {"__name__": "udf", "__file__": self.path}
         try:
             exec(compile(self.source, self.path, "exec"), namespace)
-        except Exception as exc:  # the user's module failed to load: say how
+        except (Exception, SystemExit) as exc:  # the user's module failed to load: say how
             raise UdfError(f"loading the file failed: {type(exc).__name__}: {exc}") from exc
         function = namespace.get(self.function)
         if not callable(function):
@@ -118,46 +164,70 @@ class Udf:
 
 
 class _ApplyUdfFn(beam.DoFn):
-    def __init__(self, udf: Udf) -> None:
+    def __init__(self, udf: Udf, schema: Schema | None, unknown_fields: UnknownFields) -> None:
         self._udf = udf
+        self._schema = schema
+        self._unknown_fields = unknown_fields
 
     def setup(self) -> None:
         self._function = self._udf.load()
         self._dropped = ReasonCounters(DROPPED)
+        self._validate = (
+            self._schema.validator(self._unknown_fields) if self._schema is not None else None
+        )
 
     def process(self, record: Record) -> Iterable[Record]:
+        name = self._udf.function
         try:
             result = self._function(dict(record.data))
-        except Exception as exc:  # the user's function failed: dead-letter the record
-            raise UdfError(f"{self._udf.function} raised {type(exc).__name__}: {exc}") from exc
+        except (Exception, SystemExit) as exc:  # the user's function failed: dead-letter it
+            raise UdfError(f"{name} raised {type(exc).__name__}: {exc}") from exc
         if result is None:
             self._dropped.inc(UDF_REASON)
             return
         if not isinstance(result, dict):
-            raise UdfError(
-                f"{self._udf.function} returned {type(result).__name__}; expected a dict or None"
-            )
+            raise UdfError(f"{name} returned {type(result).__name__}; expected a dict or None")
+        problem = _not_json(result, "")
+        if problem is not None:
+            raise UdfError(f"{name} returned a record that is not JSON data: {problem}")
+        if self._validate is not None:
+            try:
+                result = self._validate(result)
+            except RecordError as exc:  # SchemaViolation, or a value the schema cannot read
+                message = f"{name} returned a record the schema rejects: {exc}"
+                raise UdfSchemaViolation(message) from exc
         yield Record(result, record.origin)
 
 
 class ApplyUdf(beam.PTransform):
-    """Applies a `Udf` to every `Record`'s data.
+    """Applies a `Udf` to every `Record`'s data, and checks what it returns.
 
     Returns ``(records, errors)``: the UDF's records (with the original message kept), and the
-    dead-letter dicts of the records it failed on (reason ``udf_error``, step ``udf``).
+    dead-letter dicts of the records it failed on (step ``udf``; reason ``udf_error``, or
+    ``udf_schema`` for a record the schema rejects).
 
     Args:
         pipeline: the pipeline's name, for dead-letter records.
         udf: the function to apply.
+        schema: the schema the UDF's records must match, if any.
+        unknown_fields: what the schema does with fields it does not declare.
     """
 
-    def __init__(self, pipeline: str, udf: Udf) -> None:
+    def __init__(
+        self,
+        pipeline: str,
+        udf: Udf,
+        schema: Schema | None = None,
+        unknown_fields: UnknownFields = "reject",
+    ) -> None:
         super().__init__()
         self._pipeline = pipeline
         self._udf = udf
+        self._schema = schema
+        self._unknown_fields = unknown_fields
 
     def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         results, failures = records | "Apply" >> beam.ParDo(
-            _ApplyUdfFn(self._udf)
+            _ApplyUdfFn(self._udf, self._schema, self._unknown_fields)
         ).with_exception_handling(exc_class=UdfError)
         return results, failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "udf")

@@ -3,7 +3,8 @@
 The id of a record (`DedupKey`) is a field (``transaction_id``, dotted for nested fields), the
 message id of its source (``@message_id``: Pub/Sub), or its source coordinates (``@source``:
 Kafka topic, partition and offset; Kinesis stream, shard and sequence; file path and line...),
-which catches a message read twice. A record without an id is never a duplicate.
+which catches a message read twice. A record without an id, or whose id is not JSON (bytes, a
+set, a number too long for text, as a UDF may give), is never a duplicate.
 
 Event time (the default): a record is a duplicate when its event time is less than ``within``
 seconds from that of a record kept with the same id; the first copy to arrive is kept. The
@@ -76,9 +77,12 @@ class DedupKey:
             if not isinstance(value, dict):
                 return None
             value = value.get(part)
-        if value is None:
+        if value is None or isinstance(value, str):
+            return value
+        try:
+            return json.dumps(value, sort_keys=True)
+        except (TypeError, ValueError):  # not JSON: no id
             return None
-        return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 @beam.typehints.with_output_types(tuple[str, Any])

@@ -17,6 +17,8 @@ The reference row of a record is found by a key template over record fields
 (`transforms.io.redis_text.KeyTemplate`, e.g. ``customer:{customer_id}``); the same template,
 rendered on each reference row, keys a loaded table.
 
+A record whose key cannot be sent (``bad_key``) or whose row holds bytes that are not UTF-8
+(``bad_reference``) is dead-lettered.
 When a record has no reference row (or lacks a field of the key), ``missing`` says what happens:
 ``pass`` emits it with nulls (``into`` set to ``None``, or every declared ``fields`` prefixed
 and ``None``), ``drop`` drops it and counts ``dropped.missing_reference``, ``dead_letter``
@@ -69,6 +71,8 @@ __all__ = [
     "STEP",
     "UNAVAILABLE_POLICIES",
     "EnrichSettings",
+    "BadReference",
+    "BadReferenceKey",
     "EnrichUnavailable",
     "KeyOf",
     "MissingReference",
@@ -90,6 +94,18 @@ class MissingReference(RecordError):
     """The record has no reference row (or lacks a field of the key)."""
 
     reason = "missing_reference"
+
+
+class BadReferenceKey(RecordError):
+    """The record's reference key cannot be sent (text that is not UTF-8, a number too long)."""
+
+    reason = "bad_key"
+
+
+class BadReference(RecordError):
+    """The record's reference row holds a value that cannot be read (bytes that are not UTF-8)."""
+
+    reason = "bad_reference"
 
 
 class EnrichUnavailable(RecordError):

@@ -19,7 +19,9 @@ URI (see `transforms.enrich` for the family's contract)::
 
 Values are read back as the Redis sink writes them (`from_text`): JSON numbers, booleans,
 objects and lists become values again, any other text stays a string. A key that holds no hash
-(absent, or of another type) is a missing reference.
+(absent, or of another type) is a missing reference. A record whose key cannot be sent (text
+that is not UTF-8) is dead-lettered ``bad_key``, and one whose hash holds a value that is not
+UTF-8 ``bad_reference``.
 
 Beam's own ``apache_beam.transforms.enrichment.Enrichment`` is not used: Beam 2.77 has no Redis
 handler; its ``RequestResponseIO`` fails the bundle when retries run out (no per-record dead
@@ -44,7 +46,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from transforms.durations import parse_duration
-from transforms.enrich import ERRORS, EnrichSettings, Settler, parse_key, reference_key
+from transforms.enrich import (
+    ERRORS,
+    BadReference,
+    BadReferenceKey,
+    EnrichSettings,
+    Settler,
+    enrich_error,
+    parse_key,
+    reference_key,
+)
 from transforms.io.batching import BatchingFn, Pending, retry_transient
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis import DEFAULT_PORT, check_port, database, is_transient
@@ -52,7 +63,14 @@ from transforms.io.redis_text import KeyTemplate
 from transforms.message import Record
 from transforms.secrets import password_reference, resolve_secret
 
-__all__ = ["RedisConnection", "RedisLookup", "TtlCache", "endpoint_duration", "from_text"]
+__all__ = [
+    "RedisConnection",
+    "RedisLookup",
+    "TtlCache",
+    "endpoint_duration",
+    "from_text",
+    "hash_row",
+]
 
 _CONNECTION_PARAMS = frozenset({"key", "mode", "timeout", "attempts", "password_env",
                                 "password_secret"})  # fmt: skip
@@ -140,6 +158,8 @@ class RedisConnection:
                 socket_connect_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0),  # the retries are retry_transient's
                 decode_responses=True,
+                # Bytes that are not UTF-8 are kept as lone surrogates, for the caller to refuse.
+                encoding_errors="surrogateescape",
             )
         )
 
@@ -193,6 +213,24 @@ def _windowed(output: Record | TaggedOutput, pending: Pending[Any]) -> Any:
     return WindowedValue(output, pending.timestamp, (pending.window,))
 
 
+# A looked-up row: the hash's fields, None when there is no hash, or why it cannot be read.
+Row = dict[str, Any] | BadReference | None
+
+
+def hash_row(key: str, reply: dict[str, str]) -> dict[str, Any] | BadReference:
+    """Returns a hash's fields read back (`from_text`), or `BadReference` if one is not UTF-8.
+
+    The connection reads bytes that are not UTF-8 as lone surrogates, which this finds.
+    """
+    for name, text in reply.items():
+        for part in (key, name, text):
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError:
+                return BadReference(f"hash {key!r}, field {name[:64]!r}: value is not UTF-8")
+    return {name: from_text(text) for name, text in reply.items()}
+
+
 class _LookupFn(BatchingFn[str | None]):
     """Buffers records, fetches their hashes in pipelined batches, emits them settled."""
 
@@ -204,6 +242,7 @@ class _LookupFn(BatchingFn[str | None]):
         self._client = lookup.connection.connect()
         self._cache = TtlCache(lookup.cache_ttl, lookup.cache_size)
         self._settler = Settler(lookup.settings)
+        self._pipeline = lookup.settings.pipeline
 
     @property
     def batch_size(self) -> int:
@@ -212,7 +251,14 @@ class _LookupFn(BatchingFn[str | None]):
     def process(
         self, record: Record, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
     ) -> Iterator[Any]:
-        key = reference_key(self._lookup.key, record.data)
+        try:
+            key = reference_key(self._lookup.key, record.data)
+            if key is not None:
+                key.encode("utf-8")
+        except ValueError as error:  # text that is not UTF-8, an int too long for text
+            bad = BadReferenceKey(f"key {self._lookup.key.text!r} cannot be sent: {error}")
+            yield TaggedOutput(ERRORS, enrich_error(record, bad, timestamp, self._pipeline))
+            return
         yield from self.add(Pending(record, key, timestamp, window))
 
     def teardown(self) -> None:
@@ -220,21 +266,21 @@ class _LookupFn(BatchingFn[str | None]):
         if client is not None:
             client.connection_pool.disconnect()
 
-    def _fetch(self, keys: list[str]) -> dict[str, dict[str, Any] | None]:
+    def _fetch(self, keys: list[str]) -> dict[str, Row]:
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
             pipe.hgetall(key)
         replies = pipe.execute(raise_on_error=False)
-        rows: dict[str, dict[str, Any] | None] = {}
+        rows: dict[str, Row] = {}
         for key, reply in zip(keys, replies, strict=True):
             if isinstance(reply, Exception) and not isinstance(reply, redis.ResponseError):
                 raise reply
             ok = isinstance(reply, dict) and reply
-            rows[key] = {name: from_text(text) for name, text in reply.items()} if ok else None
+            rows[key] = hash_row(key, reply) if ok else None
         return rows
 
     def send(self, batch: list[Pending[str | None]]) -> Iterator[Any]:
-        rows: dict[str, dict[str, Any] | None] = {}
+        rows: dict[str, Row] = {}
         wanted: list[str] = []
         for pending in batch:
             if pending.item is None or pending.item in rows:
@@ -269,9 +315,12 @@ class _LookupFn(BatchingFn[str | None]):
                     pending.timestamp,
                     missing=f"the record lacks a field of key {self._lookup.key.text!r}",
                 )
+            elif isinstance(row := rows.get(key), BadReference):
+                dead = enrich_error(pending.record, row, pending.timestamp, self._pipeline)
+                outputs = iter([TaggedOutput(ERRORS, dead)])
             elif key in rows:
                 outputs = self._settler.outputs(
-                    pending.record, rows[key], pending.timestamp, missing=f"no hash at {key!r}"
+                    pending.record, row, pending.timestamp, missing=f"no hash at {key!r}"
                 )
             else:
                 outputs = self._settler.outputs(

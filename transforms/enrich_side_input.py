@@ -47,8 +47,15 @@ from apache_beam.transforms.window import FixedWindows, GlobalWindows
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Timestamp
 
 from transforms.blocks import Block
-from transforms.enrich import ERRORS, EnrichSettings, Settler, key_function, parse_key
-from transforms.enrich_redis import RedisConnection, endpoint_duration, from_text
+from transforms.enrich import (
+    ERRORS,
+    BadReference,
+    EnrichSettings,
+    Settler,
+    key_function,
+    parse_key,
+)
+from transforms.enrich_redis import RedisConnection, endpoint_duration, hash_row
 from transforms.io.bigquery import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis_text import KeyTemplate
@@ -161,7 +168,10 @@ def _match_pattern(key: KeyTemplate) -> str:
 
 
 class RedisHashLoader:
-    """Loads every Redis hash whose key the template matches; keys the table by Redis key."""
+    """Loads every Redis hash whose key the template matches; keys the table by Redis key.
+
+    A hash whose key or text is not UTF-8 is left out: its records have no reference row.
+    """
 
     def __init__(self, connection: RedisConnection, key: KeyTemplate) -> None:
         self.connection = connection
@@ -179,7 +189,9 @@ class RedisHashLoader:
                     pipe.hgetall(name)
                 for name, reply in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
                     if isinstance(reply, dict) and reply:  # not a hash, or gone: not a row
-                        table[name] = {field: from_text(text) for field, text in reply.items()}
+                        row = hash_row(name, reply)
+                        if not isinstance(row, BadReference):  # text that is not UTF-8: not a row
+                            table[name] = row
             return table
         finally:
             client.connection_pool.disconnect()

@@ -15,7 +15,8 @@ the watermark passes ``t + within + allowed_lateness``. Then a record that never
 emitted alone (the other side ``None``, timestamped with the closing time) for ``left`` joins
 (left records) and ``outer`` joins (both sides), or dropped and counted in
 ``dropped.unmatched`` (right records of ``left`` joins, both sides of ``inner`` joins). A record
-without the ``on`` fields joins nothing and is settled at once the same way.
+without the ``on`` fields, or whose ``on`` values are not JSON (bytes, a set, as a UDF may give),
+joins nothing and is settled at once the same way.
 
 Late records, those arriving after their key's windows up to their own had closed, are
 dead-lettered with reason ``late``: the records they could have joined are gone. (A key's first
@@ -64,7 +65,12 @@ class _Shape:
 
     def key(self, data: dict[str, Any]) -> str | None:
         values = [data.get(name) for name in self.on]
-        return None if any(v is None for v in values) else json.dumps(values, sort_keys=True)
+        if any(v is None for v in values):
+            return None
+        try:
+            return json.dumps(values, sort_keys=True)
+        except (TypeError, ValueError):  # not JSON (bytes, a set...): no key, as a missing one
+            return None
 
     def pair(self, left: Record | None, right: Record | None) -> Record:
         either = left if left is not None else right

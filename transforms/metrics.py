@@ -19,6 +19,7 @@ __all__ = [
     "DROPPED",
     "NAMESPACE",
     "READ",
+    "RULE_ERROR",
     "SINK_REASON_PREFIX",
     "WRITTEN",
     "Count",
@@ -33,6 +34,9 @@ DEAD_LETTERED = "dead_lettered"
 DROPPED = "dropped"
 # Dead-letter reasons of sinks start with this ("sink_rejected", "sink_unavailable").
 SINK_REASON_PREFIX = "sink_"
+# The dead-letter reason of a rule that failed on a record: what fails is the record's alert
+# (an extra copy), never the record itself, which went on to its sink.
+RULE_ERROR = "rule_error"
 
 T = TypeVar("T")
 

@@ -6,10 +6,11 @@ Rules, as YAML (or a mapping), in order::
     risky: profile.risk_score > 0.8 and country not in ("DE", "FR")
 
 Each rule is an expression of `transforms.expressions` over the record's fields (a missing
-field matches nothing, and a rule never raises). With ``mode="first"`` a record goes to the
-first rule it matches; with ``mode="all"`` to every rule it matches. A record that matches no
-rule goes to the default output. Route never fails and never drops: every record reaches at
-least one output (exactly one with ``first``).
+field matches nothing). With ``mode="first"`` a record goes to the first rule it matches; with
+``mode="all"`` to every rule it matches. A record that matches no rule goes to the default
+output. A record a rule fails on (a string where the rule does arithmetic, say) goes to the
+error output instead, as a dead-letter dict (step ``route``, reason ``rule_error``). Route never
+fails and never drops: every record reaches at least one output (exactly one with ``first``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ from typing import Any
 import apache_beam as beam
 import yaml
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
+from transforms.dead_letter import error_record
 from transforms.expressions import Expression
 from transforms.message import Record
+from transforms.metrics import RULE_ERROR
 
-__all__ = ["MODES", "Route", "RouteRule", "RouteSpec"]
+__all__ = ["MODES", "STEP", "Route", "RouteRule", "RouteSpec"]
 
 MODES = ("first", "all")
+STEP = "route"
+# Not a valid output name, so no rule's output can take it.
+_ERRORS = "rule-errors"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -91,7 +98,7 @@ class RouteSpec:
         return (*(rule.name for rule in self.rules), self.default)
 
     def routes(self, data: Mapping[str, Any]) -> list[str]:
-        """Returns the outputs a record (its data dict) goes to."""
+        """Returns the outputs a record (its data dict) goes to; raises what a rule raises."""
         matched = []
         for rule in self.rules:
             if rule.when(data):
@@ -102,30 +109,54 @@ class RouteSpec:
 
 
 class _RouteFn(beam.DoFn):
-    def __init__(self, spec: RouteSpec) -> None:
+    def __init__(self, spec: RouteSpec, pipeline: str) -> None:
         self._spec = spec
+        self._pipeline = pipeline
 
-    def process(self, record: Record) -> Iterator[TaggedOutput]:
-        for name in self._spec.routes(record.data):
+    def process(
+        self, record: Record, timestamp: Any = beam.DoFn.TimestampParam
+    ) -> Iterator[TaggedOutput]:
+        try:
+            names = self._spec.routes(record.data)
+        except Exception as error:  # a rule failed on this record's values: dead-letter it
+            yield TaggedOutput(_ERRORS, self._rule_error(record, error, timestamp))
+            return
+        for name in names:
             yield TaggedOutput(name, record)
+
+    def _rule_error(self, record: Record, error: Exception, timestamp: Any) -> dict[str, Any]:
+        return error_record(
+            record,
+            pipeline=self._pipeline,
+            step=STEP,
+            reason=RULE_ERROR,
+            error_type=type(error).__name__,
+            error_message=f"a rule failed on the record: {type(error).__name__}: {error}",
+            event_timestamp=None if timestamp <= MIN_TIMESTAMP else float(timestamp),
+        )
 
 
 class Route(beam.PTransform):
     """Sends each `Record` to the outputs its rules name (see this module).
 
-    Returns a dict of output name -> PCollection of `Record`s (unchanged), one per rule and one
-    for the default, in `RouteSpec.outputs` order.
+    Returns ``(outputs, errors)``: a dict of output name -> PCollection of `Record`s
+    (unchanged), one per rule and one for the default, in `RouteSpec.outputs` order; and the
+    dead-letter dicts of the records a rule failed on (reason ``rule_error``, step ``route``).
 
     Args:
         spec: the rules.
+        pipeline: the pipeline's name, for the dead-letter records.
     """
 
-    def __init__(self, spec: RouteSpec) -> None:
+    def __init__(self, spec: RouteSpec, pipeline: str) -> None:
         super().__init__()
         self.spec = spec
+        self._pipeline = pipeline
 
-    def expand(self, records: beam.PCollection) -> dict[str, beam.PCollection]:
-        outputs = records | "Rules" >> beam.ParDo(_RouteFn(self.spec)).with_outputs(
-            *self.spec.outputs
+    def expand(
+        self, records: beam.PCollection
+    ) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
+        outputs = records | "Rules" >> beam.ParDo(_RouteFn(self.spec, self._pipeline)).with_outputs(
+            *self.spec.outputs, _ERRORS
         )
-        return {name: outputs[name] for name in self.spec.outputs}
+        return {name: outputs[name] for name in self.spec.outputs}, outputs[_ERRORS]

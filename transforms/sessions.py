@@ -16,12 +16,15 @@ event, so the first and last events are found inside the aggregate instead: each
 a stamp, its event time in microseconds as fixed-width text followed by the JSON of its
 included fields, and the session takes the ``min`` and ``max`` stamp (text order is time
 order; events at the same instant are ordered by their fields' JSON). Records without the key
-are dead-lettered with reason ``missing_key``.
+are dead-lettered with reason ``missing_key``, records whose key is a list, an object or a
+number that is not finite with ``bad_key``, and records whose session would end after the last
+time Beam and the rows can hold (a gap after the event) with ``bad_timestamp``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,12 +37,19 @@ from transforms.aggregate_sessions import SessionBlocks
 from transforms.aggregate_spec import AggregateCall, AggregateSpec, TriggerSpec, WindowSpec
 from transforms.blocks import Block
 from transforms.dead_letter import error_record
-from transforms.errors import RecordError
+from transforms.errors import BadTimestamp, RecordError
 from transforms.event_time import format_timestamp
 from transforms.message import Record
 from transforms.schema import Field, Schema
 
-__all__ = ["MissingKey", "SessionSpec", "Sessionize", "SessionizeBlocks", "session_schema"]
+__all__ = [
+    "BadKey",
+    "MissingKey",
+    "SessionSpec",
+    "Sessionize",
+    "SessionizeBlocks",
+    "session_schema",
+]
 
 STAMP = "_session_stamp"
 FIRST = "_session_first"
@@ -55,6 +65,12 @@ class MissingKey(RecordError):
     """The record has no value for the session key."""
 
     reason = "missing_key"
+
+
+class BadKey(RecordError):
+    """The session key is a list, an object or a number that is not finite."""
+
+    reason = "bad_key"
 
 
 def _stamp(micros: int, fields: dict[str, Any]) -> str:
@@ -150,34 +166,53 @@ def session_schema(spec: SessionSpec, records: Schema | None) -> Schema:
 
 
 class _Stamp(beam.DoFn):
-    """Record -> ``Record({key_field: key, STAMP: stamp}, origin)``; keyless ones to ``missing``."""
+    """Record -> ``Record({key_field: key, STAMP: stamp}, origin)``; failures to ``missing``.
+
+    A record without the key, with a key that cannot group sessions, or whose session would end
+    out of range goes to the ``missing`` output as a dead-letter dict.
+    """
 
     def __init__(self, spec: SessionSpec, pipeline: str) -> None:
         self._spec = spec
         self._pipeline = pipeline
 
     def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
-        stamped = self._stamped(record, Timestamp.of(timestamp).micros)
-        yield stamped if stamped is not None else self._missing(record, float(timestamp))
+        event_time = float(timestamp)
+        try:
+            yield self._stamped(record, Timestamp.of(timestamp).micros, event_time)
+        except RecordError as error:
+            yield self._rejected(record, event_time, error)
 
-    def _stamped(self, record: Record, micros: int) -> Record | None:
-        """Returns the stamped record, or None when it has no key."""
-        key = record.data.get(self._spec.key_field)
+    def _stamped(self, record: Record, micros: int, event_time: float) -> Record:
+        """Returns the stamped record; raises `MissingKey`, `BadKey` or `BadTimestamp`."""
+        name = self._spec.key_field
+        key = record.data.get(name)
         if key is None:
-            return None
+            raise MissingKey(f"the record has no value for key field {name!r}")
+        if isinstance(key, (list, dict)) or (isinstance(key, float) and not math.isfinite(key)):
+            raise BadKey(f"key field {name!r} holds {str(key)[:64]}: a key is a string or number")
+        try:
+            format_timestamp(event_time + self._spec.gap)
+        except OverflowError:
+            raise BadTimestamp(
+                f"event time {format_timestamp(event_time)}: its session would end "
+                f"{self._spec.gap:g}s later, after the last time a row can hold"
+            ) from None
         fields = {name: record.data.get(name) for name in self._spec.include_fields}
-        return Record({self._spec.key_field: key, STAMP: _stamp(micros, fields)}, record.origin)
+        return Record({name: key, STAMP: _stamp(micros, fields)}, record.origin)
 
-    def _missing(self, record: Record, event_time: float) -> beam.pvalue.TaggedOutput:
+    def _rejected(
+        self, record: Record, event_time: float, error: RecordError
+    ) -> beam.pvalue.TaggedOutput:
         return beam.pvalue.TaggedOutput(
             "missing",
             error_record(
                 record,
                 pipeline=self._pipeline,
                 step="sessions",
-                reason=MissingKey.reason,
-                error_type=MissingKey.__name__,
-                error_message=f"the record has no value for key field {self._spec.key_field!r}",
+                reason=error.reason,
+                error_type=type(error).__name__,
+                error_message=str(error),
                 event_timestamp=event_time,
             ),
         )
@@ -185,15 +220,16 @@ class _Stamp(beam.DoFn):
 
 @beam.typehints.with_output_types(Block)
 class _StampBlock(_Stamp):
-    """A block of ``(Record, event_time)`` -> the block of stamped ones; keyless to ``missing``."""
+    """A block of ``(Record, event_time)`` -> the block of stamped ones; failures to ``missing``."""
 
     def process(self, block: list[tuple[Record, float]]) -> Iterator[Any]:  # type: ignore[override]
         stamped_block = Block()
         for record, event_time in block:
-            # int(seconds * 1e6) is how Beam's Timestamp turns the event time into micros.
-            stamped = self._stamped(record, int(event_time * 1e6))
-            if stamped is None:
-                yield self._missing(record, event_time)
+            try:
+                # int(seconds * 1e6) is how Beam's Timestamp turns the event time into micros.
+                stamped = self._stamped(record, int(event_time * 1e6), event_time)
+            except RecordError as error:
+                yield self._rejected(record, event_time, error)
             else:
                 stamped_block.append((stamped, event_time))
         if stamped_block:
@@ -230,8 +266,10 @@ class Sessionize(beam.PTransform):
 
     Input: `Record`s timestamped with their event time (as `ParseJson` emits them). Returns
     ``(rows, errors)``: ``rows`` are `Record`s holding session rows (see this module);
-    ``errors`` are dead-letter dicts of records without the key (``missing_key``) or too late
-    for their session (``late``). Records that enter a session are counted as ``aggregated``.
+    ``errors`` are dead-letter dicts of records without the key (``missing_key``), with a key
+    that cannot group (``bad_key``), whose session would end out of range (``bad_timestamp``)
+    or too late for their session (``late``). Records that enter a session are counted as
+    ``aggregated``.
 
     Args:
         spec: what makes a session.
@@ -261,7 +299,7 @@ class SessionizeBlocks(Sessionize):
     Input: a bounded PCollection of lists of ``(Record, event_time_seconds)`` pairs, as
     `transforms.parse.ParseJsonBlocks` emits them with an event time. Returns ``(rows,
     errors)`` as `Sessionize` does (nothing is late in a bounded input: errors are the records
-    without the key). Takes `Sessionize`'s arguments.
+    the `Sessionize` stamping refused). Takes `Sessionize`'s arguments.
     """
 
     def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:

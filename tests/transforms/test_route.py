@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import apache_beam as beam
@@ -31,10 +32,14 @@ RECORDS = [
 def route(spec: RouteSpec) -> dict[str, list[int]]:
     run = uuid.uuid4().hex
     with beam.Pipeline() as pipeline:
-        outputs = pipeline | beam.Create([Record(data) for data in RECORDS]) | Route(spec)
+        outputs, errors = (
+            pipeline | beam.Create([Record(data) for data in RECORDS]) | Route(spec, "test")
+        )
         assert list(outputs) == list(spec.outputs)
+        _ = errors | "Collect errors" >> beam.ParDo(Collect(f"{run}errors"))
         for name, pcoll in outputs.items():
             _ = pcoll | f"Collect {name}" >> beam.ParDo(Collect(f"{run}{name}"))
+    assert COLLECTED.pop(f"{run}errors", []) == []
     return {
         name: sorted(r.data["n"] for r in COLLECTED.pop(f"{run}{name}", []))
         for name in spec.outputs
@@ -78,3 +83,20 @@ def test_bad_rules_fail_at_construction(rules: str, kwargs: dict, message: str) 
 def test_unsafe_expressions_are_refused() -> None:
     with pytest.raises(ExpressionError, match="not allowed"):
         RouteSpec.parse("a: __import__('os').system('true')")
+
+
+def test_a_record_a_rule_fails_on_is_dead_lettered_and_the_others_are_routed() -> None:
+    # A %-format of a profile without the key it names raises KeyError.
+    spec = RouteSpec.parse({"gold": '"%(tier)s" % profile == "gold"'})
+    records = [{"profile": {"tier": "gold"}}, {"profile": {}}, {"profile": {"tier": "base"}}]
+    run = uuid.uuid4().hex
+    with beam.Pipeline() as pipeline:
+        outputs, errors = pipeline | beam.Create([Record(r) for r in records]) | Route(spec, "p")
+        for name, pcoll in outputs.items():
+            _ = pcoll | f"Collect {name}" >> beam.ParDo(Collect(f"{run}{name}"))
+        _ = errors | "Collect errors" >> beam.ParDo(Collect(f"{run}errors"))
+    assert [r.data for r in COLLECTED.pop(f"{run}gold")] == [records[0]]
+    assert [r.data for r in COLLECTED.pop(f"{run}default")] == [records[2]]
+    [dead] = COLLECTED.pop(f"{run}errors")
+    assert (dead["step"], dead["reason"], dead["pipeline"]) == ("route", "rule_error", "p")
+    assert json.loads(dead["payload_bytes"]) == records[1]

@@ -148,6 +148,40 @@ def test_late_and_keyless_records_are_dead_lettered() -> None:
         )
 
 
+def test_bad_keys_and_times_a_session_cannot_hold_are_dead_lettered_on_a_stream() -> None:
+    end = calendar.timegm((9999, 12, 31, 23, 59, 0))
+    hostile = [
+        TimestampedValue(Record({"user_id": ["a"], "page": "/list"}), T0),
+        TimestampedValue(Record({"user_id": {"a": 1}, "page": "/object"}), T0),
+        TimestampedValue(Record({"user_id": float("nan"), "page": "/nan"}), T0),
+        TimestampedValue(Record({"user_id": "b", "page": "/end"}), end),
+    ]
+    stream = (
+        Events()
+        .advance_watermark_to(T0)
+        .add_elements([event("a", T0, "/home"), *hostile])
+        .advance_watermark_to_infinity()
+    )
+
+    with streaming() as pipeline:
+        rows, errors = pipeline | stream | Sessionize(SPEC, "test")
+        assert_that(rows | beam.Map(without_timing),
+                    equal_to(plain_sessions([("a", T0, "/home")], GAP)))  # fmt: skip
+        reasons = errors | beam.Map(lambda d: (d["step"], d["reason"], d["payload_string"]))
+        assert_that(
+            reasons | beam.Map(lambda r: (r[0], r[1], r[2].split('"page": ')[1][:5])),
+            equal_to(
+                [
+                    ("sessions", "bad_key", '"/lis'),
+                    ("sessions", "bad_key", '"/obj'),
+                    ("sessions", "bad_key", '"/nan'),
+                    ("sessions", "bad_timestamp", '"/end'),
+                ]
+            ),  # fmt: skip
+            label="dead letters",
+        )
+
+
 def test_bounded_sessions_of_several_users_match_plain_python() -> None:
     events = [(f"u{i % 3}", T0 + (i * 37) % 400 + (i % 2) * 0.25, f"/p{i}") for i in range(40)]
     events.append(("u0", T0 + 2000, "/alone"))

@@ -34,12 +34,16 @@ class Source(beam.PTransform):
         live_on_direct: the source streams live on the DirectRunner's streaming engine
             (``BundleBasedDirectRunner``), which the command line then selects.
         runners: the runners the source works on; others are refused at graph construction.
+        delivery: what the source guarantees on each runner when a run dies, e.g.
+            ``{"DirectRunner": "at least once: ..."}`` (``describe`` prints it); empty when it
+            has nothing to say.
     """
 
     bounded: bool = True
     finite: bool = True
     live_on_direct: bool = False
     runners: ClassVar[frozenset[str]] = ALL_RUNNERS
+    delivery: ClassVar[dict[str, str]] = {}
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -64,12 +65,14 @@ __all__ = [
     "InsertTarget",
     "insert_id",
     "table_location",
+    "to_insert_row",
     "to_json_row",
 ]
 
 REQUEST_TIMEOUT = 60.0
 MAX_BATCH_SIZE = 50_000  # BigQuery's limit of rows per insertAll request
 MAX_CLUSTER_FIELDS = 4
+_MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
 
 _PARAMS = frozenset({"endpoint", "create", "partition_field", "cluster", "batch_size", "attempts"})
 _CREATE_MODES = ("if_needed", "never")
@@ -86,12 +89,44 @@ def to_json_row(value: Any) -> Any:
     ``{"payload_bytes": b"hi", "tags": [b"x"]}`` becomes ``{"payload_bytes": "aGk=",
     "tags": ["eA=="]}``, the form BigQuery's JSON API expects for ``BYTES``; tuples become lists.
     """
+    return _json_value(value, False)
+
+
+def to_insert_row(value: Any) -> Any:
+    """Returns `to_json_row` of a row, or raises `SinkRejected` if insertAll cannot take it.
+
+    Refused: a float that is not finite (NaN, infinity), an integer outside 64 bits, text that
+    is not UTF-8, a key that is not text, and any value that is not JSON (a set, an object).
+    """
+    return _json_value(value, True)
+
+
+def _json_value(value: Any, strict: bool) -> Any:
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        if strict and kind is str and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SinkRejected(f"text {value[:32]!r}... is not UTF-8") from None
+        return value
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, dict):
-        return {key: to_json_row(item) for key, item in value.items()}
+        if strict and not all(type(key) is str for key in value):
+            raise SinkRejected("a field name is not text")
+        return {key: _json_value(item, strict) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_json_row(item) for item in value]
+        return [_json_value(item, strict) for item in value]
+    if strict:
+        if isinstance(value, int) and not _MIN_INT64 <= value <= _MAX_INT64:
+            raise SinkRejected(
+                f"an integer of {value.bit_length()} bits is outside INT64 (64-bit signed)"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SinkRejected(f"{value} is not a number a JSON row can carry")
+        if not isinstance(value, (int, float)):
+            raise SinkRejected(f"a value of type {kind.__name__} is not JSON")
     return value
 
 
@@ -189,7 +224,14 @@ class InsertRowsFn(BatchingFn[_Row]):
     ) -> Iterator[WindowedValue | TaggedOutput]:
         if not isinstance(record, Record):
             record = Record(record)
-        row = to_json_row(record.data)
+        try:
+            row = to_insert_row(record.data)
+        except SinkRejected as error:  # a value insertAll cannot take: this record only
+            if self._target.dead_letter:
+                raise SinkRejected(f"{self._target.table}: dead-letter row: {error}") from None
+            pending = Pending(record, _Row({}, ""), timestamp, window)
+            yield self._dead_letter(pending, error.reason, type(error).__name__, str(error))
+            return
         yield from self.add(Pending(record, _Row(row, insert_id(record, row)), timestamp, window))
 
     def teardown(self) -> None:

@@ -777,8 +777,13 @@ class _PutFn(BatchingFn[dict[str, Any]]):
             record = Record(record)
         try:
             entry = self._writer.entry(record.data, self._encoder)
-        except SinkRejected as error:
-            yield from self._fail([Pending(record, {}, timestamp, window)], error, rejected=True)
+        except (ValueError, TypeError, msgspec.EncodeError) as error:  # SinkRejected included
+            rejected = (
+                error
+                if isinstance(error, SinkRejected)
+                else SinkRejected(f"the record cannot be encoded: {type(error).__name__}: {error}")
+            )
+            yield from self._fail([Pending(record, {}, timestamp, window)], rejected, rejected=True)
             return
         yield from self.add(Pending(record, entry, timestamp, window))
 

@@ -8,6 +8,11 @@ watermark at the reader's watermark, and re-schedules itself until the reader is
 then close as the watermark passes them, early triggers fire, and the pipeline ends by itself
 when a finite reader is exhausted.
 
+A reader that acknowledges what it read only once it is written (`SettlingReader`) has its
+``settled()`` called before a read whenever no work is pending in any step downstream of it: no
+bundle waiting or in process, no timer firing, no element held in a window (a watermark hold).
+Everything it handed over before has then been written, dead letters included.
+
 It relies on the DirectRunner's private evaluator registry (Beam pinned to 2.77.x; kept honest
 by ``tests/transforms/io/test_live.py``). On other runners sources use their portable path.
 
@@ -37,7 +42,7 @@ from apache_beam.runners.worker import statesampler
 from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
-__all__ = ["BUNDLE_RUNNER", "DirectLiveRead", "LiveReader"]
+__all__ = ["BUNDLE_RUNNER", "DirectLiveRead", "LiveReader", "SettlingReader"]
 
 BUNDLE_RUNNER = "BundleBasedDirectRunner"
 MAX_BATCH = 1_000
@@ -58,6 +63,14 @@ class LiveReader(Protocol):
     @property
     def done(self) -> bool:
         """Whether the reader is exhausted (a finite stream has ended)."""
+        ...
+
+
+class SettlingReader(LiveReader, Protocol):
+    """A `LiveReader` told when everything it handed over has been processed."""
+
+    def settled(self) -> None:
+        """Called before a read when no step downstream of the read has work pending."""
         ...
 
 
@@ -99,6 +112,28 @@ class _LiveReadEvaluator(_TransformEvaluator):
                 self._readers[applied] = reader
             return reader
 
+    def _steps_after(self) -> list[Any]:
+        """The applied transforms that consume, directly or not, what the read emits."""
+        consumers = self._evaluation_context._value_to_consumers
+        steps: list[Any] = []
+        todo = list(self._applied_ptransform.outputs.values())
+        while todo:
+            for consumer in consumers.get(todo.pop(), ()):
+                if consumer not in steps:
+                    steps.append(consumer)
+                    todo.extend(consumer.outputs.values())
+        return steps
+
+    def _idle_after(self) -> bool:
+        """Whether no step after the read has a bundle, a fired timer or a hold pending."""
+        context = self._evaluation_context
+        with context._lock:  # the runner commits results under this lock
+            for step in self._steps_after():
+                marks = context._watermark_manager.get_watermarks(step)
+                if marks._pending or marks._fired_timers or marks._keyed_earliest_holds:
+                    return False
+        return True
+
     def start_bundle(self) -> None:
         pass
 
@@ -107,6 +142,9 @@ class _LiveReadEvaluator(_TransformEvaluator):
 
     def finish_bundle(self) -> TransformResult:
         reader = self._reader()
+        settled = getattr(reader, "settled", None)
+        if settled is not None and self._idle_after():
+            settled()
         elements = reader.read(MAX_BATCH)
         bundles = []
         if elements:

@@ -1,8 +1,7 @@
 """``pubsub://`` endpoints: Cloud Pub/Sub subscriptions in, topics out.
 
 Source: ``pubsub://projects/P/subscriptions/S?timestamp_attribute=ts&id_attribute=id`` reads the
-subscription (unbounded) with Beam's ``ReadFromPubSub``, which runs only on the DirectRunner and
-Dataflow. Each message becomes::
+subscription (unbounded) on the DirectRunner and Dataflow. Each message becomes::
 
     Message(
         payload=b'{"user_id": "u1"}',                  # the message data, unchanged
@@ -18,6 +17,18 @@ refuses ``id_label`` when the pipeline runs, so the source refuses it on the Dir
 the graph is built. Any field the runner leaves empty (message id, publish time, ordering key)
 stays ``None`` in the origin. On the DirectRunner with the emulator all three are filled in;
 ``publish_time`` is kept to the millisecond.
+
+Delivery, per runner:
+
+- DirectRunner: the suite's own reader (`transforms.io.pubsub_read.PubSubLiveReader`, on the
+  streaming BundleBasedDirectRunner) acknowledges a message only once every write that depends
+  on it (outputs and dead letters) has finished, and extends the deadline of the messages it
+  holds. A killed run loses nothing: at least once, a message written but not yet acknowledged
+  is processed again. ``max_in_flight`` (default 1000) bounds the unacknowledged messages,
+  ``ack_deadline`` (seconds, 10-600, default 60) is the lease it keeps extending.
+- Dataflow: Beam's ``ReadFromPubSub``; Dataflow acknowledges a message once its first step's
+  output is durably committed, so a worker that dies loses nothing either (``max_in_flight``
+  and ``ack_deadline`` do not apply there).
 
 Sink: ``pubsub://projects/P/topics/T?attributes=f1,f2&ordering_key=f&timeout=30`` publishes each
 record's data as JSON (bytes as base64), with the attributes of the message the record came from
@@ -56,10 +67,19 @@ from transforms.dead_letter import error_record
 from transforms.event_time import format_timestamp
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
+from transforms.io.pubsub_read import ACK_DEADLINE_RANGE, PubSubReadSettings, live_reader
 from transforms.message import Message, Origin, Record
 from transforms.metrics import NAMESPACE
 
-__all__ = ["PubSubSink", "PubSubSource", "SinkPublishError", "to_message"]
+__all__ = ["DELIVERY", "PubSubSink", "PubSubSource", "SinkPublishError", "to_message"]
+
+DELIVERY = {
+    "DirectRunner": "at least once: acknowledged after every write that depends on the message "
+    "(outputs and dead letters); a killed run's unacknowledged messages are redelivered",
+    "DataflowRunner": "at least once: Dataflow acknowledges after durably committing the read",
+}
+"""What the source guarantees on each runner (``describe`` prints it)."""
 
 _RESOURCE = re.compile(
     r"projects/(?P<project>[^/]+)/(?P<kind>topics|subscriptions)/(?P<name>[^/]+)"
@@ -78,7 +98,14 @@ _TRANSIENT = (
     api_exceptions.Unknown,
 )
 # Failures caused by the message itself rather than by the topic or the service.
-_REJECTED = (api_exceptions.InvalidArgument, MessageTooLargeError, TypeError)
+# ValueError: text that is not UTF-8 (UnicodeEncodeError), a value msgspec cannot encode.
+_REJECTED = (
+    api_exceptions.InvalidArgument,
+    MessageTooLargeError,
+    TypeError,
+    ValueError,
+    msgspec.EncodeError,
+)
 
 
 def _resource(endpoint: Endpoint, kind: str) -> str:
@@ -150,21 +177,38 @@ class PubSubSource(Source):
     """Reads `Message`s from a Pub/Sub subscription; unbounded, DirectRunner and Dataflow only.
 
     Args:
-        endpoint: ``pubsub://projects/P/subscriptions/S`` with optional ``timestamp_attribute``
-            and ``id_attribute`` parameters.
+        endpoint: ``pubsub://projects/P/subscriptions/S`` with optional ``timestamp_attribute``,
+            ``id_attribute``, ``max_in_flight`` and ``ack_deadline`` parameters.
 
     """
 
     bounded = False
     finite = False
+    live_on_direct = True
     runners: ClassVar[frozenset[str]] = frozenset({"DirectRunner", "DataflowRunner"})
+    delivery: ClassVar[dict[str, str]] = DELIVERY
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
-        endpoint.check_params(frozenset({"timestamp_attribute", "id_attribute"}))
+        endpoint.check_params(
+            frozenset({"timestamp_attribute", "id_attribute", "max_in_flight", "ack_deadline"})
+        )
         self.subscription = _resource(endpoint, "subscriptions")
         self.timestamp_attribute = _optional(endpoint, "timestamp_attribute")
         self.id_attribute = _optional(endpoint, "id_attribute")
+        low, high = ACK_DEADLINE_RANGE
+        ack_deadline: int = endpoint.positive("ack_deadline", int, 60)
+        if not low <= ack_deadline <= high:
+            raise EndpointError(
+                f"{endpoint}: ack_deadline must be {low}-{high} seconds (Pub/Sub's range), "
+                f"got {ack_deadline}"
+            )
+        self.settings = PubSubReadSettings(
+            subscription=self.subscription,
+            timestamp_attribute=self.timestamp_attribute,
+            max_in_flight=endpoint.positive("max_in_flight", int, 1000),
+            ack_deadline=ack_deadline,
+        )
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Read the subscription; elements are `Message`s stamped with publish or event time."""
@@ -175,6 +219,12 @@ class PubSubSource(Source):
                 f"{self.endpoint}: the DirectRunner cannot deduplicate on id_attribute (Beam "
                 "refuses id_label there): run on DataflowRunner, or drop id_attribute and "
                 "deduplicate downstream"
+            )
+        if type(pbegin.pipeline.runner).__name__ == BUNDLE_RUNNER:
+            return (
+                pbegin
+                | "Live" >> DirectLiveRead(live_reader(self.settings))
+                | "Messages" >> beam.Map(to_message)
             )
         return (
             pbegin

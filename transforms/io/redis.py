@@ -350,10 +350,15 @@ class _WriteFn(BatchingFn[_Command]):
             record = Record(record)
         try:
             command = self._target.command(record.data)
-        except SinkRejected as error:
+        except (ValueError, TypeError) as error:  # SinkRejected, or text that is not UTF-8
             if self._target.dead_letter:
                 raise SinkRejected(f"{self._target.where}: {error}") from None
-            yield self._rejected(Pending(record, None, timestamp, window), str(error), error.reason)
+            if not isinstance(error, SinkRejected):
+                error = SinkRejected(
+                    f"the record cannot be encoded: {type(error).__name__}: {error}"
+                )
+            pending = Pending(record, None, timestamp, window)
+            yield self._rejected(pending, str(error), error.reason)
             return
         yield from self.add(Pending(record, command, timestamp, window))
 

@@ -142,10 +142,12 @@ def test_a_request_failing_with_5xx_dead_letters_its_batch_as_sink_unavailable(
     bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
 ) -> None:
     # The emulator answers HTTP 500 to the whole insertAll request, even with skipInvalidRows,
-    # when an INTEGER is out of the 64-bit range: a real transient-looking server failure.
-    good = _record(1, {"id": 1, "name": "a"})
-    poison = _record(2, {"id": 2**70, "name": "b"})
-    sink = _sink(bigquery_emulator, f"{dataset}.events", "&attempts=1", schema=SCHEMA)
+    # when a JSON column gets an object instead of JSON text: a real transient-looking server
+    # failure. (An INTEGER out of the 64-bit range did too; the sink now refuses it itself.)
+    good = _record(1, {"id": 1, "name": "a", "doc": "{}"})
+    poison = _record(2, {"id": 2, "name": "b", "doc": {"a": 1}})
+    schema = Schema((*SCHEMA.fields, Field("doc", "JSON")))
+    sink = _sink(bigquery_emulator, f"{dataset}.events", "&attempts=1", schema=schema)
 
     def check(dead_letters: list[dict[str, Any]]) -> None:
         assert sorted(d["source"]["line"] for d in dead_letters) == [1, 2]
@@ -156,6 +158,29 @@ def test_a_request_failing_with_5xx_dead_letters_its_batch_as_sink_unavailable(
 
     assert counters.get("written", 0) == 0
     assert _query(client, f"SELECT id FROM `{PROJECT}.{dataset}.events`") == []
+
+
+@pytest.mark.integration
+def test_values_insertall_cannot_take_are_dead_lettered_and_the_rest_written(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    good = [_record(1, {"id": 1, "amount": 1.5}), _record(2, {"id": 2**63 - 1})]
+    poison = {
+        3: {"id": 2**64},
+        4: {"id": 4, "amount": float("nan")},
+        5: {"id": 5, "amount": float("-inf")},
+    }
+    sink = _sink(bigquery_emulator, f"{dataset}.events", schema=SCHEMA)
+
+    def check(dead_letters: list[dict[str, Any]]) -> None:
+        assert sorted(d["source"]["line"] for d in dead_letters) == sorted(poison)
+        assert {(d["step"], d["reason"]) for d in dead_letters} == {("sink", "sink_rejected")}
+
+    counters = run_sink(good + [_record(line, data) for line, data in poison.items()], sink, check)
+
+    assert counters["written"] == len(good)
+    ids = _query(client, f"SELECT id FROM `{PROJECT}.{dataset}.events` ORDER BY id")
+    assert ids == [{"id": 1}, {"id": 2**63 - 1}]
 
 
 @pytest.mark.integration
