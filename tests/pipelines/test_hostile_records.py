@@ -261,7 +261,9 @@ class StreamSource(Source):
                 beam.window.TimestampedValue(message, Timestamp(T0 + start))
                 for message in messages[start : start + 25]
             ]).advance_watermark_to(T0 - 3600 + start + 1)  # fmt: skip
-        return pbegin | stream.advance_watermark_to_infinity()
+        # Processing time moves on too, so that processing-time triggers and timers fire.
+        stream = stream.advance_processing_time(3600).advance_watermark_to_infinity()
+        return pbegin | stream.advance_processing_time(3600)
 
 
 def run_streamed(case: Case, args: list[str], lines: list[bytes]) -> RunReport:
