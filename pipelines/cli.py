@@ -15,6 +15,7 @@ from pipelines.options import OptionError
 from pipelines.run import describe_options, run_pipeline
 from pipelines.templates import TemplateError
 from transforms.io.endpoint import EndpointError, redact
+from transforms.redaction import install_redaction
 
 __all__ = ["main"]
 
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    install_redaction()
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.options import OptionError
+from transforms.io.endpoint import redact
 
 __all__ = ["demo_argv", "find_redis"]
 
@@ -78,7 +79,7 @@ def demo_argv(argv: Sequence[str]) -> list[str]:
         print("Redis: none answering (start one, or set REDIS_URL, to see it used).")
         argv_out.append(f"--sink=file://{output}/metrics")
     else:
-        print(f"Redis: {redis_url} (hash metrics:ENDPOINT:WINDOW_START, channel metrics)")
+        print(f"Redis: {redact(redis_url)} (hash metrics:ENDPOINT:WINDOW_START, channel metrics)")
         argv_out += [
             f"--sink={redis_url}?mode=hash&key=metrics:{{endpoint}}:{{window_start}}&ttl=86400",
             f"--publish={redis_url}?mode=publish&key=metrics",

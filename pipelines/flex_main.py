@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pipelines.catalog import get_pipeline
 from pipelines.run import build_pipeline
 from pipelines.templates import SELECTOR
+from transforms.redaction import install_redaction
 
 __all__ = ["main"]
 
@@ -38,4 +39,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
+    install_redaction()
     main()

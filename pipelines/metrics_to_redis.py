@@ -3,7 +3,7 @@
 source -> Parse -> WindowedAggregate(spec) -> sink (a Redis hash per group and window)
                                            -> publish (optional: PUBLISH per update)
                                            -> history (optional: BigQuery or files)
-   parse failures + late records + sink rejections -> dead letter
+   parse failures + late and refused records + sink rejections -> dead letter
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ def _aggregate(
         parsed = read_and_parse_blocks(pipeline, config.spine)
         if parsed is not None:
             blocks, parse_errors = parsed
-            return blocks | "Aggregate" >> AggregateBlocks(config.spec), [parse_errors]
+            rows, refused = blocks | "Aggregate" >> AggregateBlocks(config.spec, NAME)
+            return rows, [parse_errors, refused]
     records, parse_errors = read_and_parse(pipeline, config.spine)
     rows, late = records | "Aggregate" >> WindowedAggregate(config.spec, NAME)
     return rows, [parse_errors, late]

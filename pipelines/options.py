@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from transforms.io.endpoint import redact_option
+
 __all__ = [
     "COMMON_OPTIONS",
     "Option",
@@ -105,7 +107,8 @@ class Option:
         if value is None or self.regex is None or (value == "" and not self.required):
             return
         if not re.fullmatch(self.regex, str(value)):
-            raise OptionError(f"--{self.name}={value!r} does not match {self.regex!r}: {self.help}")
+            shown = redact_option(self.name, str(value))
+            raise OptionError(f"--{self.name}={shown!r} does not match {self.regex!r}: {self.help}")
 
     @property
     def value_regex(self) -> str | None:

@@ -7,6 +7,7 @@ import importlib
 import logging
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -19,9 +20,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.catalog import PipelineSpec
 from pipelines.options import OptionError, parse_options
 from transforms.io.base import ALL_RUNNERS
-from transforms.io.endpoint import redact
+from transforms.io.endpoint import redact_option
 from transforms.io.live import BUNDLE_RUNNER
 from transforms.io.registry import SINKS, SOURCES
+from transforms.io.retry import OUTAGE_BEHAVIOUR
 from transforms.metrics import (
     DEAD_LETTERED,
     DROPPED,
@@ -308,6 +310,8 @@ def _delivery_lines() -> list[str]:
 def describe_options(spec: PipelineSpec) -> str:
     """Returns the options of ``spec`` with help and defaults, runners and delivery."""
     lines = [spec.name, "", spec.description, "", *_matrix_lines(), *_delivery_lines()]
+    lines += ["Sink outages", *textwrap.wrap(OUTAGE_BEHAVIOUR, 96, initial_indent="  ",
+                                             subsequent_indent="  "), ""]  # fmt: skip
     for option in spec.options:
         flag = f"--{option.name}" + (" (required)" if option.required else "")
         lines.append(flag)
@@ -315,5 +319,5 @@ def describe_options(spec: PipelineSpec) -> str:
         if option.choices:
             lines.append(f"    one of: {', '.join(option.choices)}")
         if not option.required:
-            lines.append(f"    default: {redact(str(option.default))}")
+            lines.append(f"    default: {redact_option(option.name, str(option.default))}")
     return "\n".join(lines)

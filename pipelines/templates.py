@@ -28,6 +28,7 @@ from typing import Any
 
 from pipelines.catalog import CATALOG, PipelineSpec, get_pipeline
 from pipelines.options import Option, check_declarations
+from transforms.io.endpoint import redact_option
 
 __all__ = [
     "SELECTOR",
@@ -339,7 +340,7 @@ def check_parameters(metadata: dict[str, Any], parameters: Mapping[str, str]) ->
                 problems.append(f"missing required parameter {name!r}: {param['helpText']}")
             continue
         problems += [
-            f"{name}={value!r} does not match {pattern!r}"
+            f"{name}={redact_option(name, value)!r} does not match {pattern!r}"
             for pattern in param.get("regexes", [])
             if not re.search(pattern, value)
         ]
@@ -447,13 +448,17 @@ def launch(request: Launch, api_endpoint: str | None = None) -> dict[str, Any]:
 
 
 def gcloud_command(request: Launch) -> str:
-    """Returns the same launch as a ``gcloud dataflow flex-template run`` command."""
+    """Returns the same launch as a ``gcloud dataflow flex-template run`` command.
+
+    Secrets are masked (`transforms.io.endpoint.redact_option`): passwords in URIs and the
+    values of secret-named parameters read ``***``; put them back before running it.
+    """
     words = [
         "gcloud", "dataflow", "flex-template", "run", request.job_name,
         f"--template-file-gcs-location={request.template_path}",
         f"--project={request.project}", f"--region={request.region}",
     ]  # fmt: skip
-    pairs = [f"{key}={value}" for key, value in request.all_parameters.items()]
+    pairs = [f"{key}={redact_option(key, value)}" for key, value in request.all_parameters.items()]
     text = "".join(pairs)
     # gcloud splits on commas unless the list starts with ^DELIMITER^.
     delimiter = next(char for char in ",~;|#@" if char not in text)
@@ -461,7 +466,10 @@ def gcloud_command(request: Launch) -> str:
     words.append(f"--parameters={prefix}{delimiter.join(pairs)}")
     if request.validate_only:
         words.append("--validate-only")  # (a gcloud beta/alpha flag in some releases)
-    words += [f"{ENVIRONMENT_FLAGS[key]}={value}" for key, value in request.environment.items()]
+    words += [
+        f"{ENVIRONMENT_FLAGS[key]}={redact_option(key, value)}"
+        for key, value in request.environment.items()
+    ]
     return " ".join(shlex.quote(word) for word in words)
 
 

@@ -27,6 +27,12 @@ are judged against an older bound, and one late beyond that bound plus the slack
 dropped by Beam unseen; with hopping windows a record is dead-lettered only when its last window
 has closed (its earlier, closed windows drop it silently).
 
+Records that cannot be aggregated (`transforms.aggregators.SpecCombineFn.prepare` says which:
+reasons ``bad_value``, ``expression_limit``, ``bad_timestamp``) are dead-lettered with step
+``aggregate`` before they are keyed, on every path (this one, `transforms.aggregate_blocks` and
+`transforms.aggregate_sessions`); a ``having`` that fails on a row counts ``having_failed`` and
+leaves the row out.
+
 ``is_final`` is Beam's own flag of the last pane; Beam rarely sets it (it does not fire a final
 pane when a window expires), so read ``timing`` with the allowed lateness instead: with none,
 the ON_TIME pane is the window's last.
@@ -52,27 +58,39 @@ from apache_beam.transforms.userstate import (
 from apache_beam.utils.timestamp import Duration
 
 from transforms.aggregate_spec import AggregateSpec, WindowSpec
-from transforms.aggregators import SpecCombineFn
+from transforms.aggregators import Element, SpecCombineFn
 from transforms.dead_letter import error_record
+from transforms.errors import RecordError
 from transforms.event_time import format_timestamp
+from transforms.expressions import Expression
 from transforms.message import Record
-from transforms.metrics import NAMESPACE, Count
+from transforms.metrics import NAMESPACE, Count, ReasonCounters
 from transforms.schema import Field, Schema
 
 __all__ = [
     "AGGREGATED",
+    "FAILED",
     "GATE_SHARDS",
+    "HAVING_FAILED",
     "LATE",
+    "NOT_AGGREGATED",
     "FinalRow",
     "KeyByGroup",
+    "PrepareFailures",
     "WindowedAggregate",
     "group_key",
+    "passes",
     "row_schema",
     "window_starts",
 ]
 
 AGGREGATED = "aggregated"
 LATE = "late_records"
+# The tagged output of the records that cannot be aggregated (dead-letter dicts).
+FAILED = "failed"
+# Counted instead of dead-lettered, by a side aggregation (``not_aggregated.<reason>``).
+NOT_AGGREGATED = "not_aggregated"
+HAVING_FAILED = "having_failed"
 GATE_SHARDS = 8
 _TIMING = {0: "EARLY", 1: "ON_TIME", 2: "LATE"}
 
@@ -86,6 +104,51 @@ def _key_value(value: Any) -> Any:
 def group_key(data: dict[str, Any], group_by: tuple[str, ...]) -> tuple:
     """Returns a record's group key: its ``group_by`` values (nested values as JSON text)."""
     return tuple([_key_value(data.get(name)) for name in group_by])
+
+
+class PrepareFailures:
+    """What a keying step does with a record that `SpecCombineFn.prepare` refuses.
+
+    Create it in a DoFn's ``setup``; `failed` returns the outputs for a refused record: its
+    dead-letter dict on the `FAILED` output, or nothing when ``dead_letter`` is off (a side
+    aggregation, whose records are written whole elsewhere), then counted in
+    ``not_aggregated.<reason>``.
+
+    Args:
+        pipeline: the pipeline's name, for the dead-letter records.
+        dead_letter: dead-letter refused records (else only count them).
+    """
+
+    def __init__(self, pipeline: str, dead_letter: bool) -> None:
+        self._pipeline = pipeline
+        self._counters = None if dead_letter else ReasonCounters(NOT_AGGREGATED)
+
+    def failed(self, record: Record, exc: RecordError, event_time: float) -> Iterator[Any]:
+        """Returns the outputs for ``record``, which ``exc`` refused."""
+        if self._counters is not None:
+            self._counters.inc(exc.reason)
+            return iter(())
+        dead = error_record(
+            record,
+            pipeline=self._pipeline,
+            step="aggregate",
+            reason=exc.reason,
+            error_type=type(exc).__name__,
+            error_message=str(exc),
+            event_timestamp=event_time,
+        )
+        return iter((beam.pvalue.TaggedOutput(FAILED, dead),))
+
+
+def passes(having: Expression | None, row: dict[str, Any]) -> bool:
+    """Whether an output row passes ``having``; a failing ``having`` counts and leaves it out."""
+    if having is None:
+        return True
+    try:
+        return bool(having(row))
+    except Exception:  # noqa: BLE001 (any failure on one row)
+        beam.metrics.Metrics.counter(NAMESPACE, HAVING_FAILED).inc()
+        return False
 
 
 def _expiry(window: WindowSpec, lateness: float, event_time: float) -> float:
@@ -105,29 +168,40 @@ class _KeyByShard(beam.DoFn):
     event time (``(shard, None)``), so that no shard judges a record without a bound.
     """
 
-    def __init__(self, group_by: tuple[str, ...]) -> None:
-        self._group_by = group_by
+    def __init__(self, spec: AggregateSpec, pipeline: str, dead_letter: bool) -> None:
+        self._group_by = spec.group_by
+        self._combine = SpecCombineFn(spec)
+        self._pipeline = pipeline
+        self._dead_letter = dead_letter
 
     def setup(self) -> None:
         self._next = 0
         self._primed = False
+        self._failures = PrepareFailures(self._pipeline, self._dead_letter)
 
     def process(
         self, record: Record, timestamp: Any = beam.DoFn.TimestampParam
     ) -> Iterator[tuple[int, Any]]:
+        event_time = float(timestamp)
+        try:
+            prepared = self._combine.prepare(record.data, event_time)
+        except RecordError as exc:
+            yield from self._failures.failed(record, exc, event_time)
+            return
         if not self._primed:
             self._primed = True
             for shard in range(GATE_SHARDS):
                 yield shard, None
         key = group_key(record.data, self._group_by)
         self._next = (self._next + 1) % GATE_SHARDS
-        yield self._next, (key, record)
+        yield self._next, (key, record, prepared)
 
 
 class _LatenessGate(beam.DoFn):
     """Passes records whose windows are still open; tags the others ``late``.
 
-    Output: ``(group_key, (record_dict, event_time))``, or the late `Record` on ``late``.
+    Output: ``(group_key, prepared)`` (see `SpecCombineFn.prepare`), or the late `Record` on
+    ``late``.
 
     A shard's state is one value, ``(horizon, newest, armed)``, each a float or None: the bound
     records are judged against (the last clock firing), the newest event time passed, and when
@@ -151,7 +225,7 @@ class _LatenessGate(beam.DoFn):
 
     def process(
         self,
-        element: tuple[int, tuple[tuple, Record]],
+        element: tuple[int, tuple[tuple, Record, Element]],
         timestamp: Any = beam.DoFn.TimestampParam,
         gate: Any = beam.DoFn.StateParam(GATE),
         clock: Any = beam.DoFn.TimerParam(CLOCK),
@@ -164,7 +238,7 @@ class _LatenessGate(beam.DoFn):
                 clock.set(event_time)
                 gate.write((None, event_time, event_time))
             return
-        key, record = keyed
+        key, record, prepared = keyed
         if bound is not None and _expiry(self._window, self._lateness, event_time) < bound:
             yield beam.pvalue.TaggedOutput("late", record)
             return
@@ -176,7 +250,7 @@ class _LatenessGate(beam.DoFn):
         if newest != latest or target != armed:
             gate.write((bound, newest, target))
         self._aggregated.inc()
-        yield key, (record.data, event_time)
+        yield key, prepared
 
     @on_timer(CLOCK)
     def on_clock(
@@ -196,22 +270,42 @@ class _LatenessGate(beam.DoFn):
 
 
 class KeyByGroup(beam.DoFn):
-    """Record -> ``(group_key, (record_dict, event_time))``, counted as ``aggregated``.
+    """Record -> ``(group_key, (values, event_time))``, counted as ``aggregated``.
 
-    The event time is in seconds, or with ``micros`` in whole microseconds.
+    ``(values, event_time)`` is the record prepared for the spec (`SpecCombineFn.prepare`), the
+    event time in seconds, or with ``micros`` in whole microseconds. A record the spec refuses
+    goes to the `FAILED` output (see `PrepareFailures`).
+
+    Args:
+        spec: the aggregation.
+        pipeline: the pipeline's name, for the dead-letter records.
+        micros: give the event time in whole microseconds.
+        dead_letter: dead-letter refused records (else only count them).
     """
 
-    def __init__(self, group_by: tuple[str, ...], micros: bool = False) -> None:
-        self._group_by = group_by
+    def __init__(
+        self, spec: AggregateSpec, pipeline: str, micros: bool = False, dead_letter: bool = True
+    ) -> None:
+        self._group_by = spec.group_by
+        self._combine = SpecCombineFn(spec)
+        self._pipeline = pipeline
         self._micros = micros
+        self._dead_letter = dead_letter
 
     def setup(self) -> None:
         self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
+        self._failures = PrepareFailures(self._pipeline, self._dead_letter)
 
     def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
+        event_time = float(timestamp)
+        try:
+            values, _ = self._combine.prepare(record.data, event_time)
+        except RecordError as exc:
+            yield from self._failures.failed(record, exc, event_time)
+            return
         self._aggregated.inc()
-        event_time = timestamp.micros if self._micros else float(timestamp)
-        yield group_key(record.data, self._group_by), (record.data, event_time)
+        time = timestamp.micros if self._micros else event_time
+        yield group_key(record.data, self._group_by), (values, time)
 
 
 class _LateToDeadLetter(beam.DoFn):
@@ -259,7 +353,7 @@ class _ToRow(beam.DoFn):
         row["timing"] = _TIMING.get(pane.timing, "UNKNOWN")
         row["is_final"] = pane.is_last
         row["pane_index"] = pane.index
-        if self._having is None or self._having(row):
+        if passes(self._having, row):
             yield Record(row)
 
 
@@ -295,27 +389,30 @@ def row_schema(spec: AggregateSpec, records: Schema | None) -> Schema:
     return Schema(tuple(fields))
 
 
-@beam.typehints.with_output_types(tuple[tuple[tuple, int], tuple[dict[str, Any], float]])
-class _KeyByWindow(beam.DoFn):
-    """Record -> ``((group_key, window_start_micros), (record_dict, event_time))`` per window.
+@beam.typehints.with_output_types(tuple[tuple[tuple, int], tuple[tuple, float]])
+class _KeyByWindow(KeyByGroup):
+    """Record -> ``((group_key, window_start_micros), (values, event_time))`` per window.
 
     Window starts follow Beam's FixedWindows and SlidingWindows (offset 0), in microseconds;
-    the global window has start 0 (its rows carry no bounds).
+    the global window has start 0 (its rows carry no bounds). Refused records as `KeyByGroup`.
     """
 
-    def __init__(self, group_by: tuple[str, ...], window: WindowSpec) -> None:
-        self._group_by = group_by
+    def __init__(self, spec: AggregateSpec, pipeline: str, dead_letter: bool) -> None:
+        super().__init__(spec, pipeline, dead_letter=dead_letter)
+        window = spec.window
         self._global = window.type == "global"
         self._size = round(window.size * 1_000_000)
         self._every = round((window.every or window.size) * 1_000_000)
 
-    def setup(self) -> None:
-        self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
-
     def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
+        event_time = float(timestamp)
+        try:
+            value = self._combine.prepare(record.data, event_time)
+        except RecordError as exc:
+            yield from self._failures.failed(record, exc, event_time)
+            return
         self._aggregated.inc()
         key = group_key(record.data, self._group_by)
-        value = (record.data, float(timestamp))
         if self._global:
             yield (key, 0), value
             return
@@ -360,7 +457,7 @@ class FinalRow(beam.DoFn):
         row["window_start"], row["window_end"] = bounds
         row.update(aggregates)
         row.update(timing="ON_TIME", is_final=True, pane_index=0)
-        if self._having is None or self._having(row):
+        if passes(self._having, row):
             end = windows.GlobalWindow().max_timestamp() if self._global else start + self._size
             yield windows.TimestampedValue(Record(row), end - 1e-6 if not self._global else end)
 
@@ -406,15 +503,17 @@ class WindowedAggregate(beam.PTransform):
 
     Input: `Record`s timestamped with their event time (as `ParseJson` emits them). Returns
     ``(rows, errors)``: ``rows`` are `Record`s whose data is the output row described in this
-    module; ``errors`` are dead-letter dicts of records that came too late (reason ``late``).
-    Records that enter the aggregation are counted as ``aggregated``.
+    module; ``errors`` are dead-letter dicts (step ``aggregate``) of records that came too late
+    (reason ``late``) or that the spec refuses (``bad_value``, ``expression_limit``,
+    ``bad_timestamp``). Records that enter the aggregation are counted as ``aggregated``.
 
     Args:
         spec: the aggregation.
         pipeline: the pipeline's name, for the dead-letter records.
-        dead_letter_late: dead-letter late records (the default); ``False`` only counts them
-            in ``late_records``, for a side aggregation whose records are also written whole
-            elsewhere (``errors`` is then empty).
+        dead_letter_late: dead-letter late and refused records (the default); ``False`` only
+            counts them, in ``late_records`` and ``not_aggregated.<reason>``, for a side
+            aggregation whose records are also written whole elsewhere (``errors`` is then
+            empty).
     """
 
     def __init__(self, spec: AggregateSpec, pipeline: str, dead_letter_late: bool = True) -> None:
@@ -433,30 +532,33 @@ class WindowedAggregate(beam.PTransform):
         from transforms.aggregate_sessions import BoundedSessions
 
         if records.is_bounded and BoundedSessions.supports(spec):
-            rows = records | "Sessions" >> BoundedSessions(spec)
-            return rows, records.pipeline | "No late records" >> beam.Create([])
+            return records | "Sessions" >> BoundedSessions(
+                spec, self._pipeline, self._dead_letter_late
+            )
         if spec.window.type == "global" or records.is_bounded:
             # A global window never closes, and a bounded input has nothing late.
-            keyed = records | "Key" >> beam.ParDo(KeyByGroup(spec.group_by))
-            errors = records.pipeline | "No late records" >> beam.Create([])
+            keyed = records | "Key" >> beam.ParDo(
+                KeyByGroup(spec, self._pipeline, dead_letter=self._dead_letter_late)
+            ).with_outputs(FAILED, main="keyed")
+            errors = keyed[FAILED]
+            keyed = keyed.keyed
             slack = 0.0
         else:
-            gated = (
-                records
-                | "Shard" >> beam.ParDo(_KeyByShard(spec.group_by))
-                | "Lateness gate"
-                >> beam.ParDo(_LatenessGate(spec.window, lateness)).with_outputs(
-                    "late", main="on_time"
-                )
-            )
+            sharded = records | "Shard" >> beam.ParDo(
+                _KeyByShard(spec, self._pipeline, self._dead_letter_late)
+            ).with_outputs(FAILED, main="sharded")
+            gated = sharded.sharded | "Lateness gate" >> beam.ParDo(
+                _LatenessGate(spec.window, lateness)
+            ).with_outputs("late", main="on_time")
             keyed = gated.on_time
             late = gated.late | "Count late" >> Count(LATE)
             if self._dead_letter_late:
-                errors = late | "Late to dead letter" >> beam.ParDo(
+                late = late | "Late to dead letter" >> beam.ParDo(
                     _LateToDeadLetter(self._pipeline, spec.window, lateness)
                 )
             else:
-                errors = late | "Only counted" >> beam.Filter(lambda record: False)
+                late = late | "Only counted" >> beam.Filter(lambda record: False)
+            errors = (sharded[FAILED], late) | "Errors" >> beam.Flatten()
             slack = spec.window.step
         accumulation = (
             triggers.AccumulationMode.ACCUMULATING
@@ -485,10 +587,12 @@ class WindowedAggregate(beam.PTransform):
         records are keyed by (group key, window start) and combined before the shuffle.
         """
         spec = self._spec
+        keyed = records | "Key by window" >> beam.ParDo(
+            _KeyByWindow(spec, self._pipeline, self._dead_letter_late)
+        ).with_outputs(FAILED, main="keyed")
         rows = (
-            records
-            | "Key by window" >> beam.ParDo(_KeyByWindow(spec.group_by, spec.window))
+            keyed.keyed
             | "Aggregate" >> beam.CombinePerKey(SpecCombineFn(spec))
             | "Rows" >> beam.ParDo(FinalRow(spec))
         )
-        return rows, records.pipeline | "No late records" >> beam.Create([])
+        return rows, keyed[FAILED]

@@ -10,6 +10,9 @@ thousand records, and each record is folded into its groups' accumulators right 
 one partial aggregate per group, window and bundle crosses the shuffle. Windows are found by
 integer arithmetic on microseconds, as Beam's FixedWindows and SlidingWindows find them.
 
+Records the spec refuses (`transforms.aggregators.SpecCombineFn.prepare`) are dead-lettered
+with step ``aggregate``, as on the record path.
+
 Memory is one accumulator per (group, window) seen in the bundle, flushed downstream whenever
 `MAX_GROUPS` are held: flat in the number of records.
 """
@@ -21,10 +24,18 @@ from typing import Any
 
 import apache_beam as beam
 
-from transforms.aggregate import AGGREGATED, FinalRow, group_key, window_starts
+from transforms.aggregate import (
+    AGGREGATED,
+    FAILED,
+    FinalRow,
+    PrepareFailures,
+    group_key,
+    window_starts,
+)
 from transforms.aggregate_spec import AggregateSpec
 from transforms.aggregators import SpecCombineFn
 from transforms.blocks import FoldPerBundle
+from transforms.errors import RecordError
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 
@@ -36,10 +47,12 @@ MAX_GROUPS = 50_000
 class _PreAggregate(FoldPerBundle):
     """Blocks of ``(Record, event_time)`` -> ``((group_key, window_start_micros), accumulator)``.
 
-    One output per (group, window) seen in the bundle (or since the last flush).
+    One output per (group, window) seen in the bundle (or since the last flush); refused
+    records go to the `FAILED` output (see `PrepareFailures`).
     """
 
-    def __init__(self, spec: AggregateSpec) -> None:
+    def __init__(self, spec: AggregateSpec, pipeline: str) -> None:
+        self._pipeline = pipeline
         self._group_by = spec.group_by
         self._combine = SpecCombineFn(spec)
         self._global = spec.window.type == "global"
@@ -48,6 +61,7 @@ class _PreAggregate(FoldPerBundle):
 
     def setup(self) -> None:
         self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
+        self._failures = PrepareFailures(self._pipeline, dead_letter=True)
 
     def limit(self) -> int:
         return MAX_GROUPS
@@ -55,10 +69,17 @@ class _PreAggregate(FoldPerBundle):
     def process(self, block: list[tuple[Record, float]]) -> Iterator[Any]:
         groups = self.partials
         create, add = self._combine.create_accumulator, self._combine.add_input
+        prepare = self._combine.prepare
         group_by, size, every = self._group_by, self._size, self._every
+        aggregated = 0
         for record, event_time in block:
+            try:
+                element = prepare(record.data, event_time)
+            except RecordError as exc:
+                yield from self._failures.failed(record, exc, event_time)
+                continue
+            aggregated += 1
             key = group_key(record.data, group_by)
-            element = (record.data, event_time)
             # int(seconds * 1e6) is how Beam's Timestamp turns the event time into micros.
             micros = int(event_time * 1e6)
             if self._global:
@@ -72,7 +93,7 @@ class _PreAggregate(FoldPerBundle):
                 if accumulator is None:
                     accumulator = create()
                 groups[(key, start)] = add(accumulator, element)
-        self._aggregated.inc(len(block))
+        self._aggregated.inc(aggregated)
         yield from self.flush_if_full()
 
 
@@ -110,31 +131,37 @@ class AggregateBlocks(beam.PTransform):
     """Aggregates blocks of parsed records per group and window, as an `AggregateSpec` says.
 
     Input: a bounded PCollection of lists of ``(Record, event_time_seconds)`` pairs, as
-    `transforms.parse.ParseJsonBlocks` emits them. Output: `Record`s of the output rows of
-    `transforms.aggregate` (timestamped at their window's end), the same rows as
-    `WindowedAggregate` gives for the same records. Records are counted as ``aggregated``.
-    Nothing is late in a bounded input, so there is no dead-letter output.
+    `transforms.parse.ParseJsonBlocks` emits them. Returns ``(rows, errors)``: ``rows`` are
+    `Record`s of the output rows of `transforms.aggregate` (timestamped at their window's end),
+    the same rows as `WindowedAggregate` gives for the same records; ``errors`` are dead-letter
+    dicts of the records the spec refuses (nothing is late in a bounded input). Records that
+    enter the aggregation are counted as ``aggregated``.
 
     Args:
         spec: the aggregation; `supports` says which specs this path takes.
+        pipeline: the pipeline's name, for the dead-letter records.
     """
 
-    def __init__(self, spec: AggregateSpec) -> None:
+    def __init__(self, spec: AggregateSpec, pipeline: str) -> None:
         super().__init__()
         if not self.supports(spec):
             raise ValueError("session windows and count triggers need WindowedAggregate")
         self._spec = spec
+        self._pipeline = pipeline
 
     @staticmethod
     def supports(spec: AggregateSpec) -> bool:
         """Whether the spec's bounded result is one final pane per window (not sessions)."""
         return spec.window.type != "session" and not spec.trigger.early_count
 
-    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         combine = SpecCombineFn(self._spec)
-        return (
-            blocks
-            | "Pre-aggregate" >> beam.ParDo(_PreAggregate(self._spec))
+        partials = blocks | "Pre-aggregate" >> beam.ParDo(
+            _PreAggregate(self._spec, self._pipeline)
+        ).with_outputs(FAILED, main="partials")
+        rows = (
+            partials.partials
             | "Aggregate" >> beam.CombinePerKey(_MergePartials(combine))
             | "Rows" >> beam.ParDo(FinalRow(self._spec))
         )
+        return rows, partials[FAILED]

@@ -20,6 +20,10 @@ partial sessions of several bundles merge after it the way Beam merges windows (
 windows merge, their `SpecCombineFn` accumulators too). Memory: the partial sessions of the
 keys in the combiner's cache, and after the shuffle one key's sessions at a time.
 
+Records the spec refuses (`transforms.aggregators.SpecCombineFn.prepare`: reasons
+``bad_value``, ``expression_limit``, ``bad_timestamp``) are dead-lettered with step
+``aggregate`` before they are keyed, as on the general path.
+
 Rows are those of the general path: the group keys, ``window_start``/``window_end`` of the
 merged session window, the aggregates, ``timing`` ``ON_TIME``, ``pane_index`` 0 and
 ``is_final`` as Beam sets it in a batch run (true unless a late firing is allowed), each
@@ -37,10 +41,18 @@ import apache_beam as beam
 from apache_beam.transforms import window as windows
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from transforms.aggregate import AGGREGATED, KeyByGroup, group_key
+from transforms.aggregate import (
+    AGGREGATED,
+    FAILED,
+    KeyByGroup,
+    PrepareFailures,
+    group_key,
+    passes,
+)
 from transforms.aggregate_spec import AggregateSpec
 from transforms.aggregators import SpecCombineFn
 from transforms.blocks import FoldPerBundle
+from transforms.errors import RecordError
 from transforms.event_time import format_timestamp
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
@@ -56,7 +68,8 @@ Session = list[Any]
 class SessionsCombineFn(beam.CombineFn):
     """Splits a key's events into sessions and aggregates each with the spec's `SpecCombineFn`.
 
-    Input elements are ``(record_dict, event_time_micros)``; the accumulator is the list of
+    Input elements are ``(values, event_time_micros)``, ``values`` as
+    `SpecCombineFn.prepare` gives them; the accumulator is the list of
     partial sessions described in this module; the output is
     ``[(window_start_millis, window_end_millis, {aggregate_name: value}), ...]`` in start order.
     """
@@ -66,12 +79,16 @@ class SessionsCombineFn(beam.CombineFn):
         # Beam's Sessions adds the gap as a Duration, truncated to whole microseconds.
         self._gap = Duration.of(spec.window.gap).micros
 
+    def prepare(self, record: dict[str, Any], event_time: float) -> tuple[tuple[Any, ...], float]:
+        """Prepares a record for the spec (see `SpecCombineFn.prepare`)."""
+        return self._combine.prepare(record, event_time)
+
     def create_accumulator(self) -> list[Session]:
         return []
 
-    def add_input(self, sessions: list[Session], element: tuple[dict[str, Any], int]) -> Any:
-        record, micros = element
-        value = (record, micros / 1_000_000)
+    def add_input(self, sessions: list[Session], element: tuple[tuple[Any, ...], int]) -> Any:
+        values, micros = element
+        value = (values, micros / 1_000_000)
         start, end = micros // 1000, (micros + self._gap) // 1000
         if sessions:
             newest = sessions[-1]
@@ -149,33 +166,44 @@ class _SessionRows(beam.DoFn):
             row["window_end"] = format_timestamp(end / 1000)
             row.update(aggregates)
             row.update(timing="ON_TIME", is_final=self._final, pane_index=0)
-            if self._having is None or self._having(row):
+            if passes(self._having, row):
                 yield windows.TimestampedValue(Record(row), Timestamp(micros=_wire_micros(end)))
 
 
 class _PreSessions(FoldPerBundle):
     """Blocks of ``(Record, event_time_seconds)`` -> ``(group_key, partial_sessions)``.
 
-    One output per key seen in the bundle (or since the last flush).
+    One output per key seen in the bundle (or since the last flush); refused records go to the
+    `FAILED` output (see `PrepareFailures`).
     """
 
-    def __init__(self, spec: AggregateSpec) -> None:
+    def __init__(self, spec: AggregateSpec, pipeline: str) -> None:
         self._group_by = spec.group_by
         self._combine = SessionsCombineFn(spec)
+        self._pipeline = pipeline
 
     def setup(self) -> None:
         self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
+        self._failures = PrepareFailures(self._pipeline, dead_letter=True)
 
     def limit(self) -> int:
         return MAX_KEYS
 
     def process(self, block: list[tuple[Record, float]]) -> Iterator[Any]:
         keys, add, group_by = self.partials, self._combine.add_input, self._group_by
+        prepare = self._combine.prepare
+        aggregated = 0
         for record, event_time in block:
+            try:
+                values, _ = prepare(record.data, event_time)
+            except RecordError as exc:
+                yield from self._failures.failed(record, exc, event_time)
+                continue
+            aggregated += 1
             key = group_key(record.data, group_by)
             # int(seconds * 1e6) is how Beam's Timestamp turns the event time into micros.
-            keys[key] = add(keys.get(key) or [], (record.data, int(event_time * 1e6)))
-        self._aggregated.inc(len(block))
+            keys[key] = add(keys.get(key) or [], (values, int(event_time * 1e6)))
+        self._aggregated.inc(aggregated)
         yield from self.flush_if_full()
 
 
@@ -205,32 +233,40 @@ def _supports(spec: AggregateSpec) -> bool:
 class BoundedSessions(beam.PTransform):
     """Aggregates a bounded input's `Record`s per group and session, as `WindowedAggregate` does.
 
-    Input: `Record`s timestamped with their event time. Output: `Record`s holding the rows of
-    `transforms.aggregate` (one final ``ON_TIME`` pane per group and session). Records are
-    counted as ``aggregated``.
+    Input: `Record`s timestamped with their event time. Returns ``(rows, errors)``: `Record`s
+    holding the rows of `transforms.aggregate` (one final ``ON_TIME`` pane per group and
+    session), and dead-letter dicts of the records the spec refuses. Records that enter a
+    session are counted as ``aggregated``.
 
     Args:
         spec: the aggregation; `supports` says which specs this path takes.
+        pipeline: the pipeline's name, for the dead-letter records.
+        dead_letter: dead-letter refused records (else only count them, see `PrepareFailures`).
     """
 
-    def __init__(self, spec: AggregateSpec) -> None:
+    def __init__(self, spec: AggregateSpec, pipeline: str, dead_letter: bool = True) -> None:
         super().__init__()
         if not _supports(spec):
             raise ValueError("BoundedSessions takes session windows without a count trigger")
         self._spec = spec
+        self._pipeline = pipeline
+        self._dead_letter = dead_letter
 
     @staticmethod
     def supports(spec: AggregateSpec) -> bool:
         """Whether the spec's bounded result is one final pane per session."""
         return _supports(spec)
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
-        return (
-            records
-            | "Key" >> beam.ParDo(KeyByGroup(self._spec.group_by, micros=True))
+    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        keyed = records | "Key" >> beam.ParDo(
+            KeyByGroup(self._spec, self._pipeline, micros=True, dead_letter=self._dead_letter)
+        ).with_outputs(FAILED, main="keyed")
+        rows = (
+            keyed.keyed
             | "Sessions" >> beam.CombinePerKey(SessionsCombineFn(self._spec))
             | "Rows" >> beam.ParDo(_SessionRows(self._spec))
         )
+        return rows, keyed[FAILED]
 
 
 class SessionBlocks(beam.PTransform):
@@ -240,22 +276,27 @@ class SessionBlocks(beam.PTransform):
     `transforms.parse.ParseJsonBlocks` emits them with an event time. Each block's records are
     folded into partial sessions per key right away (memory: the partial sessions of at most
     `MAX_KEYS` keys, then flushed), so only partial sessions cross the shuffle. Output and
-    counting as `BoundedSessions`.
+    counting as `BoundedSessions`, and so are the errors returned.
 
     Args:
         spec: the aggregation; `BoundedSessions.supports` says which specs this path takes.
+        pipeline: the pipeline's name, for the dead-letter records.
     """
 
-    def __init__(self, spec: AggregateSpec) -> None:
+    def __init__(self, spec: AggregateSpec, pipeline: str) -> None:
         super().__init__()
         if not _supports(spec):
             raise ValueError("SessionBlocks takes session windows without a count trigger")
         self._spec = spec
+        self._pipeline = pipeline
 
-    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
-        return (
-            blocks
-            | "Pre-sessions" >> beam.ParDo(_PreSessions(self._spec))
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        partials = blocks | "Pre-sessions" >> beam.ParDo(
+            _PreSessions(self._spec, self._pipeline)
+        ).with_outputs(FAILED, main="partials")
+        rows = (
+            partials.partials
             | "Sessions" >> beam.CombinePerKey(_MergeSessions(SessionsCombineFn(self._spec)))
             | "Rows" >> beam.ParDo(_SessionRows(self._spec))
         )
+        return rows, partials[FAILED]

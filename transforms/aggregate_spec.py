@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from transforms.durations import parse_duration
-from transforms.expressions import Expression, ExpressionError
+from transforms.expressions import Expression, ExpressionError, parse_bounded
+from transforms.spec_yaml import YamlError, load_yaml
 
 __all__ = [
     "FUNCTIONS",
@@ -73,7 +72,7 @@ class SpecError(ValueError):
 
 
 def _known(mapping: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
-    unknown = sorted(set(mapping) - set(allowed))
+    unknown = sorted(str(key) for key in set(mapping) - set(allowed))
     if unknown:
         raise SpecError(f"{where}: unknown keys {unknown}; known: {sorted(allowed)}")
 
@@ -229,9 +228,11 @@ class AggregateCall:
         if not isinstance(text, str):
             raise SpecError(f"{where}: expected text such as count() or sum(amount)")
         try:
-            call = ast.parse(text.strip(), mode="eval").body
-        except SyntaxError:
-            raise SpecError(f"{where}: {text!r} is not a call such as sum(amount)") from None
+            call = parse_bounded(text).body
+        except ExpressionError as exc:
+            raise SpecError(
+                f"{where}: {text[:60]!r} is not a call such as sum(amount) ({exc})"
+            ) from None
         if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.keywords:
             raise SpecError(f"{where}: {text!r} is not a call such as sum(amount)")
         function = call.func.id
@@ -351,6 +352,8 @@ class AggregateSpec:
             raise SpecError("group_by: expected a list of field names")
         lateness = _first(spec, "allowed_lateness", "lateness", "grace")
         having = spec.get("having")
+        if having is not None and not isinstance(having, (str, bool, int, float)):
+            raise SpecError("having: expected an expression such as requests >= 10")
         try:
             having_expression = Expression(str(having)) if having is not None else None
         except ExpressionError as exc:
@@ -376,7 +379,7 @@ class AggregateSpec:
             except OSError as exc:
                 raise SpecError(f"cannot read spec file {path}: {exc.strerror}") from None
         try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"the spec is not valid YAML or JSON: {exc}") from None
+            document = load_yaml(text)
+        except YamlError as exc:
+            raise SpecError(f"the spec: {exc}") from None
         return cls.from_dict(document)

@@ -2,8 +2,24 @@
 
 `SpecCombineFn` computes every aggregate of an `AggregateSpec` in one pass, with a compact
 accumulator per (key, window): a list holding one small state per aggregate, so that Beam's
-combiner lifting computes partial aggregates before the shuffle. Its inputs are
-``(record_dict, event_time_seconds)`` pairs; its output is ``{aggregate_name: value}``.
+combiner lifting computes partial aggregates before the shuffle. Its inputs are what
+`SpecCombineFn.prepare` makes of a record, ``(values, event_time_seconds)``; its output is
+``{aggregate_name: value}``.
+
+`SpecCombineFn.prepare` holds every check of one record against the spec, for all the paths that
+aggregate (record by record, in blocks, in sessions): it evaluates the aggregates' arguments
+once, and raises a `transforms.errors.RecordError` for a record that cannot be aggregated, which
+the path dead-letters with step ``aggregate``:
+
+- ``bad_value``: an argument is an integer outside 64 bits or an infinite float, or its
+  expression fails on the record's values (`transforms.expressions.BadValue`);
+- ``expression_limit``: an argument's expression would build an oversize value;
+- ``bad_timestamp``: a window of the event lies outside the years 0001 to 9999 (the range of
+  ISO-8601 and BigQuery timestamps; a window end is written as one). Parse accepts every event
+  time of that range; near its ends, the windows decide.
+
+A value of another kind than an aggregate takes (text in ``sum``), or NaN, is not an error: it
+is left out of that aggregate, as a missing value is.
 """
 
 from __future__ import annotations
@@ -16,12 +32,19 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
-from transforms.aggregate_spec import AggregateCall, AggregateSpec
-from transforms.expressions import Expression
+from transforms.aggregate_spec import AggregateCall, AggregateSpec, WindowSpec
+from transforms.errors import BadTimestamp, RecordError
+from transforms.expressions import BadValue
 
-__all__ = ["HyperLogLog", "SpecCombineFn"]
+__all__ = ["END_SECONDS", "FIRST_SECONDS", "HyperLogLog", "SpecCombineFn"]
 
-Element = tuple[dict[str, Any], float]
+# A prepared record: one value per aggregate (None for count()), and the event time in seconds.
+Element = tuple[tuple[Any, ...], float]
+# Windows must start at 0001-01-01T00:00:00Z or later and end before 10000-01-01T00:00:00Z.
+FIRST_SECONDS = -62135596800.0
+END_SECONDS = 253402300800.0
+_INT64 = 1 << 63
+_INFINITY = float("inf")
 
 
 def _number(value: Any) -> bool:
@@ -107,12 +130,13 @@ class _Aggregator:
     """One aggregate's state handling: create, add, merge, extract."""
 
     def __init__(self, call: AggregateCall) -> None:
-        self.argument: Expression | None = call.argument
+        del call  # its argument is evaluated by SpecCombineFn.prepare
 
     def create(self) -> Any:
         return None
 
-    def add(self, state: Any, record: dict[str, Any], event_time: float) -> Any:
+    def add(self, state: Any, value: Any, event_time: float) -> Any:
+        """Adds the record's value of the argument (`SpecCombineFn.prepare` computed it)."""
         raise NotImplementedError
 
     def merge(self, states: list[Any]) -> Any:
@@ -121,16 +145,12 @@ class _Aggregator:
     def extract(self, state: Any) -> Any:
         return state
 
-    def value(self, record: dict[str, Any]) -> Any:
-        assert self.argument is not None
-        return self.argument(record)
-
 
 class _Count(_Aggregator):
     def create(self) -> int:
         return 0
 
-    def add(self, state: int, record: dict[str, Any], event_time: float) -> int:
+    def add(self, state: int, value: Any, event_time: float) -> int:
         return state + 1
 
     def merge(self, states: list[int]) -> int:
@@ -138,8 +158,8 @@ class _Count(_Aggregator):
 
 
 class _CountIf(_Count):
-    def add(self, state: int, record: dict[str, Any], event_time: float) -> int:
-        return state + 1 if self.value(record) else state
+    def add(self, state: int, value: Any, event_time: float) -> int:
+        return state + 1 if value else state
 
 
 class _Sum(_Aggregator):
@@ -148,8 +168,7 @@ class _Sum(_Aggregator):
     def create(self) -> list[Any]:
         return [0, 0]
 
-    def add(self, state: list[Any], record: dict[str, Any], event_time: float) -> list[Any]:
-        value = self.value(record)
+    def add(self, state: list[Any], value: Any, event_time: float) -> list[Any]:
         if _number(value):
             state[0] += value
             state[1] += 1
@@ -184,8 +203,8 @@ class _Extreme(_Aggregator):
         except TypeError:
             return current
 
-    def add(self, state: Any, record: dict[str, Any], event_time: float) -> Any:
-        return self._pick(state, self.value(record))
+    def add(self, state: Any, value: Any, event_time: float) -> Any:
+        return self._pick(state, value)
 
     def merge(self, states: list[Any]) -> Any:
         result = None
@@ -198,8 +217,7 @@ class _Distinct(_Aggregator):
     def create(self) -> set[int]:
         return set()
 
-    def add(self, state: Any, record: dict[str, Any], event_time: float) -> Any:
-        value = self.value(record)
+    def add(self, state: Any, value: Any, event_time: float) -> Any:
         return state if value is None else HyperLogLog.add(state, HyperLogLog.hash(value))
 
     def merge(self, states: list[Any]) -> Any:
@@ -221,8 +239,7 @@ class _Quantile(_Aggregator):
     def create(self) -> Any:
         return self.sketch.create_accumulator()
 
-    def add(self, state: Any, record: dict[str, Any], event_time: float) -> Any:
-        value = self.value(record)
+    def add(self, state: Any, value: Any, event_time: float) -> Any:
         return self.sketch.add_input(state, value) if _number(value) else state
 
     def merge(self, states: list[Any]) -> Any:
@@ -236,8 +253,7 @@ class _Quantile(_Aggregator):
 class _Latest(_Aggregator):
     """State ``(event_time, value)`` of the newest non-null value; ties keep the larger repr."""
 
-    def add(self, state: Any, record: dict[str, Any], event_time: float) -> Any:
-        value = self.value(record)
+    def add(self, state: Any, value: Any, event_time: float) -> Any:
         if value is None:
             return state
         return self.merge([state, (event_time, value)])
@@ -266,23 +282,63 @@ _AGGREGATORS: dict[str, type[_Aggregator]] = {
 class SpecCombineFn(beam.CombineFn):
     """Computes every aggregate of a spec; accumulator: one state per aggregate, in order.
 
-    Input elements are ``(record_dict, event_time_seconds)``; the output is
-    ``{"requests": 12, "avg_latency_ms": 41.2, ...}`` in the spec's order.
+    Input elements are what `prepare` returns for a record, ``(values, event_time_seconds)``;
+    the output is ``{"requests": 12, "avg_latency_ms": 41.2, ...}`` in the spec's order.
     """
 
     def __init__(self, spec: AggregateSpec) -> None:
         self._spec = spec
+        self._window = spec.window
         self._names = [call.name for call in spec.aggregates]
         self._parts = [_AGGREGATORS[call.function](call) for call in spec.aggregates]
         self._adds = [part.add for part in self._parts]
+        self._windowed = spec.window.type != "global"
+        self._evaluated = [
+            (i, call.name, call.argument)
+            for i, call in enumerate(spec.aggregates)
+            if call.argument is not None
+        ]
+
+    def prepare(self, record: dict[str, Any], event_time: float) -> Element:
+        """Evaluates the spec's inputs for one record, checking them (see this module).
+
+        Args:
+            record: the record's data.
+            event_time: its event time, in epoch seconds.
+
+        Returns:
+            ``(values, event_time)``: one value per aggregate (``None`` for ``count()``).
+
+        Raises:
+            BadValue: a value the aggregates cannot hold, or an expression that fails on it.
+            ExpressionLimit: an expression would build an oversize value.
+            BadTimestamp: a window of the event lies outside the years 0001 to 9999.
+        """
+        if self._windowed:
+            _check_windows(self._window, event_time)
+        values: list[Any] = [None] * len(self._names)
+        for i, name, argument in self._evaluated:
+            try:
+                value = argument(record)
+            except RecordError:
+                raise
+            except Exception as exc:  # noqa: BLE001 (any failure of one record's values)
+                raise BadValue(f"{name}: {argument.text}: {type(exc).__name__}: {exc}") from None
+            kind = type(value)
+            if (kind is int and not -_INT64 <= value < _INT64) or (
+                kind is float and (value == _INFINITY or value == -_INFINITY)
+            ):
+                raise _bad_number(name, value)
+            values[i] = value
+        return tuple(values), event_time
 
     def create_accumulator(self) -> list[Any]:
         return [part.create() for part in self._parts]
 
     def add_input(self, accumulator: list[Any], element: Element) -> list[Any]:
-        record, event_time = element
+        values, event_time = element
         for i, add in enumerate(self._adds):
-            accumulator[i] = add(accumulator[i], record, event_time)
+            accumulator[i] = add(accumulator[i], values[i], event_time)
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[list[Any]]) -> list[Any]:
@@ -296,3 +352,28 @@ class SpecCombineFn(beam.CombineFn):
             name: part.extract(state)
             for name, part, state in zip(self._names, self._parts, accumulator, strict=True)
         }
+
+
+def _bad_number(name: str, value: float) -> BadValue:
+    """The error for a number that an aggregate (and the row it ends in) cannot hold."""
+    if isinstance(value, float):
+        return BadValue(f"{name}: the value {value!r} is not a finite number")
+    digits = len(str(abs(value))) if value.bit_length() < 10_000 else "thousands of"
+    return BadValue(f"{name}: an integer of {digits} digits (at most 64 bits)")
+
+
+def _check_windows(window: WindowSpec, event_time: float) -> None:
+    """Raises `BadTimestamp` if a window holding ``event_time`` leaves the years 0001..9999."""
+    if window.type == "global":
+        return
+    if window.type == "session":
+        first, end = event_time, event_time + window.gap
+    else:
+        step = window.every or window.size
+        last_start = math.floor(event_time / step) * step
+        first, end = last_start + step - window.size, last_start + window.size
+    if first < FIRST_SECONDS or end >= END_SECONDS:
+        raise BadTimestamp(
+            f"event time {event_time:.0f}s: its {window.type} window reaches beyond the years "
+            "0001 to 9999 that window bounds are written in"
+        )

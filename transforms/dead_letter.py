@@ -33,6 +33,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from transforms.errors import RecordError
 from transforms.event_time import format_timestamp
+from transforms.io.endpoint import redact
 from transforms.message import Message, Origin, Record
 from transforms.metrics import DEAD_LETTERED, ReasonCounters
 from transforms.schema import Field, Schema
@@ -137,8 +138,8 @@ def error_record(
         step: the step that failed, e.g. ``parse`` or ``sink``.
         reason: a short reason code such as ``invalid_json`` or ``sink_rejected``.
         error_type: the exception's class name.
-        error_message: what went wrong, for a person.
-        stacktrace: the formatted traceback, if any.
+        error_message: what went wrong, for a person (secrets are redacted).
+        stacktrace: the formatted traceback, if any (secrets redacted).
         event_timestamp: the element's event time in epoch seconds, if known.
         retry_count: how many times this element was replayed before.
 
@@ -158,8 +159,8 @@ def error_record(
         "step": step,
         "reason": reason,
         "error_type": error_type,
-        "error_message": _truncate(error_message, MAX_MESSAGE_CHARS),
-        "stacktrace": _truncate(stacktrace, MAX_STACKTRACE_CHARS),
+        "error_message": _truncate(redact(error_message), MAX_MESSAGE_CHARS),
+        "stacktrace": _truncate(redact(stacktrace), MAX_STACKTRACE_CHARS),
         "payload_bytes": payload,
         "payload_string": payload_string,
         "attributes": [{"key": k, "value": v} for k, v in sorted(attributes.items())],

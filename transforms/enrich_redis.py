@@ -56,10 +56,11 @@ from transforms.enrich import (
     parse_key,
     reference_key,
 )
-from transforms.io.batching import BatchingFn, Pending, retry_transient
+from transforms.io.batching import BatchingFn, Pending
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis import DEFAULT_PORT, check_port, database, is_transient
 from transforms.io.redis_text import KeyTemplate
+from transforms.io.retry import RetryPolicy
 from transforms.message import Record
 from transforms.secrets import password_reference, resolve_secret
 
@@ -156,7 +157,7 @@ class RedisConnection:
                 password=password,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),  # the retries are retry_transient's
+                retry=Retry(NoBackoff(), 0),  # the retries are `call`'s
                 decode_responses=True,
                 # Bytes that are not UTF-8 are kept as lone surrogates, for the caller to refuse.
                 encoding_errors="surrogateescape",
@@ -165,7 +166,7 @@ class RedisConnection:
 
     def call(self, request: Callable[[], Any]) -> Any:
         """Returns ``request()``, sent again on transient failures up to ``attempts`` times."""
-        return retry_transient(request, self.attempts, is_transient)
+        return RetryPolicy(attempts=self.attempts).call(request, is_transient, self.where)
 
 
 class TtlCache:

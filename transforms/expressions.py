@@ -8,20 +8,49 @@ Grammar (Python syntax, a strict subset)::
 
 Names are record fields; a missing field is ``None``. Comparisons and arithmetic involving
 ``None`` give ``False`` and ``None`` (as in SQL, a missing value matches nothing), so a rule never
-raises on incomplete records. Allowed: literals (numbers, strings, true/false/null, tuples and
-lists of literals), ``and``/``or``/``not``, ``== != < <= > >= in not in``, ``+ - * / // %`` and
-unary minus. Anything else is refused when the expression is compiled, with its position.
+raises on incomplete records; so do comparisons and arithmetic between values of kinds that do
+not combine (``"abc" * 1.5``). Allowed: literals (numbers, strings, true/false/null, tuples and
+lists of literals), ``and``/``or``/``not``, ``== != < <= > >= in not in``, ``is None`` and
+``is not None``, ``+ - * / // %`` and unary minus. Anything else is refused when the expression
+is compiled, with its position, as is a text longer than `MAX_SOURCE_CHARS` or nested deeper
+than `MAX_DEPTH`.
+
+The cost of evaluating one record is bounded: a string (or tuple) result longer than
+`MAX_RESULT_ITEMS`, an integer of more than `MAX_INT_BITS` bits, and a ``%``-format with a width
+or precision over `MAX_FORMAT_WIDTH` (or one taken from the arguments, ``%*d``) raise
+`ExpressionLimit` before the work is done; a ``%``-format that a value cannot fill
+(``"5%" % 100``) raises `BadValue`. Both are a `transforms.errors.RecordError`: the step
+evaluating the expression dead-letters that record.
 """
 
 from __future__ import annotations
 
 import ast
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Expression", "ExpressionError"]
+from transforms.errors import RecordError
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FORMAT_WIDTH",
+    "MAX_INT_BITS",
+    "MAX_RESULT_ITEMS",
+    "MAX_SOURCE_CHARS",
+    "BadValue",
+    "Expression",
+    "ExpressionError",
+    "ExpressionLimit",
+]
+
+MAX_SOURCE_CHARS = 4_000
+MAX_DEPTH = 40
+MAX_RESULT_ITEMS = 100_000
+MAX_INT_BITS = 1_024
+MAX_FORMAT_WIDTH = 1_000
 
 Evaluator = Callable[[Mapping[str, Any]], Any]
 
@@ -35,6 +64,12 @@ _COMPARE: dict[type, Callable[[Any, Any], bool]] = {
     ast.In: lambda a, b: a in b,
     ast.NotIn: lambda a, b: a not in b,
 }
+_IDENTITY: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+}
+# A conversion of a %-format: flags, width and precision (digits or *), then the type.
+_FORMAT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?(.?)")
 _ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -51,6 +86,18 @@ class ExpressionError(ValueError):
     """An expression that cannot be compiled; the message names the problem and where."""
 
 
+class ExpressionLimit(RecordError):
+    """Evaluating the expression on this record would build a value over the bounds."""
+
+    reason = "expression_limit"
+
+
+class BadValue(RecordError):
+    """A value of the record that the expression (or the aggregation) cannot use."""
+
+    reason = "bad_value"
+
+
 @dataclass(frozen=True)
 class Expression:
     """A compiled expression.
@@ -65,10 +112,7 @@ class Expression:
     _evaluate: Evaluator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        try:
-            tree = ast.parse(self.text.strip(), mode="eval")
-        except SyntaxError as exc:
-            raise ExpressionError(f"{self.text!r}: syntax error at column {exc.offset}") from None
+        tree = parse_bounded(self.text)
         names: set[str] = set()
         object.__setattr__(self, "_evaluate", _compile(tree.body, self.text, names))
         object.__setattr__(self, "fields", frozenset(names))
@@ -83,6 +127,38 @@ class Expression:
     def __setstate__(self, state: dict[str, Any]) -> None:
         object.__setattr__(self, "text", state["text"])
         self.__post_init__()
+
+
+def parse_bounded(text: str) -> ast.Expression:
+    """Parses expression text, refusing text over `MAX_SOURCE_CHARS` or nesting over `MAX_DEPTH`.
+
+    Raises:
+        ExpressionError: what is wrong, with a short excerpt of the text.
+    """
+    shown = repr(text[:60] + ("..." if len(text) > 60 else ""))
+    if len(text) > MAX_SOURCE_CHARS:
+        raise ExpressionError(
+            f"{shown}: the expression has {len(text)} characters; at most {MAX_SOURCE_CHARS}"
+        )
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"{shown}: syntax error at column {exc.offset}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExpressionError(f"{shown}: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    if _depth(tree.body) > MAX_DEPTH:
+        raise ExpressionError(f"{shown}: nested too deeply (at most {MAX_DEPTH} levels)")
+    return tree
+
+
+def _depth(node: ast.AST) -> int:
+    """Returns the depth of the tree under ``node`` (without recursion)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
+    return deepest
 
 
 def _refuse(node: ast.AST, text: str, what: str) -> ExpressionError:
@@ -164,12 +240,33 @@ def _compile_compare(node: ast.Compare, text: str, names: set[str]) -> Evaluator
     operands = [_compile(node.left, text, names)] + [
         _compile(item, text, names) for item in node.comparators
     ]
-    ops = [_COMPARE[type(op)] for op in node.ops]
+    ops = []
+    for op, right in zip(node.ops, node.comparators, strict=True):
+        if type(op) in _IDENTITY:
+            if not (isinstance(right, ast.Constant) and right.value is None) and not (
+                isinstance(right, ast.Name) and right.id in ("null", "None")
+            ):
+                raise _refuse(node, text, "'is' with anything but None")
+            ops.append(_IDENTITY[type(op)])
+        elif type(op) in _COMPARE:
+            ops.append(_COMPARE[type(op)])
+        else:
+            raise _refuse(node, text, "this comparison")
+
+    steps = [
+        (op, op in _IDENTITY.values(), operand)
+        for op, operand in zip(ops, operands[1:], strict=True)
+    ]
 
     def compare(record: Mapping[str, Any]) -> bool:
         left = operands[0](record)
-        for op, operand in zip(ops, operands[1:], strict=True):
+        for op, identity, operand in steps:
             right = operand(record)
+            if identity:
+                if not op(left, right):
+                    return False
+                left = right
+                continue
             if left is None or right is None:
                 return False
             try:
@@ -192,7 +289,59 @@ def _negate(value: Any) -> Any:
 def _arithmetic(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
     if left is None or right is None:
         return None
+    _check_cost(op, left, right)
     try:
-        return op(left, right)
+        result = op(left, right)
     except (TypeError, ZeroDivisionError, OverflowError):
         return None
+    except ValueError as exc:  # a %-format that the value cannot fill
+        raise BadValue(f"{_short(left)} % {_short(right)}: {exc}") from None
+    if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
+        raise ExpressionLimit(f"an integer result over {MAX_INT_BITS} bits")
+    return result
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else "<int>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _sequence(value: Any) -> bool:
+    return isinstance(value, (str, tuple, list))
+
+
+def _check_cost(op: Callable[[Any, Any], Any], left: Any, right: Any) -> None:
+    """Raises `ExpressionLimit` before an operation that would build an oversize value."""
+    if op is operator.mul:
+        for items, times in ((left, right), (right, left)):
+            repeated = _sequence(items) and isinstance(times, int)
+            if repeated and len(items) * times > MAX_RESULT_ITEMS:
+                raise ExpressionLimit(
+                    f"{_short(items)} * {_short(times)}: a result of over {MAX_RESULT_ITEMS} items"
+                )
+    elif op is operator.add:
+        if _sequence(left) and _sequence(right) and len(left) + len(right) > MAX_RESULT_ITEMS:
+            raise ExpressionLimit(f"a concatenation of over {MAX_RESULT_ITEMS} items")
+    elif op is operator.mod and isinstance(left, str):
+        _check_format(left, right)
+
+
+def _check_format(template: str, arguments: Any) -> None:
+    """Bounds a ``%``-format: widths and precisions, and the size of what it may write."""
+    count = template.count("%")
+    if count == 0:
+        return
+    for match in _FORMAT_SPEC.finditer(template):
+        width, precision, _ = match.groups()
+        if "*" in (width, precision):
+            raise ExpressionLimit(f"{_short(template)}: a %-format width taken from the values")
+        for number in (width, precision):
+            if number and (len(number) > 6 or int(number) > MAX_FORMAT_WIDTH):
+                raise ExpressionLimit(
+                    f"{_short(template)}: a %-format width or precision over {MAX_FORMAT_WIDTH}"
+                )
+    values = arguments if isinstance(arguments, tuple) else (arguments,)
+    size = len(template) + count * MAX_FORMAT_WIDTH
+    size += sum(len(v) if isinstance(v, (str, tuple, list)) else 0 for v in values)
+    if size > MAX_RESULT_ITEMS:
+        raise ExpressionLimit(f"{_short(template)}: a %-format result of over {MAX_RESULT_ITEMS}")

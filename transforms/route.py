@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-import yaml
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
@@ -29,6 +28,7 @@ from transforms.dead_letter import error_record
 from transforms.expressions import Expression
 from transforms.message import Record
 from transforms.metrics import RULE_ERROR
+from transforms.spec_yaml import load_yaml
 
 __all__ = ["MODES", "STEP", "Route", "RouteRule", "RouteSpec"]
 
@@ -58,7 +58,8 @@ class RouteSpec:
 
     Raises:
         ValueError: no rules, a bad or repeated name, the default named like a rule, an unknown
-            mode, or an expression that does not compile (`ExpressionError`).
+            mode, an expression that does not compile (`ExpressionError`), or YAML text that
+            holds aliases or does not parse (`transforms.spec_yaml.YamlError`).
     """
 
     rules: tuple[RouteRule, ...]
@@ -82,7 +83,7 @@ class RouteSpec:
     def parse(cls, rules: str | Mapping[str, str], default: str = "default", mode: str = "first"
               ) -> RouteSpec:  # fmt: skip
         """Reads ``{name: expression}`` in order, from a mapping or YAML text."""
-        document: Any = yaml.safe_load(rules) if isinstance(rules, str) else rules
+        document: Any = load_yaml(rules) if isinstance(rules, str) else rules
         if not isinstance(document, Mapping):
             raise ValueError("route: rules must be a mapping of name: expression")
         parsed = []

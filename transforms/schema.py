@@ -2,6 +2,8 @@
 
 Loaded from a BigQuery-style schema file (``[{"name", "type", "mode", "fields"}]`` or
 ``{"fields": [...]}``) or from a JSON Schema document (``{"type": "object", "properties": ...}``).
+A JSON Schema gives the fields (for tables and files) and validates records itself, every
+keyword counting (`transforms.json_schema`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Literal
 
 from transforms.errors import BadTimestamp, SchemaViolation
 from transforms.event_time import parse_timestamp
+from transforms.json_schema import JsonSchemaCheck
 
 __all__ = ["Field", "Schema", "UnknownFields"]
 
@@ -93,10 +96,13 @@ class Schema:
 
     Attributes:
         fields: the top-level fields.
+        json_schema: the JSON Schema document the schema was read from, if any: it, not the
+            fields, validates records.
 
     """
 
     fields: tuple[Field, ...]
+    json_schema: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     _by_name: Mapping[str, Field] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,7 +136,9 @@ class Schema:
         """Builds a schema from a JSON Schema object document (``properties``, ``required``)."""
         if "properties" not in document:
             raise ValueError("a JSON Schema for records needs an object with 'properties'")
-        return cls(_json_schema_fields(document))
+        schema = cls(_json_schema_fields(document), json_schema=document)
+        JsonSchemaCheck(document)  # a document the validator cannot compile fails here
+        return schema
 
     @classmethod
     def load(cls, path: str | Path) -> Schema:
@@ -161,12 +169,35 @@ class Schema:
 
         Args:
             unknown_fields: what to do with fields the schema does not declare: ``reject`` the
-                record (BigQuery's own behaviour), ``drop`` the fields, or ``keep`` them.
+                record (BigQuery's own behaviour), ``drop`` the fields, or ``keep`` them. With
+                a JSON Schema, its ``additionalProperties`` decides which fields are allowed;
+                ``drop`` then removes the undeclared fields of the records it allows.
 
         The function raises `SchemaViolation` with the field's path and the problem.
 
         """
+        if self.json_schema is not None:
+            drop = _undeclared_dropper(self.fields) if unknown_fields == "drop" else None
+            return JsonSchemaCheck(self.json_schema, drop)
         return _record_check(self.fields, unknown_fields)
+
+
+def _undeclared_dropper(fields: tuple[Field, ...]) -> Callable[[dict], dict]:
+    """Returns a function that copies a record without the fields ``fields`` do not declare."""
+    declared = frozenset(f.name for f in fields)
+    nested = {f.name: _undeclared_dropper(f.fields) for f in fields if f.type == "RECORD"}
+
+    def drop(record: dict) -> dict:
+        kept = {name: value for name, value in record.items() if name in declared}
+        for name, inner in nested.items():
+            value = kept.get(name)
+            if isinstance(value, dict):
+                kept[name] = inner(value)
+            elif isinstance(value, list):
+                kept[name] = [inner(item) if isinstance(item, dict) else item for item in value]
+        return kept
+
+    return drop
 
 
 def _bq_field(spec: Mapping[str, Any]) -> Field:

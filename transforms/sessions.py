@@ -299,13 +299,16 @@ class SessionizeBlocks(Sessionize):
     Input: a bounded PCollection of lists of ``(Record, event_time_seconds)`` pairs, as
     `transforms.parse.ParseJsonBlocks` emits them with an event time. Returns ``(rows,
     errors)`` as `Sessionize` does (nothing is late in a bounded input: errors are the records
-    the `Sessionize` stamping refused). Takes `Sessionize`'s arguments.
+    the `Sessionize` stamping refused, and those the aggregation refuses). Takes `Sessionize`'s
+    arguments.
     """
 
     def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         stamped = blocks | "Stamp" >> beam.ParDo(
             _StampBlock(self._spec, self._pipeline)
         ).with_outputs("missing", main="stamped")
-        aggregates = stamped.stamped | "Sessions" >> SessionBlocks(self._spec.aggregate_spec())
+        aggregates, refused = stamped.stamped | "Sessions" >> SessionBlocks(
+            self._spec.aggregate_spec(), self._pipeline
+        )
         rows = aggregates | "Rows" >> beam.ParDo(_ToSessionRow(self._spec))
-        return rows, stamped.missing
+        return rows, (stamped.missing, refused) | "Errors" >> beam.Flatten()

@@ -167,6 +167,14 @@ def test_describe_prints_the_matrix(capsys: pytest.CaptureFixture[str]) -> None:
                      "PortableRunner": "-"}  # fmt: skip
 
 
+def test_describe_states_what_a_sink_outage_does(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "cdc_replicate"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    section = " ".join(lines[lines.index("Sink outages") + 1 :]).split("--")[0]
+    assert "until the sink is back" in section
+    assert "attempts=N" in section and "sink_unavailable" in section
+
+
 # --- Python UDFs -----------------------------------------------------------------------------
 
 UDF = """

@@ -600,7 +600,8 @@ def test_late_record_of_a_new_key_is_dead_lettered() -> None:
 
 
 def _gate_record(offset: float) -> TimestampedValue:
-    return TimestampedValue((0, (("a",), Record({"t": offset}))), BASE + offset)
+    prepared = ((offset,), BASE + offset)  # as SpecCombineFn.prepare gives it
+    return TimestampedValue((0, (("a",), Record({"t": offset}), prepared)), BASE + offset)
 
 
 def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> None:
@@ -636,7 +637,7 @@ def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> 
     _ = gated.late | "Late" >> beam.ParDo(Collect(tag + "late"))
     pipeline.run().wait_until_finish()
     on_time = COLLECTED.pop(tag + "on_time")
-    assert sorted((key, data["t"], t - BASE) for key, (data, t) in on_time) == [
+    assert sorted((key, values[0], t - BASE) for key, (values, t) in on_time) == [
         (("a",), 60, 60.0),
         (("a",), 130, 130.0),
         (("a",), 245, 245.0),

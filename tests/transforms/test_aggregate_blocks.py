@@ -34,7 +34,7 @@ def blocks_of(data: list[tuple[dict[str, Any], float]], size: int) -> list[list[
 
 def run_blocks(spec: AggregateSpec, data: list[tuple[dict[str, Any], float]]) -> list[dict]:
     with beam.Pipeline() as p:
-        rows = p | beam.Create(blocks_of(data, 37)) | AggregateBlocks(spec)
+        rows, _ = p | beam.Create(blocks_of(data, 37)) | AggregateBlocks(spec, "test")
         out = collect(rows, "blocks")
     return out
 
@@ -67,7 +67,7 @@ def test_sessions_and_count_triggers_are_refused() -> None:
     sessions = AggregateSpec.from_dict({"window": {"type": "session", "gap": "5m"}, **SPEC})
     assert not AggregateBlocks.supports(sessions)
     with pytest.raises(ValueError, match="session"):
-        AggregateBlocks(sessions)
+        AggregateBlocks(sessions, "test")
 
 
 # Parse results by name, module level so the runner's copies append to the same lists.

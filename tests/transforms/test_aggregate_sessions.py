@@ -49,7 +49,8 @@ def test_any_split_and_order_gives_the_sorted_sessions(seed: int) -> None:
     for low, high in zip([0, *cuts], [*cuts, len(micros)], strict=True):
         accumulator = combine.create_accumulator()
         for t in micros[low:high]:
-            accumulator = combine.add_input(accumulator, ({"v": t}, t))
+            values, _ = combine.prepare({"v": t}, t / 1e6)
+            accumulator = combine.add_input(accumulator, (values, t))
         accumulators.append(accumulator)
     rng.shuffle(accumulators)
     merged = combine.merge_accumulators(accumulators)

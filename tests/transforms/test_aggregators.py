@@ -169,7 +169,7 @@ def _check_against_reference(result: dict[str, Any], rows: Rows) -> None:
 def _single_pass(fn: SpecCombineFn, rows: Rows) -> dict[str, Any]:
     accumulator = fn.create_accumulator()
     for row in rows:
-        accumulator = fn.add_input(accumulator, row)
+        accumulator = fn.add_input(accumulator, fn.prepare(*row))
     return fn.extract_output(accumulator)
 
 
@@ -191,7 +191,7 @@ def test_split_then_merge_matches_single_pass(seed: int, parts: int) -> None:
     for chunk in chunks:
         accumulator = fn.create_accumulator()
         for row in chunk:
-            accumulator = fn.add_input(accumulator, row)
+            accumulator = fn.add_input(accumulator, fn.prepare(*row))
         # Accumulators travel between workers pickled.
         accumulators.append(pickle.loads(pickle.dumps(accumulator)))
     # Merge in two levels, as combiner lifting may.
@@ -233,7 +233,7 @@ def test_empty_accumulator_and_empty_merge() -> None:
     rows = _random_rows(8, 50)
     full = fn.create_accumulator()
     for row in rows:
-        full = fn.add_input(full, row)
+        full = fn.add_input(full, fn.prepare(*row))
     merged = fn.merge_accumulators([fn.create_accumulator(), full, fn.create_accumulator()])
     _check_against_reference(fn.extract_output(merged), rows)
 
@@ -294,7 +294,7 @@ def test_latest_prefers_newest_event_time_not_arrival_order() -> None:
         assert _single_pass(fn, order) == {"last": "c"}
         parts = []
         for row in order:
-            parts.append(fn.add_input(fn.create_accumulator(), row))
+            parts.append(fn.add_input(fn.create_accumulator(), fn.prepare(*row)))
         assert fn.extract_output(fn.merge_accumulators(parts)) == {"last": "c"}
 
 
@@ -393,7 +393,7 @@ def test_distinct_through_the_combine_fn_split() -> None:
     for start in range(0, len(values), 100):  # each part is small (sparse) on its own
         accumulator = fn.create_accumulator()
         for v in values[start : start + 100]:
-            accumulator = fn.add_input(accumulator, ({"k": v}, 0.0))
+            accumulator = fn.add_input(accumulator, fn.prepare({"k": v}, 0.0))
         accumulators.append(accumulator)
     estimate = fn.extract_output(fn.merge_accumulators(accumulators))["d"]
     assert abs(estimate - exact) <= 0.05 * exact

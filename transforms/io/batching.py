@@ -1,17 +1,15 @@
-"""What every batching sink shares: buffered elements, bounded retries, dead-letter output.
+"""What every batching sink shares: buffered elements, batches, dead-letter output.
 
 A sink DoFn buffers each input `Record` as a `Pending` (the record, what the sink will send for
-it, and the window and timestamp it arrived in), writes the buffer in batches with
-`retry_transient`, and emits the records it could not write with `dead_letter`, each in its
-own window and at its own timestamp so that windowed dead-letter steps downstream see them
-where they belong.
+it, and the window and timestamp it arrived in), writes the buffer in batches (each sent with
+the sink's `transforms.io.retry.RetryPolicy`), and emits the records it could not write with
+`dead_letter`, each in its own window and at its own timestamp so that windowed dead-letter
+steps downstream see them where they belong.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,25 +19,17 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.dead_letter import error_record
+from transforms.io.retry import SINK_UNAVAILABLE
 from transforms.message import Record
 
 __all__ = [
     "BatchingFn",
     "SINK_UNAVAILABLE",
     "Pending",
-    "backoff_seconds",
     "dead_letter",
-    "retry_transient",
 ]
 
 T = TypeVar("T")
-R = TypeVar("R")
-
-SINK_UNAVAILABLE = "sink_unavailable"
-"""Dead-letter reason of records whose batch kept failing transiently until attempts ran out."""
-
-BACKOFF_SECONDS = 1.0
-MAX_BACKOFF_SECONDS = 32.0
 
 
 @dataclass(frozen=True)
@@ -58,48 +48,6 @@ class Pending(Generic[T]):
     item: T
     timestamp: Timestamp
     window: BoundedWindow
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Returns the seconds to wait after failed attempt ``attempt`` (1-based).
-
-    Exponential from 1 s, capped at 32 s, with jitter: a random value between half the
-    ceiling and the ceiling, so that workers that failed together do not retry together.
-    """
-    ceiling = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (attempt - 1))
-    return ceiling * random.uniform(0.5, 1.0)
-
-
-def retry_transient(
-    call: Callable[[], R],
-    attempts: int,
-    is_transient: Callable[[BaseException], bool],
-    sleep: Callable[[float], object] = time.sleep,
-) -> R:
-    """Returns ``call()``, calling it again after transient failures.
-
-    Args:
-        call: the request; it is called up to ``attempts`` times.
-        attempts: the most calls (at least 1).
-        is_transient: tells whether an exception of ``call`` may go away on a new call.
-        sleep: waits between calls, `backoff_seconds` of the failed attempt.
-
-    Returns:
-        What the first successful call returned.
-
-    Raises:
-        Exception: the error of the last call when it was not transient or attempts ran out.
-
-    """
-    attempt = 1
-    while True:
-        try:
-            return call()
-        except Exception as error:
-            if attempt >= attempts or not is_transient(error):
-                raise
-            sleep(backoff_seconds(attempt))
-            attempt += 1
 
 
 def dead_letter(

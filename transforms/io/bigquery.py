@@ -3,7 +3,7 @@
 URI::
 
     bigquery://PROJECT:DATASET.TABLE?endpoint=http://127.0.0.1:9050&partition_field=ts
-        &cluster=a,b&batch_size=500&create=if_needed&attempts=5
+        &cluster=a,b&batch_size=500&create=if_needed&attempts=forever
 
 ``bigquery://PROJECT/DATASET.TABLE`` names the same table. Parameters:
 
@@ -15,14 +15,15 @@ URI::
   partitioned by day on it.
 * ``cluster``: up to four comma-separated fields of the schema to cluster the created table by.
 * ``batch_size``: the most rows per insert request (default 500).
-* ``attempts``: how many times a request that failed as a whole with a transient error (5xx,
-  429, connection lost) is sent, with exponential backoff and jitter (default 5).
+* ``attempts``: ``forever`` (default) sends a request that failed as a whole with a transient
+  error (5xx, 429, connection lost) again, with exponential backoff and jitter, until BigQuery
+  is back, holding the stream; a number N gives up after N sends (see `transforms.io.retry`).
 
 Rows BigQuery rejects (a wrong type, say) come out as dead-letter records with reason
-``sink_rejected`` and BigQuery's error text; a batch whose request kept failing transiently comes
-out with reason ``sink_unavailable``. Each row is sent with an insert id derived from where its
-record came from, so a retried bundle does not insert a row twice on BigQuery (the emulator does
-not de-duplicate).
+``sink_rejected`` and BigQuery's error text; with ``attempts=N``, a batch whose request kept
+failing transiently comes out with reason ``sink_unavailable``. Each row is sent with an insert
+id derived from where its record came from, so a retried bundle does not insert a row twice on
+BigQuery (the emulator does not de-duplicate).
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ from transforms.io.batching import (
     BatchingFn,
     Pending,
     dead_letter,
-    retry_transient,
 )
 from transforms.io.bigquery_client import bounded_retry, ensure_table, is_transient, make_client
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.retry import RetryPolicy
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
@@ -168,7 +169,7 @@ class InsertTarget:
     partition_field: str | None
     clustering: tuple[str, ...]
     batch_size: int
-    attempts: int
+    retry: RetryPolicy
     pipeline: str
     dead_letter: bool
     counter: str
@@ -249,11 +250,11 @@ class InsertRowsFn(BatchingFn[_Row]):
                 row_ids=[pending.item.row_id for pending in batch],
                 skip_invalid_rows=True,
                 timeout=REQUEST_TIMEOUT,
-                # The retries are retry_transient's, bounded by ``attempts``.
+                # The retries are the RetryPolicy's.
                 retry=None,  # type: ignore[arg-type]
             )
 
-        return retry_transient(insert, self._target.attempts, is_transient)
+        return self._target.retry.call(insert, is_transient, self._target.table)
 
     def send(self, batch: list[Pending[_Row]]) -> Iterator[WindowedValue | TaggedOutput]:
         target = self._target
@@ -262,7 +263,7 @@ class InsertRowsFn(BatchingFn[_Row]):
         except Exception as error:
             if target.dead_letter or not is_transient(error):
                 raise
-            message = f"{target.table}: still failing after {target.attempts} attempts: {error}"
+            message = target.retry.gave_up(target.table, error)
             for pending in batch:
                 yield self._dead_letter(pending, SINK_UNAVAILABLE, type(error).__name__, message)
             return
@@ -347,7 +348,7 @@ class BigQuerySink(Sink):
         self.batch_size = endpoint.positive("batch_size", int, 500)
         if self.batch_size > MAX_BATCH_SIZE:
             raise EndpointError(f"{endpoint}: batch_size must be at most {MAX_BATCH_SIZE}")
-        self.attempts = endpoint.positive("attempts", int, 5)
+        self.retry = RetryPolicy.from_endpoint(endpoint)
         self.emulator = endpoint.params.get("endpoint") or None
         if self.emulator is not None and not self.emulator.startswith(("http://", "https://")):
             raise EndpointError(f"{endpoint}: endpoint must be an http:// or https:// URL")
@@ -409,7 +410,7 @@ class BigQuerySink(Sink):
             partition_field=self.partition_field,
             clustering=self.clustering,
             batch_size=self.batch_size,
-            attempts=self.attempts,
+            retry=self.retry,
             pipeline=self.context.pipeline,
             dead_letter=self.context.dead_letter,
             counter=self.context.counter,

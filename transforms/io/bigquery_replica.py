@@ -4,7 +4,7 @@ URI::
 
     bigquery-replica://PROJECT:DATASET?tables=inventory.customers,inventory.orders
         &endpoint=http://127.0.0.1:9050&merge_every=60s&staging_suffix=_changelog
-        &batch_size=500&attempts=5
+        &batch_size=500&attempts=forever
 
 ``bigquery-replica://PROJECT/DATASET`` names the same dataset. Input records are CDC changes
 (``record.data`` is `transforms.cdc.change.Change.to_dict()`). Parameters:
@@ -18,7 +18,7 @@ URI::
   while changes arrive (a duration such as ``60s`` or ``5m``, whole seconds; default 60s).
   A bounded run merges each table that received changes once, at its end.
 * ``staging_suffix``: the staging tables' suffix (default ``_changelog``).
-* ``batch_size`` and ``attempts``: as for ``bigquery://``; ``attempts`` bounds the MERGE too.
+* ``batch_size`` and ``attempts``: as for ``bigquery://``; ``attempts`` applies to the MERGE too.
 
 How it works (the design of Datastream to BigQuery): every change is appended, through the
 ``bigquery://`` sink's insert path, to the staging table of its source table (created,
@@ -82,7 +82,7 @@ from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
 from transforms.event_time import format_timestamp
 from transforms.io.base import Sink, SinkContext
-from transforms.io.batching import Pending, dead_letter, retry_transient
+from transforms.io.batching import Pending, dead_letter
 from transforms.io.bigquery import (
     MAX_BATCH_SIZE,
     REQUEST_TIMEOUT,
@@ -92,6 +92,7 @@ from transforms.io.bigquery import (
 )
 from transforms.io.bigquery_client import ensure_table, is_transient, make_client
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.retry import RetryPolicy
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 from transforms.schema import Field, Schema
@@ -233,7 +234,7 @@ class _Replica:
         endpoint: the emulator's REST URL, or ``None``.
         tables: ``(source table, replica table name)`` pairs.
         staging_suffix: appended to a replica table's name to name its staging table.
-        attempts: the most sends of a request that failed transiently.
+        retry: how a request that failed transiently is sent again.
         pipeline: the pipeline's name, for dead-letter records.
     """
 
@@ -242,7 +243,7 @@ class _Replica:
     endpoint: str | None
     tables: tuple[tuple[str, str], ...]
     staging_suffix: str
-    attempts: int
+    retry: RetryPolicy
     pipeline: str
 
     def table(self, name: str) -> str:
@@ -348,13 +349,14 @@ class _MergeFn(beam.DoFn):
                 sql,
                 job_config=config,
                 timeout=REQUEST_TIMEOUT,
-                # The retries are retry_transient's, bounded by ``attempts``.
+                # The retries are the RetryPolicy's.
                 retry=None,  # type: ignore[arg-type]
                 job_retry=None,
             )
             return list(job.result(timeout=MERGE_TIMEOUT))
 
-        return retry_transient(run, self._replica.attempts, is_transient)
+        replica = self._replica
+        return replica.retry.call(run, is_transient, f"{replica.project}:{replica.dataset}")
 
 
 class BigQueryReplicaSink(Sink):
@@ -414,7 +416,7 @@ class BigQueryReplicaSink(Sink):
             endpoint=emulator,
             tables=self._tables(endpoint),
             staging_suffix=suffix,
-            attempts=endpoint.positive("attempts", int, 5),
+            retry=RetryPolicy.from_endpoint(endpoint),
             pipeline=context.pipeline,
         )
 
@@ -474,7 +476,7 @@ class BigQueryReplicaSink(Sink):
                 partition_field="ingest_time",
                 clustering=("key",),
                 batch_size=self.batch_size,
-                attempts=replica.attempts,
+                retry=replica.retry,
                 pipeline=replica.pipeline,
                 dead_letter=False,
                 counter=self.context.counter,

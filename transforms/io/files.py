@@ -4,14 +4,22 @@ Source: ``file:///data/in/*.jsonl`` reads every matching file (bounded), one `Me
 with the file path and line number as its origin. Lines are kept as the original bytes.
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes records (bytes as base64 in
-JSON Lines) into files in that folder. Unbounded input is written every ``window=60`` seconds
-of processing time (a new set of files each time), whatever the records' event times: a record
-behind the watermark is still written, never dropped as late.
+JSON Lines) into files in that folder. Unbounded input is written bundle by bundle, whatever the
+records' event times (a record behind the watermark is still written, never dropped as late):
+each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``, written under a
+hidden temporary name, flushed to disk (``fsync``) and renamed into place before the bundle
+ends, so a source position committed after the bundle never covers records that a kill could
+still lose, and no reader ever sees half a file. A write that fails with an error that may go
+away (disk full, I/O error, stale network mount) is tried again as a sink outage
+(`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails:
+a file sink has nothing to dead-letter to).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import glob
 import itertools
 import json
@@ -26,13 +34,13 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
-from apache_beam.transforms.trigger import AccumulationMode, AfterProcessingTime, Repeatedly
-from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+from apache_beam.transforms.window import GlobalWindow
 
 from transforms.blocks import Block
 from transforms.event_time import parse_timestamp
 from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
 from transforms.metrics import Count
 from transforms.schema import Field, Schema
@@ -208,25 +216,91 @@ class ParquetFileSink(fileio.FileSink):
         self._rows = []
 
 
-def _file_naming(prefix: str, suffix: str, endless: bool) -> Callable[..., str]:
-    """Names files ``prefix[-WINDOW][-FIRING]-SSSSS-of-NNNNN.suffix``.
-
-    An endless run writes a new set of files at each firing, and Beam does not tell the file
-    namer which firing it is, so those names carry the firing's UTC time and a random tag:
-    a later firing never overwrites an earlier one's files.
-    """
+def _file_naming(prefix: str, suffix: str) -> Callable[..., str]:
+    """Names the files of a bounded write ``prefix[-WINDOW]-SSSSS-of-NNNNN.suffix``."""
 
     def name(window: Any, pane: Any, shard: int, shards: int, *unused: Any) -> str:
         parts = [prefix]
         if window != GlobalWindow():
             parts += [window.start.to_utc_datetime().isoformat(), window.end.to_utc_datetime()
                       .isoformat()]  # fmt: skip
-        if endless:
-            parts.append(f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}")
         parts.append(f"{shard or 0:05d}-of-{shards or 1:05d}")
         return "-".join(parts) + suffix
 
     return name
+
+
+# Write errors that may go away by themselves: retried as a sink outage.
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE}
+)
+
+
+def _transient_write(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
+
+
+class _WriteBundleFiles(beam.DoFn):
+    """Writes each bundle's records (or blocks of them) durably to a file of their own.
+
+    The file is written under a hidden temporary name, flushed to disk, renamed into place and
+    the folder flushed, all in ``finish_bundle``: when the bundle is done, its records are on
+    disk. Failed writes are tried again per ``retry``.
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        prefix: str,
+        suffix: str,
+        sink: fileio.FileSink,
+        retry: RetryPolicy,
+        blocks: bool,
+    ) -> None:
+        self._folder = folder
+        self._prefix = prefix
+        self._suffix = suffix
+        self._sink = sink
+        self._retry = retry
+        self._blocks = blocks
+
+    def start_bundle(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+
+    def process(self, element: Any) -> None:
+        if self._blocks:
+            self._rows.extend(_data(record) for record in element)
+        else:
+            self._rows.append(_data(element))
+
+    def _write(self, name: str) -> None:
+        temporary = os.path.join(self._folder, f".{name}.tmp")
+        try:
+            with open(temporary, "wb") as handle:
+                self._sink.open(handle)
+                for row in self._rows:
+                    self._sink.write(row)
+                self._sink.flush()
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, os.path.join(self._folder, name))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            raise
+        folder = os.open(self._folder, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def finish_bundle(self) -> None:
+        if not self._rows:
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"{self._prefix}-{stamp}-{uuid.uuid4().hex}{self._suffix}"
+        self._retry.call(lambda: self._write(name), _transient_write, self._folder)
+        self._rows = []
 
 
 class FileSink(Sink):
@@ -234,7 +308,7 @@ class FileSink(Sink):
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__(endpoint, context)
-        endpoint.check_params(frozenset({"format", "prefix", "window"}))
+        endpoint.check_params(frozenset({"format", "prefix", "attempts"}))
         self.format = endpoint.params.get("format", "jsonl")
         if self.format not in _FORMATS:
             raise EndpointError(f"{endpoint}: format must be one of {sorted(_FORMATS)}")
@@ -242,7 +316,7 @@ class FileSink(Sink):
         if not self.folder:
             raise EndpointError(f"{endpoint}: use file:///absolute/folder")
         self.prefix = endpoint.params.get("prefix", "part")
-        self.window = endpoint.positive("window", float, 60.0)
+        self.retry = RetryPolicy.from_endpoint(endpoint)
 
     def _file_sink(self, destination: Any) -> fileio.FileSink:
         if self.format == "parquet":
@@ -262,24 +336,28 @@ class FileSink(Sink):
     def _write(self, records: beam.PCollection, blocks: bool) -> None:
         os.makedirs(self.folder, exist_ok=True)
         if not records.is_bounded:
-            records = records | "Window" >> beam.WindowInto(
-                GlobalWindows(),
-                trigger=Repeatedly(AfterProcessingTime(max(1, round(self.window)))),
-                accumulation_mode=AccumulationMode.DISCARDING,
+            _ = records | "Files" >> beam.ParDo(
+                _WriteBundleFiles(
+                    self.folder,
+                    self.prefix,
+                    _FORMATS[self.format],
+                    self._file_sink(None),
+                    self.retry,
+                    blocks,
+                )
             )
-        data = beam.Map(_block_data).with_output_types(Block) if blocks else beam.Map(_data)
-        _ = (
-            records
-            | "Data" >> data
-            | "Files"
-            >> fileio.WriteToFiles(
-                self.folder,
-                file_naming=_file_naming(
-                    self.prefix, _FORMATS[self.format], endless=not records.is_bounded
-                ),
-                sink=self._block_sink if blocks else self._file_sink,
+        else:
+            data = beam.Map(_block_data).with_output_types(Block) if blocks else beam.Map(_data)
+            _ = (
+                records
+                | "Data" >> data
+                | "Files"
+                >> fileio.WriteToFiles(
+                    self.folder,
+                    file_naming=_file_naming(self.prefix, _FORMATS[self.format]),
+                    sink=self._block_sink if blocks else self._file_sink,
+                )
             )
-        )
         if not self.context.dead_letter:
             _ = records | "Count" >> Count(self.context.counter, blocks=blocks)
         return None

@@ -16,9 +16,11 @@ runs only after every sink finished. A run that fails commits nothing and the ne
 same records again: delivery is at least once.
 
 Live (``live=true``): `LiveKafkaReader`, driven by `transforms.io.live.DirectLiveRead` on the
-DirectRunner's streaming engine. It commits, every `COMMIT_INTERVAL_SECONDS` and when it ends,
-the offsets of the records it handed to the runner, which may not be written yet: a local live
-run that dies can lose them (no at-least-once guarantee there).
+DirectRunner's streaming engine. It commits the offsets of the records it handed to the runner
+only when the pipeline has settled (every one of them written by every sink, dead letters
+included; see `transforms.io.live`), at most every `COMMIT_INTERVAL_SECONDS` and once more when
+it ends: a run killed at any point reads again, from the committed offsets, every record whose
+outputs may not have been written. Delivery is at least once, as for bounded reads.
 """
 
 from __future__ import annotations
@@ -467,8 +469,8 @@ class LiveKafkaReader:
     partition that is caught up (at its end) counts as ``now - IDLE_SKEW_SECONDS`` instead, so an
     idle partition does not hold the watermark back; it never goes back. Records arriving later
     with older timestamps are late. The reader is done when ``max_records`` were read or
-    ``max_seconds`` passed; it commits the offsets of the records it handed over every
-    `COMMIT_INTERVAL_SECONDS` and when done (not a guarantee that they were written).
+    ``max_seconds`` passed. It commits the offsets of the records it handed over when told
+    that they were written (`settled`), at most every `COMMIT_INTERVAL_SECONDS` until done.
     """
 
     def __init__(self, settings: ReadSettings, clock: Callable[[], float] = time.time) -> None:
@@ -525,11 +527,17 @@ class LiveKafkaReader:
         self._done = (settings.max_records is not None and self._read >= settings.max_records) or (
             settings.max_seconds is not None and elapsed >= settings.max_seconds
         )
+        return elements
+
+    def settled(self) -> None:
+        """Commits the offsets of everything read so far: the pipeline has written it all."""
+        if self._consumer is None:
+            return
         if self._done or time.monotonic() - self._last_commit >= COMMIT_INTERVAL_SECONDS:
             self._commit()
         if self._done:
             self._consumer.close()
-        return elements
+            self._consumer = None
 
     def _advance_watermark(self) -> None:
         idle_mark = self._clock() - IDLE_SKEW_SECONDS

@@ -8,8 +8,12 @@ record fields named in ``attributes=f1,f2`` (strings as they are, other values a
 The producer is idempotent (``enable.idempotence=true``, ``acks=all``): its own retries do not
 duplicate records. A retried bundle sends its records again, so delivery is at least once.
 Each bundle waits, in ``finish_bundle``, up to ``timeout`` seconds for its delivery reports;
-records not confirmed by then are taken out of the producer's queue when still there and
-dead-lettered (one already on the wire may still arrive: a replay can duplicate it).
+records not confirmed by then are taken out of the producer's queue when still there (one
+already on the wire may still arrive: a replay can duplicate it) and, with the records that
+failed transiently, produced again with backoff (`transforms.io.retry`): until they are
+delivered by default (``attempts=forever``), or up to N times with ``attempts=N``, after which
+they are dead-lettered as ``sink_unavailable``. A record the broker refuses, or a missing
+topic, is dead-lettered at once.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kafka_client import CONNECTION_PARAMS, KafkaConnection
 from transforms.io.redis_text import to_text
+from transforms.io.retry import RetryPolicy
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 
@@ -40,7 +45,7 @@ __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "KafkaSink", "KafkaWriteError"]
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's and Kafka's default
 MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 1_000, 1_000_000_000
 DEFAULT_TIMEOUT = 30.0
-_PARAMS = CONNECTION_PARAMS | {"key", "attributes", "timeout", "max_message_bytes"}
+_PARAMS = CONNECTION_PARAMS | {"key", "attributes", "timeout", "attempts", "max_message_bytes"}
 # Delivery errors caused by the record itself rather than by the topic or the broker.
 _REJECTED_CODES = frozenset(
     {
@@ -57,6 +62,10 @@ _REJECTED_CODES = frozenset(
 
 class KafkaWriteError(RuntimeError):
     """Records a dead-letter sink could not write (they cannot be dead-lettered again)."""
+
+
+class _NotDelivered(RuntimeError):
+    """Records of a bundle that failed transiently (not confirmed in time, brokers down)."""
 
 
 class _Delivery:
@@ -87,6 +96,7 @@ class _Target:
     key: str | None
     attribute_fields: tuple[str, ...]
     timeout: float
+    retry: RetryPolicy
     max_message_bytes: int
     pipeline: str
     dead_letter: bool
@@ -165,6 +175,17 @@ class _ProduceFn(beam.DoFn):
             except BufferError:  # the local queue is full: let deliveries drain
                 self._producer.poll(1.0)
 
+    def _send(self, pending: Pending[_Delivery]) -> None:
+        """Produces one record; a record refused before sending gets its error reported."""
+        if self._missing is not None:
+            pending.item.report(KafkaWriteError(self._missing))
+            return
+        try:
+            self._produce(pending.record, pending.item)
+        except Exception as error:  # a record refused before sending is a failed write
+            pending.item.report(error)
+        self._producer.poll(0)
+
     def process(
         self,
         record: Record | dict[str, Any],
@@ -173,34 +194,65 @@ class _ProduceFn(beam.DoFn):
     ) -> None:
         if not isinstance(record, Record):
             record = Record(record)
-        delivery = _Delivery()
-        self._pending.append(Pending(record, delivery, timestamp, window))
-        if self._missing is not None:
-            delivery.report(KafkaWriteError(self._missing))
-            return
-        try:
-            self._produce(record, delivery)
-        except Exception as error:  # a record refused before sending is a failed write
-            delivery.report(error)
-        self._producer.poll(0)
+        pending = Pending(record, _Delivery(), timestamp, window)
+        self._pending.append(pending)
+        self._send(pending)
+
+    def _settle(
+        self, pending: list[Pending[_Delivery]], failed: list[Pending[_Delivery]], again: bool
+    ) -> None:
+        """Waits for the delivery reports of ``pending``; raises `_NotDelivered` after transients.
+
+        With ``again``, the records of ``pending`` are produced again first. Afterwards
+        ``pending`` holds the records that failed transiently (not confirmed in time, brokers
+        unreachable); failures for good (a rejected record, a missing topic) go to ``failed``.
+        """
+        target = self._target
+        if again:
+            pending[:] = [Pending(p.record, _Delivery(), p.timestamp, p.window) for p in pending]
+            for item in pending:
+                self._send(item)
+        deadline = time.monotonic() + target.timeout
+        while any(not p.item.reported for p in pending) and time.monotonic() < deadline:
+            self._producer.flush(max(0.0, min(1.0, deadline - time.monotonic())))
+        if any(not p.item.reported for p in pending):
+            self._producer.purge(in_queue=True, in_flight=False)
+            self._producer.poll(0)  # reports the purged records
+        retry = []
+        for item in pending:
+            error = item.item.error
+            if item.item.reported and error is None:
+                if not target.dead_letter:
+                    self._written.inc()
+            elif _is_rejected(error) or isinstance(error, KafkaWriteError):
+                failed.append(item)
+            else:
+                retry.append(item)
+        pending[:] = retry
+        if retry:
+            raise _NotDelivered(f"{len(retry)} record(s): {self._describe(retry[0].item)}")
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         target = self._target
-        deadline = time.monotonic() + target.timeout
-        while any(not p.item.reported for p in self._pending) and time.monotonic() < deadline:
-            self._producer.flush(max(0.0, min(1.0, deadline - time.monotonic())))
-        if any(not p.item.reported for p in self._pending):
-            self._producer.purge(in_queue=True, in_flight=False)
-            self._producer.poll(0)  # reports the purged records
         pending, self._pending = self._pending, []
-        failed = [p for p in pending if not p.item.reported or p.item.error is not None]
+        failed: list[Pending[_Delivery]] = []
+        sends = 0
+
+        def settle() -> None:
+            nonlocal sends
+            sends += 1
+            self._settle(pending, failed, again=sends > 1)
+
+        where = target.connection.where
+        try:
+            target.retry.call(settle, lambda error: isinstance(error, _NotDelivered), where)
+        except _NotDelivered:
+            failed += pending
         if failed and target.dead_letter:
             raise KafkaWriteError(
-                f"{len(failed)} dead-letter record(s) not written to {target.connection.where}: "
+                f"{len(failed)} dead-letter record(s) not written to {where}: "
                 f"{self._describe(failed[0].item)}"
             )
-        if not target.dead_letter:
-            self._written.inc(len(pending) - len(failed))
         for failure in failed:
             error = failure.item.error
             yield dead_letter(
@@ -208,7 +260,7 @@ class _ProduceFn(beam.DoFn):
                 pipeline=target.pipeline,
                 reason=SinkRejected.reason if _is_rejected(error) else SINK_UNAVAILABLE,
                 error_type=type(error).__name__ if error is not None else "Timeout",
-                message=f"{target.connection.where}: {self._describe(failure.item)}",
+                message=f"{where}: {self._describe(failure.item)}",
                 stacktrace=(
                     "".join(traceback.format_exception(error))
                     if isinstance(error, BaseException)
@@ -234,8 +286,9 @@ class KafkaSink(Sink):
     one dead-letter dict (see `transforms.dead_letter`) per record that was not written, step
     ``sink``, in the record's window and at its timestamp: reason ``sink_rejected`` when the
     record itself was refused (larger than ``max_message_bytes`` or the broker's limit, not
-    encodable as JSON), ``sink_unavailable`` otherwise (topic missing, brokers unreachable, not
-    confirmed within ``timeout``). Delivered records are counted in ``context.counter``. A
+    encodable as JSON), ``sink_unavailable`` otherwise (topic missing; brokers unreachable or not
+    confirmed within ``timeout`` with ``attempts=N`` only, since by default those are produced
+    again until they are delivered). Delivered records are counted in ``context.counter``. A
     dead-letter sink (``context.dead_letter``) raises `KafkaWriteError` instead and returns
     ``None``.
 
@@ -263,6 +316,7 @@ class KafkaSink(Sink):
             key=key,
             attribute_fields=tuple(name.strip() for name in names.split(",") if name.strip()),
             timeout=endpoint.positive("timeout", float, DEFAULT_TIMEOUT),
+            retry=RetryPolicy.from_endpoint(endpoint),
             max_message_bytes=self._max_message_bytes(endpoint),
             pipeline=context.pipeline,
             dead_letter=context.dead_letter,

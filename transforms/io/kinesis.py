@@ -51,17 +51,19 @@ the data alone), ``max_records`` is a total (Beam's ``max_num_records``), and th
 boto3's default chain are put into the pipeline graph, as Beam's API requires: temporary
 (session) credentials are refused because they would expire while the job runs.
 
-Sink: ``kinesis://STREAM?region=R&endpoint=URL&partition_key=FIELD&attempts=5&batch_size=500``
+Sink: ``kinesis://STREAM?region=R&endpoint=URL&partition_key=FIELD&attempts=N&batch_size=500``
 (``timeout=30``: seconds to connect and to wait for each answer) writes each record's data as
 JSON (bytes as base64) with ``PutRecords``, at most ``batch_size`` (500) records and 5 MB per
 call. The partition key is the text of field ``partition_key`` (a record without
 it is rejected), else a hash of the record's JSON, so a retried record goes to the same shard.
 The records a call did not take (``FailedRecordCount``, per-record ``ErrorCode``) are sent
-again with exponential backoff and jitter, up to ``attempts`` calls; throttled or failed ones
-are then dead-lettered as ``sink_unavailable``, any other error code as ``sink_rejected``, as is
-a record over 1 MB. A call that fails as a whole for a lasting reason (missing stream, refused
-credentials) fails the bundle. Kinesis keeps duplicates: a replayed bundle writes its records
-again.
+again with exponential backoff and jitter (`transforms.io.retry`): until they are taken by
+default (``attempts=forever``), or up to N calls with ``attempts=N``, after which throttled or
+failed ones are dead-lettered as ``sink_unavailable``. Any other error code is dead-lettered as
+``sink_rejected`` at once, as is a record over 1 MB. A call that fails as a whole with a
+transient error (throttled, 5xx, unreachable) is retried the same way; one that fails for a
+lasting reason (missing stream, refused credentials) fails the bundle. Kinesis keeps
+duplicates: a replayed bundle writes its records again.
 """
 
 from __future__ import annotations
@@ -94,11 +96,11 @@ from transforms.io.batching import (
     SINK_UNAVAILABLE,
     BatchingFn,
     Pending,
-    backoff_seconds,
     dead_letter,
 )
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
+from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
 from transforms.metrics import NAMESPACE
 
@@ -701,7 +703,7 @@ class _Writer:
 
     target: StreamTarget
     partition_key: str | None
-    attempts: int
+    retry: RetryPolicy
     batch_size: int
     pipeline: str
     dead_letter: bool
@@ -738,8 +740,14 @@ def _call_code(error: BaseException) -> str:
     return ""
 
 
+class _NotTaken(RuntimeError):
+    """Records a ``PutRecords`` call did not take for a transient reason (throttled...)."""
+
+
 def _transient_call(error: BaseException) -> bool:
-    """A whole ``PutRecords`` call that may succeed later: throttled, 5xx, unreachable."""
+    """Whether a ``PutRecords`` call may succeed later (throttled, 5xx, unreachable...)."""
+    if isinstance(error, _NotTaken):
+        return True
     if isinstance(error, ClientError):
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return _call_code(error) in _TRANSIENT_CALL_CODES or status >= 500
@@ -755,7 +763,7 @@ class _PutFn(BatchingFn[dict[str, Any]]):
         self._writer = writer
 
     def setup(self) -> None:
-        # One botocore call per attempt: the retries are this DoFn's, up to ``attempts``.
+        # One botocore call per attempt: the retries are the RetryPolicy's.
         self._client = make_client(self._writer.target, retries=1)
         self._encoder = msgspec.json.Encoder(enc_hook=str)
         self._written = Metrics.counter(NAMESPACE, self._writer.counter)
@@ -797,35 +805,36 @@ class _PutFn(BatchingFn[dict[str, Any]]):
 
     def send(self, batch: list[Pending[dict[str, Any]]]) -> Iterator[WindowedValue]:
         writer = self._writer
-        attempt, last = 1, ""
-        while batch:
-            try:
-                results = self._put(batch)
-            except (ClientError, BotoCoreError) as error:
-                if not _transient_call(error):
-                    raise
-                retry, last = batch, f"{type(error).__name__}: {error}"
-            else:
-                retry = []
-                for pending, result in zip(batch, results, strict=True):
-                    code = result.get("ErrorCode")
-                    if code is None:
-                        self._count(1)
-                    elif code in _TRANSIENT_CODES:
-                        retry.append(pending)
-                        last = f"{code}: {result.get('ErrorMessage', '')}"
-                    else:
-                        failure = SinkRejected(f"{code}: {result.get('ErrorMessage', '')}")
-                        yield from self._fail([pending], failure, rejected=True)
-            if not retry:
-                return
-            if attempt >= writer.attempts:
-                message = f"still failing after {writer.attempts} attempts: {last}"
-                yield from self._fail(retry, RuntimeError(message), rejected=False)
-                return
-            time.sleep(backoff_seconds(attempt))
-            attempt += 1
-            batch = retry
+        remaining = batch
+        rejected: list[tuple[Pending[dict[str, Any]], SinkRejected]] = []
+
+        def put() -> None:
+            """Sends what is left; raises `_NotTaken` when Kinesis took only part of it."""
+            nonlocal remaining
+            retry, last = [], ""
+            for pending, result in zip(remaining, self._put(remaining), strict=True):
+                code = result.get("ErrorCode")
+                if code is None:
+                    self._count(1)
+                elif code in _TRANSIENT_CODES:
+                    retry.append(pending)
+                    last = f"{code}: {result.get('ErrorMessage', '')}"
+                else:
+                    failure = SinkRejected(f"{code}: {result.get('ErrorMessage', '')}")
+                    rejected.append((pending, failure))
+            remaining = retry
+            if retry:
+                raise _NotTaken(f"{len(retry)} record(s) not taken: {last}")
+
+        try:
+            writer.retry.call(put, _transient_call, str(writer.target.stream))
+        except (_NotTaken, ClientError, BotoCoreError) as error:
+            if not _transient_call(error):
+                raise
+            message = writer.retry.gave_up(writer.target.stream, error)
+            yield from self._fail(remaining, RuntimeError(message), rejected=False)
+        for pending, failure in rejected:
+            yield from self._fail([pending], failure, rejected=True)
 
     def _count(self, n: int) -> None:
         if not self._writer.dead_letter:
@@ -886,7 +895,7 @@ class KinesisSink(Sink):
         self._writer = _Writer(
             target=StreamTarget.from_endpoint(endpoint, timeout),
             partition_key=partition_key,
-            attempts=endpoint.positive("attempts", int, 5),
+            retry=RetryPolicy.from_endpoint(endpoint),
             batch_size=batch_size,
             pipeline=context.pipeline,
             dead_letter=context.dead_letter,

@@ -16,6 +16,11 @@ Everything it handed over before has then been written, dead letters included.
 It relies on the DirectRunner's private evaluator registry (Beam pinned to 2.77.x; kept honest
 by ``tests/transforms/io/test_live.py``). On other runners sources use their portable path.
 
+A finite `SettlingReader` that is done is driven on until the pipeline settles once more, so
+its last position is acknowledged too (a Kafka reader commits its offsets then): a run killed at
+any point reads again, from the last settled position, every record whose outputs or dead
+letters may not have been written.
+
 Importing this module also mends a defect of Beam 2.77's streaming DirectRunner that would make
 every count of the suite wrong there: each worker thread's state sampler caches a step's scoped
 state with the metrics container of the step's first bundle, so later bundles update a
@@ -26,9 +31,10 @@ gives each bundle's own container its scoped state.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -40,12 +46,16 @@ from apache_beam.runners.direct.transform_evaluator import (
 )
 from apache_beam.runners.worker import statesampler
 from apache_beam.transforms.window import GlobalWindows, TimestampedValue
-from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
 
 __all__ = ["BUNDLE_RUNNER", "DirectLiveRead", "LiveReader", "SettlingReader"]
 
 BUNDLE_RUNNER = "BundleBasedDirectRunner"
 MAX_BATCH = 1_000
+SETTLE_WAIT_SECONDS = 0.05  # a done reader's wait between checks of whether the pipeline settled
+# The watermark of a done reader that waits for the pipeline to settle: past every window's end
+# (the global window's too), yet short of the end of time, which would end the run first.
+_LAST_HOLD = MAX_TIMESTAMP - Duration(micros=1)
 
 
 class LiveReader(Protocol):
@@ -66,6 +76,7 @@ class LiveReader(Protocol):
         ...
 
 
+@runtime_checkable
 class SettlingReader(LiveReader, Protocol):
     """A `LiveReader` told when everything it handed over has been processed."""
 
@@ -142,9 +153,16 @@ class _LiveReadEvaluator(_TransformEvaluator):
 
     def finish_bundle(self) -> TransformResult:
         reader = self._reader()
-        settled = getattr(reader, "settled", None)
-        if settled is not None and self._idle_after():
-            settled()
+        settling = isinstance(reader, SettlingReader)
+        settled = settling and self._idle_after()
+        if settled:
+            reader.settled()  # type: ignore[attr-defined]
+        root = pvalue.PBegin(self._read().pipeline)  # type: ignore[arg-type]
+        if reader.done and settling and not settled:
+            # Drive the done reader on until the pipeline settles; every window may fire.
+            time.sleep(SETTLE_WAIT_SECONDS)
+            again = self._evaluation_context.create_bundle(root)
+            return TransformResult(self, [], [again], None, {None: _LAST_HOLD})
         elements = reader.read(MAX_BATCH)
         bundles = []
         if elements:
@@ -154,11 +172,10 @@ class _LiveReadEvaluator(_TransformEvaluator):
                     GlobalWindows.windowed_value(element.value, timestamp=element.timestamp)
                 )
             bundles.append(bundle)
-        if reader.done:
+        if reader.done and (not settling or (settled and not elements)):
             return TransformResult(self, bundles, [], None, {None: MAX_TIMESTAMP})
-        root = pvalue.PBegin(self._read().pipeline)  # type: ignore[arg-type]
         again = self._evaluation_context.create_bundle(root)
-        hold = Timestamp.of(reader.watermark)
+        hold = _LAST_HOLD if reader.done else Timestamp.of(reader.watermark)
         return TransformResult(self, bundles, [again], None, {None: hold})
 
 

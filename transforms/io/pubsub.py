@@ -35,8 +35,12 @@ record's data as JSON (bytes as base64), with the attributes of the message the 
 plus the record fields named in ``attributes`` (strings as they are, other values as JSON text;
 missing or null fields are left out). ``ordering_key`` names the field whose value becomes the
 message's ordering key. ``timeout`` bounds, in seconds, how long a bundle waits for its
-publishes, retries included; a publish that failed or did not finish by then is dead-lettered
-(it may still arrive later, so a replay can duplicate it).
+publishes, the client's own retries included; the messages of a publish that failed
+transiently (service down, throttled) or did not finish by then are published again with
+backoff (`transforms.io.retry`): until they are published by default (``attempts=forever``, so a
+replay can duplicate a message that arrived late), or up to N times with ``attempts=N``, after
+which they are dead-lettered as ``sink_unavailable``. A message the service refuses is
+dead-lettered as ``sink_rejected`` at once.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
 from transforms.io.pubsub_read import ACK_DEADLINE_RANGE, PubSubReadSettings, live_reader
+from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
 from transforms.metrics import NAMESPACE
 
@@ -243,6 +248,10 @@ class SinkPublishError(RuntimeError):
     """Records a dead-letter sink could not publish (they cannot be dead-lettered again)."""
 
 
+class _NotPublished(RuntimeError):
+    """Messages of a bundle whose publish failed transiently (service down, timeout)."""
+
+
 class _Pending(NamedTuple):
     record: Record
     window: BoundedWindow
@@ -264,8 +273,10 @@ class _PublishFn(beam.DoFn):
         attribute_fields: tuple[str, ...],
         ordering_field: str | None,
         timeout: float,
+        retry: RetryPolicy,
         context: SinkContext,
     ) -> None:
+        self._retry = retry
         self._topic = topic
         self._attribute_fields = attribute_fields
         self._ordering_field = ordering_field
@@ -300,6 +311,20 @@ class _PublishFn(beam.DoFn):
                 attributes[name] = _attribute_text(value)
         return attributes
 
+    def _publish(self, record: Record, key: str) -> Any:
+        """Publishes one record; returns its future (holding the error of a refused message)."""
+        try:
+            return self._publisher.publish(
+                self._topic,
+                self._encoder.encode(record.data),
+                ordering_key=key,
+                **self._attributes(record),
+            )
+        except Exception as exc:  # a message refused by the client is a failed publish
+            future = publish_futures.Future()
+            future.set_exception(exc)
+            return future
+
     def process(
         self,
         record: Record,
@@ -310,44 +335,73 @@ class _PublishFn(beam.DoFn):
         if self._ordering_field is not None:
             value = record.data.get(self._ordering_field)
             key = "" if value is None else _attribute_text(value)
-        try:
-            future: Any = self._publisher.publish(
-                self._topic,
-                self._encoder.encode(record.data),
-                ordering_key=key,
-                **self._attributes(record),
-            )
-        except Exception as exc:  # a message refused by the client is a failed publish
-            future = publish_futures.Future()
-            future.set_exception(exc)
-        self._pending.append(_Pending(record, window, timestamp, key, future))
+        self._pending.append(_Pending(record, window, timestamp, key, self._publish(record, key)))
 
-    def finish_bundle(self) -> Iterator[WindowedValue]:
+    def _settle(
+        self, pending: list[_Pending], failed: list[tuple[_Pending, BaseException]], again: bool
+    ) -> None:
+        """Waits for the publishes of ``pending``; raises `_NotPublished` after transient failures.
+
+        With ``again``, the messages of ``pending`` are published again first. Afterwards
+        ``pending`` holds the messages that failed transiently; failures for good go to
+        ``failed``. The key of each failed message is resumed.
+        """
+        if again:
+            pending[:] = [
+                item._replace(future=self._publish(item.record, item.ordering_key))
+                for item in pending
+            ]
         deadline = time.monotonic() + self._timeout
-        failed: list[tuple[_Pending, BaseException]] = []
-        for pending in self._pending:
+        retry: list[_Pending] = []
+        last: BaseException | None = None
+        for item in pending:
             try:
-                pending.future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except Exception as error:  # every failure is dead-lettered
-                failed.append((pending, error))
+                item.future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as error:
+                if isinstance(error, (*_TRANSIENT, api_exceptions.RetryError, TimeoutError)):
+                    retry.append(item)
+                    last = error
+                else:
+                    failed.append((item, error))
             else:
                 if not self._context.dead_letter:
                     self._written.inc()
-        self._pending = []
-        for key in {pending.ordering_key for pending, _ in failed if pending.ordering_key}:
+        for key in {item.ordering_key for item in retry if item.ordering_key} | {
+            item.ordering_key for item, _ in failed if item.ordering_key
+        }:
             # A failed send pauses its key; a message refused before sending (too large) does
             # not, and resuming a key that is not paused raises RuntimeError.
             with contextlib.suppress(RuntimeError):
                 self._publisher.resume_publish(self._topic, key)
+        pending[:] = retry
+        if last is not None:
+            raise _NotPublished(
+                f"{len(retry)} message(s) not published: {type(last).__name__}: {last}"
+            )
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        pending, self._pending = self._pending, []
+        failed: list[tuple[_Pending, BaseException]] = []
+        sends = 0
+
+        def settle() -> None:
+            nonlocal sends
+            sends += 1
+            self._settle(pending, failed, again=sends > 1)
+
+        try:
+            self._retry.call(settle, lambda error: isinstance(error, _NotPublished), self._topic)
+        except _NotPublished as error:
+            failed += [(item, error) for item in pending]
         if failed and self._context.dead_letter:
             first = failed[0][1]
             raise SinkPublishError(
                 f"{len(failed)} dead-letter record(s) not published to {self._topic}: "
                 f"{type(first).__name__}: {first}"
             ) from first
-        for pending, exc in failed:
+        for item, exc in failed:
             record = error_record(
-                pending.record,
+                item.record,
                 pipeline=self._context.pipeline,
                 step="sink",
                 reason="sink_rejected" if isinstance(exc, _REJECTED) else "sink_unavailable",
@@ -355,10 +409,10 @@ class _PublishFn(beam.DoFn):
                 error_message=f"publish to {self._topic} failed: {exc}",
                 stacktrace="".join(traceback.format_exception(exc)),
                 event_timestamp=(
-                    None if pending.timestamp <= MIN_TIMESTAMP else float(pending.timestamp)
+                    None if item.timestamp <= MIN_TIMESTAMP else float(item.timestamp)
                 ),
             )
-            yield WindowedValue(record, pending.timestamp, (pending.window,))
+            yield WindowedValue(record, item.timestamp, (item.window,))
 
     def teardown(self) -> None:
         self._publisher.stop()
@@ -370,7 +424,8 @@ class PubSubSink(Sink):
     Input elements are `Record`s. The output holds one dead-letter dict (see
     `transforms.dead_letter`) per record that could not be published, with step ``sink`` and
     reason ``sink_rejected`` (the message itself was refused: invalid or too large) or
-    ``sink_unavailable`` (topic missing, permission denied, service down, timeout). A
+    ``sink_unavailable`` (topic missing, permission denied; service down or timeout with
+    ``attempts=N`` only: by default those are published again until they are published). A
     dead-letter sink (``context.dead_letter``) fails the bundle instead and returns ``None``.
 
     Args:
@@ -382,18 +437,24 @@ class PubSubSink(Sink):
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__(endpoint, context)
-        endpoint.check_params(frozenset({"attributes", "ordering_key", "timeout"}))
+        endpoint.check_params(frozenset({"attributes", "ordering_key", "timeout", "attempts"}))
         self.topic = _resource(endpoint, "topics")
         names = endpoint.params.get("attributes", "")
         self.attribute_fields = tuple(name.strip() for name in names.split(",") if name.strip())
         self.ordering_key = _optional(endpoint, "ordering_key")
         self.timeout: float = endpoint.positive("timeout", float, 30.0)
+        self.retry = RetryPolicy.from_endpoint(endpoint)
 
     def expand(self, records: beam.PCollection) -> beam.PCollection | None:
         """Publish the records; return the dead-letter dicts of failures, or ``None``."""
         failures = records | "Publish" >> beam.ParDo(
             _PublishFn(
-                self.topic, self.attribute_fields, self.ordering_key, self.timeout, self.context
+                self.topic,
+                self.attribute_fields,
+                self.ordering_key,
+                self.timeout,
+                self.retry,
+                self.context,
             )
         )
         return None if self.context.dead_letter else failures

@@ -3,7 +3,7 @@
 URI::
 
     redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]?mode=hash&key=metrics:{endpoint}:{window_start}
-        &ttl=3600&batch_size=500&attempts=5&timeout=10
+        &ttl=3600&batch_size=500&attempts=forever&timeout=10
 
 Parameters:
 
@@ -46,8 +46,9 @@ Parameters:
 * ``password_env=VAR`` or ``password_secret=projects/P/secrets/S[/versions/V]``: where the
   worker reads the password (see `transforms.secrets`), instead of the URI.
 * ``batch_size``: the most commands per pipelined round trip (default 500).
-* ``attempts``: how many times a batch is sent when Redis is unreachable, times out or is
-  loading its data set, with exponential backoff and jitter (default 5).
+* ``attempts``: ``forever`` (default) sends a batch again, with exponential backoff and jitter,
+  while Redis is unreachable, times out or is loading its data set, holding the stream back; a
+  number N gives up after N sends (see `transforms.io.retry`).
 * ``timeout``: seconds to connect and to wait for a reply (default 10).
 
 JSON is written with sorted keys, so the same record always gives the same text.
@@ -71,8 +72,8 @@ round trip, so a restarted server never answers ``NOSCRIPT``.
 
 Failures: a record that cannot be turned into a command (a template field it lacks, a score
 that is not a number) or that Redis refuses (``WRONGTYPE``...) comes out as a dead-letter record
-with reason ``sink_rejected``; the records of a batch that could not be sent after ``attempts``
-come out with reason ``sink_unavailable``. Failed authentication fails the bundle. In
+with reason ``sink_rejected``; with ``attempts=N``, the records of a batch that could not be sent
+after N sends come out with reason ``sink_unavailable``. Failed authentication fails the bundle. In
 ``state`` mode a record that is not a valid change is rejected too, and a change that was
 superseded (not applied) counts as ``written``.
 """
@@ -102,12 +103,12 @@ from transforms.io.batching import (
     BatchingFn,
     Pending,
     dead_letter,
-    retry_transient,
 )
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis_resp import bulk, bulk_name, fields, packed, read_replies, send
 from transforms.io.redis_scripts import SCRIPTS, SHAS
 from transforms.io.redis_text import KeyTemplate, to_json, to_text
+from transforms.io.retry import RetryPolicy
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
@@ -220,7 +221,7 @@ class _Target:
     maxlen: int | None
     delete_ttl: int | None
     batch_size: int
-    attempts: int
+    retry: RetryPolicy
     timeout: float
     pipeline: str
     dead_letter: bool
@@ -327,7 +328,7 @@ class _WriteFn(BatchingFn[_Command]):
             password=password,
             socket_timeout=target.timeout,
             socket_connect_timeout=target.timeout,
-            retry=Retry(NoBackoff(), 0),  # the retries are retry_transient's, up to attempts
+            retry=Retry(NoBackoff(), 0),  # the retries are the RetryPolicy's
             protocol=2,  # read_replies parses RESP2
         )
         script = target.script
@@ -394,11 +395,11 @@ class _WriteFn(BatchingFn[_Command]):
     def send(self, batch: list[Pending[_Command]]) -> Iterator[WindowedValue]:
         target = self._target
         try:
-            results = retry_transient(lambda: self._send(batch), target.attempts, is_transient)
+            results = target.retry.call(lambda: self._send(batch), is_transient, target.where)
         except redis.RedisError as error:
             if target.dead_letter or not is_transient(error):
                 raise
-            message = f"{target.where}: still failing after {target.attempts} attempts: {error}"
+            message = target.retry.gave_up(target.where, error)
             for pending in batch:
                 yield dead_letter(
                     pending,
@@ -503,7 +504,7 @@ class RedisSink(Sink):
             maxlen=endpoint.positive("maxlen", int, None),
             delete_ttl=delete_ttl,
             batch_size=endpoint.positive("batch_size", int, 500),
-            attempts=endpoint.positive("attempts", int, 5),
+            retry=RetryPolicy.from_endpoint(endpoint),
             timeout=endpoint.positive("timeout", float, DEFAULT_TIMEOUT),
             pipeline=context.pipeline,
             dead_letter=context.dead_letter,

@@ -359,7 +359,7 @@ def test_streaming_merges_each_table_every_merge_every_while_changes_arrive(
         ("tables=a&merge_every=500ms", "merge_every must be at least 1s"),
         ("tables=a&staging_suffix=-log", "staging_suffix must be letters"),
         ("tables=a&batch_size=50001", "at most 50000"),
-        ("tables=a&attempts=0", "attempts must be positive"),
+        ("tables=a&attempts=0", "attempts must be forever"),
         ("tables=a&endpoint=127.0.0.1:9050", "http:// or https://"),
     ],
 )

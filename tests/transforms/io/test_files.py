@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import errno
 import glob
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
@@ -17,8 +19,15 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.files import FileSink, FileSource, arrow_schema
+from transforms.io.files import (
+    FileSink,
+    FileSource,
+    JsonLinesFileSink,
+    _WriteBundleFiles,
+    arrow_schema,
+)
 from transforms.io.registry import make_sink, make_source
+from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
 from transforms.schema import Field, Schema
 
@@ -203,7 +212,7 @@ def test_arrow_schema_types() -> None:
     [
         ("file:///tmp/out?format=csv", "format must be one of"),
         ("file:///tmp/out?compression=gzip", "unknown parameters"),
-        ("file:///tmp/out?window=0", "window must be positive"),
+        ("file:///tmp/out?attempts=0", "attempts must be forever"),
         ("file://", "absolute/folder"),
     ],
 )
@@ -233,10 +242,56 @@ def test_endless_input_writes_every_record_even_behind_the_watermark(tmp_path: P
         get_pipeline("events_to_bigquery"),
         [
             "--source=generator://events?count=400&rate=20&speed=20&live=true&late=0.3&seed=4",
-            f"--sink=file://{tmp_path}/out?window=1",
+            f"--sink=file://{tmp_path}/out",
             f"--dead_letter=file://{tmp_path}/dlq",
         ],
     )
     lines = sum(1 for path in (tmp_path / "out").glob("*.jsonl") for _ in path.open())
     assert report.count("written") == 400
     assert lines == 400
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
+
+
+def _bundle_writer(folder: Path, policy: RetryPolicy) -> Any:
+    return _WriteBundleFiles(str(folder), "part", ".jsonl", JsonLinesFileSink(), policy, False)
+
+
+def test_an_endless_run_writes_each_bundle_durably_through_a_disk_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync, failures = os.fsync, []
+
+    def full_disk_twice(fd: int) -> None:
+        if len(failures) < 2:
+            failures.append(fd)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk_twice)
+    writer = _bundle_writer(tmp_path, RetryPolicy(initial=0.001, maximum=0.001))
+    for bundle in ([1, 2, 3], [4]):
+        writer.start_bundle()
+        for n in bundle:
+            writer.process(Record({"n": n}))
+        writer.finish_bundle()  # when it returns, the bundle's file is in place
+
+    files = sorted(tmp_path.iterdir())
+    assert len(failures) == 2
+    assert [p.name.startswith("part-") and p.suffix == ".jsonl" for p in files] == [True, True]
+    rows = sorted(json.loads(line)["n"] for path in files for line in path.open())
+    assert rows == [1, 2, 3, 4]
+
+
+def test_a_bounded_retry_of_a_file_write_fails_the_bundle_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    writer = _bundle_writer(tmp_path, RetryPolicy(attempts=2, initial=0.001, maximum=0.001))
+    writer.start_bundle()
+    writer.process(Record({"n": 1}))
+    with pytest.raises(OSError, match="No space left"):
+        writer.finish_bundle()
+    assert list(tmp_path.iterdir()) == []

@@ -139,7 +139,7 @@ def test_source_uri_problems_are_named(text: str, problem: str) -> None:
     [
         ("kinesis://s?region=r&partition_key=", "partition_key is empty"),
         ("kinesis://s?region=r&batch_size=501", "at most 500"),
-        ("kinesis://s?region=r&attempts=0", "must be positive"),
+        ("kinesis://s?region=r&attempts=0", "attempts must be forever"),
         ("kinesis://s?region=r&iterator=LATEST", "unknown parameters"),
     ],
 )

@@ -380,3 +380,66 @@ def test_command_line_live_run_ends_balanced(tmp_path: Path) -> None:
     assert "events_to_bigquery: DONE" in completed.stdout, output
     assert re.search(r"^\s*read\s+300$", completed.stdout, re.MULTILINE), output
     assert "balanced" in completed.stdout and "NOT balanced" not in completed.stdout, output
+
+
+# --------------------------------------------------------------------------------------------
+# Settling readers: told only when everything they handed over has been written
+
+
+class _SettlingReader:
+    """Hands over ``batches`` batches of 10 numbers (event time = the number, in seconds); at
+    each `settled` call, records what it had read and what the pipeline had written by then."""
+
+    def __init__(self, tag: str, batches: int) -> None:
+        self._tag = tag
+        self._batches = batches
+        self._read: list[int] = []
+
+    def read(self, limit: int) -> list[Any]:
+        if self.done:
+            return []
+        first = len(self._read)
+        batch = list(range(first, first + 10))
+        self._read += batch
+        time.sleep(0.01)
+        return [beam.window.TimestampedValue(n, n) for n in batch]
+
+    @property
+    def watermark(self) -> float:
+        return float(self._read[-1]) if self._read else 0.0
+
+    @property
+    def done(self) -> bool:
+        return len(self._read) >= 10 * self._batches
+
+    def settled(self) -> None:
+        with _LOCK:
+            written = sorted(n for window in _COLLECTED[self._tag] for n in window)
+        _collect(f"{self._tag}-settled", (list(self._read), written))
+
+
+def _make_settling_reader(tag: str, batches: int) -> _SettlingReader:
+    return _SettlingReader(tag, batches)
+
+
+def test_a_settling_reader_is_told_only_what_every_step_has_written(tmp_path: Path) -> None:
+    import functools
+
+    tag = f"settle-{uuid.uuid4().hex}"
+    options = PipelineOptions(runner=BundleBasedDirectRunner(), streaming=True)
+    with beam.Pipeline(options=options) as pipeline:
+        _ = (
+            pipeline
+            | DirectLiveRead(functools.partial(_make_settling_reader, tag, 12))
+            | beam.Reshuffle()
+            | beam.WindowInto(beam.window.FixedWindows(25))
+            | beam.Map(lambda n: (n % 3, n))
+            | beam.GroupByKey()  # holds the numbers of a window until it closes
+            | beam.MapTuple(lambda unused_key, numbers: sorted(numbers))
+            | beam.ParDo(_Collect(tag))
+        )
+    settled = _COLLECTED[f"{tag}-settled"]
+    assert settled, "the reader was never told that the pipeline settled"
+    for read, written in settled:
+        assert set(read) <= set(written), (len(read), len(written))
+    assert settled[-1][0] == list(range(120))  # the end is settled too

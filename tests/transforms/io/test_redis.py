@@ -473,7 +473,7 @@ def test_records_come_back_as_sink_unavailable_when_redis_stays_down(
         ("key=a:{id!r}", "plain field name"),
         ("key=k&ttl=0", "ttl must be positive"),
         ("key=k&ttl=soon", "not a valid int"),
-        ("key=k&attempts=0", "attempts must be positive"),
+        ("key=k&attempts=0", "attempts must be forever"),
         ("key=k&password_env=", "variable name"),
         ("key=k&password_secret=my-secret", "is not a secret reference"),
         ("key=k&password_env=A&password_secret=projects/p/secrets/s", "give the password once"),
