@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +38,9 @@ from transforms.message import Message, Origin
 from transforms.metrics import READ, counter_totals
 
 T0 = 1_780_000_000  # 2026-05-28, whole seconds
-EXAMPLES = 2  # batches per pipeline and path; each batch holds up to BATCH records
+# Batches per pipeline and path (each holds up to BATCH lines, about half of them hostile);
+# HOSTILE_EXAMPLES=50 explores further.
+EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "5"))
 BATCH = 120
 
 # ---------------------------------------------------------------------------------------------
