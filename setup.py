@@ -11,6 +11,8 @@ INSTALL_REQUIRES = [
     "msgspec>=0.18,<1",
     # JSON Schema files validate records (transforms/json_schema.py).
     "fastjsonschema>=2.19,<3",
+    # .zst inputs (transforms/io/decompress.py); Beam depends on it too.
+    "zstandard>=0.18,<1",
     "PyYAML>=6,<7",
     "rich>=13,<16",
     "redis>=5,<9",

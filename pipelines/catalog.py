@@ -35,6 +35,8 @@ class PipelineSpec:
             `OptionError` or `EndpointError` with a message that says what to change.
         build: adds the pipeline's steps to a Beam pipeline, given the config.
         delivered: the counter of input records that reached their end (see `RunReport`).
+        splits: the counter of input records that became two records (a CDC key change: a
+            delete and an upsert), each adding one to the records accounted for, if any.
         streaming_modes: the Dataflow streaming modes (``EXACTLY_ONCE``, ``AT_LEAST_ONCE``)
             the pipeline is correct under, the default first; empty for a batch-only pipeline.
             They become the template's ``streaming`` and ``supports*`` flags.
@@ -47,6 +49,7 @@ class PipelineSpec:
     configure: Callable[[dict[str, Any]], Any]
     build: Callable[[beam.Pipeline, Any], None]
     delivered: str = WRITTEN
+    splits: str | None = None
     streaming_modes: tuple[str, ...] = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
 
 

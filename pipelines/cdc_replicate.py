@@ -10,9 +10,18 @@ Graph::
 The sink receives the latest-state stream: `Record`s of applied `Change` dicts (see
 `transforms.cdc.apply`), so any sink that takes it (a BigQuery replica, Redis latest state)
 works. A ``file://`` sink with a bounded source instead gets the final table of every source
-table (`transforms.cdc.final_state`). Balance: ``read = applied + dead_lettered + dropped``
-(dropped: ``tombstone``, ``cdc_message``, ``cdc_duplicate``, ``cdc_stale``,
-``cdc_superseded``).
+table (`transforms.cdc.final_state`). Balance: ``read + cdc_key_changes = applied +
+dead_lettered + dropped`` (dropped: ``tombstone``, ``cdc_message``, ``cdc_duplicate``,
+``cdc_stale``, ``cdc_superseded``): an update that changes its primary key is read as a delete
+of the old key and an upsert of the new one (`transforms.cdc.envelope.KeyChange`), one more
+change to account for, counted in ``cdc_key_changes``.
+
+Keys: ``--key_columns=id`` declares ``id`` the key of every table; qualified entries
+(``inventory.orders=order_id,line``) name one table's, and win over a bare default given with
+them (``id;inventory.orders=order_id,line``). Key values are compared in canonical form
+(`transforms.cdc.change.key_text`: ``1``, ``1.0`` and ``"1"`` are the key ``1``; ``true`` is its
+own key); a null key value is dead-lettered ``cdc_no_key``, a list, object or NaN
+``cdc_bad_key``.
 
 Final tables need only each key's latest change, so that run applies changes by keeping just
 those (`transforms.cdc.compact`: memory of one change per key, the others counted as
@@ -45,7 +54,7 @@ from transforms.cdc.compact_blocks import CompactChangeBlocks, DropTombstoneBloc
 from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.envelope import parse_key_columns
 from transforms.cdc.final_state import FinalState
-from transforms.cdc.normalize import FORMATS, NormalizeChanges
+from transforms.cdc.normalize import FORMATS, KEY_CHANGES, NormalizeChanges
 from transforms.durations import parse_duration
 from transforms.io.base import SinkContext
 
@@ -76,9 +85,11 @@ OPTIONS = (
     ),
     Option(
         "key_columns",
-        "Primary key columns per table, e.g. 'inventory.customers=id;inventory.orders="
-        "order_id,line'; tables not named take the Kafka message key or Datastream's "
-        "primary_keys.",
+        "Primary key columns: 'id' for every table, or per table, e.g. "
+        "'inventory.customers=id;inventory.orders=order_id,line', or both, e.g. "
+        "'id;inventory.orders=order_id,line' (a table's own entry wins); tables not named, "
+        "without a default, take the Kafka message key or Datastream's primary_keys. Key "
+        "values 1, 1.0 and '1' are one key.",
         default="",
         group="Changes",
     ),
@@ -171,6 +182,7 @@ PIPELINE = PipelineSpec(
     configure=configure,
     build=build,
     delivered=APPLIED,
+    splits=KEY_CHANGES,
     # Changes are applied by sequence, so a redelivered change is dropped as a duplicate:
     # at-least-once is as correct, and cheaper.
     streaming_modes=("AT_LEAST_ONCE", "EXACTLY_ONCE"),

@@ -62,6 +62,9 @@ class RunReport:
             records either).
         stopped_by: the signal that stopped the run (``signal.SIGINT`` for Ctrl-C,
             ``signal.SIGTERM``), or ``None`` when it ended by itself or after ``--max_seconds``.
+        splits: the counter of input records that became two records, if any (a CDC key
+            change: a delete of the old key and an upsert of the new one); each adds one to
+            the records to account for: ``read + splits = delivered + dead_lettered + dropped``.
     """
 
     pipeline: str
@@ -69,6 +72,7 @@ class RunReport:
     counters: dict[str, int]
     outputs: dict[str, str] = field(default_factory=dict)
     delivered: str = WRITTEN
+    splits: str | None = None
     stopped_by: int | None = None
 
     def count(self, name: str) -> int:
@@ -88,9 +92,12 @@ class RunReport:
 
     @property
     def balanced(self) -> bool:
-        """Whether read = delivered (written or aggregated) + dead-lettered + dropped."""
+        """Whether read (+ splits) = delivered (written or aggregated) + dead-lettered + dropped."""
         accounted = self.count(self.delivered) + self._input_dead_letters() + self.count(DROPPED)
-        return self.count(READ) == accounted
+        return self.count(READ) + self._split() == accounted
+
+    def _split(self) -> int:
+        return self.count(self.splits) if self.splits else 0
 
     def render(self) -> str:
         """Returns the report as a few lines for a person."""
@@ -114,7 +121,8 @@ class RunReport:
         lines += [f"  {name:<14}{self.count(name):>10}" for name in others]
         verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
         dead = "dead_lettered" if self.delivered == WRITTEN else "dead_lettered (input)"
-        lines.append(f"  read = {self.delivered} + {dead} + dropped: {verdict}")
+        read = f"read + {self.splits}" if self._split() else "read"
+        lines.append(f"  {read} = {self.delivered} + {dead} + dropped: {verdict}")
         return "\n".join(lines)
 
 
@@ -271,6 +279,7 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
         state=str(result.state),
         counters=counter_totals(result.metrics()),
         delivered=spec.delivered,
+        splits=spec.splits,
         stopped_by=stopped_by,
         outputs={
             "source": str(config.source.endpoint),

@@ -189,7 +189,7 @@ class SpineConfig:
         context = output or SinkContext(pipeline, parse.schema, parse.time_field)
         return cls(
             pipeline=pipeline,
-            source=make_source(values["source"]),
+            source=make_source(values["source"], parse.max_payload_bytes),
             sink=make_sink(values["sink"], context),
             dead_letter=make_sink(
                 values["dead_letter"], SinkContext(pipeline, DEAD_LETTER_SCHEMA, None, True)

@@ -8,12 +8,19 @@ A failed element becomes a dict of this shape (the BigQuery schema is `DEAD_LETT
       "pipeline": "events_to_bigquery", "step": "parse",
       "reason": "invalid_json",                        # short code, one per failure kind
       "error_type": "InvalidJson", "error_message": "...", "stacktrace": "...",
-      "payload_bytes": b"...",                         # always the original bytes
+      "payload_bytes": b"...",                         # the original bytes (a prefix if truncated)
       "payload_string": "...",                         # best-effort UTF-8, or None
+      "payload_truncated": False,                      # True: payload_bytes holds a prefix
+      "payload_size": None, "payload_sha256": None,    # the whole payload's, when truncated
       "attributes": [{"key": "k", "value": "v"}],
       "source": {"system": "file", "path": "/in.jsonl", "line": 7},
       "retry_count": 0,
     }
+
+A payload too large to carry (reasons in `TRUNCATED_REASONS`, or a message the source did not
+keep whole, `Message.oversize`) is cut to its first `MAX_PAYLOAD_PREFIX` bytes, with
+``payload_truncated`` set, its full size and SHA-256, and no ``payload_string``, so a dead-letter
+record stays small whatever the payload.
 
 Sinks that write JSON encode ``payload_bytes`` as base64. `GOOGLE_COLUMNS` maps the record onto
 the error table of Google's ``PubSub_to_BigQuery_Flex`` template, and `google_view_sql` builds a
@@ -22,6 +29,7 @@ view with those column names so existing error-table readers keep working.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import traceback
@@ -34,22 +42,28 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from transforms.errors import RecordError
 from transforms.event_time import format_timestamp
 from transforms.io.endpoint import redact
-from transforms.message import Message, Origin, Record
+from transforms.message import Message, Origin, Oversize, Record
 from transforms.metrics import DEAD_LETTERED, ReasonCounters
 from transforms.schema import Field, Schema
 
 __all__ = [
     "DEAD_LETTER_SCHEMA",
     "GOOGLE_COLUMNS",
+    "MAX_PAYLOAD_PREFIX",
+    "TRUNCATED_REASONS",
     "CountDeadLetters",
     "ToDeadLetter",
     "error_record",
     "failure",
     "google_view_sql",
+    "truncate_payload",
 ]
 
 MAX_MESSAGE_CHARS = 4_000
 MAX_STACKTRACE_CHARS = 16_000
+MAX_PAYLOAD_PREFIX = 64 * 1024
+TRUNCATED_REASONS = frozenset({"too_large", "row_too_large"})
+"""Reasons whose payload is cut to `MAX_PAYLOAD_PREFIX` bytes when it is longer."""
 
 DEAD_LETTER_SCHEMA = Schema(
     (
@@ -63,6 +77,9 @@ DEAD_LETTER_SCHEMA = Schema(
         Field("stacktrace", "STRING"),
         Field("payload_bytes", "BYTES"),
         Field("payload_string", "STRING"),
+        Field("payload_truncated", "BOOLEAN"),
+        Field("payload_size", "INTEGER"),
+        Field("payload_sha256", "STRING"),
         Field(
             "attributes", "RECORD", "REPEATED", (Field("key", "STRING"), Field("value", "STRING"))
         ),
@@ -105,16 +122,16 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 15] + "...[truncated]"
 
 
-def _payload_of(element: Any) -> tuple[bytes, dict[str, str], Origin | None]:
-    """Finds the original bytes, attributes and origin of a failed element of any step."""
+def _payload_of(element: Any) -> tuple[bytes, dict[str, str], Origin | None, Oversize | None]:
+    """Finds the original bytes, attributes, origin and oversize of a failed element."""
     if isinstance(element, Message):
-        return element.payload, element.attributes, element.origin
+        return element.payload, element.attributes, element.origin, element.oversize
     if isinstance(element, Record):
         if element.origin is not None:
             return _payload_of(element.origin)
         element = element.data
     text = json.dumps(element, default=str, sort_keys=True, ensure_ascii=False)
-    return text.encode("utf-8"), {}, None
+    return text.encode("utf-8"), {}, None, None
 
 
 def error_record(
@@ -147,11 +164,17 @@ def error_record(
         A dict of the shape documented in this module.
 
     """
-    payload, attributes, origin = _payload_of(element)
-    try:
-        payload_string: str | None = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        payload_string = None
+    payload, attributes, origin, oversize = _payload_of(element)
+    if oversize is None and reason in TRUNCATED_REASONS and len(payload) > MAX_PAYLOAD_PREFIX:
+        oversize = Oversize(len(payload), hashlib.sha256(payload).hexdigest())
+    payload_string: str | None = None
+    if oversize is not None:
+        payload = payload[:MAX_PAYLOAD_PREFIX]
+    else:
+        try:
+            payload_string = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
     return {
         "error_timestamp": format_timestamp(time.time()),
         "event_timestamp": None if event_timestamp is None else format_timestamp(event_timestamp),
@@ -163,9 +186,32 @@ def error_record(
         "stacktrace": _truncate(redact(stacktrace), MAX_STACKTRACE_CHARS),
         "payload_bytes": payload,
         "payload_string": payload_string,
+        "payload_truncated": oversize is not None,
+        "payload_size": None if oversize is None else oversize.size,
+        "payload_sha256": None if oversize is None else oversize.sha256,
         "attributes": [{"key": k, "value": v} for k, v in sorted(attributes.items())],
         "source": origin.to_dict() if origin is not None else None,
         "retry_count": retry_count,
+    }
+
+
+def truncate_payload(record: dict[str, Any]) -> dict[str, Any]:
+    """Returns a dead-letter dict whose payload is cut to `MAX_PAYLOAD_PREFIX` bytes.
+
+    The cut payload is marked as `error_record` marks it (``payload_truncated``, the whole
+    payload's ``payload_size`` and ``payload_sha256``, no ``payload_string``); a record whose
+    payload is not longer comes back unchanged. For a sink that cannot write a record that large.
+    """
+    payload = record.get("payload_bytes") or b""
+    if len(payload) <= MAX_PAYLOAD_PREFIX:
+        return record
+    return {
+        **record,
+        "payload_bytes": payload[:MAX_PAYLOAD_PREFIX],
+        "payload_string": None,
+        "payload_truncated": True,
+        "payload_size": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["Message", "Origin", "Record"]
+__all__ = ["Message", "Origin", "Oversize", "Record"]
 
 
 class Origin(NamedTuple):
@@ -38,19 +38,31 @@ class Origin(NamedTuple):
         }
 
 
+class Oversize(NamedTuple):
+    """A payload too large to keep whole: its full size in bytes and its SHA-256 (hex)."""
+
+    size: int
+    sha256: str
+
+
 class Message(NamedTuple):
     """One input message, as read, before any parsing.
 
     Attributes:
-        payload: the original bytes, never altered.
+        payload: the original bytes, never altered; only a prefix of them when ``oversize``
+            is set.
         attributes: string key/value metadata (Pub/Sub attributes, Kafka headers, ...).
         origin: the source system and the message's coordinates there.
+        oversize: set by a source that did not keep a payload over its size limit whole
+            (the file source, for a line over ``--max_payload_bytes``): Parse dead-letters
+            the message as ``too_large`` with this size and hash.
 
     """
 
     payload: bytes
     attributes: dict[str, str]
     origin: Origin
+    oversize: Oversize | None = None
 
 
 class Record(NamedTuple):

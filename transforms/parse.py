@@ -103,10 +103,9 @@ class _Parser:
     def parse(self, message: Message) -> tuple[Record, float | None]:
         """Returns the record and its event time (``None`` without one); raises `RecordError`."""
         payload = message.payload
-        if len(payload) > self._max_bytes:
-            raise TooLarge(
-                f"payload of {len(payload)} bytes exceeds the limit of {self._max_bytes}"
-            )
+        if len(payload) > self._max_bytes or message.oversize is not None:
+            size = len(payload) if message.oversize is None else message.oversize.size
+            raise TooLarge(f"payload of {size} bytes exceeds the limit of {self._max_bytes}")
         if self._decoder is None:
             self._decoder = msgspec.json.Decoder()
         try:

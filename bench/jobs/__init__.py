@@ -5,7 +5,16 @@ One module per job; `JOBS` maps the names ``python -m bench.run --job`` takes to
 
 from __future__ import annotations
 
-from bench.jobs import cdc_apply, enrich, parse_dlq, redis_sink, session, streaming_agg, window_agg
+from bench.jobs import (
+    bounded_memory,
+    cdc_apply,
+    enrich,
+    parse_dlq,
+    redis_sink,
+    session,
+    streaming_agg,
+    window_agg,
+)
 from bench.jobs.common import Job
 
 __all__ = ["JOBS", "Job"]
@@ -19,4 +28,5 @@ JOBS: dict[str, Job] = {
     "cdc_apply": cdc_apply.JOB,
     "redis_sink": redis_sink.JOB,
     "enrich": enrich.JOB,
+    "bounded_memory": bounded_memory.JOB,
 }

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import bz2
+import gzip
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import zstandard
 
 from pipelines.catalog import CATALOG, get_pipeline
 
@@ -114,6 +118,46 @@ def test_run_file_to_file_accounts_for_every_line(tmp_path: Path) -> None:
                 "too_large"]  # fmt: skip
     assert reasons == expected
     assert f"read {len(lines):>15}".replace(" ", "") in result.stdout.replace(" ", "")
+    assert "balanced" in result.stdout
+
+
+def test_run_reads_compressed_files_and_skips_an_oversize_line(tmp_path: Path) -> None:
+    good = [
+        {"event_id": f"e{i}", "ts": 1764064800 + i, "user_id": f"u{i % 3}",
+         "event_type": "click", "status_code": 200, "latency_ms": 1.5 * i}
+        for i in range(10)
+    ]  # fmt: skip
+    huge = json.dumps({**good[0], "padding": "x" * 300_000}).encode()
+    lines = [json.dumps(event).encode() for event in good[:5]] + [huge, b"{not json"]
+    lines += [json.dumps(event).encode() for event in good[5:]]
+    content = b"\n".join(lines) + b"\n"
+    compressors = {"": bytes, ".gz": gzip.compress, ".bz2": bz2.compress,
+                   ".zst": zstandard.ZstdCompressor().compress}  # fmt: skip
+    for extension, compress in compressors.items():
+        (tmp_path / f"in.jsonl{extension}").write_bytes(compress(content))
+    out, dlq = tmp_path / "out", tmp_path / "dlq"
+
+    result = cli(
+        "run", "events_to_bigquery", f"--source=file://{tmp_path}/in.jsonl*",
+        f"--sink=file://{out}", f"--dead_letter=file://{dlq}", "--max_payload_bytes=4096",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(out)) == len(good) * len(compressors)
+    dead = {(d["source"]["path"], d["source"]["line"]): d for d in read_jsonl(dlq)}
+    paths = [str(tmp_path / f"in.jsonl{extension}") for extension in compressors]
+    assert sorted(dead) == sorted((path, line) for path in paths for line in (6, 7))
+    for path in paths:
+        too_large, invalid = dead[(path, 6)], dead[(path, 7)]
+        assert too_large["reason"] == "too_large"
+        assert too_large["payload_truncated"] is True
+        assert base64.b64decode(too_large["payload_bytes"]) == huge[: 64 * 1024]
+        assert too_large["payload_size"] == len(huge)
+        assert too_large["payload_sha256"] == hashlib.sha256(huge).hexdigest()
+        assert invalid["reason"] == "invalid_json"
+        assert base64.b64decode(invalid["payload_bytes"]) == b"{not json"
+    read = len(lines) * len(compressors)
+    assert f"read {read:>15}".replace(" ", "") in result.stdout.replace(" ", "")
     assert "balanced" in result.stdout
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import calendar
 import datetime as dt
+import hashlib
 import json
 import re
 
@@ -16,11 +17,13 @@ from transforms.dead_letter import (
     DEAD_LETTER_SCHEMA,
     GOOGLE_COLUMNS,
     MAX_MESSAGE_CHARS,
+    MAX_PAYLOAD_PREFIX,
     MAX_STACKTRACE_CHARS,
     CountDeadLetters,
     ToDeadLetter,
     error_record,
     google_view_sql,
+    truncate_payload,
 )
 from transforms.errors import InvalidJson
 from transforms.message import Message, Origin, Record
@@ -209,3 +212,29 @@ def test_to_dead_letter_and_count_in_pipeline() -> None:
     assert totals["dead_lettered"] == 4
     assert totals["dead_lettered.invalid_json"] == 3
     assert totals["dead_lettered.unexpected_error"] == 1
+
+
+@pytest.mark.parametrize("reason", ["too_large", "row_too_large"])
+def test_an_oversize_payload_is_carried_as_a_bounded_prefix_with_size_and_hash(
+    reason: str,
+) -> None:
+    payload = b"p" * (MAX_PAYLOAD_PREFIX * 3)
+    message = Message(payload, {}, ORIGIN)
+    record = error_record(message, **{**KW, "reason": reason, "error_message": "big"})
+    assert record["payload_bytes"] == payload[:MAX_PAYLOAD_PREFIX]
+    assert record["payload_string"] is None
+    assert record["payload_truncated"] is True
+    assert record["payload_size"] == len(payload)
+    assert record["payload_sha256"] == hashlib.sha256(payload).hexdigest()
+    # A failure for another reason keeps the whole payload (it stays replayable).
+    whole = error_record(message, **KW, error_message="bad")
+    assert whole["payload_bytes"] == payload and whole["payload_truncated"] is False
+    assert whole["payload_size"] is None and whole["payload_sha256"] is None
+    # A dead-letter row too large for its sink is cut the same way.
+    assert truncate_payload(whole) == {
+        **record,
+        "error_timestamp": whole["error_timestamp"],
+        "reason": whole["reason"],
+        "error_message": "bad",
+    }
+    assert truncate_payload(record) is record

@@ -24,8 +24,9 @@ Deletes: the state of a deleted key stays as a delete marker so that a late, old
 cannot bring the row back; an event-time timer clears it ``delete_retention`` after the
 delete's timestamp (a later upsert of the key keeps the state, and the timer then leaves it).
 An upsert older than the delete that arrives after the marker expired is applied again: choose
-the retention longer than the worst delay of the source. A primary-key change (Debezium: delete
-of the old key, then create of the new key) is right by construction: two keys, two states.
+the retention longer than the worst delay of the source. A primary-key change is right by
+construction: two keys, two states (Debezium writes a delete of the old key and a create of the
+new one; an update whose old row has another key is split so at normalize).
 
 Truncates: a truncate is a change of key ``{}`` (its own key per table, deduplicated the same
 way, its state kept: one per table) and is emitted on the stream; this step does not touch the

@@ -26,8 +26,8 @@ from transforms.blocks import Block
 from transforms.cdc.change import Change
 from transforms.cdc.compact import MergeLatest, PreCompactFn, ordered_key
 from transforms.cdc.debezium import is_tombstone
-from transforms.cdc.envelope import TOMBSTONE, Dropped
-from transforms.cdc.normalize import ChangeReader
+from transforms.cdc.envelope import TOMBSTONE, Dropped, KeyChange
+from transforms.cdc.normalize import ChangeReader, key_change_counter
 from transforms.dead_letter import ToDeadLetter, failure
 from transforms.message import Message, Record
 from transforms.metrics import DROPPED, ReasonCounters
@@ -71,6 +71,7 @@ class _CompactBlockFn(PreCompactFn):
 
     def setup(self) -> None:
         self._dropped = ReasonCounters(DROPPED)
+        self._key_changes = key_change_counter()
 
     def process(self, block: list[tuple[Record, float | None]]) -> Iterator[Any]:
         read = self._reader.read_record
@@ -84,13 +85,16 @@ class _CompactBlockFn(PreCompactFn):
             if isinstance(change, Dropped):
                 dropped[change.reason] += 1
                 continue
-            try:
-                key = ordered_key(change)
-            except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
-                failed = failure(Record(change.to_dict(), record.origin), exc)
-                yield TaggedOutput(_APPLY, _at(failed, event_time))
-                continue
-            yield from self.hold(key, change.sequence, change)
+            if isinstance(change, KeyChange):
+                self._key_changes.inc()
+            for part in change if isinstance(change, KeyChange) else (change,):
+                try:
+                    key = ordered_key(part)
+                except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
+                    failed = failure(Record(part.to_dict(), record.origin), exc)
+                    yield TaggedOutput(_APPLY, _at(failed, event_time))
+                    continue
+                yield from self.hold(key, part.sequence, part)
         for reason, n in dropped.items():
             self._dropped.inc(reason, n)
 

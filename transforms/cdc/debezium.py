@@ -12,7 +12,9 @@ An event value, schemas off (with schemas on it is the ``payload`` of
 
 Operations: ``r`` (snapshot read), ``c`` and ``u`` are upserts of ``after``; ``d`` is a delete
 (key from ``before`` or the message key); ``t`` truncates ``source``'s table; ``m`` (a logical
-decoding message, no row) is dropped on purpose as ``cdc_message``.
+decoding message, no row) is dropped on purpose as ``cdc_message``. A ``u`` whose ``before``
+has another primary key than ``after`` (``before.id=2``, ``after.id=3``) is a key change, read
+as a delete of the old key and an upsert of the new one (`transforms.cdc.envelope.KeyChange`).
 
 Sequence: Postgres ``source.sequence`` (``["<lastCommitLsn>","<lsn>"]``, integers as text) gives
 ``(commit_lsn, lsn)``, a null part read as 0 (snapshot reads have no commit LSN); without it,
@@ -42,10 +44,12 @@ from transforms.cdc.envelope import (
     TOMBSTONE,
     BadChange,
     Dropped,
+    KeyChange,
     KeyRules,
     NoPosition,
     UnknownOp,
     build_change,
+    key_change,
     position_part,
     source_time,
 )
@@ -128,7 +132,7 @@ def _source_ts(source: dict[str, Any]) -> str | None:
 
 def read_debezium(
     data: dict[str, Any], message_key: str | None, rules: KeyRules
-) -> Change | Dropped:
+) -> Change | KeyChange | Dropped:
     """Reads a Debezium event value.
 
     Args:
@@ -137,7 +141,8 @@ def read_debezium(
         rules: where tables and keys come from.
 
     Returns:
-        The change, or `Dropped` for a tombstone or an ``m`` message.
+        The change, a `KeyChange` for an update of the primary key, or `Dropped` for a
+        tombstone or an ``m`` message.
 
     Raises:
         CdcError: the event is not a change this module can read (see the reasons there).
@@ -163,7 +168,9 @@ def read_debezium(
         raise BadChange(f"{table}: Debezium op {op!r} without its row ('after')")
     key = rules.key(table, image, message_key)
     row = image if kind == "upsert" else None
-    return build_change(table, key, kind, row, sequence, _source_ts(source))
+    change = build_change(table, key, kind, row, sequence, _source_ts(source))
+    before = envelope.get("before") if op == "u" else None
+    return key_change(change, before) if isinstance(before, dict) else change
 
 
 class _DropTombstonesFn(beam.DoFn):

@@ -4,9 +4,11 @@ A CDC envelope that cannot become a `Change` raises one of the `CdcError` subcla
 ``reason`` is the dead-letter reason. An envelope left out on purpose (a tombstone, a Debezium
 ``m`` message) is read as `Dropped`, whose ``reason`` names the ``dropped.*`` counter.
 
-Primary keys come, in this order, from the columns declared for the table (`parse_key_columns`),
-from the Kafka message key, or from the envelope's own list of key columns (Datastream
-``primary_keys``).
+Primary keys come, in this order, from the columns declared for the table (`parse_key_columns`:
+the table's own entry, else the default for every table), from the Kafka message key, or from the
+envelope's own list of key columns (Datastream ``primary_keys``). Their values take the canonical
+form of `transforms.cdc.change.canonical_key`; a null value is ``cdc_no_key``, a value that
+cannot be a key (a list, an object, NaN) ``cdc_bad_key``.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from transforms.cdc.change import Change
+from transforms.cdc.change import Change, KeyValueError
 from transforms.errors import RecordError
 from transforms.event_time import EpochUnit, format_timestamp, parse_timestamp
 
 __all__ = [
     "CDC_MESSAGE",
     "TOMBSTONE",
+    "ALL_TABLES",
     "BadChange",
+    "BadKey",
     "CdcError",
     "Dropped",
+    "KeyChange",
     "KeyRules",
     "NoKey",
     "NoPosition",
@@ -41,6 +46,8 @@ __all__ = [
 
 TOMBSTONE = "tombstone"
 CDC_MESSAGE = "cdc_message"
+# The entry of `parse_key_columns` that holds the key columns of every table not named.
+ALL_TABLES = "*"
 
 _DECIMAL = re.compile(r"[0-9]+")
 _PG_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
@@ -71,6 +78,12 @@ class NoKey(CdcError):
     reason = "cdc_no_key"
 
 
+class BadKey(CdcError):
+    """A primary key value cannot be a key: a list, an object, NaN or an infinity."""
+
+    reason = "cdc_bad_key"
+
+
 class NoPosition(CdcError):
     """The envelope has no usable source position to order it by."""
 
@@ -95,28 +108,78 @@ class Dropped(NamedTuple):
     reason: str
 
 
-def parse_key_columns(spec: str) -> dict[str, tuple[str, ...]]:
-    """Reads declared primary keys: ``"inventory.customers=id;inventory.orders=order_id,line"``.
+class KeyChange(NamedTuple):
+    """An update that changes its row's primary key, read as two changes of one sequence.
 
-    Returns:
-        ``{"inventory.customers": ("id",), "inventory.orders": ("order_id", "line")}``; an
-        empty or blank spec gives ``{}``.
+    Iterating gives the delete of the old key, then the upsert of the new one; each is an
+    ordinary change of its own key, so every later step and sink applies them as it applies
+    any other (no ghost row of the old key is left behind).
+    """
+
+    delete: Change
+    upsert: Change
+
+
+def key_change(upsert: Change, before: Mapping[str, Any] | None) -> Change | KeyChange:
+    """Returns ``upsert``, or a `KeyChange` when its row's old image has another key.
+
+    Args:
+        upsert: the change read from the new row.
+        before: the row before the update, if the envelope carries it. The old key is read
+            from the new key's columns; when one of them is missing or null there (an old
+            image without the key columns), nothing is known of a key change.
 
     Raises:
-        ValueError: an entry is not ``table=column[,column...]``, or a table is declared twice.
+        BadKey: an old key value cannot be a key.
+    """
+    if not before or upsert.op != "upsert":
+        return upsert
+    old = {column: before.get(column) for column in upsert.key}
+    if None in old.values():
+        return upsert
+    delete = build_change(upsert.table, old, "delete", None, upsert.sequence, upsert.source_ts)
+    return upsert if delete.key == upsert.key else KeyChange(delete, upsert)
+
+
+def parse_key_columns(spec: str) -> dict[str, tuple[str, ...]]:
+    """Reads declared primary keys: ``"id"`` or ``"inventory.customers=id;inventory.orders=..."``.
+
+    Entries are separated by ``;``. A qualified entry ``table=column[,column...]`` names the key
+    columns of one table. A bare entry ``column[,column...]`` (or ``*=column...``) names the key
+    columns of every table that no qualified entry names: ``id`` means every table's key is
+    ``id``, and ``id;inventory.orders=order_id,line`` means ``id`` for every table but
+    ``inventory.orders``. Declared columns win over the message key and Datastream's
+    ``primary_keys``, so with a default they are used for every table.
+
+    Returns:
+        ``{"inventory.customers": ("id",), "inventory.orders": ("order_id", "line")}``, the
+        default under `ALL_TABLES` (``{"*": ("id",)}`` for ``"id"``); a blank spec gives ``{}``.
+
+    Raises:
+        ValueError: an empty table or column name, a column name with ``=``, a bare entry that
+            looks like a table (``inventory.customers``, with a dot), a table or the default
+            declared twice; the message says how to write it.
     """
     declared: dict[str, tuple[str, ...]] = {}
+    example = "e.g. id, or inventory.customers=id;inventory.orders=order_id,line"
     for entry in filter(None, (part.strip() for part in spec.split(";"))):
-        table, sep, columns = entry.partition("=")
+        bare = "=" not in entry
+        table, _, columns = (ALL_TABLES, "", entry) if bare else entry.partition("=")
+        table = table.strip()
         names = tuple(name.strip() for name in columns.split(","))
-        if not sep or not table.strip() or not all(names):
+        if not table or not all(names) or any("=" in name for name in names):
             raise ValueError(
-                f"key columns entry {entry!r}: use table=column[,column...], e.g. "
-                "inventory.customers=id;inventory.orders=order_id,line"
+                f"key columns entry {entry!r}: use table=column[,column...], {example}"
             )
-        if table.strip() in declared:
-            raise ValueError(f"key columns of table {table.strip()!r} are declared twice")
-        declared[table.strip()] = names
+        if bare and "." in entry:
+            raise ValueError(
+                f"key columns entry {entry!r} names no column: a bare entry is the key columns "
+                f"of every table; for one table write {entry}=COLUMN[,COLUMN...]"
+            )
+        if table in declared:
+            what = "every table" if table == ALL_TABLES else f"table {table!r}"
+            raise ValueError(f"the key columns of {what} are declared twice in {spec!r}")
+        declared[table] = names
     return declared
 
 
@@ -148,8 +211,9 @@ class KeyRules:
     """How tables and primary keys are found for changes.
 
     Attributes:
-        key_columns: declared primary key columns per schema-qualified table; they win over
-            the message key and the envelope's own key columns.
+        key_columns: declared primary key columns per schema-qualified table, and under
+            `ALL_TABLES` those of every table not named; they win over the message key and the
+            envelope's own key columns.
         table: the table of envelopes that do not name theirs, if any.
     """
 
@@ -167,6 +231,11 @@ class KeyRules:
         if self.table:
             return self.table
         raise NoTable("the envelope names no table: configure one")
+
+    def declared(self, table: str) -> tuple[str, ...] | None:
+        """The key columns declared for ``table`` (its own, else every table's), if any."""
+        columns = self.key_columns.get(table)
+        return self.key_columns.get(ALL_TABLES) if columns is None else columns
 
     def key(
         self,
@@ -186,7 +255,7 @@ class KeyRules:
         Raises:
             NoKey: no rule finds the key, or a key column is missing or null.
         """
-        declared = self.key_columns.get(table)
+        declared = self.declared(table)
         if declared and not message_key and image:
             # Declared columns read from the row alone: `_pick` of the general path below
             # gives the same key whenever every column is there and not null.
@@ -203,7 +272,7 @@ class KeyRules:
         primary_keys: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """`key` by the general rules alone, without its shortcut for declared columns."""
-        declared = self.key_columns.get(table)
+        declared = self.declared(table)
         from_message = _message_key(message_key)
         present = {name: value for name, value in (image or {}).items() if value is not None}
         values = {**(from_message or {}), **present}
@@ -267,8 +336,16 @@ def build_change(
     sequence: tuple[int, ...],
     source_ts: str | None,
 ) -> Change:
-    """Returns the `Change`; raises `BadChange` when its parts do not make one."""
+    """Returns the `Change`, its key in canonical form.
+
+    Raises:
+        NoKey: a key value is null.
+        BadKey: a key value cannot be a key (a list, an object, NaN...).
+        BadChange: the parts do not make a change.
+    """
     try:
         return Change(table, key, op, row, sequence, source_ts)
+    except KeyValueError as exc:
+        raise (NoKey if exc.missing else BadKey)(f"{table}: {exc}") from None
     except ValueError as exc:
         raise BadChange(f"{table}: {exc}") from None

@@ -10,8 +10,12 @@ Input: `Record`s from Parse whose data is the parsed envelope and whose origin i
            <the Message>)
 
 See `transforms.cdc.debezium` and `transforms.cdc.datastream` for how each format maps, and
-`transforms.cdc.envelope` for keys and positions. Envelopes that cannot be read are
-dead-lettered with reasons ``cdc_unknown_format``, ``cdc_unknown_op``, ``cdc_no_key``,
+`transforms.cdc.envelope` for keys and positions. Key values take their canonical form
+(`transforms.cdc.change.canonical_key`: ``1``, ``1.0`` and ``"1"`` are the key ``1``). An
+update that changes its primary key becomes two records, the delete of the old key and the
+upsert of the new one, counted once in `KEY_CHANGES` (so ``read + cdc_key_changes`` records are
+accounted for). Envelopes that cannot be read are dead-lettered with reasons
+``cdc_unknown_format``, ``cdc_unknown_op``, ``cdc_no_key``, ``cdc_bad_key``,
 ``cdc_no_position``, ``cdc_no_table`` or ``cdc_bad_change``; tombstones that reach this step
 (schema-wrapped null payloads) and Debezium ``m`` messages are counted as ``dropped.tombstone``
 and ``dropped.cdc_message``.
@@ -24,18 +28,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 
 from transforms.cdc.change import Change
 from transforms.cdc.datastream import is_datastream, read_datastream
 from transforms.cdc.debezium import is_debezium, read_debezium
-from transforms.cdc.envelope import Dropped, KeyRules, UnknownFormat, parse_key_columns
+from transforms.cdc.envelope import (
+    Dropped,
+    KeyChange,
+    KeyRules,
+    UnknownFormat,
+    parse_key_columns,
+)
 from transforms.dead_letter import ToDeadLetter
 from transforms.message import Record
-from transforms.metrics import DROPPED, ReasonCounters
+from transforms.metrics import DROPPED, NAMESPACE, ReasonCounters
 
-__all__ = ["FORMATS", "ChangeReader", "NormalizeChanges"]
+__all__ = ["FORMATS", "KEY_CHANGES", "ChangeReader", "NormalizeChanges", "key_change_counter"]
 
 FORMATS = ("debezium", "datastream", "auto")
+# The counter of updates read as a delete of the old key and an upsert of the new one.
+KEY_CHANGES = "cdc_key_changes"
+
+
+def key_change_counter() -> Any:
+    """The `KEY_CHANGES` counter (create it in a DoFn's ``setup``)."""
+    return Metrics.counter(NAMESPACE, KEY_CHANGES)
 
 
 @dataclass(frozen=True)
@@ -54,8 +72,12 @@ class ChangeReader:
         if self.format not in FORMATS:
             raise ValueError(f"CDC format {self.format!r}: use one of {', '.join(FORMATS)}")
 
-    def read(self, data: dict[str, Any], message_key: str | None = None) -> Change | Dropped:
+    def read(
+        self, data: dict[str, Any], message_key: str | None = None
+    ) -> Change | KeyChange | Dropped:
         """Returns the change of ``data``, or `Dropped` for what is left out on purpose.
+
+        An update of the primary key gives a `KeyChange`: iterate it for its two changes.
 
         Args:
             data: the parsed envelope.
@@ -73,7 +95,7 @@ class ChangeReader:
         )
         raise UnknownFormat(f"the record is not {expected} (fields: {sorted(data)[:10]})")
 
-    def read_record(self, record: Record) -> Change | Dropped:
+    def read_record(self, record: Record) -> Change | KeyChange | Dropped:
         """`read` of a parsed `Record`, with the message key of its origin, if any."""
         message = record.origin
         return self.read(record.data, message.origin.key if message is not None else None)
@@ -85,11 +107,17 @@ class _NormalizeFn(beam.DoFn):
 
     def setup(self) -> None:
         self._dropped = ReasonCounters(DROPPED)
+        self._key_changes = key_change_counter()
 
     def process(self, record: Record) -> Iterator[Record]:
         change = self._reader.read_record(record)
         if isinstance(change, Dropped):
             self._dropped.inc(change.reason)
+            return
+        if isinstance(change, KeyChange):
+            self._key_changes.inc()
+            for part in change:
+                yield Record(part.to_dict(), record.origin)
             return
         yield Record(change.to_dict(), record.origin)
 
@@ -98,14 +126,16 @@ class NormalizeChanges(beam.PTransform):
     """Turns parsed CDC envelopes into change records (see the module docstring).
 
     Returns ``(changes, errors)``: ``changes`` are `Record`s of `Change` dicts, with the input
-    timestamps; ``errors`` are dead-letter dicts of step ``normalize``.
+    timestamps (two for a key change, both with the input's origin); ``errors`` are dead-letter
+    dicts of step ``normalize``.
 
     Args:
         pipeline: the pipeline's name, for the dead-letter records.
         format: ``debezium``, ``datastream`` or ``auto``.
         key_columns: declared primary keys per table, as a mapping or in the option syntax
-            ``"inventory.customers=id;inventory.orders=order_id,line"``; they win over the
-            message key and Datastream's ``primary_keys``.
+            ``"inventory.customers=id;inventory.orders=order_id,line"`` (a bare ``"id"``: every
+            table; see `parse_key_columns`); they win over the message key and Datastream's
+            ``primary_keys``.
         table: the table of envelopes that do not name theirs.
 
     Raises:

@@ -14,6 +14,7 @@ import apache_beam as beam
 
 from transforms.io.endpoint import Endpoint
 from transforms.metrics import WRITTEN
+from transforms.parse import DEFAULT_MAX_BYTES
 from transforms.schema import Schema
 
 __all__ = ["BLOCK_SIZE", "Sink", "SinkContext", "Source"]
@@ -34,6 +35,9 @@ class Source(beam.PTransform):
         live_on_direct: the source streams live on the DirectRunner's streaming engine
             (``BundleBasedDirectRunner``), which the command line then selects.
         runners: the runners the source works on; others are refused at graph construction.
+        max_payload_bytes: the payload size limit of the pipeline (``--max_payload_bytes``),
+            set by `transforms.io.registry.make_source`: a source that reads a payload over it
+            piece by piece (the file source) keeps only a prefix (see `Message.oversize`).
         delivery: what the source guarantees on each runner when a run dies, e.g.
             ``{"DirectRunner": "at least once: ..."}`` (``describe`` prints it); empty when it
             has nothing to say.
@@ -43,6 +47,7 @@ class Source(beam.PTransform):
     finite: bool = True
     live_on_direct: bool = False
     runners: ClassVar[frozenset[str]] = ALL_RUNNERS
+    max_payload_bytes: int = DEFAULT_MAX_BYTES
     delivery: ClassVar[dict[str, str]] = {}
 
     def __init__(self, endpoint: Endpoint) -> None:

@@ -14,7 +14,9 @@ URI::
 * ``partition_field``: a ``TIMESTAMP`` or ``DATE`` field of the schema; the created table is
   partitioned by day on it.
 * ``cluster``: up to four comma-separated fields of the schema to cluster the created table by.
-* ``batch_size``: the most rows per insert request (default 500).
+* ``batch_size``: the most rows per insert request (default 500). A request is also cut before
+  it would pass 9 MB of JSON (BigQuery refuses requests over 10 MB); a single row that alone
+  would pass it is dead-lettered with reason ``row_too_large``, its payload truncated.
 * ``attempts``: ``forever`` (default) sends a request that failed as a whole with a transient
   error (5xx, 429, connection lost) again, with exponential backoff and jitter, until BigQuery
   is back, holding the stream; a number N gives up after N sends (see `transforms.io.retry`).
@@ -42,7 +44,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.dead_letter import DEAD_LETTER_SCHEMA
+from transforms.dead_letter import DEAD_LETTER_SCHEMA, truncate_payload
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
 from transforms.io.batching import (
@@ -59,6 +61,8 @@ from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
 
 __all__ = [
+    "MAX_REQUEST_BYTES",
+    "ROW_TOO_LARGE",
     "SINK_UNAVAILABLE",
     "TABLE_PATTERN",
     "BigQuerySink",
@@ -72,6 +76,10 @@ __all__ = [
 
 REQUEST_TIMEOUT = 60.0
 MAX_BATCH_SIZE = 50_000  # BigQuery's limit of rows per insertAll request
+# BigQuery refuses insertAll requests over 10 MB: requests are cut below, with room for HTTP.
+MAX_REQUEST_BYTES = 9_000_000
+ROW_TOO_LARGE = "row_too_large"
+_ROW_OVERHEAD = 40  # '{"json": , "insertId": ""}, ' around each row and its id
 MAX_CLUSTER_FIELDS = 4
 _MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
 
@@ -176,13 +184,23 @@ class InsertTarget:
     # When set, each insert request that wrote rows is followed by an output, under this tag,
     # of ``(table, rows written)``: a signal for steps that must run after the rows landed.
     inserted_tag: str | None = None
+    # The most bytes of JSON rows (with their insert ids) in one request.
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
 
 class _Row(NamedTuple):
-    """What is sent for one record: its JSON row and insert id."""
+    """What is sent for one record: its JSON row, insert id and their size in the request."""
 
     row: dict[str, Any]
     row_id: str
+    size: int
+
+
+def _json_row(record: Record) -> _Row:
+    row = to_insert_row(record.data)
+    row_id = insert_id(record, row)
+    # The size as the client sends it (json.dumps, with ASCII escapes).
+    return _Row(row, row_id, len(json.dumps(row)) + len(row_id) + _ROW_OVERHEAD)
 
 
 class InsertRowsFn(BatchingFn[_Row]):
@@ -193,6 +211,7 @@ class InsertRowsFn(BatchingFn[_Row]):
 
     def __init__(self, target: InsertTarget) -> None:
         self._target = target
+        self.max_batch_bytes = target.max_request_bytes
 
     def setup(self) -> None:
         target = self._target
@@ -217,6 +236,9 @@ class InsertRowsFn(BatchingFn[_Row]):
     def batch_size(self) -> int:
         return self._target.batch_size
 
+    def item_bytes(self, pending: Pending[_Row]) -> int:
+        return pending.item.size
+
     def process(
         self,
         record: Record | dict[str, Any],
@@ -226,14 +248,32 @@ class InsertRowsFn(BatchingFn[_Row]):
         if not isinstance(record, Record):
             record = Record(record)
         try:
-            row = to_insert_row(record.data)
+            item = _json_row(record)
         except SinkRejected as error:  # a value insertAll cannot take: this record only
             if self._target.dead_letter:
                 raise SinkRejected(f"{self._target.table}: dead-letter row: {error}") from None
-            pending = Pending(record, _Row({}, ""), timestamp, window)
+            pending = Pending(record, _Row({}, "", 0), timestamp, window)
             yield self._dead_letter(pending, error.reason, type(error).__name__, str(error))
             return
-        yield from self.add(Pending(record, _Row(row, insert_id(record, row)), timestamp, window))
+        if item.size > self._target.max_request_bytes and self._target.dead_letter:
+            # A dead-letter row carries a prefix of a payload too large to insert.
+            record = Record(truncate_payload(record.data))
+            item = _json_row(record)
+        pending = Pending(record, item, timestamp, window)
+        if item.size > self._target.max_request_bytes:
+            yield self._too_large(pending)
+            return
+        yield from self.add(pending)
+
+    def _too_large(self, pending: Pending[_Row]) -> WindowedValue:
+        """The dead letter of a row larger than an insert request may be."""
+        message = (
+            f"{self._target.table}: the row takes {pending.item.size} bytes of JSON, more than "
+            f"the {self._target.max_request_bytes} an insert request may hold"
+        )
+        if self._target.dead_letter:
+            raise SinkRejected(message)
+        return self._dead_letter(pending, ROW_TOO_LARGE, "RowTooLarge", message)
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
@@ -310,7 +350,8 @@ class BigQuerySink(Sink):
     """Writes `Record`s (``record.data`` is the row dict; a plain dict is taken as the row).
 
     ``expand`` returns the dead-letter dicts of the rows BigQuery did not take (reasons
-    ``sink_rejected`` and ``sink_unavailable``), each in its record's window and timestamp.
+    ``sink_rejected``, ``sink_unavailable`` and ``row_too_large``), each in its record's window
+    and timestamp.
     As a dead-letter sink (``context.dead_letter``) it writes `DEAD_LETTER_SCHEMA` rows, raises
     on any failure instead, does not count written rows, and returns ``None``.
 

@@ -24,7 +24,8 @@ How it works (the design of Datastream to BigQuery): every change is appended, t
 ``bigquery://`` sink's insert path, to the staging table of its source table (created,
 partitioned by day on ``ingest_time``)::
 
-    key           STRING     the primary key as compact JSON with sorted keys: {"id":1001}
+    key           STRING     the primary key as `transforms.cdc.change.key_text` writes it:
+                             compact JSON of the canonical values, keys sorted: {"id":1001}
     op            STRING     upsert, delete or truncate
     sequence_key  STRING     `transforms.cdc.change.sequence_key` of the change's sequence
     row           JSON       the new row of an upsert, else NULL
@@ -77,7 +78,7 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import bigquery
 
-from transforms.cdc.change import Change, sequence_key
+from transforms.cdc.change import Change, key_text, sequence_key
 from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
 from transforms.event_time import format_timestamp
@@ -174,7 +175,7 @@ def staging_row(change: Change, ingest_time: float) -> dict[str, Any]:
         "2026-11-25T10:00:02Z"}``; ``row`` is JSON text, as BigQuery's insert API wants it.
     """
     return {
-        "key": _json_text(change.key),
+        "key": key_text(change.key),
         "op": change.op,
         "sequence_key": sequence_key(change.sequence),
         "row": None if change.row is None else _json_text(change.row),

@@ -1,7 +1,11 @@
 """``file://`` endpoints: JSON Lines in, JSON Lines or Parquet out.
 
 Source: ``file:///data/in/*.jsonl`` reads every matching file (bounded), one `Message` per line,
-with the file path and line number as its origin. Lines are kept as the original bytes.
+with the file path and line number as its origin. Lines are kept as the original bytes. Files
+ending in ``.gz``, ``.bz2``, ``.zst``, ``.deflate``, ``.xz`` or ``.lzma`` are decompressed
+(`transforms.io.decompress`). Files are read in chunks: a line longer than the source's
+``max_payload_bytes`` is never held whole, it comes out as its first 64 KiB with its size and
+SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes records (bytes as base64 in
 JSON Lines) into files in that folder. Unbounded input is written bundle by bundle, whatever the
@@ -24,6 +28,7 @@ import glob
 import itertools
 import json
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,12 +39,15 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.transforms.window import GlobalWindow
 
 from transforms.blocks import Block
 from transforms.event_time import parse_timestamp
 from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source
+from transforms.io.decompress import decompressed
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.lines import read_lines
 from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
 from transforms.metrics import Count
@@ -50,25 +58,26 @@ __all__ = ["FileSink", "FileSource", "arrow_schema"]
 _FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 
 
-def _messages(readable: fileio.ReadableFile) -> Iterator[Message]:
+def _messages(readable: fileio.ReadableFile, max_bytes: int) -> Iterator[Message]:
     path = readable.metadata.path
-    with readable.open() as handle:
-        for number, line in enumerate(handle, start=1):
-            payload = line.rstrip(b"\n")
-            if payload.endswith(b"\r"):
-                payload = payload[:-1]
-            yield Message(payload, {}, Origin("file", path=path, line=number))
+    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        lines = read_lines(decompressed(raw, path), max_bytes)
+        for number, (payload, oversize) in enumerate(lines, start=1):
+            yield Message(payload, {}, Origin("file", path=path, line=number), oversize)
 
 
 class _ReadLines(beam.DoFn):
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+
     def process(self, readable: fileio.ReadableFile) -> Iterator[Message]:
-        return _messages(readable)
+        return _messages(readable, self._max_bytes)
 
 
 @beam.typehints.with_output_types(Block)
-class _ReadBlocks(beam.DoFn):
-    def process(self, readable: fileio.ReadableFile) -> Iterator[Block]:
-        messages = _messages(readable)
+class _ReadBlocks(_ReadLines):
+    def process(self, readable: fileio.ReadableFile) -> Iterator[Block]:  # type: ignore[override]
+        messages = _messages(readable, self._max_bytes)
         while block := Block(itertools.islice(messages, BLOCK_SIZE)):
             yield block
 
@@ -91,7 +100,7 @@ class _Read(beam.PTransform):
 
 
 class FileSource(Source):
-    """Reads JSON Lines files matching a path or glob; one `Message` per line."""
+    """Reads JSON Lines files (plain or compressed) matching a path or glob; a `Message` a line."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
@@ -103,11 +112,11 @@ class FileSource(Source):
         self.pattern = endpoint.path
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return pbegin | _Read(self.pattern, _ReadLines())
+        return pbegin | _Read(self.pattern, _ReadLines(self.max_payload_bytes))
 
     def blocks(self) -> beam.PTransform:
         """Reads the same lines as lists of `Message`s (`BLOCK_SIZE` lines each)."""
-        return _Read(self.pattern, _ReadBlocks())
+        return _Read(self.pattern, _ReadBlocks(self.max_payload_bytes))
 
 
 def _encode_fallback(value: Any) -> Any:
@@ -196,24 +205,79 @@ def arrow_schema(schema: Schema) -> pa.Schema:
     return pa.schema([_arrow_field(field) for field in schema.fields])
 
 
-class ParquetFileSink(fileio.FileSink):
-    """Buffers record dicts and writes them as one Parquet file when the file is closed."""
+ROW_GROUP_ROWS = 20_000
+"""Rows the Parquet sink holds before it writes them as a row group."""
 
-    def __init__(self, schema: Schema | None) -> None:
+
+class ParquetFileSink(fileio.FileSink):
+    """Writes record dicts as Parquet, `ROW_GROUP_ROWS` rows at a time.
+
+    With a schema, each group of rows is written as a row group as soon as it is complete.
+    Without one, each group is inferred as a table and kept in a temporary Arrow file; when the
+    file is closed, the groups are written as row groups of the schema that unifies theirs (a
+    column missing from a group is null there, an all-null column takes the type of the others),
+    so memory holds one group at a time either way.
+    """
+
+    def __init__(self, schema: Schema | None, row_group_rows: int = ROW_GROUP_ROWS) -> None:
         self._schema = arrow_schema(schema) if schema is not None else None
         self._convert = _row_converter(schema.fields) if schema is not None else None
+        self._row_group_rows = row_group_rows
 
     def open(self, fh: Any) -> None:
         self._fh = fh
         self._rows: list[dict[str, Any]] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._spilled: list[str] = []  # the temporary Arrow files of the groups (no schema)
 
     def write(self, record: dict[str, Any]) -> None:
         self._rows.append(self._convert(record) if self._convert is not None else record)
+        if len(self._rows) >= self._row_group_rows:
+            self._write_rows()
+
+    def _write_rows(self) -> None:
+        if self._schema is not None:
+            self._write_group(pa.Table.from_pylist(self._rows, schema=self._schema))
+            self._rows = []
+            return
+        # Every field of every row of the group (from_pylist would take the first row's only).
+        rows = pa.array(self._rows) if self._rows else None
+        table = pa.Table.from_struct_array(rows) if rows is not None else pa.table({})
+        self._rows = []
+        with tempfile.NamedTemporaryFile(suffix=".arrow", delete=False) as spill:
+            self._spilled.append(spill.name)
+        with pa.OSFile(spill.name, "wb") as sink, pa.ipc.new_file(sink, table.schema) as ipc:
+            ipc.write_table(table)
+
+    def _write_group(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._fh, table.schema)
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+
+    def _write_spilled(self) -> None:
+        """Writes the spilled groups, each made to fit the schema unifying them all."""
+        schemas = []
+        for path in self._spilled:
+            with pa.memory_map(path) as source:
+                schemas.append(pa.ipc.open_file(source).schema)
+        schema = pa.unify_schemas(schemas, promote_options="permissive")
+        for path in self._spilled:
+            with pa.memory_map(path) as source:
+                table = pa.ipc.open_file(source).read_all()
+                if not table.schema.equals(schema):
+                    table = pa.Table.from_pylist(table.to_pylist(), schema=schema)
+                self._write_group(table)
+            os.remove(path)
+        self._spilled = []
 
     def flush(self) -> None:
-        table = pa.Table.from_pylist(self._rows, schema=self._schema)
-        pq.write_table(table, self._fh)
-        self._rows = []
+        if self._rows or (self._writer is None and not self._spilled):
+            self._write_rows()
+        if self._spilled:
+            self._write_spilled()
+        assert self._writer is not None
+        self._writer.close()
+        self._writer = None
 
 
 def _file_naming(prefix: str, suffix: str) -> Callable[..., str]:

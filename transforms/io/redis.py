@@ -20,9 +20,11 @@ Parameters:
   - ``state``: the latest state of CDC changes (``record.data`` is
     `transforms.cdc.change.Change.to_dict()`), one hash per key, e.g. with
     ``key=cdc:{table}:{key}`` the hash ``cdc:inventory.customers:{"id":1001}``. The template
-    may use only ``table`` and ``key`` (the primary key as compact JSON with sorted keys), and
-    must use ``key``. An upsert replaces the hash with the row's fields (values as in
-    ``hash``, ``None`` fields left out) plus ``_sequence``, the change's
+    may use only ``table`` and ``key`` (the primary key in canonical form, as
+    `transforms.cdc.change.canonical_key` gives it, as compact JSON with sorted keys: ``1``,
+    ``1.0`` and ``"1"`` are one key), and must use ``key``. An upsert replaces the hash with
+    the row's fields (values as in ``hash``, ``None`` fields left out) plus ``_sequence``, the
+    change's
     `transforms.cdc.change.sequence_key`; a delete reduces it to a marker, ``_sequence`` and
     ``_deleted=1``, that expires after ``delete_ttl``. Each write is a Lua compare-and-set
     that applies the change only when its ``_sequence`` sorts after the stored one (byte by
@@ -169,11 +171,11 @@ def _score(data: Mapping[str, Any], name: str) -> str:
     raise SinkRejected(f"score field {name!r} is {state}")
 
 
-def _state_args(data: Mapping[str, Any]) -> tuple[str, ...]:
-    """Returns the state script's op, sequence key and field/value pairs of a change.
+def _state_change(data: Mapping[str, Any]) -> Change:
+    """Returns the change of a record for ``state`` mode, its key in canonical form.
 
     Raises:
-        SinkRejected: ``data`` is not a valid change, or its row has a field of `STATE_FIELDS`.
+        SinkRejected: ``data`` is not a valid change.
         TruncateUnsupported: the change is a truncate.
 
     """
@@ -185,6 +187,16 @@ def _state_args(data: Mapping[str, Any]) -> tuple[str, ...]:
         raise TruncateUnsupported(
             f"a truncate of {change.table} cannot be applied to Redis state (no table scope)"
         )
+    return change
+
+
+def _state_args(change: Change) -> tuple[str, ...]:
+    """Returns the state script's op, sequence key and field/value pairs of a change.
+
+    Raises:
+        SinkRejected: its row has a field of `STATE_FIELDS`.
+
+    """
     row = change.row or {}
     clashes = sorted(set(row) & set(STATE_FIELDS))
     if clashes:
@@ -236,6 +248,9 @@ class _Target:
 
     def command(self, data: Mapping[str, Any]) -> _Command:
         """Builds the write of one record; raises `SinkRejected` when it cannot be built."""
+        change = _state_change(data) if self.mode == "state" else None
+        if change is not None:  # a state key reads only the table and the canonical key
+            data = {"table": change.table, "key": change.key}
         key = self.key.render(data)
         mode, ttl, name = self.mode, self.ttl, bulk(key)
         if mode in ("string", "publish"):
@@ -244,8 +259,8 @@ class _Target:
                 return _Command(key, packed([_PUBLISH, name, text]))
             expiry = [_EX, bulk(str(ttl))] if ttl else []
             return _Command(key, packed([_SET, name, text, *expiry]))
-        if mode == "state":
-            args = [bulk(str(self.delete_ttl)), *map(bulk, _state_args(data))]
+        if change is not None:
+            args = [bulk(str(self.delete_ttl)), *map(bulk, _state_args(change))]
             return self._scripted(name, key, args)
         if mode == "zset":
             assert self.score is not None  # checked by RedisSink

@@ -44,10 +44,17 @@ def _load(table: dict[str, str], endpoint: Endpoint, role: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def make_source(uri: str) -> Source:
-    """Returns the source named by ``uri``; raises `EndpointError` with the known schemes."""
+def make_source(uri: str, max_payload_bytes: int | None = None) -> Source:
+    """Returns the source named by ``uri``; raises `EndpointError` with the known schemes.
+
+    ``max_payload_bytes``, when given, is the pipeline's payload size limit
+    (`Source.max_payload_bytes`).
+    """
     endpoint = Endpoint.parse(uri)
-    return _load(SOURCES, endpoint, "source").from_endpoint(endpoint)
+    source = _load(SOURCES, endpoint, "source").from_endpoint(endpoint)
+    if max_payload_bytes is not None:
+        source.max_payload_bytes = max_payload_bytes
+    return source
 
 
 def make_sink(uri: str, context: SinkContext) -> Sink:

@@ -25,6 +25,10 @@ KEYS: list[dict[Any, Any]] = [
     {},
     {"id": True},
     {"id": 1.0},
+    {"id": "1"},
+    {"id": "007"},
+    {"id": "-0"},
+    {"id": 1.5},
     {"id": None},
     {"id": [1, 2]},
     {"id": {"nested": 1}},
@@ -34,7 +38,8 @@ KEYS: list[dict[Any, Any]] = [
 
 @pytest.mark.parametrize("key", KEYS, ids=repr)
 def test_key_id_writes_what_json_dumps_writes(key: dict[Any, Any]) -> None:
-    assert key_id("inventory.customers", key) == json_key_id("inventory.customers", key)
+    table = "inventory.customers"
+    assert _outcome(key_id, table, key) == _outcome(json_key_id, table, key)
 
 
 def _outcome(function: Any, *args: Any) -> Any:

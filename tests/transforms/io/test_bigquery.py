@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
+import apache_beam as beam
 import pytest
+from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 from google.cloud import bigquery
 
 from pipelines.services import ServiceSpec
 from tests.support import run_sink
-from transforms.dead_letter import DEAD_LETTER_SCHEMA, error_record
+from transforms.dead_letter import DEAD_LETTER_SCHEMA, MAX_PAYLOAD_PREFIX, error_record
 from transforms.io.base import SinkContext
-from transforms.io.bigquery import BigQuerySink, insert_id, to_json_row
+from transforms.io.bigquery import (
+    MAX_REQUEST_BYTES,
+    ROW_TOO_LARGE,
+    BigQuerySink,
+    InsertRowsFn,
+    InsertTarget,
+    insert_id,
+    to_json_row,
+)
 from transforms.io.bigquery_client import bounded_retry, make_client
 from transforms.io.endpoint import EndpointError
 from transforms.io.registry import make_sink
+from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
 from transforms.schema import Field, Schema
 
@@ -161,6 +173,76 @@ def test_a_request_failing_with_5xx_dead_letters_its_batch_as_sink_unavailable(
 
 
 @pytest.mark.integration
+def test_a_row_over_the_request_limit_is_dead_lettered_truncated_and_the_rest_written(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    good_1 = _record(1, {"id": 1, "name": "a"})
+    huge = _record(2, {"id": 2, "name": "z" * (MAX_REQUEST_BYTES + 1)})
+    good_3 = _record(3, {"id": 3, "name": "c"})
+    sink = _sink(bigquery_emulator, f"{dataset}.events", schema=SCHEMA)
+
+    def check(dead_letters: list[dict[str, Any]]) -> None:
+        assert len(dead_letters) == 1, [d["reason"] for d in dead_letters]
+        (letter,) = dead_letters
+        assert letter["reason"] == ROW_TOO_LARGE
+        assert letter["source"] == {"system": "file", "path": "/in.jsonl", "line": 2}
+        assert letter["payload_truncated"] is True
+        assert letter["payload_bytes"] == huge.origin.payload[:MAX_PAYLOAD_PREFIX]
+        assert letter["payload_size"] == len(huge.origin.payload)
+        assert letter["payload_sha256"] == hashlib.sha256(huge.origin.payload).hexdigest()
+        assert letter["payload_string"] is None
+
+    counters = run_sink([good_1, huge, good_3], sink, check)
+
+    assert counters["written"] == 2
+    got = _query(client, f"SELECT id FROM `{PROJECT}.{dataset}.events` ORDER BY id")
+    assert got == [{"id": 1}, {"id": 3}]
+
+
+@pytest.mark.integration
+def test_insert_requests_are_cut_under_the_byte_limit(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    limit = 2_000
+    records = [_record(i, {"id": i, "name": "n" * 400}) for i in range(10)]
+    sizes = [len(json.dumps(to_json_row(r.data))) for r in records]
+    target = InsertTarget(
+        table=f"{PROJECT}.{dataset}.events",
+        project=PROJECT,
+        endpoint=bigquery_emulator.endpoint,
+        schema=SCHEMA,
+        create="if_needed",
+        partition_field=None,
+        clustering=(),
+        batch_size=500,
+        retry=RetryPolicy(attempts=1),
+        pipeline="test_pipeline",
+        dead_letter=False,
+        counter="written",
+        inserted_tag="inserted",
+        max_request_bytes=limit,
+    )
+    with beam.Pipeline() as pipeline:
+        results = (
+            pipeline
+            | beam.Create(records, reshuffle=False)
+            | beam.ParDo(InsertRowsFn(target)).with_outputs("inserted", main="dead")
+        )
+
+        def check(requests: list[tuple[str, int]]) -> None:
+            counts = [count for _, count in requests]
+            assert sum(counts) == len(records)
+            assert len(counts) > 1
+            # Every request holds at most as many rows as fit under the limit.
+            assert max(counts) <= limit // min(sizes)
+
+        assert_that(results.inserted, check, label="requests")
+        assert_that(results.dead, equal_to([]), label="no dead letters")
+
+    got = _query(client, f"SELECT COUNT(*) AS n FROM `{PROJECT}.{dataset}.events`")
+    assert got == [{"n": len(records)}]
+
+
 def test_values_insertall_cannot_take_are_dead_lettered_and_the_rest_written(
     bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
 ) -> None:

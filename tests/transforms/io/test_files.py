@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import bz2
 import datetime as dt
 import errno
 import glob
+import gzip
+import hashlib
+import io
 import json
+import lzma
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +21,26 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from apache_beam.testing.util import assert_that, equal_to
 
+from transforms.dead_letter import MAX_PAYLOAD_PREFIX
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.files import (
+    ROW_GROUP_ROWS,
     FileSink,
     FileSource,
     JsonLinesFileSink,
+    ParquetFileSink,
     _WriteBundleFiles,
     arrow_schema,
 )
+from transforms.io.lines import CHUNK_BYTES, read_lines
 from transforms.io.registry import make_sink, make_source
 from transforms.io.retry import RetryPolicy
-from transforms.message import Message, Origin, Record
+from transforms.message import Message, Origin, Oversize, Record
+from transforms.parse import ParseJson
 from transforms.schema import Field, Schema
 
 LINES = [
@@ -70,6 +82,88 @@ def test_file_source_one_message_per_line(tmp_path: Path) -> None:
     with beam.Pipeline() as p:
         messages = p | make_source(f"file://{tmp_path}/*.jsonl")
         assert_that(messages, equal_to(expected))
+
+
+def _compress(extension: str, data: bytes) -> bytes:
+    """``data`` compressed as a file ending in ``extension`` is, in two concatenated parts."""
+    compress: dict[str, Any] = {
+        ".gz": gzip.compress,
+        ".bz2": bz2.compress,
+        ".zst": lambda part: zstandard.ZstdCompressor().compress(part),
+        ".deflate": zlib.compress,
+        ".xz": lzma.compress,
+        ".lzma": lambda part: lzma.compress(part, format=lzma.FORMAT_ALONE),
+    }
+    if extension in (".deflate", ".lzma"):  # single-stream formats
+        return compress[extension](data)
+    middle = len(data) // 2
+    return compress[extension](data[:middle]) + compress[extension](data[middle:])
+
+
+@pytest.mark.parametrize("blocks", [False, True], ids=["records", "blocks"])
+def test_file_source_reads_compressed_files_by_extension(tmp_path: Path, blocks: bool) -> None:
+    content = b"\n".join(LINES)
+    (tmp_path / "plain.jsonl").write_bytes(content)
+    extensions = (".gz", ".bz2", ".zst", ".deflate", ".xz", ".lzma")
+    for extension in extensions:
+        (tmp_path / f"c.jsonl{extension}").write_bytes(_compress(extension, content))
+    source = make_source(f"file://{tmp_path}/*.jsonl*")
+    expected = [
+        Message(_expected_payload(raw), {}, Origin("file", path=str(tmp_path / name), line=i + 1))
+        for name in ["plain.jsonl", *(f"c.jsonl{e}" for e in extensions)]
+        for i, raw in enumerate(LINES)
+    ]
+    with beam.Pipeline() as p:
+        if blocks:
+            messages = p | source.blocks() | beam.FlatMap(lambda block: block)
+        else:
+            messages = p | source
+        assert_that(messages, equal_to(expected))
+
+
+def test_read_lines_bounds_memory_and_keeps_crlf_and_line_ends() -> None:
+    # Chunks of 3 bytes: lines and line ends fall across chunks everywhere.
+    long_line = b"x" * 20 + b"\r"
+    data = b"ab\r\n" + long_line + b"\n\nabcde\r\r\n" + long_line
+    got = list(read_lines(io.BytesIO(data), max_bytes=5, chunk_bytes=3))
+    digest = Oversize(20, hashlib.sha256(b"x" * 20).hexdigest())
+    assert got == [
+        (b"ab", None),
+        (b"x" * 20, digest),
+        (b"", None),
+        (b"abcde\r", Oversize(6, hashlib.sha256(b"abcde\r").hexdigest())),
+        (b"x" * 20, digest),
+    ]
+
+
+def test_an_oversize_line_is_skipped_while_read_and_dead_lettered_truncated(
+    tmp_path: Path,
+) -> None:
+    huge = b'{"pad": "' + b"y" * (3 * CHUNK_BYTES) + b'"}'
+    path = tmp_path / "in.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"id": 1}\n' + huge + b'\n{"id": 3}\n'))
+    source = make_source(f"file://{path}", max_payload_bytes=1000)
+    with beam.Pipeline() as p:
+        records, errors = p | source | ParseJson("pipe", max_bytes=1000)
+        assert_that(
+            records | beam.Map(lambda r: (r.data["id"], r.origin.origin.line)),
+            equal_to([(1, 1), (3, 3)]),
+            label="records",
+        )
+
+        def check(letters: list[dict[str, Any]]) -> None:
+            assert len(letters) == 1
+            (letter,) = letters
+            assert letter["reason"] == "too_large"
+            assert letter["source"] == {"system": "file", "path": str(path), "line": 2}
+            assert letter["payload_truncated"] is True
+            assert letter["payload_bytes"] == huge[:MAX_PAYLOAD_PREFIX]
+            assert letter["payload_string"] is None
+            assert letter["payload_size"] == len(huge)
+            assert letter["payload_sha256"] == hashlib.sha256(huge).hexdigest()
+            assert str(len(huge)) in letter["error_message"]
+
+        assert_that(errors, check, label="dead letters")
 
 
 def test_file_source_empty_file(tmp_path: Path) -> None:
@@ -191,6 +285,46 @@ def test_file_sink_parquet_dead_letter_infers_schema(tmp_path: Path) -> None:
     )
     rows = [r for f in _output_files(folder, ".parquet") for r in pq.read_table(f).to_pylist()]
     assert rows == records
+
+
+def test_parquet_sink_writes_row_groups_as_it_goes(tmp_path: Path) -> None:
+    folder = tmp_path / "big"
+    count = 2 * ROW_GROUP_ROWS + 5
+    records = [Record({"id": i, "name": f"n{i}"}) for i in range(count)]
+    with beam.Pipeline() as p:
+        _ = (
+            p
+            | beam.Create([records])
+            | make_sink(f"file://{folder}?format=parquet", SinkContext("pipe", SCHEMA)).blocks()
+        )
+    (path,) = _output_files(folder, ".parquet")
+    parquet = pq.ParquetFile(path)
+    assert parquet.num_row_groups == 3
+    assert parquet.metadata.num_rows == count
+    assert sorted(parquet.read().column("id").to_pylist()) == list(range(count))
+
+
+def test_parquet_sink_without_schema_unifies_its_row_groups(tmp_path: Path) -> None:
+    rows = [
+        {"reason": "invalid_json", "event_timestamp": None, "n": 1},
+        {"reason": "schema", "event_timestamp": None, "n": 2},
+        {"reason": "sink_rejected", "event_timestamp": "2026-11-25T10:00:00Z", "n": 3.5},
+        {"reason": "too_large", "event_timestamp": None, "n": 4, "payload_size": 9},
+        {"reason": "schema"},
+    ]
+    sink = ParquetFileSink(None, row_group_rows=2)
+    path = tmp_path / "dead.parquet"
+    with path.open("wb") as handle:
+        sink.open(handle)
+        for row in rows:
+            sink.write(row)
+        sink.flush()
+    parquet = pq.ParquetFile(path)
+    assert parquet.num_row_groups == 3
+    names = ["reason", "event_timestamp", "n", "payload_size"]
+    expected = [{name: row.get(name) for name in names} for row in rows]
+    assert parquet.read().to_pylist() == expected
+    assert not list(tmp_path.glob("*.arrow"))
 
 
 def test_arrow_schema_types() -> None:
