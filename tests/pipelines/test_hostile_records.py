@@ -142,7 +142,7 @@ def change_batch(draw: st.DrawFn) -> tuple[list[bytes], set[bytes]]:
             "source": {"db": "shop", "schema": "public", "table": "accounts", "lsn": n},
         }
         if draw(st.booleans()):
-            line = json.dumps({"payload": change}).encode()
+            line = json.dumps(change).encode()
             lines.append(line)
             good.add(line)
             continue
@@ -159,7 +159,7 @@ def change_batch(draw: st.DrawFn) -> tuple[list[bytes], set[bytes]]:
             change["source"] = draw(st.sampled_from([None, {}, {"table": 5}, "src"]))
         else:
             after["balance"] = draw(st.sampled_from(HOSTILE_SCALARS))
-        lines.append(json.dumps({"payload": change}).encode("utf-8", "surrogatepass"))
+        lines.append(json.dumps(change).encode("utf-8", "surrogatepass"))
     lines += draw(st.lists(st.sampled_from(NOT_OBJECTS), max_size=3))
     return lines, good
 
@@ -289,23 +289,26 @@ def run_streamed(case: Case, args: list[str], lines: list[bytes]) -> RunReport:
 # What must hold.
 
 
-def dead_letter_payloads(folder: Path) -> list[bytes]:
-    payloads = []
+def dead_letters(folder: Path) -> list[tuple[bytes, str]]:
+    """``(original payload, "step/reason: message")`` of every dead letter written."""
+    found = []
     for path in sorted(folder.rglob("*")):
         if path.is_file() and not path.name.startswith("."):
             for line in path.read_text().splitlines():
-                payloads.append(base64.b64decode(json.loads(line)["payload_bytes"]))
-    return payloads
+                letter = json.loads(line)
+                why = f"{letter['step']}/{letter['reason']}: {letter['error_message'][:200]}"
+                found.append((base64.b64decode(letter["payload_bytes"]), why))
+    return found
 
 
 def check(report: RunReport, lines: list[bytes], good: set[bytes], dlq: Path) -> None:
     assert report.count(READ) == len(lines), report.render()
     assert report.balanced, report.render()
-    payloads = dead_letter_payloads(dlq)
+    letters = dead_letters(dlq)
     inputs = set(lines)
-    strangers = [p[:80] for p in payloads if p not in inputs]
+    strangers = [(p[:80], why) for p, why in letters if p not in inputs]
     assert not strangers, f"dead letters that are not input lines: {strangers}"
-    wrongly = [p[:200] for p in payloads if p in good]
+    wrongly = [(p[:200], why) for p, why in letters if p in good]
     assert not wrongly, f"well-formed events dead-lettered: {wrongly}"
 
 
