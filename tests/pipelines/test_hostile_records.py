@@ -218,9 +218,14 @@ def _enrich_options(folder: Path) -> dict[str, str]:
 
 
 CASES = [
-    Case("events_to_bigquery", lambda d: {
-        "counts_sink": f"file://{d}/counts", "counts_window": "1m", "counts_group_by": "path",
-    }),  # fmt: skip
+    Case(
+        "events_to_bigquery",
+        lambda d: {
+            "counts_sink": f"file://{d}/counts",
+            "counts_window": "1m",
+            "counts_group_by": "path",
+        },
+    ),  # fmt: skip
     Case("metrics_to_redis", _metrics_options),
     Case("sessionize", lambda d: {"key_field": "user", "gap": "10m"}),
     Case("enrich_and_alert", _enrich_options),
@@ -270,8 +275,14 @@ class StreamSource(Source):
 
 
 def run_streamed(case: Case, args: list[str], lines: list[bytes]) -> RunReport:
-    """Builds the pipeline as the command line does, with the file source replaced."""
+    """Builds the pipeline as the command line does for a Pub/Sub source, then reads ``lines``.
+
+    The options name a Pub/Sub subscription, so that the pipeline is configured as for any
+    stream; the source itself is then replaced by a `StreamSource` of the same lines.
+    """
     spec = get_pipeline(case.name)
+    args = [arg for arg in args if not arg.startswith("--source=")]
+    args.append("--source=pubsub://projects/local-project/subscriptions/hostile")
     values, _ = parse_options(f"pipelines run {case.name}", spec.description, spec.options, args)
     config = spec.configure(values)
     config = replace(config, spine=replace(config.spine, source=StreamSource(lines)))
@@ -332,9 +343,7 @@ def explore(case: Case, streamed: bool, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_hostile_records_from_a_file(
-    case: Case, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_hostile_records_from_a_file(case: Case, tmp_path_factory: pytest.TempPathFactory) -> None:
     explore(case, streamed=False, tmp_path_factory=tmp_path_factory)
 
 
