@@ -6,12 +6,13 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pipelines import templates
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.demo import demo_argv
-from pipelines.options import OptionError
+from pipelines.options import OptionError, closest
 from pipelines.run import describe_options, run_pipeline
 from pipelines.templates import TemplateError
 from transforms.io.endpoint import EndpointError, redact
@@ -70,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
+    if args == ["--version"]:
+        print(f"pipelines {_version()}")
+        return 0
     command, rest = args[0], args[1:]
     try:
         if command == "list":
@@ -99,5 +103,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         print(f"error: {redact(message)}", file=sys.stderr)
         return 2
+    print(f"error: {_usage_error(command, rest)}", file=sys.stderr)
     print(USAGE, file=sys.stderr)
     return 2
+
+
+_COMMANDS = ("list", "describe", "run", "demo", "docs", "services", "template")
+
+
+def _version() -> str:
+    try:
+        return version("beam-streaming-suite")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
+def _usage_error(command: str, rest: Sequence[str]) -> str:
+    """Says in one line what is wrong with a command line that matched no command."""
+    if command in ("describe", "run") and not rest:
+        return f"{command} needs a pipeline name (see: python -m pipelines list)"
+    if command in ("list", "describe", "docs"):
+        return f"{command}: unexpected arguments {' '.join(rest)}"
+    return f"unknown command {command!r}{closest(command, _COMMANDS)}"

@@ -10,6 +10,7 @@ are none), the rule Dataflow applies to conditional template parameters.
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ __all__ = [
     "COMMON_OPTIONS",
     "Option",
     "OptionError",
+    "beam_option_strings",
     "build_parser",
+    "closest",
     "check_declarations",
     "parse_options",
 ]
@@ -211,7 +214,7 @@ def _converter(option: Option) -> Any:
 
 def build_parser(prog: str, description: str, options: Sequence[Option]) -> argparse.ArgumentParser:
     """Returns an argparse parser for the declared options (``--name value``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     groups: dict[str, Any] = {}
     for option in options:
         group = groups.get(option.group)
@@ -228,6 +231,43 @@ def build_parser(prog: str, description: str, options: Sequence[Option]) -> argp
             kwargs["choices"] = option.choices
         group.add_argument(f"--{option.name}", **kwargs)
     return parser
+
+
+def closest(name: str, known: Sequence[str]) -> str:
+    """Returns `` (did you mean X?)`` for the known name closest to ``name``, or ``""``."""
+    matches = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {matches[0]}?)" if matches else ""
+
+
+def beam_option_strings() -> frozenset[str]:
+    """The flags Beam's registered `PipelineOptions` subclasses declare (``--runner``...)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    seen: dict[str, type] = {}
+    stack = list(PipelineOptions.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        try:
+            cls._add_argparse_args(parser)  # Beam's own registration, as get_all_options does
+        except argparse.ArgumentError:  # a flag two subclasses both declare
+            continue
+    return frozenset(s for s in parser._option_string_actions if s.startswith("--"))
+
+
+def _check_unknown(options: Sequence[Option], rest: Sequence[str]) -> None:
+    beam = beam_option_strings()
+    known = [f"--{option.name}" for option in options] + sorted(beam)
+    for word in rest:
+        flag = word.split("=", 1)[0]
+        if not flag.startswith("--") or flag in beam:
+            continue
+        raise OptionError(
+            f"unknown option {flag}: neither the pipeline nor Beam declares it{closest(flag, known)}"
+        )
 
 
 def _check_parents(options: Sequence[Option], values: dict[str, Any]) -> None:
@@ -251,12 +291,14 @@ def parse_options(
 
     Raises:
         SystemExit: argparse's exit on ``--help`` or a missing/invalid option.
-        OptionError: a value breaks its option's regex, or is set while its parent option
+        OptionError: an option neither the pipeline nor Beam declares (the message suggests
+            the closest known one), a value breaks its option's regex, or is set while its parent option
             does not enable it.
 
     """
     parser = build_parser(prog, description, options)
     namespace, rest = parser.parse_known_args(list(argv))
+    _check_unknown(options, rest)
     values = vars(namespace)
     for option in options:
         option.check(values[option.name])

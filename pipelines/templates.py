@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.catalog import CATALOG, PipelineSpec, get_pipeline
-from pipelines.options import Option, check_declarations
+from pipelines.options import Option, check_declarations, closest
 from transforms.io.endpoint import redact_option
 
 __all__ = [
@@ -329,7 +329,8 @@ def check_parameters(metadata: dict[str, Any], parameters: Mapping[str, str]) ->
     """
     params = {param["name"]: param for param in metadata["parameters"]}
     problems = [
-        f"unknown parameter {name!r}; the template has: {', '.join(sorted(params))}"
+        f"unknown parameter {name!r}{closest(name, sorted(params))};"
+        f" the template has: {', '.join(sorted(params))}"
         for name in parameters
         if name not in params
     ]

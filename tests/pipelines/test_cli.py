@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import zstandard
 
 from pipelines.catalog import CATALOG, get_pipeline
@@ -75,6 +76,51 @@ def test_bad_option_value_names_the_option(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--event_time_field=when" in result.stderr
     assert "'ts'" in result.stderr
+
+
+_RUN = ("run", "events_to_bigquery", "--source=generator://events?count=1", "--sink=stdout://",
+        "--dead_letter=stdout://")  # fmt: skip
+_LAUNCH = ("template", "launch", "events_to_bigquery", "--project=proj-x",
+           "--region=us-central1", "--bucket=gs://bucket-x")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "culprit", "suggestion"),
+    [
+        ((*_RUN, "--unkown_fields=drop"), 2, "--unkown_fields", "--unknown_fields"),
+        ((*_RUN, "--event_time_fild=ts"), 2, "--event_time_fild", "--event_time_field"),
+        ((*_RUN, "--sourc=generator://events"), 2, "--sourc", "--source"),
+        ((*_RUN, "--runer=DirectRunner"), 2, "--runer", "--runner"),
+        ((*_RUN, "--temp_locaton=/tmp"), 2, "--temp_locaton", "--temp_location"),
+        ((*_LAUNCH, "--parameters=sink=stdout://,sorce=x"), 2, "'sorce'", "source"),
+        (("lst",), 2, "'lst'", "list"),
+        (("describe",), 2, "describe", "pipeline name"),
+        (("run",), 2, "run", "pipeline name"),
+    ],
+)
+def test_wrong_input_fails_with_one_message_naming_it(
+    argv: tuple[str, ...], code: int, culprit: str, suggestion: str
+) -> None:
+    result = cli(*argv)
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.lstrip().startswith("error:")
+    named = [line for line in result.stderr.splitlines() if culprit in line]
+    assert named, result.stderr
+    assert suggestion in named[0]
+
+
+def test_beam_pass_through_options_are_accepted(tmp_path: Path) -> None:
+    result = cli(*_RUN, "--runner=DirectRunner", "--temp_location", str(tmp_path), "--no_auth")
+    assert result.returncode == 0, result.stderr
+    assert "Discarding unparseable args" not in result.stderr
+
+
+def test_version_prints_the_package_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("pipelines ")
+    assert result.stdout.split()[1][0].isdigit()
 
 
 def test_run_file_to_file_accounts_for_every_line(tmp_path: Path) -> None:
