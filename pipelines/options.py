@@ -241,9 +241,9 @@ def closest(name: str, known: Sequence[str]) -> str:
 
 def beam_option_strings() -> frozenset[str]:
     """The flags Beam's registered `PipelineOptions` subclasses declare (``--runner``...)."""
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser = _BeamArgumentParser(add_help=False, allow_abbrev=False)  # as get_all_options does
     seen: dict[str, type] = {}
     stack = list(PipelineOptions.__subclasses__())
     while stack:
@@ -252,7 +252,7 @@ def beam_option_strings() -> frozenset[str]:
         seen.setdefault(str(cls), cls)
     for cls in seen.values():
         try:
-            cls._add_argparse_args(parser)  # Beam's own registration, as get_all_options does
+            cls._add_argparse_args(parser)
         except argparse.ArgumentError:  # a flag two subclasses both declare
             continue
     return frozenset(s for s in parser._option_string_actions if s.startswith("--"))
@@ -265,9 +265,8 @@ def _check_unknown(options: Sequence[Option], rest: Sequence[str]) -> None:
         flag = word.split("=", 1)[0]
         if not flag.startswith("--") or flag in beam:
             continue
-        raise OptionError(
-            f"unknown option {flag}: neither the pipeline nor Beam declares it{closest(flag, known)}"
-        )
+        hint = closest(flag, known)
+        raise OptionError(f"unknown option {flag}: neither the pipeline nor Beam declares it{hint}")
 
 
 def _check_parents(options: Sequence[Option], values: dict[str, Any]) -> None:
@@ -292,8 +291,8 @@ def parse_options(
     Raises:
         SystemExit: argparse's exit on ``--help`` or a missing/invalid option.
         OptionError: an option neither the pipeline nor Beam declares (the message suggests
-            the closest known one), a value breaks its option's regex, or is set while its parent option
-            does not enable it.
+            the closest known one), a value breaks its option's regex, or is set while its
+            parent option does not enable it.
 
     """
     parser = build_parser(prog, description, options)
