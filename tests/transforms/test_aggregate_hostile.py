@@ -107,6 +107,28 @@ def collect_both(tag: str, rows: beam.PCollection, dead: beam.PCollection) -> No
 
 EXPECTED_A = {"k": "a", "n": 3, "total": 3, "round": 1, "long": 0, "missing": 1}
 EXPECTED_B = {"k": "b", "n": 1, "total": 2.5, "round": 1, "long": 0, "missing": 0}
+
+
+def aggregate_on(
+    p: beam.Pipeline, path: str, the_spec: Any, rows_in: list[tuple[Any, float]], blocks_step: Any
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """Aggregates ``rows_in`` on one path: ``blocks`` (with ``blocks_step``), ``bounded`` or
+    ``streaming`` (a TestStream); returns ``(rows, dead letters)``."""
+    if path == "blocks":
+        blocks = p | beam.Create([[(record(d), t) for d, t in rows_in]])
+        return blocks | blocks_step(the_spec, "test")
+    if path == "bounded":
+        records = p | beam.Create([TimestampedValue(record(d), t) for d, t in rows_in])
+        return records | WindowedAggregate(the_spec, "test")
+    stream = (
+        TestStream()
+        .advance_watermark_to(START)
+        .add_elements([TimestampedValue(record(d), t) for d, t in rows_in])
+        .advance_watermark_to_infinity()
+    )
+    return p | stream | WindowedAggregate(the_spec, "test")
+
+
 WINDOWS = [{"type": "tumbling", "size": "60s"}, {"type": "hopping", "size": "120s", "every": "60s"}]
 
 
@@ -121,21 +143,7 @@ def test_hostile_records_are_dead_lettered_on_every_windowed_path(
     tag = f"{path}-{window['type']}-{time.monotonic_ns()}"
 
     def build(p: beam.Pipeline) -> None:
-        if path == "blocks":
-            blocks = p | beam.Create([[(record(d), t) for d, t in rows_in]])
-            rows, dead = blocks | AggregateBlocks(the_spec, "test")
-        elif path == "bounded":
-            records = p | beam.Create([TimestampedValue(record(d), t) for d, t in rows_in])
-            rows, dead = records | WindowedAggregate(the_spec, "test")
-        else:
-            stream = (
-                TestStream()
-                .advance_watermark_to(START)
-                .add_elements([TimestampedValue(record(d), t) for d, t in rows_in])
-                .advance_watermark_to_infinity()
-            )
-            rows, dead = p | stream | WindowedAggregate(the_spec, "test")
-        collect_both(tag, rows, dead)
+        collect_both(tag, *aggregate_on(p, path, the_spec, rows_in, AggregateBlocks))
 
     counters = run(build, streaming=path == "streaming")
     rows = check(tag, hostile, counters)
@@ -170,21 +178,7 @@ def test_hostile_records_are_dead_lettered_on_every_session_path(path: str) -> N
     tag = f"sessions-{path}-{time.monotonic_ns()}"
 
     def build(p: beam.Pipeline) -> None:
-        if path == "blocks":
-            blocks = p | beam.Create([[(record(d), t) for d, t in rows_in]])
-            rows, dead = blocks | SessionBlocks(the_spec, "test")
-        elif path == "bounded":
-            records = p | beam.Create([TimestampedValue(record(d), t) for d, t in rows_in])
-            rows, dead = records | WindowedAggregate(the_spec, "test")
-        else:
-            stream = (
-                TestStream()
-                .advance_watermark_to(START)
-                .add_elements([TimestampedValue(record(d), t) for d, t in rows_in])
-                .advance_watermark_to_infinity()
-            )
-            rows, dead = p | stream | WindowedAggregate(the_spec, "test")
-        collect_both(tag, rows, dead)
+        collect_both(tag, *aggregate_on(p, path, the_spec, rows_in, SessionBlocks))
 
     counters = run(build, streaming=path == "streaming")
     rows = check(tag, HOSTILE, counters)
