@@ -16,6 +16,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,19 @@ def redis_clean(redis_server: ServiceSpec) -> ServiceSpec:
     """Redis with every key deleted before the test."""
     services.reset_redis()
     return redis_server
+
+
+@pytest.fixture
+def redis_db(redis_server: ServiceSpec, unique_name: str) -> Iterator[Any]:
+    """A redis-py client (text replies); the keys under the test's ``unique_name`` prefix are
+    deleted afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.endpoint, decode_responses=True)
+    yield client
+    for name in client.scan_iter(f"{unique_name}:*"):
+        client.delete(name)
+    client.close()
 
 
 @pytest.fixture

@@ -123,16 +123,6 @@ def test_one_row_per_canonical_key_and_bad_keys_dead_lettered_with_their_bytes(
 # --- the ghost row, bounded ------------------------------------------------------------------
 
 
-@pytest.fixture
-def db(redis_server: ServiceSpec, unique_name: str) -> Iterator[redis.Redis]:
-    """A client; the test's keys (under its unique prefix) are deleted afterwards."""
-    client = redis.Redis.from_url(redis_server.endpoint, decode_responses=True)
-    yield client
-    for name in client.scan_iter(f"{unique_name}:*"):
-        client.delete(name)
-    client.close()
-
-
 def redis_state(client: redis.Redis, prefix: str) -> dict[str, dict[str, str]]:
     """Every hash under the prefix, without its ``_sequence``."""
     return {
@@ -151,7 +141,7 @@ EXPECTED_REDIS = {
 
 
 def test_a_key_change_leaves_no_ghost_row_in_redis_state(
-    redis_server: ServiceSpec, db: redis.Redis, unique_name: str, tmp_path: Path
+    redis_server: ServiceSpec, redis_db: redis.Redis, unique_name: str, tmp_path: Path
 ) -> None:
     source = tmp_path / "changes.jsonl"
     source.write_bytes(b"\n".join(GHOST) + b"\n")
@@ -163,7 +153,7 @@ def test_a_key_change_leaves_no_ghost_row_in_redis_state(
     )  # fmt: skip
 
     check_balance(report, len(GHOST), 1, 0)
-    assert redis_state(db, unique_name) == EXPECTED_REDIS
+    assert redis_state(redis_db, unique_name) == EXPECTED_REDIS
 
 
 @pytest.fixture
@@ -253,14 +243,14 @@ def run_on_test_stream(
 
 def test_a_key_change_on_a_test_stream_leaves_no_ghost_row_in_redis_state(
     redis_server: ServiceSpec,
-    db: redis.Redis,
+    redis_db: redis.Redis,
     unique_name: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sink = f"--sink={redis_server.endpoint}?mode=state&key={unique_name}:{{table}}:{{key}}"
     run_on_test_stream(monkeypatch, tmp_path, sink)
-    assert redis_state(db, unique_name) == EXPECTED_REDIS
+    assert redis_state(redis_db, unique_name) == EXPECTED_REDIS
 
 
 def test_a_key_change_on_a_test_stream_leaves_no_ghost_row_in_the_bigquery_replica(

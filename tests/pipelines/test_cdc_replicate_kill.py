@@ -32,7 +32,6 @@ from tests.pipelines.test_cdc_replicate_live import (  # noqa: F401 (fixtures)
     PARTITIONS,
     SPEC,
     TIMEOUT,
-    db,
     expected_redis,
     make_topic,
     redis_state,
@@ -93,7 +92,7 @@ def proxy(redis_server: ServiceSpec) -> Iterator[OutageProxy]:
 
 def test_killed_during_a_redis_outage_the_rerun_gives_the_source_tables(
     kafka_broker: ServiceSpec,
-    db: redis.Redis,  # noqa: F811
+    redis_db: redis.Redis,
     make_topic: Any,  # noqa: F811
     proxy: OutageProxy,
     unique_name: str,
@@ -116,7 +115,7 @@ def test_killed_during_a_redis_outage_the_rerun_gives_the_source_tables(
         )  # fmt: skip
         try:
             # The first part applied (the last first-part change of a key is in Redis).
-            wait_for(lambda: len(redis_state(db, prefix)) >= 5, "the first changes in Redis")
+            wait_for(lambda: len(redis_state(redis_db, prefix)) >= 5, "the first changes in Redis")
             proxy.down()
             produce(kafka_broker.endpoint, topic, HISTORY.messages[FIRST:])
             wait_for(lambda: b"is unavailable" in log.read_bytes(), "the sink to see the outage")
@@ -136,5 +135,5 @@ def test_killed_during_a_redis_outage_the_rerun_gives_the_source_tables(
     assert rerun.balanced, rerun.render()
     assert rerun.count(DEAD_LETTERED) == 0, rerun.render()
     assert not dead_letters(tmp_path / "dlq2")
-    state = {name: entry["fields"] for name, entry in redis_state(db, prefix).items()}
+    state = {name: entry["fields"] for name, entry in redis_state(redis_db, prefix).items()}
     assert state == expected_redis(prefix)

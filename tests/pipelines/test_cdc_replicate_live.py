@@ -376,16 +376,6 @@ def test_kafka_history_to_the_bigquery_replica_gives_the_source_tables(
 # Redis latest state
 
 
-@pytest.fixture
-def db(redis_server: ServiceSpec, unique_name: str) -> Iterator[redis.Redis]:
-    """A client; the test's keys (under its unique prefix) are deleted afterwards."""
-    client = redis.Redis.from_url(redis_server.endpoint, decode_responses=True)
-    yield client
-    for name in client.scan_iter(f"{unique_name}:*"):
-        client.delete(name)
-    client.close()
-
-
 def redis_text(value: Any) -> str:
     """A column value as the Redis state hash holds it: strings as is, the rest as JSON."""
     if isinstance(value, str):
@@ -425,7 +415,7 @@ def redis_state(client: redis.Redis, prefix: str) -> dict[str, Any]:
 def test_kafka_history_to_redis_state_then_a_replay_changes_nothing(
     kafka_broker: ServiceSpec,
     redis_server: ServiceSpec,
-    db: redis.Redis,
+    redis_db: redis.Redis,
     topic: str,
     make_topic: Any,
     unique_name: str,
@@ -441,7 +431,7 @@ def test_kafka_history_to_redis_state_then_a_replay_changes_nothing(
     )  # fmt: skip
 
     check_report(first, tmp_path / "dlq1")
-    before = redis_state(db, prefix)
+    before = redis_state(redis_db, prefix)
     assert {name: entry["fields"] for name, entry in before.items()} == expected_redis(prefix)
     assert all(entry["type"] == "hash" for entry in before.values())
     # Delete markers expire (delete_ttl); live rows do not (no ttl given).
@@ -456,7 +446,7 @@ def test_kafka_history_to_redis_state_then_a_replay_changes_nothing(
          f"--dead_letter=file://{tmp_path}/dlq1b"],
     )  # fmt: skip
     assert rerun.balanced and rerun.count(READ) == 0, rerun.render()
-    assert redis_state(db, prefix) == before
+    assert redis_state(redis_db, prefix) == before
 
     # The same topic read again by a new group: the whole history replayed.
     replay = run_pipeline(
@@ -466,7 +456,7 @@ def test_kafka_history_to_redis_state_then_a_replay_changes_nothing(
     )  # fmt: skip
 
     check_report(replay, tmp_path / "dlq2")
-    assert redis_state(db, prefix) == before
+    assert redis_state(redis_db, prefix) == before
 
     # An old stretch alone produced again to a new topic: the pipeline's own state is fresh, so
     # it passes these changes on, and only the sink's compare-and-set keeps them out (without
@@ -482,4 +472,4 @@ def test_kafka_history_to_redis_state_then_a_replay_changes_nothing(
     assert stale.balanced and stale.count(READ) == len(stretch), stale.render()
     assert stale.count(DEAD_LETTERED) == 0, stale.render()
     assert stale.count("applied") > 0, stale.render()
-    assert redis_state(db, prefix) == before
+    assert redis_state(redis_db, prefix) == before
