@@ -72,8 +72,12 @@ class Record(NamedTuple):
         data: the record, a JSON-like dict such as ``{"user_id": "u1", "amount": 3.5}``.
         origin: the message the record was parsed from, or ``None`` for derived records
             (aggregates, error records) that have no single original message.
+        event_time: the record's event time in epoch seconds, when it has one (set by Parse
+            from ``--event_time_field``, by an aggregation to its window's end); records travel
+            in blocks, so a record's time goes with it rather than in Beam's element timestamp.
 
     """
 
     data: dict[str, Any]
     origin: Message | None = None
+    event_time: float | None = None

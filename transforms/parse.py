@@ -135,7 +135,7 @@ class _Parser:
             event_time = self._event_time.read(data, message.attributes)
         if self._validate is not None:
             data = self._validate(data)
-        return Record(data, message), event_time
+        return Record(data, message, event_time), event_time
 
 
 def _raise_for_bytes(payload: bytes) -> None:

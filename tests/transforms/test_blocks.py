@@ -6,7 +6,7 @@ import apache_beam as beam
 from apache_beam import coders
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.blocks import ESTIMATED_BYTES_PER_ELEMENT, Block, BlockCoder
+from transforms.blocks import ESTIMATED_BYTES_PER_ELEMENT, Batch, Block, BlockCoder, Unbatch
 from transforms.message import Message, Origin, Record
 
 
@@ -32,3 +32,33 @@ def test_blocks_pass_between_steps_as_blocks() -> None:
             | beam.Map(lambda block: (type(block).__name__, len(block)))
         )
         assert_that(sizes, equal_to([("Block", 2), ("Block", 1)]))
+
+
+def _times(element: Record, timestamp: object = beam.DoFn.TimestampParam) -> tuple:
+    return element.data["n"], float(timestamp)  # type: ignore[arg-type]
+
+
+def test_batch_keeps_every_element_and_unbatch_restores_event_times() -> None:
+    records = [Record({"n": n}, None, 1000.0 + n) for n in range(2500)]
+    with beam.Pipeline("FnApiRunner") as pipeline:
+        blocks = pipeline | beam.Create(records, reshuffle=False) | Batch()
+        sizes = blocks | "Sizes" >> beam.Map(lambda block: (type(block).__name__, len(block) > 0))
+        assert_that(sizes | beam.Distinct(), equal_to([("Block", True)]), label="blocks")
+        restored = blocks | Unbatch() | beam.Map(_times)
+        assert_that(restored, equal_to([(n, 1000.0 + n) for n in range(2500)]), label="records")
+
+
+def test_batch_keeps_each_window_apart() -> None:
+    with beam.Pipeline() as pipeline:
+        blocks = (
+            pipeline
+            | beam.Create([(n, float(n)) for n in range(10)])
+            | beam.MapTuple(lambda n, t: beam.window.TimestampedValue(n, t))
+            | beam.WindowInto(beam.window.FixedWindows(5))
+            | Batch()
+            | beam.Map(
+                lambda block, window=beam.DoFn.WindowParam: (float(window.start), sorted(block))
+            )
+            | beam.CombinePerKey(lambda lists: sorted(n for block in lists for n in block))
+        )
+        assert_that(blocks, equal_to([(0.0, [0, 1, 2, 3, 4]), (5.0, [5, 6, 7, 8, 9])]))

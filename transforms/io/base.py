@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import apache_beam as beam
 
+from transforms.blocks import BLOCK_SIZE
 from transforms.io.endpoint import Endpoint
 from transforms.metrics import WRITTEN
 from transforms.parse import DEFAULT_MAX_BYTES
@@ -19,8 +20,6 @@ from transforms.schema import Schema
 
 __all__ = ["BLOCK_SIZE", "Sink", "SinkContext", "Source"]
 
-# Messages per block of a block read (`Source.blocks`).
-BLOCK_SIZE = 1000
 ALL_RUNNERS = frozenset({"DirectRunner", "DataflowRunner", "FlinkRunner", "PortableRunner"})
 
 
