@@ -38,6 +38,7 @@ from pipelines.spine import (
 )
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.blocks import Unbatch
 from transforms.dedup import TIME_DOMAINS, Dedup
 from transforms.durations import parse_duration
 from transforms.enrich import (
@@ -295,7 +296,8 @@ def _alert(name: str) -> Any:
 
 def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
     """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered."""
-    records, parse_errors = read_and_parse(pipeline, config.spine)
+    blocks, parse_errors = read_and_parse(pipeline, config.spine)
+    records = blocks | "Records" >> Unbatch()
     if config.dedup is not None:
         records = records | "Dedup" >> config.dedup
     enriched, enrich_errors = records | "Enrich" >> config.enrich

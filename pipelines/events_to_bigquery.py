@@ -22,12 +22,11 @@ from pipelines.spine import (
     SpineConfig,
     SpineView,
     read_and_parse,
-    read_and_parse_blocks,
     write_dead_letters,
 )
 from transforms.aggregate import WindowedAggregate, row_schema
 from transforms.aggregate_spec import AggregateSpec, SpecError
-from transforms.blocks import Block
+from transforms.blocks import Unbatch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -106,18 +105,8 @@ def configure(values: dict[str, Any]) -> EventsConfig:
 
 def build(pipeline: beam.Pipeline, config: EventsConfig) -> None:
     """Adds source -> Parse -> sink (and the counts), with every failure dead-lettered."""
-    write_blocks = config.sink.blocks() if config.counts is None else None
-    if write_blocks is not None:
-        parsed = read_and_parse_blocks(pipeline, config.spine)
-        if parsed is not None:
-            # Both ends take blocks (a bounded file to files): one element per block throughout.
-            blocks, parse_errors = parsed
-            records = blocks | "Records" >> beam.Map(
-                lambda block: Block([pair[0] for pair in block])
-            ).with_output_types(Block)
-            write_dead_letters(config.spine, [parse_errors, records | "Write" >> write_blocks])
-            return
-    records, parse_errors = read_and_parse(pipeline, config.spine)
+    blocks, parse_errors = read_and_parse(pipeline, config.spine)
+    records = blocks | "Records" >> Unbatch()
     errors = [parse_errors, records | "Write" >> config.sink]
     if config.counts is not None:
         spec, sink = config.counts

@@ -23,12 +23,11 @@ from pipelines.spine import (
     SpineConfig,
     SpineView,
     read_and_parse,
-    read_and_parse_blocks,
     write_dead_letters,
 )
 from transforms.aggregate import AGGREGATED, WindowedAggregate, row_schema
-from transforms.aggregate_blocks import AggregateBlocks
 from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.blocks import Unbatch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -138,18 +137,9 @@ def build(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
 def _aggregate(
     pipeline: beam.Pipeline, config: MetricsConfig
 ) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """Reads, parses and aggregates; returns the rows and the dead letters so far.
-
-    A bounded source that reads in blocks takes the block path (`AggregateBlocks`, the same
-    rows at a fraction of the cost); anything else `WindowedAggregate`.
-    """
-    if AggregateBlocks.supports(config.spec):
-        parsed = read_and_parse_blocks(pipeline, config.spine)
-        if parsed is not None:
-            blocks, parse_errors = parsed
-            rows, refused = blocks | "Aggregate" >> AggregateBlocks(config.spec, NAME)
-            return rows, [parse_errors, refused]
-    records, parse_errors = read_and_parse(pipeline, config.spine)
+    """Reads, parses and aggregates; returns the rows and the dead letters so far."""
+    blocks, parse_errors = read_and_parse(pipeline, config.spine)
+    records = blocks | "Records" >> Unbatch()
     rows, late = records | "Aggregate" >> WindowedAggregate(config.spec, NAME)
     return rows, [parse_errors, late]
 

@@ -17,11 +17,11 @@ import apache_beam as beam
 from pipelines.options import Option, OptionError
 from pipelines.udf import UDF_OPTIONS, ApplyUdf, Udf
 from transforms.dead_letter import DEAD_LETTER_SCHEMA, CountDeadLetters
-from transforms.fields import CheckFieldBlocks, CheckFields, FieldCheck, RequiredField
+from transforms.fields import CheckFields, FieldCheck, RequiredField
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.registry import make_sink, make_source
 from transforms.metrics import READ, Count
-from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson, ParseJsonBlocks
+from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson
 from transforms.schema import Schema
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "SpineView",
     "load_schema",
     "read_and_parse",
-    "read_and_parse_blocks",
     "write_dead_letters",
 ]
 
@@ -240,79 +239,44 @@ def read_and_parse(
     """Reads the source, counts what is read, parses it and applies the UDF, if any.
 
     Then it checks the fields the pipeline's options name (`ParseSettings.required`, see
-    `transforms.fields`).
+    `transforms.fields`). Every step takes and gives `transforms.blocks.Block`s, whatever the
+    source: a file's chunks, or what one bundle of a stream holds.
 
     Args:
         pipeline: the Beam pipeline.
         config: the pipeline's endpoints and parse settings.
-        before_parse: a step on the `Message`s between the read and Parse (e.g. one that
-            drops Debezium tombstones, counted).
+        before_parse: a step on the Blocks of `Message`s between the read and Parse (e.g. one
+            that drops Debezium tombstones, counted).
 
     Returns:
-        ``(records, errors)``: `Record`s, and dead-letter dicts of what did not parse, what
-        the UDF failed on and what lacks a required field.
+        ``(blocks, errors)``: Blocks of `Record`s (each with its ``event_time``), and
+        dead-letter dicts of what did not parse, what the UDF failed on and what lacks a
+        required field.
     """
     messages = pipeline | "Read" >> config.source | "Count read" >> Count(READ)
     if before_parse is not None:
         messages = messages | before_parse
-    records, parse_errors = messages | "Parse" >> _parse(config, ParseJson)
-    errors = [parse_errors]
-    udf = config.parse.udf
-    if udf is not None:
-        parse = config.parse
-        records, udf_errors = records | "UDF" >> ApplyUdf(
-            config.pipeline, udf, parse.schema, parse.unknown_fields
-        )
-        errors.append(udf_errors)
-    check = FieldCheck(config.parse.required)
-    if check:
-        records, field_errors = records | "Check fields" >> CheckFields(config.pipeline, check)
-        errors.append(field_errors)
-    if len(errors) == 1:
-        return records, parse_errors
-    return records, tuple(errors) | "Parse, UDF and field errors" >> beam.Flatten()
-
-
-def read_and_parse_blocks(
-    pipeline: beam.Pipeline,
-    config: SpineConfig,
-    before_parse: beam.PTransform | None = None,
-) -> tuple[beam.PCollection, beam.PCollection] | None:
-    """`read_and_parse` in blocks, for bounded fast paths; None when it cannot be done.
-
-    It can when the source reads in blocks (`Source.blocks`) and no UDF is set (a UDF takes
-    one record at a time). ``before_parse`` is a step on the blocks of `Message`s between the
-    read and Parse. The required fields are checked as `read_and_parse` checks them.
-
-    Returns:
-        ``(blocks, errors)``: lists of ``(Record, event_time)`` pairs (see
-        `transforms.parse.ParseJsonBlocks`), and dead-letter dicts of what did not parse or
-        lacks a required field.
-    """
-    read = config.source.blocks()
-    if read is None or config.parse.udf is not None:
-        return None
-    blocks = pipeline | "Read" >> read | "Count read" >> Count(READ, blocks=True)
-    if before_parse is not None:
-        blocks = blocks | before_parse
-    parsed, parse_errors = blocks | "Parse" >> _parse(config, ParseJsonBlocks)
-    check = FieldCheck(config.parse.required)
-    if not check:
-        return parsed, parse_errors
-    parsed, field_errors = parsed | "Check fields" >> CheckFieldBlocks(config.pipeline, check)
-    return parsed, (parse_errors, field_errors) | "Parse, UDF and field errors" >> beam.Flatten()
-
-
-def _parse(config: SpineConfig, kind: type[ParseJson]) -> ParseJson:
-    """Returns the parse step (`ParseJson` or `ParseJsonBlocks`) of the parse settings."""
     parse = config.parse
-    return kind(
+    records, parse_errors = messages | "Parse" >> ParseJson(
         config.pipeline,
         schema=parse.schema,
         event_time=parse.event_time,
         max_bytes=parse.max_payload_bytes,
         unknown_fields=parse.unknown_fields,
     )
+    errors = [parse_errors]
+    if parse.udf is not None:
+        records, udf_errors = records | "UDF" >> ApplyUdf(
+            config.pipeline, parse.udf, parse.schema, parse.unknown_fields
+        )
+        errors.append(udf_errors)
+    check = FieldCheck(parse.required)
+    if check:
+        records, field_errors = records | "Check fields" >> CheckFields(config.pipeline, check)
+        errors.append(field_errors)
+    if len(errors) == 1:
+        return records, parse_errors
+    return records, tuple(errors) | "Parse, UDF and field errors" >> beam.Flatten()
 
 
 def write_dead_letters(config: SpineConfig, errors: Iterable[beam.PCollection | None]) -> None:

@@ -23,15 +23,17 @@ receives a shallow copy of the data; the record's event time is the one parsing 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.pvalue import TaggedOutput
 
 from pipelines.options import Option, OptionError
-from transforms.dead_letter import ToDeadLetter
+from transforms.blocks import Block
+from transforms.dead_letter import ToDeadLetter, failure
 from transforms.errors import RecordError
 from transforms.message import Record
 from transforms.metrics import DROPPED, ReasonCounters
@@ -163,7 +165,13 @@ class Udf:
         return function
 
 
+_FAILED = "failed"
+
+
+@beam.typehints.with_output_types(Block)
 class _ApplyUdfFn(beam.DoFn):
+    """A block of `Record`s -> the block of the UDF's records; failures tagged ``failed``."""
+
     def __init__(self, udf: Udf, schema: Schema | None, unknown_fields: UnknownFields) -> None:
         self._udf = udf
         self._schema = schema
@@ -176,15 +184,33 @@ class _ApplyUdfFn(beam.DoFn):
             self._schema.validator(self._unknown_fields) if self._schema is not None else None
         )
 
-    def process(self, record: Record) -> Iterable[Record]:
+    def process(self, block: list[Record]) -> Iterator[Any]:
+        applied = Block()
+        dropped = 0
+        for record in block:
+            try:
+                result = self._apply(record.data)
+            except UdfError as exc:
+                yield TaggedOutput(_FAILED, failure(record, exc))
+                continue
+            if result is None:
+                dropped += 1
+            else:
+                applied.append(Record(result, record.origin, record.event_time))
+        if dropped:
+            self._dropped.inc(UDF_REASON, dropped)
+        if applied:
+            yield applied
+
+    def _apply(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Returns the UDF's record of ``data`` (None: dropped); raises `UdfError`."""
         name = self._udf.function
         try:
-            result = self._function(dict(record.data))
+            result = self._function(dict(data))
         except (Exception, SystemExit) as exc:  # the user's function failed: dead-letter it
             raise UdfError(f"{name} raised {type(exc).__name__}: {exc}") from exc
         if result is None:
-            self._dropped.inc(UDF_REASON)
-            return
+            return None
         if not isinstance(result, dict):
             raise UdfError(f"{name} returned {type(result).__name__}; expected a dict or None")
         problem = _not_json(result, "")
@@ -196,15 +222,16 @@ class _ApplyUdfFn(beam.DoFn):
             except RecordError as exc:  # SchemaViolation, or a value the schema cannot read
                 message = f"{name} returned a record the schema rejects: {exc}"
                 raise UdfSchemaViolation(message) from exc
-        yield Record(result, record.origin)
+        return result
 
 
 class ApplyUdf(beam.PTransform):
-    """Applies a `Udf` to every `Record`'s data, and checks what it returns.
+    """Applies a `Udf` to the data of every `Record` of a block, and checks what it returns.
 
-    Returns ``(records, errors)``: the UDF's records (with the original message kept), and the
-    dead-letter dicts of the records it failed on (step ``udf``; reason ``udf_error``, or
-    ``udf_schema`` for a record the schema rejects).
+    Input: `Block`s of `Record`s. Returns ``(blocks, errors)``: Blocks of the UDF's records
+    (with the original message and event time kept), and the dead-letter dicts of the records
+    it failed on (step ``udf``; reason ``udf_error``, or ``udf_schema`` for a record the schema
+    rejects).
 
     Args:
         pipeline: the pipeline's name, for dead-letter records.
@@ -226,8 +253,9 @@ class ApplyUdf(beam.PTransform):
         self._schema = schema
         self._unknown_fields = unknown_fields
 
-    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        results, failures = records | "Apply" >> beam.ParDo(
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        results = blocks | "Apply" >> beam.ParDo(
             _ApplyUdfFn(self._udf, self._schema, self._unknown_fields)
-        ).with_exception_handling(exc_class=UdfError)
-        return results, failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "udf")
+        ).with_outputs(_FAILED, main="applied")
+        errors = results[_FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "udf")
+        return results.applied, errors

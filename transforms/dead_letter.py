@@ -235,6 +235,9 @@ class _ToDeadLetterFn(beam.DoFn):
     ) -> Iterable[dict[str, Any]]:
         element, (exc_type, message, trace) = failure
         reason = exc_type.reason if issubclass(exc_type, RecordError) else "unexpected_error"
+        event_time = element.event_time if isinstance(element, Record) else None
+        if event_time is None and ts > MIN_TIMESTAMP:
+            event_time = float(Timestamp.of(ts))
         yield error_record(
             element,
             pipeline=self._pipeline,
@@ -243,7 +246,7 @@ class _ToDeadLetterFn(beam.DoFn):
             error_type=exc_type.__name__,
             error_message=message,
             stacktrace="".join(trace),
-            event_timestamp=None if ts <= MIN_TIMESTAMP else float(Timestamp.of(ts)),
+            event_timestamp=event_time,
         )
 
 
@@ -252,7 +255,8 @@ class ToDeadLetter(beam.PTransform):
 
     Input elements are ``(element, (exception_type, message, traceback_lines))``, the shape of
     Beam's dead-letter output; output elements are dicts of this module's shape. The reason is
-    the exception's ``reason`` (see `transforms.errors`), or ``unexpected_error``.
+    the exception's ``reason`` (see `transforms.errors`), or ``unexpected_error``; the event
+    timestamp is a `Record`'s ``event_time``, else the failure's element timestamp.
 
     Args:
         pipeline: the pipeline's name, written into every record.

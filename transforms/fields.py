@@ -39,7 +39,6 @@ from transforms.message import Record
 
 __all__ = [
     "STEP",
-    "CheckFieldBlocks",
     "CheckFields",
     "FieldCheck",
     "Kind",
@@ -189,15 +188,34 @@ def aggregate_fields(spec: AggregateSpec, why: str = "") -> tuple[RequiredField,
     return tuple(fields)
 
 
-def _checked(record: Record, check: FieldCheck) -> Record:
-    check(record.data)
-    return record
+_FAILED = "failed"
+
+
+@beam.typehints.with_output_types(Block)
+class _CheckFn(beam.DoFn):
+    """A block of `Record`s -> the block of those that pass; the others tagged ``failed``."""
+
+    def __init__(self, check: FieldCheck) -> None:
+        self._check = check
+
+    def process(self, block: list[Record]) -> Iterator[Any]:
+        passed = Block()
+        check = self._check
+        for record in block:
+            try:
+                check(record.data)
+            except RecordError as exc:
+                yield TaggedOutput(_FAILED, failure(record, exc))
+                continue
+            passed.append(record)
+        if passed:
+            yield passed
 
 
 class CheckFields(beam.PTransform):
     """Checks every `Record` against required fields; failures are dead-lettered.
 
-    Input: `Record`s (timestamped or not). Returns ``(records, errors)``: the records that
+    Input: `Block`s of `Record`s. Returns ``(blocks, errors)``: Blocks of the records that
     pass, untouched, and dead-letter dicts (step ``fields``, reasons ``missing_field`` and
     ``wrong_type``) of the others.
 
@@ -211,46 +229,8 @@ class CheckFields(beam.PTransform):
         self._pipeline = pipeline
         self._check = check
 
-    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        good, failures = records | "Check" >> beam.Map(
-            _checked, self._check
-        ).with_exception_handling(exc_class=RecordError)
-        return good, failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, STEP)
-
-
-_FAILED = "failed"
-
-
-@beam.typehints.with_output_types(Block)
-class _CheckBlockFn(beam.DoFn):
-    """A block of ``(Record, event_time)`` pairs -> the block of those that pass; others tagged."""
-
-    def __init__(self, check: FieldCheck) -> None:
-        self._check = check
-
-    def process(self, block: list[tuple[Record, float | None]]) -> Iterator[Any]:
-        passed = Block()
-        check = self._check
-        for pair in block:
-            try:
-                check(pair[0].data)
-            except RecordError as exc:
-                yield TaggedOutput(_FAILED, failure(pair[0], exc))
-                continue
-            passed.append(pair)
-        if passed:
-            yield passed
-
-
-class CheckFieldBlocks(CheckFields):
-    """`CheckFields` over blocks of ``(Record, event_time)`` pairs (see `ParseJsonBlocks`).
-
-    Returns ``(blocks, errors)``: blocks of the pairs that pass, and dead-letter dicts as
-    `CheckFields` makes them. Takes `CheckFields`' arguments.
-    """
-
     def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        results = blocks | "Check blocks" >> beam.ParDo(_CheckBlockFn(self._check)).with_outputs(
+        results = blocks | "Check" >> beam.ParDo(_CheckFn(self._check)).with_outputs(
             _FAILED, main="passed"
         )
         errors = results[_FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, STEP)

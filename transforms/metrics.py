@@ -65,33 +65,33 @@ class ReasonCounters:
 
 
 class _CountFn(beam.DoFn):
-    def __init__(self, name: str, blocks: bool) -> None:
+    def __init__(self, name: str) -> None:
         self._name = name
-        self._blocks = blocks
 
     def setup(self) -> None:
         self._counter = Metrics.counter(NAMESPACE, self._name)
 
     def process(self, element: T) -> Iterable[T]:
-        self._counter.inc(len(element) if self._blocks else 1)  # type: ignore[arg-type]
+        self._counter.inc(len(element) if isinstance(element, list) else 1)
         yield element
 
 
 class Count(beam.PTransform):
     """Passes elements through unchanged, counting them in the counter ``name``.
 
+    A block (a `transforms.blocks.Block`, or any list) counts as many as it holds; any other
+    element (a `Record`, a dead-letter dict...) as one.
+
     Args:
         name: the counter.
-        blocks: the elements are blocks (lists) and count as many as they hold.
     """
 
-    def __init__(self, name: str, blocks: bool = False) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__()
         self._name = name
-        self._blocks = blocks
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        return pcoll | beam.ParDo(_CountFn(self._name, self._blocks))
+        return pcoll | beam.ParDo(_CountFn(self._name))
 
 
 def counter_totals(metrics: MetricResults) -> dict[str, int]:

@@ -1,8 +1,16 @@
-"""Parse: JSON payloads into records, validated against a schema, stamped with their event time.
+"""Parse: JSON payloads into records, validated against a schema, carrying their event time.
 
-Every input message lands in exactly one of two outputs: a `Record` (timestamped with its event
-time when one is configured) or a dead-letter record whose reason is one of ``too_large``,
+Parse takes `Block`s of `Message`s (every source's output) and returns Blocks of `Record`s. Every
+input message lands in exactly one of two outputs: a `Record` whose ``event_time`` is read from
+the configured field or attribute, or a dead-letter record whose reason is one of ``too_large``,
 ``invalid_utf8``, ``invalid_json``, ``not_an_object``, ``schema`` or ``bad_timestamp``.
+
+Without an event time (``--event_time_field=none``) a record's ``event_time`` is ``None`` and its
+time is the source's: the timestamp of its block, which is the oldest source timestamp (publish
+time, Kafka record time, Kinesis arrival time...) of the messages read in one bundle with it, so
+never later than its own; `transforms.blocks.Unbatch` leaves such a record at that time. What
+uses it downstream (a CDC delete marker's retention, a dead letter's ``event_timestamp``) needs
+no finer time than a bundle's. A file read has no source timestamps.
 """
 
 from __future__ import annotations
@@ -14,7 +22,6 @@ from typing import Any
 import apache_beam as beam
 import msgspec
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.transforms.window import TimestampedValue
 
 from transforms.blocks import Block
 from transforms.dead_letter import ToDeadLetter, failure
@@ -28,7 +35,6 @@ __all__ = [
     "FAILED",
     "EventTime",
     "ParseJson",
-    "ParseJsonBlocks",
     "parse_message",
 ]
 
@@ -106,12 +112,8 @@ class _Parser:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_decoder": None}
 
-    def __call__(self, message: Message) -> Record | TimestampedValue:
-        record, event_time = self.parse(message)
-        return record if event_time is None else TimestampedValue(record, event_time)
-
-    def parse(self, message: Message) -> tuple[Record, float | None]:
-        """Returns the record and its event time (``None`` without one); raises `RecordError`."""
+    def __call__(self, message: Message) -> Record:
+        """Returns the record of ``message``, with its event time; raises `RecordError`."""
         payload = message.payload
         if len(payload) > self._max_bytes or message.oversize is not None:
             size = len(payload) if message.oversize is None else message.oversize.size
@@ -135,7 +137,7 @@ class _Parser:
             event_time = self._event_time.read(data, message.attributes)
         if self._validate is not None:
             data = self._validate(data)
-        return Record(data, message, event_time), event_time
+        return Record(data, message, event_time)
 
 
 def _raise_for_bytes(payload: bytes) -> None:
@@ -151,24 +153,48 @@ def parse_message(
     schema: Schema | None = None,
     event_time: EventTime | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> Record | TimestampedValue:
+) -> Record:
     """Parses one message outside a pipeline (for tests and tools); raises `RecordError`."""
     return _Parser(schema, event_time, max_bytes, "reject")(message)
 
 
-class ParseJson(beam.PTransform):
-    """Parses `Message` payloads as JSON objects into `Record`s.
+FAILED = "failed"
 
-    Input elements are `Message`s. The transform returns ``(records, errors)``: ``records`` are
-    `Record`s (``Record(data={"user_id": "u1", ...}, origin=<the Message>)``) timestamped with
-    their event time when ``event_time`` is set; ``errors`` are dead-letter dicts (see
-    `transforms.dead_letter`).
+
+@beam.typehints.with_output_types(Block)
+class _ParseFn(beam.DoFn):
+    """A block of `Message`s -> one block of their `Record`s; failures tagged `FAILED`."""
+
+    def __init__(self, parser: _Parser) -> None:
+        self._parser = parser
+
+    def process(self, block: list[Message]) -> Iterator[Any]:
+        parsed = Block()
+        parse = self._parser
+        for message in block:
+            try:
+                parsed.append(parse(message))
+            except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
+                yield TaggedOutput(FAILED, failure(message, exc))
+        if parsed:
+            yield parsed
+
+
+class ParseJson(beam.PTransform):
+    """Parses `Message` payloads as JSON objects into `Record`s, a block at a time.
+
+    Input elements are `Block`s of `Message`s. The transform returns ``(records, errors)``:
+    ``records`` are Blocks of `Record`s (``Record(data={"user_id": "u1", ...}, origin=<the
+    Message>, event_time=1764064800.0)``, ``event_time`` ``None`` without ``event_time``), each
+    in its input block's window and at its timestamp; ``errors`` are dead-letter dicts (see
+    `transforms.dead_letter`), one element each.
 
     Args:
         pipeline: the pipeline's name, for the dead-letter records.
         schema: validates every record (types, required fields, nesting); ``None`` accepts any
             JSON object.
-        event_time: where the event time is read; ``None`` keeps the source's timestamps.
+        event_time: where the event time is read; ``None`` leaves records at their block's
+            time (see this module).
         max_bytes: larger payloads are dead-lettered as ``too_large`` before decoding.
         unknown_fields: fields the schema does not declare are rejected, dropped or kept.
 
@@ -190,48 +216,8 @@ class ParseJson(beam.PTransform):
         self._pipeline = pipeline
         self._parser = _Parser(schema, event_time, max_bytes, unknown_fields)
 
-    def expand(self, messages: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        records, failures = messages | "Decode" >> beam.Map(self._parser).with_exception_handling(
-            exc_class=Exception
-        )
-        errors = failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "parse")
-        return records, errors
-
-
-FAILED = "failed"
-
-
-@beam.typehints.with_output_types(Block)
-class _ParseBlockFn(beam.DoFn):
-    """A block of `Message`s -> one block of ``(Record, event_time)`` pairs, failures tagged."""
-
-    def __init__(self, parser: _Parser) -> None:
-        self._parser = parser
-
-    def process(self, block: list[Message]) -> Iterator[Any]:
-        parsed = Block()
-        parse = self._parser.parse
-        for message in block:
-            try:
-                parsed.append(parse(message))
-            except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
-                yield TaggedOutput(FAILED, failure(message, exc))
-        if parsed:
-            yield parsed
-
-
-class ParseJsonBlocks(ParseJson):
-    """`ParseJson` over blocks: lists of `Message`s in, lists of parsed records out.
-
-    For bounded fast paths that handle a whole block per element (Beam's per-element cost is
-    paid once per block). Each output element is a list of ``(Record, event_time)`` pairs
-    (``event_time`` in epoch seconds, or ``None`` without ``event_time``); the records are not
-    timestamped, their event times travel beside them. ``errors`` are dead-letter dicts, exactly
-    as `ParseJson` makes them. Takes `ParseJson`'s arguments.
-    """
-
     def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        results = blocks | "Decode blocks" >> beam.ParDo(_ParseBlockFn(self._parser)).with_outputs(
+        results = blocks | "Decode" >> beam.ParDo(_ParseFn(self._parser)).with_outputs(
             FAILED, main="parsed"
         )
         errors = results[FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "parse")

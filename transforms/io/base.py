@@ -1,8 +1,8 @@
 """What every source and sink is: a PTransform built from an endpoint URI.
 
-A `Source` turns a pipeline's beginning into `Message`s; a `Sink` takes `Record`s and returns
-the records it could not write as dead-letter dicts (or ``None`` when it has no such output and
-fails the bundle instead, as a dead-letter sink must).
+A `Source` turns a pipeline's beginning into `Block`s of `Message`s; a `Sink` takes `Record`s and
+returns the records it could not write as dead-letter dicts (or ``None`` when it has no such
+output and fails the bundle instead, as a dead-letter sink must).
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ ALL_RUNNERS = frozenset({"DirectRunner", "DataflowRunner", "FlinkRunner", "Porta
 
 class Source(beam.PTransform):
     """A source of `Message`s named by an endpoint URI.
+
+    Its ``expand`` returns `transforms.blocks.Block`s of `Message`s, so that every step after
+    it pays Beam's per-element cost once per block: a source that reads many messages at once
+    (a file, the bounded generator) makes the blocks itself, with at most `BLOCK_SIZE` messages
+    each; a stream's read, one element per message, ends with `transforms.blocks.Batch`.
 
     Attributes:
         bounded: whether its output is a bounded PCollection (a file, a generator with a count):
@@ -60,14 +65,6 @@ class Source(beam.PTransform):
 
     def default_label(self) -> str:
         return f"Read {self.endpoint.scheme}"
-
-    def blocks(self) -> beam.PTransform | None:
-        """Returns a read of the same messages in blocks, or None when the source has none.
-
-        The read yields lists of `Message`s (about `BLOCK_SIZE` each) instead of single
-        messages, for bounded fast paths that pay Beam's per-element cost once per block.
-        """
-        return None
 
     def after_write(self) -> None:
         """Adds the steps that must follow every write of the pipeline; by default none.

@@ -1,11 +1,11 @@
 """``file://`` endpoints: JSON Lines in, JSON Lines or Parquet out.
 
-Source: ``file:///data/in/*.jsonl`` reads every matching file (bounded), one `Message` per line,
-with the file path and line number as its origin. Lines are kept as the original bytes. Files
-ending in ``.gz``, ``.bz2``, ``.zst``, ``.deflate``, ``.xz`` or ``.lzma`` are decompressed
-(`transforms.io.decompress`). Files are read in chunks: a line longer than the source's
-``max_payload_bytes`` is never held whole, it comes out as its first 64 KiB with its size and
-SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
+Source: ``file:///data/in/*.jsonl`` reads every matching file (bounded), one `Message` per line
+in `Block`s of `BLOCK_SIZE` lines, with the file path and line number as its origin. Lines are
+kept as the original bytes. Files ending in ``.gz``, ``.bz2``, ``.zst``, ``.deflate``, ``.xz`` or
+``.lzma`` are decompressed (`transforms.io.decompress`). Files are read in chunks: a line longer
+than the source's ``max_payload_bytes`` is never held whole, it comes out as its first 64 KiB
+with its size and SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes records (bytes as base64 in
 JSON Lines) into files in that folder. Unbounded input is written bundle by bundle, whatever the
@@ -66,41 +66,24 @@ def _messages(readable: fileio.ReadableFile, max_bytes: int) -> Iterator[Message
             yield Message(payload, {}, Origin("file", path=path, line=number), oversize)
 
 
-class _ReadLines(beam.DoFn):
+@beam.typehints.with_output_types(Block)
+class _ReadBlocks(beam.DoFn):
+    """A file -> `Block`s of the `Message`s of its lines, `BLOCK_SIZE` lines each."""
+
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
 
-    def process(self, readable: fileio.ReadableFile) -> Iterator[Message]:
-        return _messages(readable, self._max_bytes)
-
-
-@beam.typehints.with_output_types(Block)
-class _ReadBlocks(_ReadLines):
-    def process(self, readable: fileio.ReadableFile) -> Iterator[Block]:  # type: ignore[override]
+    def process(self, readable: fileio.ReadableFile) -> Iterator[Block]:
         messages = _messages(readable, self._max_bytes)
         while block := Block(itertools.islice(messages, BLOCK_SIZE)):
             yield block
 
 
-class _Read(beam.PTransform):
-    """Reads the files matching ``pattern``: one `Message` per line, or blocks of them."""
-
-    def __init__(self, pattern: str, reader: beam.DoFn) -> None:
-        super().__init__()
-        self._pattern = pattern
-        self._reader = reader
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (
-            pbegin
-            | "Match" >> fileio.MatchFiles(self._pattern)
-            | "Open" >> fileio.ReadMatches()
-            | "Lines" >> beam.ParDo(self._reader)
-        )
-
-
 class FileSource(Source):
-    """Reads JSON Lines files (plain or compressed) matching a path or glob; a `Message` a line."""
+    """Reads JSON Lines files (plain or compressed) matching a path or glob, in blocks.
+
+    Output: `Block`s of `Message`s, a `Message` a line, `BLOCK_SIZE` lines a block.
+    """
 
     def __init__(self, endpoint: Endpoint) -> None:
         super().__init__(endpoint)
@@ -112,11 +95,12 @@ class FileSource(Source):
         self.pattern = endpoint.path
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return pbegin | _Read(self.pattern, _ReadLines(self.max_payload_bytes))
-
-    def blocks(self) -> beam.PTransform:
-        """Reads the same lines as lists of `Message`s (`BLOCK_SIZE` lines each)."""
-        return _Read(self.pattern, _ReadBlocks(self.max_payload_bytes))
+        return (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self.pattern)
+            | "Open" >> fileio.ReadMatches()
+            | "Lines" >> beam.ParDo(_ReadBlocks(self.max_payload_bytes))
+        )
 
 
 def _encode_fallback(value: Any) -> Any:
@@ -429,7 +413,7 @@ class FileSink(Sink):
                 )
             )
         if not self.context.dead_letter:
-            _ = records | "Count" >> Count(self.context.counter, blocks=blocks)
+            _ = records | "Count" >> Count(self.context.counter)
         return None
 
 

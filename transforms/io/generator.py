@@ -40,6 +40,7 @@ import msgspec
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 from apache_beam.transforms.window import TimestampedValue
 
+from transforms.blocks import Batch, Block
 from transforms.event_time import format_timestamp, parse_timestamp
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint, EndpointError
@@ -131,8 +132,13 @@ def _break(rng: random.Random, event: dict[str, Any], encode: Any) -> bytes:
     return encode({k: v for k, v in event.items() if k != "ts"})  # missing event time
 
 
+@beam.typehints.with_output_types(Block)
 class _GenerateBlock(beam.DoFn):
-    """Generates the events of block ``b``: indices ``b * BLOCK`` up to the next block."""
+    """Generates the events of block ``b`` (indices ``b * BLOCK`` up to the next block).
+
+    Output: one `Block` of their `Message`s, at the event time of its first event (the oldest
+    before any is made late).
+    """
 
     def __init__(self, generator: EventGenerator, count: int, start: float, rate: float) -> None:
         self._generator = generator
@@ -142,12 +148,18 @@ class _GenerateBlock(beam.DoFn):
 
     def process(self, block: int) -> Iterator[TimestampedValue]:
         rng = self._generator.block_random(block)
-        for index in range(block * BLOCK, min(self._count, (block + 1) * BLOCK)):
-            yield self._generator.message(rng, index, self._start + index / self._rate)
+        first = block * BLOCK
+        start, rate, message = self._start, self._rate, self._generator.message
+        messages = Block(
+            message(rng, index, start + index / rate).value
+            for index in range(first, min(self._count, first + BLOCK))
+        )
+        yield TimestampedValue(messages, start + first / rate)
 
 
+@beam.typehints.with_output_types(Block)
 class _GenerateTick(beam.DoFn):
-    """Generates ``rate`` events stamped with the tick's wall time."""
+    """Generates ``rate`` events stamped with the tick's wall time: one `Block` of them."""
 
     def __init__(self, generator: EventGenerator, rate: int) -> None:
         self._generator = generator
@@ -156,8 +168,11 @@ class _GenerateTick(beam.DoFn):
     def process(self, tick: float) -> Iterator[TimestampedValue]:
         first = int(tick) * self._rate
         rng = random.Random(self._generator.seed * 1_000_003 + first)
-        for offset in range(self._rate):
-            yield self._generator.message(rng, first + offset, tick + offset / self._rate)
+        messages = Block(
+            self._generator.message(rng, first + offset, tick + offset / self._rate).value
+            for offset in range(self._rate)
+        )
+        yield TimestampedValue(messages, tick)
 
 
 class PacedEvents:
@@ -247,8 +262,9 @@ class GeneratorSource(Source):
         return PacedEvents(self.generator, self.count, self.rate, self.speed, start)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        """Generates the events; elements are `Block`s of `Message`s."""
         if self.live and type(pbegin.pipeline.runner).__name__ == BUNDLE_RUNNER:
-            return pbegin | "Live" >> DirectLiveRead(self._paced)
+            return pbegin | "Live" >> DirectLiveRead(self._paced) | "Blocks" >> Batch()
         if self.count is None:
             rate = max(1, round(self.rate))
             return (

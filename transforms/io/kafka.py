@@ -49,6 +49,7 @@ from collections.abc import Callable
 import apache_beam as beam
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
 
+from transforms.blocks import Batch
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kafka_client import CONNECTION_PARAMS, KafkaConnection
@@ -214,6 +215,10 @@ class KafkaSource(Source):
         self._progress: beam.PCollection | None = None
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        """Reads the topic; elements are `Block`s of `Message`s (see `_read`)."""
+        return self._read(pbegin) | "Blocks" >> Batch()
+
+    def _read(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Reads the topic; elements are `Message`s stamped with their record's timestamp."""
         runner = pbegin.pipeline.runner
         direct = isinstance(runner, (SwitchingDirectRunner, BundleBasedDirectRunner))

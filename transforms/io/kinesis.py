@@ -89,6 +89,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 from botocore.exceptions import BotoCoreError, ClientError
 
+from transforms.blocks import Batch
 from transforms.errors import SinkRejected
 from transforms.event_time import format_timestamp, parse_timestamp
 from transforms.io.base import Sink, SinkContext, Source
@@ -660,6 +661,10 @@ class KinesisSource(Source):
             self.live_on_direct = self.live
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        """Reads the stream; elements are `Block`s of `Message`s (see `_read`)."""
+        return self._read(pbegin) | "Blocks" >> Batch()
+
+    def _read(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Reads the stream; elements are `Message`s stamped with their arrival time."""
         runner = _runner_name(pbegin)
         if self.impl == "java":

@@ -67,6 +67,7 @@ from google.cloud.pubsub_v1.publisher import futures as publish_futures
 from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 from google.cloud.pubsub_v1.types import PublisherOptions
 
+from transforms.blocks import Batch
 from transforms.dead_letter import error_record
 from transforms.event_time import format_timestamp
 from transforms.io.base import Sink, SinkContext, Source
@@ -216,6 +217,10 @@ class PubSubSource(Source):
         )
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        """Read the subscription; elements are `Block`s of `Message`s (see `_read`)."""
+        return self._read(pbegin) | "Blocks" >> Batch()
+
+    def _read(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Read the subscription; elements are `Message`s stamped with publish or event time."""
         if self.id_attribute is not None and isinstance(
             pbegin.pipeline.runner, (SwitchingDirectRunner, BundleBasedDirectRunner)
