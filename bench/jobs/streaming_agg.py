@@ -33,6 +33,7 @@ from bench.jobs.window_agg import WINDOW, WINDOW_SPEC, _MeanSum, _row, _window_l
 from pipelines.spine import load_schema
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec
+from transforms.blocks import Batch, Unbatch
 from transforms.event_time import parse_timestamp
 from transforms.message import Message, Origin, Record
 from transforms.parse import EventTime, ParseJson
@@ -115,7 +116,7 @@ def _message(line: bytes) -> Message:
 
 
 class _Suite(beam.PTransform):
-    """Lines -> Message -> ParseJson -> WindowedAggregate -> JSON rows; dead letters to a file.
+    """Lines -> Message -> Batch -> ParseJson -> WindowedAggregate -> JSON rows; dead letters.
 
     Args:
         dead_letter: where the dead-letter records (parse failures, late records) go.
@@ -129,9 +130,11 @@ class _Suite(beam.PTransform):
         records, parse_errors = (
             lines
             | "Message" >> beam.Map(_message)
+            | "Blocks" >> Batch()
             | "Parse" >> ParseJson(NAME, load_schema("builtin:events"), EventTime("ts"))
         )
         spec = AggregateSpec.load(WINDOW_SPEC)
+        records = records | "Records" >> Unbatch()
         rows, late = records | "Aggregate" >> WindowedAggregate(spec, NAME)
         _ = (
             (parse_errors, late)
