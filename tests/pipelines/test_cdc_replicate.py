@@ -198,42 +198,28 @@ def test_kafka_keys_and_tombstones_need_no_declared_keys(
     assert final_tables(read_jsonl(tmp_path / "out")) == EXPECTED_TABLES
 
 
-def run_both_paths(
-    tmp_path: Path, lines: list[bytes], monkeypatch: pytest.MonkeyPatch
-) -> list[tuple[list[Any], list[Any], dict[str, int]]]:
-    """Runs a file -> file replica of ``lines`` by the block path, then by the record path.
-
-    The record path is what a source without blocks takes: the file source's are turned off.
+def run_file_replica(
+    tmp_path: Path, lines: list[bytes]
+) -> tuple[list[Any], list[Any], dict[str, int]]:
+    """Runs a file -> file replica of ``lines``.
 
     Returns:
-        For each path, ``(final rows, dead letters without their time and stack, counters)``.
+        ``(final rows, dead letters, counters)``.
     """
-    from transforms.io.files import FileSource
-
     source = tmp_path / "changes.jsonl"
     source.write_bytes(b"\n".join(lines) + b"\n")
-    outcomes = []
-    for path in ("blocks", "records"):
-        if path == "records":
-            monkeypatch.setattr(FileSource, "blocks", lambda self: None)
-        out, dlq = tmp_path / path, tmp_path / f"{path}-dlq"
-        report = run_pipeline(
-            SPEC,
-            [f"--source=file://{source}", f"--sink=file://{out}", f"--dead_letter=file://{dlq}",
-             f"--key_columns={CUSTOMERS}=id", "--event_time_field=source.ts_ms"],
-        )  # fmt: skip
-        assert report.balanced, report.render()
-        dead = [
-            {k: v for k, v in d.items() if k not in ("error_timestamp", "stacktrace")}
-            for d in read_jsonl(dlq)
-        ]
-        rows = sorted(read_jsonl(out), key=repr)
-        outcomes.append((rows, sorted(dead, key=repr), report.counters))
-    return outcomes
+    out, dlq = tmp_path / "out", tmp_path / "dlq"
+    report = run_pipeline(
+        SPEC,
+        [f"--source=file://{source}", f"--sink=file://{out}", f"--dead_letter=file://{dlq}",
+         f"--key_columns={CUSTOMERS}=id", "--event_time_field=source.ts_ms"],
+    )  # fmt: skip
+    assert report.balanced, report.render()
+    return read_jsonl(out), read_jsonl(dlq), report.counters
 
 
-def test_block_and_record_paths_give_the_same_final_tables_and_counters(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_long_history_gives_each_keys_latest_row_and_counts_what_it_drops(
+    tmp_path: Path,
 ) -> None:
     history = [b"" if value is None else json.dumps(value).encode() for _, value in HISTORY]
     # Many versions of many customers over several blocks, redelivered and out of order.
@@ -253,9 +239,7 @@ def test_block_and_record_paths_give_the_same_final_tables_and_counters(
     changes += rng.sample(changes, 300)
     rng.shuffle(changes)
     lines = history + [b"null"] + bad_lines() + changes
-    blocks, records = run_both_paths(tmp_path, lines, monkeypatch)
-    assert blocks == records
-    rows, dead, counters = blocks
+    rows, dead, counters = run_file_replica(tmp_path, lines)
     latest: dict[str, Any] = {}  # each generated key's event of the greatest LSN
     for event in sorted(map(json.loads, changes), key=lambda event: event["source"]["lsn"]):
         latest[json.dumps({"id": (event["after"] or event["before"])["id"]})] = event

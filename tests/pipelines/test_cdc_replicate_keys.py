@@ -24,6 +24,7 @@ from pipelines.catalog import get_pipeline
 from pipelines.options import OptionError
 from pipelines.run import RunReport, build_pipeline, run_pipeline
 from pipelines.services import ServiceSpec
+from transforms.blocks import Batch
 from transforms.cdc.normalize import KEY_CHANGES
 from transforms.io.bigquery_client import bounded_retry, make_client
 from transforms.io.files import FileSource
@@ -86,15 +87,12 @@ def check_balance(report: RunReport, read: int, key_changes: int, dead: int) -> 
         assert f"read + {KEY_CHANGES} = applied" in report.render()
 
 
-# --- file replica: the four rows, bad keys, both paths ---------------------------------------
+# --- file replica: the four rows, bad keys ---------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["blocks", "records"])
 def test_one_row_per_canonical_key_and_bad_keys_dead_lettered_with_their_bytes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+    tmp_path: Path,
 ) -> None:
-    if path == "records":  # what a source without blocks takes
-        monkeypatch.setattr(FileSource, "blocks", lambda self: None)
     source = tmp_path / "changes.jsonl"
     source.write_bytes(b"\n".join([*FOUR_ROWS, *BAD_KEYS, *GHOST]) + b"\n")
     out, dlq = tmp_path / "out", tmp_path / "dlq"
@@ -223,8 +221,7 @@ def run_on_test_stream(
         stream = stream.add_elements([message]).advance_watermark_to(line * 10)
     # Past the replica's merge_every (60 s), as a stream's clock would be, before the end.
     stream = stream.advance_processing_time(120).advance_watermark_to_infinity()
-    monkeypatch.setattr(FileSource, "expand", lambda self, pbegin: pbegin | stream)
-    monkeypatch.setattr(FileSource, "blocks", lambda self: None)
+    monkeypatch.setattr(FileSource, "expand", lambda self, pbegin: pbegin | stream | Batch())
     placeholder = tmp_path / "unused.jsonl"
     placeholder.write_bytes(b"")
     pipeline, _ = build_pipeline(

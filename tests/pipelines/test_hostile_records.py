@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from pipelines.catalog import get_pipeline
 from pipelines.options import parse_options
 from pipelines.run import RunReport, run_pipeline
+from transforms.blocks import Batch
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint
 from transforms.message import Message, Origin
@@ -249,7 +250,10 @@ def argv(case: Case, source: Path, folder: Path) -> list[str]:
 
 
 class StreamSource(Source):
-    """Test-only source: ``lines`` as one `Message` each, on a `TestStream` (streaming)."""
+    """Test-only source: ``lines`` as one `Message` each, on a `TestStream` (streaming).
+
+    As every stream's read, it ends with `Batch`: its output is `Block`s of what a bundle holds.
+    """
 
     bounded = False
 
@@ -271,7 +275,7 @@ class StreamSource(Source):
             ]).advance_watermark_to(T0 - 3600 + start + 1)  # fmt: skip
         # Processing time moves on too, so that processing-time triggers and timers fire.
         stream = stream.advance_processing_time(3600).advance_watermark_to_infinity()
-        return pbegin | stream.advance_processing_time(3600)
+        return pbegin | stream.advance_processing_time(3600) | "Blocks" >> Batch()
 
 
 def run_streamed(case: Case, args: list[str], lines: list[bytes]) -> RunReport:

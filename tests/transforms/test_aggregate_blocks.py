@@ -1,9 +1,7 @@
-"""The block path (ParseJsonBlocks -> AggregateBlocks) gives what the record path gives."""
+"""The block path (AggregateBlocks) gives what the record path gives."""
 
 from __future__ import annotations
 
-import json
-import random
 from typing import Any
 
 import apache_beam as beam
@@ -13,10 +11,6 @@ from tests.transforms.test_aggregate_paths import collect, events, record, run_b
 from transforms import aggregate_blocks
 from transforms.aggregate_blocks import AggregateBlocks
 from transforms.aggregate_spec import AggregateSpec
-from transforms.event_time import format_timestamp
-from transforms.message import Message, Origin
-from transforms.parse import EventTime, ParseJson, ParseJsonBlocks
-from transforms.schema import Field, Schema
 
 SPEC = {
     "group_by": ["k"],
@@ -68,67 +62,3 @@ def test_sessions_and_count_triggers_are_refused() -> None:
     assert not AggregateBlocks.supports(sessions)
     with pytest.raises(ValueError, match="session"):
         AggregateBlocks(sessions, "test")
-
-
-# Parse results by name, module level so the runner's copies append to the same lists.
-PARSED: dict[str, list[Any]] = {}
-
-
-def keep(value: Any, name: str) -> None:
-    PARSED[name].append(value)
-
-
-def keep_timed(record: Any, name: str, t: Any = beam.DoFn.TimestampParam) -> None:
-    PARSED[name].append((record, float(t)))
-
-
-def keep_all(block: list[Any], name: str) -> None:
-    PARSED[name].extend(block)
-
-
-def comparable(error: dict[str, Any]) -> tuple:
-    """A dead letter without what differs between runs (when; the stack frames)."""
-    kept = {k: v for k, v in error.items() if k not in ("error_timestamp", "stacktrace")}
-    return tuple(sorted((k, repr(v)) for k, v in kept.items()))
-
-
-def test_block_parse_gives_the_records_and_dead_letters_of_the_record_parse() -> None:
-    rng = random.Random(3)
-    payloads = []
-    for i in range(300):
-        event = {"k": rng.choice("abc"), "v": rng.randint(0, 9),
-                 "ts": format_timestamp(1_764_064_800 + i)}  # fmt: skip
-        kind = i % 10
-        if kind == 0:
-            payloads.append(b"{not json")
-        elif kind == 1:
-            payloads.append(json.dumps({**event, "v": "x"}).encode())
-        elif kind == 2:
-            payloads.append(json.dumps({**event, "ts": "yesterday"}).encode())
-        else:
-            payloads.append(json.dumps(event).encode())
-    messages = [Message(p, {}, Origin("file", path="/in", line=n)) for n, p in enumerate(payloads)]
-    schema = Schema((Field("k", "STRING"), Field("v", "INTEGER"), Field("ts", "TIMESTAMP")))
-    settings = {"schema": schema, "event_time": EventTime(field="ts")}
-    PARSED.update(records=[], errors=[], block_records=[], block_errors=[])
-
-    with beam.Pipeline() as p:
-        records, errors = p | "One" >> beam.Create(messages) | ParseJson("t", **settings)
-        records | "Keep" >> beam.Map(keep_timed, "records")
-        errors | "Comparable" >> beam.Map(comparable) | "Keep errors" >> beam.Map(keep, "errors")
-        blocks = [messages[i : i + 64] for i in range(0, len(messages), 64)]
-        parsed, block_errors = (
-            p
-            | "Blocks" >> beam.Create(blocks)
-            | "Parse blocks" >> (ParseJsonBlocks("t", **settings))
-        )
-        parsed | "Keep blocks" >> beam.Map(keep_all, "block_records")
-        _ = (
-            block_errors
-            | "Comparable block errors" >> beam.Map(comparable)
-            | "Keep block errors" >> beam.Map(keep, "block_errors")
-        )
-    by_line = lambda pair: pair[0].origin.origin.line  # noqa: E731
-    assert sorted(PARSED["block_records"], key=by_line) == sorted(PARSED["records"], key=by_line)
-    assert sorted(PARSED["block_errors"]) == sorted(PARSED["errors"])
-    assert len(PARSED["records"]) == 210 and len(PARSED["errors"]) == 90

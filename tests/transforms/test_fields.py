@@ -1,4 +1,4 @@
-"""The per-record check of the fields a pipeline's options name."""
+"""The check of the fields a pipeline's options name, on every record of a block."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from transforms.aggregate_spec import AggregateSpec
 from transforms.blocks import Block
 from transforms.errors import RecordError
 from transforms.fields import (
-    CheckFieldBlocks,
     CheckFields,
     FieldCheck,
     MissingField,
@@ -152,44 +151,34 @@ def _records() -> list[Record]:
 
 def _dead(errors: beam.PCollection) -> beam.PCollection:
     return errors | beam.Map(
-        lambda d: (d["step"], d["reason"], d["source"]["line"], json.loads(d["payload_bytes"]))
+        lambda d: (
+            d["step"],
+            d["reason"],
+            d["source"]["line"],
+            json.loads(d["payload_bytes"]),
+            d["event_timestamp"],
+        )
     )
 
 
 def test_check_fields_passes_good_records_untouched_and_dead_letters_the_others() -> None:
-    records = _records()
+    records = [record._replace(event_time=60.0 * i) for i, record in enumerate(_records())]
+    blocks = [Block(records[:3]), Block(records[3:])]
     with beam.Pipeline() as p:
-        good, errors = (
-            p | beam.Create(records) | CheckFields("pipe", FieldCheck(aggregate_fields(SPEC)))
+        passed, errors = (
+            p | beam.Create(blocks) | CheckFields("pipe", FieldCheck(aggregate_fields(SPEC)))
         )
-        assert_that(good, equal_to([records[0], records[3]]), label="good")
+        assert_that(
+            passed | beam.Map(lambda block: (type(block).__name__, list(block))),
+            equal_to([("Block", [records[0]]), ("Block", [records[3]])]),
+            label="good",
+        )
         assert_that(
             _dead(errors),
             equal_to(
                 [
-                    ("fields", "missing_field", 2, records[1].data),
-                    ("fields", "wrong_type", 3, records[2].data),
-                ]
-            ),
-            label="dead",
-        )
-
-
-def test_check_field_blocks_gives_the_same_verdicts() -> None:
-    records = _records()
-    block = Block((record, 60.0 * i) for i, record in enumerate(records))
-    with beam.Pipeline() as p:
-        blocks, errors = (
-            p | beam.Create([block]) | CheckFieldBlocks("pipe", FieldCheck(aggregate_fields(SPEC)))
-        )
-        passed = blocks | beam.FlatMap(list)
-        assert_that(passed, equal_to([(records[0], 0.0), (records[3], 180.0)]), label="good")
-        assert_that(
-            _dead(errors),
-            equal_to(
-                [
-                    ("fields", "missing_field", 2, records[1].data),
-                    ("fields", "wrong_type", 3, records[2].data),
+                    ("fields", "missing_field", 2, records[1].data, "1970-01-01T00:01:00Z"),
+                    ("fields", "wrong_type", 3, records[2].data, "1970-01-01T00:02:00Z"),
                 ]
             ),
             label="dead",

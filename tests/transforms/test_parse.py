@@ -1,4 +1,4 @@
-"""Tests of transforms.parse: ParseJson in real pipelines, and parse_message as a property."""
+"""Tests of transforms.parse: ParseJson on blocks in real pipelines, parse_message as a property."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from apache_beam.transforms.window import TimestampedValue
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from transforms.blocks import Block
 from transforms.errors import (
     BadTimestamp,
     InvalidJson,
@@ -68,8 +69,20 @@ def _json(value: Any) -> bytes:
     return json.dumps(value).encode("utf-8")
 
 
-def _with_ts(element, ts=beam.DoFn.TimestampParam):
-    return element, float(ts)
+def _blocks(messages: list[Message], size: int = 4) -> list[Block]:
+    """The messages in blocks of ``size``, as a source reads them."""
+    return [Block(messages[i : i + size]) for i in range(0, len(messages), size)]
+
+
+def _records(blocks: beam.PCollection) -> beam.PCollection:
+    """Blocks of Records -> ``(record, event_time)`` pairs (after checking they are Blocks)."""
+    return blocks | "Records" >> beam.FlatMap(
+        lambda block: (
+            [(record, record.event_time) for record in block]
+            if isinstance(block, Block)
+            else [("not a Block", block)]
+        )
+    )
 
 
 # --- EventTime -----------------------------------------------------------------------------
@@ -112,10 +125,7 @@ def test_parse_json_rejects_bad_arguments() -> None:
 
 def test_parse_message_good_record() -> None:
     message = _msg(_json(_event()), 1)
-    result = parse_message(message, SCHEMA, EventTime(field="ts"))
-    assert isinstance(result, TimestampedValue)
-    assert result.value == Record(_event(), message)
-    assert float(result.timestamp) == BASE
+    assert parse_message(message, SCHEMA, EventTime(field="ts")) == Record(_event(), message, BASE)
 
 
 def test_parse_message_without_event_time_returns_record() -> None:
@@ -211,7 +221,7 @@ def test_parse_json_pipeline_routes_every_reason() -> None:
     ]
     messages = [_msg(_json(event), i + 1) for i, (event, _) in enumerate(good)]
     messages += [_msg(payload, 100 + i, {"k": "v"}) for i, (_, payload) in enumerate(bad)]
-    expected_records = [(Record(event, messages[i]), ts) for i, (event, ts) in enumerate(good)]
+    expected_records = [(Record(event, messages[i], ts), ts) for i, (event, ts) in enumerate(good)]
     expected_errors = [
         (reason, payload, 100 + i, "/in/events.jsonl", "file", "pipe", "parse", None)
         for i, (reason, payload) in enumerate(bad)
@@ -220,10 +230,10 @@ def test_parse_json_pipeline_routes_every_reason() -> None:
     with beam.Pipeline() as p:
         records, errors = (
             p
-            | beam.Create(messages)
+            | beam.Create(_blocks(messages))
             | ParseJson("pipe", SCHEMA, EventTime(field="ts"), max_bytes=MAX_BYTES)
         )
-        assert_that(records | beam.Map(_with_ts), equal_to(expected_records), label="records")
+        assert_that(_records(records), equal_to(expected_records), label="records")
         assert_that(errors | beam.Map(_error_view), equal_to(expected_errors), label="errors")
         details = errors | beam.Map(
             lambda e: (
@@ -265,7 +275,7 @@ def test_parse_json_pipeline_attribute_time_nested_and_unknown_fields() -> None:
         with beam.Pipeline() as p:
             records, errors = (
                 p
-                | beam.Create(messages)
+                | beam.Create(_blocks(messages))
                 | ParseJson(
                     "pipe",
                     schema,
@@ -274,8 +284,8 @@ def test_parse_json_pipeline_attribute_time_nested_and_unknown_fields() -> None:
                 )
             )
             assert_that(
-                records | beam.Map(_with_ts),
-                equal_to([(Record(expected_data, messages[0]), BASE)]),
+                _records(records),
+                equal_to([(Record(expected_data, messages[0], BASE), BASE)]),
                 label="records",
             )
             assert_that(
@@ -285,24 +295,28 @@ def test_parse_json_pipeline_attribute_time_nested_and_unknown_fields() -> None:
             )
 
 
-def test_parse_json_without_event_time_keeps_input_timestamps() -> None:
+def _with_ts(element: Any, ts: Any = beam.DoFn.TimestampParam) -> tuple[Any, float]:
+    return element, float(ts)
+
+
+def test_parse_json_without_event_time_keeps_the_block_timestamp() -> None:
     messages = [_msg(b'{"a": 1}', 1), _msg(b"[]", 2)]
     with beam.Pipeline() as p:
-        stamped = (
+        blocks = (
             p
-            | beam.Create(messages)
-            | beam.Map(lambda m: TimestampedValue(m, BASE + m.origin.line))
+            | beam.Create([(Block(messages), BASE + 1)])
+            | beam.Map(lambda pair: TimestampedValue(*pair))
         )
-        records, errors = stamped | ParseJson("pipe")
+        records, errors = blocks | ParseJson("pipe")
         assert_that(
             records | beam.Map(_with_ts),
-            equal_to([(Record({"a": 1}, messages[0]), BASE + 1)]),
+            equal_to([(Block([Record({"a": 1}, messages[0])]), BASE + 1)]),
             label="records",
         )
-        # The error's event timestamp is the failed element's timestamp, formatted.
+        # Without an event time, a failure's event timestamp is its block's, formatted.
         assert_that(
             errors | beam.Map(lambda e: (e["reason"], e["event_timestamp"])),
-            equal_to([("not_an_object", "2026-11-25T10:00:02Z")]),
+            equal_to([("not_an_object", "2026-11-25T10:00:01Z")]),
             label="errors",
         )
 
@@ -313,7 +327,9 @@ def test_parse_json_pipeline_reasons_for_pathological_payloads() -> None:
         _msg(b'{"event_id": "e1", "ts": 1' + b"0" * 400 + b"}", 2),
     ]
     with beam.Pipeline() as p:
-        _, errors = p | beam.Create(messages) | ParseJson("pipe", None, EventTime(field="ts"))
+        _, errors = (
+            p | beam.Create(_blocks(messages)) | ParseJson("pipe", None, EventTime(field="ts"))
+        )
         assert_that(
             errors | beam.Map(lambda e: e["reason"] != "unexpected_error"),
             equal_to([True, True]),
@@ -491,14 +507,11 @@ def test_parse_message_property(payload: bytes, line: int) -> None:
         return
     # Anything else than RecordError propagates and fails the test.
     assert expected_reason is None, payload
-    assert isinstance(result, TimestampedValue)
-    record = result.value
-    assert isinstance(record, Record)
-    assert record.origin == message
-    assert record.data == expected_data
-    SCHEMA.validator()(json.loads(json.dumps(record.data)))
-    # Beam truncates to microseconds, and floats far from 1970 hold fewer digits.
-    assert float(result.timestamp) == pytest.approx(parse_timestamp(record.data["ts"]), abs=1e-3)
+    assert isinstance(result, Record)
+    assert result.origin == message
+    assert result.data == expected_data
+    SCHEMA.validator()(json.loads(json.dumps(result.data)))
+    assert result.event_time == parse_timestamp(result.data["ts"])
 
 
 def _random_payloads(rng: random.Random, n: int) -> list[bytes]:
@@ -547,10 +560,12 @@ def test_parse_json_pipeline_property(seed: int) -> None:
     with beam.Pipeline() as p:
         records, errors = (
             p
-            | beam.Create(messages)
+            | beam.Create(_blocks(messages, 64))
             | ParseJson("pipe", SCHEMA, EventTime(field="ts"), max_bytes=MAX_BYTES)
         )
-        record_bytes = records | "RecordBytes" >> beam.Map(lambda r: r.origin.payload)
+        record_bytes = records | "RecordBytes" >> beam.FlatMap(
+            lambda block: [r.origin.payload for r in block]
+        )
         error_bytes = errors | "ErrorBytes" >> beam.Map(lambda e: e["payload_bytes"])
         # Every input exactly once across both outputs (multisets of payload bytes).
         everything = (record_bytes, error_bytes) | beam.Flatten()
@@ -564,3 +579,92 @@ def test_parse_json_pipeline_property(seed: int) -> None:
             label="bad",
         )
     assert sum(Counter(outcome).values()) == len(payloads)
+
+
+# --- one path: a stream parses as a file does ------------------------------------------------
+
+# What each run parsed, by run name; module level, so that the runners' copies add to it.
+_PARSED: dict[str, list[Any]] = {}
+
+
+def _keep_block(block: list[Record], run: str) -> None:
+    """Keeps ``("block", size)`` and each record with its event time."""
+    _PARSED[run].append(("block", type(block).__name__, len(block)))
+    _PARSED[run].extend(("record", record, record.event_time) for record in block)
+
+
+def _keep_error(error: dict[str, Any], run: str) -> None:
+    """Keeps a dead letter without what differs between runs (when, the stack, the time)."""
+    skipped = ("error_timestamp", "stacktrace", "event_timestamp")
+    _PARSED[run].append(
+        ("error", sorted((k, repr(v)) for k, v in error.items() if k not in skipped))
+    )
+
+
+def _parse_into(run: str, messages: beam.PCollection) -> None:
+    records, errors = messages | ParseJson("pipe", SCHEMA, EventTime(field="ts"), MAX_BYTES)
+    _ = records | "Keep records" >> beam.Map(_keep_block, run)
+    _ = errors | "Keep errors" >> beam.Map(_keep_error, run)
+
+
+def _stream_lines() -> list[bytes]:
+    """Good events and bad lines, interleaved.
+
+    (A line over the size limit is left out: a file read keeps only its prefix and hash, see
+    `transforms.io.lines`, where a stream's message comes whole.)
+    """
+    bad = [b"{broken", b"[1]", b"\xff\xfe", _json(_event(ts="yesterday")),
+           _json(_event(status_code="x"))]  # fmt: skip
+    lines = []
+    for n in range(60):
+        lines.append(_json(_event(event_id=f"e{n}", ts=BASE + n)))
+        if n % 12 == 0:
+            lines.append(bad[n // 12])
+    return lines
+
+
+def test_a_stream_of_one_message_per_element_parses_into_the_blocks_of_a_file_read(
+    tmp_path: Any,
+) -> None:
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+    from apache_beam.testing.test_stream import TestStream
+
+    from transforms.blocks import Batch
+    from transforms.io.registry import make_source
+
+    lines = _stream_lines()
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    messages = [
+        Message(line, {}, Origin("file", path=str(path), line=n)) for n, line in enumerate(lines, 1)
+    ]
+    _PARSED.update(file=[], create=[], stream=[])
+
+    with beam.Pipeline() as p:  # the FnApiRunner
+        _parse_into("file", p | make_source(f"file://{path}", max_payload_bytes=MAX_BYTES))
+    with beam.Pipeline() as p:  # one element per message, as a stream's read gives them
+        _parse_into("create", p | beam.Create(messages, reshuffle=False) | Batch())
+    stream = TestStream()
+    for start in range(0, len(messages), 20):  # several bundles, the watermark moving on
+        stream = stream.add_elements(
+            [TimestampedValue(m, BASE + start) for m in messages[start : start + 20]]
+        ).advance_watermark_to(BASE + start + 1)
+    options = PipelineOptions(streaming=True)
+    with beam.Pipeline(runner=BundleBasedDirectRunner(), options=options) as p:
+        _parse_into("stream", p | stream.advance_watermark_to_infinity() | Batch())
+
+    def outputs(run: str, kind: str) -> list[Any]:
+        return sorted((item[1:] for item in _PARSED[run] if item[0] == kind), key=repr)
+
+    expected_records = outputs("file", "record")
+    expected_errors = outputs("file", "error")
+    assert len(expected_records) == 60 and len(expected_errors) == 5
+    assert {size for _, size in outputs("file", "block")} == {60}
+    for run in ("create", "stream"):
+        assert outputs(run, "record") == expected_records, run
+        assert outputs(run, "error") == expected_errors, run
+        blocks = outputs(run, "block")
+        assert {kind for kind, _ in blocks} == {"Block"}
+        # The messages of a bundle travel together: fewer blocks than records.
+        assert sum(size for _, size in blocks) == 60 and len(blocks) < 60, (run, blocks)

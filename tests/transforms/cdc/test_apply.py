@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support import COLLECTED, Collect
+from transforms.blocks import Batch, Unbatch
 from transforms.cdc.apply import APPLIED, DUPLICATE, STALE, ApplyChanges, KeyState, apply_change
 from transforms.cdc.change import Change, key_id
 from transforms.cdc.debezium import DropTombstones, is_tombstone
@@ -364,9 +365,9 @@ def test_twenty_histories_through_beam_end_in_their_source_states() -> None:
 
     def build(pipeline: beam.Pipeline) -> Any:
         records, parse_errors = (
-            pipeline | beam.Create(messages) | DropTombstones() | ParseJson(PIPELINE)
+            pipeline | beam.Create(messages) | DropTombstones() | Batch() | ParseJson(PIPELINE)
         )
-        changes, normalize_errors = records | NormalizeChanges(PIPELINE, "debezium")
+        changes, normalize_errors = records | Unbatch() | NormalizeChanges(PIPELINE, "debezium")
         applied, apply_errors = changes | ApplyChanges(PIPELINE)
         errors = (parse_errors, normalize_errors, apply_errors) | beam.Flatten()
         return applied | FinalState(), errors

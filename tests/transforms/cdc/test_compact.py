@@ -18,6 +18,7 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 import transforms.cdc.compact as compact
 from tests.transforms.cdc.test_apply import BASE, PIPELINE, TABLE, History, change, run
+from transforms.blocks import Batch, Unbatch
 from transforms.cdc.apply import DUPLICATE, ApplyChanges
 from transforms.cdc.change import key_id
 from transforms.cdc.compact import merge
@@ -209,8 +210,10 @@ def test_disordered_debezium_histories_end_in_the_same_final_tables() -> None:
     ]
 
     def normalize(pipeline: beam.Pipeline) -> Any:
-        records, _ = pipeline | beam.Create(messages) | DropTombstones() | ParseJson(PIPELINE)
-        return records | NormalizeChanges(PIPELINE, "debezium")
+        records, _ = (
+            pipeline | beam.Create(messages) | DropTombstones() | Batch() | ParseJson(PIPELINE)
+        )
+        return records | Unbatch() | NormalizeChanges(PIPELINE, "debezium")
 
     changes, errors, _ = run(normalize)
     assert errors == []

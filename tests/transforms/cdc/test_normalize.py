@@ -20,6 +20,7 @@ import apache_beam as beam
 import pytest
 
 from tests.support import COLLECTED, Collect
+from transforms.blocks import Batch, Unbatch
 from transforms.cdc.change import Change
 from transforms.cdc.debezium import DropTombstones, is_tombstone
 from transforms.cdc.envelope import (
@@ -291,9 +292,9 @@ def test_normalize_changes_in_a_pipeline_dead_letters_with_reasons_and_counts_dr
 
     pipeline = beam.Pipeline()
     records, parse_errors = (
-        pipeline | beam.Create(messages) | DropTombstones() | ParseJson("cdc_test")
+        pipeline | beam.Create(messages) | DropTombstones() | Batch() | ParseJson("cdc_test")
     )
-    changes, errors = records | NormalizeChanges("cdc_test", "debezium")
+    changes, errors = records | Unbatch() | NormalizeChanges("cdc_test", "debezium")
     _ = changes | "Changes" >> _collect("changes")
     _ = (parse_errors, errors) | beam.Flatten() | "Errors" >> _collect("errors")
     result = pipeline.run()

@@ -55,14 +55,15 @@ _COLLECTED: dict[str, list[Any]] = defaultdict(list)
 
 
 class _Collect(beam.DoFn):
-    """Collects ``(message, element timestamp)`` under a tag."""
+    """Collects ``(message, element timestamp)`` under a tag; a block's messages one by one."""
 
     def __init__(self, tag: str) -> None:
         self._tag = tag
 
     def process(self, element: Any, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
+        messages = element if isinstance(element, list) else [element]
         with _LOCK:
-            _COLLECTED[self._tag].append((element, float(timestamp)))
+            _COLLECTED[self._tag].extend((message, float(timestamp)) for message in messages)
         yield element
 
 
@@ -72,10 +73,10 @@ class _FailOn(beam.DoFn):
     def __init__(self, payload: bytes) -> None:
         self._payload = payload
 
-    def process(self, message: Message) -> Iterator[Message]:
-        if message.payload == self._payload:
+    def process(self, block: list[Message]) -> Iterator[list[Message]]:
+        if any(message.payload == self._payload for message in block):
             raise RuntimeError("the sink broke")
-        yield message
+        yield block
 
 
 @pytest.fixture
@@ -203,7 +204,8 @@ def test_bounded_read_keeps_every_record_with_its_coordinates(
     by_place = {(m.origin.partition, m.origin.offset): (m, ts) for m, ts in read}
     for record in produced:
         message, timestamp = by_place[(record["partition"], record["offset"])]
-        assert timestamp == record["ms"] / 1000
+        # A block of messages is at the oldest record timestamp among them.
+        assert timestamp <= record["ms"] / 1000
         assert message.origin == Origin(
             "kafka",
             topic=topic,
@@ -327,7 +329,10 @@ def test_live_read_ends_with_max_records_and_delivers_them_all(
 
     read = _COLLECTED.pop(tag)
     assert _coordinates(read) == sorted((r["partition"], r["offset"]) for r in produced)
-    assert sorted(ts for _, ts in read) == sorted(r["ms"] / 1000 for r in produced)
+    assert min(ts for _, ts in read) == min(r["ms"] / 1000 for r in produced)
+    assert sorted(m.origin.publish_time for m, _ in read) == sorted(
+        format_timestamp(r["ms"] / 1000) for r in produced
+    )
     # The offsets of every record handed to the runner are committed when the reader ends.
     assert _committed(broker, topic, unique_name) == _ends(broker, topic)
 

@@ -32,8 +32,9 @@ from apache_beam.runners.runner import PipelineState
 from pipelines.spine import load_schema
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec
+from transforms.blocks import Unbatch
 from transforms.errors import RecordError
-from transforms.io.generator import GeneratorSource, PacedEvents
+from transforms.io.generator import BLOCK, GeneratorSource, PacedEvents
 from transforms.io.live import DirectLiveRead
 from transforms.io.registry import make_source
 from transforms.message import Message
@@ -65,7 +66,7 @@ class _Collect(beam.DoFn):
 
 
 class _RecordBundles(beam.DoFn):
-    """Collects ``(bundle id, message)``: a new id at every start_bundle."""
+    """Collects ``(bundle id, message)`` of blocks of messages: a new id at every start_bundle."""
 
     def __init__(self, tag: str) -> None:
         self._tag = tag
@@ -73,20 +74,21 @@ class _RecordBundles(beam.DoFn):
     def start_bundle(self) -> None:
         self._bundle = uuid.uuid4().hex
 
-    def process(self, message: Message) -> None:
-        _collect(self._tag, (self._bundle, message))
+    def process(self, block: list[Message]) -> None:
+        for message in block:
+            _collect(self._tag, (self._bundle, message))
 
 
 class _Produced(beam.DoFn):
-    """Counts the messages the source has produced so far (right after the source)."""
+    """Counts the messages the source has produced so far (blocks, right after the source)."""
 
     def __init__(self, tag: str) -> None:
         self._tag = tag
 
-    def process(self, message: Message) -> Any:
+    def process(self, block: list[Message]) -> Any:
         with _LOCK:
-            _PRODUCED[self._tag] += 1
-        yield message
+            _PRODUCED[self._tag] += len(block)
+        yield block
 
 
 class _RowProgress(beam.DoFn):
@@ -160,14 +162,20 @@ def _read_all(reader: PacedEvents, limit: int) -> list[tuple[list[Any], float, f
     return reads
 
 
+def _stamped(block: list[Message], ts: Any = beam.DoFn.TimestampParam) -> list[Any]:
+    return [(message, float(ts)) for message in block]
+
+
 def _bounded_messages(uri: str) -> dict[int, tuple[bytes, float]]:
-    """Runs the bounded generator of ``uri`` and returns ``{offset: (payload, timestamp)}``."""
+    """Runs the bounded generator of ``uri``; returns ``{offset: (payload, block timestamp)}``."""
     tag = uuid.uuid4().hex
     with beam.Pipeline() as p:
         _ = (
             p
             | make_source(uri)
-            | beam.Map(lambda m, ts=beam.DoFn.TimestampParam: (m, float(ts)))
+            | beam.FlatMap(
+                lambda block, ts=beam.DoFn.TimestampParam: [(m, float(ts)) for m in block]
+            )
             | beam.ParDo(_Collect(tag))
         )
     pairs = _COLLECTED.pop(tag)
@@ -239,7 +247,8 @@ def test_paced_events_are_the_bounded_generators_events() -> None:
     }
     assert sorted(paced) == list(range(300))
     for index in range(300):
-        assert paced[index][1] == pytest.approx(bounded[index][1]), index
+        # A bounded block is at the time of its first event.
+        assert bounded[index][1] == pytest.approx(paced[index - index % BLOCK][1]), index
     differing = [index for index in range(300) if paced[index][0] != bounded[index][0]]
     assert differing == []
 
@@ -288,7 +297,7 @@ def _late_indices(seed: int) -> tuple[list[int], int]:
             except RecordError:
                 broken += 1
                 continue
-            event_time = float(parsed.timestamp)
+            event_time = parsed.event_time
             if event_time < START + index / LIVE_RATE - 30:
                 late.append(index)
     return late, broken
@@ -325,7 +334,7 @@ def test_windows_close_while_the_live_source_runs() -> None:
     records, parse_errors = messages | ParseJson(
         "live_test", schema=EVENTS_SCHEMA, event_time=EventTime(field="ts")
     )
-    rows, late = records | WindowedAggregate(spec, "live_test")
+    rows, late = records | Unbatch() | WindowedAggregate(spec, "live_test")
     _ = rows | "Progress" >> beam.ParDo(_RowProgress(tag))
     _ = parse_errors | "Parse errors" >> beam.ParDo(_Collect(tag + "parse"))
     _ = late | "Late" >> beam.ParDo(_Collect(tag + "late"))

@@ -75,20 +75,24 @@ def _pull(subscription: str, count: int) -> list[Any]:
 
 
 class _RecordTo(beam.DoFn):
-    """Appends each Message, with its element timestamp, to a JSON Lines file."""
+    """Appends each Message of a block, with the block's timestamp, to a JSON Lines file."""
 
     def __init__(self, path: str) -> None:
         self._path = path
 
-    def process(self, message: Message, timestamp: Any = beam.DoFn.TimestampParam) -> None:
-        line = {
-            "payload": message.payload.decode(),
-            "attributes": message.attributes,
-            "origin": message.origin.to_dict(),
-            "timestamp": float(timestamp),
-        }
+    def process(self, block: list[Message], timestamp: Any = beam.DoFn.TimestampParam) -> None:
+        lines = [
+            {
+                "payload": message.payload.decode(),
+                "attributes": message.attributes,
+                "origin": message.origin.to_dict(),
+                "timestamp": float(timestamp),
+            }
+            for message in block
+            if "wake" not in message.attributes
+        ]
         with open(self._path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
+            handle.writelines(json.dumps(line) + "\n" for line in lines)
 
 
 def _seen(path: Path) -> list[dict[str, Any]]:
@@ -114,12 +118,7 @@ def _cancel(result: PipelineResult, topic: str) -> None:
 def _run_source(uri: str, out: Path, topic: str, count: int) -> list[dict[str, Any]]:
     """Runs PubSubSource live until ``count`` messages were recorded; returns them."""
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=True))
-    _ = (
-        pipeline
-        | PubSubSource(Endpoint.parse(uri))
-        | beam.Filter(lambda message: "wake" not in message.attributes)
-        | beam.ParDo(_RecordTo(str(out)))
-    )
+    _ = pipeline | PubSubSource(Endpoint.parse(uri)) | beam.ParDo(_RecordTo(str(out)))
     result = pipeline.run()
     try:
         deadline = time.monotonic() + DEADLINE_SECONDS
@@ -156,8 +155,10 @@ def test_source_keeps_payloads_attributes_and_ids(names: Names, tmp_path: Path) 
         assert line["origin"].get("key") == (f"k{n}" if n % 2 else None)
         publish_time = line["origin"]["publish_time"]
         assert publish_time.endswith("Z")
-        # Without timestamp_attribute the element timestamp is the publish time.
-        assert Timestamp.from_rfc3339(publish_time) == Timestamp.of(line["timestamp"])
+        # Without timestamp_attribute a block is at the oldest publish time of its messages.
+        assert Timestamp.of(line["timestamp"]) <= Timestamp.from_rfc3339(publish_time)
+    oldest = min(Timestamp.from_rfc3339(line["origin"]["publish_time"]) for line in seen)
+    assert min(Timestamp.of(line["timestamp"]) for line in seen) == oldest
 
 
 @pytest.mark.integration

@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
+from transforms.blocks import Batch
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import DirectLiveRead
 from transforms.io.pubsub import PubSubSource, to_message
@@ -55,17 +56,18 @@ class _Registered:
 
 
 class _Write(beam.DoFn):
-    """Stands for a sink: records (message id, whether it is unacknowledged) per message."""
+    """Stands for a sink of blocks: records (message id, whether it is unacknowledged)."""
 
     def __init__(self, tag: str, first_delay: float) -> None:
         self._tag = tag
         self._first_delay = first_delay
 
-    def process(self, message: Any) -> None:
+    def process(self, block: list[Any]) -> None:
         if not _SEEN[self._tag]:
             time.sleep(self._first_delay)  # a slow first write, longer than the ack deadline
-        message_id = message.origin.message_id
-        _SEEN[self._tag].append((message_id, message_id in _READERS[self._tag].in_flight))
+        for message in block:
+            message_id = message.origin.message_id
+            _SEEN[self._tag].append((message_id, message_id in _READERS[self._tag].in_flight))
 
 
 @pytest.fixture
@@ -84,13 +86,15 @@ def publish(pubsub_topic: tuple[str, str]) -> Iterator[Callable[[int], list[str]
 def run_reading(
     tag: str, settings: PubSubReadSettings, first_delay: float, until: Callable[[], bool]
 ) -> None:
-    """Reads the subscription through `_Write` on the streaming DirectRunner until ``until()``."""
+    """Reads the subscription in blocks, as `PubSubSource` does, through `_Write` on the
+    streaming DirectRunner until ``until()``."""
     options = PipelineOptions(streaming=True)
     pipeline = beam.Pipeline(runner=BundleBasedDirectRunner(), options=options)
     _ = (
         pipeline
         | DirectLiveRead(_Registered(tag, settings))
         | beam.Map(to_message)
+        | Batch()
         | beam.ParDo(_Write(tag, first_delay))
     )
     result = pipeline.run()
