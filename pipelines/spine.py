@@ -1,7 +1,9 @@
-"""The spine every pipeline shares: source -> Parse -> ... -> sinks, failures -> dead letters.
+"""The spine every pipeline shares: source -> Parse -> steps -> sinks, failures -> dead letters.
 
-`SpineConfig` holds the validated endpoints and parse settings that every pipeline has;
-`read_and_parse` and `write_dead_letters` are the two ends of every pipeline's graph.
+`SpineConfig` holds the validated endpoints and parse settings that every pipeline has; a
+pipeline's ``build`` declares its steps through a `Spine`, which owns the graph's error contract:
+it collects every step's and sink's error output and writes them through the dead-letter writer,
+and it refuses a graph that leaves an error output unconsumed.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from importlib import resources
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 
 from pipelines.options import Option, OptionError
 from pipelines.udf import UDF_OPTIONS, ApplyUdf, Udf
-from transforms.dead_letter import DEAD_LETTER_SCHEMA, CountDeadLetters
+from transforms.dead_letter import ToDeadLetter
+from transforms.dead_letter_writer import DeadLetterWriter, dead_letter_sink
 from transforms.fields import CheckFieldBlocks, CheckFields, FieldCheck, RequiredField
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.registry import make_sink, make_source
@@ -27,12 +31,14 @@ from transforms.schema import Schema
 __all__ = [
     "PARSE_OPTIONS",
     "ParseSettings",
+    "Spine",
     "SpineConfig",
     "SpineView",
+    "UnroutedErrors",
     "load_schema",
     "read_and_parse",
     "read_and_parse_blocks",
-    "write_dead_letters",
+    "unrouted_errors",
 ]
 
 BUILTIN_SCHEMAS = ("events",)
@@ -195,9 +201,7 @@ class SpineConfig:
             pipeline=pipeline,
             source=make_source(values["source"], parse.max_payload_bytes),
             sink=make_sink(values["sink"], context),
-            dead_letter=make_sink(
-                values["dead_letter"], SinkContext(pipeline, DEAD_LETTER_SCHEMA, None, True)
-            ),
+            dead_letter=dead_letter_sink(values["dead_letter"], pipeline),
             parse=parse,
             max_seconds=values["max_seconds"],
         )
@@ -315,15 +319,139 @@ def _parse(config: SpineConfig, kind: type[ParseJson]) -> ParseJson:
     )
 
 
-def write_dead_letters(config: SpineConfig, errors: Iterable[beam.PCollection | None]) -> None:
-    """Flattens every step's dead-letter dicts, counts them by reason and writes them.
+class UnroutedErrors(ValueError):
+    """A graph leaves an error output unconsumed: the failures of that step would be lost."""
 
-    Being the last step every pipeline adds, it then lets the source add the steps that must
-    follow every write (`Source.after_write`: a Kafka read commits its offsets there).
+
+class Spine:
+    """Builds one pipeline's graph: its steps, and every error output to the dead letters.
+
+    A pipeline's ``build`` declares its steps through a spine::
+
+        with Spine(pipeline, config.spine) as spine:
+            records = spine.read()
+            rows = spine.apply("Aggregate", WindowedAggregate(spec, NAME), records)
+            spine.write("Write", config.sink, rows)
+
+    A step applied with `apply` returns ``(main, errors)`` (main: what the next step takes;
+    errors: dead-letter dicts) or only a main output; the spine keeps the errors and hands back
+    the main output. `read` keeps the failures of Parse, the UDF and the field checks, `write`
+    the records a sink could not write. When the ``with`` block ends, the spine writes all of
+    them through the dead-letter writer (`transforms.dead_letter_writer.DeadLetterWriter`), lets
+    the source add what must follow every write (`Source.after_write`), and checks the finished
+    graph: as in Beam YAML, where an unconsumed error output fails construction, it raises
+    `UnroutedErrors` naming every step whose error output does not reach the dead-letter writer
+    (a sink, or a step with Beam failures, applied beside the spine; see `unrouted_errors`).
+
+    Args:
+        pipeline: the Beam pipeline.
+        config: the pipeline's endpoints and parse settings.
     """
-    outputs = [pcoll for pcoll in errors if pcoll is not None]
-    if outputs:
-        merged = tuple(outputs) | "All errors" >> beam.Flatten()
-        counted = merged | "Count dead letters" >> CountDeadLetters()
-        _ = counted | "Write dead letters" >> config.dead_letter
-    config.source.after_write()
+
+    def __init__(self, pipeline: beam.Pipeline, config: SpineConfig) -> None:
+        self._pipeline = pipeline
+        self._config = config
+        self._errors: list[beam.PCollection] = []
+
+    def __enter__(self) -> Spine:
+        return self
+
+    def __exit__(self, exc_type: Any, *unused: Any) -> None:
+        if exc_type is None:
+            self.finish()
+
+    def read(self, before_parse: beam.PTransform | None = None) -> beam.PCollection:
+        """Reads, parses and checks the input (`read_and_parse`); returns the records."""
+        records, errors = read_and_parse(self._pipeline, self._config, before_parse)
+        self._errors.append(errors)
+        return records
+
+    def apply(self, label: str, step: beam.PTransform, pcoll: Any) -> Any:
+        """Applies ``step`` to ``pcoll`` as ``label``; keeps its errors, returns its main output."""
+        outputs = pcoll | label >> step
+        if not isinstance(outputs, tuple):
+            return outputs
+        main, errors = outputs
+        self._errors.append(errors)
+        return main
+
+    def write(self, label: str, sink: Sink, blocks: beam.PCollection) -> None:
+        """Writes blocks of records through ``sink`` as ``label``; keeps what it could not write."""
+        failures = blocks | label >> sink
+        if failures is not None:
+            self._errors.append(failures)
+
+    def finish(self) -> None:
+        """Writes every kept error output as dead letters, then checks the graph.
+
+        Raises:
+            UnroutedErrors: an error output of the graph does not reach the dead-letter writer.
+        """
+        if self._errors:
+            errors = tuple(self._errors) | "All errors" >> beam.Flatten()
+            _ = errors | "Write dead letters" >> DeadLetterWriter(self._config.dead_letter)
+        self._config.source.after_write()
+        unrouted = unrouted_errors(self._pipeline)
+        if unrouted:
+            raise UnroutedErrors(
+                f"{self._config.pipeline}: the error output of {', '.join(map(repr, unrouted))} "
+                "does not reach the dead-letter writer, so its failures would be lost: apply "
+                "the step with Spine.apply (a sink with Spine.write)"
+            )
+
+
+def unrouted_errors(pipeline: beam.Pipeline) -> list[str]:
+    """Returns the full labels of the error outputs that do not reach a `DeadLetterWriter`.
+
+    Error outputs are those of every `Sink` (the dead-letter dicts of what it could not write)
+    and of every `ToDeadLetter` (a step's Beam failures); one is routed when a chain of
+    consumers leads from it into a `DeadLetterWriter`.
+    """
+    graph = _Graph()
+    pipeline.visit(graph)
+    return [
+        node.full_label
+        for node in graph.error_nodes
+        if not all(graph.reaches_writer(pcoll) for pcoll in _pcolls(node.outputs.values()))
+    ]
+
+
+def _pcolls(values: Iterable[Any]) -> list[beam.PCollection]:
+    return [value for value in values if isinstance(value, beam.PCollection)]
+
+
+class _Graph(PipelineVisitor):
+    """The consumers of every PCollection of a pipeline, and its error-producing steps."""
+
+    def __init__(self) -> None:
+        self.consumers: dict[beam.PCollection, list[AppliedPTransform]] = {}
+        self.error_nodes: list[AppliedPTransform] = []
+
+    def enter_composite_transform(self, node: AppliedPTransform) -> None:
+        if isinstance(node.transform, (Sink, ToDeadLetter)):
+            self.error_nodes.append(node)
+
+    def visit_transform(self, node: AppliedPTransform) -> None:
+        for pcoll in _pcolls(node.inputs):
+            self.consumers.setdefault(pcoll, []).append(node)
+
+    def reaches_writer(self, pcoll: beam.PCollection) -> bool:
+        """Whether a chain of consumers leads from ``pcoll`` into a `DeadLetterWriter`."""
+        seen, pending = {pcoll}, [pcoll]
+        while pending:
+            for node in self.consumers.get(pending.pop(), ()):
+                if _inside_writer(node):
+                    return True
+                for output in _pcolls(node.outputs.values()):
+                    if output not in seen:
+                        seen.add(output)
+                        pending.append(output)
+        return False
+
+
+def _inside_writer(node: AppliedPTransform | None) -> bool:
+    while node is not None:
+        if isinstance(node.transform, DeadLetterWriter):
+            return True
+        node = node.parent
+    return False
