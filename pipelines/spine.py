@@ -394,9 +394,9 @@ class Spine:
         unrouted = unrouted_errors(self._pipeline)
         if unrouted:
             raise UnroutedErrors(
-                f"{self._config.pipeline}: the error output of {', '.join(map(repr, unrouted))} "
-                "does not reach the dead-letter writer, so its failures would be lost: apply "
-                "the step with Spine.apply (a sink with Spine.write)"
+                f"{self._config.pipeline}: error outputs that do not reach the dead-letter "
+                f"writer (their failures would be lost): {', '.join(map(repr, unrouted))}; "
+                "apply each step with Spine.apply (a sink with Spine.write)"
             )
 
 
