@@ -368,7 +368,8 @@ class _WriteFn(BatchingFn[_Command]):
                     error = SinkRejected(
                         f"the record cannot be encoded: {type(error).__name__}: {error}"
                     )
-                yield self._rejected(Pending(record, None, timestamp, window), str(error))
+                unsent: Pending[None] = Pending(record, None, timestamp, window)
+                yield self._rejected(unsent, str(error), error.reason)
                 continue
             yield from self.add(pending)
 
@@ -427,11 +428,13 @@ class _WriteFn(BatchingFn[_Command]):
         for pending, reply in rejected:
             yield self._rejected(pending, f"key {pending.item.key!r}: {reply}")
 
-    def _rejected(self, pending: Pending[Any], message: str) -> WindowedValue:
+    def _rejected(
+        self, pending: Pending[Any], message: str, reason: str = SinkRejected.reason
+    ) -> WindowedValue:
         return dead_letter(
             pending,
             pipeline=self._target.pipeline,
-            reason=SinkRejected.reason,
+            reason=reason,
             error_type=SinkRejected.__name__,
             message=f"{self._target.where} ({self._target.mode}): {message}",
         )
