@@ -9,18 +9,20 @@ and it refuses a graph that leaves an error output unconsumed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 
 from pipelines.options import Option, OptionError
 from pipelines.udf import UDF_OPTIONS, ApplyUdf, Udf
-from transforms.dead_letter import ToDeadLetter
-from transforms.dead_letter_writer import DeadLetterWriter, dead_letter_sink
+from transforms.dead_letter_writer import (
+    DeadLetterWriter,
+    UnroutedErrors,
+    dead_letter_sink,
+    unrouted_errors,
+)
 from transforms.fields import CheckFieldBlocks, CheckFields, FieldCheck, RequiredField
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.registry import make_sink, make_source
@@ -34,11 +36,9 @@ __all__ = [
     "Spine",
     "SpineConfig",
     "SpineView",
-    "UnroutedErrors",
     "load_schema",
     "read_and_parse",
     "read_and_parse_blocks",
-    "unrouted_errors",
 ]
 
 BUILTIN_SCHEMAS = ("events",)
@@ -319,10 +319,6 @@ def _parse(config: SpineConfig, kind: type[ParseJson]) -> ParseJson:
     )
 
 
-class UnroutedErrors(ValueError):
-    """A graph leaves an error output unconsumed: the failures of that step would be lost."""
-
-
 class Spine:
     """Builds one pipeline's graph: its steps, and every error output to the dead letters.
 
@@ -341,7 +337,8 @@ class Spine:
     the source add what must follow every write (`Source.after_write`), and checks the finished
     graph: as in Beam YAML, where an unconsumed error output fails construction, it raises
     `UnroutedErrors` naming every step whose error output does not reach the dead-letter writer
-    (a sink, or a step with Beam failures, applied beside the spine; see `unrouted_errors`).
+    (a sink, or a step with Beam failures, applied beside the spine; see
+    `transforms.dead_letter_writer.unrouted_errors`).
 
     Args:
         pipeline: the Beam pipeline.
@@ -398,60 +395,3 @@ class Spine:
                 f"writer (their failures would be lost): {', '.join(map(repr, unrouted))}; "
                 "apply each step with Spine.apply (a sink with Spine.write)"
             )
-
-
-def unrouted_errors(pipeline: beam.Pipeline) -> list[str]:
-    """Returns the full labels of the error outputs that do not reach a `DeadLetterWriter`.
-
-    Error outputs are those of every `Sink` (the dead-letter dicts of what it could not write)
-    and of every `ToDeadLetter` (a step's Beam failures); one is routed when a chain of
-    consumers leads from it into a `DeadLetterWriter`.
-    """
-    graph = _Graph()
-    pipeline.visit(graph)
-    return [
-        node.full_label
-        for node in graph.error_nodes
-        if not all(graph.reaches_writer(pcoll) for pcoll in _pcolls(node.outputs.values()))
-    ]
-
-
-def _pcolls(values: Iterable[Any]) -> list[beam.PCollection]:
-    return [value for value in values if isinstance(value, beam.PCollection)]
-
-
-class _Graph(PipelineVisitor):
-    """The consumers of every PCollection of a pipeline, and its error-producing steps."""
-
-    def __init__(self) -> None:
-        self.consumers: dict[beam.PCollection, list[AppliedPTransform]] = {}
-        self.error_nodes: list[AppliedPTransform] = []
-
-    def enter_composite_transform(self, node: AppliedPTransform) -> None:
-        if isinstance(node.transform, (Sink, ToDeadLetter)):
-            self.error_nodes.append(node)
-
-    def visit_transform(self, node: AppliedPTransform) -> None:
-        for pcoll in _pcolls(node.inputs):
-            self.consumers.setdefault(pcoll, []).append(node)
-
-    def reaches_writer(self, pcoll: beam.PCollection) -> bool:
-        """Whether a chain of consumers leads from ``pcoll`` into a `DeadLetterWriter`."""
-        seen, pending = {pcoll}, [pcoll]
-        while pending:
-            for node in self.consumers.get(pending.pop(), ()):
-                if _inside_writer(node):
-                    return True
-                for output in _pcolls(node.outputs.values()):
-                    if output not in seen:
-                        seen.add(output)
-                        pending.append(output)
-        return False
-
-
-def _inside_writer(node: AppliedPTransform | None) -> bool:
-    while node is not None:
-        if isinstance(node.transform, DeadLetterWriter):
-            return True
-        node = node.parent
-    return False

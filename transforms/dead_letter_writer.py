@@ -12,17 +12,26 @@ What that sink could not write cannot be dead-lettered again: the writer fails t
 sink's write, and runners fuse a ParDo with its producer (the FnApiRunner, Dataflow, Flink), so
 it fails the bundle that wrote: the runner retries that bundle, and nothing is lost or
 dead-lettered twice. A sink that fails its bundle by itself (files, stdout) returns no failures.
+
+`unrouted_errors` finds the error outputs of a finished graph that do not reach the writer (see
+`pipelines.spine.Spine`, which refuses such a graph).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 
 from transforms.blocks import Batch
-from transforms.dead_letter import DEAD_LETTER_SCHEMA, CountDeadLetters, truncate_payload
+from transforms.dead_letter import (
+    DEAD_LETTER_SCHEMA,
+    CountDeadLetters,
+    ToDeadLetter,
+    truncate_payload,
+)
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
 
@@ -30,8 +39,10 @@ __all__ = [
     "WRITTEN_DEAD_LETTERS",
     "DeadLetterWriteError",
     "DeadLetterWriter",
+    "UnroutedErrors",
     "dead_letter_context",
     "dead_letter_sink",
+    "unrouted_errors",
 ]
 
 WRITTEN_DEAD_LETTERS = "written_dead_letters"
@@ -90,3 +101,64 @@ class DeadLetterWriter(beam.PTransform):
         failures = blocks | "Write" >> self.sink
         if failures is not None:
             _ = failures | "Fail the bundle" >> beam.ParDo(_FailFn(str(self.sink.endpoint)))
+
+
+class UnroutedErrors(ValueError):
+    """A graph leaves an error output unconsumed: the failures of that step would be lost."""
+
+
+def unrouted_errors(pipeline: beam.Pipeline) -> list[str]:
+    """Returns the full labels of the error outputs that do not reach a `DeadLetterWriter`.
+
+    Error outputs are those of every `Sink` (the dead-letter dicts of what it could not write)
+    and of every `ToDeadLetter` (a step's Beam failures); one is routed when a chain of
+    consumers leads from it into a `DeadLetterWriter`.
+    """
+    graph = _Graph()
+    pipeline.visit(graph)
+    return [
+        node.full_label
+        for node in graph.error_nodes
+        if not all(graph.reaches_writer(pcoll) for pcoll in _pcolls(node.outputs.values()))
+    ]
+
+
+def _pcolls(values: Iterable[Any]) -> list[beam.PCollection]:
+    return [value for value in values if isinstance(value, beam.PCollection)]
+
+
+class _Graph(PipelineVisitor):
+    """The consumers of every PCollection of a pipeline, and its error-producing steps."""
+
+    def __init__(self) -> None:
+        self.consumers: dict[beam.PCollection, list[AppliedPTransform]] = {}
+        self.error_nodes: list[AppliedPTransform] = []
+
+    def enter_composite_transform(self, node: AppliedPTransform) -> None:
+        if isinstance(node.transform, (Sink, ToDeadLetter)):
+            self.error_nodes.append(node)
+
+    def visit_transform(self, node: AppliedPTransform) -> None:
+        for pcoll in _pcolls(node.inputs):
+            self.consumers.setdefault(pcoll, []).append(node)
+
+    def reaches_writer(self, pcoll: beam.PCollection) -> bool:
+        """Whether a chain of consumers leads from ``pcoll`` into a `DeadLetterWriter`."""
+        seen, pending = {pcoll}, [pcoll]
+        while pending:
+            for node in self.consumers.get(pending.pop(), ()):
+                if _inside_writer(node):
+                    return True
+                for output in _pcolls(node.outputs.values()):
+                    if output not in seen:
+                        seen.add(output)
+                        pending.append(output)
+        return False
+
+
+def _inside_writer(node: AppliedPTransform | None) -> bool:
+    while node is not None:
+        if isinstance(node.transform, DeadLetterWriter):
+            return True
+        node = node.parent
+    return False

@@ -8,10 +8,10 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 
-from pipelines.spine import ParseSettings, Spine, SpineConfig, UnroutedErrors, unrouted_errors
+from pipelines.spine import ParseSettings, Spine, SpineConfig
 from transforms.blocks import Batch
 from transforms.dead_letter import ToDeadLetter
-from transforms.dead_letter_writer import dead_letter_sink
+from transforms.dead_letter_writer import UnroutedErrors, dead_letter_sink, unrouted_errors
 from transforms.io.base import SinkContext
 from transforms.io.registry import make_sink, make_source
 from transforms.message import Record

@@ -18,8 +18,8 @@ from google.cloud import bigquery
 
 from pipelines.services import ServiceSpec
 from tests.support import no_dead_letters, run_sink
-from transforms.cdc.change import Change
 from transforms.blocks import Batch
+from transforms.cdc.change import Change
 from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.bigquery_client import bounded_retry, make_client
