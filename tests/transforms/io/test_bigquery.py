@@ -216,18 +216,13 @@ def test_a_row_over_the_request_limit_is_dead_lettered_truncated_and_the_rest_wr
     assert got == [{"id": 1}, {"id": 3}]
 
 
-@pytest.mark.integration
-def test_insert_requests_are_cut_under_the_byte_limit(
-    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
-) -> None:
-    limit = 2_000
-    records = [_record(i, {"id": i, "name": "n" * 400}) for i in range(10)]
-    sizes = [len(json.dumps(to_json_row(r.data))) for r in records]
-    target = InsertTarget(
-        table=f"{PROJECT}.{dataset}.events",
+def _target(spec: ServiceSpec, table: str, schema: Schema, **options: Any) -> InsertTarget:
+    """The insert DoFn's settings for ``table`` of the emulator, one attempt per request."""
+    return InsertTarget(
+        table=f"{PROJECT}.{table}",
         project=PROJECT,
-        endpoint=bigquery_emulator.endpoint,
-        schema=SCHEMA,
+        endpoint=spec.endpoint,
+        schema=schema,
         create="if_needed",
         partition_field=None,
         clustering=(),
@@ -235,6 +230,21 @@ def test_insert_requests_are_cut_under_the_byte_limit(
         retry=RetryPolicy(attempts=1),
         pipeline="test_pipeline",
         counter="written",
+        **options,
+    )
+
+
+@pytest.mark.integration
+def test_insert_requests_are_cut_under_the_byte_limit(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    limit = 2_000
+    records = [_record(i, {"id": i, "name": "n" * 400}) for i in range(10)]
+    sizes = [len(json.dumps(to_json_row(r.data))) for r in records]
+    target = _target(
+        bigquery_emulator,
+        f"{dataset}.events",
+        SCHEMA,
         inserted_tag="inserted",
         max_request_bytes=limit,
     )
@@ -272,18 +282,10 @@ def test_a_row_over_the_limit_is_shrunk_when_the_context_can(
         error_type="E",
         error_message="no",
     )
-    target = InsertTarget(
-        table=f"{PROJECT}.{dataset}.errors",
-        project=PROJECT,
-        endpoint=bigquery_emulator.endpoint,
-        schema=DEAD_LETTER_SCHEMA,
-        create="if_needed",
-        partition_field=None,
-        clustering=(),
-        batch_size=500,
-        retry=RetryPolicy(attempts=1),
-        pipeline="p",
-        counter=WRITTEN_DEAD_LETTERS,
+    target = _target(
+        bigquery_emulator,
+        f"{dataset}.errors",
+        DEAD_LETTER_SCHEMA,
         shrink=truncate_payload,
         max_request_bytes=MAX_PAYLOAD_PREFIX * 2,  # the whole payload in base64 is over it
     )
