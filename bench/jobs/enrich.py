@@ -107,12 +107,14 @@ def _enrich_naive(path: Path, out: Path) -> int:
 
 
 @dataclass(frozen=True)
-class _EnrichConfig(SpineView):
+class EnrichConfig(SpineView):
+    """The validated options of the bench's enrich pipeline: the spine and the enrich step."""
+
     spine: SpineConfig
     enrich: beam.PTransform
 
 
-def _configure(values: dict[str, Any]) -> _EnrichConfig:
+def _configure(values: dict[str, Any]) -> EnrichConfig:
     parse = ParseSettings.from_options(values)
     settings = EnrichSettings(NAME, into=INTO)
     try:
@@ -121,10 +123,10 @@ def _configure(values: dict[str, Any]) -> _EnrichConfig:
         raise OptionError(f"--reference: {error}") from None
     # The sink writes enriched records, which the events schema does not describe.
     output = SinkContext(NAME, None, parse.time_field)
-    return _EnrichConfig(SpineConfig.from_options(NAME, values, parse, output), enrich)
+    return EnrichConfig(SpineConfig.from_options(NAME, values, parse, output), enrich)
 
 
-def _build(pipeline: beam.Pipeline, config: _EnrichConfig) -> None:
+def _build(pipeline: beam.Pipeline, config: EnrichConfig) -> None:
     with Spine(pipeline, config.spine) as spine:
         enriched = spine.apply("Enrich", config.enrich, spine.read())
         spine.write("Write", config.sink, enriched | "Blocks" >> Batch())
