@@ -25,9 +25,9 @@ own key); a null key value is dead-lettered ``cdc_no_key``, a list, object or Na
 
 Final tables need only each key's latest change, so that run applies changes by keeping just
 those (`transforms.cdc.compact`: memory of one change per key, the others counted as
-``cdc_duplicate`` or ``cdc_superseded``). Every other sink keeps or forwards the stream of
-applied changes (the BigQuery replica's change log, a topic, Redis, which dead-letters each
-truncate), so it gets every one of them.
+``cdc_duplicate`` or ``cdc_superseded``).
+Every other sink keeps or forwards the stream of applied changes (the BigQuery replica's
+change log, a topic, Redis, which dead-letters each truncate), so it gets every one of them.
 """
 
 from __future__ import annotations
@@ -39,15 +39,8 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    write_dead_letters,
-)
-from transforms.blocks import Unbatch
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms.blocks import Batch, Unbatch
 from transforms.cdc.apply import APPLIED, CHANGE_SCHEMA, ApplyChanges
 from transforms.cdc.compact_blocks import DropTombstoneBlocks
 from transforms.cdc.envelope import parse_key_columns
@@ -141,22 +134,16 @@ def configure(values: dict[str, Any]) -> CdcConfig:
 
 def build(pipeline: beam.Pipeline, config: CdcConfig) -> None:
     """Adds source -> Parse -> Normalize -> Apply -> sink, with every failure dead-lettered."""
-    blocks, parse_errors = read_and_parse(
-        pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstoneBlocks()
-    )
-    records = blocks | "Records" >> Unbatch()
-    changes, normalize_errors = records | "Normalize" >> NormalizeChanges(
-        NAME, config.format, config.key_columns
-    )
-    applied, apply_errors = changes | "Apply" >> ApplyChanges(
-        NAME, config.delete_retention, latest_only=config.final_state
-    )
-    if config.final_state:
-        applied = applied | "Final state" >> FinalState()
-    write_dead_letters(
-        config.spine,
-        [parse_errors, normalize_errors, apply_errors, applied | "Write" >> config.sink],
-    )
+    with Spine(pipeline, config.spine) as spine:
+        blocks = spine.read(before_parse="Drop tombstones" >> DropTombstoneBlocks())
+        records = blocks | "Records" >> Unbatch()
+        normalize = NormalizeChanges(NAME, config.format, config.key_columns)
+        changes = spine.apply("Normalize", normalize, records)
+        apply = ApplyChanges(NAME, config.delete_retention, latest_only=config.final_state)
+        applied = spine.apply("Apply", apply, changes)
+        if config.final_state:
+            applied = applied | "Final state" >> FinalState()
+        spine.write("Write", config.sink, applied | "Blocks" >> Batch())
 
 
 PIPELINE = PipelineSpec(

@@ -16,17 +16,10 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import WindowedAggregate, row_schema
 from transforms.aggregate_spec import AggregateSpec, SpecError
-from transforms.blocks import Unbatch
+from transforms.blocks import Batch, Unbatch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -105,15 +98,16 @@ def configure(values: dict[str, Any]) -> EventsConfig:
 
 def build(pipeline: beam.Pipeline, config: EventsConfig) -> None:
     """Adds source -> Parse -> sink (and the counts), with every failure dead-lettered."""
-    blocks, parse_errors = read_and_parse(pipeline, config.spine)
-    records = blocks | "Records" >> Unbatch()
-    errors = [parse_errors, records | "Write" >> config.sink]
-    if config.counts is not None:
-        spec, sink = config.counts
-        # Late records are written whole by the main sink; the counts only count them.
-        rows, _ = records | "Counts" >> WindowedAggregate(spec, NAME, dead_letter_late=False)
-        errors.append(rows | "Write counts" >> sink)
-    write_dead_letters(config.spine, errors)
+    with Spine(pipeline, config.spine) as spine:
+        blocks = spine.read()
+        spine.write("Write", config.sink, blocks)
+        if config.counts is not None:
+            spec, sink = config.counts
+            records = blocks | "Records" >> Unbatch()
+            # Late records are written whole by the main sink; the counts only count them.
+            counts = WindowedAggregate(spec, NAME, dead_letter_late=False)
+            rows = spine.apply("Counts", counts, records)
+            spine.write("Write counts", sink, rows | "Count blocks" >> Batch())
 
 
 PIPELINE = PipelineSpec(

@@ -17,17 +17,10 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import AGGREGATED, WindowedAggregate, row_schema
 from transforms.aggregate_spec import AggregateSpec, SpecError
-from transforms.blocks import Unbatch
+from transforms.blocks import Batch, Unbatch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -127,21 +120,13 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
 
 def build(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
     """Adds source -> Parse -> WindowedAggregate -> sinks, with every failure dead-lettered."""
-    rows, errors = _aggregate(pipeline, config)
-    errors.append(rows | "Write" >> config.sink)
-    for name, sink in config.extra_sinks:
-        errors.append(rows | f"Write {name}" >> sink)
-    write_dead_letters(config.spine, errors)
-
-
-def _aggregate(
-    pipeline: beam.Pipeline, config: MetricsConfig
-) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """Reads, parses and aggregates; returns the rows and the dead letters so far."""
-    blocks, parse_errors = read_and_parse(pipeline, config.spine)
-    records = blocks | "Records" >> Unbatch()
-    rows, late = records | "Aggregate" >> WindowedAggregate(config.spec, NAME)
-    return rows, [parse_errors, late]
+    with Spine(pipeline, config.spine) as spine:
+        records = spine.read() | "Records" >> Unbatch()
+        rows = spine.apply("Aggregate", WindowedAggregate(config.spec, NAME), records)
+        blocks = rows | "Blocks" >> Batch()
+        spine.write("Write", config.sink, blocks)
+        for name, sink in config.extra_sinks:
+            spine.write(f"Write {name}", sink, blocks)
 
 
 PIPELINE = PipelineSpec(

@@ -18,16 +18,9 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import AGGREGATED
-from transforms.blocks import Unbatch
+from transforms.blocks import Batch, Unbatch
 from transforms.durations import parse_duration
 from transforms.fields import RequiredField
 from transforms.io.base import SinkContext
@@ -160,18 +153,10 @@ def configure(values: dict[str, Any]) -> SessionizeConfig:
 
 def build(pipeline: beam.Pipeline, config: SessionizeConfig) -> None:
     """Adds source -> Parse -> Sessionize -> sink, with every failure dead-lettered."""
-    rows, errors = _sessionize(pipeline, config)
-    write_dead_letters(config.spine, [*errors, rows | "Write" >> config.sink])
-
-
-def _sessionize(
-    pipeline: beam.Pipeline, config: SessionizeConfig
-) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """Reads, parses and sessionizes; returns the rows and the dead letters so far."""
-    blocks, parse_errors = read_and_parse(pipeline, config.spine)
-    records = blocks | "Records" >> Unbatch()
-    rows, errors = records | "Sessionize" >> Sessionize(config.sessions, NAME)
-    return rows, [parse_errors, errors]
+    with Spine(pipeline, config.spine) as spine:
+        records = spine.read() | "Records" >> Unbatch()
+        rows = spine.apply("Sessionize", Sessionize(config.sessions, NAME), records)
+        spine.write("Write", config.sink, rows | "Blocks" >> Batch())
 
 
 PIPELINE = PipelineSpec(
