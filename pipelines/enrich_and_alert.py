@@ -38,6 +38,7 @@ from pipelines.spine import (
 )
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.blocks import Batch, Unbatch
 from transforms.dedup import TIME_DOMAINS, Dedup
 from transforms.durations import parse_duration
 from transforms.enrich import (
@@ -293,6 +294,13 @@ def _alert(name: str) -> Any:
     return lambda record: Record({**record.data, "alert": name}, record.origin)
 
 
+def _with_event_time(record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Record:
+    """TRANSITION: the record with its event time (its timestamp) when it lost it."""
+    if record.event_time is not None:
+        return record
+    return record._replace(event_time=float(timestamp))
+
+
 def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
     """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered."""
     records, parse_errors = read_and_parse(pipeline, config.spine)
@@ -310,9 +318,15 @@ def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
     }
     if config.bursts is not None:
         # Late records are written whole by the main sink; the bursts only count them.
-        rows, _ = enriched | "Bursts" >> WindowedAggregate(
-            config.bursts, NAME, dead_letter_late=False
+        # TRANSITION: enrich gives records (without their event time); the aggregation
+        # takes blocks, and the alerts records.
+        rows, _ = (
+            enriched
+            | "Event times" >> beam.Map(_with_event_time)
+            | "Batch bursts" >> Batch()
+            | "Bursts" >> WindowedAggregate(config.bursts, NAME, dead_letter_late=False)
         )
+        rows = rows | "Burst rows" >> Unbatch()
         alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert(BURST))
     for index, (sink, names) in enumerate(config.alert_sinks):
         merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()

@@ -27,7 +27,7 @@ from pipelines.spine import (
 )
 from transforms.aggregate import WindowedAggregate, row_schema
 from transforms.aggregate_spec import AggregateSpec, SpecError
-from transforms.blocks import Block
+from transforms.blocks import Batch, Block, Unbatch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -122,8 +122,13 @@ def build(pipeline: beam.Pipeline, config: EventsConfig) -> None:
     if config.counts is not None:
         spec, sink = config.counts
         # Late records are written whole by the main sink; the counts only count them.
-        rows, _ = records | "Counts" >> WindowedAggregate(spec, NAME, dead_letter_late=False)
-        errors.append(rows | "Write counts" >> sink)
+        # TRANSITION: the parse gives records and the counts sink takes records.
+        rows, _ = (
+            records
+            | "Batch for counts" >> Batch()
+            | "Counts" >> WindowedAggregate(spec, NAME, dead_letter_late=False)
+        )
+        errors.append(rows | "Count rows" >> Unbatch() | "Write counts" >> sink)
     write_dead_letters(config.spine, errors)
 
 

@@ -27,8 +27,8 @@ from pipelines.spine import (
     write_dead_letters,
 )
 from transforms.aggregate import AGGREGATED, WindowedAggregate, row_schema
-from transforms.aggregate_blocks import AggregateBlocks
 from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.blocks import Batch, Block, Unbatch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -138,20 +138,26 @@ def build(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
 def _aggregate(
     pipeline: beam.Pipeline, config: MetricsConfig
 ) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """Reads, parses and aggregates; returns the rows and the dead letters so far.
+    """Reads, parses and aggregates; returns the rows (`Record`s) and the dead letters so far."""
+    blocks, parse_errors = _parsed_blocks(pipeline, config)
+    rows, errors = blocks | "Aggregate" >> WindowedAggregate(config.spec, NAME)
+    # TRANSITION: the sinks still take records.
+    return rows | "Rows" >> Unbatch(), [parse_errors, errors]
 
-    A bounded source that reads in blocks takes the block path (`AggregateBlocks`, the same
-    rows at a fraction of the cost); anything else `WindowedAggregate`.
-    """
-    if AggregateBlocks.supports(config.spec):
-        parsed = read_and_parse_blocks(pipeline, config.spine)
-        if parsed is not None:
-            blocks, parse_errors = parsed
-            rows, refused = blocks | "Aggregate" >> AggregateBlocks(config.spec, NAME)
-            return rows, [parse_errors, refused]
+
+def _parsed_blocks(
+    pipeline: beam.Pipeline, config: MetricsConfig
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """TRANSITION: blocks of parsed `Record`s, from whichever read the spine offers."""
+    parsed = read_and_parse_blocks(pipeline, config.spine)
+    if parsed is not None:
+        pairs, parse_errors = parsed
+        blocks = pairs | "Records" >> beam.Map(
+            lambda block: Block([pair[0] for pair in block])
+        ).with_output_types(Block)
+        return blocks, parse_errors
     records, parse_errors = read_and_parse(pipeline, config.spine)
-    rows, late = records | "Aggregate" >> WindowedAggregate(config.spec, NAME)
-    return rows, [parse_errors, late]
+    return records | "Batch" >> Batch(), parse_errors
 
 
 PIPELINE = PipelineSpec(

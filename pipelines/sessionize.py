@@ -28,7 +28,6 @@ from pipelines.spine import (
     write_dead_letters,
 )
 from transforms.aggregate import AGGREGATED
-from transforms.aggregate_sessions import BoundedSessions
 from transforms.durations import parse_duration
 from transforms.fields import RequiredField
 from transforms.io.base import SinkContext
@@ -173,12 +172,11 @@ def _sessionize(
     A bounded source that reads in blocks takes the block path (`SessionizeBlocks`, the same
     rows at a fraction of the cost); anything else `Sessionize`.
     """
-    if BoundedSessions.supports(config.sessions.aggregate_spec()):
-        parsed = read_and_parse_blocks(pipeline, config.spine)
-        if parsed is not None:
-            blocks, parse_errors = parsed
-            rows, errors = blocks | "Sessionize" >> SessionizeBlocks(config.sessions, NAME)
-            return rows, [parse_errors, errors]
+    parsed = read_and_parse_blocks(pipeline, config.spine)
+    if parsed is not None:
+        blocks, parse_errors = parsed
+        rows, errors = blocks | "Sessionize" >> SessionizeBlocks(config.sessions, NAME)
+        return rows, [parse_errors, errors]
     records, parse_errors = read_and_parse(pipeline, config.spine)
     rows, errors = records | "Sessionize" >> Sessionize(config.sessions, NAME)
     return rows, [parse_errors, errors]

@@ -57,7 +57,7 @@ from transforms.aggregate_fold import (
     PrepareBlock,
     group_key,
 )
-from transforms.aggregate_gate import LATE_TAG, LateToDeadLetter, LatenessGate, ShardBlocks
+from transforms.aggregate_gate import LATE_TAG, LatenessGate, LateToDeadLetter, ShardBlocks
 from transforms.aggregate_spec import AggregateSpec, WindowSpec
 from transforms.blocks import Batch
 from transforms.event_time import format_timestamp

@@ -70,9 +70,7 @@ _LINE = iter(range(1, 1_000_000))
 
 def event(offset: float, **data: Any) -> TimestampedValue:
     """A record at BASE + offset seconds, with its original message."""
-    return TimestampedValue(
-        Record(data, _message(data, next(_LINE)), BASE + offset), BASE + offset
-    )
+    return TimestampedValue(Record(data, _message(data, next(_LINE)), BASE + offset), BASE + offset)
 
 
 def block(values: list[TimestampedValue]) -> list[TimestampedValue]:
@@ -603,9 +601,7 @@ def test_late_record_of_a_new_key_is_dead_lettered() -> None:
 
 def _gate_block(*offsets: float) -> TimestampedValue:
     """A block for shard 0 of the gate: items as `PrepareBlock` makes them."""
-    items = Block(
-        (Record({"t": offset}), ("a",), ((offset,), BASE + offset)) for offset in offsets
-    )
+    items = Block((Record({"t": offset}), ("a",), ((offset,), BASE + offset)) for offset in offsets)
     return TimestampedValue((0, items), BASE + min(offsets))
 
 

@@ -32,6 +32,7 @@ from apache_beam.runners.runner import PipelineState
 from pipelines.spine import load_schema
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec
+from transforms.blocks import Batch, Unbatch
 from transforms.errors import RecordError
 from transforms.io.generator import GeneratorSource, PacedEvents
 from transforms.io.live import DirectLiveRead
@@ -325,8 +326,8 @@ def test_windows_close_while_the_live_source_runs() -> None:
     records, parse_errors = messages | ParseJson(
         "live_test", schema=EVENTS_SCHEMA, event_time=EventTime(field="ts")
     )
-    rows, late = records | WindowedAggregate(spec, "live_test")
-    _ = rows | "Progress" >> beam.ParDo(_RowProgress(tag))
+    rows, late = records | Batch() | WindowedAggregate(spec, "live_test")
+    _ = rows | Unbatch() | "Progress" >> beam.ParDo(_RowProgress(tag))
     _ = parse_errors | "Parse errors" >> beam.ParDo(_Collect(tag + "parse"))
     _ = late | "Late" >> beam.ParDo(_Collect(tag + "late"))
     result = _run_to_end(pipeline)
