@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
@@ -326,7 +327,8 @@ def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
             | "Batch bursts" >> Batch()
             | "Bursts" >> WindowedAggregate(config.bursts, NAME, dead_letter_late=False)
         )
-        rows = rows | "Burst rows" >> Unbatch()
+        # In the global window, as the other alerts they are flattened with.
+        rows = rows | "Burst rows" >> Unbatch() | "Unwindowed" >> beam.WindowInto(GlobalWindows())
         alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert(BURST))
     for index, (sink, names) in enumerate(config.alert_sinks):
         merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()

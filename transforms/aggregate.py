@@ -12,6 +12,13 @@ carries partials, not records, and Beam's own windowing combines them, so panes 
 ON_TIME, LATE), lateness and triggers keep Beam's semantics. A count trigger counts elements:
 with one, each record is its own partial.
 
+A bounded input without a count trigger (tumbling, hopping or global windows) has exactly one
+pane per group and window, the ``ON_TIME`` one Beam fires at the end of input. Beam's trigger
+machinery costs far more per (group, window) than the aggregation itself, so there the partials
+are folded per window and keyed by it, combined in the global window, and each row is emitted
+as Beam would emit it (its window, its last instant, ``ON_TIME``, pane 0, final unless a late
+firing may follow). Sessions merge windows, so they always take Beam's windowing.
+
 An output row (the data of an output `Record`) looks like::
 
     {"endpoint": "/api/cart",                      # the group keys
@@ -46,7 +53,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.transforms import trigger as triggers
 from apache_beam.transforms import window as windows
-from apache_beam.utils.timestamp import Duration
+from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.aggregate_fold import (
     AGGREGATED,
@@ -101,6 +109,10 @@ class _ToRow(beam.DoFn):
         self._group_by = spec.group_by
         self._having = spec.having
 
+    def setup(self) -> None:
+        # Window bounds as text, by window: many groups share each window.
+        self._bounds: dict[Any, tuple[str | None, str | None]] = {}
+
     def process(
         self,
         element: tuple[tuple, dict[str, Any]],
@@ -108,16 +120,53 @@ class _ToRow(beam.DoFn):
         pane: Any = beam.DoFn.PaneInfoParam,
     ) -> Iterator[Record]:
         key, aggregates = element
-        row: dict[str, Any] = dict(zip(self._group_by, key, strict=True))
-        bounded = isinstance(window, windows.IntervalWindow)
-        row["window_start"] = format_timestamp(float(window.start)) if bounded else None
-        row["window_end"] = format_timestamp(float(window.end)) if bounded else None
-        row.update(aggregates)
-        row["timing"] = _TIMING.get(pane.timing, "UNKNOWN")
-        row["is_final"] = pane.is_last
-        row["pane_index"] = pane.index
+        row = self.row(key, window, aggregates)
+        row.update(timing=_TIMING.get(pane.timing, "UNKNOWN"), is_final=pane.is_last,
+                   pane_index=pane.index)  # fmt: skip
         if passes(self._having, row):
             yield Record(row, None, float(window.max_timestamp()))
+
+    def row(self, key: tuple, window: Any, aggregates: dict[str, Any]) -> dict[str, Any]:
+        """The row of a group and window, without its pane fields."""
+        row: dict[str, Any] = dict(zip(self._group_by, key, strict=True))
+        bounds = self._bounds.get(window)
+        if bounds is None:
+            bounds = (None, None)
+            if isinstance(window, windows.IntervalWindow):
+                bounds = (
+                    format_timestamp(float(window.start)),
+                    format_timestamp(float(window.end)),
+                )
+            self._bounds[window] = bounds
+        row["window_start"], row["window_end"] = bounds
+        row.update(aggregates)
+        return row
+
+
+class _FinalRow(_ToRow):
+    """``((group_key, window), aggregates)`` -> the `Record` of the one pane of a bounded input.
+
+    What Beam fires for a bounded input without a count trigger: one ``ON_TIME`` pane (index
+    0) per group and window, last unless a late firing may follow, in its window and at its
+    last instant.
+    """
+
+    def __init__(self, spec: AggregateSpec, final: bool) -> None:
+        super().__init__(spec)
+        self._final = final
+
+    def process(self, element: tuple[tuple[tuple, Any], dict[str, Any]]) -> Iterator[Any]:  # type: ignore[override]
+        (key, bounds), aggregates = element
+        window: windows.BoundedWindow = windows.GlobalWindow()
+        if bounds is not None:
+            window = windows.IntervalWindow(
+                Timestamp(micros=bounds[0]), Timestamp(micros=bounds[1])
+            )
+        row = self.row(key, window, aggregates)
+        row.update(timing="ON_TIME", is_final=self._final, pane_index=0)
+        if passes(self._having, row):
+            end = window.max_timestamp()
+            yield WindowedValue(Record(row, None, float(end)), end, (window,))
 
 
 _INTEGER_RESULTS = {"count", "count_if", "approx_count_distinct"}
@@ -245,6 +294,15 @@ class WindowedAggregate(beam.PTransform):
             if spec.trigger.accumulating
             else triggers.AccumulationMode.DISCARDING
         )
+        if blocks.is_bounded and not spec.trigger.early_count and spec.window.type != "session":
+            rows = (
+                items
+                | "Fold" >> beam.ParDo(FoldPartials(spec, per_record=False, by_window=True))
+                | "Aggregate" >> beam.CombinePerKey(MergePartials(spec))
+                | "Rows" >> beam.ParDo(_FinalRow(spec, final=lateness == 0))
+                | "Blocks" >> Batch()
+            )
+            return rows, errors | "Errors" >> beam.Flatten()
         rows = (
             items
             | "Fold" >> beam.ParDo(FoldPartials(spec, per_record=spec.trigger.early_count > 0))

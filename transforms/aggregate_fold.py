@@ -153,15 +153,21 @@ class FoldPartials(FoldPerBundle):
     Args:
         spec: the aggregation.
         per_record: send each record on alone, at once (a count trigger counts elements).
+        by_window: fold per window instead of per slice and key each partial by
+            ``(group_key, (window_start_micros, window_end_micros))`` (``None`` for the global
+            window), windows found as Beam's FixedWindows and SlidingWindows (offset 0) find
+            them; not for sessions.
     """
 
-    def __init__(self, spec: AggregateSpec, per_record: bool) -> None:
+    def __init__(self, spec: AggregateSpec, per_record: bool, by_window: bool = False) -> None:
         window = spec.window
         self._combine = SpecCombineFn(spec)
         self._per_record = per_record
+        self._by_window = by_window
         self._type = window.type
-        size = Duration.of(window.size).micros
-        self._slice = math.gcd(size, Duration.of(window.every).micros) if window.every else size
+        self._size = size = Duration.of(window.size).micros
+        self._every = every = Duration.of(window.every).micros or size
+        self._slice = every if by_window else math.gcd(size, every)
         self._gap = Duration.of(window.gap).micros
 
     def setup(self) -> None:
@@ -191,11 +197,16 @@ class FoldPartials(FoldPerBundle):
         _, key, element = item
         # int(seconds * 1e6) is how Beam's Timestamp turns the event time into micros.
         micros = int(element[1] * 1e6)
-        slot = (key, micros - micros % self._slice)
-        partial = self.partials.get(slot)
-        if partial is None:
-            partial = self._combine.create_accumulator()
-        self.partials[slot] = self._combine.add_input(partial, element)
+        start = micros - micros % self._slice
+        # By window: the starts of every window holding the record (one unless hopping).
+        last = start - self._size if self._by_window else start - 1
+        partials, combine = self.partials, self._combine
+        while start > last:
+            partial = partials.get((key, start))
+            if partial is None:
+                partial = combine.create_accumulator()
+            partials[(key, start)] = combine.add_input(partial, element)
+            start -= self._every
 
     def _fold_global(self, item: Item) -> None:
         _, key, element = item
@@ -228,7 +239,10 @@ class FoldPartials(FoldPerBundle):
             for cluster in partial:
                 yield from self._session_elements(key, cluster)
         elif self._type == "global":
-            yield (key, partial[0]), Timestamp.of(partial[1])
+            yield ((key, None) if self._by_window else key, partial[0]), Timestamp.of(partial[1])
+        elif self._by_window:
+            group, start = key
+            yield ((group, (start, start + self._size)), partial), Timestamp(micros=start)
         else:
             group, start = key
             yield (group, partial), Timestamp(micros=start)
