@@ -17,18 +17,10 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    read_and_parse_blocks,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import AGGREGATED, WindowedAggregate, row_schema
 from transforms.aggregate_spec import AggregateSpec, SpecError
-from transforms.blocks import Batch, Block, Unbatch
+from transforms.blocks import Batch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -128,36 +120,13 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
 
 def build(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
     """Adds source -> Parse -> WindowedAggregate -> sinks, with every failure dead-lettered."""
-    rows, errors = _aggregate(pipeline, config)
-    errors.append(rows | "Write" >> config.sink)
-    for name, sink in config.extra_sinks:
-        errors.append(rows | f"Write {name}" >> sink)
-    write_dead_letters(config.spine, errors)
-
-
-def _aggregate(
-    pipeline: beam.Pipeline, config: MetricsConfig
-) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """Reads, parses and aggregates; returns the rows (`Record`s) and the dead letters so far."""
-    blocks, parse_errors = _parsed_blocks(pipeline, config)
-    rows, errors = blocks | "Aggregate" >> WindowedAggregate(config.spec, NAME)
-    # TRANSITION: the sinks still take records.
-    return rows | "Rows" >> Unbatch(), [parse_errors, errors]
-
-
-def _parsed_blocks(
-    pipeline: beam.Pipeline, config: MetricsConfig
-) -> tuple[beam.PCollection, beam.PCollection]:
-    """TRANSITION: blocks of parsed `Record`s, from whichever read the spine offers."""
-    parsed = read_and_parse_blocks(pipeline, config.spine)
-    if parsed is not None:
-        pairs, parse_errors = parsed
-        blocks = pairs | "Records" >> beam.Map(
-            lambda block: Block([pair[0] for pair in block])
-        ).with_output_types(Block)
-        return blocks, parse_errors
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    return records | "Batch" >> Batch(), parse_errors
+    with Spine(pipeline, config.spine) as spine:
+        # TRANSITION: the read still gives records.
+        records = spine.read() | "Batch" >> Batch()
+        blocks = spine.apply("Aggregate", WindowedAggregate(config.spec, NAME), records)
+        spine.write("Write", config.sink, blocks)
+        for name, sink in config.extra_sinks:
+            spine.write(f"Write {name}", sink, blocks)
 
 
 PIPELINE = PipelineSpec(
