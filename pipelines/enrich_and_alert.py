@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
@@ -45,6 +46,7 @@ from transforms.fields import RequiredField, aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.endpoint import Endpoint
 from transforms.io.registry import make_sink
+from transforms.message import Record
 from transforms.metrics import Count
 from transforms.route import MODES, Route, RouteSpec
 
@@ -286,6 +288,13 @@ def _alert(name: str) -> Any:
     return lambda record: record._replace(data={**record.data, "alert": name})
 
 
+def _with_event_time(record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Record:
+    """TRANSITION: the record with its event time (its timestamp) when it lost it."""
+    if record.event_time is not None:
+        return record
+    return record._replace(event_time=float(timestamp))
+
+
 def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
     """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered."""
     with Spine(pipeline, config.spine) as spine:
@@ -304,7 +313,12 @@ def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
         if config.bursts is not None:
             # Late records are written whole by the main sink; the bursts only count them.
             bursts = WindowedAggregate(config.bursts, NAME, dead_letter_late=False)
-            rows = spine.apply("Bursts", bursts, enriched)
+            # TRANSITION: enrich gives records (without their event time); the alerts records,
+            # in the global window as the other alerts they are flattened with.
+            timed = enriched | "Event times" >> beam.Map(_with_event_time)
+            rows = spine.apply("Bursts", bursts, timed | "Batch bursts" >> Batch())
+            rows = rows | "Burst rows" >> Unbatch()
+            rows = rows | "Unwindowed" >> beam.WindowInto(GlobalWindows())
             alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert(BURST))
         for index, (sink, names) in enumerate(config.alert_sinks):
             merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()

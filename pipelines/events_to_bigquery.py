@@ -106,8 +106,9 @@ def build(pipeline: beam.Pipeline, config: EventsConfig) -> None:
             records = blocks | "Records" >> Unbatch()
             # Late records are written whole by the main sink; the counts only count them.
             counts = WindowedAggregate(spec, NAME, dead_letter_late=False)
-            rows = spine.apply("Counts", counts, records)
-            spine.write("Write counts", sink, rows | "Count blocks" >> Batch())
+            # TRANSITION: the read still gives records.
+            rows = spine.apply("Counts", counts, records | "Batch for counts" >> Batch())
+            spine.write("Write counts", sink, rows)
 
 
 PIPELINE = PipelineSpec(

@@ -121,9 +121,8 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
 def build(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
     """Adds source -> Parse -> WindowedAggregate -> sinks, with every failure dead-lettered."""
     with Spine(pipeline, config.spine) as spine:
-        records = spine.read() | "Records" >> Unbatch()
-        rows = spine.apply("Aggregate", WindowedAggregate(config.spec, NAME), records)
-        blocks = rows | "Blocks" >> Batch()
+        records = spine.read()
+        blocks = spine.apply("Aggregate", WindowedAggregate(config.spec, NAME), records)
         spine.write("Write", config.sink, blocks)
         for name, sink in config.extra_sinks:
             spine.write(f"Write {name}", sink, blocks)

@@ -16,7 +16,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import coders
 from apache_beam.coders import coder_impl
-from apache_beam.transforms.window import GlobalWindows, TimestampedValue
+from apache_beam.transforms.window import GlobalWindow, TimestampedValue
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 __all__ = [
@@ -71,7 +72,8 @@ class FoldPerBundle(beam.DoFn):
     A subclass folds into ``self.partials`` (a dict, empty at the start of each bundle) and
     ``yield from self.flush_if_full()`` after each element or block: the partials go downstream
     as ``(key, emitted(partial))`` whenever `limit` keys are held and at the end of the bundle
-    (in the global window), so memory is bounded by the keys, not the elements.
+    (in the global window), so memory is bounded by the keys, not the elements. A subclass
+    that gives its outputs their own timestamps overrides `timestamped`.
     """
 
     def limit(self) -> int:
@@ -82,23 +84,32 @@ class FoldPerBundle(beam.DoFn):
         """What is sent on for a partial (by default the partial itself)."""
         return partial
 
+    def timestamped(self, key: Any, partial: Any) -> Iterator[tuple[Any, Timestamp | None]]:
+        """The elements sent on for a key's partial, each with its timestamp.
+
+        By default ``(key, emitted(partial))`` without one (``None``): a flush inside
+        ``process`` keeps the input's timestamp, the end of the bundle the earliest one.
+        """
+        yield (key, self.emitted(partial)), None
+
     def start_bundle(self) -> None:
         self.partials: dict[Any, Any] = {}
 
-    def flush_if_full(self) -> Iterator[tuple[Any, Any]]:
+    def flush_if_full(self) -> Iterator[Any]:
         """The partials to send on now: all of them when `limit` keys are held, else none."""
-        if len(self.partials) >= self.limit():
-            return self._flush()
-        return iter(())
+        if len(self.partials) < self.limit():
+            return
+        for element, timestamp in self._flush():
+            yield element if timestamp is None else TimestampedValue(element, timestamp)
 
     def finish_bundle(self) -> Iterator[Any]:
-        for partial in self._flush():
-            yield GlobalWindows.windowed_value(partial)
+        for element, timestamp in self._flush():
+            yield WindowedValue(element, timestamp or MIN_TIMESTAMP, (GlobalWindow(),))
 
-    def _flush(self) -> Iterator[tuple[Any, Any]]:
+    def _flush(self) -> Iterator[tuple[Any, Timestamp | None]]:
         partials, self.partials = self.partials, {}
         for key, partial in partials.items():
-            yield key, self.emitted(partial)
+            yield from self.timestamped(key, partial)
 
 
 @beam.typehints.with_output_types(Block)

@@ -33,9 +33,8 @@ import apache_beam as beam
 from apache_beam.utils.timestamp import Timestamp
 
 from transforms.aggregate import WindowedAggregate
-from transforms.aggregate_sessions import SessionBlocks
 from transforms.aggregate_spec import AggregateCall, AggregateSpec, TriggerSpec, WindowSpec
-from transforms.blocks import Block
+from transforms.blocks import Batch, Block, Unbatch
 from transforms.dead_letter import error_record
 from transforms.errors import BadTimestamp, RecordError
 from transforms.event_time import format_timestamp
@@ -199,7 +198,7 @@ class _Stamp(beam.DoFn):
                 f"{self._spec.gap:g}s later, after the last time a row can hold"
             ) from None
         fields = {name: record.data.get(name) for name in self._spec.include_fields}
-        return Record({name: key, STAMP: _stamp(micros, fields)}, record.origin)
+        return Record({name: key, STAMP: _stamp(micros, fields)}, record.origin, event_time)
 
     def _rejected(
         self, record: Record, event_time: float, error: RecordError
@@ -285,10 +284,13 @@ class Sessionize(beam.PTransform):
         stamped = records | "Stamp" >> beam.ParDo(_Stamp(self._spec, self._pipeline)).with_outputs(
             "missing", main="stamped"
         )
-        aggregates, late = stamped.stamped | "Sessions" >> WindowedAggregate(
-            self._spec.aggregate_spec(), self._pipeline
+        # TRANSITION: this step still takes and gives records; the aggregation takes blocks.
+        aggregates, late = (
+            stamped.stamped
+            | "Batch" >> Batch()
+            | "Sessions" >> WindowedAggregate(self._spec.aggregate_spec(), self._pipeline)
         )
-        rows = aggregates | "Rows" >> beam.ParDo(_ToSessionRow(self._spec))
+        rows = aggregates | "Unbatch" >> Unbatch() | "Rows" >> beam.ParDo(_ToSessionRow(self._spec))
         errors = (stamped.missing, late) | "Errors" >> beam.Flatten()
         return rows, errors
 
@@ -307,8 +309,12 @@ class SessionizeBlocks(Sessionize):
         stamped = blocks | "Stamp" >> beam.ParDo(
             _StampBlock(self._spec, self._pipeline)
         ).with_outputs("missing", main="stamped")
-        aggregates, refused = stamped.stamped | "Sessions" >> SessionBlocks(
+        # TRANSITION: stamped pairs -> blocks of records, and the rows back to records.
+        records = stamped.stamped | "Records" >> beam.Map(
+            lambda block: Block([pair[0] for pair in block])
+        ).with_output_types(Block)
+        aggregates, refused = records | "Sessions" >> WindowedAggregate(
             self._spec.aggregate_spec(), self._pipeline
         )
-        rows = aggregates | "Rows" >> beam.ParDo(_ToSessionRow(self._spec))
+        rows = aggregates | "Unbatch" >> Unbatch() | "Rows" >> beam.ParDo(_ToSessionRow(self._spec))
         return rows, (stamped.missing, refused) | "Errors" >> beam.Flatten()

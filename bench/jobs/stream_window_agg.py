@@ -47,9 +47,8 @@ def suite_graph(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
     """Source -> Parse -> WindowedAggregate -> sink; parse errors, late records -> dead letters."""
     with Spine(pipeline, config.spine) as spine:
         aggregate = WindowedAggregate(config.spec, config.spine.pipeline)
-        records = spine.read() | "Records" >> Unbatch()
-        rows = spine.apply("Aggregate", aggregate, records)
-        spine.write("Write", config.sink, rows | "Blocks" >> Batch())
+        records = spine.read()
+        spine.write("Write", config.sink, spine.apply("Aggregate", aggregate, records))
 
 
 def _suite(

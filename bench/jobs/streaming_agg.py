@@ -35,7 +35,7 @@ from bench.jobs.window_agg import WINDOW, WINDOW_SPEC, _MeanSum, _row, _window_l
 from pipelines.spine import load_schema
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec
-from transforms.blocks import Batch, Unbatch
+from transforms.blocks import Batch
 from transforms.event_time import parse_timestamp
 from transforms.message import Message, Origin, Record
 from transforms.parse import EventTime, ParseJson
@@ -137,7 +137,6 @@ class _Suite(beam.PTransform):
             | "Parse" >> ParseJson(NAME, load_schema("builtin:events"), EventTime("ts"))
         )
         spec = AggregateSpec.load(WINDOW_SPEC)
-        records = records | "Records" >> Unbatch()
         rows, late = records | "Aggregate" >> WindowedAggregate(spec, NAME)
         _ = (
             (parse_errors, late)
@@ -145,7 +144,7 @@ class _Suite(beam.PTransform):
             | "Error lines" >> beam.Map(json.dumps, default=str)
             | "Write errors" >> beam.ParDo(_AppendLines(self._dead_letter))
         )
-        return rows | "Row lines" >> beam.Map(_json_row)
+        return rows | "Rows" >> beam.FlatMap(list) | "Row lines" >> beam.Map(_json_row)
 
 
 def _json_row(record: Record) -> str:

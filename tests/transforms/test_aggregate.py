@@ -33,14 +33,11 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from tests.support import COLLECTED, Collect
-from transforms.aggregate import (
-    GATE_SHARDS,
-    LATE,
-    WindowedAggregate,
-    _LatenessGate,
-    row_schema,
-)
+from transforms import aggregate_fold
+from transforms.aggregate import LATE, WindowedAggregate, row_schema
+from transforms.aggregate_gate import LatenessGate
 from transforms.aggregate_spec import AggregateSpec
+from transforms.blocks import Block
 from transforms.message import Message, Origin, Record
 from transforms.schema import Field, Schema
 
@@ -73,11 +70,18 @@ _LINE = iter(range(1, 1_000_000))
 
 def event(offset: float, **data: Any) -> TimestampedValue:
     """A record at BASE + offset seconds, with its original message."""
-    return TimestampedValue(Record(data, _message(data, next(_LINE))), BASE + offset)
+    return TimestampedValue(Record(data, _message(data, next(_LINE)), BASE + offset), BASE + offset)
 
 
-def _shard(*key: Any) -> int:
-    return zlib.crc32(repr(tuple(key)).encode("utf-8")) % GATE_SHARDS
+def block(values: list[TimestampedValue]) -> list[TimestampedValue]:
+    """One block of the records of ``values``, at their oldest time: what a bundle sends on."""
+    oldest = min(float(v.timestamp) for v in values)
+    return [TimestampedValue(Block(v.value for v in values), oldest)]
+
+
+def blocks(values: list[TimestampedValue], size: int = 50) -> list[TimestampedValue]:
+    """The records of ``values`` in blocks of ``size``."""
+    return [block(values[i : i + size])[0] for i in range(0, len(values), size)]
 
 
 @pytest.fixture
@@ -103,7 +107,7 @@ def _run(
     options = PipelineOptions(streaming=True) if streaming else PipelineOptions()
     pipeline = beam.Pipeline(options=options)
     rows, errors = build(pipeline) | WindowedAggregate(spec, PIPELINE, dead_letter_late)
-    _ = rows | "Collect rows" >> beam.ParDo(Collect(tag + "rows"))
+    _ = rows | "Rows" >> beam.FlatMap(list) | "Collect rows" >> beam.ParDo(Collect(tag + "rows"))
     _ = errors | "Collect errors" >> beam.ParDo(Collect(tag + "errors"))
     result = pipeline.run()
     result.wait_until_finish()
@@ -121,7 +125,7 @@ def run_stream(spec: AggregateSpec, stream: TestStream, dead_letter_late: bool =
 
 
 def run_batch(spec: AggregateSpec, events: list[TimestampedValue]) -> Result:
-    return _run(lambda p: p | beam.Create(events), spec, False)
+    return _run(lambda p: p | beam.Create(blocks(events)), spec, False)
 
 
 def spec_of(**document: Any) -> AggregateSpec:
@@ -344,8 +348,8 @@ def test_issue_spec_tumbling_out_of_order_on_time_panes() -> None:
     stream = (
         TestStream()
         .advance_watermark_to(BASE)
-        .add_elements(events[:4])
-        .add_elements(events[4:])
+        .add_elements(block(events[:4]))
+        .add_elements(block(events[4:]))
         .advance_watermark_to(BASE + 400)
         .advance_watermark_to_infinity()
     )
@@ -396,7 +400,7 @@ def test_having_filters_rows() -> None:
     stream = (
         TestStream()
         .advance_watermark_to(BASE)
-        .add_elements(events)
+        .add_elements(block(events))
         .advance_watermark_to(BASE + 400)
     )
     result = run_stream(spec, stream.advance_watermark_to_infinity())
@@ -433,7 +437,7 @@ def test_early_panes_by_count_then_on_time_accumulating() -> None:
     ]
     stream = TestStream().advance_watermark_to(BASE)
     for batch in batches:
-        stream = stream.add_elements(batch)
+        stream = stream.add_elements(block(batch))
     result = run_stream(
         spec, stream.advance_watermark_to(BASE + 200).advance_watermark_to_infinity()
     )
@@ -467,9 +471,9 @@ def test_early_panes_by_processing_time_then_on_time() -> None:
     stream = (
         TestStream()
         .advance_watermark_to(BASE)
-        .add_elements([event(10, k="a"), event(40, k="a")])
+        .add_elements(block([event(10, k="a"), event(40, k="a")]))
         .advance_processing_time(11)
-        .add_elements([event(5, k="a")])
+        .add_elements(block([event(5, k="a")]))
         .advance_processing_time(11)
         .advance_watermark_to(BASE + 200)
         .advance_watermark_to_infinity()
@@ -486,13 +490,13 @@ def _late_stream(late_a: list[TimestampedValue]) -> TestStream:
     return (
         TestStream()
         .advance_watermark_to(BASE)
-        .add_elements([event(10, k="a", v=1, line=1), event(70, k="a", v=2)])
+        .add_elements(block([event(10, k="a", v=1, line=1), event(70, k="a", v=2)]))
         .advance_watermark_to(BASE + 65)  # [0, 60) fires ON_TIME
-        .add_elements([event(30, k="a", v=4)])  # late, within lateness
+        .add_elements(block([event(30, k="a", v=4)]))  # late, within lateness
         .advance_watermark_to(BASE + 100)
-        .add_elements([event(40, k="a", v=8)])  # late, within lateness
+        .add_elements(block([event(40, k="a", v=8)]))  # late, within lateness
         .advance_watermark_to(BASE + 600)  # well past 60 + 120 (+ one step of gate slack)
-        .add_elements(late_a)  # beyond the lateness
+        .add_elements(block(late_a))  # beyond the lateness
         .advance_watermark_to(BASE + 900)
         .advance_watermark_to_infinity()
     )
@@ -574,23 +578,19 @@ def test_late_records_counted_but_not_dead_lettered_when_disabled(per_bundle_met
     assert [p["n"] for p in first] == [1, 2, 3]
 
 
-def _fresh_shard_key() -> str:
-    return next(k for k in "bcdefghij" if _shard(k) != _shard("a"))
-
-
 def test_late_record_of_a_new_key_is_dead_lettered() -> None:
     spec = spec_of(
         window={"type": "tumbling", "size": "60s"},
         group_by=["k"],
         aggregates={"n": "count()"},
     )
-    new_key = _fresh_shard_key()
+    new_key = "b"
     stream = (
         TestStream()
         .advance_watermark_to(BASE)
-        .add_elements([event(10, k="a")])
+        .add_elements(block([event(10, k="a")]))
         .advance_watermark_to(BASE + 600)
-        .add_elements([event(20, k=new_key)])  # its window closed 540 s ago
+        .add_elements(block([event(20, k=new_key)]))  # its window closed 540 s ago
         .advance_watermark_to(BASE + 900)
         .advance_watermark_to_infinity()
     )
@@ -599,9 +599,10 @@ def test_late_record_of_a_new_key_is_dead_lettered() -> None:
     assert [e["reason"] for e in result.errors] == ["late"]  # fails: it vanished
 
 
-def _gate_record(offset: float) -> TimestampedValue:
-    prepared = ((offset,), BASE + offset)  # as SpecCombineFn.prepare gives it
-    return TimestampedValue((0, (("a",), Record({"t": offset}), prepared)), BASE + offset)
+def _gate_block(*offsets: float) -> TimestampedValue:
+    """A block for shard 0 of the gate: items as `PrepareBlock` makes them."""
+    items = Block((Record({"t": offset}), ("a",), ((offset,), BASE + offset)) for offset in offsets)
+    return TimestampedValue((0, items), BASE + min(offsets))
 
 
 def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> None:
@@ -609,7 +610,7 @@ def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> 
 
     A record is late when its window's end is before the shard's horizon (its last clock
     firing). The clock stops once it passes the newest event time plus the span, and the next
-    record re-arms it at horizon + step, however far the watermark has gone.
+    block re-arms it at horizon + step, however far the watermark has gone.
     """
     window = spec_of(
         window={"type": "tumbling", "size": "60s"}, group_by=["k"], aggregates={"n": "count()"}
@@ -617,13 +618,13 @@ def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> 
     stream = (
         TestStream()
         .advance_watermark_to(BASE)
-        .add_elements([TimestampedValue((0, None), BASE)])  # the primer: newest 0, clock at 0
+        .add_elements([TimestampedValue((0, BASE), BASE)])  # the primer: newest 0, clock at 0
         .advance_watermark_to(BASE + 125)  # fires 0, 60, 120; stops (120 >= 0 + 120)
-        .add_elements([_gate_record(59), _gate_record(60)])  # ends 60 < 120: late; 120: not
+        .add_elements([_gate_block(59, 60)])  # ends 60 < 120: late; 120: not
         .advance_watermark_to(BASE + 1000)  # re-armed at 180, fires, stops (180 >= 60 + 120)
-        .add_elements([_gate_record(119), _gate_record(130)])  # 120 < 180: late; 180: not
+        .add_elements([_gate_block(119, 130)])  # 120 < 180: late; 180: not
         .advance_watermark_to(BASE + 1010)  # re-armed at 240: fires 240, 300; stops
-        .add_elements([_gate_record(235), _gate_record(245)])  # 240 < 300: late; 300: not
+        .add_elements([_gate_block(235, 245)])  # 240 < 300: late; 300: not
         .advance_watermark_to_infinity()
     )
     tag = uuid.uuid4().hex
@@ -631,18 +632,23 @@ def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> 
     gated = (
         pipeline
         | stream
-        | beam.ParDo(_LatenessGate(window, 0.0)).with_outputs("late", main="on_time")
+        | beam.ParDo(LatenessGate(window, 0.0)).with_outputs("late", main="on_time")
     )
-    _ = gated.on_time | "On time" >> beam.ParDo(Collect(tag + "on_time"))
+    _ = gated.on_time | "On time" >> beam.FlatMap(list) | beam.ParDo(Collect(tag + "on_time"))
     _ = gated.late | "Late" >> beam.ParDo(Collect(tag + "late"))
     pipeline.run().wait_until_finish()
     on_time = COLLECTED.pop(tag + "on_time")
-    assert sorted((key, values[0], t - BASE) for key, (values, t) in on_time) == [
+    assert sorted((key, values[0], t - BASE) for _, key, (values, t) in on_time) == [
         (("a",), 60, 60.0),
         (("a",), 130, 130.0),
         (("a",), 245, 245.0),
     ]
-    assert sorted(record.data["t"] for record in COLLECTED.pop(tag + "late")) == [59, 119, 235]
+    late = COLLECTED.pop(tag + "late")
+    assert sorted((record.data["t"], t - BASE) for record, t in late) == [
+        (59, 59.0),
+        (119, 119.0),
+        (235, 235.0),
+    ]
 
 
 def test_hopping_windows_out_of_order() -> None:
@@ -663,8 +669,8 @@ def test_hopping_windows_out_of_order() -> None:
     stream = (
         TestStream()
         .advance_watermark_to(BASE)
-        .add_elements(values[:3])
-        .add_elements(values[3:])
+        .add_elements(block(values[:3]))
+        .add_elements(block(values[3:]))
         .advance_watermark_to(BASE + 600)
         .advance_watermark_to_infinity()
     )
@@ -695,9 +701,9 @@ def test_sessions_merge_within_gap_and_through_a_bridge() -> None:
     stream = (
         TestStream()
         .advance_watermark_to(BASE)
-        .add_elements(a_events + b_events)
-        .add_elements([event(10, k="a", v=8)])  # within the gap of 0: session [0, 40)
-        .add_elements([event(35, k="a", v=16)])  # bridges [0, 40) and [60, 100)
+        .add_elements(block(a_events + b_events))
+        .add_elements(block([event(10, k="a", v=8)]))  # within the gap of 0: session [0, 40)
+        .add_elements(block([event(35, k="a", v=16)]))  # bridges [0, 40) and [60, 100)
         .advance_watermark_to(BASE + 600)
         .advance_watermark_to_infinity()
     )
@@ -720,6 +726,25 @@ def test_sessions_merge_within_gap_and_through_a_bridge() -> None:
     assert expected[("a", _iso(BASE), _iso(BASE + 100))]["n"] == 5
     # Without the bridge, key a would have had two sessions.
     assert len(sessions(30, [0, 60, 70, 10])) == 2
+
+
+def test_a_session_longer_than_the_gap_merges_with_a_record_near_its_end() -> None:
+    """A bundle's session of 0..80 s (gap 30 s) is one partial; 100 s joins it at its end."""
+    spec = spec_of(
+        window={"type": "session", "gap": "30s"}, group_by=["k"], aggregates={"n": "count()"}
+    )
+    stream = (
+        TestStream()
+        .advance_watermark_to(BASE)
+        .add_elements(block([event(t, k="a") for t in (0, 20, 40, 60, 80)]))
+        .add_elements(block([event(100, k="a")]))
+        .advance_watermark_to(BASE + 600)
+        .advance_watermark_to_infinity()
+    )
+    result = run_stream(spec, stream)
+    assert [(r["window_start"], r["window_end"], r["n"]) for r in result.rows] == [
+        (_iso(BASE), _iso(BASE + 130), 6)
+    ]
 
 
 # -------------------------------------------------------------------- batch
@@ -807,9 +832,16 @@ def _check_batch(
         ({"type": "session", "gap": "20s"}, {"type": "session", "gap": 20}, ("tier", "region")),
     ],
 )
+@pytest.mark.parametrize("max_partials", [aggregate_fold.MAX_PARTIALS, 3])
 def test_every_aggregate_against_the_reference(
-    window_doc: dict, window: dict, group_by: tuple[str, ...]
+    window_doc: dict,
+    window: dict,
+    group_by: tuple[str, ...],
+    max_partials: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Few partials held: they are sent on mid-bundle, which must not change a row.
+    monkeypatch.setattr(aggregate_fold, "MAX_PARTIALS", max_partials)
     values = _random_events(zlib.crc32(window["type"].encode()), 400, 900)
     spec = spec_of(window=window_doc, group_by=list(group_by), aggregates=ALL_AGGREGATES)
     result = run_batch(spec, values)

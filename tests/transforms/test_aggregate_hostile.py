@@ -1,9 +1,9 @@
 """No record stops an aggregation: hostile values, times and specs, on every path.
 
-Each path (the bounded record path, the streaming path behind the lateness gate, the global
-window's, the block path and both session paths) gets the same hostile records among good
-ones: each hostile record becomes a dead letter with step ``aggregate``, its original bytes and
-its reason; the good ones give the rows; ``aggregated + dead-lettered = input``.
+Each path (bounded input, a stream behind the lateness gate, the global window's, and sessions
+on both inputs) gets the same hostile records among good ones: each hostile record becomes a
+dead letter with step ``aggregate``, its original bytes and its reason; the good ones give the
+rows; ``aggregated + dead-lettered = input``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from apache_beam.transforms.window import TimestampedValue
 import transforms.io.live  # noqa: F401 (mends streaming counters)
 from tests.support import COLLECTED, Collect
 from transforms.aggregate import AGGREGATED, HAVING_FAILED, WindowedAggregate
-from transforms.aggregate_blocks import AggregateBlocks
-from transforms.aggregate_sessions import SessionBlocks
 from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.blocks import Block
 from transforms.event_time import parse_timestamp
 from transforms.expressions import MAX_DEPTH, MAX_SOURCE_CHARS, Expression, ExpressionError
 from transforms.message import Message, Origin, Record
@@ -67,8 +66,17 @@ def payload(data: dict[str, Any]) -> bytes:
     return json.dumps(data).encode()
 
 
-def record(data: dict[str, Any]) -> Record:
-    return Record(data, Message(payload(data), {}, Origin("test")))
+def record(data: dict[str, Any], event_time: float | None = None) -> Record:
+    return Record(data, Message(payload(data), {}, Origin("test")), event_time)
+
+
+def blocks(rows_in: list[tuple[dict[str, Any], float]]) -> list[TimestampedValue]:
+    """The records in blocks of three, each at its oldest event time."""
+    records = [record(d, t) for d, t in rows_in]
+    return [
+        TimestampedValue(Block(records[i : i + 3]), min(r.event_time for r in records[i : i + 3]))
+        for i in range(0, len(records), 3)
+    ]
 
 
 def hostile_for(window: dict[str, Any]) -> list[tuple[dict[str, Any], float, str]]:
@@ -110,30 +118,24 @@ EXPECTED_B = {"k": "b", "n": 1, "total": 2.5, "round": 1, "long": 0, "missing": 
 
 
 def aggregate_on(
-    p: beam.Pipeline, path: str, the_spec: Any, rows_in: list[tuple[Any, float]], blocks_step: Any
+    p: beam.Pipeline, path: str, the_spec: Any, rows_in: list[tuple[Any, float]], **options: Any
 ) -> tuple[beam.PCollection, beam.PCollection]:
-    """Aggregates ``rows_in`` on one path: ``blocks`` (with ``blocks_step``), ``bounded`` or
-    ``streaming`` (a TestStream); returns ``(rows, dead letters)``."""
-    if path == "blocks":
-        blocks = p | beam.Create([[(record(d), t) for d, t in rows_in]])
-        return blocks | blocks_step(the_spec, "test")
+    """Aggregates ``rows_in`` on one path: ``bounded`` or ``streaming`` (a TestStream);
+    returns ``(rows, dead letters)``, rows as `Record`s."""
     if path == "bounded":
-        records = p | beam.Create([TimestampedValue(record(d), t) for d, t in rows_in])
-        return records | WindowedAggregate(the_spec, "test")
-    stream = (
-        TestStream()
-        .advance_watermark_to(START)
-        .add_elements([TimestampedValue(record(d), t) for d, t in rows_in])
-        .advance_watermark_to_infinity()
-    )
-    return p | stream | WindowedAggregate(the_spec, "test")
+        source = p | beam.Create(blocks(rows_in))
+    else:
+        stream = TestStream().advance_watermark_to(START)
+        source = p | stream.add_elements(blocks(rows_in)).advance_watermark_to_infinity()
+    rows, dead = source | WindowedAggregate(the_spec, "test", **options)
+    return rows | "Records" >> beam.FlatMap(list), dead
 
 
 WINDOWS = [{"type": "tumbling", "size": "60s"}, {"type": "hopping", "size": "120s", "every": "60s"}]
 
 
 @pytest.mark.parametrize("window", WINDOWS, ids=["tumbling", "hopping"])
-@pytest.mark.parametrize("path", ["bounded", "streaming", "blocks"])
+@pytest.mark.parametrize("path", ["bounded", "streaming"])
 def test_hostile_records_are_dead_lettered_on_every_windowed_path(
     window: dict[str, Any], path: str
 ) -> None:
@@ -143,7 +145,7 @@ def test_hostile_records_are_dead_lettered_on_every_windowed_path(
     tag = f"{path}-{window['type']}-{time.monotonic_ns()}"
 
     def build(p: beam.Pipeline) -> None:
-        collect_both(tag, *aggregate_on(p, path, the_spec, rows_in, AggregateBlocks))
+        collect_both(tag, *aggregate_on(p, path, the_spec, rows_in))
 
     counters = run(build, streaming=path == "streaming")
     rows = check(tag, hostile, counters)
@@ -158,9 +160,7 @@ def test_global_window_with_a_count_trigger_dead_letters_hostile_records() -> No
     rows_in = [(d, t) for d, t in GOOD] + [(d, t) for d, t, _ in HOSTILE]
 
     def build(p: beam.Pipeline) -> None:
-        records = p | beam.Create([TimestampedValue(record(d), t) for d, t in rows_in])
-        rows, dead = records | WindowedAggregate(the_spec, "test")
-        collect_both(tag, rows, dead)
+        collect_both(tag, *aggregate_on(p, "bounded", the_spec, rows_in))
 
     # A global window has no bounds to write: the far event time is aggregated.
     hostile = [h for h in HOSTILE if h[2] != "bad_timestamp"]
@@ -171,14 +171,14 @@ def test_global_window_with_a_count_trigger_dead_letters_hostile_records() -> No
 SESSION = {"type": "session", "gap": "30m"}
 
 
-@pytest.mark.parametrize("path", ["bounded", "streaming", "blocks"])
+@pytest.mark.parametrize("path", ["bounded", "streaming"])
 def test_hostile_records_are_dead_lettered_on_every_session_path(path: str) -> None:
     the_spec = spec(SESSION)
     rows_in = [(d, t) for d, t in GOOD] + [(d, t) for d, t, _ in HOSTILE]
     tag = f"sessions-{path}-{time.monotonic_ns()}"
 
     def build(p: beam.Pipeline) -> None:
-        collect_both(tag, *aggregate_on(p, path, the_spec, rows_in, SessionBlocks))
+        collect_both(tag, *aggregate_on(p, path, the_spec, rows_in))
 
     counters = run(build, streaming=path == "streaming")
     rows = check(tag, HOSTILE, counters)
@@ -191,9 +191,8 @@ def test_a_side_aggregation_counts_refused_records_instead() -> None:
     rows_in = [(d, t) for d, t in GOOD] + [(d, t) for d, t, _ in HOSTILE]
 
     def build(p: beam.Pipeline) -> None:
-        records = p | beam.Create([TimestampedValue(record(d), t) for d, t in rows_in])
-        rows, dead = records | WindowedAggregate(the_spec, "test", dead_letter_late=False)
-        collect_both(tag, rows, dead)
+        rows = aggregate_on(p, "bounded", the_spec, rows_in, dead_letter_late=False)
+        collect_both(tag, *rows)
 
     counters = run(build)
     assert COLLECTED.pop(tag + "dead", []) == []
@@ -207,9 +206,7 @@ def test_a_failing_having_counts_and_leaves_the_row_out() -> None:
     tag = f"having-{time.monotonic_ns()}"
 
     def build(p: beam.Pipeline) -> None:
-        records = p | beam.Create([TimestampedValue(record(d), t) for d, t in GOOD])
-        rows, dead = records | WindowedAggregate(the_spec, "test")
-        collect_both(tag, rows, dead)
+        collect_both(tag, *aggregate_on(p, "bounded", the_spec, GOOD))
 
     counters = run(build)
     assert COLLECTED.pop(tag + "rows", []) == []

@@ -334,8 +334,8 @@ def test_windows_close_while_the_live_source_runs() -> None:
     records, parse_errors = messages | ParseJson(
         "live_test", schema=EVENTS_SCHEMA, event_time=EventTime(field="ts")
     )
-    rows, late = records | Unbatch() | WindowedAggregate(spec, "live_test")
-    _ = rows | "Progress" >> beam.ParDo(_RowProgress(tag))
+    rows, late = records | WindowedAggregate(spec, "live_test")
+    _ = rows | Unbatch() | "Progress" >> beam.ParDo(_RowProgress(tag))
     _ = parse_errors | "Parse errors" >> beam.ParDo(_Collect(tag + "parse"))
     _ = late | "Late" >> beam.ParDo(_Collect(tag + "late"))
     result = _run_to_end(pipeline)
