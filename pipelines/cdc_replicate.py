@@ -23,12 +23,12 @@ them (``id;inventory.orders=order_id,line``). Key values are compared in canonic
 own key); a null key value is dead-lettered ``cdc_no_key``, a list, object or NaN
 ``cdc_bad_key``.
 
-Final tables need only each key's latest change, so that run applies changes by keeping just
-those (`transforms.cdc.compact`: memory of one change per key, the others counted as
-``cdc_duplicate`` or ``cdc_superseded``); when the source reads in blocks and there is no UDF,
-it reads, parses, normalizes and compacts a block at a time (`transforms.cdc.compact_blocks`).
-Every other sink keeps or forwards the stream of applied changes (the BigQuery replica's
-change log, a topic, Redis, which dead-letters each truncate), so it gets every one of them.
+Records travel in blocks (`transforms.blocks`) from Parse to the sink. Final tables need only
+each key's latest change, so that run applies changes by keeping just those
+(`transforms.cdc.compact`: memory of one change per key, the others counted as
+``cdc_duplicate`` or ``cdc_superseded``). Every other sink keeps or forwards the stream of
+applied changes (the BigQuery replica's change log, a topic, Redis, which dead-letters each
+truncate), so it gets every one of them.
 """
 
 from __future__ import annotations
@@ -46,11 +46,10 @@ from pipelines.spine import (
     SpineConfig,
     SpineView,
     read_and_parse,
-    read_and_parse_blocks,
     write_dead_letters,
 )
+from transforms.blocks import Batch, Unbatch
 from transforms.cdc.apply import APPLIED, CHANGE_SCHEMA, ApplyChanges
-from transforms.cdc.compact_blocks import CompactChangeBlocks, DropTombstoneBlocks
 from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.envelope import parse_key_columns
 from transforms.cdc.final_state import FinalState
@@ -141,30 +140,30 @@ def configure(values: dict[str, Any]) -> CdcConfig:
     return CdcConfig(spine, values["format"], key_columns, retention, final_state)
 
 
+class _DropTombstoneMessages(beam.PTransform):
+    """CONTRACT TRANSITION: `DropTombstones` for a read that still gives one `Message` each."""
+
+    def expand(self, messages: beam.PCollection) -> beam.PCollection:
+        return messages | "Blocks" >> Batch() | DropTombstones() | "Messages" >> Unbatch()
+
+
 def build(pipeline: beam.Pipeline, config: CdcConfig) -> None:
     """Adds source -> Parse -> Normalize -> Apply -> sink, with every failure dead-lettered."""
-    normalize = NormalizeChanges(NAME, config.format, config.key_columns)
-    blocks = None
-    if config.final_state:
-        blocks = read_and_parse_blocks(
-            pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstoneBlocks()
-        )
-    if blocks is not None:
-        parsed, parse_errors = blocks
-        applied, apply_errors = parsed | "Apply" >> CompactChangeBlocks(NAME, normalize.reader)
-        errors = [parse_errors, apply_errors]
-    else:
-        records, parse_errors = read_and_parse(
-            pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstones()
-        )
-        changes, normalize_errors = records | "Normalize" >> normalize
-        applied, apply_errors = changes | "Apply" >> ApplyChanges(
-            NAME, config.delete_retention, latest_only=config.final_state
-        )
-        errors = [parse_errors, normalize_errors, apply_errors]
+    records, parse_errors = read_and_parse(
+        pipeline, config.spine, before_parse="Drop tombstones" >> _DropTombstoneMessages()
+    )
+    # CONTRACT TRANSITION: Parse gives records, the sinks take records.
+    blocks = records | "Blocks" >> Batch()
+    changes, normalize_errors = blocks | "Normalize" >> NormalizeChanges(
+        NAME, config.format, config.key_columns
+    )
+    applied, apply_errors = changes | "Apply" >> ApplyChanges(
+        NAME, config.delete_retention, latest_only=config.final_state
+    )
     if config.final_state:
         applied = applied | "Final state" >> FinalState()
-    write_dead_letters(config.spine, [*errors, applied | "Write" >> config.sink])
+    written = applied | "Records" >> Unbatch() | "Write" >> config.sink
+    write_dead_letters(config.spine, [parse_errors, normalize_errors, apply_errors, written])
 
 
 PIPELINE = PipelineSpec(

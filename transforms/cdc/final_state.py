@@ -1,8 +1,8 @@
 """FinalState: the replica's final table at the end of a bounded run, from the applied changes.
 
-Input: `Record`s of applied `Change` dicts (`ApplyChanges` output, any order). Output: one
-``Record(change_dict)`` per live row of every source table: the key's latest change, which is
-an upsert newer than the table's latest truncate, e.g.::
+Input: `Block`s of `Record`s of applied `Change` dicts (`ApplyChanges` output, any order).
+Output: `Block`s of one ``Record(change_dict)`` per live row of every source table: the key's
+latest change, which is an upsert newer than the table's latest truncate, e.g.::
 
     Record({"table": "inventory.customers", "key": {"id": 1004}, "op": "upsert",
             "row": {"id": 1004, "email": "anne@example.com"},
@@ -22,6 +22,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from transforms.blocks import Batch
 from transforms.cdc.change import key_id
 from transforms.message import Record
 
@@ -30,6 +31,12 @@ __all__ = ["FinalState"]
 
 def _sequence(change: dict[str, Any]) -> tuple[int, ...]:
     return tuple(change["sequence"])
+
+
+def _keyed(block: list[Record]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for record in block:
+        data = record.data
+        yield key_id(data["table"], data["key"]), data
 
 
 def _live_rows(change: dict[str, Any], truncated: dict[str, tuple[int, ...]]) -> Iterator[Record]:
@@ -41,12 +48,12 @@ def _live_rows(change: dict[str, Any], truncated: dict[str, tuple[int, ...]]) ->
 
 
 class FinalState(beam.PTransform):
-    """Reduces applied change records to the final rows of each table (see the module)."""
+    """Reduces blocks of applied change records to the final rows of each table (see the module)."""
 
     def expand(self, applied: beam.PCollection) -> beam.PCollection:
         latest = (
             applied
-            | "Key" >> beam.Map(lambda r: (key_id(r.data["table"], r.data["key"]), r.data))
+            | "Key" >> beam.FlatMap(_keyed)
             | "Latest per key" >> beam.combiners.Top.PerKey(1, key=_sequence)
             | "Change" >> beam.Map(lambda keyed: keyed[1][0])
         )
@@ -55,6 +62,7 @@ class FinalState(beam.PTransform):
             | "Truncates" >> beam.Filter(lambda change: change["op"] == "truncate")
             | "Per table" >> beam.Map(lambda change: (change["table"], _sequence(change)))
         )
-        return latest | "Live rows" >> beam.FlatMap(
+        rows = latest | "Live rows" >> beam.FlatMap(
             _live_rows, truncated=beam.pvalue.AsDict(truncated)
         )
+        return rows | "Blocks" >> Batch()

@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support import COLLECTED, Collect
+from transforms.blocks import Batch, Unbatch
 from transforms.cdc.apply import APPLIED, DUPLICATE, STALE, ApplyChanges, KeyState, apply_change
 from transforms.cdc.change import Change, key_id
 from transforms.cdc.debezium import DropTombstones, is_tombstone
@@ -53,15 +54,25 @@ def change(key: int, op: str, seq: int, table: str = TABLE) -> Record:
 
 
 def at(seconds: float, record: Record) -> TimestampedValue:
-    return TimestampedValue(record, BASE + seconds)
+    """The record at event time ``BASE + seconds`` (in the record, and as its timestamp)."""
+    return TimestampedValue(record._replace(event_time=BASE + seconds), BASE + seconds)
+
+
+def parsed_blocks(messages: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    """`Message`s -> tombstones dropped -> Parse -> blocks of parsed records, and parse errors."""
+    records, errors = (
+        messages | "Blocks" >> Batch() | DropTombstones() | "Messages" >> Unbatch()
+        | ParseJson(PIPELINE)
+    )  # fmt: skip
+    return records | "Parsed blocks" >> Batch(), errors
 
 
 def run(build: Any, streaming: bool = False) -> tuple[list[dict], list[dict], dict[str, int]]:
-    """Runs ``build(pipeline) -> (outputs, errors)``; returns their data and the counters."""
+    """Runs ``build(pipeline) -> (blocks, errors)``; returns their data and the counters."""
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
     outputs, errors = build(pipeline)
-    _ = outputs | "Collect" >> beam.ParDo(Collect(tag))
+    _ = outputs | "Records" >> Unbatch() | "Collect" >> beam.ParDo(Collect(tag))
     _ = errors | "Collect errors" >> beam.ParDo(Collect(tag + "errors"))
     result = pipeline.run()
     result.wait_until_finish()
@@ -104,7 +115,7 @@ def test_bad_retention_and_bad_records() -> None:
         unordered = Change(TABLE, {"id": 2}, "delete", None, ()).to_dict()
         records = [change(1, "upsert", 1), Record({"table": TABLE, "op": "upsert"}),
                    Record(unordered)]  # fmt: skip
-        return pipeline | beam.Create(records) | ApplyChanges(PIPELINE)
+        return pipeline | beam.Create(records) | Batch() | ApplyChanges(PIPELINE)
 
     applied, errors, _ = run(build)
     assert [a["sequence"] for a in applied] == [[1]]
@@ -127,7 +138,7 @@ def test_duplicates_stale_and_a_late_older_upsert_after_a_delete(per_bundle_metr
         .advance_watermark_to_infinity()
     )
 
-    applied, errors, counters = run(lambda p: p | stream | ApplyChanges(PIPELINE), True)
+    applied, errors, counters = run(lambda p: p | stream | Batch() | ApplyChanges(PIPELINE), True)
 
     assert errors == []
     assert sequences_per_key(applied) == {
@@ -152,7 +163,7 @@ def test_a_delete_marker_expires_after_the_retention() -> None:
         .advance_watermark_to_infinity()
     )
 
-    applied, _, _ = run(lambda p: p | stream | ApplyChanges(PIPELINE, "60s"), True)
+    applied, _, _ = run(lambda p: p | stream | Batch() | ApplyChanges(PIPELINE, "60s"), True)
 
     assert sequences_per_key(applied) == {
         # Past the retention the older upsert comes back: the documented limit.
@@ -166,7 +177,7 @@ def test_a_delete_marker_expires_after_the_retention() -> None:
 
 def final_table(records: list[Record]) -> dict[str, dict[Any, Any]]:
     def build(pipeline: beam.Pipeline) -> Any:
-        applied, errors = pipeline | beam.Create(records) | ApplyChanges(PIPELINE)
+        applied, errors = pipeline | beam.Create(records) | Batch() | ApplyChanges(PIPELINE)
         return applied | FinalState(), errors
 
     rows, errors, _ = run(build)
@@ -363,9 +374,7 @@ def test_twenty_histories_through_beam_end_in_their_source_states() -> None:
     ]
 
     def build(pipeline: beam.Pipeline) -> Any:
-        records, parse_errors = (
-            pipeline | beam.Create(messages) | DropTombstones() | ParseJson(PIPELINE)
-        )
+        records, parse_errors = parsed_blocks(pipeline | beam.Create(messages))
         changes, normalize_errors = records | NormalizeChanges(PIPELINE, "debezium")
         applied, apply_errors = changes | ApplyChanges(PIPELINE)
         errors = (parse_errors, normalize_errors, apply_errors) | beam.Flatten()

@@ -17,16 +17,23 @@ import pytest
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 import transforms.cdc.compact as compact
-from tests.transforms.cdc.test_apply import BASE, PIPELINE, TABLE, History, change, run
+from tests.transforms.cdc.test_apply import (
+    BASE,
+    PIPELINE,
+    TABLE,
+    History,
+    change,
+    parsed_blocks,
+    run,
+)
+from transforms.blocks import Batch
 from transforms.cdc.apply import DUPLICATE, ApplyChanges
 from transforms.cdc.change import key_id
 from transforms.cdc.compact import merge
-from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.decide import SUPERSEDED
 from transforms.cdc.final_state import FinalState
 from transforms.cdc.normalize import NormalizeChanges
 from transforms.message import Message, Origin, Record
-from transforms.parse import ParseJson
 
 Outcome = tuple[list[Any], list[Any], dict[str, int]]
 _WHEN_AND_WHERE = ("error_timestamp", "stacktrace")
@@ -45,7 +52,7 @@ def both_ways(elements: list[Any], final: bool = True, windowed: bool = False) -
             changes = pipeline | beam.Create(elements, reshuffle=False)
             if windowed:
                 changes = changes | beam.WindowInto(FixedWindows(60))
-            applied, errors = changes | ApplyChanges(PIPELINE, latest_only=latest_only)
+            applied, errors = changes | Batch() | ApplyChanges(PIPELINE, latest_only=latest_only)
             return (applied | FinalState() if final else applied), errors
 
         outputs, errors, counters = run(build)
@@ -209,7 +216,7 @@ def test_disordered_debezium_histories_end_in_the_same_final_tables() -> None:
     ]
 
     def normalize(pipeline: beam.Pipeline) -> Any:
-        records, _ = pipeline | beam.Create(messages) | DropTombstones() | ParseJson(PIPELINE)
+        records, _ = parsed_blocks(pipeline | beam.Create(messages))
         return records | NormalizeChanges(PIPELINE, "debezium")
 
     changes, errors, _ = run(normalize)
