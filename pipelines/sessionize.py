@@ -24,16 +24,15 @@ from pipelines.spine import (
     SpineConfig,
     SpineView,
     read_and_parse,
-    read_and_parse_blocks,
     write_dead_letters,
 )
 from transforms.aggregate import AGGREGATED
-from transforms.aggregate_sessions import BoundedSessions
+from transforms.blocks import Batch, Unbatch
 from transforms.durations import parse_duration
 from transforms.fields import RequiredField
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint
-from transforms.sessions import Sessionize, SessionizeBlocks, SessionSpec, session_schema
+from transforms.sessions import Sessionize, SessionSpec, session_schema
 
 __all__ = ["PIPELINE", "SessionizeConfig", "default_dead_letter"]
 
@@ -161,27 +160,12 @@ def configure(values: dict[str, Any]) -> SessionizeConfig:
 
 def build(pipeline: beam.Pipeline, config: SessionizeConfig) -> None:
     """Adds source -> Parse -> Sessionize -> sink, with every failure dead-lettered."""
-    rows, errors = _sessionize(pipeline, config)
-    write_dead_letters(config.spine, [*errors, rows | "Write" >> config.sink])
-
-
-def _sessionize(
-    pipeline: beam.Pipeline, config: SessionizeConfig
-) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """Reads, parses and sessionizes; returns the rows and the dead letters so far.
-
-    A bounded source that reads in blocks takes the block path (`SessionizeBlocks`, the same
-    rows at a fraction of the cost); anything else `Sessionize`.
-    """
-    if BoundedSessions.supports(config.sessions.aggregate_spec()):
-        parsed = read_and_parse_blocks(pipeline, config.spine)
-        if parsed is not None:
-            blocks, parse_errors = parsed
-            rows, errors = blocks | "Sessionize" >> SessionizeBlocks(config.sessions, NAME)
-            return rows, [parse_errors, errors]
     records, parse_errors = read_and_parse(pipeline, config.spine)
-    rows, errors = records | "Sessionize" >> Sessionize(config.sessions, NAME)
-    return rows, [parse_errors, errors]
+    # CONTRACT TRANSITION: Parse gives records, the sinks take records.
+    blocks = records | "Blocks" >> Batch()
+    rows, errors = blocks | "Sessionize" >> Sessionize(config.sessions, NAME)
+    written = rows | "Records" >> Unbatch() | "Write" >> config.sink
+    write_dead_letters(config.spine, [parse_errors, errors, written])
 
 
 PIPELINE = PipelineSpec(

@@ -226,10 +226,8 @@ class ApplyChanges(beam.PTransform):
             blocks = blocks | "Global window" >> beam.WindowInto(GlobalWindows())
         if self._latest_only and blocks.is_bounded and not streaming:
             return blocks | "Latest per key" >> CompactChanges(self._pipeline)
-        grouped = (
-            blocks
-            | "Group per bundle"
-            >> beam.ParDo(_GroupPerBundleFn()).with_outputs(FAILED, main="grouped")
+        grouped = blocks | "Group per bundle" >> beam.ParDo(_GroupPerBundleFn()).with_outputs(
+            FAILED, main="grouped"
         )
         applied = (
             grouped.grouped
