@@ -157,11 +157,10 @@ def build(pipeline: beam.Pipeline, config: CdcConfig) -> None:
     changes, normalize_errors = blocks | "Normalize" >> NormalizeChanges(
         NAME, config.format, config.key_columns
     )
-    applied, apply_errors = changes | "Apply" >> ApplyChanges(
-        NAME, config.delete_retention, latest_only=config.final_state
-    )
+    apply = ApplyChanges(NAME, config.delete_retention, latest_only=config.final_state)
+    applied, apply_errors = changes | "Apply" >> apply
     if config.final_state:
-        applied = applied | "Final state" >> FinalState()
+        applied = applied | "Final state" >> FinalState(latest_per_key=apply.compacts(changes))
     written = applied | "Records" >> Unbatch() | "Write" >> config.sink
     write_dead_letters(config.spine, [parse_errors, normalize_errors, apply_errors, written])
 

@@ -218,13 +218,19 @@ class ApplyChanges(beam.PTransform):
         self._pipeline = pipeline
         self._latest_only = latest_only
 
-    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        # A streaming run of a bounded input may fire delete-marker timers while it reads, so
-        # only a batch run compacts.
+    def compacts(self, blocks: beam.PCollection) -> bool:
+        """Whether this step emits only each key's latest change of ``blocks`` (it compacts).
+
+        A streaming run of a bounded input may fire delete-marker timers while it reads, so
+        only a batch run compacts.
+        """
         streaming = blocks.pipeline.options.view_as(StandardOptions).streaming
+        return self._latest_only and blocks.is_bounded and not streaming
+
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         if not blocks.windowing.is_default():
             blocks = blocks | "Global window" >> beam.WindowInto(GlobalWindows())
-        if self._latest_only and blocks.is_bounded and not streaming:
+        if self.compacts(blocks):
             return blocks | "Latest per key" >> CompactChanges(self._pipeline)
         grouped = blocks | "Group per bundle" >> beam.ParDo(_GroupPerBundleFn()).with_outputs(
             FAILED, main="grouped"

@@ -22,7 +22,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from transforms.blocks import Batch
+from transforms.blocks import Batch, Block
 from transforms.cdc.change import key_id
 from transforms.message import Record
 
@@ -39,30 +39,48 @@ def _keyed(block: list[Record]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield key_id(data["table"], data["key"]), data
 
 
-def _live_rows(change: dict[str, Any], truncated: dict[str, tuple[int, ...]]) -> Iterator[Record]:
-    if change["op"] != "upsert":
-        return
-    truncate = truncated.get(change["table"])
-    if truncate is None or _sequence(change) > truncate:
-        yield Record(change)
+def _truncates(block: list[Record]) -> Iterator[tuple[str, tuple[int, ...]]]:
+    for record in block:
+        if record.data["op"] == "truncate":
+            yield record.data["table"], _sequence(record.data)
+
+
+def _live_rows(block: list[Record], truncated: dict[str, tuple[int, ...]]) -> Iterator[Block]:
+    rows = Block()
+    for record in block:
+        change = record.data
+        if change["op"] != "upsert":
+            continue
+        truncate = truncated.get(change["table"])
+        if truncate is None or _sequence(change) > truncate:
+            rows.append(Record(change))
+    if rows:
+        yield rows
 
 
 class FinalState(beam.PTransform):
-    """Reduces blocks of applied change records to the final rows of each table (see the module)."""
+    """Reduces blocks of applied change records to the final rows of each table (see the module).
+
+    Args:
+        latest_per_key: the input holds only each key's latest change already (as
+            `ApplyChanges` gives it when it compacts), so it is not looked for again.
+    """
+
+    def __init__(self, latest_per_key: bool = False) -> None:
+        super().__init__()
+        self._latest_per_key = latest_per_key
 
     def expand(self, applied: beam.PCollection) -> beam.PCollection:
-        latest = (
-            applied
-            | "Key" >> beam.FlatMap(_keyed)
-            | "Latest per key" >> beam.combiners.Top.PerKey(1, key=_sequence)
-            | "Change" >> beam.Map(lambda keyed: keyed[1][0])
-        )
-        truncated = (
-            latest
-            | "Truncates" >> beam.Filter(lambda change: change["op"] == "truncate")
-            | "Per table" >> beam.Map(lambda change: (change["table"], _sequence(change)))
-        )
-        rows = latest | "Live rows" >> beam.FlatMap(
+        latest = applied
+        if not self._latest_per_key:
+            latest = (
+                applied
+                | "Key" >> beam.FlatMap(_keyed)
+                | "Latest per key" >> beam.combiners.Top.PerKey(1, key=_sequence)
+                | "Change" >> beam.Map(lambda keyed: Record(keyed[1][0]))
+                | "Blocks" >> Batch()
+            )
+        truncated = latest | "Truncates" >> beam.FlatMap(_truncates)
+        return latest | "Live rows" >> beam.FlatMap(
             _live_rows, truncated=beam.pvalue.AsDict(truncated)
-        )
-        return rows | "Blocks" >> Batch()
+        ).with_output_types(Block)

@@ -53,7 +53,8 @@ def both_ways(elements: list[Any], final: bool = True, windowed: bool = False) -
             if windowed:
                 changes = changes | beam.WindowInto(FixedWindows(60))
             applied, errors = changes | Batch() | ApplyChanges(PIPELINE, latest_only=latest_only)
-            return (applied | FinalState() if final else applied), errors
+            final_state = FinalState(latest_per_key=latest_only)
+            return (applied | final_state if final else applied), errors
 
         outputs, errors, counters = run(build)
         # When and where (the stack) a record failed differ; what failed and why must not.
