@@ -40,14 +40,7 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.blocks import Batch, Unbatch
 from transforms.cdc.apply import APPLIED, CHANGE_SCHEMA, ApplyChanges
 from transforms.cdc.debezium import DropTombstones
@@ -140,29 +133,20 @@ def configure(values: dict[str, Any]) -> CdcConfig:
     return CdcConfig(spine, values["format"], key_columns, retention, final_state)
 
 
-class _DropTombstoneMessages(beam.PTransform):
-    """CONTRACT TRANSITION: `DropTombstones` for a read that still gives one `Message` each."""
-
-    def expand(self, messages: beam.PCollection) -> beam.PCollection:
-        return messages | "Blocks" >> Batch() | DropTombstones() | "Messages" >> Unbatch()
-
-
 def build(pipeline: beam.Pipeline, config: CdcConfig) -> None:
     """Adds source -> Parse -> Normalize -> Apply -> sink, with every failure dead-lettered."""
-    records, parse_errors = read_and_parse(
-        pipeline, config.spine, before_parse="Drop tombstones" >> _DropTombstoneMessages()
-    )
-    # CONTRACT TRANSITION: Parse gives records, the sinks take records.
-    blocks = records | "Blocks" >> Batch()
-    changes, normalize_errors = blocks | "Normalize" >> NormalizeChanges(
-        NAME, config.format, config.key_columns
-    )
-    apply = ApplyChanges(NAME, config.delete_retention, latest_only=config.final_state)
-    applied, apply_errors = changes | "Apply" >> apply
-    if config.final_state:
-        applied = applied | "Final state" >> FinalState(latest_per_key=apply.compacts(changes))
-    written = applied | "Records" >> Unbatch() | "Write" >> config.sink
-    write_dead_letters(config.spine, [parse_errors, normalize_errors, apply_errors, written])
+    with Spine(pipeline, config.spine) as spine:
+        # CONTRACT TRANSITION: the read and Parse still give one message and record each.
+        tombstones = Batch() | DropTombstones() | Unbatch()
+        blocks = spine.read(before_parse="Drop tombstones" >> tombstones) | "Blocks" >> Batch()
+        normalize = NormalizeChanges(NAME, config.format, config.key_columns)
+        changes = spine.apply("Normalize", normalize, blocks)
+        apply = ApplyChanges(NAME, config.delete_retention, latest_only=config.final_state)
+        applied = spine.apply("Apply", apply, changes)
+        if config.final_state:
+            final_state = FinalState(latest_per_key=apply.compacts(changes))
+            applied = applied | "Final state" >> final_state
+        spine.write("Write", config.sink, applied)
 
 
 PIPELINE = PipelineSpec(

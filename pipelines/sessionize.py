@@ -18,16 +18,9 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import AGGREGATED
-from transforms.blocks import Batch, Unbatch
+from transforms.blocks import Batch
 from transforms.durations import parse_duration
 from transforms.fields import RequiredField
 from transforms.io.base import SinkContext
@@ -160,12 +153,11 @@ def configure(values: dict[str, Any]) -> SessionizeConfig:
 
 def build(pipeline: beam.Pipeline, config: SessionizeConfig) -> None:
     """Adds source -> Parse -> Sessionize -> sink, with every failure dead-lettered."""
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    # CONTRACT TRANSITION: Parse gives records, the sinks take records.
-    blocks = records | "Blocks" >> Batch()
-    rows, errors = blocks | "Sessionize" >> Sessionize(config.sessions, NAME)
-    written = rows | "Records" >> Unbatch() | "Write" >> config.sink
-    write_dead_letters(config.spine, [parse_errors, errors, written])
+    with Spine(pipeline, config.spine) as spine:
+        # CONTRACT TRANSITION: Parse still gives one record each.
+        records = spine.read() | "Blocks" >> Batch()
+        rows = spine.apply("Sessionize", Sessionize(config.sessions, NAME), records)
+        spine.write("Write", config.sink, rows)
 
 
 PIPELINE = PipelineSpec(
