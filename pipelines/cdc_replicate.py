@@ -23,11 +23,12 @@ them (``id;inventory.orders=order_id,line``). Key values are compared in canonic
 own key); a null key value is dead-lettered ``cdc_no_key``, a list, object or NaN
 ``cdc_bad_key``.
 
-Final tables need only each key's latest change, so that run applies changes by keeping just
-those (`transforms.cdc.compact`: memory of one change per key, the others counted as
-``cdc_duplicate`` or ``cdc_superseded``).
-Every other sink keeps or forwards the stream of applied changes (the BigQuery replica's
-change log, a topic, Redis, which dead-letters each truncate), so it gets every one of them.
+Records travel in blocks (`transforms.blocks`) from Parse to the sink. Final tables need only
+each key's latest change, so that run applies changes by keeping just those
+(`transforms.cdc.compact`: memory of one change per key, the others counted as
+``cdc_duplicate`` or ``cdc_superseded``). Every other sink keeps or forwards the stream of
+applied changes (the BigQuery replica's change log, a topic, Redis, which dead-letters each
+truncate), so it gets every one of them.
 """
 
 from __future__ import annotations
@@ -40,9 +41,8 @@ import apache_beam as beam
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
-from transforms.blocks import Batch, Unbatch
 from transforms.cdc.apply import APPLIED, CHANGE_SCHEMA, ApplyChanges
-from transforms.cdc.compact_blocks import DropTombstoneBlocks
+from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.envelope import parse_key_columns
 from transforms.cdc.final_state import FinalState
 from transforms.cdc.normalize import FORMATS, KEY_CHANGES, NormalizeChanges
@@ -135,15 +135,15 @@ def configure(values: dict[str, Any]) -> CdcConfig:
 def build(pipeline: beam.Pipeline, config: CdcConfig) -> None:
     """Adds source -> Parse -> Normalize -> Apply -> sink, with every failure dead-lettered."""
     with Spine(pipeline, config.spine) as spine:
-        blocks = spine.read(before_parse="Drop tombstones" >> DropTombstoneBlocks())
-        records = blocks | "Records" >> Unbatch()
+        blocks = spine.read(before_parse="Drop tombstones" >> DropTombstones())
         normalize = NormalizeChanges(NAME, config.format, config.key_columns)
-        changes = spine.apply("Normalize", normalize, records)
+        changes = spine.apply("Normalize", normalize, blocks)
         apply = ApplyChanges(NAME, config.delete_retention, latest_only=config.final_state)
         applied = spine.apply("Apply", apply, changes)
         if config.final_state:
-            applied = applied | "Final state" >> FinalState()
-        spine.write("Write", config.sink, applied | "Blocks" >> Batch())
+            final_state = FinalState(latest_per_key=apply.compacts(changes))
+            applied = applied | "Final state" >> final_state
+        spine.write("Write", config.sink, applied)
 
 
 PIPELINE = PipelineSpec(

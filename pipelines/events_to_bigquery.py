@@ -19,7 +19,6 @@ from pipelines.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import WindowedAggregate, row_schema
 from transforms.aggregate_spec import AggregateSpec, SpecError
-from transforms.blocks import Batch, Unbatch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -103,11 +102,9 @@ def build(pipeline: beam.Pipeline, config: EventsConfig) -> None:
         spine.write("Write", config.sink, blocks)
         if config.counts is not None:
             spec, sink = config.counts
-            records = blocks | "Records" >> Unbatch()
             # Late records are written whole by the main sink; the counts only count them.
             counts = WindowedAggregate(spec, NAME, dead_letter_late=False)
-            # TRANSITION: the read still gives records.
-            rows = spine.apply("Counts", counts, records | "Batch for counts" >> Batch())
+            rows = spine.apply("Counts", counts, blocks)
             spine.write("Write counts", sink, rows)
 
 

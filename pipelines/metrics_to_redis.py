@@ -20,7 +20,6 @@ from pipelines.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import AGGREGATED, WindowedAggregate, row_schema
 from transforms.aggregate_spec import AggregateSpec, SpecError
-from transforms.blocks import Batch, Unbatch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink

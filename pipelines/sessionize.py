@@ -20,7 +20,6 @@ from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import AGGREGATED
-from transforms.blocks import Batch, Unbatch
 from transforms.durations import parse_duration
 from transforms.fields import RequiredField
 from transforms.io.base import SinkContext
@@ -154,9 +153,9 @@ def configure(values: dict[str, Any]) -> SessionizeConfig:
 def build(pipeline: beam.Pipeline, config: SessionizeConfig) -> None:
     """Adds source -> Parse -> Sessionize -> sink, with every failure dead-lettered."""
     with Spine(pipeline, config.spine) as spine:
-        records = spine.read() | "Records" >> Unbatch()
+        records = spine.read()
         rows = spine.apply("Sessionize", Sessionize(config.sessions, NAME), records)
-        spine.write("Write", config.sink, rows | "Blocks" >> Batch())
+        spine.write("Write", config.sink, rows)
 
 
 PIPELINE = PipelineSpec(

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.utils.timestamp import Timestamp
 
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateCall, AggregateSpec, TriggerSpec, WindowSpec
-from transforms.blocks import Batch, Block, Unbatch
+from transforms.blocks import Block
 from transforms.dead_letter import error_record
 from transforms.errors import BadTimestamp, RecordError
 from transforms.event_time import format_timestamp
@@ -46,7 +45,6 @@ __all__ = [
     "MissingKey",
     "SessionSpec",
     "Sessionize",
-    "SessionizeBlocks",
     "session_schema",
 ]
 
@@ -164,23 +162,34 @@ def session_schema(spec: SessionSpec, records: Schema | None) -> Schema:
     return Schema(tuple(fields))
 
 
+@beam.typehints.with_output_types(Block)
 class _Stamp(beam.DoFn):
-    """Record -> ``Record({key_field: key, STAMP: stamp}, origin)``; failures to ``missing``.
+    """A block of `Record`s -> the block of ``Record({key_field: key, STAMP: stamp}, origin)``.
 
     A record without the key, with a key that cannot group sessions, or whose session would end
-    out of range goes to the ``missing`` output as a dead-letter dict.
+    out of range goes to the ``missing`` output as a dead-letter dict. A record without an event
+    time takes its block's timestamp.
     """
 
     def __init__(self, spec: SessionSpec, pipeline: str) -> None:
         self._spec = spec
         self._pipeline = pipeline
 
-    def process(self, record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[Any]:
-        event_time = float(timestamp)
-        try:
-            yield self._stamped(record, Timestamp.of(timestamp).micros, event_time)
-        except RecordError as error:
-            yield self._rejected(record, event_time, error)
+    def process(
+        self, block: list[Record], timestamp: Any = beam.DoFn.TimestampParam
+    ) -> Iterator[Any]:
+        stamped = Block()
+        for record in block:
+            event_time = record.event_time
+            if event_time is None:
+                event_time = float(timestamp)
+            try:
+                # int(seconds * 1e6) is how Beam's Timestamp turns the event time into micros.
+                stamped.append(self._stamped(record, int(event_time * 1e6), event_time))
+            except RecordError as error:
+                yield self._rejected(record, event_time, error)
+        if stamped:
+            yield stamped
 
     def _stamped(self, record: Record, micros: int, event_time: float) -> Record:
         """Returns the stamped record; raises `MissingKey`, `BadKey` or `BadTimestamp`."""
@@ -218,30 +227,16 @@ class _Stamp(beam.DoFn):
 
 
 @beam.typehints.with_output_types(Block)
-class _StampBlock(_Stamp):
-    """A block of ``(Record, event_time)`` -> the block of stamped ones; failures to ``missing``."""
-
-    def process(self, block: list[tuple[Record, float]]) -> Iterator[Any]:  # type: ignore[override]
-        stamped_block = Block()
-        for record, event_time in block:
-            try:
-                # int(seconds * 1e6) is how Beam's Timestamp turns the event time into micros.
-                stamped = self._stamped(record, int(event_time * 1e6), event_time)
-            except RecordError as error:
-                yield self._rejected(record, event_time, error)
-            else:
-                stamped_block.append((stamped, event_time))
-        if stamped_block:
-            yield stamped_block
-
-
 class _ToSessionRow(beam.DoFn):
-    """An aggregate row of a session window -> the session row of this module."""
+    """A block of aggregate rows of session windows -> the block of session rows."""
 
     def __init__(self, spec: SessionSpec) -> None:
         self._spec = spec
 
-    def process(self, aggregate: Record) -> Iterator[Record]:
+    def process(self, block: list[Record]) -> Iterator[Block]:
+        yield Block([self._row(aggregate) for aggregate in block])
+
+    def _row(self, aggregate: Record) -> Record:
         row = aggregate.data
         start, first = _unstamp(row[FIRST])
         end, last = _unstamp(row[LAST])
@@ -257,14 +252,14 @@ class _ToSessionRow(beam.DoFn):
         for name in self._spec.include_fields:
             session[f"last_{name}"] = last.get(name)
         session["timing"] = row["timing"]
-        yield Record(session)
+        return Record(session, None, aggregate.event_time)
 
 
 class Sessionize(beam.PTransform):
     """Groups `Record`s into sessions per key; one row per session (and pane).
 
-    Input: `Record`s timestamped with their event time (as `ParseJson` emits them). Returns
-    ``(rows, errors)``: ``rows`` are `Record`s holding session rows (see this module);
+    Input: blocks of `Record`s with their event times (as `ParseJson` emits them). Returns
+    ``(rows, errors)``: ``rows`` are blocks of `Record`s holding session rows (see this module);
     ``errors`` are dead-letter dicts of records without the key (``missing_key``), with a key
     that cannot group (``bad_key``), whose session would end out of range (``bad_timestamp``)
     or too late for their session (``late``). Records that enter a session are counted as
@@ -280,41 +275,12 @@ class Sessionize(beam.PTransform):
         self._spec = spec
         self._pipeline = pipeline
 
-    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        stamped = records | "Stamp" >> beam.ParDo(_Stamp(self._spec, self._pipeline)).with_outputs(
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        stamped = blocks | "Stamp" >> beam.ParDo(_Stamp(self._spec, self._pipeline)).with_outputs(
             "missing", main="stamped"
         )
-        # TRANSITION: this step still takes and gives records; the aggregation takes blocks.
-        aggregates, late = (
-            stamped.stamped
-            | "Batch" >> Batch()
-            | "Sessions" >> WindowedAggregate(self._spec.aggregate_spec(), self._pipeline)
-        )
-        rows = aggregates | "Unbatch" >> Unbatch() | "Rows" >> beam.ParDo(_ToSessionRow(self._spec))
-        errors = (stamped.missing, late) | "Errors" >> beam.Flatten()
-        return rows, errors
-
-
-class SessionizeBlocks(Sessionize):
-    """`Sessionize` over blocks of parsed records, for a bounded input: the same rows, cheaper.
-
-    Input: a bounded PCollection of lists of ``(Record, event_time_seconds)`` pairs, as
-    `transforms.parse.ParseJsonBlocks` emits them with an event time. Returns ``(rows,
-    errors)`` as `Sessionize` does (nothing is late in a bounded input: errors are the records
-    the `Sessionize` stamping refused, and those the aggregation refuses). Takes `Sessionize`'s
-    arguments.
-    """
-
-    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        stamped = blocks | "Stamp" >> beam.ParDo(
-            _StampBlock(self._spec, self._pipeline)
-        ).with_outputs("missing", main="stamped")
-        # TRANSITION: stamped pairs -> blocks of records, and the rows back to records.
-        records = stamped.stamped | "Records" >> beam.Map(
-            lambda block: Block([pair[0] for pair in block])
-        ).with_output_types(Block)
-        aggregates, refused = records | "Sessions" >> WindowedAggregate(
+        aggregates, late = stamped.stamped | "Sessions" >> WindowedAggregate(
             self._spec.aggregate_spec(), self._pipeline
         )
-        rows = aggregates | "Unbatch" >> Unbatch() | "Rows" >> beam.ParDo(_ToSessionRow(self._spec))
-        return rows, (stamped.missing, refused) | "Errors" >> beam.Flatten()
+        rows = aggregates | "Rows" >> beam.ParDo(_ToSessionRow(self._spec))
+        return rows, (stamped.missing, late) | "Errors" >> beam.Flatten()

@@ -34,9 +34,8 @@ from bench.jobs.messages import (
 )
 from pipelines.cdc_replicate import PIPELINE, CdcConfig
 from pipelines.spine import Spine
-from transforms.blocks import Batch, Unbatch
 from transforms.cdc.apply import APPLIED, ApplyChanges
-from transforms.cdc.compact_blocks import DropTombstoneBlocks
+from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.final_state import FinalState
 from transforms.cdc.normalize import NormalizeChanges
 
@@ -50,13 +49,13 @@ def suite_graph(pipeline: beam.Pipeline, config: CdcConfig) -> None:
     """
     name = config.spine.pipeline
     with Spine(pipeline, config.spine) as spine:
-        blocks = spine.read(before_parse="Drop tombstones" >> DropTombstoneBlocks())
-        records = blocks | "Records" >> Unbatch()
+        blocks = spine.read(before_parse="Drop tombstones" >> DropTombstones())
         normalize = NormalizeChanges(name, config.format, config.key_columns)
-        changes = spine.apply("Normalize", normalize, records)
+        changes = spine.apply("Normalize", normalize, blocks)
         apply = ApplyChanges(name, config.delete_retention, latest_only=True)
-        tables = spine.apply("Apply", apply, changes) | "Final state" >> FinalState()
-        spine.write("Write", config.sink, tables | "Blocks" >> Batch())
+        final_state = FinalState(latest_per_key=apply.compacts(changes))
+        tables = spine.apply("Apply", apply, changes) | "Final state" >> final_state
+        spine.write("Write", config.sink, tables)
 
 
 def _suite(path: Path, out: Path) -> int:

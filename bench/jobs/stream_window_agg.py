@@ -40,7 +40,6 @@ from bench.jobs.window_agg import WINDOW, WINDOW_SPEC, _window_loop
 from pipelines.metrics_to_redis import PIPELINE, MetricsConfig
 from pipelines.spine import Spine
 from transforms.aggregate import AGGREGATED, WindowedAggregate
-from transforms.blocks import Batch, Unbatch
 
 
 def suite_graph(pipeline: beam.Pipeline, config: MetricsConfig) -> None:

@@ -6,6 +6,8 @@ Expected sessions come from `plain_sessions`, a plain-Python sessionization writ
 from __future__ import annotations
 
 import calendar
+import itertools
+import random
 from collections import defaultdict
 from typing import Any
 
@@ -16,10 +18,11 @@ from apache_beam.testing.test_stream import TestStream as Events
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
+from transforms.blocks import Batch, Block, Unbatch
 from transforms.event_time import format_timestamp
 from transforms.message import Record
 from transforms.schema import Field, Schema
-from transforms.sessions import Sessionize, SessionSpec, session_schema
+from transforms.sessions import PartialSessions, Sessionize, SessionSpec, session_schema
 
 T0 = calendar.timegm((2026, 11, 25, 10, 0, 0))
 GAP = 60.0
@@ -60,7 +63,13 @@ def event(user: str | None, t: float, page: str) -> TimestampedValue:
     data = {"page": page, "ts": format_timestamp(t)}
     if user is not None:
         data["user_id"] = user
-    return TimestampedValue(Record(data), t)
+    return TimestampedValue(Record(data, None, t), t)
+
+
+def sessionize(events: beam.PCollection, spec: SessionSpec) -> tuple[Any, Any]:
+    """Runs `Sessionize` on one record per element; returns its rows (one each) and errors."""
+    rows, errors = events | "Blocks" >> Batch() | Sessionize(spec, "test")
+    return rows | "Rows" >> Unbatch(), errors
 
 
 def without_timing(row: Record) -> dict[str, Any]:
@@ -92,7 +101,7 @@ def test_out_of_order_event_bridges_two_sessions_into_one() -> None:
     assert [r["event_count"] for r in expected if r["user_id"] == "a"] == [3]
 
     with streaming() as pipeline:
-        rows, errors = pipeline | stream | Sessionize(SPEC, "test")
+        rows, errors = sessionize(pipeline | stream, SPEC)
         assert_that(rows | beam.Map(without_timing), equal_to(expected))
         assert_that(rows | "Timing" >> beam.Map(lambda r: r.data["timing"]),
                     equal_to(["ON_TIME"] * len(expected)), label="on time")  # fmt: skip
@@ -122,7 +131,7 @@ def test_early_rows_fire_before_the_session_closes() -> None:
         )[0]
 
     with streaming() as pipeline:
-        rows, _ = pipeline | stream | Sessionize(spec, "test")
+        rows, _ = sessionize(pipeline | stream, spec)
         assert_that(rows, check)
 
 
@@ -137,7 +146,7 @@ def test_late_and_keyless_records_are_dead_lettered() -> None:
     )
 
     with streaming() as pipeline:
-        rows, errors = pipeline | stream | Sessionize(SPEC, "test")
+        rows, errors = sessionize(pipeline | stream, SPEC)
         assert_that(rows | beam.Map(without_timing),
                     equal_to(plain_sessions([("a", T0, "/home")], GAP)))  # fmt: skip
         reasons = errors | beam.Map(lambda d: (d["reason"], d["step"], d["payload_string"]))
@@ -151,10 +160,10 @@ def test_late_and_keyless_records_are_dead_lettered() -> None:
 def test_bad_keys_and_times_a_session_cannot_hold_are_dead_lettered_on_a_stream() -> None:
     end = calendar.timegm((9999, 12, 31, 23, 59, 0))
     hostile = [
-        TimestampedValue(Record({"user_id": ["a"], "page": "/list"}), T0),
-        TimestampedValue(Record({"user_id": {"a": 1}, "page": "/object"}), T0),
-        TimestampedValue(Record({"user_id": float("nan"), "page": "/nan"}), T0),
-        TimestampedValue(Record({"user_id": "b", "page": "/end"}), end),
+        TimestampedValue(Record({"user_id": ["a"], "page": "/list"}, None, T0), T0),
+        TimestampedValue(Record({"user_id": {"a": 1}, "page": "/object"}, None, T0), T0),
+        TimestampedValue(Record({"user_id": float("nan"), "page": "/nan"}, None, T0), T0),
+        TimestampedValue(Record({"user_id": "b", "page": "/end"}, None, end), end),
     ]
     stream = (
         Events()
@@ -164,7 +173,7 @@ def test_bad_keys_and_times_a_session_cannot_hold_are_dead_lettered_on_a_stream(
     )
 
     with streaming() as pipeline:
-        rows, errors = pipeline | stream | Sessionize(SPEC, "test")
+        rows, errors = sessionize(pipeline | stream, SPEC)
         assert_that(rows | beam.Map(without_timing),
                     equal_to(plain_sessions([("a", T0, "/home")], GAP)))  # fmt: skip
         reasons = errors | beam.Map(lambda d: (d["step"], d["reason"], d["payload_string"]))
@@ -187,7 +196,7 @@ def test_bounded_sessions_of_several_users_match_plain_python() -> None:
     events.append(("u0", T0 + 2000, "/alone"))
     with beam.Pipeline() as pipeline:
         records = pipeline | beam.Create([event(*e) for e in events])
-        rows, _ = records | Sessionize(SessionSpec("user_id", 45.0, include_fields=("page",)), "t")
+        rows, _ = sessionize(records, SessionSpec("user_id", 45.0, include_fields=("page",)))
         assert_that(rows | beam.Map(without_timing), equal_to(plain_sessions(events, 45.0)))
 
 
@@ -210,3 +219,73 @@ def test_row_schema_keeps_the_types_of_the_records() -> None:
         ("event_count", "INTEGER"), ("duration_s", "FLOAT"), ("first_amount", "FLOAT"),
         ("last_amount", "FLOAT"), ("timing", "STRING"),
     ]  # fmt: skip
+
+
+def sessions_by_sorting(micros: list[int], gap_micros: int) -> list[tuple[int, int, int]]:
+    """``(first, last, count)`` per session of sorted events, windows in whole milliseconds.
+
+    An event joins the session before it when its window starts before the session's ends (as
+    Beam's window coder keeps them: 100.0009 s and 130.0001 s are two sessions with a 30 s gap).
+    """
+    sessions: list[list[int]] = []
+    for t in sorted(micros):
+        if sessions and t // 1000 < (sessions[-1][1] + gap_micros) // 1000:
+            sessions[-1][1:] = [t, sessions[-1][2] + 1]
+        else:
+            sessions.append([t, t, 1])
+    return [(first, last, count) for first, last, count in sessions]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_partial_sessions_in_any_order_are_the_sorted_sessions(seed: int) -> None:
+    rng = random.Random(seed)
+    gap = 10_000_000
+    micros = [rng.randrange(0, 200_000_000) for _ in range(rng.randrange(1, 80))]
+    micros += [50_000_900, 60_000_100]  # 9.9992 s apart, but their windows do not overlap
+    rng.shuffle(micros)
+    partial = PartialSessions(gap)
+    for t in micros:
+        partial.add(t, f"{t:012d}")
+    got = []
+    for anchors, (count, first, last) in partial.sessions:
+        assert all(b // 1000 < (a + gap) // 1000 for a, b in itertools.pairwise(anchors))
+        assert (anchors[0], anchors[-1]) == (int(first), int(last))
+        got.append((anchors[0], anchors[-1], count))
+    assert got == sessions_by_sorting(micros, gap)
+
+
+def test_bounded_blocks_over_several_bundles_give_the_sorted_sessions() -> None:
+    rng = random.Random(4)
+    events = [
+        Record({"user_id": rng.choice(["a", "b", "c", None]), "page": rng.choice("xyz")}, None,
+               T0 + round(rng.uniform(0, 900), 3))
+        for _ in range(300)
+    ]  # fmt: skip
+    events += [Record({"user_id": "d", "page": "x"}, None, T0 + 100.0009),
+               Record({"user_id": "d", "page": "y"}, None, T0 + 130.0001)]  # fmt: skip
+    rng.shuffle(events)
+    expected = []
+    for user in "abcd":
+        times = [round(e.event_time * 1e6) for e in events if e.data["user_id"] == user]
+        for first, last, count in sessions_by_sorting(times, 30_000_000):
+            expected.append((user, format_timestamp(first / 1e6), format_timestamp(last / 1e6),
+                             count))  # fmt: skip
+    blocks = [Block(events[i : i + 37]) for i in range(0, len(events), 37)]
+    with beam.Pipeline() as pipeline:
+        rows, errors = pipeline | beam.Create(blocks) | Sessionize(SessionSpec("user_id", 30), "t")
+        got = (
+            rows
+            | Unbatch()
+            | beam.Map(
+                lambda r: (
+                    r.data["user_id"],
+                    r.data["session_start"],
+                    r.data["session_end"],
+                    r.data["event_count"],
+                )
+            )
+        )
+        assert_that(got, equal_to(expected))
+        missing = sum(e.data["user_id"] is None for e in events)
+        assert_that(errors | beam.Map(lambda d: d["reason"]), equal_to(["missing_key"] * missing),
+                    label="errors")  # fmt: skip

@@ -1,13 +1,15 @@
 """ApplyChanges: keep, per (table, primary key), only changes newer than the last one applied.
 
-Input and output are `Record`s of `Change` dicts (as `NormalizeChanges` emits them); the output
-is the latest-state stream: the applied changes only, in sequence order per key, e.g.::
+Input and output are `Block`s of `Record`s of `Change` dicts (as `NormalizeChanges` emits them);
+the output is the latest-state stream: the applied changes only, in sequence order per key,
+e.g.::
 
     Record({"table": "inventory.customers", "key": {"id": 1004}, "op": "delete", "row": None,
             "sequence": [24023200, 24023264], "source_ts": "2019-05-28T09:01:00Z"}, <Message>)
 
-How: changes are keyed by `key_id` (a string) in the global window and a stateful DoFn keeps per
-key the last applied sequence and whether it was a delete. `transforms.cdc.decide.decide`
+How: in the global window, the changes of a bundle are grouped by `key_id` (a string), in the
+order they came, and a stateful DoFn keeps per key the last applied sequence and whether it was
+a delete, reading and writing it once per key and bundle. `transforms.cdc.decide.decide`
 decides, from that state alone: a greater sequence is applied; an equal one is a duplicate
 (at-least-once delivery; ``dropped.cdc_duplicate``); a smaller one is stale
 (``dropped.cdc_stale``). State is per key, so with disorder a change older than one already
@@ -22,7 +24,8 @@ needs only each key's latest change: a bounded input in a batch run then takes
 
 Deletes: the state of a deleted key stays as a delete marker so that a late, older upsert
 cannot bring the row back; an event-time timer clears it ``delete_retention`` after the
-delete's timestamp (a later upsert of the key keeps the state, and the timer then leaves it).
+delete's event time (`Record.event_time`; a later upsert of the key keeps the state, and the
+timer then leaves it).
 An upsert older than the delete that arrives after the marker expired is applied again: choose
 the retention longer than the worst delay of the source. A primary-key change is right by
 construction: two keys, two states (Debezium writes a delete of the old key and a create of the
@@ -44,13 +47,16 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.coders import BooleanCoder, StrUtf8Coder, TupleCoder
 from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
-from apache_beam.utils.timestamp import Duration
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms.blocks import Batch
 from transforms.cdc.change import Change, sequence_key
-from transforms.cdc.compact import CompactChanges, ordered_key
+from transforms.cdc.compact import MAX_KEYS, CompactChanges, change_key
 from transforms.cdc.decide import (
     APPLIED,
     DUPLICATE,
@@ -60,7 +66,8 @@ from transforms.cdc.decide import (
     apply_change,
 )
 from transforms.cdc.envelope import BadChange
-from transforms.dead_letter import ToDeadLetter
+from transforms.cdc.normalize import FAILED, timed
+from transforms.dead_letter import ToDeadLetter, failure
 from transforms.durations import parse_duration
 from transforms.message import Record
 from transforms.schema import Field, Schema
@@ -88,13 +95,46 @@ CHANGE_SCHEMA = Schema(
 )
 
 
-def _keyed(record: Record) -> tuple[str, Record]:
-    """``(key_id, record)``; raises `BadChange` when the record is not a change record."""
-    try:
-        change = Change.from_dict(record.data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadChange(f"not a change record: {exc!r}") from None
-    return ordered_key(change), record
+class _GroupPerBundleFn(beam.DoFn):
+    """Blocks of change `Record`s -> ``(key_id, [Record, ...])``, a key's changes in order.
+
+    One output per key seen in the bundle (sent on at the end of the bundle, or when `MAX_KEYS`
+    keys are held), timestamped with the oldest event time of its changes; a record without an
+    event time takes its block's timestamp. Records that are not change records go to `FAILED`.
+    """
+
+    def start_bundle(self) -> None:
+        self._held: dict[str, list[Record]] = {}
+
+    def process(self, block: list[Record], timestamp: Any = beam.DoFn.TimestampParam) -> Any:
+        held = self._held
+        block_time = None if timestamp <= MIN_TIMESTAMP else float(timestamp)
+        for record in block:
+            if record.event_time is None and block_time is not None:
+                record = record._replace(event_time=block_time)
+            try:
+                key = change_key(record)
+            except BadChange as exc:
+                yield TaggedOutput(FAILED, timed(failure(record, exc), record.event_time))
+                continue
+            changes = held.get(key)
+            if changes is None:
+                held[key] = [record]
+            else:
+                changes.append(record)
+        if len(held) >= MAX_KEYS:
+            yield from self._flush()
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        return self._flush()
+
+    def _flush(self) -> Iterator[WindowedValue]:
+        held, self._held = self._held, {}
+        window = (GlobalWindow(),)
+        for key, changes in held.items():
+            times = [r.event_time for r in changes if r.event_time is not None]
+            oldest = Timestamp.of(min(times)) if times else MIN_TIMESTAMP
+            yield WindowedValue((key, changes), oldest, window)
 
 
 _STATE_CODER = TupleCoder((StrUtf8Coder(), BooleanCoder()))
@@ -108,7 +148,7 @@ def _read_state(stored: tuple[str, bool] | None) -> KeyState | None:
 
 
 class _ApplyFn(beam.DoFn):
-    """``(key_id, Record)`` -> the Record when applied (see the module docstring)."""
+    """``(key_id, [Record, ...])`` -> the Records applied, in order (see the module docstring)."""
 
     LAST = ReadModifyWriteStateSpec("last", _STATE_CODER)
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
@@ -121,20 +161,26 @@ class _ApplyFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, Record],
+        element: tuple[str, list[Record]],
         timestamp: Any = beam.DoFn.TimestampParam,
         last: Any = beam.DoFn.StateParam(LAST),
         expiry: Any = beam.DoFn.TimerParam(EXPIRY),
     ) -> Iterator[Record]:
-        record = element[1]
-        decision, state = apply_change(_read_state(last.read()), Change.from_dict(record.data))
-        self._counters.count(decision)
-        if decision != APPLIED:
-            return
+        state = initial = _read_state(last.read())
+        deleted_at = timestamp
+        for record in element[1]:
+            decision, state = apply_change(state, Change.from_dict(record.data))
+            self._counters.count(decision)
+            if decision != APPLIED:
+                continue
+            if state.deleted and record.event_time is not None:
+                deleted_at = Timestamp.of(record.event_time)
+            yield record
+        if state is initial or state is None:
+            return  # nothing applied
         last.write((sequence_key(state.sequence), state.deleted))
         if state.deleted:
-            expiry.set(min(timestamp + self._retention, GlobalWindow().max_timestamp()))
-        yield record
+            expiry.set(min(deleted_at + self._retention, GlobalWindow().max_timestamp()))
 
     @on_timer(EXPIRY)
     def expire(self, last: Any = beam.DoFn.StateParam(LAST)) -> Iterator[Record]:
@@ -147,10 +193,10 @@ class _ApplyFn(beam.DoFn):
 class ApplyChanges(beam.PTransform):
     """Applies change records in order per key; emits the latest-state stream.
 
-    Input: `Record`s of `Change` dicts, in any order, duplicates included. Returns
-    ``(applied, errors)``: ``applied`` are the input `Record`s that were applied, in the global
-    window; ``errors`` are dead-letter dicts (step ``apply``, reason ``cdc_bad_change``) of
-    records that are not change records.
+    Input: `Block`s of `Record`s of `Change` dicts, in any order, duplicates included. Returns
+    ``(applied, errors)``: ``applied`` are `Block`s of the input `Record`s that were applied, in
+    the global window; ``errors`` are dead-letter dicts (step ``apply``, reason
+    ``cdc_bad_change``) of records that are not change records.
 
     Args:
         pipeline: the pipeline's name, for the dead-letter records.
@@ -172,21 +218,27 @@ class ApplyChanges(beam.PTransform):
         self._pipeline = pipeline
         self._latest_only = latest_only
 
-    def expand(self, changes: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        # A streaming run of a bounded input may fire delete-marker timers while it reads, so
-        # only a batch run compacts.
-        streaming = changes.pipeline.options.view_as(StandardOptions).streaming
-        compact = self._latest_only and changes.is_bounded and not streaming
-        if not (compact and changes.windowing.is_default()):
-            # Re-windowing costs a step per element: a compacting run skips it when there is
-            # nothing to change (a streaming job keeps its graph).
-            changes = changes | "Global window" >> beam.WindowInto(GlobalWindows())
-        keyed, failures = changes | "Key" >> beam.Map(_keyed).with_output_types(
-            tuple[str, Any]
-        ).with_exception_handling(exc_class=Exception)
-        errors = failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "apply")
-        if compact:
-            applied = keyed | "Latest per key" >> CompactChanges()
-        else:
-            applied = keyed | "Apply in order" >> beam.ParDo(_ApplyFn(self._retention))
+    def compacts(self, blocks: beam.PCollection) -> bool:
+        """Whether this step emits only each key's latest change of ``blocks`` (it compacts).
+
+        A streaming run of a bounded input may fire delete-marker timers while it reads, so
+        only a batch run compacts.
+        """
+        streaming = blocks.pipeline.options.view_as(StandardOptions).streaming
+        return self._latest_only and blocks.is_bounded and not streaming
+
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        if not blocks.windowing.is_default():
+            blocks = blocks | "Global window" >> beam.WindowInto(GlobalWindows())
+        if self.compacts(blocks):
+            return blocks | "Latest per key" >> CompactChanges(self._pipeline)
+        grouped = blocks | "Group per bundle" >> beam.ParDo(_GroupPerBundleFn()).with_outputs(
+            FAILED, main="grouped"
+        )
+        applied = (
+            grouped.grouped
+            | "Apply in order" >> beam.ParDo(_ApplyFn(self._retention))
+            | "Blocks" >> Batch()
+        )
+        errors = grouped[FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "apply")
         return applied, errors

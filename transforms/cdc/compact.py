@@ -1,8 +1,8 @@
 """CompactChanges: each (table, key)'s latest change, for a bounded run into a final-state sink.
 
-Input: ``(key_id, Record)`` pairs, the `Record` of a `Change` dict (as `ApplyChanges` keys them).
-Output: one `Record` of a `Change` dict per (table, key), without its Message, in the global
-window: the change of the greatest sequence, e.g.::
+Input: `Block`s of `Record`s of `Change` dicts (as `NormalizeChanges` emits them). Output:
+`Block`s holding one `Record` of a `Change` dict per (table, key), without its Message, in the
+global window: the change of the greatest sequence, e.g.::
 
     Record({"table": "inventory.customers", "key": {"id": 1004}, "op": "delete", "row": None,
             "sequence": [24023200, 24023264], "source_ts": "2019-05-28T09:01:00Z"})
@@ -35,14 +35,17 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
 
-from transforms.blocks import FoldPerBundle
-from transforms.cdc.change import Change, key_id
+from transforms.blocks import Batch, FoldPerBundle
+from transforms.cdc.change import OPS, check_sequence, key_text
 from transforms.cdc.decide import APPLIED, DUPLICATE, SUPERSEDED, DecisionCounters
 from transforms.cdc.envelope import BadChange
+from transforms.cdc.normalize import FAILED, timed
+from transforms.dead_letter import ToDeadLetter, failure
 from transforms.message import Record
 
-__all__ = ["MAX_KEYS", "CompactChanges", "Latest", "MergeLatest", "PreCompactFn", "ordered_key"]
+__all__ = ["MAX_KEYS", "CompactChanges", "change_key"]
 
 MAX_KEYS = 50_000
 
@@ -51,11 +54,25 @@ MAX_KEYS = 50_000
 Latest = tuple[tuple[int, ...], dict[str, Any], int, int]
 
 
-def ordered_key(change: Change) -> str:
-    """The `key_id` of a change; raises `BadChange` when it has no sequence to order it by."""
-    if not change.sequence:
-        raise BadChange(f"{change.table}: a change without a sequence cannot be ordered")
-    return key_id(change.table, change.key)
+def change_key(record: Record) -> str:
+    """The `key_id` of a change record; raises `BadChange` when it is not one or has no sequence.
+
+    It checks what `Change` checks, without building one.
+    """
+    data = record.data
+    try:
+        table, key, op, sequence = data["table"], data["key"], data["op"], data["sequence"]
+        if type(table) is not str or not table or op not in OPS or type(key) is not dict:
+            raise ValueError(f"table {table!r}, op {op!r}, key {key!r}")
+        if (op != "truncate" and not key) or (op == "upsert" and data.get("row") is None):
+            raise ValueError(f"an {op} needs its primary key and an upsert its row")
+        check_sequence(sequence)
+        text = key_text(key)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadChange(f"not a change record: {exc!r}") from None
+    if not sequence:
+        raise BadChange(f"{table}: a change without a sequence cannot be ordered")
+    return f"{table}|{text}"
 
 
 def merge(kept: Latest, other: Latest) -> Latest:
@@ -70,40 +87,28 @@ def merge(kept: Latest, other: Latest) -> Latest:
     return kept[0], kept[1], kept[2], kept[3] + other[3] + other[2] + 1
 
 
-class PreCompactFn(FoldPerBundle):
-    """Keeps, per key seen in the bundle, the latest change; emits ``(key_id, Latest)``.
+class _PreCompactFn(FoldPerBundle):
+    """Blocks of change `Record`s -> ``(key_id, Latest)``: per key of the bundle, its latest.
 
-    Subclasses call `hold` from ``process`` and ``yield from`` its result. What they hold may be
-    any form of the change that `change_dict` turns into its dict, so that only the kept
-    changes pay for the conversion.
+    Records that are not change records go to `FAILED` (failures for `ToDeadLetter`).
     """
 
     def limit(self) -> int:
         return MAX_KEYS
 
-    def hold(self, key: str, sequence: tuple[int, ...], change: Any) -> Iterator[Any]:
-        """Folds one change of ``key`` in; returns the partials to emit (when `MAX_KEYS` held)."""
+    def process(self, block: list[Record]) -> Iterator[Any]:
         held = self.partials
-        latest = (sequence, change, 0, 0)
-        kept = held.get(key)
-        held[key] = latest if kept is None else merge(kept, latest)
-        return self.flush_if_full()
-
-    def change_dict(self, change: Any) -> dict[str, Any]:
-        """The dict form of a held change (held changes are dicts unless a subclass says)."""
-        return change
-
-    def emitted(self, partial: Any) -> Latest:
-        sequence, change, duplicates, superseded = partial
-        return sequence, self.change_dict(change), duplicates, superseded
-
-
-class _PreCompactRecordsFn(PreCompactFn):
-    """``(key_id, Record)`` -> ``(key_id, Latest)`` partials."""
-
-    def process(self, element: tuple[str, Record]) -> Iterator[Any]:
-        data = element[1].data
-        yield from self.hold(element[0], tuple(data["sequence"]), data)
+        for record in block:
+            try:
+                key = change_key(record)
+            except BadChange as exc:
+                yield TaggedOutput(FAILED, timed(failure(record, exc), record.event_time))
+                continue
+            data = record.data
+            latest = (tuple(data["sequence"]), data, 0, 0)
+            kept = held.get(key)
+            held[key] = latest if kept is None else merge(kept, latest)
+        yield from self.flush_if_full()
 
 
 class _MergeLatestFn(beam.CombineFn):
@@ -142,23 +147,30 @@ class _EmitLatestFn(beam.DoFn):
         yield Record(change)
 
 
-class MergeLatest(beam.PTransform):
-    """``(key_id, Latest)`` partials (from a `PreCompactFn`) -> each key's latest change Record."""
+class CompactChanges(beam.PTransform):
+    """Blocks of change records -> blocks of each key's latest change (see the module).
 
-    def expand(self, partials: beam.PCollection) -> beam.PCollection:
-        return (
-            partials
+    Returns ``(latest, errors)``: ``latest`` are `Block`s of `Record`s of `Change` dicts;
+    ``errors`` are dead-letter dicts (step ``apply``, reason ``cdc_bad_change``) of records that
+    are not change records or have no sequence.
+
+    Args:
+        pipeline: the pipeline's name, for the dead-letter records.
+    """
+
+    def __init__(self, pipeline: str) -> None:
+        super().__init__()
+        self._pipeline = pipeline
+
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        partials = blocks | "Compact per bundle" >> beam.ParDo(_PreCompactFn()).with_outputs(
+            FAILED, main="partials"
+        )
+        latest = (
+            partials.partials
             | "Merge per key" >> beam.CombinePerKey(_MergeLatestFn())
             | "Latest change" >> beam.ParDo(_EmitLatestFn())
+            | "Blocks" >> Batch()
         )
-
-
-class CompactChanges(beam.PTransform):
-    """``(key_id, Record)`` pairs -> each key's latest change (see the module)."""
-
-    def expand(self, keyed: beam.PCollection) -> beam.PCollection:
-        return (
-            keyed
-            | "Compact per bundle" >> beam.ParDo(_PreCompactRecordsFn())
-            | "Merge" >> MergeLatest()
-        )
+        errors = partials[FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "apply")
+        return latest, errors

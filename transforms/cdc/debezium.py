@@ -38,6 +38,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from transforms.blocks import Block
 from transforms.cdc.change import Change
 from transforms.cdc.envelope import (
     CDC_MESSAGE,
@@ -173,19 +174,24 @@ def read_debezium(
     return key_change(change, before) if isinstance(before, dict) else change
 
 
+@beam.typehints.with_output_types(Block)
 class _DropTombstonesFn(beam.DoFn):
     def setup(self) -> None:
         self._dropped = ReasonCounters(DROPPED)
 
-    def process(self, message: Message) -> Iterator[Message]:
-        if is_tombstone(message.payload):
-            self._dropped.inc(TOMBSTONE)
-            return
-        yield message
+    def process(self, block: list[Message]) -> Iterator[Block]:
+        kept = Block(message for message in block if not is_tombstone(message.payload))
+        if len(kept) < len(block):
+            self._dropped.inc(TOMBSTONE, len(block) - len(kept))
+        if kept:
+            yield kept
 
 
 class DropTombstones(beam.PTransform):
-    """Drops tombstone `Message`s (counted as ``dropped.tombstone``); passes the others as is."""
+    """Blocks of `Message`s -> the same blocks without their tombstones.
 
-    def expand(self, messages: beam.PCollection) -> beam.PCollection:
-        return messages | beam.ParDo(_DropTombstonesFn())
+    Tombstones are counted as ``dropped.tombstone``; a block left empty is not sent on.
+    """
+
+    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
+        return blocks | beam.ParDo(_DropTombstonesFn())

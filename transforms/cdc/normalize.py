@@ -1,13 +1,13 @@
 """NormalizeChanges: parsed Debezium or Datastream envelopes into the one change record.
 
-Input: `Record`s from Parse whose data is the parsed envelope and whose origin is the `Message`
-(its ``origin.key`` is the Kafka message key, when there is one). Output:
-``Record(Change.to_dict(), origin)``, for instance::
+Input: `Block`s of `Record`s from Parse whose data is the parsed envelope and whose origin is the
+`Message` (its ``origin.key`` is the Kafka message key, when there is one). Output: `Block`s of
+``Record(Change.to_dict(), origin, event_time)``, for instance::
 
     Record({"table": "inventory.customers", "key": {"id": 1004}, "op": "upsert",
             "row": {"id": 1004, "email": "anne@example.com"},
             "sequence": [24023119, 24023128], "source_ts": "2019-05-28T08:58:24.863Z"},
-           <the Message>)
+           <the Message>, 1559033904.863)
 
 See `transforms.cdc.debezium` and `transforms.cdc.datastream` for how each format maps, and
 `transforms.cdc.envelope` for keys and positions. Key values take their canonical form
@@ -23,13 +23,18 @@ and ``dropped.cdc_message``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
+from transforms.blocks import Block
 from transforms.cdc.change import Change
 from transforms.cdc.datastream import is_datastream, read_datastream
 from transforms.cdc.debezium import is_debezium, read_debezium
@@ -40,11 +45,19 @@ from transforms.cdc.envelope import (
     UnknownFormat,
     parse_key_columns,
 )
-from transforms.dead_letter import ToDeadLetter
+from transforms.dead_letter import ToDeadLetter, failure
 from transforms.message import Record
 from transforms.metrics import DROPPED, NAMESPACE, ReasonCounters
 
-__all__ = ["FORMATS", "KEY_CHANGES", "ChangeReader", "NormalizeChanges", "key_change_counter"]
+__all__ = [
+    "FAILED",
+    "FORMATS",
+    "KEY_CHANGES",
+    "ChangeReader",
+    "NormalizeChanges",
+    "key_change_counter",
+    "timed",
+]
 
 FORMATS = ("debezium", "datastream", "auto")
 # The counter of updates read as a delete of the old key and an upsert of the new one.
@@ -101,7 +114,18 @@ class ChangeReader:
         return self.read(record.data, message.origin.key if message is not None else None)
 
 
+FAILED = "failed"
+
+
+def timed(value: Any, event_time: float | None) -> Any:
+    """``value`` timestamped with ``event_time``, if any (a dead letter keeps its record's time)."""
+    return value if event_time is None else TimestampedValue(value, event_time)
+
+
+@beam.typehints.with_output_types(Block)
 class _NormalizeFn(beam.DoFn):
+    """A block of parsed envelopes -> the block of their change `Record`s; failures tagged."""
+
     def __init__(self, reader: ChangeReader) -> None:
         self._reader = reader
 
@@ -109,25 +133,44 @@ class _NormalizeFn(beam.DoFn):
         self._dropped = ReasonCounters(DROPPED)
         self._key_changes = key_change_counter()
 
-    def process(self, record: Record) -> Iterator[Record]:
-        change = self._reader.read_record(record)
-        if isinstance(change, Dropped):
-            self._dropped.inc(change.reason)
-            return
-        if isinstance(change, KeyChange):
-            self._key_changes.inc()
-            for part in change:
-                yield Record(part.to_dict(), record.origin)
-            return
-        yield Record(change.to_dict(), record.origin)
+    def process(self, block: list[Record], timestamp: Any = beam.DoFn.TimestampParam) -> Any:
+        read = self._reader.read_record
+        changes = Block()
+        dropped: Counter[str] = Counter()
+        key_changes = 0
+        block_time = None if timestamp <= MIN_TIMESTAMP else float(timestamp)
+        for record in block:
+            try:
+                change = read(record)
+            except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
+                yield TaggedOutput(FAILED, timed(failure(record, exc), record.event_time))
+                continue
+            if isinstance(change, Dropped):
+                dropped[change.reason] += 1
+                continue
+            when = record.event_time if record.event_time is not None else block_time
+            if isinstance(change, KeyChange):
+                key_changes += 1
+                for part in change:
+                    changes.append(Record(part.to_dict(), record.origin, when))
+            else:
+                changes.append(Record(change.to_dict(), record.origin, when))
+        for reason, n in dropped.items():
+            self._dropped.inc(reason, n)
+        if key_changes:
+            self._key_changes.inc(key_changes)
+        if changes:
+            yield changes
 
 
 class NormalizeChanges(beam.PTransform):
-    """Turns parsed CDC envelopes into change records (see the module docstring).
+    """Turns blocks of parsed CDC envelopes into blocks of change records (see the module).
 
-    Returns ``(changes, errors)``: ``changes`` are `Record`s of `Change` dicts, with the input
-    timestamps (two for a key change, both with the input's origin); ``errors`` are dead-letter
-    dicts of step ``normalize``.
+    Input: `Block`s of `Record`s whose data is a parsed envelope. Returns ``(changes,
+    errors)``: ``changes`` are `Block`s of `Record`s of `Change` dicts (two for a key change,
+    both with the input's origin), each with its input's event time, or the block's
+    timestamp when the input has none (the time that delete markers are kept from);
+    ``errors`` are dead-letter dicts of step ``normalize``.
 
     Args:
         pipeline: the pipeline's name, for the dead-letter records.
@@ -157,14 +200,9 @@ class NormalizeChanges(beam.PTransform):
         self._pipeline = pipeline
         self._reader = ChangeReader(format, KeyRules(declared, table or None))
 
-    @property
-    def reader(self) -> ChangeReader:
-        """How this step reads envelopes (for a path that reads them in blocks)."""
-        return self._reader
-
-    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        changes, failures = records | "Read envelopes" >> beam.ParDo(
-            _NormalizeFn(self._reader)
-        ).with_exception_handling(exc_class=Exception)
-        errors = failures | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "normalize")
-        return changes, errors
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        results = blocks | "Read envelopes" >> beam.ParDo(_NormalizeFn(self._reader)).with_outputs(
+            FAILED, main="changes"
+        )
+        errors = results[FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "normalize")
+        return results.changes, errors

@@ -54,15 +54,21 @@ def change(key: int, op: str, seq: int, table: str = TABLE) -> Record:
 
 
 def at(seconds: float, record: Record) -> TimestampedValue:
-    return TimestampedValue(record, BASE + seconds)
+    """The record at event time ``BASE + seconds`` (in the record, and as its timestamp)."""
+    return TimestampedValue(record._replace(event_time=BASE + seconds), BASE + seconds)
+
+
+def parsed_blocks(messages: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    """`Message`s -> tombstones dropped -> Parse -> blocks of parsed records, and parse errors."""
+    return messages | "Blocks" >> Batch() | DropTombstones() | ParseJson(PIPELINE)
 
 
 def run(build: Any, streaming: bool = False) -> tuple[list[dict], list[dict], dict[str, int]]:
-    """Runs ``build(pipeline) -> (outputs, errors)``; returns their data and the counters."""
+    """Runs ``build(pipeline) -> (blocks, errors)``; returns their data and the counters."""
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
     outputs, errors = build(pipeline)
-    _ = outputs | "Collect" >> beam.ParDo(Collect(tag))
+    _ = outputs | "Records" >> Unbatch() | "Collect" >> beam.ParDo(Collect(tag))
     _ = errors | "Collect errors" >> beam.ParDo(Collect(tag + "errors"))
     result = pipeline.run()
     result.wait_until_finish()
@@ -105,7 +111,7 @@ def test_bad_retention_and_bad_records() -> None:
         unordered = Change(TABLE, {"id": 2}, "delete", None, ()).to_dict()
         records = [change(1, "upsert", 1), Record({"table": TABLE, "op": "upsert"}),
                    Record(unordered)]  # fmt: skip
-        return pipeline | beam.Create(records) | ApplyChanges(PIPELINE)
+        return pipeline | beam.Create(records) | Batch() | ApplyChanges(PIPELINE)
 
     applied, errors, _ = run(build)
     assert [a["sequence"] for a in applied] == [[1]]
@@ -128,7 +134,7 @@ def test_duplicates_stale_and_a_late_older_upsert_after_a_delete(per_bundle_metr
         .advance_watermark_to_infinity()
     )
 
-    applied, errors, counters = run(lambda p: p | stream | ApplyChanges(PIPELINE), True)
+    applied, errors, counters = run(lambda p: p | stream | Batch() | ApplyChanges(PIPELINE), True)
 
     assert errors == []
     assert sequences_per_key(applied) == {
@@ -153,7 +159,7 @@ def test_a_delete_marker_expires_after_the_retention() -> None:
         .advance_watermark_to_infinity()
     )
 
-    applied, _, _ = run(lambda p: p | stream | ApplyChanges(PIPELINE, "60s"), True)
+    applied, _, _ = run(lambda p: p | stream | Batch() | ApplyChanges(PIPELINE, "60s"), True)
 
     assert sequences_per_key(applied) == {
         # Past the retention the older upsert comes back: the documented limit.
@@ -167,7 +173,7 @@ def test_a_delete_marker_expires_after_the_retention() -> None:
 
 def final_table(records: list[Record]) -> dict[str, dict[Any, Any]]:
     def build(pipeline: beam.Pipeline) -> Any:
-        applied, errors = pipeline | beam.Create(records) | ApplyChanges(PIPELINE)
+        applied, errors = pipeline | beam.Create(records) | Batch() | ApplyChanges(PIPELINE)
         return applied | FinalState(), errors
 
     rows, errors, _ = run(build)
@@ -364,10 +370,8 @@ def test_twenty_histories_through_beam_end_in_their_source_states() -> None:
     ]
 
     def build(pipeline: beam.Pipeline) -> Any:
-        records, parse_errors = (
-            pipeline | beam.Create(messages) | DropTombstones() | Batch() | ParseJson(PIPELINE)
-        )
-        changes, normalize_errors = records | Unbatch() | NormalizeChanges(PIPELINE, "debezium")
+        records, parse_errors = parsed_blocks(pipeline | beam.Create(messages))
+        changes, normalize_errors = records | NormalizeChanges(PIPELINE, "debezium")
         applied, apply_errors = changes | ApplyChanges(PIPELINE)
         errors = (parse_errors, normalize_errors, apply_errors) | beam.Flatten()
         return applied | FinalState(), errors

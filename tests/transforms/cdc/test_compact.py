@@ -17,17 +17,23 @@ import pytest
 from apache_beam.transforms.window import FixedWindows, TimestampedValue
 
 import transforms.cdc.compact as compact
-from tests.transforms.cdc.test_apply import BASE, PIPELINE, TABLE, History, change, run
-from transforms.blocks import Batch, Unbatch
+from tests.transforms.cdc.test_apply import (
+    BASE,
+    PIPELINE,
+    TABLE,
+    History,
+    change,
+    parsed_blocks,
+    run,
+)
+from transforms.blocks import Batch
 from transforms.cdc.apply import DUPLICATE, ApplyChanges
 from transforms.cdc.change import key_id
 from transforms.cdc.compact import merge
-from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.decide import SUPERSEDED
 from transforms.cdc.final_state import FinalState
 from transforms.cdc.normalize import NormalizeChanges
 from transforms.message import Message, Origin, Record
-from transforms.parse import ParseJson
 
 Outcome = tuple[list[Any], list[Any], dict[str, int]]
 _WHEN_AND_WHERE = ("error_timestamp", "stacktrace")
@@ -46,8 +52,9 @@ def both_ways(elements: list[Any], final: bool = True, windowed: bool = False) -
             changes = pipeline | beam.Create(elements, reshuffle=False)
             if windowed:
                 changes = changes | beam.WindowInto(FixedWindows(60))
-            applied, errors = changes | ApplyChanges(PIPELINE, latest_only=latest_only)
-            return (applied | FinalState() if final else applied), errors
+            applied, errors = changes | Batch() | ApplyChanges(PIPELINE, latest_only=latest_only)
+            final_state = FinalState(latest_per_key=latest_only)
+            return (applied | final_state if final else applied), errors
 
         outputs, errors, counters = run(build)
         # When and where (the stack) a record failed differ; what failed and why must not.
@@ -210,10 +217,8 @@ def test_disordered_debezium_histories_end_in_the_same_final_tables() -> None:
     ]
 
     def normalize(pipeline: beam.Pipeline) -> Any:
-        records, _ = (
-            pipeline | beam.Create(messages) | DropTombstones() | Batch() | ParseJson(PIPELINE)
-        )
-        return records | Unbatch() | NormalizeChanges(PIPELINE, "debezium")
+        records, _ = parsed_blocks(pipeline | beam.Create(messages))
+        return records | NormalizeChanges(PIPELINE, "debezium")
 
     changes, errors, _ = run(normalize)
     assert errors == []

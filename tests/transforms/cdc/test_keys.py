@@ -17,6 +17,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from tests.support import COLLECTED, Collect
+from transforms.blocks import Batch, Unbatch
 from transforms.cdc.apply import ApplyChanges
 from transforms.cdc.change import Change, KeyValueError, canonical_key, key_id, key_text
 from transforms.cdc.envelope import (
@@ -266,8 +267,14 @@ def test_normalize_splits_key_changes_and_dead_letters_bad_keys_with_their_bytes
     ]
     records = [_record(value, line) for line, value in enumerate(values, 1)]
     pipeline = beam.Pipeline()
-    changes, errors = pipeline | beam.Create(records) | NormalizeChanges(PIPELINE, "debezium", "id")
-    keyed = changes | beam.Map(lambda r: (r.data["op"], r.data["key"], r.origin.origin.line))
+    changes, errors = (
+        pipeline | beam.Create(records) | Batch() | NormalizeChanges(PIPELINE, "debezium", "id")
+    )
+    keyed = (
+        changes
+        | Unbatch()
+        | beam.Map(lambda r: (r.data["op"], r.data["key"], r.origin.origin.line))
+    )
     assert_that(keyed, equal_to([("upsert", {"id": 2}, 1), ("delete", {"id": 2}, 2),
                                  ("upsert", {"id": 3}, 2)]))  # fmt: skip
     errors | beam.ParDo(Collect("key errors"))
@@ -294,10 +301,15 @@ def test_one_row_per_canonical_key_through_apply_and_final_state() -> None:
     ]
     records = [_record(value, line) for line, value in enumerate(values, 1)]
     pipeline = beam.Pipeline()
-    changes, _ = pipeline | beam.Create(records) | NormalizeChanges(PIPELINE, "debezium", "id")
+    changes, _ = (
+        pipeline | beam.Create(records) | Batch() | NormalizeChanges(PIPELINE, "debezium", "id")
+    )
     applied, _ = changes | ApplyChanges(PIPELINE)
     rows = (
-        applied | FinalState() | beam.Map(lambda r: (key_text(r.data["key"]), r.data["row"]["v"]))
+        applied
+        | FinalState()
+        | Unbatch()
+        | beam.Map(lambda r: (key_text(r.data["key"]), r.data["row"]["v"]))
     )
     assert_that(rows, equal_to([('{"id":1}', "float"), ('{"id":true}', "bool"),
                                 ('{"id":3}', "three")]))  # fmt: skip

@@ -20,9 +20,10 @@ import apache_beam as beam
 import pytest
 
 from tests.support import COLLECTED, Collect
-from transforms.blocks import Batch, Unbatch
+from tests.transforms.cdc.test_apply import parsed_blocks
+from transforms.blocks import Unbatch
 from transforms.cdc.change import Change
-from transforms.cdc.debezium import DropTombstones, is_tombstone
+from transforms.cdc.debezium import is_tombstone
 from transforms.cdc.envelope import (
     Dropped,
     KeyRules,
@@ -36,7 +37,6 @@ from transforms.cdc.envelope import (
 from transforms.cdc.normalize import ChangeReader, NormalizeChanges
 from transforms.message import Message, Origin
 from transforms.metrics import counter_totals
-from transforms.parse import ParseJson
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "cdc"
 CUSTOMERS = "inventory.customers"
@@ -291,11 +291,9 @@ def test_normalize_changes_in_a_pipeline_dead_letters_with_reasons_and_counts_dr
         )
 
     pipeline = beam.Pipeline()
-    records, parse_errors = (
-        pipeline | beam.Create(messages) | DropTombstones() | Batch() | ParseJson("cdc_test")
-    )
-    changes, errors = records | Unbatch() | NormalizeChanges("cdc_test", "debezium")
-    _ = changes | "Changes" >> _collect("changes")
+    records, parse_errors = parsed_blocks(pipeline | beam.Create(messages))
+    changes, errors = records | NormalizeChanges("cdc_test", "debezium")
+    _ = changes | Unbatch() | "Changes" >> _collect("changes")
     _ = (parse_errors, errors) | beam.Flatten() | "Errors" >> _collect("errors")
     result = pipeline.run()
     result.wait_until_finish()
