@@ -223,7 +223,7 @@ class FoldPartials(FoldPerBundle):
         clusters = self.partials.get(key)
         if clusters is None:
             self.partials[key] = clusters = []
-        elif clusters[-1][0] <= micros < clusters[-1][1]:
+        elif clusters[-1][0] <= micros and micros // 1000 < clusters[-1][1] // 1000:
             # The usual case, records in time order: the record's window starts inside the
             # newest cluster's, which no earlier cluster reaches.
             newest = clusters[-1]
@@ -263,11 +263,12 @@ def _insert(clusters: list[list[Any]], new: list[Any], combine: SpecCombineFn) -
     """Puts a cluster ``[start, end, accumulator, times]`` in place, merged with those it overlaps.
 
     ``clusters`` are sorted by start and disjoint; two overlap when one's window starts before
-    the other's ends (Beam's `Sessions` merge).
+    the other's ends (Beam's `Sessions` merge), in whole milliseconds as Beam's window coder
+    keeps window bounds between steps.
     """
-    high = bisect_left(clusters, new[1], key=_start)
+    high = bisect_left(clusters, new[1] // 1000, key=_start_millis)
     low = high
-    while low > 0 and clusters[low - 1][1] > new[0]:
+    while low > 0 and clusters[low - 1][1] // 1000 > new[0] // 1000:
         low -= 1
     parts = [*clusters[low:high], new]
     if len(parts) > 1:
@@ -280,8 +281,8 @@ def _insert(clusters: list[list[Any]], new: list[Any], combine: SpecCombineFn) -
     clusters[low:high] = [new]
 
 
-def _start(cluster: list[Any]) -> int:
-    return int(cluster[0])
+def _start_millis(cluster: list[Any]) -> int:
+    return int(cluster[0]) // 1000
 
 
 class MergePartials(beam.CombineFn):

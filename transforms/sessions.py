@@ -234,7 +234,8 @@ class _ToSessionRow(beam.DoFn):
         self._spec = spec
 
     def process(self, block: list[Record]) -> Iterator[Block]:
-        yield Block([self._row(aggregate) for aggregate in block])
+        # A window of the chaining markers alone (no event of its own) is no session.
+        yield Block([self._row(row) for row in block if row.data["event_count"]])
 
     def _row(self, aggregate: Record) -> Record:
         row = aggregate.data

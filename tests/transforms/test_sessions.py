@@ -6,7 +6,6 @@ Expected sessions come from `plain_sessions`, a plain-Python sessionization writ
 from __future__ import annotations
 
 import calendar
-import itertools
 import random
 from collections import defaultdict
 from typing import Any
@@ -22,7 +21,7 @@ from transforms.blocks import Batch, Block, Unbatch
 from transforms.event_time import format_timestamp
 from transforms.message import Record
 from transforms.schema import Field, Schema
-from transforms.sessions import PartialSessions, Sessionize, SessionSpec, session_schema
+from transforms.sessions import Sessionize, SessionSpec, session_schema
 
 T0 = calendar.timegm((2026, 11, 25, 10, 0, 0))
 GAP = 60.0
@@ -234,24 +233,6 @@ def sessions_by_sorting(micros: list[int], gap_micros: int) -> list[tuple[int, i
         else:
             sessions.append([t, t, 1])
     return [(first, last, count) for first, last, count in sessions]
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_partial_sessions_in_any_order_are_the_sorted_sessions(seed: int) -> None:
-    rng = random.Random(seed)
-    gap = 10_000_000
-    micros = [rng.randrange(0, 200_000_000) for _ in range(rng.randrange(1, 80))]
-    micros += [50_000_900, 60_000_100]  # 9.9992 s apart, but their windows do not overlap
-    rng.shuffle(micros)
-    partial = PartialSessions(gap)
-    for t in micros:
-        partial.add(t, f"{t:012d}")
-    got = []
-    for anchors, (count, first, last) in partial.sessions:
-        assert all(b // 1000 < (a + gap) // 1000 for a, b in itertools.pairwise(anchors))
-        assert (anchors[0], anchors[-1]) == (int(first), int(last))
-        got.append((anchors[0], anchors[-1], count))
-    assert got == sessions_by_sorting(micros, gap)
 
 
 def test_bounded_blocks_over_several_bundles_give_the_sorted_sessions() -> None:
