@@ -38,6 +38,7 @@ from pipelines.spine import (
 )
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.blocks import Batch, Block, Unbatch
 from transforms.dedup import TIME_DOMAINS, Dedup
 from transforms.durations import parse_duration
 from transforms.enrich import (
@@ -289,31 +290,45 @@ def configure(values: dict[str, Any]) -> AlertConfig:
     )
 
 
-def _alert(name: str) -> Any:
-    return lambda record: Record({**record.data, "alert": name}, record.origin)
+def _alert(record: Record, name: str) -> Record:
+    """Returns the alert of ``record``: the record with ``alert`` set to the rule's name."""
+    return Record({**record.data, "alert": name}, record.origin, record.event_time)
+
+
+def _alerts(block: list[Record], name: str) -> Block:
+    """Returns the alerts of a block of records."""
+    return Block(_alert(record, name) for record in block)
 
 
 def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
-    """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered."""
+    """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered.
+
+    Dedup, Enrich and Route take and give `Block`s of records; ``Batch`` and ``Unbatch`` meet
+    the neighbours that still give and take records one at a time.
+    """
     records, parse_errors = read_and_parse(pipeline, config.spine)
+    blocks = records | "Blocks" >> Batch()
     if config.dedup is not None:
-        records = records | "Dedup" >> config.dedup
-    enriched, enrich_errors = records | "Enrich" >> config.enrich
-    enriched = enriched | "Count enriched" >> Count(ENRICHED)
-    errors = [parse_errors, enrich_errors, enriched | "Write" >> config.sink]
+        blocks = blocks | "Dedup" >> config.dedup
+    enriched, enrich_errors = blocks | "Enrich" >> config.enrich
+    enriched = enriched | "Count enriched" >> Count(ENRICHED, blocks=True)
+    enriched_records = enriched | "Records" >> Unbatch()
+    errors = [parse_errors, enrich_errors, enriched_records | "Write" >> config.sink]
     routes, rule_errors = enriched | "Route" >> Route(config.route, NAME)
     errors.append(rule_errors)
     alerts = {
-        name: routed | f"Alert {name}" >> beam.Map(_alert(name))
+        name: routed
+        | f"Alert {name}" >> beam.Map(_alerts, name).with_output_types(Block)
+        | f"Alert {name} records" >> Unbatch()
         for name, routed in routes.items()
         if name != config.route.default
     }
     if config.bursts is not None:
         # Late records are written whole by the main sink; the bursts only count them.
-        rows, _ = enriched | "Bursts" >> WindowedAggregate(
+        rows, _ = enriched_records | "Bursts" >> WindowedAggregate(
             config.bursts, NAME, dead_letter_late=False
         )
-        alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert(BURST))
+        alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert, BURST)
     for index, (sink, names) in enumerate(config.alert_sinks):
         merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()
         errors.append(merged | f"Write alerts {index}" >> sink)
