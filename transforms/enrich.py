@@ -241,6 +241,8 @@ class Settler:
     def __init__(self, settings: EnrichSettings) -> None:
         self.settings = settings
         self._dropped: ReasonCounters | None = None
+        # The field a whole row is nested under: the merge most settings ask for.
+        self._nested = settings.into if not settings.fields else None
 
     def settle(
         self,
@@ -284,6 +286,9 @@ class Settler:
 
     def enriched(self, record: Record, row: Mapping[str, Any] | None) -> Record:
         """Returns ``record`` with ``row`` merged in: what `settle` appends when it keeps it."""
+        nested = self._nested
+        if nested is not None and row is not None:  # the common merge, in one expression
+            return Record({**record.data, nested: dict(row)}, record.origin, record.event_time)
         return Record(self.settings.merge(record.data, row), record.origin, record.event_time)
 
 

@@ -6,7 +6,8 @@ The table (`users_file`, JSON Lines written once next to the events: ``user_id``
 
 Suite: the spine (`pipelines.spine.read_and_parse` with the events schema, dead letters) +
 `transforms.enrich_side_input.SideInputEnrich` from ``file:///...?key={user_id}`` + the file
-sink, in blocks when the source, the enrich step and the sink take them (a file to files does).
+sink; the enrich step takes blocks, read in blocks when the source and the sink take them (a
+file to files does).
 ``enrich_and_alert`` is not used: it also routes every record through alert rules to an
 alert sink, which is not this job.
 """
@@ -33,8 +34,8 @@ from pipelines.spine import (
     read_and_parse_blocks,
     write_dead_letters,
 )
+from transforms.blocks import Batch, Block, Unbatch
 from transforms.enrich import EnrichSettings, enrich_from_uri
-from transforms.enrich_side_input import SideInputEnrich
 from transforms.io.base import SinkContext
 from transforms.metrics import WRITTEN
 
@@ -136,26 +137,28 @@ def _build(pipeline: beam.Pipeline, config: _EnrichConfig) -> None:
     if _build_blocks(pipeline, config):
         return
     records, parse_errors = read_and_parse(pipeline, config.spine)
-    enriched, enrich_errors = records | "Enrich" >> config.enrich
-    write_dead_letters(
-        config.spine, [parse_errors, enrich_errors, enriched | "Write" >> config.sink]
-    )
+    blocks = records | "Blocks" >> Batch()
+    enriched, enrich_errors = blocks | "Enrich" >> config.enrich
+    written = enriched | "Records" >> Unbatch() | "Write" >> config.sink
+    write_dead_letters(config.spine, [parse_errors, enrich_errors, written])
 
 
 def _build_blocks(pipeline: beam.Pipeline, config: _EnrichConfig) -> bool:
-    """Adds the pipeline in blocks, when the source, the enrich step and the sink take them.
+    """Adds the pipeline read and written in blocks, when the source and the sink take them.
 
-    Returns whether it did (a bounded file to files with a side input table does).
+    Returns whether it did (a bounded file to files does).
     """
-    enrich = config.enrich.blocks() if isinstance(config.enrich, SideInputEnrich) else None
     write_blocks = config.sink.blocks()
-    if enrich is None or write_blocks is None:
+    if write_blocks is None:
         return False
     parsed = read_and_parse_blocks(pipeline, config.spine)
     if parsed is None:
         return False
-    blocks, parse_errors = parsed
-    enriched, enrich_errors = blocks | "Enrich" >> enrich
+    pairs, parse_errors = parsed
+    # Parse gives (record, event_time) pairs; the record holds its event time too.
+    records = beam.Map(lambda block: Block(record for record, _ in block))
+    blocks = pairs | "Records" >> records.with_output_types(Block)
+    enriched, enrich_errors = blocks | "Enrich" >> config.enrich
     write_dead_letters(
         config.spine, [parse_errors, enrich_errors, enriched | "Write" >> write_blocks]
     )
