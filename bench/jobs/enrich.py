@@ -116,12 +116,14 @@ def _enrich_naive(path: Path, out: Path) -> int:
 
 
 @dataclass(frozen=True)
-class _EnrichConfig(SpineView):
+class EnrichConfig(SpineView):
+    """The validated options of the bench's enrich pipeline: the spine and the enrich step."""
+
     spine: SpineConfig
     enrich: beam.PTransform
 
 
-def _configure(values: dict[str, Any]) -> _EnrichConfig:
+def _configure(values: dict[str, Any]) -> EnrichConfig:
     parse = ParseSettings.from_options(values)
     settings = EnrichSettings(NAME, into=INTO)
     try:
@@ -130,10 +132,10 @@ def _configure(values: dict[str, Any]) -> _EnrichConfig:
         raise OptionError(f"--reference: {error}") from None
     # The sink writes enriched records, which the events schema does not describe.
     output = SinkContext(NAME, None, parse.time_field)
-    return _EnrichConfig(SpineConfig.from_options(NAME, values, parse, output), enrich)
+    return EnrichConfig(SpineConfig.from_options(NAME, values, parse, output), enrich)
 
 
-def _build(pipeline: beam.Pipeline, config: _EnrichConfig) -> None:
+def _build(pipeline: beam.Pipeline, config: EnrichConfig) -> None:
     if _build_blocks(pipeline, config):
         return
     records, parse_errors = read_and_parse(pipeline, config.spine)
@@ -143,7 +145,7 @@ def _build(pipeline: beam.Pipeline, config: _EnrichConfig) -> None:
     write_dead_letters(config.spine, [parse_errors, enrich_errors, written])
 
 
-def _build_blocks(pipeline: beam.Pipeline, config: _EnrichConfig) -> bool:
+def _build_blocks(pipeline: beam.Pipeline, config: EnrichConfig) -> bool:
     """Adds the pipeline read and written in blocks, when the source and the sink take them.
 
     Returns whether it did (a bounded file to files does).
