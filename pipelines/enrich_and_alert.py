@@ -28,14 +28,7 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec, SpecError
 from transforms.blocks import Batch, Block, Unbatch
@@ -303,36 +296,32 @@ def _alerts(block: list[Record], name: str) -> Block:
 def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
     """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered.
 
-    Dedup, Enrich and Route take and give `Block`s of records; ``Batch`` and ``Unbatch`` meet
-    the neighbours that still give and take records one at a time.
+    Dedup, Enrich, Route and the sinks take `Block`s of records; ``Batch`` and ``Unbatch`` meet
+    the steps that still give or take records one at a time (Parse, the bursts).
     """
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    blocks = records | "Blocks" >> Batch()
-    if config.dedup is not None:
-        blocks = blocks | "Dedup" >> config.dedup
-    enriched, enrich_errors = blocks | "Enrich" >> config.enrich
-    enriched = enriched | "Count enriched" >> Count(ENRICHED, blocks=True)
-    enriched_records = enriched | "Records" >> Unbatch()
-    errors = [parse_errors, enrich_errors, enriched_records | "Write" >> config.sink]
-    routes, rule_errors = enriched | "Route" >> Route(config.route, NAME)
-    errors.append(rule_errors)
-    alerts = {
-        name: routed
-        | f"Alert {name}" >> beam.Map(_alerts, name).with_output_types(Block)
-        | f"Alert {name} records" >> Unbatch()
-        for name, routed in routes.items()
-        if name != config.route.default
-    }
-    if config.bursts is not None:
-        # Late records are written whole by the main sink; the bursts only count them.
-        rows, _ = enriched_records | "Bursts" >> WindowedAggregate(
-            config.bursts, NAME, dead_letter_late=False
-        )
-        alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert, BURST)
-    for index, (sink, names) in enumerate(config.alert_sinks):
-        merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()
-        errors.append(merged | f"Write alerts {index}" >> sink)
-    write_dead_letters(config.spine, errors)
+    with Spine(pipeline, config.spine) as spine:
+        blocks = spine.read() | "Blocks" >> Batch()
+        if config.dedup is not None:
+            blocks = spine.apply("Dedup", config.dedup, blocks)
+        enriched = spine.apply("Enrich", config.enrich, blocks)
+        enriched = enriched | "Count enriched" >> Count(ENRICHED, blocks=True)
+        spine.write("Write", config.sink, enriched)
+        routes = spine.apply("Route", Route(config.route, NAME), enriched)
+        alerts = {
+            name: routed | f"Alert {name}" >> beam.Map(_alerts, name).with_output_types(Block)
+            for name, routed in routes.items()
+            if name != config.route.default
+        }
+        if config.bursts is not None:
+            # Late records are written whole by the main sink; the bursts only count them.
+            bursts = WindowedAggregate(config.bursts, NAME, dead_letter_late=False)
+            rows = spine.apply("Bursts", bursts, enriched | "Records" >> Unbatch())
+            alerts[BURST] = (
+                rows | "Alert burst" >> beam.Map(_alert, BURST) | "Burst blocks" >> Batch()
+            )
+        for index, (sink, names) in enumerate(config.alert_sinks):
+            merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()
+            spine.write(f"Write alerts {index}", sink, merged)
 
 
 PIPELINE = PipelineSpec(

@@ -4,10 +4,9 @@ The table (`users_file`, JSON Lines written once next to the events: ``user_id``
 ``country``, ``signup_date``; one user in a hundred has no row) is nested under each event's
 ``user`` field, ``null`` for a user without a row.
 
-Suite: the spine (`pipelines.spine.read_and_parse` with the events schema, dead letters) +
+Suite: the spine (`pipelines.spine.Spine` with the events schema, dead letters) +
 `transforms.enrich_side_input.SideInputEnrich` from ``file:///...?key={user_id}`` + the file
-sink; the enrich step takes blocks, read in blocks when the source and the sink take them (a
-file to files does).
+sink.
 ``enrich_and_alert`` is not used: it also routes every record through alert rules to an
 alert sink, which is not this job.
 """
@@ -25,16 +24,8 @@ from bench.data import events_file
 from bench.jobs.common import EVENTS_SCHEMA, Decode, Job, file_args, loops
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    read_and_parse_blocks,
-    write_dead_letters,
-)
-from transforms.blocks import Batch, Block, Unbatch
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms.blocks import Batch
 from transforms.enrich import EnrichSettings, enrich_from_uri
 from transforms.io.base import SinkContext
 from transforms.metrics import WRITTEN
@@ -136,35 +127,9 @@ def _configure(values: dict[str, Any]) -> EnrichConfig:
 
 
 def _build(pipeline: beam.Pipeline, config: EnrichConfig) -> None:
-    if _build_blocks(pipeline, config):
-        return
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    blocks = records | "Blocks" >> Batch()
-    enriched, enrich_errors = blocks | "Enrich" >> config.enrich
-    written = enriched | "Records" >> Unbatch() | "Write" >> config.sink
-    write_dead_letters(config.spine, [parse_errors, enrich_errors, written])
-
-
-def _build_blocks(pipeline: beam.Pipeline, config: EnrichConfig) -> bool:
-    """Adds the pipeline read and written in blocks, when the source and the sink take them.
-
-    Returns whether it did (a bounded file to files does).
-    """
-    write_blocks = config.sink.blocks()
-    if write_blocks is None:
-        return False
-    parsed = read_and_parse_blocks(pipeline, config.spine)
-    if parsed is None:
-        return False
-    pairs, parse_errors = parsed
-    # Parse gives (record, event_time) pairs; the record holds its event time too.
-    records = beam.Map(lambda block: Block(record for record, _ in block))
-    blocks = pairs | "Records" >> records.with_output_types(Block)
-    enriched, enrich_errors = blocks | "Enrich" >> config.enrich
-    write_dead_letters(
-        config.spine, [parse_errors, enrich_errors, enriched | "Write" >> write_blocks]
-    )
-    return True
+    with Spine(pipeline, config.spine) as spine:
+        blocks = spine.read() | "Blocks" >> Batch()
+        spine.write("Write", config.sink, spine.apply("Enrich", config.enrich, blocks))
 
 
 SUITE = PipelineSpec(

@@ -33,7 +33,8 @@ from bench.jobs.messages import (
     stream_config,
 )
 from pipelines.cdc_replicate import PIPELINE, CdcConfig
-from pipelines.spine import read_and_parse, write_dead_letters
+from pipelines.spine import Spine
+from transforms.blocks import Batch
 from transforms.cdc.apply import APPLIED, ApplyChanges
 from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.final_state import FinalState
@@ -48,17 +49,13 @@ def suite_graph(pipeline: beam.Pipeline, config: CdcConfig) -> None:
     Parse, normalize and apply failures and sink rejections -> dead letters.
     """
     name = config.spine.pipeline
-    records, parse_errors = read_and_parse(
-        pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstones()
-    )
-    normalize = NormalizeChanges(name, config.format, config.key_columns)
-    changes, normalize_errors = records | "Normalize" >> normalize
-    applied, apply_errors = changes | "Apply" >> ApplyChanges(
-        name, config.delete_retention, latest_only=True
-    )
-    tables = applied | "Final state" >> FinalState()
-    errors = [parse_errors, normalize_errors, apply_errors, tables | "Write" >> config.sink]
-    write_dead_letters(config.spine, errors)
+    with Spine(pipeline, config.spine) as spine:
+        records = spine.read(before_parse="Drop tombstones" >> DropTombstones())
+        normalize = NormalizeChanges(name, config.format, config.key_columns)
+        changes = spine.apply("Normalize", normalize, records)
+        apply = ApplyChanges(name, config.delete_retention, latest_only=True)
+        tables = spine.apply("Apply", apply, changes) | "Final state" >> FinalState()
+        spine.write("Write", config.sink, tables | "Blocks" >> Batch())
 
 
 def _suite(path: Path, out: Path) -> int:

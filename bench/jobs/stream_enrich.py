@@ -31,18 +31,16 @@ from bench.jobs.messages import (
     run_graph,
     stream_config,
 )
-from pipelines.spine import read_and_parse, write_dead_letters
-from transforms.blocks import Batch, Unbatch
+from pipelines.spine import Spine
+from transforms.blocks import Batch
 from transforms.metrics import WRITTEN
 
 
 def suite_graph(pipeline: beam.Pipeline, config: enrich.EnrichConfig) -> None:
     """Source -> Parse -> enrich -> sink; parse and enrich failures, rejections -> dead letters."""
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    # The enrich step takes blocks; Parse and the sink still give and take records.
-    enriched, enrich_errors = records | "Blocks" >> Batch() | "Enrich" >> config.enrich
-    written = enriched | "Records" >> Unbatch() | "Write" >> config.sink
-    write_dead_letters(config.spine, [parse_errors, enrich_errors, written])
+    with Spine(pipeline, config.spine) as spine:
+        blocks = spine.read() | "Blocks" >> Batch()
+        spine.write("Write", config.sink, spine.apply("Enrich", config.enrich, blocks))
 
 
 def _suite(path: Path, out: Path) -> int:

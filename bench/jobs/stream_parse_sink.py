@@ -26,15 +26,16 @@ from bench.jobs import parse_dlq
 from bench.jobs.common import EVENTS_SCHEMA, Job, loops, sink_args
 from bench.jobs.messages import MessageSource, event_time, fnapi_pipeline, run_graph, stream_config
 from pipelines.events_to_bigquery import PIPELINE, EventsConfig
-from pipelines.spine import read_and_parse, write_dead_letters
+from pipelines.spine import Spine
+from transforms.blocks import Batch
 from transforms.message import Message
 from transforms.metrics import WRITTEN
 
 
 def suite_graph(pipeline: beam.Pipeline, config: EventsConfig) -> None:
     """Source -> Parse -> sink; parse failures and sink rejections -> dead letters."""
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    write_dead_letters(config.spine, [parse_errors, records | "Write" >> config.sink])
+    with Spine(pipeline, config.spine) as spine:
+        spine.write("Write", config.sink, spine.read() | "Blocks" >> Batch())
 
 
 def _suite(path: Path, out: Path) -> int:

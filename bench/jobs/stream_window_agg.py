@@ -38,15 +38,17 @@ from bench.jobs.messages import (
 from bench.jobs.streaming_agg import _AppendLines, _naive
 from bench.jobs.window_agg import WINDOW, WINDOW_SPEC, _window_loop
 from pipelines.metrics_to_redis import PIPELINE, MetricsConfig
-from pipelines.spine import read_and_parse, write_dead_letters
+from pipelines.spine import Spine
 from transforms.aggregate import AGGREGATED, WindowedAggregate
+from transforms.blocks import Batch
 
 
 def suite_graph(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
     """Source -> Parse -> WindowedAggregate -> sink; parse errors, late records -> dead letters."""
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    rows, late = records | "Aggregate" >> WindowedAggregate(config.spec, config.spine.pipeline)
-    write_dead_letters(config.spine, [parse_errors, late, rows | "Write" >> config.sink])
+    with Spine(pipeline, config.spine) as spine:
+        aggregate = WindowedAggregate(config.spec, config.spine.pipeline)
+        rows = spine.apply("Aggregate", aggregate, spine.read())
+        spine.write("Write", config.sink, rows | "Blocks" >> Batch())
 
 
 def _suite(
