@@ -32,7 +32,7 @@ from pipelines.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec, SpecError
-from transforms.blocks import Batch, Unbatch
+from transforms.blocks import Block
 from transforms.dedup import TIME_DOMAINS, Dedup
 from transforms.durations import parse_duration
 from transforms.enrich import (
@@ -284,45 +284,46 @@ def configure(values: dict[str, Any]) -> AlertConfig:
     )
 
 
-def _alert(name: str) -> Any:
-    return lambda record: record._replace(data={**record.data, "alert": name})
+def _alert(record: Record, name: str) -> Record:
+    """Returns the alert of ``record``: the record with ``alert`` set to the rule's name."""
+    return Record({**record.data, "alert": name}, record.origin, record.event_time)
 
 
-def _with_event_time(record: Record, timestamp: Any = beam.DoFn.TimestampParam) -> Record:
-    """TRANSITION: the record with its event time (its timestamp) when it lost it."""
-    if record.event_time is not None:
-        return record
-    return record._replace(event_time=float(timestamp))
+def _alerts(block: list[Record], name: str) -> Block:
+    """Returns the alerts of a block of records."""
+    return Block(_alert(record, name) for record in block)
 
 
 def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
-    """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered."""
+    """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered.
+
+    Every step takes and gives `Block`s of records.
+    """
     with Spine(pipeline, config.spine) as spine:
-        records = spine.read() | "Records" >> Unbatch()
+        blocks = spine.read()
         if config.dedup is not None:
-            records = spine.apply("Dedup", config.dedup, records)
-        enriched = spine.apply("Enrich", config.enrich, records)
+            blocks = spine.apply("Dedup", config.dedup, blocks)
+        enriched = spine.apply("Enrich", config.enrich, blocks)
         enriched = enriched | "Count enriched" >> Count(ENRICHED)
-        spine.write("Write", config.sink, enriched | "Blocks" >> Batch())
+        spine.write("Write", config.sink, enriched)
         routes = spine.apply("Route", Route(config.route, NAME), enriched)
         alerts = {
-            name: routed | f"Alert {name}" >> beam.Map(_alert(name))
+            name: routed | f"Alert {name}" >> beam.Map(_alerts, name).with_output_types(Block)
             for name, routed in routes.items()
             if name != config.route.default
         }
         if config.bursts is not None:
             # Late records are written whole by the main sink; the bursts only count them.
             bursts = WindowedAggregate(config.bursts, NAME, dead_letter_late=False)
-            # TRANSITION: enrich gives records (without their event time); the alerts records,
-            # in the global window as the other alerts they are flattened with.
-            timed = enriched | "Event times" >> beam.Map(_with_event_time)
-            rows = spine.apply("Bursts", bursts, timed | "Batch bursts" >> Batch())
-            rows = rows | "Burst rows" >> Unbatch()
+            rows = spine.apply("Bursts", bursts, enriched)
+            # Rows come in their windows; the alerts they are flattened with are global.
             rows = rows | "Unwindowed" >> beam.WindowInto(GlobalWindows())
-            alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert(BURST))
+            alerts[BURST] = rows | "Alert burst" >> beam.Map(_alerts, BURST).with_output_types(
+                Block
+            )
         for index, (sink, names) in enumerate(config.alert_sinks):
             merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()
-            spine.write(f"Write alerts {index}", sink, merged | f"Blocks {index}" >> Batch())
+            spine.write(f"Write alerts {index}", sink, merged)
 
 
 PIPELINE = PipelineSpec(

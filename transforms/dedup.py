@@ -6,6 +6,10 @@ Kafka topic, partition and offset; Kinesis stream, shard and sequence; file path
 which catches a message read twice. A record without an id, or whose id is not JSON (bytes, a
 set, a number too long for text, as a UDF may give), is never a duplicate.
 
+Input and output are `Block`s of `Record`s; a block's records of one id reach the state
+together, in order. A record's time is its ``event_time`` (its block's timestamp when it has
+none).
+
 Event time (the default): a record is a duplicate when its event time is less than ``within``
 seconds from that of a record kept with the same id; the first copy to arrive is kept. The
 memory of a kept record ends when the watermark passes its event time plus ``within``, so a copy
@@ -36,6 +40,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from transforms.blocks import Block
 from transforms.message import Record
 from transforms.metrics import DROPPED, ReasonCounters
 
@@ -85,19 +90,29 @@ class DedupKey:
             return None
 
 
-@beam.typehints.with_output_types(tuple[str, Any])
+@beam.typehints.with_output_types(tuple[str, Any], unkeyed=Block)
 class _KeyById(beam.DoFn):
+    """Block -> ``(id, [(time, record)...])`` per id; the records without an id on ``unkeyed``."""
+
     def __init__(self, key: DedupKey) -> None:
         self._key = key
 
-    def process(self, record: Record) -> Iterator[Any]:
-        record_id = self._key.of(record)
-        if record_id is None:
-            yield TaggedOutput(_UNKEYED, record)
-        else:
-            yield record_id, record
+    def process(self, block: list[Record], timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
+        by_id: dict[str, list[tuple[float, Record]]] = {}
+        unkeyed = Block()
+        for record in block:
+            record_id = self._key.of(record)
+            if record_id is None:
+                unkeyed.append(record)
+                continue
+            at = float(timestamp) if record.event_time is None else record.event_time
+            by_id.setdefault(record_id, []).append((at, record))
+        yield from by_id.items()
+        if unkeyed:
+            yield TaggedOutput(_UNKEYED, unkeyed)
 
 
+@beam.typehints.with_output_types(Block)
 class _EventTimeDedupFn(beam.DoFn):
     """Keeps a record unless a kept copy's event time is less than ``within`` from its own."""
 
@@ -112,20 +127,22 @@ class _EventTimeDedupFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, Record],
-        timestamp=beam.DoFn.TimestampParam,
+        element: tuple[str, list[tuple[float, Record]]],
         kept=beam.DoFn.StateParam(KEPT),
         forget=beam.DoFn.TimerParam(FORGET),
-    ) -> Iterator[Record]:
-        event_time = float(timestamp)
+    ) -> Iterator[Block]:
         times = kept.read() or []
-        if any(abs(event_time - other) < self._within for other in times):
-            self._dropped.inc(DUPLICATE)
-            return
-        times.append(event_time)
-        kept.write(times)
-        forget.set(Timestamp.of(min(times)) + Duration.of(self._within))
-        yield element[1]
+        out = Block()
+        for event_time, record in element[1]:
+            if any(abs(event_time - other) < self._within for other in times):
+                self._dropped.inc(DUPLICATE)
+                continue
+            times.append(event_time)
+            out.append(record)
+        if out:
+            kept.write(times)
+            forget.set(Timestamp.of(min(times)) + Duration.of(self._within))
+            yield out
 
     @on_timer(FORGET)
     def on_forget(
@@ -143,6 +160,7 @@ class _EventTimeDedupFn(beam.DoFn):
             kept.clear()
 
 
+@beam.typehints.with_output_types(Block)
 class _ProcessingTimeDedupFn(beam.DoFn):
     """Keeps a record unless its id was kept less than ``within`` seconds ago."""
 
@@ -157,16 +175,19 @@ class _ProcessingTimeDedupFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, Record],
+        element: tuple[str, list[tuple[float, Record]]],
         seen=beam.DoFn.StateParam(SEEN),
         forget=beam.DoFn.TimerParam(FORGET),
-    ) -> Iterator[Record]:
+    ) -> Iterator[Block]:
+        copies = element[1]
         if seen.read():
-            self._dropped.inc(DUPLICATE)
+            self._dropped.inc(DUPLICATE, len(copies))
             return
+        if len(copies) > 1:
+            self._dropped.inc(DUPLICATE, len(copies) - 1)
         seen.write(True)
         forget.set(Timestamp.now() + Duration.of(self._within))
-        yield element[1]
+        yield Block([copies[0][1]])
 
     @on_timer(FORGET)
     def on_forget(self, seen=beam.DoFn.StateParam(SEEN)) -> None:
@@ -174,12 +195,12 @@ class _ProcessingTimeDedupFn(beam.DoFn):
 
 
 class Dedup(beam.PTransform):
-    """Drops repeated `Record`s (see this module); input and output are `Record`s.
+    """Drops repeated `Record`s (see this module); input and output are `Block`s of them.
 
     Args:
         key: what identifies a record: a field, ``@message_id`` or ``@source``.
         within: the span, in seconds, within which a repeated id is a duplicate.
-        time_domain: ``event_time`` (records must carry their event time as timestamp) or
+        time_domain: ``event_time`` (records carry their ``event_time``) or
             ``processing_time``.
     """
 
@@ -193,8 +214,8 @@ class Dedup(beam.PTransform):
         self.within = within
         self.time_domain = time_domain
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
-        keyed = records | "Key by id" >> beam.ParDo(_KeyById(self.key)).with_outputs(
+    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
+        keyed = blocks | "Key by id" >> beam.ParDo(_KeyById(self.key)).with_outputs(
             _UNKEYED, main="keyed"
         )
         fn: beam.DoFn = (

@@ -1,12 +1,13 @@
 """Enrich (stream-table join): the one contract of the family, and the reference URIs.
 
-Every enrich transform takes `Record`s and returns ``(records, errors)``:
+Every enrich transform takes `Block`s of `Record`s and returns ``(blocks, errors)``:
 
-* ``records``: each input record with its reference row merged in, as `EnrichSettings` says.
-  With ``into="profile"``::
+* ``blocks``: `Block`s of the input records with their reference rows merged in, as
+  `EnrichSettings` says. With ``into="profile"`` a record becomes::
 
       Record(data={"customer_id": "c1", "amount": 90.0,
-                   "profile": {"risk_score": 0.2, "typical_amount": 40.0}}, origin=<Message>)
+                   "profile": {"risk_score": 0.2, "typical_amount": 40.0}},
+             origin=<Message>, event_time=1764064800.0)
 
   With ``prefix="profile_"`` the row's fields become ``profile_risk_score``...; with
   ``prefix=""`` they join the record's own fields (a record field keeps its value when the
@@ -28,10 +29,10 @@ timeout after the retries, a side input that never loaded), ``unavailable`` says
 
 The members of the family:
 
-* `transforms.enrich_redis.RedisLookup`: a per-record Redis lookup, batched per bundle, with a
-  TTL cache on the worker.
+* `transforms.enrich_redis.RedisLookup`: a Redis lookup of each record's hash, one pipelined
+  round trip per block, with a TTL cache on the worker.
 * `transforms.enrich_side_input.SideInputEnrich`: a whole table loaded into a side input (JSON
-  Lines, BigQuery, Redis hashes), refreshed on a schedule.
+  Lines, BigQuery, Redis hashes), refreshed on a schedule; a block is joined at a time.
 * `transforms.enrich_table.ChangelogEnrich`: a table kept in keyed state from a CDC stream.
 
 Reference URIs (`enrich_from_uri`)::
@@ -49,7 +50,7 @@ Redis URIs also take ``password_env`` and ``password_secret`` as the Redis sink 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -211,8 +212,14 @@ def key_function(template: KeyTemplate) -> KeyOf:
     return partial(reference_key, template)
 
 
-def enrich_error(record: Any, error: RecordError, timestamp: Timestamp, pipeline: str) -> dict:
-    """Returns the dead-letter dict of a record (or change) the enrich step could not handle."""
+def enrich_error(record: Record, error: RecordError, timestamp: Timestamp, pipeline: str) -> dict:
+    """Returns the dead-letter dict of a record (or change) the enrich step could not handle.
+
+    Its event time is the record's own, or else ``timestamp`` (its block's).
+    """
+    event_time = record.event_time
+    if event_time is None and timestamp > MIN_TIMESTAMP:
+        event_time = float(timestamp)
     return error_record(
         record,
         pipeline=pipeline,
@@ -220,12 +227,12 @@ def enrich_error(record: Any, error: RecordError, timestamp: Timestamp, pipeline
         reason=error.reason,
         error_type=type(error).__name__,
         error_message=str(error),
-        event_timestamp=None if timestamp <= MIN_TIMESTAMP else float(timestamp),
+        event_timestamp=event_time,
     )
 
 
 class Settler:
-    """Turns a record and its reference row into the family's outputs (inside a DoFn).
+    """Settles records by the family's contract, into a `Block` (inside a DoFn).
 
     Args:
         settings: the merge and the policies.
@@ -234,23 +241,30 @@ class Settler:
     def __init__(self, settings: EnrichSettings) -> None:
         self.settings = settings
         self._dropped: ReasonCounters | None = None
+        # The field a whole row is nested under: the merge most settings ask for.
+        self._nested = settings.into if not settings.fields else None
 
-    def outputs(
+    def settle(
         self,
         record: Record,
         row: Mapping[str, Any] | None,
         timestamp: Timestamp,
+        into: list[Record],
         missing: str = "no reference row",
         unavailable: str | None = None,
-    ) -> Iterator[Record | TaggedOutput]:
-        """Yields the enriched `Record`, nothing (dropped), or a dead-letter dict on `ERRORS`.
+    ) -> TaggedOutput | None:
+        """Appends the enriched record to ``into``, drops it, or returns its dead letter.
 
         Args:
             record: the input record.
             row: its reference row, or ``None``.
-            timestamp: the record's timestamp.
+            timestamp: the timestamp of the record's block (for a record without event time).
+            into: where the enriched record goes.
             missing: why there is no row, for the dead-letter message.
             unavailable: why the reference could not be reached, if it could not.
+
+        Returns:
+            The dead-letter dict on `ERRORS`, or ``None`` (enriched or dropped).
         """
         settings = self.settings
         try:
@@ -261,18 +275,21 @@ class Settler:
             if row is None and settings.missing == "dead_letter":
                 raise MissingReference(missing)
         except RecordError as error:
-            yield TaggedOutput(ERRORS, enrich_error(record, error, timestamp, settings.pipeline))
-            return
+            return TaggedOutput(ERRORS, enrich_error(record, error, timestamp, settings.pipeline))
         if row is None and settings.missing == "drop":
             if self._dropped is None:
                 self._dropped = ReasonCounters(DROPPED)
             self._dropped.inc(MissingReference.reason)
-            return
-        yield self.enriched(record, row)
+            return None
+        into.append(self.enriched(record, row))
+        return None
 
     def enriched(self, record: Record, row: Mapping[str, Any] | None) -> Record:
-        """Returns ``record`` with ``row`` merged in: what `outputs` yields when it emits it."""
-        return Record(self.settings.merge(record.data, row), record.origin)
+        """Returns ``record`` with ``row`` merged in: what `settle` appends when it keeps it."""
+        nested = self._nested
+        if nested is not None and row is not None:  # the common merge, in one expression
+            return Record({**record.data, nested: dict(row)}, record.origin, record.event_time)
+        return Record(self.settings.merge(record.data, row), record.origin, record.event_time)
 
 
 _FAMILY = {

@@ -1,4 +1,4 @@
-"""Enrich from Redis hashes, one lookup per record, batched per bundle, cached on the worker.
+"""Enrich from Redis hashes, looked up a block at a time in pipelined round trips, cached.
 
 URI (see `transforms.enrich` for the family's contract)::
 
@@ -9,12 +9,12 @@ URI (see `transforms.enrich` for the family's contract)::
 * ``cache_ttl``: how long a looked-up row (or its absence) is reused on the worker (default
   ``60s``; ``0`` turns the cache off); ``cache_size``: the most rows cached (default 100000,
   least recently used first out).
-* ``batch_size``: the most records whose hashes are fetched in one pipelined round trip of
-  ``HGETALL`` (default 500; a bundle's last records go at its end).
+* ``batch_size``: the most hashes fetched in one pipelined round trip of ``HGETALL`` (default
+  1000, a block's worth: a block's distinct keys that the cache lacks go in one round trip).
 * ``timeout``: seconds to connect and to wait for a reply (default ``1s``); ``attempts``: how
   many times a round trip is sent when Redis is unreachable or times out, with exponential
-  backoff (default 3). After the last attempt the batch's records follow the ``unavailable``
-  policy.
+  backoff (default 3). After the last attempt the records of that round trip follow the
+  ``unavailable`` policy.
 * ``password_env``, ``password_secret``: as for the Redis sink (`transforms.io.redis`).
 
 Values are read back as the Redis sink writes them (`from_text`): JSON numbers, booleans,
@@ -34,17 +34,18 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import apache_beam as beam
 import redis
 from apache_beam.pvalue import TaggedOutput
-from apache_beam.utils.windowed_value import WindowedValue
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from transforms.blocks import BLOCK_SIZE, Block
 from transforms.durations import parse_duration
 from transforms.enrich import (
     ERRORS,
@@ -53,10 +54,9 @@ from transforms.enrich import (
     EnrichSettings,
     Settler,
     enrich_error,
+    key_function,
     parse_key,
-    reference_key,
 )
-from transforms.io.batching import BatchingFn, Pending
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis import DEFAULT_PORT, check_port, database, is_transient
 from transforms.io.redis_text import KeyTemplate
@@ -206,14 +206,6 @@ class TtlCache:
             self._entries.popitem(last=False)
 
 
-def _windowed(output: Record | TaggedOutput, pending: Pending[Any]) -> Any:
-    """Puts an output of `Settler` in the window and at the timestamp of its input."""
-    if isinstance(output, TaggedOutput):
-        value = WindowedValue(output.value, pending.timestamp, (pending.window,))
-        return TaggedOutput(output.tag, value)
-    return WindowedValue(output, pending.timestamp, (pending.window,))
-
-
 # A looked-up row: the hash's fields, None when there is no hash, or why it cannot be read.
 Row = dict[str, Any] | BadReference | None
 
@@ -232,8 +224,13 @@ def hash_row(key: str, reply: dict[str, str]) -> dict[str, Any] | BadReference:
     return {name: from_text(text) for name, text in reply.items()}
 
 
-class _LookupFn(BatchingFn[str | None]):
-    """Buffers records, fetches their hashes in pipelined batches, emits them settled."""
+@beam.typehints.with_output_types(Block)
+class _LookupFn(beam.DoFn):
+    """A `Block` of `Record`s -> a `Block` of them enriched with their hashes, dead letters.
+
+    The block's distinct keys that the cache lacks are fetched in pipelined round trips of at
+    most ``batch_size`` keys (one for a block of default size).
+    """
 
     def __init__(self, lookup: RedisLookup) -> None:
         self._lookup = lookup
@@ -243,29 +240,77 @@ class _LookupFn(BatchingFn[str | None]):
         self._client = lookup.connection.connect()
         self._cache = TtlCache(lookup.cache_ttl, lookup.cache_size)
         self._settler = Settler(lookup.settings)
+        self._key_of = key_function(lookup.key)
         self._pipeline = lookup.settings.pipeline
-
-    @property
-    def batch_size(self) -> int:
-        return self._lookup.batch_size
-
-    def process(
-        self, record: Record, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
-    ) -> Iterator[Any]:
-        try:
-            key = reference_key(self._lookup.key, record.data)
-            if key is not None:
-                key.encode("utf-8")
-        except ValueError as error:  # text that is not UTF-8, an int too long for text
-            bad = BadReferenceKey(f"key {self._lookup.key.text!r} cannot be sent: {error}")
-            yield TaggedOutput(ERRORS, enrich_error(record, bad, timestamp, self._pipeline))
-            return
-        yield from self.add(Pending(record, key, timestamp, window))
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
         if client is not None:
             client.connection_pool.disconnect()
+
+    def process(self, block: list[Record], timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
+        template = self._lookup.key
+        keyed: list[tuple[Record, str | None]] = []
+        for record in block:
+            try:
+                key = self._key_of(record.data)
+                if key is not None:
+                    key.encode("utf-8")
+            except ValueError as error:  # text that is not UTF-8, an int too long for text
+                bad = BadReferenceKey(f"key {template.text!r} cannot be sent: {error}")
+                yield TaggedOutput(ERRORS, enrich_error(record, bad, timestamp, self._pipeline))
+            else:
+                keyed.append((record, key))
+        rows, unavailable = self._rows(key for _, key in keyed if key is not None)
+        settle = self._settler.settle
+        enriched = Block()
+        for record, key in keyed:
+            if key is None:
+                missing = f"the record lacks a field of key {template.text!r}"
+                dead = settle(record, None, timestamp, enriched, missing=missing)
+            elif key not in rows:
+                dead = settle(record, None, timestamp, enriched, unavailable=unavailable)
+            elif isinstance(row := rows[key], BadReference):
+                dead = TaggedOutput(ERRORS, enrich_error(record, row, timestamp, self._pipeline))
+            else:
+                dead = settle(record, row, timestamp, enriched, missing=f"no hash at {key!r}")
+            if dead is not None:
+                yield dead
+        if enriched:
+            yield enriched
+
+    def _rows(self, keys: Iterable[str]) -> tuple[dict[str, Row], str | None]:
+        """Returns the rows of ``keys`` (cached or fetched) and why some could not be fetched.
+
+        A key missing from the rows could not be fetched: its round trip failed, for the
+        reason returned.
+        """
+        rows: dict[str, Row] = {}
+        wanted: list[str] = []
+        for key in dict.fromkeys(keys):  # each key once, in order
+            found, row = self._cache.get(key)
+            if found:
+                rows[key] = row
+            else:
+                wanted.append(key)
+        unavailable = None
+        connection = self._lookup.connection
+        size = self._lookup.batch_size
+        for start in range(0, len(wanted), size):
+            chunk = wanted[start : start + size]
+            try:
+                fetched = connection.call(partial(self._fetch, chunk))
+            except redis.RedisError as error:
+                if not is_transient(error):
+                    raise
+                unavailable = (
+                    f"{connection.where}: no reply after {connection.attempts} attempts: {error}"
+                )
+                continue
+            for key, row in fetched.items():
+                self._cache.put(key, row)
+            rows.update(fetched)
+        return rows, unavailable
 
     def _fetch(self, keys: list[str]) -> dict[str, Row]:
         pipe = self._client.pipeline(transaction=False)
@@ -280,61 +325,12 @@ class _LookupFn(BatchingFn[str | None]):
             rows[key] = hash_row(key, reply) if ok else None
         return rows
 
-    def send(self, batch: list[Pending[str | None]]) -> Iterator[Any]:
-        rows: dict[str, Row] = {}
-        wanted: list[str] = []
-        for pending in batch:
-            if pending.item is None or pending.item in rows:
-                continue
-            found, row = self._cache.get(pending.item)
-            if found:
-                rows[pending.item] = row
-            else:
-                wanted.append(pending.item)
-        unavailable = None
-        if wanted:
-            connection = self._lookup.connection
-            unique = list(dict.fromkeys(wanted))
-            try:
-                fetched = connection.call(lambda: self._fetch(unique))
-            except redis.RedisError as error:
-                if not is_transient(error):
-                    raise
-                unavailable = (
-                    f"{connection.where}: no reply after {connection.attempts} attempts: {error}"
-                )
-            else:
-                for key, row in fetched.items():
-                    self._cache.put(key, row)
-                rows.update(fetched)
-        for pending in batch:
-            key = pending.item
-            if key is None:
-                outputs = self._settler.outputs(
-                    pending.record,
-                    None,
-                    pending.timestamp,
-                    missing=f"the record lacks a field of key {self._lookup.key.text!r}",
-                )
-            elif isinstance(row := rows.get(key), BadReference):
-                dead = enrich_error(pending.record, row, pending.timestamp, self._pipeline)
-                outputs = iter([TaggedOutput(ERRORS, dead)])
-            elif key in rows:
-                outputs = self._settler.outputs(
-                    pending.record, row, pending.timestamp, missing=f"no hash at {key!r}"
-                )
-            else:
-                outputs = self._settler.outputs(
-                    pending.record, None, pending.timestamp, unavailable=unavailable
-                )
-            for output in outputs:
-                yield _windowed(output, pending)
-
 
 class RedisLookup(beam.PTransform):
-    """Enriches `Record`s with the Redis hash their key template names (see this module).
+    """Enriches `Block`s of `Record`s with the Redis hashes their key template names.
 
-    Returns ``(records, errors)`` as every enrich transform does (`transforms.enrich`).
+    Returns ``(blocks, errors)`` as every enrich transform does (`transforms.enrich`); see
+    this module.
 
     Args:
         connection: the server.
@@ -342,7 +338,7 @@ class RedisLookup(beam.PTransform):
         settings: the merge and the policies.
         cache_ttl: seconds a row (or its absence) is reused on the worker; 0: no cache.
         cache_size: the most rows cached.
-        batch_size: the most records looked up in one round trip.
+        batch_size: the most hashes fetched in one round trip.
     """
 
     def __init__(
@@ -352,7 +348,7 @@ class RedisLookup(beam.PTransform):
         settings: EnrichSettings,
         cache_ttl: float = 60.0,
         cache_size: int = 100_000,
-        batch_size: int = 500,
+        batch_size: int = BLOCK_SIZE,
     ) -> None:
         super().__init__()
         if cache_ttl < 0 or cache_size <= 0 or batch_size <= 0:
@@ -374,14 +370,14 @@ class RedisLookup(beam.PTransform):
             settings,
             cache_ttl=endpoint_duration(endpoint, "cache_ttl", 60.0),
             cache_size=endpoint.positive("cache_size", int, 100_000),
-            batch_size=endpoint.positive("batch_size", int, 500),
+            batch_size=endpoint.positive("batch_size", int, BLOCK_SIZE),
         )
 
     def default_label(self) -> str:
         return "Enrich from Redis"
 
-    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        outputs = records | "Lookup" >> beam.ParDo(_LookupFn(self)).with_outputs(
-            ERRORS, main="records"
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        outputs = blocks | "Lookup" >> beam.ParDo(_LookupFn(self)).with_outputs(
+            ERRORS, main="blocks"
         )
-        return outputs.records, outputs[ERRORS]
+        return outputs.blocks, outputs[ERRORS]

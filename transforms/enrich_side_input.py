@@ -16,16 +16,17 @@ record to find its row. Rows lacking a field of the key are skipped (counter
 
 Refresh is Beam's slowly-updating side input pattern: ``PeriodicImpulse`` fires every
 ``refresh`` seconds from the start of the run, each firing loads the table into its own fixed
-window of that length, and the records are windowed alike, so a record sees the table loaded at
-the start of the window its event time falls in; records come out in the global window again.
-A record whose window has no load (its event time is before the run started) finds no table.
+window of that length, and each block is split by the windows its records' event times fall in
+(a record without one goes by its block's timestamp), so a record sees the table loaded at the
+start of the window its event time falls in; blocks come out in the global window again. A
+record whose window has no load (its event time is before the run started) finds no table.
 With no ``refresh``, or when the records are bounded (a batch run, which has no time to refresh
 in), the table is loaded once. On the local DirectRunner a refresh runs only with a stop time
 (`SideInputEnrich` ``stop``); endless refresh is for Dataflow and Flink.
 
-Bounded fast paths join blocks of parsed records (`SideInputEnrich.blocks`): one Beam element
-per block of about a thousand records, each settled by the same per-record join as the record
-path, so both give the same records, dead letters and counters.
+A block (the records of a bundle, or a chunk of a file) is joined with the table as one Beam
+element: Beam's per-element cost is paid once per block, whether it comes from a stream or a
+file.
 """
 
 from __future__ import annotations
@@ -35,16 +36,15 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.periodicsequence import PeriodicImpulse, RebaseMode
-from apache_beam.transforms.window import FixedWindows, GlobalWindows
-from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP, Timestamp
+from apache_beam.transforms.window import FixedWindows, GlobalWindows, TimestampedValue
+from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 from transforms.blocks import Block
 from transforms.enrich import (
@@ -218,102 +218,82 @@ class _LoadFn(beam.DoFn):
         yield table
 
 
-class _Join:
-    """The join of one record with the table, shared by the record and the block paths.
+@beam.typehints.with_output_types(Block)
+class _JoinFn(beam.DoFn):
+    """A `Block` of `Record`s + the side input table -> a `Block` of the enriched records.
 
-    A record whose row is found is merged and returned at once (most records); the others go
-    through `Settler.outputs` and its policies.
+    A record whose row is found is merged at once (most records); the others are settled by
+    `Settler.settle` and its policies, their dead letters going to `ERRORS` one by one. A block
+    whose records were all settled otherwise gives no block.
     """
-
-    def __init__(self, key: KeyTemplate, settings: EnrichSettings) -> None:
-        self._key = key
-        self._settler = Settler(settings)
-        self._key_of = key_function(key)
-
-    def __call__(
-        self, record: Record, table: Table | None, timestamp: Timestamp | float
-    ) -> Iterable[Any]:
-        """Returns the record's outputs: its enriched `Record`, or what its policy says.
-
-        Args:
-            record: the input record.
-            table: the loaded table, or ``None`` when none was loaded for the record's time.
-            timestamp: the record's timestamp (a `Timestamp` or epoch seconds), for dead
-                letters; converted only for a record without a row.
-        """
-        settler = self._settler
-        if table is None:
-            return settler.outputs(
-                record,
-                None,
-                Timestamp.of(timestamp),
-                unavailable="no reference table loaded for this time",
-            )
-        join_key = self._key_of(record.data)
-        if join_key is None:
-            missing = f"the record lacks a field of key {self._key.text!r}"
-            return settler.outputs(record, None, Timestamp.of(timestamp), missing=missing)
-        row = table.get(join_key)
-        if row is None:
-            missing = f"no reference row with key {join_key!r}"
-            return settler.outputs(record, None, Timestamp.of(timestamp), missing=missing)
-        # A list, not a generator: Beam iterates it without resuming a frame.
-        return [settler.enriched(record, row)]
-
-
-class _JoinDoFn(beam.DoFn):
-    """A DoFn that joins with `_Join` (one per worker)."""
 
     def __init__(self, key: KeyTemplate, settings: EnrichSettings) -> None:
         self._key = key
         self._settings = settings
 
     def setup(self) -> None:
-        self._join = _Join(self._key, self._settings)
-
-
-class _JoinFn(_JoinDoFn):
-    """Record + the side input table -> the record settled by the family's contract (`_Join`)."""
+        self._settler = Settler(self._settings)
+        self._key_of = key_function(self._key)
 
     def process(
-        self, record: Record, table: Table | None, timestamp=beam.DoFn.TimestampParam
-    ) -> Iterable[Any]:
-        return self._join(record, table, timestamp)
-
-
-@beam.typehints.with_output_types(Block)
-class _JoinBlockFn(_JoinDoFn):
-    """A block of ``(Record, event_time)`` pairs + the table -> a `Block` of enriched `Record`s.
-
-    Each record is settled by `_Join` as `_JoinFn` settles it, at the time the record path
-    timestamps it: its event time, or (``None``) the source's timestamp, the block's. Dead
-    letters go to `ERRORS` one by one; a block whose records were all settled otherwise gives
-    no block.
-    """
-
-    def process(
-        self,
-        block: list[tuple[Record, float | None]],
-        table: Table | None,
-        timestamp=beam.DoFn.TimestampParam,
+        self, block: list[Record], table: Table | None, timestamp=beam.DoFn.TimestampParam
     ) -> Iterator[Any]:
-        join = self._join
+        settle = self._settler.settle
         enriched = Block()
-        append = enriched.append
-        for record, event_time in block:
-            for output in join(record, table, timestamp if event_time is None else event_time):
-                if output.__class__ is TaggedOutput:
-                    yield output
+        if table is None:
+            why = "no reference table loaded for this time"
+            for record in block:
+                dead = settle(record, None, timestamp, enriched, unavailable=why)
+                if dead is not None:
+                    yield dead
+        else:
+            key_of, merge, append = self._key_of, self._settler.enriched, enriched.append
+            for record in block:
+                join_key = key_of(record.data)
+                row = None if join_key is None else table.get(join_key)
+                if row is not None:
+                    append(merge(record, row))
+                    continue
+                if join_key is None:
+                    missing = f"the record lacks a field of key {self._key.text!r}"
                 else:
-                    append(output)
+                    missing = f"no reference row with key {join_key!r}"
+                dead = settle(record, None, timestamp, enriched, missing=missing)
+                if dead is not None:
+                    yield dead
         if enriched:
             yield enriched
 
 
-class SideInputEnrich(beam.PTransform):
-    """Enriches `Record`s from a reference table loaded into a side input (see this module).
+@beam.typehints.with_output_types(Block)
+class _SplitByRefresh(beam.DoFn):
+    """A `Block` -> its records in blocks per refresh window, each at the time of its first.
 
-    Returns ``(records, errors)`` as every enrich transform does (`transforms.enrich`).
+    A record's time is its event time, or its block's timestamp when it has none; the blocks
+    are then windowed by `FixedWindows` of the refresh, as the loads are.
+    """
+
+    def __init__(self, refresh: float) -> None:
+        self._refresh = refresh
+
+    def process(self, block: list[Record], timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
+        refresh = self._refresh
+        parts: dict[float | None, tuple[Block, Any]] = {}
+        for record in block:
+            at = record.event_time
+            window = None if at is None else at - at % refresh
+            part = parts.get(window)
+            if part is None:
+                parts[window] = part = (Block(), timestamp if at is None else at)
+            part[0].append(record)
+        for records, first in parts.values():
+            yield TimestampedValue(records, first)
+
+
+class SideInputEnrich(beam.PTransform):
+    """Enriches `Block`s of `Record`s from a table loaded into a side input (see this module).
+
+    Returns ``(blocks, errors)`` as every enrich transform does (`transforms.enrich`).
 
     Args:
         loader: loads the table.
@@ -378,33 +358,10 @@ class SideInputEnrich(beam.PTransform):
     def default_label(self) -> str:
         return "Enrich from side input"
 
-    def blocks(self) -> beam.PTransform | None:
-        """Returns the same join over blocks, for bounded fast paths; None when it cannot be done.
-
-        It takes blocks (lists) of ``(Record, event_time)`` pairs, as
-        `transforms.parse.ParseJsonBlocks` emits them, and returns ``(blocks, errors)``:
-        `Block`s of the enriched `Record`s, and the dead-letter dicts the record path gives.
-        It cannot when the table is refreshed in a bounded run (a ``stop``), which windows each
-        record by its own event time.
-        """
-        if self.refresh > 0 and self.stop is not None:
-            return None
-        return beam.ptransform_fn(self._join_blocks)()
-
-    def _load_once(self, pipeline: beam.Pipeline) -> beam.PCollection:
+    def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+        pipeline = blocks.pipeline
+        periodic = self.refresh > 0 and (not blocks.is_bounded or self.stop is not None)
         load = _LoadFn(self.loader, self.where)
-        return pipeline | "Once" >> beam.Impulse() | "Load" >> beam.ParDo(load)
-
-    def _join_blocks(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        table = beam.pvalue.AsSingleton(self._load_once(blocks.pipeline), default_value=None)
-        joined = blocks | "Join" >> beam.ParDo(
-            _JoinBlockFn(self.key, self.settings), table
-        ).with_outputs(ERRORS, main="blocks")
-        return joined.blocks, joined[ERRORS]
-
-    def expand(self, records: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        pipeline = records.pipeline
-        periodic = self.refresh > 0 and (not records.is_bounded or self.stop is not None)
         if periodic:
             impulse = PeriodicImpulse(
                 start_timestamp=time.time() if self.start is None else self.start,
@@ -413,15 +370,18 @@ class SideInputEnrich(beam.PTransform):
                 apply_windowing=True,
                 rebase=RebaseMode.REBASE_START if self.start is None else RebaseMode.REBASE_NONE,
             )
-            load = _LoadFn(self.loader, self.where)
             tables = pipeline | "Refresh" >> impulse | "Load" >> beam.ParDo(load)
-            records = records | "Window as refreshes" >> beam.WindowInto(FixedWindows(self.refresh))
+            blocks = (
+                blocks
+                | "Split by refresh" >> beam.ParDo(_SplitByRefresh(self.refresh))
+                | "Window as refreshes" >> beam.WindowInto(FixedWindows(self.refresh))
+            )
         else:
-            tables = self._load_once(pipeline)
-        joined = records | "Join" >> beam.ParDo(
+            tables = pipeline | "Once" >> beam.Impulse() | "Load" >> beam.ParDo(load)
+        joined = blocks | "Join" >> beam.ParDo(
             _JoinFn(self.key, self.settings), beam.pvalue.AsSingleton(tables, default_value=None)
-        ).with_outputs(ERRORS, main="records")
-        enriched, errors = joined.records, joined[ERRORS]
+        ).with_outputs(ERRORS, main="blocks")
+        enriched, errors = joined.blocks, joined[ERRORS]
         if periodic:
             enriched = enriched | "Global window" >> beam.WindowInto(GlobalWindows())
             errors = errors | "Errors in the global window" >> beam.WindowInto(GlobalWindows())

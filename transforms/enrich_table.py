@@ -1,19 +1,20 @@
 """Enrich from a table kept in keyed state, fed by a CDC stream: no external store.
 
-Input: a pair ``(records, changes)``. ``changes`` are `Record`s whose data is a change
-(`transforms.cdc.change.Change.to_dict()`)::
+Input: a pair ``(records, changes)``, both `Block`s of `Record`s. A change record's data is a
+change (`transforms.cdc.change.Change.to_dict()`)::
 
     {"table": "crm.customers", "key": {"customer_id": "c1"}, "op": "upsert",
      "row": {"customer_id": "c1", "tier": "gold"}, "sequence": [12, 3], "source_ts": None}
 
 Both streams are keyed by the join key (the key template rendered on a record, and on a
-change's ``key`` columns) and meet in one stateful step that keeps, per key, the latest row and
+change's ``key`` columns), a block's records and changes of one key travelling together, and
+meet in one stateful step that keeps, per key, the latest row and
 the sequence of the last change applied: an ``upsert`` sets the row, a ``delete`` clears it, a
 change whose sequence is not greater than the last one applied is stale and skipped (counter
 ``enrich_changes_stale``). Each record is joined with the row its key holds when the record
 arrives (the latest-state semantics of a stream-table join): a record that arrives before the
-first change of its key finds no row. The table lives in the global window; records come out in
-it, with their own timestamps.
+first change of its key finds no row. The table lives in the global window; blocks of records
+come out in it.
 
 Changes that cannot be applied are dead-lettered with reason ``bad_change``: data that is not a
 change, a key without the template's fields, and ``truncate`` (a keyed table cannot clear every
@@ -23,7 +24,7 @@ key at once). With ``table`` set, changes of other tables are skipped (counter
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -33,8 +34,15 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import GlobalWindows
 
+from transforms.blocks import Block
 from transforms.cdc.change import Change
-from transforms.enrich import ERRORS, EnrichSettings, Settler, enrich_error, reference_key
+from transforms.enrich import (
+    ERRORS,
+    EnrichSettings,
+    Settler,
+    enrich_error,
+    key_function,
+)
 from transforms.errors import RecordError
 from transforms.io.redis_text import KeyTemplate
 from transforms.message import Record
@@ -54,12 +62,20 @@ class BadChange(RecordError):
     reason = "bad_change"
 
 
-@beam.typehints.with_output_types(tuple[str, Any])
-class _KeyRecords(beam.DoFn):
-    """Record -> ``(join key, ("record", record))``; a record without a key is settled here.
+def _by_key(pairs: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
+    """``(key, item)`` pairs -> the items of each key, in order."""
+    grouped: dict[str, list[Any]] = {}
+    for key, item in pairs:
+        grouped.setdefault(key, []).append(item)
+    return grouped
 
-    Outputs: the keyed records; on ``settled`` the keyless records the ``pass`` policy emits;
-    on `ERRORS` the keyless records it dead-letters.
+
+@beam.typehints.with_output_types(tuple[str, Any], settled=Block, errors=Any)
+class _KeyRecords(beam.DoFn):
+    """Block -> ``(join key, ("record", Block))`` per key; records without a key settled here.
+
+    Outputs: the keyed blocks; on ``settled`` the block of the keyless records the ``pass``
+    policy emits; on `ERRORS` the keyless records it dead-letters.
     """
 
     def __init__(self, key: KeyTemplate, settings: EnrichSettings) -> None:
@@ -68,50 +84,74 @@ class _KeyRecords(beam.DoFn):
 
     def setup(self) -> None:
         self._settler = Settler(self._settings)
+        self._key_of = key_function(self._key)
 
-    def process(self, record: Record, timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
-        join_key = reference_key(self._key, record.data)
-        if join_key is not None:
-            yield join_key, (_RECORD, record)
-            return
+    def process(self, block: list[Record], timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
+        keyed: list[tuple[str, Record]] = []
+        settled = Block()
         missing = f"the record lacks a field of key {self._key.text!r}"
-        for output in self._settler.outputs(record, None, timestamp, missing=missing):
-            yield output if isinstance(output, TaggedOutput) else TaggedOutput(_SETTLED, output)
+        for record in block:
+            join_key = self._key_of(record.data)
+            if join_key is not None:
+                keyed.append((join_key, record))
+                continue
+            dead = self._settler.settle(record, None, timestamp, settled, missing=missing)
+            if dead is not None:
+                yield dead
+        for join_key, records in _by_key(keyed).items():
+            yield join_key, (_RECORD, Block(records))
+        if settled:
+            yield TaggedOutput(_SETTLED, settled)
 
 
-@beam.typehints.with_output_types(tuple[str, Any])
+@beam.typehints.with_output_types(tuple[str, Any], errors=Any)
 class _KeyChanges(beam.DoFn):
-    """Change record -> ``(join key, ("change", (op, row, sequence)))``, or a dead letter."""
+    """Block of changes -> ``(join key, ("change", [(op, row, sequence)...]))`` per key.
+
+    The changes of a key keep their order; those that cannot be applied are dead-lettered.
+    """
 
     def __init__(self, key: KeyTemplate, table: str | None, pipeline: str) -> None:
         self._key = key
         self._table = table
         self._pipeline = pipeline
 
-    def process(self, record: Record, timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
-        try:
+    def setup(self) -> None:
+        self._key_of = key_function(self._key)
+
+    def process(self, block: list[Record], timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
+        keyed: list[tuple[str, tuple[str, Any, Any]]] = []
+        for record in block:
             try:
-                change = Change.from_dict(record.data)
-            except (KeyError, TypeError, ValueError) as error:
-                raise BadChange(f"not a change: {error!r}") from None
-            if self._table is not None and change.table != self._table:
-                Metrics.counter(NAMESPACE, SKIPPED).inc()
-                return
-            if change.op == "truncate":
-                raise BadChange(f"truncate of {change.table}: a keyed table cannot clear all keys")
-            join_key = reference_key(self._key, change.key)
-            if join_key is None:
-                raise BadChange(
-                    f"the change's key {change.key} lacks a field of {self._key.text!r}"
-                )
-        except BadChange as error:
-            yield TaggedOutput(ERRORS, enrich_error(record, error, timestamp, self._pipeline))
-            return
-        yield join_key, (_CHANGE, (change.op, change.row, change.sequence))
+                change = self._keyed(record)
+            except BadChange as error:
+                yield TaggedOutput(ERRORS, enrich_error(record, error, timestamp, self._pipeline))
+            else:
+                if change is not None:
+                    keyed.append(change)
+        for join_key, changes in _by_key(keyed).items():
+            yield join_key, (_CHANGE, changes)
+
+    def _keyed(self, record: Record) -> tuple[str, tuple[str, Any, Any]] | None:
+        """Returns ``(join key, (op, row, sequence))``, or ``None`` for another table's change."""
+        try:
+            change = Change.from_dict(record.data)
+        except (KeyError, TypeError, ValueError) as error:
+            raise BadChange(f"not a change: {error!r}") from None
+        if self._table is not None and change.table != self._table:
+            Metrics.counter(NAMESPACE, SKIPPED).inc()
+            return None
+        if change.op == "truncate":
+            raise BadChange(f"truncate of {change.table}: a keyed table cannot clear all keys")
+        join_key = self._key_of(change.key)
+        if join_key is None:
+            raise BadChange(f"the change's key {change.key} lacks a field of {self._key.text!r}")
+        return join_key, (change.op, change.row, change.sequence)
 
 
+@beam.typehints.with_output_types(Block, errors=Any)
 class _TableFn(beam.DoFn):
-    """Keeps the latest row per key; joins each record with it."""
+    """Keeps the latest row per key; joins each block of records with it."""
 
     ROW = ReadModifyWriteStateSpec("row", PickleCoder())
     SEQUENCE = ReadModifyWriteStateSpec("sequence", PickleCoder())
@@ -132,22 +172,30 @@ class _TableFn(beam.DoFn):
     ) -> Iterator[Any]:
         join_key, (kind, payload) = element
         if kind == _RECORD:
+            row = row_state.read()
             missing = f"no row with key {join_key!r} in the table"
-            yield from self._settler.outputs(payload, row_state.read(), timestamp, missing=missing)
+            enriched = Block()
+            for record in payload:
+                dead = self._settler.settle(record, row, timestamp, enriched, missing=missing)
+                if dead is not None:
+                    yield dead
+            if enriched:
+                yield enriched
             return
-        op, row, sequence = payload
         last = sequence_state.read()
-        if last is not None and tuple(sequence) <= tuple(last):
-            self._stale.inc()
-            return
-        sequence_state.write(tuple(sequence))
-        row_state.write(row if op == "upsert" else None)
+        for op, row, sequence in payload:
+            if last is not None and tuple(sequence) <= tuple(last):
+                self._stale.inc()
+                continue
+            last = tuple(sequence)
+            sequence_state.write(last)
+            row_state.write(row if op == "upsert" else None)
 
 
 class ChangelogEnrich(beam.PTransform):
-    """Enriches `Record`s from a table built from a CDC stream (see this module).
+    """Enriches `Block`s of `Record`s from a table built from a CDC stream (see this module).
 
-    Applied to ``(records, changes)``; returns ``(records, errors)`` as every enrich transform
+    Applied to ``(blocks, change blocks)``; returns ``(blocks, errors)`` as every enrich transform
     does (`transforms.enrich`), errors including the changes that could not be applied.
 
     Args:

@@ -2,17 +2,19 @@
 
 ``clicks x impressions within 5 minutes``: a left and a right record join when they have the
 same values of the ``on`` fields and their event times are at most ``within`` seconds apart
-(either one first), as ksqlDB's ``JOIN ... WITHIN 5 MINUTES``. Each pair comes out once, when its
-second record arrives, timestamped with the later event time::
+(either one first), as ksqlDB's ``JOIN ... WITHIN 5 MINUTES``. Both sides are `Block`s of
+`Record`s, each record's time its ``event_time`` (or its block's timestamp when it has none).
+Each pair comes out once, in a block, when its second record arrives, its event time the later
+of the two::
 
     Record(data={"ad_id": "a1",                                    # the on fields
                  "click": {"ad_id": "a1", "user_id": "u1", ...},    # the left record's data
                  "impression": {"ad_id": "a1", "campaign_id": "c9", ...}},
-           origin=<the left record's message>)
+           origin=<the left record's message>, event_time=<the later event time>)
 
 A record's window is ``[t - within, t + within]`` around its event time ``t``; it closes when
 the watermark passes ``t + within + allowed_lateness``. Then a record that never joined is
-emitted alone (the other side ``None``, timestamped with the closing time) for ``left`` joins
+emitted alone (the other side ``None``, its event time the closing time) for ``left`` joins
 (left records) and ``outer`` joins (both sides), or dropped and counted in
 ``dropped.unmatched`` (right records of ``left`` joins, both sides of ``inner`` joins). A record
 without the ``on`` fields, or whose ``on`` values are not JSON (bytes, a set, as a UDF may give),
@@ -21,7 +23,8 @@ joins nothing and is settled at once the same way.
 Late records, those arriving after their key's windows up to their own had closed, are
 dead-lettered with reason ``late``: the records they could have joined are gone. (A key's first
 record cannot be judged late, there is no closed window for it yet.) State is kept per key:
-the open records of each side and the time up to which windows have closed.
+the open records of each side and the time up to which windows have closed; a block's records
+of one key reach it together.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from apache_beam.coders import FloatCoder, PickleCoder
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
-from apache_beam.transforms.window import GlobalWindows, TimestampedValue
+from apache_beam.transforms.window import GlobalWindows
 from apache_beam.utils.timestamp import Timestamp
 
+from transforms.blocks import Block
 from transforms.dead_letter import error_record
 from transforms.event_time import format_timestamp
 from transforms.message import Record
@@ -51,6 +55,7 @@ ERRORS = "errors"
 _OUT = "out"  # records settled before the join (no key)
 _LEFT, _RIGHT = 0, 1
 
+_Tagged = tuple[int, Block]  # a block of one side: (side, block)
 # An open record: [event time, record, joined yet].
 _Entry = list[Any]
 
@@ -72,22 +77,27 @@ class _Shape:
         except (TypeError, ValueError):  # not JSON (bytes, a set...): no key, as a missing one
             return None
 
-    def pair(self, left: Record | None, right: Record | None) -> Record:
+    def pair(self, left: Record | None, right: Record | None, event_time: float) -> Record:
         either = left if left is not None else right
         assert either is not None
         data: dict[str, Any] = {name: either.data.get(name) for name in self.on}
         data[self.names[_LEFT]] = None if left is None else left.data
         data[self.names[_RIGHT]] = None if right is None else right.data
         origin = left.origin if left is not None and left.origin is not None else either.origin
-        return Record(data, origin)
+        return Record(data, origin, event_time)
 
-    def alone(self, side: int, record: Record) -> Record:
-        return self.pair(record, None) if side == _LEFT else self.pair(None, record)
+    def alone(self, side: int, record: Record, event_time: float) -> Record:
+        if side == _LEFT:
+            return self.pair(record, None, event_time)
+        return self.pair(None, record, event_time)
 
 
-@beam.typehints.with_output_types(tuple[str, Any])
+@beam.typehints.with_output_types(tuple[str, Any], out=Block)
 class _KeyBySide(beam.DoFn):
-    """``(side, record)`` -> ``(key, (side, record))``; keyless records are settled here."""
+    """``(side, Block)`` -> ``(key, (side, [(event time, record)...]))`` per key of the block.
+
+    Keyless records are settled here: emitted alone (on ``out``) or dropped.
+    """
 
     def __init__(self, shape: _Shape) -> None:
         self._shape = shape
@@ -95,17 +105,28 @@ class _KeyBySide(beam.DoFn):
     def setup(self) -> None:
         self._dropped = ReasonCounters(DROPPED)
 
-    def process(self, element: tuple[int, Record]) -> Iterator[Any]:
-        side, record = element
-        key = self._shape.key(record.data)
-        if key is not None:
-            yield key, element
-        elif self._shape.keeps[side]:
-            yield TaggedOutput(_OUT, self._shape.alone(side, record))
-        else:
-            self._dropped.inc(UNMATCHED)
+    def process(
+        self, element: tuple[int, list[Record]], timestamp=beam.DoFn.TimestampParam
+    ) -> Iterator[Any]:
+        side, block = element
+        keyed: dict[str, list[tuple[float, Record]]] = {}
+        alone = Block()
+        for record in block:
+            event_time = float(timestamp) if record.event_time is None else record.event_time
+            key = self._shape.key(record.data)
+            if key is not None:
+                keyed.setdefault(key, []).append((event_time, record))
+            elif self._shape.keeps[side]:
+                alone.append(self._shape.alone(side, record, event_time))
+            else:
+                self._dropped.inc(UNMATCHED)
+        for key, records in keyed.items():
+            yield key, (side, records)
+        if alone:
+            yield TaggedOutput(_OUT, alone)
 
 
+@beam.typehints.with_output_types(Block, errors=Any)
 class _IntervalJoinFn(beam.DoFn):
     """Keeps each key's open records; joins arrivals; settles records whose window closed."""
 
@@ -127,29 +148,33 @@ class _IntervalJoinFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, tuple[int, Record]],
-        timestamp=beam.DoFn.TimestampParam,
+        element: tuple[str, tuple[int, list[tuple[float, Record]]]],
         open_state=beam.DoFn.StateParam(OPEN),
         closed_state=beam.DoFn.StateParam(CLOSED),
         close=beam.DoFn.TimerParam(CLOSE),
     ) -> Iterator[Any]:
-        _, (side, record) = element
-        event_time = float(timestamp)
+        _, (side, arrivals) = element
         closed = closed_state.read()
-        if closed is not None and self._expiry(event_time) <= closed:
-            yield TaggedOutput(ERRORS, self._late(record, event_time, closed))
-            return
         entries: list[list[_Entry]] = open_state.read() or [[], []]
-        joined = False
-        for other in entries[1 - side]:
-            if abs(other[0] - event_time) <= self._within:
-                other[2] = joined = True
-                left, right = (record, other[1]) if side == _LEFT else (other[1], record)
-                pair = self._shape.pair(left, right)
-                yield TimestampedValue(pair, max(event_time, other[0]))
-        entries[side].append([event_time, record, joined])
-        open_state.write(entries)
-        close.set(Timestamp.of(min(self._expiry(e[0]) for es in entries for e in es)))
+        pairs = Block()
+        added = False
+        for event_time, record in arrivals:
+            if closed is not None and self._expiry(event_time) <= closed:
+                yield TaggedOutput(ERRORS, self._late(record, event_time, closed))
+                continue
+            joined = False
+            for other in entries[1 - side]:
+                if abs(other[0] - event_time) <= self._within:
+                    other[2] = joined = True
+                    left, right = (record, other[1]) if side == _LEFT else (other[1], record)
+                    pairs.append(self._shape.pair(left, right, max(event_time, other[0])))
+            entries[side].append([event_time, record, joined])
+            added = True
+        if added:
+            open_state.write(entries)
+            close.set(Timestamp.of(min(self._expiry(e[0]) for es in entries for e in es)))
+        if pairs:
+            yield pairs
 
     @on_timer(CLOSE)
     def on_close(
@@ -163,6 +188,7 @@ class _IntervalJoinFn(beam.DoFn):
         closed_state.write(now)
         entries: list[list[_Entry]] = open_state.read() or [[], []]
         still_open: list[list[_Entry]] = [[], []]
+        alone = Block()
         for side in (_LEFT, _RIGHT):
             for entry in entries[side]:
                 if self._expiry(entry[0]) > now:
@@ -170,9 +196,11 @@ class _IntervalJoinFn(beam.DoFn):
                 elif entry[2]:
                     continue
                 elif self._shape.keeps[side]:
-                    yield self._shape.alone(side, entry[1])
+                    alone.append(self._shape.alone(side, entry[1], now))
                 else:
                     self._dropped.inc(UNMATCHED)
+        if alone:
+            yield alone
         if still_open[_LEFT] or still_open[_RIGHT]:
             open_state.write(still_open)
             close.set(Timestamp.of(min(self._expiry(e[0]) for es in still_open for e in es)))
@@ -196,11 +224,11 @@ class _IntervalJoinFn(beam.DoFn):
 
 
 class WindowedJoin(beam.PTransform):
-    """Joins two streams of `Record`s on key fields within a span of event time.
+    """Joins two streams of `Block`s of `Record`s on key fields within a span of event time.
 
-    Applied to ``(left, right)``, both timestamped with their event times; returns
-    ``(joined, errors)``: joined `Record`s as this module shows, and dead-letter dicts of late
-    records (reason ``late``). Both come out in the global window.
+    Applied to ``(left, right)``; returns ``(joined, errors)``: `Block`s of joined `Record`s as
+    this module shows, and dead-letter dicts of late records (reason ``late``). Both come out
+    in the global window.
 
     Args:
         on: the key fields, present in the records of both sides.
@@ -240,8 +268,9 @@ class WindowedJoin(beam.PTransform):
     ) -> tuple[beam.PCollection, beam.PCollection]:
         left, right = sides
         tagged = (
-            left | "Tag left" >> beam.Map(lambda record: (_LEFT, record)),
-            right | "Tag right" >> beam.Map(lambda record: (_RIGHT, record)),
+            left | "Tag left" >> beam.Map(lambda block: (_LEFT, block)).with_output_types(_Tagged),
+            right
+            | "Tag right" >> beam.Map(lambda block: (_RIGHT, block)).with_output_types(_Tagged),
         )
         keyed = (
             tagged

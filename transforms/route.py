@@ -5,6 +5,7 @@ Rules, as YAML (or a mapping), in order::
     high_value: amount > 1000
     risky: profile.risk_score > 0.8 and country not in ("DE", "FR")
 
+Input and outputs are `Block`s of `Record`s: each block is split into one block per output.
 Each rule is an expression of `transforms.expressions` over the record's fields (a missing
 field matches nothing). With ``mode="first"`` a record goes to the first rule it matches; with
 ``mode="all"`` to every rule it matches. A record that matches no rule goes to the default
@@ -24,6 +25,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
+from transforms.blocks import Block
 from transforms.dead_letter import error_record
 from transforms.expressions import Expression
 from transforms.message import Record
@@ -110,22 +112,35 @@ class RouteSpec:
 
 
 class _RouteFn(beam.DoFn):
+    """A `Block` -> a `Block` per output its records go to; rule failures dead-lettered."""
+
     def __init__(self, spec: RouteSpec, pipeline: str) -> None:
         self._spec = spec
         self._pipeline = pipeline
 
     def process(
-        self, record: Record, timestamp: Any = beam.DoFn.TimestampParam
+        self, block: list[Record], timestamp: Any = beam.DoFn.TimestampParam
     ) -> Iterator[TaggedOutput]:
-        try:
-            names = self._spec.routes(record.data)
-        except Exception as error:  # a rule failed on this record's values: dead-letter it
-            yield TaggedOutput(_ERRORS, self._rule_error(record, error, timestamp))
-            return
-        for name in names:
-            yield TaggedOutput(name, record)
+        routes = self._spec.routes
+        outputs: dict[str, Block] = {}
+        for record in block:
+            try:
+                names = routes(record.data)
+            except Exception as error:  # a rule failed on this record's values: dead-letter it
+                yield TaggedOutput(_ERRORS, self._rule_error(record, error, timestamp))
+                continue
+            for name in names:
+                routed = outputs.get(name)
+                if routed is None:
+                    outputs[name] = routed = Block()
+                routed.append(record)
+        for name, routed in outputs.items():
+            yield TaggedOutput(name, routed)
 
     def _rule_error(self, record: Record, error: Exception, timestamp: Any) -> dict[str, Any]:
+        event_time = record.event_time
+        if event_time is None and timestamp > MIN_TIMESTAMP:
+            event_time = float(timestamp)
         return error_record(
             record,
             pipeline=self._pipeline,
@@ -133,16 +148,17 @@ class _RouteFn(beam.DoFn):
             reason=RULE_ERROR,
             error_type=type(error).__name__,
             error_message=f"a rule failed on the record: {type(error).__name__}: {error}",
-            event_timestamp=None if timestamp <= MIN_TIMESTAMP else float(timestamp),
+            event_timestamp=event_time,
         )
 
 
 class Route(beam.PTransform):
-    """Sends each `Record` to the outputs its rules name (see this module).
+    """Sends each `Record` of a `Block` to the outputs its rules name (see this module).
 
-    Returns ``(outputs, errors)``: a dict of output name -> PCollection of `Record`s
-    (unchanged), one per rule and one for the default, in `RouteSpec.outputs` order; and the
-    dead-letter dicts of the records a rule failed on (reason ``rule_error``, step ``route``).
+    Returns ``(outputs, errors)``: a dict of output name -> PCollection of `Block`s of
+    `Record`s (unchanged), one per rule and one for the default, in `RouteSpec.outputs` order;
+    and the dead-letter dicts of the records a rule failed on (reason ``rule_error``, step
+    ``route``).
 
     Args:
         spec: the rules.
@@ -155,9 +171,10 @@ class Route(beam.PTransform):
         self._pipeline = pipeline
 
     def expand(
-        self, records: beam.PCollection
+        self, blocks: beam.PCollection
     ) -> tuple[dict[str, beam.PCollection], beam.PCollection]:
-        outputs = records | "Rules" >> beam.ParDo(_RouteFn(self.spec, self._pipeline)).with_outputs(
-            *self.spec.outputs, _ERRORS
-        )
+        # Each output holds blocks (Beam then uses the block coder); the errors hold dicts.
+        types = dict.fromkeys(self.spec.outputs, Block) | {_ERRORS: Any}
+        rules = beam.ParDo(_RouteFn(self.spec, self._pipeline)).with_output_types(Any, **types)
+        outputs = blocks | "Rules" >> rules.with_outputs(*self.spec.outputs, _ERRORS)
         return {name: outputs[name] for name in self.spec.outputs}, outputs[_ERRORS]

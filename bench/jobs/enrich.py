@@ -25,7 +25,6 @@ from bench.jobs.common import EVENTS_SCHEMA, Decode, Job, file_args, loops
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
-from transforms.blocks import Batch, Unbatch
 from transforms.enrich import EnrichSettings, enrich_from_uri
 from transforms.io.base import SinkContext
 from transforms.metrics import WRITTEN
@@ -128,9 +127,8 @@ def _configure(values: dict[str, Any]) -> EnrichConfig:
 
 def _build(pipeline: beam.Pipeline, config: EnrichConfig) -> None:
     with Spine(pipeline, config.spine) as spine:
-        records = spine.read() | "Records" >> Unbatch()
-        enriched = spine.apply("Enrich", config.enrich, records)
-        spine.write("Write", config.sink, enriched | "Blocks" >> Batch())
+        blocks = spine.read()
+        spine.write("Write", config.sink, spine.apply("Enrich", config.enrich, blocks))
 
 
 SUITE = PipelineSpec(

@@ -32,16 +32,14 @@ from bench.jobs.messages import (
     stream_config,
 )
 from pipelines.spine import Spine
-from transforms.blocks import Batch, Unbatch
 from transforms.metrics import WRITTEN
 
 
 def suite_graph(pipeline: beam.Pipeline, config: enrich.EnrichConfig) -> None:
     """Source -> Parse -> enrich -> sink; parse and enrich failures, rejections -> dead letters."""
     with Spine(pipeline, config.spine) as spine:
-        records = spine.read() | "Records" >> Unbatch()
-        enriched = spine.apply("Enrich", config.enrich, records)
-        spine.write("Write", config.sink, enriched | "Blocks" >> Batch())
+        blocks = spine.read()
+        spine.write("Write", config.sink, spine.apply("Enrich", config.enrich, blocks))
 
 
 def _suite(path: Path, out: Path) -> int:

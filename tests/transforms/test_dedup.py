@@ -1,4 +1,7 @@
-"""Tests of transforms.dedup.Dedup: ids, event and processing time, across bundles, counts."""
+"""Tests of transforms.dedup.Dedup: ids, event and processing time, across bundles, counts.
+
+Dedup takes blocks of records: each step of a stream below is one block, as a bundle gives it.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,10 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
-from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from tests.support import COLLECTED, Collect
+from transforms.blocks import Block
 from transforms.dedup import Dedup, DedupKey
 from transforms.message import Message, Origin, Record
 
@@ -29,11 +32,16 @@ def per_bundle_metrics() -> None:
     import transforms.io.live  # noqa: F401
 
 
-def rec(offset: float, origin: Origin | None = None, **data: Any) -> TimestampedValue:
+def rec(offset: float, origin: Origin | None = None, **data: Any) -> Record:
     message = None
     if origin is not None:
         message = Message(json.dumps(data).encode(), {}, origin)
-    return TimestampedValue(Record(data, message), T0 + offset)
+    return Record(data, message, T0 + offset)
+
+
+def block(*records: Record) -> list[Block]:
+    """One block of ``records``, as `TestStream.add_elements` and `beam.Create` take it."""
+    return [Block(records)]
 
 
 def run(
@@ -41,7 +49,8 @@ def run(
 ) -> tuple[list[Record], dict[str, int]]:
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
-    _ = build(pipeline) | dedup | beam.ParDo(Collect(tag))
+    kept = build(pipeline) | dedup | "Records of the blocks" >> beam.FlatMap(list)
+    _ = kept | beam.ParDo(Collect(tag))
     result = pipeline.run()
     result.wait_until_finish()
     counters: dict[str, int] = defaultdict(int)
@@ -58,11 +67,11 @@ def test_duplicates_across_bundles_are_dropped_and_counted() -> None:
     stream = (
         TestStream()
         .advance_watermark_to(T0)
-        .add_elements([rec(0, id="a", n=1), rec(5, id="b", n=2)])
-        .add_elements([rec(30, id="a", n=3), rec(31, id="c", n=4)])  # a: 30 s after a kept copy
+        .add_elements(block(rec(0, id="a", n=1), rec(5, id="b", n=2)))
+        .add_elements(block(rec(30, id="a", n=3), rec(31, id="c", n=4)))  # a: 30 s after a@0
         .advance_watermark_to(T0 + 200)
-        .add_elements([rec(700, id="a", n=5), rec(10, id="b", n=6)])  # a: 700 s on: kept again
-        .add_elements([rec(599, id="a", n=7)])  # 599 s after a@0, 101 s before a@700
+        .add_elements(block(rec(700, id="a", n=5), rec(10, id="b", n=6)))  # a: 700 s: kept again
+        .add_elements(block(rec(599, id="a", n=7)))  # 599 s after a@0, 101 s before a@700
         .advance_watermark_to_infinity()
     )
     records, counters = run(lambda p: p | stream, Dedup("id", within=600), streaming=True)
@@ -75,9 +84,9 @@ def test_a_copy_arriving_after_the_watermark_passed_its_span_is_kept_again() -> 
     stream = (
         TestStream()
         .advance_watermark_to(T0)
-        .add_elements([rec(0, id="a", n=1)])
+        .add_elements(block(rec(0, id="a", n=1)))
         .advance_watermark_to(T0 + 1000)  # a@0 is forgotten at 600
-        .add_elements([rec(50, id="a", n=2)])
+        .add_elements(block(rec(50, id="a", n=2)))
         .advance_watermark_to_infinity()
     )
     records, counters = run(lambda p: p | stream, Dedup("id", within=600), streaming=True)
@@ -89,6 +98,7 @@ def test_batch_keeps_copies_further_apart_than_the_span() -> None:
     # Beam's DeduplicatePerKey drops all three in a batch run (its timer never fires there).
     events = [rec(0, id="a", n=1), rec(30, id="a", n=2), rec(5000, id="a", n=3),
               rec(5010, id="a", n=4), rec(1, id="b", n=5)]  # fmt: skip
+    events = block(*events[:3]) + block(*events[3:])  # copies in one block and across blocks
     records, counters = run(lambda p: p | beam.Create(events), Dedup("id", 600), streaming=False)
     kept_ids = sorted(r.data["id"] for r in records)
     assert kept_ids == ["a", "a", "b"]
@@ -104,7 +114,7 @@ def test_by_message_id_and_by_source_coordinates() -> None:
         rec(0, Origin("pubsub", message_id="m2"), id="x", n=3),
     ]
     records, counters = run(
-        lambda p: p | beam.Create(pubsub), Dedup("@message_id", 60), streaming=False
+        lambda p: p | beam.Create(block(*pubsub)), Dedup("@message_id", 60), streaming=False
     )
     assert len(records) == 2 and {r.origin.origin.message_id for r in records} == {"m1", "m2"}
     assert counters["dropped.duplicate"] == 1
@@ -114,7 +124,7 @@ def test_by_message_id_and_by_source_coordinates() -> None:
         rec(0, Origin("kafka", topic="t", partition=0, offset=7), id="x", n=2),  # read twice
         rec(0, Origin("kafka", topic="t", partition=1, offset=7), id="x", n=3),
     ]
-    records, counters = run(lambda p: p | beam.Create(kafka), Dedup("@source", 60), False)
+    records, counters = run(lambda p: p | beam.Create(block(*kafka)), Dedup("@source", 60), False)
     assert sorted(r.origin.origin.partition for r in records) == [0, 1]
     assert counters["dropped.duplicate"] == 1
 
@@ -122,9 +132,9 @@ def test_by_message_id_and_by_source_coordinates() -> None:
 def test_records_without_an_id_pass_and_nested_ids_work() -> None:
     events = [rec(0, id="a", n=1), rec(1, n=2), rec(2, n=3), rec(3, id=None, n=4),
               rec(0, meta={"id": 7}, n=5), rec(1, meta={"id": 7}, n=6)]  # fmt: skip
-    records, _ = run(lambda p: p | beam.Create(events), Dedup("id", 60), streaming=False)
+    records, _ = run(lambda p: p | beam.Create(block(*events)), Dedup("id", 60), streaming=False)
     assert sorted(r.data["n"] for r in records) == [1, 2, 3, 4, 5, 6]
-    records, counters = run(lambda p: p | beam.Create(events), Dedup("meta.id", 60), False)
+    records, counters = run(lambda p: p | beam.Create(block(*events)), Dedup("meta.id", 60), False)
     assert len(records) == 5 and counters["dropped.duplicate"] == 1
 
 
@@ -135,16 +145,16 @@ def test_processing_time_span_ends_on_the_runner_clock() -> None:
     stream = (
         TestStream()
         .advance_watermark_to(T0)
-        .add_elements([rec(0, id="a", n=1), rec(0, id="b", n=2)])
-        .add_elements([rec(500, id="a", n=3)])  # same processing-time span: a duplicate
+        .add_elements(block(rec(0, id="a", n=1), rec(0, id="b", n=2), rec(9, id="b", n=5)))
+        .add_elements(block(rec(500, id="a", n=3)))  # same processing-time span: a duplicate
         .advance_processing_time(past_wall_clock)
-        .add_elements([rec(0, id="a", n=4)])  # the span is over
+        .add_elements(block(rec(0, id="a", n=4)))  # the span is over
         .advance_watermark_to_infinity()
     )
     dedup = Dedup("id", within=60, time_domain="processing_time")
     records, counters = run(lambda p: p | stream, dedup, streaming=True)
-    assert ids(records) == [("a", 1), ("a", 4), ("b", 2)]
-    assert counters["dropped.duplicate"] == 1
+    assert ids(records) == [("a", 1), ("a", 4), ("b", 2)]  # b@9 came with b@0
+    assert counters["dropped.duplicate"] == 2
 
 
 def test_bad_settings_fail_at_construction() -> None:

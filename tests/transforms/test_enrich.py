@@ -1,5 +1,7 @@
 """Tests of the enrich family: one contract, side input refresh, Redis lookups, a CDC table.
 
+Every step takes blocks of records: the tests feed them in blocks and read the records back.
+
 Redis tests use the real server with keys under a unique prefix. Timeouts are real: a small TCP
 relay in front of the real Redis forwards traffic until it is told to hold it.
 """
@@ -7,6 +9,7 @@ relay in front of the real Redis forwards traffic until it is told to hold it.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 import uuid
@@ -24,11 +27,13 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from tests.support import COLLECTED, Collect
+from transforms.blocks import Block
 from transforms.cdc.change import Change
-from transforms.enrich import EnrichSettings, enrich_from_uri
+from transforms.enrich import EnrichSettings, enrich_from_uri, key_function, reference_key
 from transforms.enrich_redis import RedisLookup, TtlCache, from_text
 from transforms.enrich_side_input import SideInputEnrich, Table
 from transforms.enrich_table import ChangelogEnrich
+from transforms.event_time import format_timestamp
 from transforms.io.bigquery_client import make_client
 from transforms.io.endpoint import EndpointError
 from transforms.io.redis_text import KeyTemplate, to_text
@@ -50,13 +55,19 @@ def per_bundle_metrics() -> None:
     import transforms.io.live  # noqa: F401
 
 
-def txn(n: int, customer: str | None, offset: float = 0.0) -> TimestampedValue:
+def txn(n: int, customer: str | None, offset: float | None = 0.0) -> Record:
+    """Transaction ``n`` at ``T0 + offset`` (no event time when ``offset`` is None)."""
     data: dict[str, Any] = {"txn": n, "amount": 10.0 * n}
     if customer is not None:
         data["customer_id"] = customer
     payload = json.dumps(data).encode()
     message = Message(payload, {"src": "test"}, Origin("file", path="/in.jsonl", line=n))
-    return TimestampedValue(Record(data, message), T0 + offset)
+    return Record(data, message, None if offset is None else T0 + offset)
+
+
+def blocks(records: list[Record], size: int = 3) -> list[Block]:
+    """The records in blocks of ``size``, as a stream's bundles or a file's chunks give them."""
+    return [Block(records[start : start + size]) for start in range(0, len(records), size)]
 
 
 TXNS = [txn(1, "c1"), txn(2, "c2"), txn(3, "c404"), txn(4, None), txn(5, "c1")]
@@ -75,7 +86,8 @@ class Result:
 def run(build: Any, streaming: bool = False) -> Result:
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=streaming))
-    records, errors = build(pipeline)
+    enriched, errors = build(pipeline)
+    records = enriched | "Records of the blocks" >> beam.FlatMap(list)
     _ = records | "Records" >> beam.ParDo(Collect(tag + "records"))
     _ = errors | "Errors" >> beam.ParDo(Collect(tag + "errors"))
     result = pipeline.run()
@@ -88,8 +100,10 @@ def run(build: Any, streaming: bool = False) -> Result:
     )
 
 
-def enrich(transform: beam.PTransform, records: list[TimestampedValue] = TXNS) -> Result:
-    return run(lambda p: p | beam.Create(records) | transform)
+def enrich(transform: beam.PTransform, records: list[Any] = TXNS, size: int = 3) -> Result:
+    """Runs ``transform`` on ``records`` in blocks of ``size`` (or on timestamped blocks)."""
+    items = records if isinstance(records[0], TimestampedValue) else blocks(records, size)
+    return run(lambda p: p | beam.Create(items, reshuffle=False) | transform)
 
 
 def settings(**kwargs: Any) -> EnrichSettings:
@@ -104,6 +118,7 @@ def check_contract(result: Result, missing: str, reason: str = "missing_referenc
     assert got[2]["customer_id"] == "c2" and got[2]["amount"] == 20.0
     assert all(r.origin is not None and r.origin.origin.line == r.data["txn"]
                for r in result.records)  # fmt: skip
+    assert {r.event_time for r in result.records} == {T0}
     if missing == "pass":
         assert sorted(got) == [1, 2, 3, 4, 5]
         assert got[3]["profile"] is None and got[4]["profile"] is None
@@ -118,6 +133,7 @@ def check_contract(result: Result, missing: str, reason: str = "missing_referenc
             (reason, "enrich", 4),
         ]
         assert json.loads(result.errors[0]["payload_bytes"])["txn"] in (3, 4)
+        assert {e["event_timestamp"] for e in result.errors} == {format_timestamp(T0)}
         assert "dropped" not in result.counters
 
 
@@ -190,6 +206,39 @@ def test_ttl_cache_expires_and_evicts_the_least_recently_used() -> None:
     assert off.get("a") == (False, None)
 
 
+class Text(str):
+    """A str subclass, as some decoders produce: rendered as its text."""
+
+
+KEY_VALUES: list[Any] = [
+    "c1", "", "007", Text("c1"), 7, -3, 10**30, 2.5, 1e300, math.nan, math.inf, 0.0, True,
+    False, None, {"a": [1, "x"]}, [1, 2], b"hi", "ü",
+]  # fmt: skip
+
+
+def outcome(function: Any, *args: Any) -> tuple[str, Any]:
+    """What ``function(*args)`` gives: its value, or the type of what it raised."""
+    try:
+        return "value", function(*args)
+    except Exception as error:  # noqa: BLE001 - both must raise alike
+        return "raised", type(error)
+
+
+TEMPLATES = ["{id}", "customer:{id}", "{id}:x", "{id}:{region}", "{region}{id}"]
+
+
+@pytest.mark.parametrize("text", TEMPLATES)
+def test_key_function_renders_as_the_template(text: str) -> None:
+    """`key_function` (a bare field without the template's loop) keys as `reference_key`."""
+    template = KeyTemplate.parse(text)
+    fast = key_function(template)
+    datas: list[dict[str, Any]] = [{}, {"region": "eu"}]
+    datas += [{"id": value} for value in KEY_VALUES]
+    datas += [{"id": v, "region": region} for v in KEY_VALUES for region in ("eu", 3, None)]
+    for data in datas:
+        assert outcome(fast, data) == outcome(reference_key, template, data), data
+
+
 # ---------------------------------------------------------------- side input
 
 
@@ -249,8 +298,10 @@ class VersionedLoader:
 
 
 def test_a_later_refresh_is_seen_by_later_records() -> None:
-    records = [txn(1, "c1", 10), txn(2, "c1", 59), txn(3, "c1", 60), txn(4, "c1", 130),
-               txn(5, "c2", 131), txn(6, "c1", 200)]  # fmt: skip
+    # A block holds records of several refreshes; 7 has no event time: its block's counts.
+    first = [txn(1, "c1", 10), txn(2, "c1", 59), txn(3, "c1", 60), txn(7, "c1", None)]
+    second = [txn(4, "c1", 130), txn(5, "c2", 131), txn(6, "c1", 200)]
+    records = [TimestampedValue(Block(first), T0 + 65), TimestampedValue(Block(second), T0 + 130)]
     transform = SideInputEnrich(
         VersionedLoader(),
         KeyTemplate.parse("{customer_id}"),
@@ -266,7 +317,9 @@ def test_a_later_refresh_is_seen_by_later_records() -> None:
         2: "v0",
         3: "v1",
         4: "v2",
+        7: "v1",
     }
+    assert got[3]["profile"]["loaded_at"] == T0 + 60
     assert got[4]["profile"]["loaded_at"] == T0 + 120
     reasons = sorted((e["source"]["line"], e["reason"]) for e in result.errors)
     # c2 is not in the table; nothing was loaded for T0+200, after the last refresh.
@@ -364,14 +417,15 @@ def test_redis_lookup_through_the_relay_hits_until_held(relay: Relay, profiles: 
 def test_redis_timeouts_are_dead_lettered_as_unavailable(relay: Relay, profiles: str) -> None:
     relay.hold.set()
     uri = f"redis://127.0.0.1:{relay.port}/0?key={profiles}&timeout=0.3s&attempts=2"
-    result = enrich(enrich_from_uri(uri, settings(missing="pass")))
+    result = enrich(enrich_from_uri(uri, settings(missing="pass")), TXNS, size=len(TXNS))
     # The keyless record needs no lookup: the missing policy (pass) settles it.
     assert [r.data["txn"] for r in result.records] == [4]
     assert result.records[0].data["profile"] is None
     assert sorted(e["source"]["line"] for e in result.errors) == [1, 2, 3, 5]
     assert {e["reason"] for e in result.errors} == {"enrich_unavailable"}
     assert "after 2 attempts" in result.errors[0]["error_message"]
-    assert relay.connections == 2  # the second attempt came on a new connection
+    # One block, one round trip, sent twice: the second attempt came on a new connection.
+    assert relay.connections == 2
 
 
 @pytest.mark.integration
@@ -398,7 +452,7 @@ def test_redis_timeouts_can_follow_the_missing_policy(
 
 def change(
     customer: str, op: str, sequence: int, table: str = "crm.customers", **row: Any
-) -> TimestampedValue:
+) -> Record:
     data = Change(
         table=table,
         key={"customer_id": customer},
@@ -406,7 +460,7 @@ def change(
         row={"customer_id": customer, **row} if op == "upsert" else None,
         sequence=(sequence,),
     ).to_dict()
-    return TimestampedValue(Record(data), T0)
+    return Record(data, None, T0)
 
 
 TRUNCATE = {"table": "crm.customers", "key": {}, "op": "truncate", "row": None, "sequence": [9]}
@@ -418,24 +472,36 @@ def test_changelog_table_keeps_the_latest_row_per_key() -> None:
         .advance_watermark_to(T0)
         .add_elements(
             [
-                ("c", change("c1", "upsert", 1, tier="silver")),
-                ("c", change("c2", "upsert", 1, tier="gold")),
+                (
+                    "c",
+                    Block(
+                        [
+                            change("c1", "upsert", 1, tier="silver"),
+                            change("c2", "upsert", 1, tier="gold"),
+                        ]
+                    ),
+                )
             ]
         )  # fmt: skip
-        .add_elements(
-            [("r", txn(1, "c1")), ("r", txn(2, "c2")), ("r", txn(3, "c3")), ("r", txn(4, None))]
-        )  # fmt: skip
+        .add_elements([("r", Block([txn(1, "c1"), txn(2, "c2"), txn(3, "c3"), txn(4, None)]))])
         .add_elements(
             [
-                ("c", change("c1", "upsert", 3, tier="platinum")),
-                ("c", change("c1", "upsert", 2, tier="stale")),  # older than 3: skipped
-                ("c", change("c2", "delete", 2)),
-                ("c", TimestampedValue(Record({"table": "crm.customers"}), T0)),
-                ("c", TimestampedValue(Record(TRUNCATE), T0)),
-                ("c", change("c1", "upsert", 9, table="crm.other", tier="x")),
+                (
+                    "c",
+                    Block(
+                        [
+                            change("c1", "upsert", 3, tier="platinum"),
+                            change("c1", "upsert", 2, tier="stale"),  # older than 3: skipped
+                            change("c2", "delete", 2),
+                            Record({"table": "crm.customers"}),
+                            Record(TRUNCATE),
+                            change("c1", "upsert", 9, table="crm.other", tier="x"),
+                        ]
+                    ),
+                )
             ]
         )  # fmt: skip
-        .add_elements([("r", txn(5, "c1")), ("r", txn(6, "c2"))])
+        .add_elements([("r", Block([txn(5, "c1"), txn(6, "c2")]))])
         .advance_watermark_to_infinity()
     )
 

@@ -2,7 +2,8 @@
 
 The stream below is spelled out by hand with what each join type must give: pairs within 300 s
 (either side first), records that never join (emitted when their window closes, or dropped),
-a record without the key, and a late click.
+a record without the key, and a late click. Each step of the stream is one block per side, as
+a bundle of a stream gives them.
 """
 
 from __future__ import annotations
@@ -16,21 +17,13 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
-from apache_beam.transforms.window import TimestampedValue
 
+from tests.support import COLLECTED, Collect
+from transforms.blocks import Block
 from transforms.join import WindowedJoin
 from transforms.message import Message, Origin, Record
 
 T0 = 1_764_064_800.0
-_COLLECTED: dict[str, list[Any]] = defaultdict(list)
-
-
-class _Collect(beam.DoFn):
-    def __init__(self, tag: str) -> None:
-        self._tag = tag
-
-    def process(self, element: Any, timestamp=beam.DoFn.TimestampParam) -> None:
-        _COLLECTED[self._tag].append((element, float(timestamp)))
 
 
 @pytest.fixture(autouse=True)
@@ -39,15 +32,24 @@ def per_bundle_metrics() -> None:
     import transforms.io.live  # noqa: F401
 
 
-def click(name: str, offset: float, ad: str | None) -> TimestampedValue:
+def click(name: str, offset: float, ad: str | None) -> Record:
     data = {"click_id": name, "user_id": f"u-{name}"} | ({"ad_id": ad} if ad else {})
     message = Message(name.encode(), {}, Origin("file", path="/clicks", line=int(name[1:])))
-    return TimestampedValue(("click", Record(data, message)), T0 + offset)
+    return Record(data, message, T0 + offset)
 
 
-def impression(name: str, offset: float, ad: str) -> TimestampedValue:
+def impression(name: str, offset: float, ad: str) -> Record:
     data = {"impression_id": name, "ad_id": ad, "campaign_id": f"camp-{ad}"}
-    return TimestampedValue(("impression", Record(data)), T0 + offset)
+    return Record(data, None, T0 + offset)
+
+
+def arrive(*records: Record) -> list[tuple[str, Block]]:
+    """The records as a bundle of the stream brings them: a block per side."""
+    sides: dict[str, Block] = {}
+    for record in records:
+        side = "click" if "click_id" in record.data else "impression"
+        sides.setdefault(side, Block()).append(record)
+    return list(sides.items())
 
 
 def stream() -> TestStream:
@@ -55,18 +57,18 @@ def stream() -> TestStream:
         TestStream()
         .advance_watermark_to(T0)
         .add_elements(
-            [
+            arrive(
                 impression("i1", 0, "a"),
                 click("c3", 50, "b"),
                 click("c4", 10, "d"),
                 click("c5", 20, None),
-            ]
+            )
         )  # fmt: skip
-        .add_elements([click("c1", 120, "a"), impression("i2", 100, "b")])
+        .add_elements(arrive(click("c1", 120, "a"), impression("i2", 100, "b")))
         .advance_watermark_to(T0 + 350)
-        .add_elements([click("c2", 400, "a"), impression("i3", 1000, "c")])
+        .add_elements(arrive(click("c2", 400, "a"), impression("i3", 1000, "c")))
         .advance_watermark_to(T0 + 2000)
-        .add_elements([click("c6", 100, "a")])  # late: key a's windows closed up to 700
+        .add_elements(arrive(click("c6", 100, "a")))  # late: key a's windows closed up to 700
         .advance_watermark_to(T0 + 5000)
         .advance_watermark_to_infinity()
     )
@@ -81,15 +83,16 @@ def run(how: str) -> tuple[list[tuple[dict, float]], list[dict], dict[str, int]]
     joined, errors = (clicks, shown) | WindowedJoin(
         "ad_id", within=300, how=how, names=("click", "impression"), pipeline="join_test"
     )
-    _ = joined | "Joined" >> beam.ParDo(_Collect(tag + "joined"))
-    _ = errors | "Errors" >> beam.ParDo(_Collect(tag + "errors"))
+    records = joined | "Records of the blocks" >> beam.FlatMap(list)
+    _ = records | "Joined" >> beam.ParDo(Collect(tag + "joined"))
+    _ = errors | "Errors" >> beam.ParDo(Collect(tag + "errors"))
     result = pipeline.run()
     result.wait_until_finish()
     counters: dict[str, int] = defaultdict(int)
     for counter in result.metrics().query(MetricsFilter().with_namespace("pipelines"))["counters"]:
         counters[counter.key.metric.name] += counter.committed or counter.attempted or 0
-    rows = [(r.data, t) for r, t in _COLLECTED.pop(tag + "joined", [])]
-    return rows, [e for e, _ in _COLLECTED.pop(tag + "errors", [])], dict(counters)
+    rows = [(r.data, r.event_time) for r in COLLECTED.pop(tag + "joined", [])]
+    return rows, COLLECTED.pop(tag + "errors", []), dict(counters)
 
 
 def summary(rows: list[tuple[dict, float]]) -> list[tuple[Any, ...]]:

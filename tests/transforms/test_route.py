@@ -1,4 +1,7 @@
-"""Tests of transforms.route: every output, first match or all matches, the default."""
+"""Tests of transforms.route: every output, first match or all matches, the default.
+
+Route takes blocks of records and splits each into a block per output.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import apache_beam as beam
 import pytest
 
 from tests.support import COLLECTED, Collect
+from transforms.blocks import Block
 from transforms.expressions import ExpressionError
 from transforms.message import Record
 from transforms.route import Route, RouteSpec
@@ -29,16 +33,26 @@ RECORDS = [
 ]
 
 
+def blocks(datas: list[dict]) -> list[Block]:
+    """The records of ``datas`` in blocks of two."""
+    return [Block(Record(data) for data in datas[start : start + 2]) for start in (0, 2, 4)]
+
+
+def collect(outputs: dict[str, beam.PCollection], run: str) -> None:
+    """Collects the records of each output's blocks under ``run`` and the output's name."""
+    for name, pcoll in outputs.items():
+        records = pcoll | f"Records of {name}" >> beam.FlatMap(list)
+        _ = records | f"Collect {name}" >> beam.ParDo(Collect(f"{run}{name}"))
+
+
 def route(spec: RouteSpec) -> dict[str, list[int]]:
     run = uuid.uuid4().hex
     with beam.Pipeline() as pipeline:
-        outputs, errors = (
-            pipeline | beam.Create([Record(data) for data in RECORDS]) | Route(spec, "test")
-        )
+        outputs, errors = pipeline | beam.Create(blocks(RECORDS)) | Route(spec, "test")
         assert list(outputs) == list(spec.outputs)
+        assert {pcoll.element_type for pcoll in outputs.values()} == {Block}
         _ = errors | "Collect errors" >> beam.ParDo(Collect(f"{run}errors"))
-        for name, pcoll in outputs.items():
-            _ = pcoll | f"Collect {name}" >> beam.ParDo(Collect(f"{run}{name}"))
+        collect(outputs, run)
     assert COLLECTED.pop(f"{run}errors", []) == []
     return {
         name: sorted(r.data["n"] for r in COLLECTED.pop(f"{run}{name}", []))
@@ -91,9 +105,8 @@ def test_a_record_a_rule_fails_on_is_dead_lettered_and_the_others_are_routed() -
     records = [{"profile": {"tier": "gold"}}, {"profile": {}}, {"profile": {"tier": "base"}}]
     run = uuid.uuid4().hex
     with beam.Pipeline() as pipeline:
-        outputs, errors = pipeline | beam.Create([Record(r) for r in records]) | Route(spec, "p")
-        for name, pcoll in outputs.items():
-            _ = pcoll | f"Collect {name}" >> beam.ParDo(Collect(f"{run}{name}"))
+        outputs, errors = pipeline | beam.Create(blocks(records)) | Route(spec, "p")
+        collect(outputs, run)
         _ = errors | "Collect errors" >> beam.ParDo(Collect(f"{run}errors"))
     assert [r.data for r in COLLECTED.pop(f"{run}gold")] == [records[0]]
     assert [r.data for r in COLLECTED.pop(f"{run}default")] == [records[2]]
