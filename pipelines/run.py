@@ -21,7 +21,7 @@ from pipelines.catalog import PipelineSpec
 from pipelines.options import OptionError, parse_options
 from transforms.io.base import ALL_RUNNERS
 from transforms.io.endpoint import redact_option
-from transforms.io.live import BUNDLE_RUNNER
+from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
 from transforms.io.registry import SINKS, SOURCES
 from transforms.io.retry import OUTAGE_BEHAVIOUR
 from transforms.metrics import (
@@ -265,10 +265,11 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     """Builds and runs the pipeline (see `build_pipeline`) and returns its report.
 
     A bounded run ends by itself; an endless one is cancelled after ``--max_seconds``, on Ctrl-C
-    or on SIGTERM (the report says which signal stopped it).
+    or on SIGTERM (the report says which signal stopped it). The DirectRunner runs it with the
+    live driver of `transforms.io.live` enabled.
     """
     pipeline, config = build_pipeline(spec, argv)
-    with _stop_on_sigterm():
+    with _stop_on_sigterm(), live_direct_runner():
         result = pipeline.run()
         stopped_by = _wait(result, config.source, config.max_seconds)
     console = sys.modules.get("transforms.io.console")

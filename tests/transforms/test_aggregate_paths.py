@@ -16,6 +16,8 @@ from transforms.aggregate_sessions import BoundedSessions
 from transforms.aggregate_spec import AggregateSpec
 from transforms.message import Message, Origin, Record
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 PANE = ("timing", "is_final", "pane_index")
 
 

@@ -44,10 +44,7 @@ PROFILES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def per_bundle_metrics() -> None:
-    """Streaming DirectRunner counters: `transforms.io.live` mends Beam's per-bundle scope."""
-    import transforms.io.live  # noqa: F401
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
 
 
 def txn(n: int, customer: str | None, offset: float = 0.0) -> TimestampedValue:

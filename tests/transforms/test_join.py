@@ -33,10 +33,7 @@ class _Collect(beam.DoFn):
         _COLLECTED[self._tag].append((element, float(timestamp)))
 
 
-@pytest.fixture(autouse=True)
-def per_bundle_metrics() -> None:
-    """Streaming DirectRunner counters: `transforms.io.live` mends Beam's per-bundle scope."""
-    import transforms.io.live  # noqa: F401
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
 
 
 def click(name: str, offset: float, ad: str | None) -> TimestampedValue:

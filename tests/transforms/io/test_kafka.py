@@ -43,6 +43,8 @@ from transforms.io.registry import make_sink, make_source
 from transforms.message import Message, Origin, Record
 from transforms.metrics import DEAD_LETTERED, READ, WRITTEN, counter_totals
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 PARTITIONS = 3
 # Record timestamps an hour ago, on a whole minute: noida-db deletes records stamped older than
 # its retention (a year-old record goes within seconds of the first fetch), whatever the offsets.
