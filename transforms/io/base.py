@@ -14,13 +14,12 @@ import apache_beam as beam
 
 from transforms.blocks import BLOCK_SIZE
 from transforms.io.endpoint import Endpoint
+from transforms.io.runners import runners_for
 from transforms.metrics import WRITTEN
 from transforms.parse import DEFAULT_MAX_BYTES
 from transforms.schema import Schema
 
 __all__ = ["BLOCK_SIZE", "Sink", "SinkContext", "Source"]
-
-ALL_RUNNERS = frozenset({"DirectRunner", "DataflowRunner", "FlinkRunner", "PortableRunner"})
 
 
 class Source(beam.PTransform):
@@ -33,7 +32,8 @@ class Source(beam.PTransform):
             generator with a count): the run waits for it instead of running until stopped.
         live_on_direct: the source streams live on the DirectRunner's streaming engine
             (``BundleBasedDirectRunner``), which the command line then selects.
-        runners: the runners the source works on; others are refused at graph construction.
+        runner_kind: the URI parameter that makes the source's kind in the runner matrix
+            (``live=true``, ``impl=java``; ``""`` for its scheme's default kind).
         max_payload_bytes: the payload size limit of the pipeline (``--max_payload_bytes``),
             set by `transforms.io.registry.make_source`: a source that reads a payload over it
             piece by piece (the file source) keeps only a prefix (see `Message.oversize`).
@@ -44,8 +44,9 @@ class Source(beam.PTransform):
 
     bounded: bool = True
     finite: bool = True
+    role: ClassVar[str] = "source"
     live_on_direct: bool = False
-    runners: ClassVar[frozenset[str]] = ALL_RUNNERS
+    runner_kind: str = ""
     max_payload_bytes: int = DEFAULT_MAX_BYTES
     delivery: ClassVar[dict[str, str]] = {}
 
@@ -57,6 +58,11 @@ class Source(beam.PTransform):
     def from_endpoint(cls, endpoint: Endpoint) -> Source:
         """Builds the source from its URI; raises `EndpointError` for a bad one."""
         return cls(endpoint)
+
+    @property
+    def runners(self) -> frozenset[str]:
+        """The runners the source works on, from the runner matrix (`transforms.io.runners`)."""
+        return runners_for(self.role, self.endpoint.scheme, self.runner_kind)
 
     def default_label(self) -> str:
         return f"Read {self.endpoint.scheme}"
@@ -106,7 +112,8 @@ class Sink(beam.PTransform):
     ``expand`` returns the dead-letter dicts of the records it could not write, or ``None``.
     """
 
-    runners: ClassVar[frozenset[str]] = ALL_RUNNERS
+    role: ClassVar[str] = "sink"
+    runner_kind: str = ""  # as a source's: the kind in the runner matrix
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__()
@@ -117,6 +124,11 @@ class Sink(beam.PTransform):
     def from_endpoint(cls, endpoint: Endpoint, context: SinkContext) -> Sink:
         """Builds the sink from its URI; raises `EndpointError` for a bad one."""
         return cls(endpoint, context)
+
+    @property
+    def runners(self) -> frozenset[str]:
+        """The runners the sink works on, from the runner matrix (`transforms.io.runners`)."""
+        return runners_for(self.role, self.endpoint.scheme, self.runner_kind)
 
     def default_label(self) -> str:
         return f"Write {self.endpoint.scheme}"

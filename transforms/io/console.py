@@ -149,9 +149,10 @@ class _ShowFn(beam.DoFn):
 
 
 class ConsoleSink(Sink):
-    """Shows records as a live table; showing does not fail per record (no dead letters)."""
+    """Shows records as a live table; showing does not fail per record (no dead letters).
 
-    runners: ClassVar[frozenset[str]] = frozenset({"DirectRunner"})
+    It runs on the DirectRunner only (`transforms.io.runners`): the table is in the terminal.
+    """
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__(endpoint, context)
