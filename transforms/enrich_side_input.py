@@ -58,8 +58,8 @@ from transforms.enrich import (
 from transforms.enrich_redis import RedisConnection, endpoint_duration, hash_row
 from transforms.io.bigquery import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.registry import make_loader
 from transforms.io.redis_text import KeyTemplate
+from transforms.io.registry import make_loader
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 
