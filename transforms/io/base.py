@@ -22,7 +22,20 @@ from transforms.schema import Schema
 __all__ = ["BLOCK_SIZE", "Sink", "SinkContext", "Source"]
 
 
-class Source(beam.PTransform):
+class _OnRunners:
+    """Where a source or sink runs: its row of the runner matrix (`transforms.io.runners`)."""
+
+    role: ClassVar[str]  # "source" or "sink"
+    runner_kind: str = ""  # the URI parameter that makes its kind there (live=true, impl=java)
+    endpoint: Endpoint
+
+    @property
+    def runners(self) -> frozenset[str]:
+        """The runners it works on; the command line refuses it on the others."""
+        return runners_for(self.role, self.endpoint.scheme, self.runner_kind)
+
+
+class Source(_OnRunners, beam.PTransform):
     """A source of `Message`s named by an endpoint URI.
 
     Attributes:
@@ -46,7 +59,6 @@ class Source(beam.PTransform):
     finite: bool = True
     role: ClassVar[str] = "source"
     live_on_direct: bool = False
-    runner_kind: str = ""
     max_payload_bytes: int = DEFAULT_MAX_BYTES
     delivery: ClassVar[dict[str, str]] = {}
 
@@ -58,11 +70,6 @@ class Source(beam.PTransform):
     def from_endpoint(cls, endpoint: Endpoint) -> Source:
         """Builds the source from its URI; raises `EndpointError` for a bad one."""
         return cls(endpoint)
-
-    @property
-    def runners(self) -> frozenset[str]:
-        """The runners the source works on, from the runner matrix (`transforms.io.runners`)."""
-        return runners_for(self.role, self.endpoint.scheme, self.runner_kind)
 
     def default_label(self) -> str:
         return f"Read {self.endpoint.scheme}"
@@ -106,14 +113,13 @@ class SinkContext:
     counter: str = WRITTEN
 
 
-class Sink(beam.PTransform):
+class Sink(_OnRunners, beam.PTransform):
     """A sink of `Record`s named by an endpoint URI.
 
     ``expand`` returns the dead-letter dicts of the records it could not write, or ``None``.
     """
 
     role: ClassVar[str] = "sink"
-    runner_kind: str = ""  # as a source's: the kind in the runner matrix
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__()
@@ -124,11 +130,6 @@ class Sink(beam.PTransform):
     def from_endpoint(cls, endpoint: Endpoint, context: SinkContext) -> Sink:
         """Builds the sink from its URI; raises `EndpointError` for a bad one."""
         return cls(endpoint, context)
-
-    @property
-    def runners(self) -> frozenset[str]:
-        """The runners the sink works on, from the runner matrix (`transforms.io.runners`)."""
-        return runners_for(self.role, self.endpoint.scheme, self.runner_kind)
 
     def default_label(self) -> str:
         return f"Write {self.endpoint.scheme}"
