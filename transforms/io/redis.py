@@ -62,16 +62,16 @@ sets).
 ``stream`` and ``publish`` are at least once: a retried batch may add an entry or a message
 again.
 
-Writes are pipelined: ``batch_size`` commands go in one round trip of a redis-py pipeline (with
-hiredis, which redis-py then uses, commands are packed and replies parsed in C). Without
-``ttl``, ``hash``, ``zset`` and ``stream`` write with their plain command (``HSET``, or ``HDEL``
-for the null fields; both in one ``MULTI``/``EXEC`` when a record has both, so the hash changes
-at once; ``ZADD``; ``XADD``). With ``ttl``, each write of
-``hash``, ``zset`` and ``stream``, and every ``state`` write, is one Lua script call that writes
-and then sets the TTL: atomic, and, unlike ``MULTI``/``EXEC`` (which goes on after a failed
-command), it sets no TTL on a key it could not write, such as a key of another type
-(``WRONGTYPE``). The scripts are loaded (``SCRIPT LOAD``) at the head of each batch, in the same
-round trip, so a restarted server never answers ``NOSCRIPT``.
+Writes are pipelined: one command per record, ``batch_size`` of them in one round trip of a
+redis-py pipeline (with hiredis, which redis-py then uses, commands are packed and replies
+parsed in C). Without ``ttl``, ``hash``, ``zset`` and ``stream`` write with their plain command
+(``HSET``, or ``HDEL`` for the null fields; ``ZADD``; ``XADD``). A ``hash`` record with both
+set and null fields, each write of ``hash``, ``zset`` and ``stream`` with ``ttl``, and every
+``state`` write, is one Lua script call that writes (and then sets the TTL): atomic, so the
+hash changes at once, and, unlike ``MULTI``/``EXEC`` (which goes on after a failed command), it
+sets no TTL on a key it could not write, such as a key of another type (``WRONGTYPE``). The
+scripts are loaded (``SCRIPT LOAD``) at the head of each batch, in the same round trip, so a
+restarted server never answers ``NOSCRIPT``.
 
 Failures: a record that cannot be turned into a command (a template field it lacks, a score
 that is not a number) or that Redis refuses (``WRONGTYPE``...) comes out as a dead-letter record
@@ -143,8 +143,6 @@ _MODE_PARAMS = {
 PORT_GIVEN = re.compile(r":[^\]]*$")  # a ":" after the host (IPv6 hosts are bracketed)
 
 Args: TypeAlias = tuple[str | bytes | int, ...]  # one command: its name, then its arguments
-_MULTI: Args = ("MULTI",)
-_EXEC: Args = ("EXEC",)
 
 
 class TruncateUnsupported(SinkRejected):
@@ -220,10 +218,10 @@ def _state_args(change: Change) -> tuple[str, ...]:
 
 
 class _Command(NamedTuple):
-    """One record's write: its key (or channel); one command, or ``MULTI``, commands, ``EXEC``."""
+    """One record's write: its key (or channel) and its command."""
 
     key: str
-    commands: tuple[Args, ...]
+    args: Args
 
 
 @dataclass(frozen=True)
@@ -254,8 +252,11 @@ class _Target:
 
     @property
     def script(self) -> str | None:
-        """The Lua script of each write, or None when the writes are plain commands."""
-        if self.mode == "state" or (self.ttl and self.mode in SCRIPTS):
+        """The Lua script of the writes, or None when they are plain commands.
+
+        A hash without ``ttl`` writes a record with both set and null fields with it.
+        """
+        if self.mode in ("state", "hash") or (self.ttl and self.mode in SCRIPTS):
             return SCRIPTS[self.mode]
         return None
 
@@ -269,9 +270,9 @@ class _Target:
         if mode in ("string", "publish"):
             text = to_json(data).encode()
             if mode == "publish":
-                return _Command(key, (("PUBLISH", name, text),))
+                return _Command(key, ("PUBLISH", name, text))
             expiry = ("EX", ttl) if ttl else ()
-            return _Command(key, (("SET", name, text, *expiry),))
+            return _Command(key, ("SET", name, text, *expiry))
         if change is not None:
             args = [str(self.delete_ttl).encode(), *(a.encode() for a in _state_args(change))]
             return self._scripted(name, key, args)
@@ -281,7 +282,7 @@ class _Target:
             args = [_score(data, self.score).encode(), member.encode()]
             if ttl:
                 return self._scripted(name, key, args)
-            return _Command(key, (("ZADD", name, *args),))
+            return _Command(key, ("ZADD", name, *args))
         pairs, removed = _fields(data)
         if mode == "stream":
             if not pairs:
@@ -289,16 +290,14 @@ class _Target:
             if ttl:
                 return self._scripted(name, key, [str(self.maxlen or 0).encode()], pairs)
             trim = ("MAXLEN", "~", self.maxlen) if self.maxlen else ()
-            return _Command(key, (("XADD", name, *trim, "*", *pairs),))
+            return _Command(key, ("XADD", name, *trim, "*", *pairs))
         if not data:
             raise SinkRejected("the record has no field to write to the hash")
-        if ttl:
+        if ttl or (pairs and removed):
             return self._scripted(name, key, [str(len(pairs) // 2).encode()], pairs, removed)
         if not removed:
-            return _Command(key, (("HSET", name, *pairs),))
-        if not pairs:
-            return _Command(key, (("HDEL", name, *removed),))
-        return _Command(key, (_MULTI, ("HSET", name, *pairs), ("HDEL", name, *removed), _EXEC))
+            return _Command(key, ("HSET", name, *pairs))
+        return _Command(key, ("HDEL", name, *removed))
 
     def _scripted(
         self,
@@ -310,19 +309,8 @@ class _Target:
     ) -> _Command:
         """The script call of one write: ``EVALSHA sha 1 key ttl args... pairs... tail...``."""
         return _Command(
-            key, (("EVALSHA", SHAS[self.mode], 1, name, self.ttl or 0, *args, *pairs, *tail),)
+            key, ("EVALSHA", SHAS[self.mode], 1, name, self.ttl or 0, *args, *pairs, *tail)
         )
-
-
-def _outcome(replies: list[Any]) -> Any:
-    """Returns the first error among a record's replies (inside ``EXEC``'s too), or its last."""
-    for reply in replies:
-        if isinstance(reply, redis.ResponseError):
-            return reply
-    last = replies[-1]
-    if isinstance(last, list):  # EXEC: the errors of the queued commands are inside
-        return next((item for item in last if isinstance(item, redis.ResponseError)), last)
-    return last
 
 
 def check_port(endpoint: Endpoint) -> None:
@@ -417,8 +405,7 @@ class _WriteFn(BatchingFn[_Command]):
         for args in head:
             pipe.execute_command(*args)
         for pending in batch:
-            for args in pending.item.commands:
-                pipe.execute_command(*args)
+            pipe.execute_command(*pending.item.args)
         try:
             replies = pipe.execute(raise_on_error=False)
         except BaseException:
@@ -427,12 +414,7 @@ class _WriteFn(BatchingFn[_Command]):
         for loaded in replies[: len(head)]:
             if isinstance(loaded, redis.ResponseError):
                 raise loaded
-        outcomes, position = [], len(head)
-        for pending in batch:
-            count = len(pending.item.commands)
-            outcomes.append(_outcome(replies[position : position + count]))
-            position += count
-        return outcomes
+        return replies[len(head) :]
 
     def send(self, batch: list[Pending[_Command]]) -> Iterator[WindowedValue]:
         target = self._target
