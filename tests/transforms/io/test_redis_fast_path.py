@@ -74,7 +74,7 @@ def _write(sink: RedisSink, records: list[Any]) -> list[Any]:
     fn = sink.write_fn()
     fn.setup()
     fn.start_bundle()
-    block = Block(Record(data) for data in records)
+    block = Block(data if isinstance(data, Record) else Record(data) for data in records)
     out = list(fn.process(block, MIN_TIMESTAMP, GlobalWindow()))
     out += fn.finish_bundle()
     fn.teardown()
@@ -83,7 +83,7 @@ def _write(sink: RedisSink, records: list[Any]) -> list[Any]:
 
 ROUNDS = [
     # Round 1: every field set (HSET). Round 2: fields set and fields null (HSET and HDEL in
-    # MULTI/EXEC), or new fields only (HSET).
+    # one script call), or new fields only (HSET).
     [
         {
             "id": i,
