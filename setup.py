@@ -16,6 +16,8 @@ INSTALL_REQUIRES = [
     "PyYAML>=6,<7",
     "rich>=13,<16",
     "redis>=5,<9",
+    # redis-py packs commands and parses replies in C with it (the Redis sink's pipelines).
+    "hiredis>=3.2,<4",
     # Flex Template metadata, spec and launch types and client (pipelines/templates.py).
     "google-cloud-dataflow-client>=0.8,<1",
     "confluent-kafka>=2.3,<3",

@@ -1,8 +1,10 @@
-"""The catalog: every pipeline by name, each a module exposing ``PIPELINE``."""
+"""The catalog: every pipeline by name, each a module exposing ``PIPELINE``.
+
+Its targets are found as the registry finds sources and sinks (`transforms.io.registry.load`).
+"""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -10,16 +12,17 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.options import Option
+from transforms.io.registry import load
 from transforms.metrics import WRITTEN
 
 __all__ = ["CATALOG", "PipelineSpec", "get_pipeline"]
 
 CATALOG = {
-    "events_to_bigquery": "pipelines.events_to_bigquery",
-    "metrics_to_redis": "pipelines.metrics_to_redis",
-    "enrich_and_alert": "pipelines.enrich_and_alert",
-    "sessionize": "pipelines.sessionize",
-    "cdc_replicate": "pipelines.cdc_replicate",
+    "events_to_bigquery": "pipelines.events_to_bigquery:PIPELINE",
+    "metrics_to_redis": "pipelines.metrics_to_redis:PIPELINE",
+    "enrich_and_alert": "pipelines.enrich_and_alert:PIPELINE",
+    "sessionize": "pipelines.sessionize:PIPELINE",
+    "cdc_replicate": "pipelines.cdc_replicate:PIPELINE",
 }
 
 
@@ -57,4 +60,4 @@ def get_pipeline(name: str) -> PipelineSpec:
     """Returns the pipeline ``name``; raises `KeyError` listing the catalog."""
     if name not in CATALOG:
         raise KeyError(f"no pipeline {name!r}; the catalog has: {', '.join(sorted(CATALOG))}")
-    return importlib.import_module(CATALOG[name]).PIPELINE
+    return load(CATALOG[name])

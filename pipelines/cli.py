@@ -29,7 +29,7 @@ commands:
                             run a pipeline (DirectRunner unless --runner is given)
   demo [--output=DIR] [--count=N] [--no-redis]
                             live per-minute metrics from the built-in generator (see README)
-  docs                      regenerate the README's option tables from the declarations
+  docs                      regenerate the README's option tables and runner matrix
   template metadata [--write]
                             check (or rewrite) templates/*/metadata.json from the declarations
   template build NAME --image IMAGE --bucket gs://B [--output FILE]

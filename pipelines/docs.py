@@ -1,7 +1,9 @@
-"""The README's option tables, generated from each pipeline's option declaration.
+"""The README's generated tables: each pipeline's options, and the runner x IO matrix.
 
 ``python -m pipelines docs`` rewrites the blocks between ``<!-- options:NAME -->`` and
-``<!-- /options -->`` in README.md; a test fails when the README and the declarations drift.
+``<!-- /options -->``, and between ``<!-- runners -->`` and ``<!-- /runners -->``, in README.md
+(the matrix from `transforms.io.runners.markdown_table`); a test fails when the README and the
+declarations drift.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import re
 from pathlib import Path
 
 from pipelines.catalog import CATALOG, PipelineSpec, get_pipeline
+from transforms.io.runners import markdown_table
 
 __all__ = ["options_table", "update_readme"]
 
 _BLOCK = re.compile(r"(<!-- options:(?P<name>\w+) -->\n).*?(<!-- /options -->)", re.DOTALL)
+_RUNNERS = re.compile(r"(<!-- runners -->\n).*?(<!-- /runners -->)", re.DOTALL)
 
 
 def options_table(spec: PipelineSpec) -> str:
@@ -31,7 +35,7 @@ def options_table(spec: PipelineSpec) -> str:
 
 
 def update_readme(path: Path) -> bool:
-    """Rewrites the option tables of ``path``; returns whether anything changed."""
+    """Rewrites the option tables and the runner matrix of ``path``; returns whether it changed."""
     text = path.read_text(encoding="utf-8")
 
     def table(match: re.Match[str]) -> str:
@@ -41,6 +45,7 @@ def update_readme(path: Path) -> bool:
         return match[1] + options_table(get_pipeline(name)) + match[3]
 
     updated = _BLOCK.sub(table, text)
+    updated = _RUNNERS.sub(lambda match: match[1] + markdown_table() + match[2], updated)
     if updated != text:
         path.write_text(updated, encoding="utf-8")
     return updated != text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -19,11 +19,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import OptionError, parse_options
-from transforms.io.base import ALL_RUNNERS
-from transforms.io.endpoint import redact_option
-from transforms.io.live import BUNDLE_RUNNER
-from transforms.io.registry import SINKS, SOURCES
+from transforms.io.base import Sink, Source
+from transforms.io.endpoint import EndpointError, redact_option
+from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
+from transforms.io.registry import SOURCES, load
 from transforms.io.retry import OUTAGE_BEHAVIOUR
+from transforms.io.runners import DIRECT, check_runner, matrix_lines
 from transforms.metrics import (
     DEAD_LETTERED,
     DROPPED,
@@ -40,7 +41,6 @@ __all__ = [
     "build_pipeline",
     "describe_options",
     "run_pipeline",
-    "runner_matrix",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,53 +126,36 @@ class RunReport:
         return "\n".join(lines)
 
 
-def runner_matrix() -> dict[str, dict[str, frozenset[str]]]:
-    """Returns the runners of every source and sink scheme, from their classes' ``runners``.
-
-    Returns:
-        ``{"source": {"pubsub": frozenset({"DirectRunner", "DataflowRunner"}), ...},
-        "sink": {...}}``, the one runner x IO matrix of the suite.
-    """
-    matrix: dict[str, dict[str, frozenset[str]]] = {}
-    for role, table in (("source", SOURCES), ("sink", SINKS)):
-        matrix[role] = {}
-        for scheme, target in table.items():
-            module_name, class_name = target.split(":")
-            io_class = getattr(importlib.import_module(module_name), class_name)
-            matrix[role][scheme] = io_class.runners
-    return matrix
-
-
-def _check_runner(flag: str, role: str, io: Any, runner_name: str) -> None:
-    """Refuses a source or sink on a runner it does not run on, naming the alternatives."""
-    if runner_name in io.runners:
-        return
-    others = sorted(
-        f"{scheme}://"
-        for scheme, runners in runner_matrix()[role].items()
-        if runner_name in runners
-    )
-    raise OptionError(
-        f"--{flag}={io.endpoint}: this {role} does not run on {runner_name}; "
-        f"it runs on {', '.join(sorted(io.runners))}. "
-        f"On {runner_name}, use a {role} among: {', '.join(others)}"
-    )
+def _ios(value: Any) -> Iterator[Source | Sink]:
+    """Yields every source and sink a pipeline's config holds, however deep."""
+    if isinstance(value, (Source, Sink)):
+        yield value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            yield from _ios(getattr(value, item.name))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _ios(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _ios(item)
 
 
 def _beam_options(config: Any, beam_args: list[str]) -> PipelineOptions:
+    """Beam's options of a run; refuses a source or sink of ``config`` the runner cannot run."""
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
-    runner = standard.runner or "DirectRunner"
-    runner_name = runner if isinstance(runner, str) else type(runner).__name__
+    runner = standard.runner or DIRECT
+    for io in _ios(config):
+        try:
+            check_runner(io, runner)
+        except EndpointError as error:
+            raise OptionError(str(error)) from None
     source = config.source
-    direct = runner_name in ("DirectRunner", BUNDLE_RUNNER)
-    checked = "DirectRunner" if direct else runner_name
-    _check_runner("source", "source", source, checked)
-    _check_runner("sink", "sink", config.sink, checked)
-    _check_runner("dead_letter", "sink", config.dead_letter, checked)
     if not source.bounded:
         standard.streaming = True
-    if source.live_on_direct and runner_name == "DirectRunner":
+    named = runner if isinstance(runner, str) else type(runner).__name__
+    if source.live_on_direct and named == DIRECT:
         standard.runner = BUNDLE_RUNNER
     return options
 
@@ -265,10 +248,11 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     """Builds and runs the pipeline (see `build_pipeline`) and returns its report.
 
     A bounded run ends by itself; an endless one is cancelled after ``--max_seconds``, on Ctrl-C
-    or on SIGTERM (the report says which signal stopped it).
+    or on SIGTERM (the report says which signal stopped it). The DirectRunner runs it with the
+    live driver of `transforms.io.live` enabled.
     """
     pipeline, config = build_pipeline(spec, argv)
-    with _stop_on_sigterm():
+    with _stop_on_sigterm(), live_direct_runner():
         result = pipeline.run()
         stopped_by = _wait(result, config.source, config.max_seconds)
     console = sys.modules.get("transforms.io.console")
@@ -289,36 +273,17 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     )
 
 
-def _matrix_lines() -> list[str]:
-    runners = sorted(ALL_RUNNERS)
-    width = max(len(runner) for runner in runners)
-    rows = [
-        (f"{role} {scheme}", supported)
-        for role, schemes in runner_matrix().items()
-        for scheme, supported in sorted(schemes.items())
-    ]
-    label = max(len(name) for name, _ in rows) + 2
-    lines = ["runners (source and sink schemes x runner; see --source and --sink):"]
-    lines.append("  " + " " * label + "  ".join(f"{runner:<{width}}" for runner in runners))
-    for name, supported in rows:
-        marks = "  ".join(f"{'yes' if r in supported else '-':<{width}}" for r in runners)
-        lines.append(f"  {name:<{label}}{marks}".rstrip())
-    return lines + [""]
-
-
 def _delivery_lines() -> list[str]:
     lines = ["delivery (what a source guarantees when a run is killed):"]
     for scheme, target in sorted(SOURCES.items()):
-        module_name, class_name = target.split(":")
-        io_class = getattr(importlib.import_module(module_name), class_name)
-        for runner, guarantee in sorted(io_class.delivery.items()):
+        for runner, guarantee in sorted(load(target).delivery.items()):
             lines.append(f"  {scheme} on {runner}: {guarantee}")
     return lines + [""]
 
 
 def describe_options(spec: PipelineSpec) -> str:
     """Returns the options of ``spec`` with help and defaults, runners and delivery."""
-    lines = [spec.name, "", spec.description, "", *_matrix_lines(), *_delivery_lines()]
+    lines = [spec.name, "", spec.description, "", *matrix_lines(), "", *_delivery_lines()]
     lines += ["Sink outages", *textwrap.wrap(OUTAGE_BEHAVIOUR, 96, initial_indent="  ",
                                              subsequent_indent="  "), ""]  # fmt: skip
     for option in spec.options:

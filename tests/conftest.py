@@ -143,3 +143,16 @@ def pubsub_topic(pubsub_emulator: ServiceSpec, unique_name: str) -> Iterator[tup
     subscriber.delete_subscription(subscription=subscription)
     publisher.delete_topic(topic=topic)
     subscriber.close()
+
+
+@pytest.fixture(scope="module")
+def live_direct_runner() -> Iterator[None]:
+    """The streaming DirectRunner with the suite's live driver and per-bundle counters.
+
+    For the tests of a module that run streaming pipelines themselves (`TestStream`, a live
+    read) rather than through `pipelines.run.run_pipeline`; Beam is as it was after them.
+    """
+    from transforms.io.live import live_direct_runner as enabled
+
+    with enabled():
+        yield

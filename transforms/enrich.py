@@ -49,7 +49,6 @@ Redis URIs also take ``password_env`` and ``password_secret`` as the Redis sink 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -63,6 +62,7 @@ from transforms.dead_letter import error_record
 from transforms.errors import RecordError, SinkRejected
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis_text import KeyTemplate, to_text
+from transforms.io.registry import LOOKUPS, REFERENCES, load_scheme
 from transforms.message import Record
 from transforms.metrics import DROPPED, ReasonCounters
 
@@ -292,33 +292,29 @@ class Settler:
         return Record(self.settings.merge(record.data, row), record.origin, record.event_time)
 
 
-_FAMILY = {
-    "lookup": "transforms.enrich_redis:RedisLookup",
-    "snapshot": "transforms.enrich_side_input:SideInputEnrich",
-}
-
-
 def enrich_from_uri(uri: str, settings: EnrichSettings) -> beam.PTransform:
     """Returns the enrich transform a reference URI names (see this module).
+
+    The registry (`transforms.io.registry`) names what reads each scheme: ``LOOKUPS`` the
+    per-record lookups (``mode=lookup``, the default where a scheme has one), ``REFERENCES``
+    the loaders of whole tables into a side input (``mode=snapshot``).
 
     Raises:
         EndpointError: the URI cannot work (unknown scheme or mode, no key template...).
     """
+    from transforms.enrich_side_input import SideInputEnrich  # which builds on this module
+
     endpoint = Endpoint.parse(uri)
-    if endpoint.scheme in ("redis", "rediss"):
-        mode = endpoint.params.get("mode", "lookup")
-    elif endpoint.scheme in ("file", "bigquery"):
-        mode = "snapshot"
-    else:
+    if endpoint.scheme not in LOOKUPS and endpoint.scheme not in REFERENCES:
+        known = ", ".join(f"{scheme}://" for scheme in sorted({*LOOKUPS, *REFERENCES}))
         raise EndpointError(
-            f"{endpoint}: no reference for scheme {endpoint.scheme!r}; known: redis://, "
-            "rediss://, file://, bigquery://"
+            f"{endpoint}: no reference for scheme {endpoint.scheme!r}; known: {known}"
         )
-    if mode not in _FAMILY:
+    mode = endpoint.params.get("mode", "lookup" if endpoint.scheme in LOOKUPS else "snapshot")
+    if mode not in ("lookup", "snapshot"):
         raise EndpointError(f"{endpoint}: mode must be lookup or snapshot, got {mode!r}")
     if "key" not in endpoint.params:
         raise EndpointError(f"{endpoint}: key=<template> is required, e.g. key={{customer_id}}")
-    module_name, class_name = _FAMILY[mode].split(":")
-    return getattr(importlib.import_module(module_name), class_name).from_endpoint(
-        endpoint, settings
-    )
+    if mode == "snapshot":
+        return SideInputEnrich.from_endpoint(endpoint, settings)
+    return load_scheme(LOOKUPS, endpoint, "per-record lookup").from_endpoint(endpoint, settings)

@@ -59,6 +59,7 @@ from transforms.enrich_redis import RedisConnection, endpoint_duration, hash_row
 from transforms.io.bigquery import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis_text import KeyTemplate
+from transforms.io.registry import make_loader
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 
@@ -119,6 +120,14 @@ class JsonLinesLoader:
         self.pattern = pattern
         self.key = key
 
+    @classmethod
+    def from_endpoint(cls, endpoint: Endpoint, key: KeyTemplate) -> JsonLinesLoader:
+        """Reads ``file:///PATH-OR-GLOB?key=...``; raises `EndpointError` when nothing matches."""
+        endpoint.check_params(frozenset({"key", "refresh"}))
+        if endpoint.host not in ("", "localhost") or not glob.glob(endpoint.path):
+            raise EndpointError(f"{endpoint}: no file matches (use file:///absolute/path)")
+        return cls(endpoint.path, key)
+
     def _rows(self) -> Iterator[dict[str, Any]]:
         for match in FileSystems.match([self.pattern])[0].metadata_list:
             with FileSystems.open(match.path) as handle:
@@ -146,6 +155,16 @@ class BigQueryLoader:
         self.table = table
         self.key = key
         self.endpoint = endpoint
+
+    @classmethod
+    def from_endpoint(cls, endpoint: Endpoint, key: KeyTemplate) -> BigQueryLoader:
+        """Reads ``bigquery://PROJECT:DATASET.TABLE?key=...[&endpoint=URL]``."""
+        endpoint.check_params(frozenset({"key", "refresh", "endpoint"}))
+        match = TABLE_PATTERN.fullmatch(table_location(endpoint))
+        if match is None:
+            raise EndpointError(f"{endpoint}: name the table as bigquery://PROJECT:DATASET.T")
+        table = f"{match['project']}.{match['dataset']}.{match['table']}"
+        return cls(table, key, endpoint.params.get("endpoint"))
 
     def __call__(self, at: float) -> Table:
         from transforms.io.bigquery_client import make_client
@@ -176,6 +195,15 @@ class RedisHashLoader:
     def __init__(self, connection: RedisConnection, key: KeyTemplate) -> None:
         self.connection = connection
         self.key = key
+
+    @classmethod
+    def from_endpoint(cls, endpoint: Endpoint, key: KeyTemplate) -> RedisHashLoader:
+        """Reads ``redis://HOST:PORT/DB?key=...&mode=snapshot`` (and its connection options)."""
+        endpoint.check_params(
+            frozenset({"key", "mode", "refresh", "timeout", "attempts", "password_env",
+                       "password_secret"})
+        )  # fmt: skip
+        return cls(RedisConnection.from_endpoint(endpoint, 10.0), key)
 
     def _load(self) -> Table:
         client = self.connection.connect()
@@ -331,27 +359,12 @@ class SideInputEnrich(beam.PTransform):
 
     @classmethod
     def from_endpoint(cls, endpoint: Endpoint, settings: EnrichSettings) -> SideInputEnrich:
-        """Builds the enrich step from a file://, bigquery:// or redis://...mode=snapshot URI."""
+        """Builds the enrich step from a file://, bigquery:// or redis://...mode=snapshot URI.
+
+        The registry (`transforms.io.registry.REFERENCES`) names the loader of each scheme.
+        """
         key = parse_key(endpoint.params.get("key", ""), endpoint)
-        loader: Loader
-        if endpoint.scheme == "file":
-            endpoint.check_params(frozenset({"key", "refresh"}))
-            if endpoint.host not in ("", "localhost") or not glob.glob(endpoint.path):
-                raise EndpointError(f"{endpoint}: no file matches (use file:///absolute/path)")
-            loader = JsonLinesLoader(endpoint.path, key)
-        elif endpoint.scheme == "bigquery":
-            endpoint.check_params(frozenset({"key", "refresh", "endpoint"}))
-            match = TABLE_PATTERN.fullmatch(table_location(endpoint))
-            if match is None:
-                raise EndpointError(f"{endpoint}: name the table as bigquery://PROJECT:DATASET.T")
-            table = f"{match['project']}.{match['dataset']}.{match['table']}"
-            loader = BigQueryLoader(table, key, endpoint.params.get("endpoint"))
-        else:
-            endpoint.check_params(
-                frozenset({"key", "mode", "refresh", "timeout", "attempts", "password_env",
-                           "password_secret"})
-            )  # fmt: skip
-            loader = RedisHashLoader(RedisConnection.from_endpoint(endpoint, 10.0), key)
+        loader = make_loader(endpoint, key)
         refresh = endpoint_duration(endpoint, "refresh", 0.0)
         return cls(loader, key, settings, refresh=refresh, where=str(endpoint))
 

@@ -31,6 +31,8 @@ from transforms.io.files import FileSource
 from transforms.message import Message, Origin
 from transforms.metrics import DEAD_LETTERED, READ, counter_totals
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 SPEC = get_pipeline("cdc_replicate")
 PROJECT = "local-project"
 CUSTOMERS = "inventory.customers"
@@ -213,8 +215,6 @@ def run_on_test_stream(
     The file source of the options is replaced by a TestStream that delivers the changes one
     at a time, with the watermark advancing between them, then the processing time.
     """
-    import transforms.io.live  # noqa: F401  (mends the streaming DirectRunner's counters)
-
     stream = test_stream.TestStream()
     for line, payload in enumerate(GHOST, 1):
         message = Message(payload, {}, Origin("file", path="stream", line=line))

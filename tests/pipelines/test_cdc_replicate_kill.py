@@ -39,7 +39,7 @@ from tests.pipelines.test_cdc_replicate_live import (  # noqa: F401 (fixtures)
 from transforms.io.kafka_read import COMMIT_INTERVAL_SECONDS
 from transforms.metrics import DEAD_LETTERED
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_direct_runner")]
 
 FIRST = 16  # messages produced before the outage
 PATIENCE = 120.0  # seconds a condition may take before the test gives up

@@ -1,4 +1,4 @@
-"""The README's option tables match the pipelines' declarations."""
+"""The README's generated tables match the pipelines' declarations and the runner matrix."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.docs import options_table, update_readme
+from transforms.io.runners import markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -26,3 +27,8 @@ def test_update_rewrites_a_stale_table_and_then_is_stable(tmp_path: Path) -> Non
     assert update_readme(copy) is True
     assert "| `--spec` | required |" in copy.read_text()
     assert update_readme(copy) is False
+
+
+def test_readme_has_the_generated_runner_matrix() -> None:
+    block = f"<!-- runners -->\n{markdown_table()}<!-- /runners -->"
+    assert block in README.read_text(encoding="utf-8"), "run python -m pipelines docs"

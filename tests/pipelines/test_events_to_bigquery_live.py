@@ -22,7 +22,7 @@ from transforms.dead_letter import DEAD_LETTER_SCHEMA
 from transforms.io.bigquery_client import ensure_table, make_client
 from transforms.schema import Schema
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_direct_runner")]
 
 PROJECT = BIGQUERY_PROJECT
 DEADLINE_S = 120.0

@@ -38,6 +38,8 @@ from transforms.io.endpoint import Endpoint
 from transforms.message import Message, Origin
 from transforms.metrics import READ, counter_totals
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 T0 = 1_780_000_000  # 2026-05-28, whole seconds
 # Batches per pipeline and path (each holds up to BATCH lines, about half of them hostile);
 # HOSTILE_EXAMPLES=50 explores further.

@@ -19,7 +19,10 @@ import pytest
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.cli import main
 from pipelines.options import OptionError
-from pipelines.run import build_pipeline, run_pipeline, runner_matrix
+from pipelines.run import build_pipeline, run_pipeline
+from transforms.io.base import SinkContext
+from transforms.io.registry import SINKS, SOURCES, make_sink, make_source
+from transforms.io.runners import MATRIX, runners_for
 from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN
 
 PIPELINES = sorted(CATALOG)
@@ -131,13 +134,29 @@ def test_portable_runner_gives_the_direct_runners_output(name: str, tmp_path: Pa
 # --- the runner x IO matrix ------------------------------------------------------------------
 
 
-def test_matrix_comes_from_the_io_classes() -> None:
-    matrix = runner_matrix()
-    assert matrix["source"]["pubsub"] == {"DirectRunner", "DataflowRunner"}
+def test_the_matrix_has_every_registered_scheme_once_per_kind() -> None:
+    for role, table in (("source", SOURCES), ("sink", SINKS)):
+        rows = [(scheme, row.kind) for row in MATRIX if row.role == role for scheme in row.schemes]
+        assert len(rows) == len(set(rows)), f"a {role} kind in two rows"
+        assert {scheme for scheme, kind in rows if not kind} == set(table)
+
+
+def test_sources_and_sinks_read_their_runners_from_the_matrix(tmp_path: Path) -> None:
     every = {"DirectRunner", "DataflowRunner", "FlinkRunner", "PortableRunner"}
-    assert matrix["source"]["file"] == every
-    assert matrix["source"]["generator"] == every
-    assert matrix["sink"]["file"] == every
+    assert make_source(PUBSUB).runners == {"DirectRunner", "DataflowRunner"}
+    assert make_source(BOUNDED).runners == every == runners_for("source", "generator")
+    assert make_source("kafka://b:9092/t?impl=java&max_records=1").runners == every - {
+        "DirectRunner"
+    }
+    assert make_source("kinesis://s?region=r&live=true").runners == {"DirectRunner"}
+    assert make_sink("console://", SinkContext("p")).runners == {"DirectRunner"}
+    assert make_sink(f"file://{tmp_path}/out", SinkContext("p")).runners == every
+
+
+def test_every_sink_of_a_config_is_checked_not_only_the_main_one(tmp_path: Path) -> None:
+    arguments = argv("metrics_to_redis", BOUNDED, tmp_path) + ["--console=true", *DATAFLOW]
+    with pytest.raises(OptionError, match="console://.*does not run on DataflowRunner"):
+        build_pipeline(get_pipeline("metrics_to_redis"), arguments)
 
 
 @pytest.mark.parametrize("runner", ["PortableRunner", "FlinkRunner"])

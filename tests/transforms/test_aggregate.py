@@ -8,7 +8,7 @@ Runner facts these tests work around (Beam 2.77 BundleBasedDirectRunner, ``--str
 - Counters keep only the first bundle of each step per worker thread: ``StateSampler.scoped_state``
   caches the ScopedState by name, with the MetricsContainer of the first bundle, so later bundles
   increment an already-committed container. `transforms.io.live` mends that; the
-  `per_bundle_metrics` fixture imports it for the tests that read counters.
+  `live_direct_runner` fixture enables it for the tests that read counters.
 - A global window with a count trigger stalls the streaming DirectRunner ("Monitor task detected
   a pipeline stall"), so global windows run in batch.
 """
@@ -82,12 +82,6 @@ def block(values: list[TimestampedValue]) -> list[TimestampedValue]:
 def blocks(values: list[TimestampedValue], size: int = 50) -> list[TimestampedValue]:
     """The records of ``values`` in blocks of ``size``."""
     return [block(values[i : i + size])[0] for i in range(0, len(values), size)]
-
-
-@pytest.fixture
-def per_bundle_metrics() -> None:
-    """Streaming DirectRunner counters: `transforms.io.live` mends Beam's per-bundle scope."""
-    import transforms.io.live  # noqa: F401
 
 
 class Result:
@@ -512,7 +506,7 @@ LATE_SPEC = {
 
 @pytest.mark.parametrize("accumulation", ["accumulating", "discarding"])
 def test_late_panes_within_lateness_and_dead_letters_beyond(
-    accumulation: str, per_bundle_metrics: None
+    accumulation: str, live_direct_runner: None
 ) -> None:
     spec = spec_of(**LATE_SPEC, trigger={"accumulation": accumulation})
     too_late = [event(20, k="a", v=100), event(50, k="a", v=200)]
@@ -568,7 +562,7 @@ def test_late_panes_within_lateness_and_dead_letters_beyond(
     assert result.counters.get("aggregated") == 4
 
 
-def test_late_records_counted_but_not_dead_lettered_when_disabled(per_bundle_metrics: None) -> None:
+def test_late_records_counted_but_not_dead_lettered_when_disabled(live_direct_runner: None) -> None:
     spec = spec_of(**LATE_SPEC)
     result = run_stream(spec, _late_stream([event(20, k="a", v=100)]), dead_letter_late=False)
     assert result.errors == []

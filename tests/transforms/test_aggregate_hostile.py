@@ -19,7 +19,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
-import transforms.io.live  # noqa: F401 (mends streaming counters)
 from tests.support import COLLECTED, Collect
 from transforms.aggregate import AGGREGATED, HAVING_FAILED, WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec, SpecError
@@ -29,6 +28,8 @@ from transforms.expressions import MAX_DEPTH, MAX_SOURCE_CHARS, Expression, Expr
 from transforms.message import Message, Origin, Record
 from transforms.metrics import counter_totals
 from transforms.route import RouteSpec
+
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
 
 START = 1_764_064_800.0
 AGGREGATES = {

@@ -37,6 +37,7 @@ from transforms.event_time import format_timestamp
 from transforms.io.bigquery_client import make_client
 from transforms.io.endpoint import EndpointError
 from transforms.io.redis_text import KeyTemplate, to_text
+from transforms.io.registry import LOOKUPS, REFERENCES
 from transforms.message import Message, Origin, Record
 
 T0 = 1_764_064_800.0  # 2025-11-25T10:00:00Z, a whole minute in the past
@@ -49,10 +50,7 @@ PROFILES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def per_bundle_metrics() -> None:
-    """Streaming DirectRunner counters: `transforms.io.live` mends Beam's per-bundle scope."""
-    import transforms.io.live  # noqa: F401
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
 
 
 def txn(n: int, customer: str | None, offset: float | None = 0.0) -> Record:
@@ -180,6 +178,15 @@ def test_reference_uris_are_checked(tmp_path: Path) -> None:
         enrich_from_uri(f"file://{tmp_path}/none.jsonl?key={{a}}", settings())
     with pytest.raises(EndpointError, match="cache_ttl"):
         enrich_from_uri("redis://127.0.0.1:6390/0?key={a}&cache_ttl=soon", settings())
+    with pytest.raises(EndpointError, match="no per-record lookup for scheme 'file'"):
+        enrich_from_uri(f"file://{tmp_path}/none.jsonl?key={{a}}&mode=lookup", settings())
+
+
+def test_reference_schemes_are_the_registry_s() -> None:
+    with pytest.raises(EndpointError) as error:
+        enrich_from_uri("pubsub://projects/p/topics/t?key={a}", settings())
+    known = str(error.value).split("known: ")[1].split(", ")
+    assert known == sorted(f"{scheme}://" for scheme in {*LOOKUPS, *REFERENCES})
 
 
 def test_values_read_back_as_the_redis_sink_writes_them() -> None:

@@ -26,10 +26,7 @@ from transforms.message import Message, Origin, Record
 T0 = 1_764_064_800.0
 
 
-@pytest.fixture(autouse=True)
-def per_bundle_metrics() -> None:
-    """Streaming DirectRunner counters: `transforms.io.live` mends Beam's per-bundle scope."""
-    import transforms.io.live  # noqa: F401
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
 
 
 def click(name: str, offset: float, ad: str | None) -> Record:

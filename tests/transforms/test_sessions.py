@@ -23,6 +23,8 @@ from transforms.message import Record
 from transforms.schema import Field, Schema
 from transforms.sessions import Sessionize, SessionSpec, session_schema
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 T0 = calendar.timegm((2026, 11, 25, 10, 0, 0))
 GAP = 60.0
 

@@ -16,16 +16,28 @@ import apache_beam as beam
 
 from transforms.blocks import BLOCK_SIZE
 from transforms.io.endpoint import Endpoint
+from transforms.io.runners import runners_for
 from transforms.metrics import WRITTEN
 from transforms.parse import DEFAULT_MAX_BYTES
 from transforms.schema import Schema
 
 __all__ = ["BLOCK_SIZE", "Sink", "SinkContext", "Source"]
 
-ALL_RUNNERS = frozenset({"DirectRunner", "DataflowRunner", "FlinkRunner", "PortableRunner"})
+
+class _OnRunners:
+    """Where a source or sink runs: its row of the runner matrix (`transforms.io.runners`)."""
+
+    role: ClassVar[str]  # "source" or "sink"
+    runner_kind: str = ""  # the URI parameter that makes its kind there (live=true, impl=java)
+    endpoint: Endpoint
+
+    @property
+    def runners(self) -> frozenset[str]:
+        """The runners it works on; the command line refuses it on the others."""
+        return runners_for(self.role, self.endpoint.scheme, self.runner_kind)
 
 
-class Source(beam.PTransform):
+class Source(_OnRunners, beam.PTransform):
     """A source of `Message`s named by an endpoint URI.
 
     Its ``expand`` returns `transforms.blocks.Block`s of `Message`s, so that every step after
@@ -40,7 +52,8 @@ class Source(beam.PTransform):
             generator with a count): the run waits for it instead of running until stopped.
         live_on_direct: the source streams live on the DirectRunner's streaming engine
             (``BundleBasedDirectRunner``), which the command line then selects.
-        runners: the runners the source works on; others are refused at graph construction.
+        runner_kind: the URI parameter that makes the source's kind in the runner matrix
+            (``live=true``, ``impl=java``; ``""`` for its scheme's default kind).
         max_payload_bytes: the payload size limit of the pipeline (``--max_payload_bytes``),
             set by `transforms.io.registry.make_source`: a source that reads a payload over it
             piece by piece (the file source) keeps only a prefix (see `Message.oversize`).
@@ -51,8 +64,8 @@ class Source(beam.PTransform):
 
     bounded: bool = True
     finite: bool = True
+    role: ClassVar[str] = "source"
     live_on_direct: bool = False
-    runners: ClassVar[frozenset[str]] = ALL_RUNNERS
     max_payload_bytes: int = DEFAULT_MAX_BYTES
     delivery: ClassVar[dict[str, str]] = {}
 
@@ -101,7 +114,7 @@ class SinkContext:
     shrink: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
-class Sink(beam.PTransform):
+class Sink(_OnRunners, beam.PTransform):
     """A sink of `Record`s named by an endpoint URI.
 
     ``expand`` takes `Block`s of `Record`s and returns the dead-letter dicts (step ``sink``)
@@ -109,7 +122,7 @@ class Sink(beam.PTransform):
     or ``None`` for a sink that fails the bundle when a write fails (files, stdout, console).
     """
 
-    runners: ClassVar[frozenset[str]] = ALL_RUNNERS
+    role: ClassVar[str] = "sink"
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__()

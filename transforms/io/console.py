@@ -150,9 +150,10 @@ class _ShowFn(beam.DoFn):
 
 
 class ConsoleSink(Sink):
-    """Shows blocks of records as a live table; showing does not fail: no dead letters."""
+    """Shows blocks of records as a live table; showing does not fail: no dead letters.
 
-    runners: ClassVar[frozenset[str]] = frozenset({"DirectRunner"})
+    It runs on the DirectRunner only (`transforms.io.runners`): the table is in the terminal.
+    """
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__(endpoint, context)

@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import apache_beam as beam
-from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
 from transforms.blocks import Batch
 from transforms.io.base import Source
@@ -65,6 +65,7 @@ from transforms.io.kafka_read import (
 )
 from transforms.io.kafka_write import KafkaSink
 from transforms.io.live import DirectLiveRead
+from transforms.io.runners import check_runner
 
 __all__ = [
     "IMPLS",
@@ -77,7 +78,6 @@ __all__ = [
 
 IMPLS = ("python", "java")
 DEFAULT_TIMEOUT = 30.0
-JAVA_RUNNERS = frozenset({"DataflowRunner", "FlinkRunner", "PortableRunner"})
 _PARAMS = CONNECTION_PARAMS | {
     "group",
     "start",
@@ -209,9 +209,9 @@ class KafkaSource(Source):
         self.finite = self.bounded or limited
         self.live_on_direct = self.live
         if self.impl == "java":
-            self.runners = JAVA_RUNNERS  # type: ignore[misc]
+            self.runner_kind = "impl=java"
         elif self.live:
-            self.runners = frozenset({"DirectRunner"})  # type: ignore[misc]
+            self.runner_kind = "live=true"
         self._progress: beam.PCollection | None = None
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
@@ -221,13 +221,8 @@ class KafkaSource(Source):
     def _read(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Reads the topic; elements are `Message`s stamped with their record's timestamp."""
         runner = pbegin.pipeline.runner
-        direct = isinstance(runner, (SwitchingDirectRunner, BundleBasedDirectRunner))
         if self.impl == "java":
-            if direct:
-                raise EndpointError(
-                    f"{self.endpoint}: impl=java (Beam's Java ReadFromKafka) runs on Dataflow "
-                    "and Flink, not on the DirectRunner: use impl=python"
-                )
+            check_runner(self, runner)  # before Beam asks a Java expansion service
             return self._java(pbegin)
         if self.live:
             if not isinstance(runner, BundleBasedDirectRunner):

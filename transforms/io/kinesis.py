@@ -102,6 +102,7 @@ from transforms.io.batching import (
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
 from transforms.io.retry import RetryPolicy
+from transforms.io.runners import check_runner
 from transforms.message import Message, Origin, Record
 from transforms.metrics import NAMESPACE
 
@@ -122,7 +123,6 @@ __all__ = [
 
 ITERATORS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 IMPLS = ("python", "java")
-JAVA_RUNNERS = frozenset({"DataflowRunner", "FlinkRunner"})
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
 MAX_RECORD_BYTES = 1024 * 1024
@@ -604,10 +604,6 @@ def _java_message(data: bytes, stream: str) -> Message:
     return Message(bytes(data), {}, Origin("kinesis", stream=stream))
 
 
-def _runner_name(pbegin: beam.pvalue.PBegin) -> str:
-    return type(pbegin.pipeline.runner).__name__
-
-
 class KinesisSource(Source):
     """Reads `Message`s from every shard of a Kinesis stream (see this module).
 
@@ -655,10 +651,12 @@ class KinesisSource(Source):
         self._java_read = java_read
         if self.impl == "java":
             self.bounded = self.finite = capped
+            self.runner_kind = "impl=java"
         else:
             self.bounded = not self.live
             self.finite = self.bounded or capped
             self.live_on_direct = self.live
+            self.runner_kind = "live=true" if self.live else ""
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Reads the stream; elements are `Block`s of `Message`s (see `_read`)."""
@@ -666,13 +664,9 @@ class KinesisSource(Source):
 
     def _read(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Reads the stream; elements are `Message`s stamped with their arrival time."""
-        runner = _runner_name(pbegin)
+        runner = type(pbegin.pipeline.runner).__name__
         if self.impl == "java":
-            if runner not in JAVA_RUNNERS:
-                raise EndpointError(
-                    f"{self.endpoint}: impl=java (Beam's Java Kinesis IO) runs on "
-                    f"{', '.join(sorted(JAVA_RUNNERS))}, not {runner}: use impl=python"
-                )
+            check_runner(self, runner)  # before Beam asks a Java expansion service
             stream = self.settings.target.stream
             return (
                 pbegin

@@ -15,14 +15,17 @@ Everything it handed over before has then been written, dead letters included.
 
 It relies on the DirectRunner's private evaluator registry (Beam pinned to 2.77.x; kept honest
 by ``tests/transforms/io/test_live.py``). On other runners sources use their portable path.
+Importing this module changes nothing in Beam: `enable_live_direct_runner` (for a whole
+process, as the command line does) or `live_direct_runner` (for a block, restoring Beam as it
+was after it) installs the evaluator, and the fix below, before a pipeline runs.
 
 A finite `SettlingReader` that is done is driven on until the pipeline settles once more, so
 its last position is acknowledged too (a Kafka reader commits its offsets then): a run killed at
 any point reads again, from the last settled position, every record whose outputs or dead
 letters may not have been written.
 
-Importing this module also mends a defect of Beam 2.77's streaming DirectRunner that would make
-every count of the suite wrong there: each worker thread's state sampler caches a step's scoped
+Enabling the live driver also mends a defect of Beam 2.77's streaming DirectRunner that would
+make every count of the suite wrong there: each worker thread's state sampler caches a step's scoped
 state with the metrics container of the step's first bundle, so later bundles update a
 container that was already committed and their counters are lost. `_PerBundleStateSampler`
 gives each bundle's own container its scoped state.
@@ -30,9 +33,11 @@ gives each bundle's own container its scoped state.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,7 +53,14 @@ from apache_beam.runners.worker import statesampler
 from apache_beam.transforms.window import GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, Duration, Timestamp
 
-__all__ = ["BUNDLE_RUNNER", "DirectLiveRead", "LiveReader", "SettlingReader"]
+__all__ = [
+    "BUNDLE_RUNNER",
+    "DirectLiveRead",
+    "LiveReader",
+    "SettlingReader",
+    "enable_live_direct_runner",
+    "live_direct_runner",
+]
 
 BUNDLE_RUNNER = "BundleBasedDirectRunner"
 MAX_BATCH = 1_000
@@ -179,9 +191,6 @@ class _LiveReadEvaluator(_TransformEvaluator):
         return TransformResult(self, bundles, [again], None, {None: hold})
 
 
-TransformEvaluatorRegistry._test_evaluators_overrides[DirectLiveRead] = _LiveReadEvaluator
-
-
 class _PerBundleStateSampler(statesampler.StateSampler):
     """A state sampler whose scoped states follow the metrics container of each bundle."""
 
@@ -201,7 +210,38 @@ class _PerBundleStateSampler(statesampler.StateSampler):
         return super().scoped_state(name_context, state_name, io_target, metrics_container)
 
 
-# The streaming executor's worker threads build their samplers from this name.
-executor.statesampler = SimpleNamespace(  # type: ignore[assignment]
+# What the streaming executor's worker threads build their samplers from (its `statesampler`).
+_PER_BUNDLE_SAMPLERS = SimpleNamespace(
     StateSampler=_PerBundleStateSampler, set_current_tracker=statesampler.set_current_tracker
 )
+
+
+def enable_live_direct_runner() -> None:
+    """Makes the streaming DirectRunner run `DirectLiveRead` and count every bundle.
+
+    Installs `DirectLiveRead`'s evaluator in the DirectRunner's evaluator registry, and the
+    per-bundle state sampler in its executor, for the rest of the process. A pipeline reads
+    both when it starts running. Calling it again changes nothing.
+    """
+    TransformEvaluatorRegistry._test_evaluators_overrides[DirectLiveRead] = _LiveReadEvaluator
+    executor.statesampler = _PER_BUNDLE_SAMPLERS  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def live_direct_runner() -> Iterator[None]:
+    """`enable_live_direct_runner` while the block runs; Beam as it was after it.
+
+    A pipeline started inside the block keeps what it read at its start to its end.
+    """
+    overrides = TransformEvaluatorRegistry._test_evaluators_overrides
+    evaluator = overrides.get(DirectLiveRead)
+    samplers = executor.statesampler
+    enable_live_direct_runner()
+    try:
+        yield
+    finally:
+        executor.statesampler = samplers
+        if evaluator is None:
+            overrides.pop(DirectLiveRead, None)
+        else:
+            overrides[DirectLiveRead] = evaluator

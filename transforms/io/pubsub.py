@@ -192,7 +192,6 @@ class PubSubSource(Source):
     bounded = False
     finite = False
     live_on_direct = True
-    runners: ClassVar[frozenset[str]] = frozenset({"DirectRunner", "DataflowRunner"})
     delivery: ClassVar[dict[str, str]] = DELIVERY
 
     def __init__(self, endpoint: Endpoint) -> None:

@@ -62,15 +62,16 @@ sets).
 ``stream`` and ``publish`` are at least once: a retried batch may add an entry or a message
 again.
 
-Writes are pipelined: ``batch_size`` commands, packed by hand (see `transforms.io.redis_resp`),
-go in one round trip. Without ``ttl``, ``hash``, ``zset`` and ``stream`` write with their plain
-command (``HSET``, or ``HDEL`` for the null fields; both in one ``MULTI``/``EXEC`` when a record
-has both, so the hash changes at once; ``ZADD``; ``XADD``). With ``ttl``, each write of
-``hash``, ``zset`` and ``stream``, and every ``state`` write, is one Lua script call that writes
-and then sets the TTL: atomic, and, unlike ``MULTI``/``EXEC`` (which goes on after a failed
-command), it sets no TTL on a key it could not write, such as a key of another type
-(``WRONGTYPE``). The scripts are loaded (``SCRIPT LOAD``) at the head of each batch, in the same
-round trip, so a restarted server never answers ``NOSCRIPT``.
+Writes are pipelined: one command per record, ``batch_size`` of them in one round trip of a
+redis-py pipeline (with hiredis, which redis-py then uses, commands are packed and replies
+parsed in C). Without ``ttl``, ``hash``, ``zset`` and ``stream`` write with their plain command
+(``HSET``, or ``HDEL`` for the null fields; ``ZADD``; ``XADD``). A ``hash`` record with both
+set and null fields, each write of ``hash``, ``zset`` and ``stream`` with ``ttl``, and every
+``state`` write, is one Lua script call that writes (and then sets the TTL): atomic, so the
+hash changes at once, and, unlike ``MULTI``/``EXEC`` (which goes on after a failed command), it
+sets no TTL on a key it could not write, such as a key of another type (``WRONGTYPE``). The
+scripts are loaded (``SCRIPT LOAD``) at the head of each batch, in the same round trip, so a
+restarted server never answers ``NOSCRIPT``.
 
 Failures: a record that cannot be turned into a command (a template field it lacks, a score
 that is not a number) or that Redis refuses (``WRONGTYPE``...) comes out as a dead-letter record
@@ -85,7 +86,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import apache_beam as beam
 import redis
@@ -106,7 +107,6 @@ from transforms.io.batching import (
     dead_letter,
 )
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis_resp import bulk, bulk_name, fields, packed, read_replies, send
 from transforms.io.redis_scripts import SCRIPTS, SHAS
 from transforms.io.redis_text import KeyTemplate, to_json, to_text
 from transforms.io.retry import RetryPolicy
@@ -140,11 +140,7 @@ _MODE_PARAMS = {
 }
 PORT_GIVEN = re.compile(r":[^\]]*$")  # a ":" after the host (IPv6 hosts are bracketed)
 
-# The constant arguments, as bulk strings.
-_EVALSHA, _ONE_KEY, _HSET, _HDEL, _SET, _EX, _PUBLISH, _ZADD, _XADD, _MAXLEN, _ABOUT, _AUTO_ID = (
-    map(bulk_name, "EVALSHA 1 HSET HDEL SET EX PUBLISH ZADD XADD MAXLEN ~ *".split())
-)
-_MULTI, _EXEC = packed([bulk_name("MULTI")]), packed([bulk_name("EXEC")])
+Args: TypeAlias = tuple[str | bytes | int, ...]  # one command: its name, then its arguments
 
 
 class TruncateUnsupported(SinkRejected):
@@ -188,6 +184,22 @@ def _state_change(data: Mapping[str, Any]) -> Change:
     return change
 
 
+def _fields(data: Mapping[str, Any]) -> tuple[list[bytes], list[bytes]]:
+    """Returns a record's non-null fields as names and values, and the names of its null fields.
+
+    ``{"a": 1, "b": None}`` gives ``[b"a", b"1"]`` and ``[b"b"]`` (values as `to_text` writes
+    them). Text that is not UTF-8 raises `UnicodeEncodeError` here, for this record alone.
+    """
+    pairs: list[bytes] = []
+    removed: list[bytes] = []
+    for name, value in data.items():  # the hot loop of a sink: one conversion per field
+        if value is None:
+            removed.append(name.encode())
+        else:
+            pairs += (name.encode(), (value if type(value) is str else to_text(value)).encode())
+    return pairs, removed
+
+
 def _state_args(change: Change) -> tuple[str, ...]:
     """Returns the state script's op, sequence key and field/value pairs of a change.
 
@@ -204,11 +216,10 @@ def _state_args(change: Change) -> tuple[str, ...]:
 
 
 class _Command(NamedTuple):
-    """One record's write: the key (or channel), the packed command(s) and how many replies."""
+    """One record's write: its key (or channel) and its command."""
 
     key: str
-    packed: bytes
-    replies: int = 1
+    args: Args
 
 
 @dataclass(frozen=True)
@@ -238,8 +249,11 @@ class _Target:
 
     @property
     def script(self) -> str | None:
-        """The Lua script of each write, or None when the writes are plain commands."""
-        if self.mode == "state" or (self.ttl and self.mode in SCRIPTS):
+        """The Lua script of the writes, or None when they are plain commands.
+
+        A hash without ``ttl`` writes a record with both set and null fields with it.
+        """
+        if self.mode in ("state", "hash") or (self.ttl and self.mode in SCRIPTS):
             return SCRIPTS[self.mode]
         return None
 
@@ -249,41 +263,38 @@ class _Target:
         if change is not None:  # a state key reads only the table and the canonical key
             data = {"table": change.table, "key": change.key}
         key = self.key.render(data)
-        mode, ttl, name = self.mode, self.ttl, bulk(key)
+        mode, ttl, name = self.mode, self.ttl, key.encode()
         if mode in ("string", "publish"):
-            text = bulk(to_json(data))
+            text = to_json(data).encode()
             if mode == "publish":
-                return _Command(key, packed([_PUBLISH, name, text]))
-            expiry = [_EX, bulk(str(ttl))] if ttl else []
-            return _Command(key, packed([_SET, name, text, *expiry]))
+                return _Command(key, ("PUBLISH", name, text))
+            expiry = ("EX", ttl) if ttl else ()
+            return _Command(key, ("SET", name, text, *expiry))
         if change is not None:
-            args = [bulk(str(self.delete_ttl)), *map(bulk, _state_args(change))]
+            args = [str(self.delete_ttl).encode(), *(a.encode() for a in _state_args(change))]
             return self._scripted(name, key, args)
         if mode == "zset":
             assert self.score is not None  # checked by RedisSink
             member = to_json(data) if self.member is None else self.member.render(data)
-            args = [bulk(_score(data, self.score)), bulk(member)]
+            args = [_score(data, self.score).encode(), member.encode()]
             if ttl:
                 return self._scripted(name, key, args)
-            return _Command(key, packed([_ZADD, name, *args]))
-        pairs, removed = fields(data, to_text)
+            return _Command(key, ("ZADD", name, *args))
+        pairs, removed = _fields(data)
         if mode == "stream":
             if not pairs:
                 raise SinkRejected("the record has no non-null field to add to the stream")
             if ttl:
-                return self._scripted(name, key, [bulk(str(self.maxlen or 0))], pairs)
-            trim = [_MAXLEN, _ABOUT, bulk(str(self.maxlen))] if self.maxlen else []
-            return _Command(key, packed([_XADD, name, *trim, _AUTO_ID], pairs))
+                return self._scripted(name, key, [str(self.maxlen or 0).encode()], pairs)
+            trim = ("MAXLEN", "~", self.maxlen) if self.maxlen else ()
+            return _Command(key, ("XADD", name, *trim, "*", *pairs))
         if not data:
             raise SinkRejected("the record has no field to write to the hash")
-        if ttl:
-            return self._scripted(name, key, [bulk(str(len(pairs)))], pairs, removed)
+        if ttl or (pairs and removed):
+            return self._scripted(name, key, [str(len(pairs) // 2).encode()], pairs, removed)
         if not removed:
-            return _Command(key, packed([_HSET, name], pairs))
-        if not pairs:
-            return _Command(key, packed([_HDEL, name, *removed]))
-        written, deleted = packed([_HSET, name], pairs), packed([_HDEL, name, *removed])
-        return _Command(key, b"".join((_MULTI, written, deleted, _EXEC)), replies=4)
+            return _Command(key, ("HSET", name, *pairs))
+        return _Command(key, ("HDEL", name, *removed))
 
     def _scripted(
         self,
@@ -294,9 +305,9 @@ class _Target:
         tail: Sequence[bytes] = (),
     ) -> _Command:
         """The script call of one write: ``EVALSHA sha 1 key ttl args... pairs... tail...``."""
-        sha, ttl = bulk_name(SHAS[self.mode]), bulk_name(str(self.ttl or 0))
-        head = [_EVALSHA, sha, _ONE_KEY, name, ttl, *args]
-        return _Command(key, packed(head, pairs, tail))
+        return _Command(
+            key, ("EVALSHA", SHAS[self.mode], 1, name, self.ttl or 0, *args, *pairs, *tail)
+        )
 
 
 def check_port(endpoint: Endpoint) -> None:
@@ -341,12 +352,10 @@ class _WriteFn(BatchingFn[_Command]):
             socket_timeout=target.timeout,
             socket_connect_timeout=target.timeout,
             retry=Retry(NoBackoff(), 0),  # the retries are the RetryPolicy's
-            protocol=2,  # read_replies parses RESP2
         )
+        self._client = redis.Redis(connection_pool=self._pool)
         script = target.script
-        self._load = (
-            None if script is None else packed([bulk("SCRIPT"), bulk("LOAD"), bulk(script)])
-        )
+        self._load: Args | None = None if script is None else ("SCRIPT", "LOAD", script)
         self._written = Metrics.counter(NAMESPACE, self._target.counter)
 
     @property
@@ -386,17 +395,17 @@ class _WriteFn(BatchingFn[_Command]):
                 credentials, the script refused): no reply can be trusted.
 
         """
+        pipe = self._client.pipeline(transaction=False)
         head = [] if self._load is None else [self._load]
-        connection = self._pool.get_connection()
+        for args in head:
+            pipe.execute_command(*args)
+        for pending in batch:
+            pipe.execute_command(*pending.item.args)
         try:
-            send(connection, [*head, *(pending.item.packed for pending in batch)])
-            counts = [1] * len(head) + [pending.item.replies for pending in batch]
-            replies = read_replies(connection, counts)
+            replies = pipe.execute(raise_on_error=False)
         except BaseException:
-            connection.disconnect()  # replies may be left unread
+            self._pool.disconnect()  # replies may be left unread
             raise
-        finally:
-            self._pool.release(connection)
         for loaded in replies[: len(head)]:
             if isinstance(loaded, redis.ResponseError):
                 raise loaded

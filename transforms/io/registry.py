@@ -1,18 +1,33 @@
-"""The one map from URI scheme to source and sink: a new system is one module and one line here.
+"""The one map from a name to what it names: sources, sinks and enrich references by scheme.
 
-Modules are imported only when their scheme is used, so a pipeline that never touches BigQuery
-does not import its client.
+The catalog's pipelines are found the same way (`load` of a ``module:name`` target).
+
+A new system is one module and one line in each table it takes part in, and a row in the runner
+matrix (`transforms.io.runners`). Modules are imported only when their scheme is used, so a
+pipeline that never touches BigQuery does not import its client.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.redis_text import KeyTemplate
 
-__all__ = ["SINKS", "SOURCES", "make_sink", "make_source"]
+__all__ = [
+    "LOOKUPS",
+    "REFERENCES",
+    "SINKS",
+    "SOURCES",
+    "load",
+    "load_scheme",
+    "make_loader",
+    "make_sink",
+    "make_source",
+]
 
 SOURCES = {
     "generator": "transforms.io.generator:GeneratorSource",
@@ -33,15 +48,39 @@ SINKS = {
     "rediss": "transforms.io.redis:RedisSink",
     "kafka": "transforms.io.kafka:KafkaSink",
 }
+# Enrich references (`transforms.enrich.enrich_from_uri`): the loaders of whole reference tables,
+# held in a side input, each with ``from_endpoint(endpoint, key)``...
+REFERENCES = {
+    "file": "transforms.enrich_side_input:JsonLinesLoader",
+    "bigquery": "transforms.enrich_side_input:BigQueryLoader",
+    "redis": "transforms.enrich_side_input:RedisHashLoader",
+    "rediss": "transforms.enrich_side_input:RedisHashLoader",
+}
+# ... and the stores looked up record by record, each with ``from_endpoint(endpoint, settings)``.
+LOOKUPS = {
+    "redis": "transforms.enrich_redis:RedisLookup",
+    "rediss": "transforms.enrich_redis:RedisLookup",
+}
 
 
-def _load(table: dict[str, str], endpoint: Endpoint, role: str) -> Any:
+def load(target: str) -> Any:
+    """Returns what a ``module:name`` target names (``transforms.io.files:FileSource``)."""
+    module_name, name = target.split(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def load_scheme(table: Mapping[str, str], endpoint: Endpoint, what: str) -> Any:
+    """Returns what ``table`` registers for the scheme of ``endpoint``.
+
+    Raises:
+        EndpointError: no entry for the scheme; the message lists the known schemes, e.g.
+            ``nosuch://x: no source for scheme 'nosuch'; known: file://, generator://...``.
+    """
     target = table.get(endpoint.scheme)
     if target is None:
         known = ", ".join(f"{scheme}://" for scheme in sorted(table))
-        raise EndpointError(f"{endpoint}: no {role} for scheme {endpoint.scheme!r}; known: {known}")
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+        raise EndpointError(f"{endpoint}: no {what} for scheme {endpoint.scheme!r}; known: {known}")
+    return load(target)
 
 
 def make_source(uri: str, max_payload_bytes: int | None = None) -> Source:
@@ -51,7 +90,7 @@ def make_source(uri: str, max_payload_bytes: int | None = None) -> Source:
     (`Source.max_payload_bytes`).
     """
     endpoint = Endpoint.parse(uri)
-    source = _load(SOURCES, endpoint, "source").from_endpoint(endpoint)
+    source = load_scheme(SOURCES, endpoint, "source").from_endpoint(endpoint)
     if max_payload_bytes is not None:
         source.max_payload_bytes = max_payload_bytes
     return source
@@ -60,4 +99,13 @@ def make_source(uri: str, max_payload_bytes: int | None = None) -> Source:
 def make_sink(uri: str, context: SinkContext) -> Sink:
     """Returns the sink named by ``uri``; raises `EndpointError` with the known schemes."""
     endpoint = Endpoint.parse(uri)
-    return _load(SINKS, endpoint, "sink").from_endpoint(endpoint, context)
+    return load_scheme(SINKS, endpoint, "sink").from_endpoint(endpoint, context)
+
+
+def make_loader(endpoint: Endpoint, key: KeyTemplate) -> Any:
+    """Returns the loader of the reference table ``endpoint`` names, keyed by ``key``.
+
+    The loader is a `transforms.enrich_side_input.Loader`; raises `EndpointError` with the
+    known schemes, or for a URI its loader cannot use.
+    """
+    return load_scheme(REFERENCES, endpoint, "reference").from_endpoint(endpoint, key)

@@ -41,12 +41,6 @@ TABLE = "inventory.customers"
 PIPELINE = "cdc_test"
 
 
-@pytest.fixture
-def per_bundle_metrics() -> None:
-    """Streaming DirectRunner counters: `transforms.io.live` mends Beam's per-bundle scope."""
-    import transforms.io.live  # noqa: F401
-
-
 def change(key: int, op: str, seq: int, table: str = TABLE) -> Record:
     """A change record of ``{"id": key}``; an upsert's row records its sequence."""
     row = {"id": key, "version": seq} if op == "upsert" else None
@@ -121,7 +115,7 @@ def test_bad_retention_and_bad_records() -> None:
 # --- streaming, with TestStream -------------------------------------------------------------
 
 
-def test_duplicates_stale_and_a_late_older_upsert_after_a_delete(per_bundle_metrics: None) -> None:
+def test_duplicates_stale_and_a_late_older_upsert_after_a_delete(live_direct_runner: None) -> None:
     stream = (
         test_stream.TestStream()
         .advance_watermark_to(BASE)

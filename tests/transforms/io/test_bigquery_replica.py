@@ -29,6 +29,8 @@ from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
 from transforms.metrics import counter_totals
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 PROJECT = "local-project"
 TIMEOUT = 30.0
 CUSTOMERS = "inventory.customers"
@@ -298,8 +300,6 @@ def test_changes_that_cannot_be_staged_are_dead_lettered_and_the_others_replicat
 def test_streaming_merges_each_table_every_merge_every_while_changes_arrive(
     bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
 ) -> None:
-    import transforms.io.live  # noqa: F401  (mends the streaming DirectRunner's counters)
-
     class Snapshot(beam.DoFn):
         """Reads the replica when the second batch arrives.
 

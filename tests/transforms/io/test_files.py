@@ -46,6 +46,8 @@ from transforms.message import Message, Origin, Oversize, Record
 from transforms.parse import ParseJson
 from transforms.schema import Field, Schema
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 LINES = [
     b'{"id": 1, "name": "alpha"}',
     b'{"id": 2, "name": "br\xc3\xbcder"}',

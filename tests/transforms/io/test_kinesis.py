@@ -45,6 +45,8 @@ from transforms.io.registry import make_sink, make_source
 from transforms.message import Message, Origin, Record
 from transforms.metrics import DEAD_LETTERED, READ, WRITTEN, counter_totals
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 REGION = "us-east-1"
 DEADLINE_S = 60.0
 

@@ -41,6 +41,8 @@ from transforms.message import Message
 from transforms.metrics import Count, counter_totals
 from transforms.parse import EventTime, ParseJson, parse_message
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 ROOT = Path(__file__).resolve().parents[3]
 START = calendar.timegm((2026, 11, 25, 10, 0, 0))
 START_ISO = "2026-11-25T10:00:00Z"

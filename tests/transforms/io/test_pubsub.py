@@ -31,6 +31,8 @@ from transforms.io.pubsub import PubSubSink, PubSubSource
 from transforms.message import Message, Origin, Record
 from transforms.metrics import counter_totals
 
+pytestmark = pytest.mark.usefixtures("live_direct_runner")
+
 PROJECT = "test-project"
 DEADLINE_SECONDS = 90.0
 

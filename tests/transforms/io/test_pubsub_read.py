@@ -25,7 +25,7 @@ from transforms.io.live import DirectLiveRead
 from transforms.io.pubsub import PubSubSource, to_message
 from transforms.io.pubsub_read import PubSubLiveReader, PubSubReadSettings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_direct_runner")]
 
 DEADLINE_S = 120.0
 

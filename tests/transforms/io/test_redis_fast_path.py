@@ -1,9 +1,7 @@
 """The Redis sink's fast paths give what the plain paths give.
 
-Hand-packed commands (`transforms.io.redis_resp`) against redis-py's packer; the one-pass reply
-reader against byte-by-byte reading (which takes the slow path everywhere); `to_text`'s
-branches against JSON; plain commands (no ``ttl``) against the Lua scripts (``ttl``) on a real
-server. These tests use their own key prefix and delete only their keys.
+`to_text`'s branches against JSON; plain commands (no ``ttl``) against the Lua scripts
+(``ttl``) on a real server. These tests use their own key prefix and delete only their keys.
 """
 
 from __future__ import annotations
@@ -17,8 +15,6 @@ import pytest
 import redis
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from redis._parsers import Encoder
-from redis.connection import PythonRespSerializer
 
 from pipelines.services import ServiceSpec
 from tests.support import run_sink
@@ -27,7 +23,6 @@ from transforms.dead_letter import error_record
 from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.redis import RedisSink
-from transforms.io.redis_resp import bulk, fields, packed, read_replies
 from transforms.io.redis_text import to_json, to_text
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
@@ -43,12 +38,6 @@ class _Ratio(float):
     pass
 
 
-def _redis_py_pack(*args: Any) -> bytes:
-    """How redis-py packs a command (its pure-Python serializer)."""
-    encoder = Encoder("utf-8", "strict", False)
-    return b"".join(PythonRespSerializer(6000, encoder.encode).pack(*args))
-
-
 # --------------------------------------------------------------------------------------------
 # Field text
 
@@ -58,97 +47,6 @@ def test_to_text_writes_numbers_as_json_does() -> None:
                -float("inf"), True, False, _Level.HIGH, _Ratio(1.5)]  # fmt: skip
     for number in numbers:
         assert to_text(number) == to_json(number), number
-
-
-# --------------------------------------------------------------------------------------------
-# Packing
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("HSET", "k", "a", "1", "é", "naïve ☃", "empty", ""),
-        ("SET", "k:{x}", '{"a":"line\\r\\nbreak"}', "EX", "30"),
-        ("XADD", "s", "MAXLEN", "~", "1000", "*", "f", "v"),
-        ("EVALSHA", "0" * 40, "1", "k", "0", "2"),
-    ],
-)
-def test_packed_commands_are_what_redis_py_packs(args: tuple[str, ...]) -> None:
-    assert packed([bulk(arg) for arg in args]) == _redis_py_pack(*args)
-
-
-def test_field_pairs_pack_as_name_and_value_arguments() -> None:
-    record = {"a": "x", "n": 3, "gone": None, "f": 2.5, "tags": ["t"], "é": "ü", "off": None}
-    pairs, removed = fields(record, to_text)
-
-    command = packed([bulk("HSET"), bulk("k")], pairs, removed)
-
-    assert command == _redis_py_pack(
-        "HSET", "k", "a", "x", "n", "3", "f", "2.5", "tags", '["t"]', "é", "ü", "gone", "off"
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Reading replies
-
-
-class _Socket:
-    """Returns the given bytes ``chunk`` bytes at a time, then end of stream."""
-
-    def __init__(self, data: bytes, chunk: int) -> None:
-        self._data, self._chunk = data, chunk
-
-    def recv(self, size: int) -> bytes:
-        piece, self._data = self._data[: min(size, self._chunk)], self._data[self._chunk :]
-        return piece
-
-
-class _Connection:
-    def __init__(self, data: bytes, chunk: int) -> None:
-        self._sock = _Socket(data, chunk)
-
-
-def _read(data: bytes, counts: list[int], chunk: int) -> list[Any]:
-    return read_replies(cast(redis.Connection, _Connection(data, chunk)), counts)
-
-
-REPLIES = (
-    b":1\r\n"  # HSET
-    b"+OK\r\n"  # SET
-    b"$9\r\n1-0\r\n\r\nab\r\n"  # a bulk string holding CRLF
-    b"$-1\r\n"  # nil
-    b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
-    b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:2\r\n:1\r\n"  # MULTI, HSET, HDEL, EXEC
-    b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-WRONGTYPE a\r\n-WRONGTYPE b\r\n"  # failed inside EXEC
-    b"+OK\r\n-ERR unknown command 'NOPE'\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n"
-)
-COUNTS = [1, 1, 1, 1, 1, 4, 4, 4]
-
-
-def test_replies_read_in_one_pass_equal_replies_read_byte_by_byte() -> None:
-    whole = _read(REPLIES, COUNTS, chunk=len(REPLIES))
-    trickled = _read(REPLIES, COUNTS, chunk=1)  # never a whole transaction: the slow path
-
-    assert [repr(reply) for reply in whole] == [repr(reply) for reply in trickled]
-    assert whole[:4] == [1, b"OK", b"1-0\r\n\r\nab", None]
-    assert isinstance(whole[4], redis.ResponseError) and "WRONGTYPE" in str(whole[4])
-    assert whole[5] == [2, 1]
-    assert isinstance(whole[6], redis.ResponseError) and str(whole[6]) == "WRONGTYPE a"
-    assert isinstance(whole[7], redis.ResponseError) and "unknown command" in str(whole[7])
-
-
-@pytest.mark.parametrize(
-    ("data", "error", "text"),
-    [
-        (b"-LOADING Redis is loading the dataset in memory\r\n", redis.BusyLoadingError, "loading"),
-        (b":1\r\n", redis.ConnectionError, "Connection closed by server"),  # one reply of two
-        (b":1\r\n:2\r\n:3\r\n", redis.InvalidResponse, "came after the last reply"),
-        (b"?what\r\n:1\r\n", redis.InvalidResponse, "Protocol Error"),
-    ],
-)
-def test_replies_that_break_the_batch_raise(data: bytes, error: type, text: str) -> None:
-    with pytest.raises(error, match=text):
-        _read(data, [1, 1], chunk=3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,12 +69,12 @@ def _sink(uri: str) -> RedisSink:
     return sink
 
 
-def _write(sink: RedisSink, records: list[dict[str, Any]]) -> list[Any]:
+def _write(sink: RedisSink, records: list[Any]) -> list[Any]:
     """Drives the sink's DoFn over ``records`` in one bundle; returns its dead letters."""
     fn = sink.write_fn()
     fn.setup()
     fn.start_bundle()
-    block = Block(Record(data) for data in records)
+    block = Block(data if isinstance(data, Record) else Record(data) for data in records)
     out = list(fn.process(block, MIN_TIMESTAMP, GlobalWindow()))
     out += fn.finish_bundle()
     fn.teardown()
@@ -185,7 +83,7 @@ def _write(sink: RedisSink, records: list[dict[str, Any]]) -> list[Any]:
 
 ROUNDS = [
     # Round 1: every field set (HSET). Round 2: fields set and fields null (HSET and HDEL in
-    # MULTI/EXEC), or new fields only (HSET).
+    # one script call), or new fields only (HSET).
     [
         {
             "id": i,
@@ -288,6 +186,28 @@ def test_a_wrongtype_key_is_dead_lettered_by_the_plain_commands_too(
     assert run_sink(records, sink, check)["written"] == 2
     assert client.get(f"{unique_name}:2") == "a string, not a hash"
     assert client.exists(f"{unique_name}:1", f"{unique_name}:3") == 2
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("options", ["", "&ttl=60"])
+def test_text_that_is_not_utf8_dead_letters_its_record_alone(
+    redis_server: ServiceSpec, client: redis.Redis, unique_name: str, options: str
+) -> None:
+    sink = _sink(f"{redis_server.endpoint}?key={unique_name}:{{id}}&batch_size=10{options}")
+    rows = [{"id": 1, "a": "x"}, {"id": 2, "a": "half a pair \ud800"}, {"id": 3, "a": "z"}]
+    records = [
+        Record(row, Message(b"line", {}, Origin("file", path="/in.jsonl", line=row["id"])))
+        for row in rows
+    ]
+
+    dead_letters = [letter.value for letter in _write(sink, records)]
+
+    assert [letter["source"]["line"] for letter in dead_letters] == [2]
+    assert dead_letters[0]["reason"] == "sink_rejected"
+    assert "cannot be encoded" in dead_letters[0]["error_message"]
+    assert client.hgetall(f"{unique_name}:1") == {"id": "1", "a": "x"}
+    assert client.hgetall(f"{unique_name}:3") == {"id": "3", "a": "z"}
+    assert not client.exists(f"{unique_name}:2")
 
 
 @pytest.mark.integration

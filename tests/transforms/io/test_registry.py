@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.endpoint import EndpointError
-from transforms.io.registry import SINKS, SOURCES, make_sink, make_source
+from transforms.io.registry import LOOKUPS, REFERENCES, SINKS, SOURCES, load, make_sink, make_source
 
 
 def test_unknown_source_scheme_lists_known_schemes() -> None:
@@ -45,9 +43,12 @@ def _cases(table: dict[str, str], role: str) -> list:
 
 @pytest.mark.parametrize(("target", "base"), _cases(SOURCES, "source") + _cases(SINKS, "sink"))
 def test_registered_module_imports(target: str, base: type) -> None:
-    module_name, class_name = target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    assert issubclass(cls, base)
+    assert issubclass(load(target), base)
+
+
+@pytest.mark.parametrize("target", sorted({*REFERENCES.values(), *LOOKUPS.values()}))
+def test_registered_enrich_references_build_from_an_endpoint(target: str) -> None:
+    assert callable(load(target).from_endpoint)
 
 
 def test_make_source_and_sink_build_the_registered_classes(tmp_path) -> None:
