@@ -22,8 +22,7 @@ VERBOSE_ENV = "PIPELINES_VERBOSE"
 
 CREDENTIALS_HINT = (
     "no Google Cloud credentials: run `gcloud auth application-default login` or set "
-    "GOOGLE_APPLICATION_CREDENTIALS to a service account key file; against the local servers, "
-    'run eval "$(python -m pipelines services env)" first'
+    "GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
 )
 # Beam's message for a runner option it needs: "Missing required option: project."
 _BEAM_MISSING = re.compile(r"Missing (?:required|GCS path) option: (\w+)")
