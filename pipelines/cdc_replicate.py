@@ -25,8 +25,7 @@ own key); a null key value is dead-lettered ``cdc_no_key``, a list, object or Na
 
 Final tables need only each key's latest change, so that run applies changes by keeping just
 those (`transforms.cdc.compact`: memory of one change per key, the others counted as
-``cdc_duplicate`` or ``cdc_superseded``); when the source reads in blocks and there is no UDF,
-it reads, parses, normalizes and compacts a block at a time (`transforms.cdc.compact_blocks`).
+``cdc_duplicate`` or ``cdc_superseded``).
 Every other sink keeps or forwards the stream of applied changes (the BigQuery replica's
 change log, a topic, Redis, which dead-letters each truncate), so it gets every one of them.
 """
@@ -40,17 +39,9 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    read_and_parse_blocks,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms.blocks import Batch
 from transforms.cdc.apply import APPLIED, CHANGE_SCHEMA, ApplyChanges
-from transforms.cdc.compact_blocks import CompactChangeBlocks, DropTombstoneBlocks
 from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.envelope import parse_key_columns
 from transforms.cdc.final_state import FinalState
@@ -143,28 +134,15 @@ def configure(values: dict[str, Any]) -> CdcConfig:
 
 def build(pipeline: beam.Pipeline, config: CdcConfig) -> None:
     """Adds source -> Parse -> Normalize -> Apply -> sink, with every failure dead-lettered."""
-    normalize = NormalizeChanges(NAME, config.format, config.key_columns)
-    blocks = None
-    if config.final_state:
-        blocks = read_and_parse_blocks(
-            pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstoneBlocks()
-        )
-    if blocks is not None:
-        parsed, parse_errors = blocks
-        applied, apply_errors = parsed | "Apply" >> CompactChangeBlocks(NAME, normalize.reader)
-        errors = [parse_errors, apply_errors]
-    else:
-        records, parse_errors = read_and_parse(
-            pipeline, config.spine, before_parse="Drop tombstones" >> DropTombstones()
-        )
-        changes, normalize_errors = records | "Normalize" >> normalize
-        applied, apply_errors = changes | "Apply" >> ApplyChanges(
-            NAME, config.delete_retention, latest_only=config.final_state
-        )
-        errors = [parse_errors, normalize_errors, apply_errors]
-    if config.final_state:
-        applied = applied | "Final state" >> FinalState()
-    write_dead_letters(config.spine, [*errors, applied | "Write" >> config.sink])
+    with Spine(pipeline, config.spine) as spine:
+        records = spine.read(before_parse="Drop tombstones" >> DropTombstones())
+        normalize = NormalizeChanges(NAME, config.format, config.key_columns)
+        changes = spine.apply("Normalize", normalize, records)
+        apply = ApplyChanges(NAME, config.delete_retention, latest_only=config.final_state)
+        applied = spine.apply("Apply", apply, changes)
+        if config.final_state:
+            applied = applied | "Final state" >> FinalState()
+        spine.write("Write", config.sink, applied | "Blocks" >> Batch())
 
 
 PIPELINE = PipelineSpec(

@@ -28,16 +28,10 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.blocks import Batch
 from transforms.dedup import TIME_DOMAINS, Dedup
 from transforms.durations import parse_duration
 from transforms.enrich import (
@@ -51,7 +45,6 @@ from transforms.fields import RequiredField, aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.endpoint import Endpoint
 from transforms.io.registry import make_sink
-from transforms.message import Record
 from transforms.metrics import Count
 from transforms.route import MODES, Route, RouteSpec
 
@@ -290,34 +283,32 @@ def configure(values: dict[str, Any]) -> AlertConfig:
 
 
 def _alert(name: str) -> Any:
-    return lambda record: Record({**record.data, "alert": name}, record.origin)
+    return lambda record: record._replace(data={**record.data, "alert": name})
 
 
 def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
     """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered."""
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    if config.dedup is not None:
-        records = records | "Dedup" >> config.dedup
-    enriched, enrich_errors = records | "Enrich" >> config.enrich
-    enriched = enriched | "Count enriched" >> Count(ENRICHED)
-    errors = [parse_errors, enrich_errors, enriched | "Write" >> config.sink]
-    routes, rule_errors = enriched | "Route" >> Route(config.route, NAME)
-    errors.append(rule_errors)
-    alerts = {
-        name: routed | f"Alert {name}" >> beam.Map(_alert(name))
-        for name, routed in routes.items()
-        if name != config.route.default
-    }
-    if config.bursts is not None:
-        # Late records are written whole by the main sink; the bursts only count them.
-        rows, _ = enriched | "Bursts" >> WindowedAggregate(
-            config.bursts, NAME, dead_letter_late=False
-        )
-        alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert(BURST))
-    for index, (sink, names) in enumerate(config.alert_sinks):
-        merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()
-        errors.append(merged | f"Write alerts {index}" >> sink)
-    write_dead_letters(config.spine, errors)
+    with Spine(pipeline, config.spine) as spine:
+        records = spine.read()
+        if config.dedup is not None:
+            records = spine.apply("Dedup", config.dedup, records)
+        enriched = spine.apply("Enrich", config.enrich, records)
+        enriched = enriched | "Count enriched" >> Count(ENRICHED)
+        spine.write("Write", config.sink, enriched | "Blocks" >> Batch())
+        routes = spine.apply("Route", Route(config.route, NAME), enriched)
+        alerts = {
+            name: routed | f"Alert {name}" >> beam.Map(_alert(name))
+            for name, routed in routes.items()
+            if name != config.route.default
+        }
+        if config.bursts is not None:
+            # Late records are written whole by the main sink; the bursts only count them.
+            bursts = WindowedAggregate(config.bursts, NAME, dead_letter_late=False)
+            rows = spine.apply("Bursts", bursts, enriched)
+            alerts[BURST] = rows | "Alert burst" >> beam.Map(_alert(BURST))
+        for index, (sink, names) in enumerate(config.alert_sinks):
+            merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()
+            spine.write(f"Write alerts {index}", sink, merged | f"Blocks {index}" >> Batch())
 
 
 PIPELINE = PipelineSpec(

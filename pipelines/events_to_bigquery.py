@@ -16,18 +16,10 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    read_and_parse_blocks,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import WindowedAggregate, row_schema
 from transforms.aggregate_spec import AggregateSpec, SpecError
-from transforms.blocks import Block
+from transforms.blocks import Batch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -106,25 +98,15 @@ def configure(values: dict[str, Any]) -> EventsConfig:
 
 def build(pipeline: beam.Pipeline, config: EventsConfig) -> None:
     """Adds source -> Parse -> sink (and the counts), with every failure dead-lettered."""
-    write_blocks = config.sink.blocks() if config.counts is None else None
-    if write_blocks is not None:
-        parsed = read_and_parse_blocks(pipeline, config.spine)
-        if parsed is not None:
-            # Both ends take blocks (a bounded file to files): one element per block throughout.
-            blocks, parse_errors = parsed
-            records = blocks | "Records" >> beam.Map(
-                lambda block: Block([pair[0] for pair in block])
-            ).with_output_types(Block)
-            write_dead_letters(config.spine, [parse_errors, records | "Write" >> write_blocks])
-            return
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    errors = [parse_errors, records | "Write" >> config.sink]
-    if config.counts is not None:
-        spec, sink = config.counts
-        # Late records are written whole by the main sink; the counts only count them.
-        rows, _ = records | "Counts" >> WindowedAggregate(spec, NAME, dead_letter_late=False)
-        errors.append(rows | "Write counts" >> sink)
-    write_dead_letters(config.spine, errors)
+    with Spine(pipeline, config.spine) as spine:
+        records = spine.read()
+        spine.write("Write", config.sink, records | "Blocks" >> Batch())
+        if config.counts is not None:
+            spec, sink = config.counts
+            # Late records are written whole by the main sink; the counts only count them.
+            counts = WindowedAggregate(spec, NAME, dead_letter_late=False)
+            rows = spine.apply("Counts", counts, records)
+            spine.write("Write counts", sink, rows | "Count blocks" >> Batch())
 
 
 PIPELINE = PipelineSpec(

@@ -17,18 +17,10 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    read_and_parse_blocks,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import AGGREGATED, WindowedAggregate, row_schema
-from transforms.aggregate_blocks import AggregateBlocks
 from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.blocks import Batch
 from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
@@ -128,30 +120,12 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
 
 def build(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
     """Adds source -> Parse -> WindowedAggregate -> sinks, with every failure dead-lettered."""
-    rows, errors = _aggregate(pipeline, config)
-    errors.append(rows | "Write" >> config.sink)
-    for name, sink in config.extra_sinks:
-        errors.append(rows | f"Write {name}" >> sink)
-    write_dead_letters(config.spine, errors)
-
-
-def _aggregate(
-    pipeline: beam.Pipeline, config: MetricsConfig
-) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """Reads, parses and aggregates; returns the rows and the dead letters so far.
-
-    A bounded source that reads in blocks takes the block path (`AggregateBlocks`, the same
-    rows at a fraction of the cost); anything else `WindowedAggregate`.
-    """
-    if AggregateBlocks.supports(config.spec):
-        parsed = read_and_parse_blocks(pipeline, config.spine)
-        if parsed is not None:
-            blocks, parse_errors = parsed
-            rows, refused = blocks | "Aggregate" >> AggregateBlocks(config.spec, NAME)
-            return rows, [parse_errors, refused]
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    rows, late = records | "Aggregate" >> WindowedAggregate(config.spec, NAME)
-    return rows, [parse_errors, late]
+    with Spine(pipeline, config.spine) as spine:
+        rows = spine.apply("Aggregate", WindowedAggregate(config.spec, NAME), spine.read())
+        blocks = rows | "Blocks" >> Batch()
+        spine.write("Write", config.sink, blocks)
+        for name, sink in config.extra_sinks:
+            spine.write(f"Write {name}", sink, blocks)
 
 
 PIPELINE = PipelineSpec(

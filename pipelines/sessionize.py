@@ -18,22 +18,14 @@ import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    read_and_parse_blocks,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms.aggregate import AGGREGATED
-from transforms.aggregate_sessions import BoundedSessions
+from transforms.blocks import Batch
 from transforms.durations import parse_duration
 from transforms.fields import RequiredField
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint
-from transforms.sessions import Sessionize, SessionizeBlocks, SessionSpec, session_schema
+from transforms.sessions import Sessionize, SessionSpec, session_schema
 
 __all__ = ["PIPELINE", "SessionizeConfig", "default_dead_letter"]
 
@@ -161,27 +153,9 @@ def configure(values: dict[str, Any]) -> SessionizeConfig:
 
 def build(pipeline: beam.Pipeline, config: SessionizeConfig) -> None:
     """Adds source -> Parse -> Sessionize -> sink, with every failure dead-lettered."""
-    rows, errors = _sessionize(pipeline, config)
-    write_dead_letters(config.spine, [*errors, rows | "Write" >> config.sink])
-
-
-def _sessionize(
-    pipeline: beam.Pipeline, config: SessionizeConfig
-) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """Reads, parses and sessionizes; returns the rows and the dead letters so far.
-
-    A bounded source that reads in blocks takes the block path (`SessionizeBlocks`, the same
-    rows at a fraction of the cost); anything else `Sessionize`.
-    """
-    if BoundedSessions.supports(config.sessions.aggregate_spec()):
-        parsed = read_and_parse_blocks(pipeline, config.spine)
-        if parsed is not None:
-            blocks, parse_errors = parsed
-            rows, errors = blocks | "Sessionize" >> SessionizeBlocks(config.sessions, NAME)
-            return rows, [parse_errors, errors]
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    rows, errors = records | "Sessionize" >> Sessionize(config.sessions, NAME)
-    return rows, [parse_errors, errors]
+    with Spine(pipeline, config.spine) as spine:
+        rows = spine.apply("Sessionize", Sessionize(config.sessions, NAME), spine.read())
+        spine.write("Write", config.sink, rows | "Blocks" >> Batch())
 
 
 PIPELINE = PipelineSpec(

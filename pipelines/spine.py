@@ -1,13 +1,14 @@
-"""The spine every pipeline shares: source -> Parse -> ... -> sinks, failures -> dead letters.
+"""The spine every pipeline shares: source -> Parse -> steps -> sinks, failures -> dead letters.
 
-`SpineConfig` holds the validated endpoints and parse settings that every pipeline has;
-`read_and_parse` and `write_dead_letters` are the two ends of every pipeline's graph.
+`SpineConfig` holds the validated endpoints and parse settings that every pipeline has; a
+pipeline's ``build`` declares its steps through a `Spine`, which owns the graph's error contract:
+it collects every step's and sink's error output and writes them through the dead-letter writer,
+and it refuses a graph that leaves an error output unconsumed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -16,7 +17,12 @@ import apache_beam as beam
 
 from pipelines.options import Option, OptionError
 from pipelines.udf import UDF_OPTIONS, ApplyUdf, Udf
-from transforms.dead_letter import DEAD_LETTER_SCHEMA, CountDeadLetters
+from transforms.dead_letter_writer import (
+    DeadLetterWriter,
+    UnroutedErrors,
+    dead_letter_sink,
+    unrouted_errors,
+)
 from transforms.fields import CheckFieldBlocks, CheckFields, FieldCheck, RequiredField
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.registry import make_sink, make_source
@@ -27,12 +33,12 @@ from transforms.schema import Schema
 __all__ = [
     "PARSE_OPTIONS",
     "ParseSettings",
+    "Spine",
     "SpineConfig",
     "SpineView",
     "load_schema",
     "read_and_parse",
     "read_and_parse_blocks",
-    "write_dead_letters",
 ]
 
 BUILTIN_SCHEMAS = ("events",)
@@ -195,9 +201,7 @@ class SpineConfig:
             pipeline=pipeline,
             source=make_source(values["source"], parse.max_payload_bytes),
             sink=make_sink(values["sink"], context),
-            dead_letter=make_sink(
-                values["dead_letter"], SinkContext(pipeline, DEAD_LETTER_SCHEMA, None, True)
-            ),
+            dead_letter=dead_letter_sink(values["dead_letter"], pipeline),
             parse=parse,
             max_seconds=values["max_seconds"],
         )
@@ -315,15 +319,79 @@ def _parse(config: SpineConfig, kind: type[ParseJson]) -> ParseJson:
     )
 
 
-def write_dead_letters(config: SpineConfig, errors: Iterable[beam.PCollection | None]) -> None:
-    """Flattens every step's dead-letter dicts, counts them by reason and writes them.
+class Spine:
+    """Builds one pipeline's graph: its steps, and every error output to the dead letters.
 
-    Being the last step every pipeline adds, it then lets the source add the steps that must
-    follow every write (`Source.after_write`: a Kafka read commits its offsets there).
+    A pipeline's ``build`` declares its steps through a spine::
+
+        with Spine(pipeline, config.spine) as spine:
+            records = spine.read()
+            rows = spine.apply("Aggregate", WindowedAggregate(spec, NAME), records)
+            spine.write("Write", config.sink, rows)
+
+    A step applied with `apply` returns ``(main, errors)`` (main: what the next step takes;
+    errors: dead-letter dicts) or only a main output; the spine keeps the errors and hands back
+    the main output. `read` keeps the failures of Parse, the UDF and the field checks, `write`
+    the records a sink could not write. When the ``with`` block ends, the spine writes all of
+    them through the dead-letter writer (`transforms.dead_letter_writer.DeadLetterWriter`), lets
+    the source add what must follow every write (`Source.after_write`), and checks the finished
+    graph: as in Beam YAML, where an unconsumed error output fails construction, it raises
+    `UnroutedErrors` naming every step whose error output does not reach the dead-letter writer
+    (a sink, or a step with Beam failures, applied beside the spine; see
+    `transforms.dead_letter_writer.unrouted_errors`).
+
+    Args:
+        pipeline: the Beam pipeline.
+        config: the pipeline's endpoints and parse settings.
     """
-    outputs = [pcoll for pcoll in errors if pcoll is not None]
-    if outputs:
-        merged = tuple(outputs) | "All errors" >> beam.Flatten()
-        counted = merged | "Count dead letters" >> CountDeadLetters()
-        _ = counted | "Write dead letters" >> config.dead_letter
-    config.source.after_write()
+
+    def __init__(self, pipeline: beam.Pipeline, config: SpineConfig) -> None:
+        self._pipeline = pipeline
+        self._config = config
+        self._errors: list[beam.PCollection] = []
+
+    def __enter__(self) -> Spine:
+        return self
+
+    def __exit__(self, exc_type: Any, *unused: Any) -> None:
+        if exc_type is None:
+            self.finish()
+
+    def read(self, before_parse: beam.PTransform | None = None) -> beam.PCollection:
+        """Reads, parses and checks the input (`read_and_parse`); returns the records."""
+        records, errors = read_and_parse(self._pipeline, self._config, before_parse)
+        self._errors.append(errors)
+        return records
+
+    def apply(self, label: str, step: beam.PTransform, pcoll: Any) -> Any:
+        """Applies ``step`` to ``pcoll`` as ``label``; keeps its errors, returns its main output."""
+        outputs = pcoll | label >> step
+        if not isinstance(outputs, tuple):
+            return outputs
+        main, errors = outputs
+        self._errors.append(errors)
+        return main
+
+    def write(self, label: str, sink: Sink, blocks: beam.PCollection) -> None:
+        """Writes blocks of records through ``sink`` as ``label``; keeps what it could not write."""
+        failures = blocks | label >> sink
+        if failures is not None:
+            self._errors.append(failures)
+
+    def finish(self) -> None:
+        """Writes every kept error output as dead letters, then checks the graph.
+
+        Raises:
+            UnroutedErrors: an error output of the graph does not reach the dead-letter writer.
+        """
+        if self._errors:
+            errors = tuple(self._errors) | "All errors" >> beam.Flatten()
+            _ = errors | "Write dead letters" >> DeadLetterWriter(self._config.dead_letter)
+        self._config.source.after_write()
+        unrouted = unrouted_errors(self._pipeline)
+        if unrouted:
+            raise UnroutedErrors(
+                f"{self._config.pipeline}: error outputs that do not reach the dead-letter "
+                f"writer (their failures would be lost): {', '.join(map(repr, unrouted))}; "
+                "apply each step with Spine.apply (a sink with Spine.write)"
+            )

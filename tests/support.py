@@ -10,6 +10,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.testing.util import assert_that
 
+from transforms.blocks import Batch
+from transforms.dead_letter_writer import DeadLetterWriter
 from transforms.io.base import Sink
 from transforms.metrics import counter_totals
 
@@ -20,20 +22,31 @@ def no_dead_letters(actual: list[Any]) -> None:
 
 
 def run_sink(records: list[Any], sink: Sink, check: Any = no_dead_letters) -> dict[str, int]:
-    """Runs ``Create(records) | sink`` and returns the suite's counters.
+    """Runs ``Create(records) | Batch() | sink`` and returns the suite's counters.
 
     Args:
-        records: the elements written (`Record`s, timestamped or not).
+        records: the records written (`Record`s, timestamped or not), in blocks per window.
         sink: the sink under test.
-        check: asserted on the sink's dead letters (``no_dead_letters`` by default). A
-            dead-letter sink has no dead-letter output: ``check`` must then stay the default.
+        check: asserted on the sink's dead letters (``no_dead_letters`` by default). A sink
+            that fails the bundle instead (files) has none: ``check`` must then stay the default.
     """
     pipeline = beam.Pipeline()
-    dead_letters = pipeline | beam.Create(records, reshuffle=False) | sink
+    blocks = pipeline | beam.Create(records, reshuffle=False) | Batch()
+    dead_letters = blocks | sink
     if dead_letters is None:
-        assert check is no_dead_letters, "a dead-letter sink has no dead letters to check"
+        assert check is no_dead_letters, "the sink has no dead letters to check"
     else:
         assert_that(dead_letters, check)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return counter_totals(result.metrics())
+
+
+def write_dead_letters(letters: list[dict[str, Any]], sink: Sink) -> dict[str, int]:
+    """Writes dead-letter dicts through `DeadLetterWriter` (``sink`` built with
+    `dead_letter_context`) and returns the suite's counters; raises when one was not written."""
+    pipeline = beam.Pipeline()
+    _ = pipeline | beam.Create(letters, reshuffle=False) | DeadLetterWriter(sink)
     result = pipeline.run()
     result.wait_until_finish()
     return counter_totals(result.metrics())

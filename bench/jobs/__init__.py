@@ -12,6 +12,10 @@ from bench.jobs import (
     parse_dlq,
     redis_sink,
     session,
+    stream_cdc_apply,
+    stream_enrich,
+    stream_parse_sink,
+    stream_window_agg,
     streaming_agg,
     window_agg,
 )
@@ -29,4 +33,9 @@ JOBS: dict[str, Job] = {
     "redis_sink": redis_sink.JOB,
     "enrich": enrich.JOB,
     "bounded_memory": bounded_memory.JOB,
+    "stream_window_agg": stream_window_agg.JOB,
+    "stream_window_agg_direct": stream_window_agg.DIRECT_JOB,
+    "stream_parse_sink": stream_parse_sink.JOB,
+    "stream_cdc_apply": stream_cdc_apply.JOB,
+    "stream_enrich": stream_enrich.JOB,
 }

@@ -52,8 +52,12 @@ def run_suite(name: str, args: list[str]) -> Any:
 
 def file_args(path: Path, out: Path) -> list[str]:
     """The options of a suite run from the file ``path`` to files next to ``out``."""
-    return [f"--source=file://{path}", f"--sink=file://{out}",
-            f"--dead_letter=file://{out}-dead-letter"]  # fmt: skip
+    return [f"--source=file://{path}", *sink_args(out)]
+
+
+def sink_args(out: Path) -> list[str]:
+    """The sink and dead-letter options of a suite run writing files next to ``out``."""
+    return [f"--sink=file://{out}", f"--dead_letter=file://{out}-dead-letter"]
 
 
 # The events of `bench.data` are the generator's: the suite checks them as the baselines do.

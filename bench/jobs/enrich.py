@@ -4,9 +4,9 @@ The table (`users_file`, JSON Lines written once next to the events: ``user_id``
 ``country``, ``signup_date``; one user in a hundred has no row) is nested under each event's
 ``user`` field, ``null`` for a user without a row.
 
-Suite: the spine (`pipelines.spine.read_and_parse` with the events schema, dead letters) +
+Suite: the spine (`pipelines.spine.Spine` with the events schema, dead letters) +
 `transforms.enrich_side_input.SideInputEnrich` from ``file:///...?key={user_id}`` + the file
-sink, in blocks when the source, the enrich step and the sink take them (a file to files does).
+sink.
 ``enrich_and_alert`` is not used: it also routes every record through alert rules to an
 alert sink, which is not this job.
 """
@@ -24,17 +24,9 @@ from bench.data import events_file
 from bench.jobs.common import EVENTS_SCHEMA, Decode, Job, file_args, loops
 from pipelines.catalog import PipelineSpec
 from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import (
-    PARSE_OPTIONS,
-    ParseSettings,
-    SpineConfig,
-    SpineView,
-    read_and_parse,
-    read_and_parse_blocks,
-    write_dead_letters,
-)
+from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms.blocks import Batch
 from transforms.enrich import EnrichSettings, enrich_from_uri
-from transforms.enrich_side_input import SideInputEnrich
 from transforms.io.base import SinkContext
 from transforms.metrics import WRITTEN
 
@@ -115,12 +107,14 @@ def _enrich_naive(path: Path, out: Path) -> int:
 
 
 @dataclass(frozen=True)
-class _EnrichConfig(SpineView):
+class EnrichConfig(SpineView):
+    """The validated options of the bench's enrich pipeline: the spine and the enrich step."""
+
     spine: SpineConfig
     enrich: beam.PTransform
 
 
-def _configure(values: dict[str, Any]) -> _EnrichConfig:
+def _configure(values: dict[str, Any]) -> EnrichConfig:
     parse = ParseSettings.from_options(values)
     settings = EnrichSettings(NAME, into=INTO)
     try:
@@ -129,37 +123,13 @@ def _configure(values: dict[str, Any]) -> _EnrichConfig:
         raise OptionError(f"--reference: {error}") from None
     # The sink writes enriched records, which the events schema does not describe.
     output = SinkContext(NAME, None, parse.time_field)
-    return _EnrichConfig(SpineConfig.from_options(NAME, values, parse, output), enrich)
+    return EnrichConfig(SpineConfig.from_options(NAME, values, parse, output), enrich)
 
 
-def _build(pipeline: beam.Pipeline, config: _EnrichConfig) -> None:
-    if _build_blocks(pipeline, config):
-        return
-    records, parse_errors = read_and_parse(pipeline, config.spine)
-    enriched, enrich_errors = records | "Enrich" >> config.enrich
-    write_dead_letters(
-        config.spine, [parse_errors, enrich_errors, enriched | "Write" >> config.sink]
-    )
-
-
-def _build_blocks(pipeline: beam.Pipeline, config: _EnrichConfig) -> bool:
-    """Adds the pipeline in blocks, when the source, the enrich step and the sink take them.
-
-    Returns whether it did (a bounded file to files with a side input table does).
-    """
-    enrich = config.enrich.blocks() if isinstance(config.enrich, SideInputEnrich) else None
-    write_blocks = config.sink.blocks()
-    if enrich is None or write_blocks is None:
-        return False
-    parsed = read_and_parse_blocks(pipeline, config.spine)
-    if parsed is None:
-        return False
-    blocks, parse_errors = parsed
-    enriched, enrich_errors = blocks | "Enrich" >> enrich
-    write_dead_letters(
-        config.spine, [parse_errors, enrich_errors, enriched | "Write" >> write_blocks]
-    )
-    return True
+def _build(pipeline: beam.Pipeline, config: EnrichConfig) -> None:
+    with Spine(pipeline, config.spine) as spine:
+        enriched = spine.apply("Enrich", config.enrich, spine.read())
+        spine.write("Write", config.sink, enriched | "Blocks" >> Batch())
 
 
 SUITE = PipelineSpec(

@@ -10,14 +10,14 @@ with the suite's schema: what is measured is the write. The variants:
   sink also removes null fields, ``HDEL``, which here removes nothing).
 * ``sink_direct``: the suite's sink DoFn (`transforms.io.redis.RedisSink.write_fn`, hash mode,
   no TTL, batches of 500) driven by hand, without a runner: ``setup``, ``start_bundle``,
-  ``process`` per record, ``finish_bundle``. This is the sink's throughput per worker, without
-  Beam's per-element cost (a runner adds the same cost to any DoFn).
+  ``process`` per block of records, ``finish_bundle``. This is the sink's throughput per
+  worker, without Beam's per-element cost (a runner adds the same cost to any DoFn).
 * ``sink_direct_ttl``: the same, with ``ttl=3600``: each write is then a Lua script call (the
   write and its TTL, atomically).
 * ``naive_beam``: a Beam pipeline, file -> ``Map(decode)`` -> a DoFn with a redis-py client
   from ``setup`` and one ``HSET`` (one round trip) per element.
-* ``suite``: the same pipeline with the suite's ``RedisSink`` (hash mode, no TTL) instead; it
-  checks that the sink dead-lettered nothing.
+* ``suite``: the same pipeline with the suite's ``RedisSink`` (hash mode, no TTL) instead, the
+  records in blocks (`transforms.blocks.Batch`); it checks that the sink dead-lettered nothing.
 
 The suite's modules are imported with this one, before the harness starts its clock. Rates
 and ratios compare variants measured back to back; other processes on the machine (and
@@ -26,6 +26,7 @@ the Redis server, on the same cores) move the absolute figures.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,10 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
 from bench.data import events_file
 from bench.jobs.common import Job
+from transforms.blocks import BLOCK_SIZE, Batch, Block
 from transforms.io.base import SinkContext
 from transforms.io.registry import make_sink
+from transforms.message import Record
 from transforms.metrics import counter_totals
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6390
@@ -114,9 +117,10 @@ def _sink_direct(path: Path, out: Path, options: str = "") -> int:
     count = 0
     fn.setup()
     fn.start_bundle()
-    for event in _records(path):
-        dead_letters += fn.process(event, MIN_TIMESTAMP, window)
-        count += 1
+    events = _records(path)
+    while block := Block(Record(event) for event in itertools.islice(events, BLOCK_SIZE)):
+        dead_letters += fn.process(block, MIN_TIMESTAMP, window)
+        count += len(block)
     dead_letters += fn.finish_bundle()
     fn.teardown()
     assert not dead_letters, dead_letters[:3]
@@ -157,7 +161,8 @@ def _redis_naive(path: Path, out: Path) -> int:
 def _redis_suite(path: Path, out: Path) -> int:
     """File -> decode -> the suite's RedisSink; checks that it dead-lettered nothing."""
     pipeline = beam.Pipeline()
-    assert_that(_read(pipeline, path) | _sink(out), equal_to([]))
+    records = _read(pipeline, path) | "Records" >> beam.Map(Record)
+    assert_that(records | Batch() | _sink(out), equal_to([]))
     result = pipeline.run()
     result.wait_until_finish()
     return counter_totals(result.metrics()).get("written", 0)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 import msgspec
@@ -98,10 +100,11 @@ def _run_streaming(path: Path, out: Path, job: beam.PTransform) -> int:
 
 
 @beam.ptransform_fn
-def _naive(lines: beam.PCollection) -> beam.PCollection:
+def _naive(lines: beam.PCollection, decode: Callable[[Any], Any] = json.loads) -> beam.PCollection:
+    """Lines (or what ``decode`` takes) -> decode -> window_agg's rows, as a user writes it."""
     return (
         lines
-        | beam.Map(json.loads)
+        | beam.Map(decode)
         | beam.Map(lambda e: TimestampedValue(e, parse_timestamp(e["ts"])))
         | beam.WindowInto(FixedWindows(WINDOW))
         | beam.Map(lambda e: (e["user_id"], e["latency_ms"]))

@@ -1,14 +1,16 @@
 """What every source and sink is: a PTransform built from an endpoint URI.
 
-A `Source` turns a pipeline's beginning into `Message`s; a `Sink` takes `Record`s and returns
-the records it could not write as dead-letter dicts (or ``None`` when it has no such output and
-fails the bundle instead, as a dead-letter sink must).
+A `Source` turns a pipeline's beginning into `Message`s; a `Sink` takes `Block`s of `Record`s
+and returns the records it could not write as dead-letter dicts, one per record (or ``None``
+when it has no such output and fails the bundle instead). A sink does not know whether it writes
+dead letters: `transforms.dead_letter_writer` wraps an ordinary sink for that.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import apache_beam as beam
 
@@ -72,8 +74,8 @@ class Source(beam.PTransform):
     def after_write(self) -> None:
         """Adds the steps that must follow every write of the pipeline; by default none.
 
-        Called once the graph is complete (by `pipelines.spine.write_dead_letters`), after the
-        source was applied. A Kafka read commits its offsets here, after the sinks finished.
+        Called once the graph is complete (by `pipelines.spine.Spine`, after the dead-letter
+        writer). A Kafka read commits its offsets here, after the sinks finished.
         """
 
 
@@ -86,24 +88,28 @@ class SinkContext:
         schema: the schema of the records written, when declared (tables are created from it).
         event_time_field: the record field holding the event time, when there is one (tables
             are partitioned by day on it unless the URI says otherwise).
-        dead_letter: the sink writes dead-letter records: failures raise instead of being
-            dead-lettered again, and nothing is counted as written.
         counter: the counter of what the sink writes: ``written`` for a pipeline's main sink,
-            another name for a side output (``written_counts``...), so that the balance
-            ``read = written + dead_lettered + dropped`` counts each input record once.
+            another name for a side output (``written_counts``...) or for the dead letters, so
+            that the balance ``read = written + dead_lettered + dropped`` counts each input
+            record once.
+        shrink: how a record's data too large for a sink's requests is made smaller (the
+            dead-letter writer cuts the payload, `transforms.dead_letter.truncate_payload`);
+            ``None``: such a record is dead-lettered.
     """
 
     pipeline: str
     schema: Schema | None = None
     event_time_field: str | None = None
-    dead_letter: bool = False
     counter: str = WRITTEN
+    shrink: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 class Sink(beam.PTransform):
     """A sink of `Record`s named by an endpoint URI.
 
-    ``expand`` returns the dead-letter dicts of the records it could not write, or ``None``.
+    ``expand`` takes `Block`s of `Record`s and returns the dead-letter dicts (step ``sink``)
+    of the records it could not write, one element each, in the window of the record's block;
+    or ``None`` for a sink that fails the bundle when a write fails (files, stdout, console).
     """
 
     runners: ClassVar[frozenset[str]] = ALL_RUNNERS
@@ -120,11 +126,3 @@ class Sink(beam.PTransform):
 
     def default_label(self) -> str:
         return f"Write {self.endpoint.scheme}"
-
-    def blocks(self) -> beam.PTransform | None:
-        """Returns a write of blocks (lists) of `Record`s, or None when the sink has none.
-
-        The write takes the same records as the sink, a block per element, for bounded fast
-        paths, and returns what the sink returns.
-        """
-        return None

@@ -1,10 +1,16 @@
-"""What every batching sink shares: buffered elements, batches, dead-letter output.
+"""What every batching sink shares: buffered records, batches, dead-letter output.
 
-A sink DoFn buffers each input `Record` as a `Pending` (the record, what the sink will send for
-it, and the window and timestamp it arrived in), writes the buffer in batches (each sent with
-the sink's `transforms.io.retry.RetryPolicy`), and emits the records it could not write with
-`dead_letter`, each in its own window and at its own timestamp so that windowed dead-letter
-steps downstream see them where they belong.
+A sink DoFn takes `Block`s of `Record`s and buffers each record as a `Pending` (the record, what
+the sink will send for it, and the window and timestamp of its block), writes the buffer in
+batches (each sent with the sink's `transforms.io.retry.RetryPolicy`), and emits the records it
+could not write with `dead_letter`, one dead-letter dict each.
+
+Windows and times: a block holds the records of one window (`transforms.blocks.Batch` collects
+per window), so each dead letter goes out in its record's window, and downstream windowed steps
+(a file dead-letter sink names its files by window) see it where it belongs. Its element
+timestamp is the block's, the oldest of the block's records (so it is never later than its
+record was), while the record's own event time, `Record.event_time`, is what the dead letter
+states as ``event_timestamp``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import apache_beam as beam
 from apache_beam.transforms.window import BoundedWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.dead_letter import error_record
@@ -39,8 +45,8 @@ class Pending(Generic[T]):
     Attributes:
         record: the record as it came in (its origin message is what gets dead-lettered).
         item: what the sink sends for the record, e.g. a BigQuery JSON row or a Redis command.
-        timestamp: the element's timestamp.
-        window: the element's window.
+        timestamp: the timestamp of the record's block.
+        window: the window of the record's block.
 
     """
 
@@ -70,11 +76,11 @@ def dead_letter(
         stacktrace: the formatted traceback, if any.
 
     Returns:
-        A `WindowedValue` of the dead-letter dict (see `transforms.dead_letter`, step ``sink``)
-        at the record's timestamp and in its window, for a DoFn to yield.
+        A `WindowedValue` of the dead-letter dict (see `transforms.dead_letter`, step ``sink``,
+        ``event_timestamp`` the record's event time) in the window and at the timestamp of the
+        record's block, for a DoFn to yield.
 
     """
-    timestamp = pending.timestamp
     record = error_record(
         pending.record,
         pipeline=pipeline,
@@ -83,18 +89,18 @@ def dead_letter(
         error_type=error_type,
         error_message=message,
         stacktrace=stacktrace,
-        event_timestamp=None if timestamp <= MIN_TIMESTAMP else float(timestamp),
+        event_timestamp=pending.record.event_time,
     )
-    return WindowedValue(record, timestamp, (pending.window,))
+    return WindowedValue(record, pending.timestamp, (pending.window,))
 
 
 class BatchingFn(beam.DoFn, Generic[T]):
     """A DoFn that buffers the `Pending` items of a bundle and sends them in batches.
 
-    A subclass's ``process`` hands each item to `add`; `send` sends one batch and yields its
-    outputs. A batch is sent when it holds ``batch_size`` items, when the next item would take
-    it past ``max_batch_bytes`` (sizes from `item_bytes`; no limit by default), and at the end
-    of the bundle.
+    A subclass's ``process`` hands an item per record to `add`; `send` sends one batch and yields
+    its outputs. A batch is sent when it holds ``batch_size`` items, when the next item would take
+    it past ``max_batch_bytes`` (sizes from `item_bytes`; no limit by default), and at the end of
+    the bundle.
     """
 
     max_batch_bytes: int | None = None

@@ -18,7 +18,8 @@ URI::
 * ``cluster``: up to four comma-separated fields of the schema to cluster the created table by.
 * ``batch_size``: the most rows per insert request (default 500). A request is also cut before
   it would pass 9 MB of JSON (BigQuery refuses requests over 10 MB); a single row that alone
-  would pass it is dead-lettered with reason ``row_too_large``, its payload truncated.
+  would pass it is dead-lettered with reason ``row_too_large``, its payload truncated (a sink
+  of dead letters cuts such a row's payload instead, `transforms.io.base.SinkContext.shrink`).
 * ``attempts``: ``forever`` (default) sends a request that failed as a whole with a transient
   error (5xx, 429, connection lost) again, with exponential backoff and jitter, until BigQuery
   is back, holding the stream; a number N gives up after N sends (see `transforms.io.retry`).
@@ -37,7 +38,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -46,7 +47,6 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 
-from transforms.dead_letter import DEAD_LETTER_SCHEMA, truncate_payload
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
 from transforms.io.batching import (
@@ -188,8 +188,9 @@ class InsertTarget:
     batch_size: int
     retry: RetryPolicy
     pipeline: str
-    dead_letter: bool
     counter: str
+    # How a row too large for a request is made smaller (`SinkContext.shrink`), if it can be.
+    shrink: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # When set, each insert request that wrote rows is followed by an output, under this tag,
     # of ``(table, rows written)``: a signal for steps that must run after the rows landed.
     inserted_tag: str | None = None
@@ -213,7 +214,7 @@ def _json_row(record: Record) -> _Row:
 
 
 class InsertRowsFn(BatchingFn[_Row]):
-    """Inserts `Record`s in batches; outputs windowed dead-letter dicts of the rejected ones.
+    """Inserts blocks of `Record`s in batches; outputs windowed dead-letter dicts of rejects.
 
     With ``inserted_tag``, also outputs ``(table, rows written)`` under that tag per request.
     """
@@ -250,39 +251,34 @@ class InsertRowsFn(BatchingFn[_Row]):
 
     def process(
         self,
-        record: Record | dict[str, Any],
+        block: list[Record],
         timestamp=beam.DoFn.TimestampParam,
         window=beam.DoFn.WindowParam,
     ) -> Iterator[WindowedValue | TaggedOutput]:
-        if not isinstance(record, Record):
-            record = Record(record)
+        for record in block:
+            yield from self._add(record, timestamp, window)
+
+    def _add(self, record: Record, timestamp: Any, window: Any) -> Iterator[Any]:
+        """Buffers one record's row, or yields its dead letter when it cannot be sent."""
         try:
             item = _json_row(record)
         except SinkRejected as error:  # a value insertAll cannot take: this record only
-            if self._target.dead_letter:
-                raise SinkRejected(f"{self._target.table}: dead-letter row: {error}") from None
             pending = Pending(record, _Row({}, "", 0), timestamp, window)
             yield self._dead_letter(pending, error.reason, type(error).__name__, str(error))
             return
-        if item.size > self._target.max_request_bytes and self._target.dead_letter:
-            # A dead-letter row carries a prefix of a payload too large to insert.
-            record = Record(truncate_payload(record.data))
+        shrink = self._target.shrink
+        if item.size > self._target.max_request_bytes and shrink is not None:
+            record = record._replace(data=shrink(record.data))
             item = _json_row(record)
         pending = Pending(record, item, timestamp, window)
         if item.size > self._target.max_request_bytes:
-            yield self._too_large(pending)
+            message = (
+                f"{self._target.table}: the row takes {item.size} bytes of JSON, more than "
+                f"the {self._target.max_request_bytes} an insert request may hold"
+            )
+            yield self._dead_letter(pending, ROW_TOO_LARGE, "RowTooLarge", message)
             return
         yield from self.add(pending)
-
-    def _too_large(self, pending: Pending[_Row]) -> WindowedValue:
-        """The dead letter of a row larger than an insert request may be."""
-        message = (
-            f"{self._target.table}: the row takes {pending.item.size} bytes of JSON, more than "
-            f"the {self._target.max_request_bytes} an insert request may hold"
-        )
-        if self._target.dead_letter:
-            raise SinkRejected(message)
-        return self._dead_letter(pending, ROW_TOO_LARGE, "RowTooLarge", message)
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
@@ -310,7 +306,7 @@ class InsertRowsFn(BatchingFn[_Row]):
         try:
             results = self._insert(batch)
         except Exception as error:
-            if target.dead_letter or not is_transient(error):
+            if not is_transient(error):
                 raise
             message = target.retry.gave_up(target.table, error)
             for pending in batch:
@@ -319,14 +315,7 @@ class InsertRowsFn(BatchingFn[_Row]):
         rejected: dict[int, list[dict[str, Any]]] = {}
         for result in results:
             rejected.setdefault(result["index"], []).extend(result.get("errors", ()))
-        if target.dead_letter and rejected:
-            index, errors = min(rejected.items())
-            raise SinkRejected(
-                f"{target.table}: BigQuery rejected {len(rejected)} of {len(batch)} dead-letter "
-                f"rows; row {index}: {_row_error_text(errors)}"
-            )
-        if not target.dead_letter:
-            self._written.inc(len(batch) - len(rejected))
+        self._written.inc(len(batch) - len(rejected))
         for index, errors in sorted(rejected.items()):
             yield self._dead_letter(
                 batch[index], SinkRejected.reason, SinkRejected.__name__, _row_error_text(errors)
@@ -356,13 +345,11 @@ def table_location(endpoint: Endpoint) -> str:
 
 
 class BigQuerySink(Sink):
-    """Writes `Record`s (``record.data`` is the row dict; a plain dict is taken as the row).
+    """Writes blocks of `Record`s (``record.data`` is the row dict).
 
     ``expand`` returns the dead-letter dicts of the rows BigQuery did not take (reasons
-    ``sink_rejected``, ``sink_unavailable`` and ``row_too_large``), each in its record's window
-    and timestamp.
-    As a dead-letter sink (``context.dead_letter``) it writes `DEAD_LETTER_SCHEMA` rows, raises
-    on any failure instead, does not count written rows, and returns ``None``.
+    ``sink_rejected``, ``sink_unavailable`` and ``row_too_large``; a row too large is first
+    made smaller with ``context.shrink`` when set), each in its record's window.
 
     Raises:
         EndpointError: from the constructor, for a URI that cannot work: a table not named
@@ -387,7 +374,7 @@ class BigQuerySink(Sink):
         self.emulator = endpoint.params.get("endpoint") or None
         if self.emulator is not None and not self.emulator.startswith(("http://", "https://")):
             raise EndpointError(f"{endpoint}: endpoint must be an http:// or https:// URL")
-        self.schema = DEAD_LETTER_SCHEMA if context.dead_letter else context.schema
+        self.schema = context.schema
         self.create = endpoint.params.get("create", "if_needed")
         if self.create not in _CREATE_MODES:
             raise EndpointError(f"{endpoint}: create must be one of {list(_CREATE_MODES)}")
@@ -473,7 +460,7 @@ class BigQuerySink(Sink):
                     f"{list(self.schema.names)}"
                 )
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection | None:
+    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
         project = self.table.split(".", 1)[0]
         target = InsertTarget(
             table=self.table,
@@ -486,8 +473,7 @@ class BigQuerySink(Sink):
             batch_size=self.batch_size,
             retry=self.retry,
             pipeline=self.context.pipeline,
-            dead_letter=self.context.dead_letter,
             counter=self.context.counter,
+            shrink=self.context.shrink,
         )
-        rejected = records | "Insert" >> beam.ParDo(InsertRowsFn(target))
-        return None if self.context.dead_letter else rejected
+        return blocks | "Insert" >> beam.ParDo(InsertRowsFn(target))

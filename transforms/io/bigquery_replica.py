@@ -78,6 +78,8 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import bigquery
 
+from transforms.blocks import Block
+from transforms.cdc.apply import CHANGE_SCHEMA
 from transforms.cdc.change import Change, key_text, sequence_key
 from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
@@ -257,7 +259,7 @@ class _Replica:
 
 
 class _StageFn(beam.DoFn):
-    """Turns change `Record`s into staging-row `Record`s, tagged by their replica table.
+    """Turns blocks of change `Record`s into blocks of staging rows, tagged by replica table.
 
     The main output is the dead-letter dicts of records that are not changes of a replicated
     table.
@@ -269,29 +271,31 @@ class _StageFn(beam.DoFn):
 
     def process(
         self,
-        record: Record | dict[str, Any],
+        block: list[Record],
         timestamp=beam.DoFn.TimestampParam,
         window=beam.DoFn.WindowParam,
     ) -> Iterator[WindowedValue | TaggedOutput]:
-        if not isinstance(record, Record):
-            record = Record(record)
-        try:
-            change = Change.from_dict(record.data)
-        except (KeyError, TypeError, ValueError) as error:
-            yield self._rejected(record, timestamp, window, f"not a CDC change: {error!r}")
-            return
-        name = self._names.get(change.table)
-        if name is None:
-            yield self._rejected(
-                record,
-                timestamp,
-                window,
-                f"table {change.table!r} is not replicated; add it to tables= (replicated: "
-                f"{sorted(self._names)})",
-            )
-            return
-        staged = Record(staging_row(change, time.time()), record.origin)
-        yield TaggedOutput(_stage_tag(name), staged)
+        staged: dict[str, Block] = {}
+        for record in block:
+            try:
+                change = Change.from_dict(record.data)
+            except (KeyError, TypeError, ValueError) as error:
+                yield self._rejected(record, timestamp, window, f"not a CDC change: {error!r}")
+                continue
+            name = self._names.get(change.table)
+            if name is None:
+                yield self._rejected(
+                    record,
+                    timestamp,
+                    window,
+                    f"table {change.table!r} is not replicated; add it to tables= (replicated: "
+                    f"{sorted(self._names)})",
+                )
+                continue
+            row = Record(staging_row(change, time.time()), record.origin, record.event_time)
+            staged.setdefault(name, Block()).append(row)
+        for name, rows in staged.items():
+            yield TaggedOutput(_stage_tag(name), rows)
 
     def _rejected(self, record: Record, timestamp: Any, window: Any, message: str) -> WindowedValue:
         return dead_letter(
@@ -361,7 +365,7 @@ class _MergeFn(beam.DoFn):
 
 
 class BigQueryReplicaSink(Sink):
-    """Keeps BigQuery replica tables of CDC changes (`Record`s of `Change.to_dict()` data).
+    """Keeps BigQuery replica tables of CDC changes (blocks of `Record`s of `Change.to_dict()`).
 
     ``expand`` returns the dead-letter dicts of the changes that were not staged (reasons
     ``sink_rejected`` and ``sink_unavailable``), each in its record's window and timestamp.
@@ -373,16 +377,18 @@ class BigQueryReplicaSink(Sink):
     Raises:
         EndpointError: from the constructor, for a URI that cannot work: a dataset not named
             ``PROJECT:DATASET``, no or duplicate ``tables``, source tables whose replica names
-            collide, unknown parameters, a bad duration or number, or use as a dead-letter sink.
+            collide, unknown parameters, a bad duration or number, or records of a schema
+            that is not the change records' (`transforms.cdc.apply.CHANGE_SCHEMA`).
     """
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__(endpoint, context)
         endpoint.check_params(_PARAMS)
-        if context.dead_letter:
+        if context.schema is not None and context.schema != CHANGE_SCHEMA:
             raise EndpointError(
-                f"{endpoint}: bigquery-replica:// keeps CDC replicas; write dead letters to a "
-                "bigquery:// table"
+                f"{endpoint}: bigquery-replica:// keeps CDC replicas of change records, not "
+                f"records of fields {list(context.schema.names)}: write those to a bigquery:// "
+                "table"
             )
         if endpoint.username or endpoint.password:
             raise EndpointError(f"{endpoint}: credentials do not belong in a BigQuery URI")
@@ -444,14 +450,14 @@ class BigQueryReplicaSink(Sink):
         """The replicated source tables and their replica tables, ``project.dataset.table``."""
         return {source: self.replica.table(name) for source, name in self.replica.tables}
 
-    def _merge_window(self, records: beam.PCollection) -> beam.PTransform:
+    def _merge_window(self, blocks: beam.PCollection) -> beam.PTransform:
         """Returns the windowing of the merge signals.
 
         Bounded input has no processing-time clock: the global window fires once, at the end.
         Unbounded input merges each table at most every ``merge_every`` while changes arrive,
         and once more when the window closes (a drain).
         """
-        if records.is_bounded:
+        if blocks.is_bounded:
             return beam.WindowInto(window.GlobalWindows())
         return beam.WindowInto(
             window.GlobalWindows(),
@@ -459,10 +465,10 @@ class BigQueryReplicaSink(Sink):
             accumulation_mode=trigger.AccumulationMode.DISCARDING,
         )
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
+    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
         replica = self.replica
         names = [name for _, name in replica.tables]
-        staged = records | "Stage" >> beam.ParDo(_StageFn(replica)).with_outputs(
+        staged = blocks | "Stage" >> beam.ParDo(_StageFn(replica)).with_outputs(
             *map(_stage_tag, names), main=_REJECTED
         )
         dead_letters = [staged[_REJECTED]]
@@ -479,7 +485,6 @@ class BigQueryReplicaSink(Sink):
                 batch_size=self.batch_size,
                 retry=replica.retry,
                 pipeline=replica.pipeline,
-                dead_letter=False,
                 counter=self.context.counter,
                 inserted_tag=_INSERTED,
             )
@@ -491,7 +496,7 @@ class BigQueryReplicaSink(Sink):
         _ = (
             inserted
             | "Inserted" >> beam.Flatten()
-            | "Merge window" >> self._merge_window(records)
+            | "Merge window" >> self._merge_window(blocks)
             | "Per table" >> beam.CombinePerKey(sum)
             | "Merge" >> beam.ParDo(_MergeFn(replica))
         )

@@ -7,16 +7,16 @@ ending in ``.gz``, ``.bz2``, ``.zst``, ``.deflate``, ``.xz`` or ``.lzma`` are de
 ``max_payload_bytes`` is never held whole, it comes out as its first 64 KiB with its size and
 SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
 
-Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes records (bytes as base64 in
-JSON Lines) into files in that folder. Unbounded input is written bundle by bundle, whatever the
-records' event times (a record behind the watermark is still written, never dropped as late):
-each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``, written under a
-hidden temporary name, flushed to disk (``fsync``) and renamed into place before the bundle
-ends, so a source position committed after the bundle never covers records that a kill could
-still lose, and no reader ever sees half a file. A write that fails with an error that may go
-away (disk full, I/O error, stale network mount) is tried again as a sink outage
-(`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails:
-a file sink has nothing to dead-letter to).
+Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes blocks of records (bytes as
+base64 in JSON Lines) into files in that folder. Unbounded input is written bundle by bundle,
+whatever the records' event times (a record behind the watermark is still written, never dropped as
+late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``, written under
+a hidden temporary name, flushed to disk (``fsync``) and renamed into place before the bundle ends,
+so a source position committed after the bundle never covers records that a kill could still lose,
+and no reader ever sees half a file. A write that fails with an error that may go away (disk full,
+I/O error, stale network mount) is tried again as a sink outage (`transforms.io.retry`,
+``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a file sink has nothing to
+dead-letter to).
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ def _transient_write(error: BaseException) -> bool:
 
 
 class _WriteBundleFiles(beam.DoFn):
-    """Writes each bundle's records (or blocks of them) durably to a file of their own.
+    """Writes each bundle's blocks of records durably to a file of their own.
 
     The file is written under a hidden temporary name, flushed to disk, renamed into place and
     the folder flushed, all in ``finish_bundle``: when the bundle is done, its records are on
@@ -319,23 +319,18 @@ class _WriteBundleFiles(beam.DoFn):
         suffix: str,
         sink: fileio.FileSink,
         retry: RetryPolicy,
-        blocks: bool,
     ) -> None:
         self._folder = folder
         self._prefix = prefix
         self._suffix = suffix
         self._sink = sink
         self._retry = retry
-        self._blocks = blocks
 
     def start_bundle(self) -> None:
         self._rows: list[dict[str, Any]] = []
 
-    def process(self, element: Any) -> None:
-        if self._blocks:
-            self._rows.extend(_data(record) for record in element)
-        else:
-            self._rows.append(_data(element))
+    def process(self, block: list[Record]) -> None:
+        self._rows.extend(record.data for record in block)
 
     def _write(self, name: str) -> None:
         temporary = os.path.join(self._folder, f".{name}.tmp")
@@ -381,7 +376,7 @@ class FileSink(Sink):
             raise EndpointError(f"{endpoint}: use file:///absolute/folder")
         self.prefix = endpoint.params.get("prefix", "part")
         self.retry = RetryPolicy.from_endpoint(endpoint)
-        if self.format == "parquet" and context.schema is None and not context.dead_letter:
+        if self.format == "parquet" and context.schema is None:
             raise EndpointError(
                 f"{endpoint}: format=parquet needs the records' schema to give every file the "
                 "same columns: pass --schema (a BigQuery or JSON Schema file), or write "
@@ -389,56 +384,38 @@ class FileSink(Sink):
             )
 
     def _file_sink(self, destination: Any) -> fileio.FileSink:
-        if self.format == "parquet":
-            return ParquetFileSink(self.context.schema if not self.context.dead_letter else None)
-        return JsonLinesFileSink()
+        return _BlockSink(self._records())
 
-    def _block_sink(self, destination: Any) -> fileio.FileSink:
-        return _BlockSink(self._file_sink(destination))
-
-    def expand(self, records: beam.PCollection) -> None:
-        return self._write(records, blocks=False)
-
-    def blocks(self) -> beam.PTransform:
-        """Writes blocks (lists) of `Record`s into the same files, as `expand` writes records."""
-        return beam.ptransform_fn(self._write)(blocks=True)
-
-    def _write(self, records: beam.PCollection, blocks: bool) -> None:
+    def expand(self, blocks: beam.PCollection) -> None:
+        """Writes blocks (lists) of `Record`s; returns None (a failed write fails the bundle)."""
         os.makedirs(self.folder, exist_ok=True)
-        if not records.is_bounded:
-            _ = records | "Files" >> beam.ParDo(
-                _WriteBundleFiles(
-                    self.folder,
-                    self.prefix,
-                    _FORMATS[self.format],
-                    self._file_sink(None),
-                    self.retry,
-                    blocks,
-                )
-            )
+        suffix = _FORMATS[self.format]
+        if not blocks.is_bounded:
+            files = _WriteBundleFiles(self.folder, self.prefix, suffix, self._records(), self.retry)
+            _ = blocks | "Files" >> beam.ParDo(files)
         else:
-            data = beam.Map(_block_data).with_output_types(Block) if blocks else beam.Map(_data)
             _ = (
-                records
-                | "Data" >> data
+                blocks
+                | "Data" >> beam.Map(_block_data).with_output_types(Block)
                 | "Files"
                 >> fileio.WriteToFiles(
                     self.folder,
-                    file_naming=_file_naming(self.prefix, _FORMATS[self.format]),
-                    sink=self._block_sink if blocks else self._file_sink,
+                    file_naming=_file_naming(self.prefix, suffix),
+                    sink=self._file_sink,
                 )
             )
-        if not self.context.dead_letter:
-            _ = records | "Count" >> Count(self.context.counter, blocks=blocks)
+        _ = blocks | "Count" >> Count(self.context.counter, blocks=True)
         return None
 
+    def _records(self) -> fileio.FileSink:
+        """The writer of single record dicts in the sink's format."""
+        if self.format == "parquet":
+            return ParquetFileSink(self.context.schema)
+        return JsonLinesFileSink()
 
-def _data(record: Record | dict[str, Any]) -> dict[str, Any]:
-    return record.data if isinstance(record, Record) else record
 
-
-def _block_data(block: list[Record | dict[str, Any]]) -> Block:
-    return Block([_data(record) for record in block])
+def _block_data(block: list[Record]) -> Block:
+    return Block([record.data for record in block])
 
 
 class _BlockSink(fileio.FileSink):

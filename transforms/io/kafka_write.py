@@ -61,7 +61,7 @@ _REJECTED_CODES = frozenset(
 
 
 class KafkaWriteError(RuntimeError):
-    """Records a dead-letter sink could not write (they cannot be dead-lettered again)."""
+    """The topic cannot be written (missing, or brokers unreachable when it was looked up)."""
 
 
 class _NotDelivered(RuntimeError):
@@ -99,12 +99,11 @@ class _Target:
     retry: RetryPolicy
     max_message_bytes: int
     pipeline: str
-    dead_letter: bool
     counter: str
 
 
 class _ProduceFn(beam.DoFn):
-    """Produces `Record`s; emits, from ``finish_bundle``, the dead-letter dicts of failures."""
+    """Produces blocks of `Record`s; emits, from ``finish_bundle``, the dead letters of failures."""
 
     def __init__(self, target: _Target) -> None:
         self._target = target
@@ -188,15 +187,14 @@ class _ProduceFn(beam.DoFn):
 
     def process(
         self,
-        record: Record | dict[str, Any],
+        block: list[Record],
         timestamp: Any = beam.DoFn.TimestampParam,
         window: Any = beam.DoFn.WindowParam,
     ) -> None:
-        if not isinstance(record, Record):
-            record = Record(record)
-        pending = Pending(record, _Delivery(), timestamp, window)
-        self._pending.append(pending)
-        self._send(pending)
+        for record in block:
+            pending = Pending(record, _Delivery(), timestamp, window)
+            self._pending.append(pending)
+            self._send(pending)
 
     def _settle(
         self, pending: list[Pending[_Delivery]], failed: list[Pending[_Delivery]], again: bool
@@ -222,8 +220,7 @@ class _ProduceFn(beam.DoFn):
         for item in pending:
             error = item.item.error
             if item.item.reported and error is None:
-                if not target.dead_letter:
-                    self._written.inc()
+                self._written.inc()
             elif _is_rejected(error) or isinstance(error, KafkaWriteError):
                 failed.append(item)
             else:
@@ -248,11 +245,6 @@ class _ProduceFn(beam.DoFn):
             target.retry.call(settle, lambda error: isinstance(error, _NotDelivered), where)
         except _NotDelivered:
             failed += pending
-        if failed and target.dead_letter:
-            raise KafkaWriteError(
-                f"{len(failed)} dead-letter record(s) not written to {where}: "
-                f"{self._describe(failed[0].item)}"
-            )
         for failure in failed:
             error = failure.item.error
             yield dead_letter(
@@ -280,17 +272,15 @@ class _ProduceFn(beam.DoFn):
 
 
 class KafkaSink(Sink):
-    """Writes `Record`s to a Kafka topic as JSON; returns the dead-letter dicts of failures.
+    """Writes blocks of `Record`s to a Kafka topic as JSON; returns dead letters of failures.
 
-    Input elements are `Record`s (a plain dict is taken as the record's data). The output holds
+    Input elements are blocks of `Record`s. The output holds
     one dead-letter dict (see `transforms.dead_letter`) per record that was not written, step
-    ``sink``, in the record's window and at its timestamp: reason ``sink_rejected`` when the
+    ``sink``, in the record's window: reason ``sink_rejected`` when the
     record itself was refused (larger than ``max_message_bytes`` or the broker's limit, not
     encodable as JSON), ``sink_unavailable`` otherwise (topic missing; brokers unreachable or not
     confirmed within ``timeout`` with ``attempts=N`` only, since by default those are produced
-    again until they are delivered). Delivered records are counted in ``context.counter``. A
-    dead-letter sink (``context.dead_letter``) raises `KafkaWriteError` instead and returns
-    ``None``.
+    again until they are delivered). Delivered records are counted in ``context.counter``.
 
     Args:
         endpoint: ``kafka://HOST:PORT[,HOST:PORT...]/TOPIC`` with optional ``key``,
@@ -319,7 +309,6 @@ class KafkaSink(Sink):
             retry=RetryPolicy.from_endpoint(endpoint),
             max_message_bytes=self._max_message_bytes(endpoint),
             pipeline=context.pipeline,
-            dead_letter=context.dead_letter,
             counter=context.counter,
         )
 
@@ -338,7 +327,6 @@ class KafkaSink(Sink):
         """The topic written to."""
         return self._target.connection.topic
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection | None:
-        """Produce the records; return the dead-letter dicts of failures, or ``None``."""
-        failures = records | "Produce" >> beam.ParDo(_ProduceFn(self._target))
-        return None if self.context.dead_letter else failures
+    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
+        """Produce the blocks' records; return the dead-letter dicts of failures."""
+        return blocks | "Produce" >> beam.ParDo(_ProduceFn(self._target))

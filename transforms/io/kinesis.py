@@ -706,7 +706,6 @@ class _Writer:
     retry: RetryPolicy
     batch_size: int
     pipeline: str
-    dead_letter: bool
     counter: str
 
     def entry(self, data: dict[str, Any], encoder: msgspec.json.Encoder) -> dict[str, Any]:
@@ -755,7 +754,7 @@ def _transient_call(error: BaseException) -> bool:
 
 
 class _PutFn(BatchingFn[dict[str, Any]]):
-    """Writes `Record`s with ``PutRecords``; outputs windowed dead-letter dicts of failures."""
+    """Writes blocks of `Record`s with ``PutRecords``; outputs dead letters of failures."""
 
     max_batch_bytes = MAX_BATCH_BYTES
 
@@ -777,23 +776,25 @@ class _PutFn(BatchingFn[dict[str, Any]]):
 
     def process(
         self,
-        record: Record | dict[str, Any],
+        block: list[Record],
         timestamp: Any = beam.DoFn.TimestampParam,
         window: Any = beam.DoFn.WindowParam,
     ) -> Iterator[WindowedValue]:
-        if not isinstance(record, Record):
-            record = Record(record)
-        try:
-            entry = self._writer.entry(record.data, self._encoder)
-        except (ValueError, TypeError, msgspec.EncodeError) as error:  # SinkRejected included
-            rejected = (
-                error
-                if isinstance(error, SinkRejected)
-                else SinkRejected(f"the record cannot be encoded: {type(error).__name__}: {error}")
-            )
-            yield from self._fail([Pending(record, {}, timestamp, window)], rejected, rejected=True)
-            return
-        yield from self.add(Pending(record, entry, timestamp, window))
+        for record in block:
+            try:
+                entry = self._writer.entry(record.data, self._encoder)
+            except (ValueError, TypeError, msgspec.EncodeError) as error:  # SinkRejected too
+                rejected = (
+                    error
+                    if isinstance(error, SinkRejected)
+                    else SinkRejected(
+                        f"the record cannot be encoded: {type(error).__name__}: {error}"
+                    )
+                )
+                pending: Pending[dict[str, Any]] = Pending(record, {}, timestamp, window)
+                yield from self._fail([pending], rejected, rejected=True)
+                continue
+            yield from self.add(Pending(record, entry, timestamp, window))
 
     def _put(self, batch: list[Pending[dict[str, Any]]]) -> list[dict[str, Any]]:
         """Sends one ``PutRecords`` call; returns the per-record results, in order."""
@@ -815,7 +816,7 @@ class _PutFn(BatchingFn[dict[str, Any]]):
             for pending, result in zip(remaining, self._put(remaining), strict=True):
                 code = result.get("ErrorCode")
                 if code is None:
-                    self._count(1)
+                    self._written.inc()
                 elif code in _TRANSIENT_CODES:
                     retry.append(pending)
                     last = f"{code}: {result.get('ErrorMessage', '')}"
@@ -836,17 +837,11 @@ class _PutFn(BatchingFn[dict[str, Any]]):
         for pending, failure in rejected:
             yield from self._fail([pending], failure, rejected=True)
 
-    def _count(self, n: int) -> None:
-        if not self._writer.dead_letter:
-            self._written.inc(n)
-
     def _fail(
         self, batch: list[Pending[Any]], error: Exception, rejected: bool
     ) -> Iterator[WindowedValue]:
         writer = self._writer
         message = f"{writer.target.where}: {error}"
-        if writer.dead_letter:
-            raise SinkRejected(f"{len(batch)} dead-letter record(s) not written: {message}")
         for pending in batch:
             yield dead_letter(
                 pending,
@@ -858,12 +853,11 @@ class _PutFn(BatchingFn[dict[str, Any]]):
 
 
 class KinesisSink(Sink):
-    """Writes `Record`s to a Kinesis stream as JSON (a plain dict is taken as a record's data).
+    """Writes blocks of `Record`s to a Kinesis stream as JSON.
 
     ``expand`` returns the dead-letter dicts (see `transforms.dead_letter`) of the records that
     were not written, reasons ``sink_rejected`` and ``sink_unavailable``, each in its record's
-    window and at its timestamp. As a dead-letter sink (``context.dead_letter``) it raises on
-    any failure instead, counts nothing, and returns ``None``.
+    window.
 
     Args:
         endpoint: a ``kinesis://STREAM`` URI with the sink parameters of this module.
@@ -882,7 +876,7 @@ class KinesisSink(Sink):
         if partition_key == "":
             raise EndpointError(f"{endpoint}: partition_key is empty; name a field or leave it out")
         schema = context.schema
-        if partition_key is not None and schema is not None and not context.dead_letter:
+        if partition_key is not None and schema is not None:
             if partition_key not in schema:
                 raise EndpointError(
                     f"{endpoint}: partition_key {partition_key!r} is not in the records' schema; "
@@ -898,11 +892,9 @@ class KinesisSink(Sink):
             retry=RetryPolicy.from_endpoint(endpoint),
             batch_size=batch_size,
             pipeline=context.pipeline,
-            dead_letter=context.dead_letter,
             counter=context.counter,
         )
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection | None:
-        """Writes the records; returns the dead-letter dicts of failures, or ``None``."""
-        failures = records | "Put records" >> beam.ParDo(_PutFn(self._writer))
-        return None if self.context.dead_letter else failures
+    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
+        """Writes the blocks' records; returns the dead-letter dicts of failures."""
+        return blocks | "Put records" >> beam.ParDo(_PutFn(self._writer))

@@ -58,7 +58,7 @@ from apache_beam.io.gcp.pubsub import PROJECT_ID_REGEXP, PubsubMessage
 from apache_beam.metrics import Metrics
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
 from apache_beam.transforms.window import BoundedWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
@@ -67,9 +67,10 @@ from google.cloud.pubsub_v1.publisher import futures as publish_futures
 from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 from google.cloud.pubsub_v1.types import PublisherOptions
 
-from transforms.dead_letter import error_record
+from transforms.errors import SinkRejected
 from transforms.event_time import format_timestamp
 from transforms.io.base import Sink, SinkContext, Source
+from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
 from transforms.io.pubsub_read import ACK_DEADLINE_RANGE, PubSubReadSettings, live_reader
@@ -77,7 +78,7 @@ from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
 from transforms.metrics import NAMESPACE
 
-__all__ = ["DELIVERY", "PubSubSink", "PubSubSource", "SinkPublishError", "to_message"]
+__all__ = ["DELIVERY", "PubSubSink", "PubSubSource", "to_message"]
 
 DELIVERY = {
     "DirectRunner": "at least once: acknowledged after every write that depends on the message "
@@ -244,10 +245,6 @@ class PubSubSource(Source):
         )
 
 
-class SinkPublishError(RuntimeError):
-    """Records a dead-letter sink could not publish (they cannot be dead-lettered again)."""
-
-
 class _NotPublished(RuntimeError):
     """Messages of a bundle whose publish failed transiently (service down, timeout)."""
 
@@ -265,7 +262,7 @@ def _attribute_text(value: Any) -> str:
 
 
 class _PublishFn(beam.DoFn):
-    """Publishes records and emits, from ``finish_bundle``, the dead-letter dicts of failures."""
+    """Publishes blocks of records; emits, from ``finish_bundle``, dead letters of failures."""
 
     def __init__(
         self,
@@ -327,15 +324,17 @@ class _PublishFn(beam.DoFn):
 
     def process(
         self,
-        record: Record,
+        block: list[Record],
         window: Any = beam.DoFn.WindowParam,
         timestamp: Any = beam.DoFn.TimestampParam,
     ) -> None:
-        key = ""
-        if self._ordering_field is not None:
-            value = record.data.get(self._ordering_field)
-            key = "" if value is None else _attribute_text(value)
-        self._pending.append(_Pending(record, window, timestamp, key, self._publish(record, key)))
+        for record in block:
+            key = ""
+            if self._ordering_field is not None:
+                value = record.data.get(self._ordering_field)
+                key = "" if value is None else _attribute_text(value)
+            publish = self._publish(record, key)
+            self._pending.append(_Pending(record, window, timestamp, key, publish))
 
     def _settle(
         self, pending: list[_Pending], failed: list[tuple[_Pending, BaseException]], again: bool
@@ -364,8 +363,7 @@ class _PublishFn(beam.DoFn):
                 else:
                     failed.append((item, error))
             else:
-                if not self._context.dead_letter:
-                    self._written.inc()
+                self._written.inc()
         for key in {item.ordering_key for item in retry if item.ordering_key} | {
             item.ordering_key for item, _ in failed if item.ordering_key
         }:
@@ -393,40 +391,29 @@ class _PublishFn(beam.DoFn):
             self._retry.call(settle, lambda error: isinstance(error, _NotPublished), self._topic)
         except _NotPublished as error:
             failed += [(item, error) for item in pending]
-        if failed and self._context.dead_letter:
-            first = failed[0][1]
-            raise SinkPublishError(
-                f"{len(failed)} dead-letter record(s) not published to {self._topic}: "
-                f"{type(first).__name__}: {first}"
-            ) from first
         for item, exc in failed:
-            record = error_record(
-                item.record,
+            yield dead_letter(
+                Pending(item.record, None, item.timestamp, item.window),
                 pipeline=self._context.pipeline,
-                step="sink",
-                reason="sink_rejected" if isinstance(exc, _REJECTED) else "sink_unavailable",
+                reason=SinkRejected.reason if isinstance(exc, _REJECTED) else SINK_UNAVAILABLE,
                 error_type=type(exc).__name__,
-                error_message=f"publish to {self._topic} failed: {exc}",
+                message=f"publish to {self._topic} failed: {exc}",
                 stacktrace="".join(traceback.format_exception(exc)),
-                event_timestamp=(
-                    None if item.timestamp <= MIN_TIMESTAMP else float(item.timestamp)
-                ),
             )
-            yield WindowedValue(record, item.timestamp, (item.window,))
 
     def teardown(self) -> None:
         self._publisher.stop()
 
 
 class PubSubSink(Sink):
-    """Publishes `Record`s to a Pub/Sub topic as JSON; returns the dead-letter dicts of failures.
+    """Publishes blocks of `Record`s to a Pub/Sub topic as JSON; returns dead letters of failures.
 
-    Input elements are `Record`s. The output holds one dead-letter dict (see
+    Input elements are blocks of `Record`s. The output holds one dead-letter dict (see
     `transforms.dead_letter`) per record that could not be published, with step ``sink`` and
     reason ``sink_rejected`` (the message itself was refused: invalid or too large) or
     ``sink_unavailable`` (topic missing, permission denied; service down or timeout with
-    ``attempts=N`` only: by default those are published again until they are published). A
-    dead-letter sink (``context.dead_letter``) fails the bundle instead and returns ``None``.
+    ``attempts=N`` only: by default those are published again until they are published), in
+    the record's window.
 
     Args:
         endpoint: ``pubsub://projects/P/topics/T`` with optional ``attributes``,
@@ -445,9 +432,9 @@ class PubSubSink(Sink):
         self.timeout: float = endpoint.positive("timeout", float, 30.0)
         self.retry = RetryPolicy.from_endpoint(endpoint)
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection | None:
-        """Publish the records; return the dead-letter dicts of failures, or ``None``."""
-        failures = records | "Publish" >> beam.ParDo(
+    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
+        """Publish the blocks' records; return the dead-letter dicts of failures."""
+        return blocks | "Publish" >> beam.ParDo(
             _PublishFn(
                 self.topic,
                 self.attribute_fields,
@@ -457,4 +444,3 @@ class PubSubSink(Sink):
                 self.context,
             )
         )
-        return None if self.context.dead_letter else failures

@@ -96,7 +96,6 @@ from redis.exceptions import AuthorizationError
 from redis.retry import Retry
 
 from transforms.cdc.change import Change, sequence_key
-from transforms.dead_letter import DEAD_LETTER_SCHEMA
 from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
@@ -113,7 +112,6 @@ from transforms.io.redis_text import KeyTemplate, to_json, to_text
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
-from transforms.schema import Schema
 from transforms.secrets import password_reference, resolve_secret
 
 __all__ = [
@@ -236,7 +234,6 @@ class _Target:
     retry: RetryPolicy
     timeout: float
     pipeline: str
-    dead_letter: bool
     counter: str
 
     @property
@@ -324,7 +321,7 @@ def is_transient(error: BaseException) -> bool:
 
 
 class _WriteFn(BatchingFn[_Command]):
-    """Writes `Record`s in pipelined batches; outputs windowed dead-letter dicts of failures."""
+    """Writes blocks of `Record`s in pipelined batches; outputs dead letters of failures."""
 
     def __init__(self, target: _Target) -> None:
         self._target = target
@@ -358,25 +355,23 @@ class _WriteFn(BatchingFn[_Command]):
 
     def process(
         self,
-        record: Record | dict[str, Any],
+        block: list[Record],
         timestamp=beam.DoFn.TimestampParam,
         window=beam.DoFn.WindowParam,
     ) -> Iterator[WindowedValue]:
-        if not isinstance(record, Record):
-            record = Record(record)
-        try:
-            command = self._target.command(record.data)
-        except (ValueError, TypeError) as error:  # SinkRejected, or text that is not UTF-8
-            if self._target.dead_letter:
-                raise SinkRejected(f"{self._target.where}: {error}") from None
-            if not isinstance(error, SinkRejected):
-                error = SinkRejected(
-                    f"the record cannot be encoded: {type(error).__name__}: {error}"
-                )
-            pending = Pending(record, None, timestamp, window)
-            yield self._rejected(pending, str(error), error.reason)
-            return
-        yield from self.add(Pending(record, command, timestamp, window))
+        command = self._target.command
+        for record in block:
+            try:
+                pending = Pending(record, command(record.data), timestamp, window)
+            except (ValueError, TypeError) as error:  # SinkRejected, or text that is not UTF-8
+                if not isinstance(error, SinkRejected):
+                    error = SinkRejected(
+                        f"the record cannot be encoded: {type(error).__name__}: {error}"
+                    )
+                unsent: Pending[None] = Pending(record, None, timestamp, window)
+                yield self._rejected(unsent, str(error), error.reason)
+                continue
+            yield from self.add(pending)
 
     def teardown(self) -> None:
         pool = getattr(self, "_pool", None)
@@ -412,7 +407,7 @@ class _WriteFn(BatchingFn[_Command]):
         try:
             results = target.retry.call(lambda: self._send(batch), is_transient, target.where)
         except redis.RedisError as error:
-            if target.dead_letter or not is_transient(error):
+            if not is_transient(error):
                 raise
             message = target.retry.gave_up(target.where, error)
             for pending in batch:
@@ -429,14 +424,7 @@ class _WriteFn(BatchingFn[_Command]):
             for pending, result in zip(batch, results, strict=True)
             if isinstance(result, redis.ResponseError)
         ]
-        if target.dead_letter and rejected:
-            first, reply = rejected[0]
-            raise SinkRejected(
-                f"{target.where}: Redis refused {len(rejected)} of {len(batch)} dead-letter "
-                f"records; key {first.item.key!r}: {reply}"
-            )
-        if not target.dead_letter:
-            self._written.inc(len(batch) - len(rejected))
+        self._written.inc(len(batch) - len(rejected))
         for pending, reply in rejected:
             yield self._rejected(pending, f"key {pending.item.key!r}: {reply}")
 
@@ -453,13 +441,11 @@ class _WriteFn(BatchingFn[_Command]):
 
 
 class RedisSink(Sink):
-    """Writes `Record`s to Redis (``record.data`` is the record; a plain dict is taken as one).
+    """Writes blocks of `Record`s to Redis (``record.data`` is the record).
 
     ``expand`` returns the dead-letter dicts (see `transforms.dead_letter`) of the records that
     were not written, reasons ``sink_rejected`` and ``sink_unavailable``, each in its record's
-    window and at its timestamp. As a dead-letter sink (``context.dead_letter``) it writes the
-    dead-letter dicts themselves, raises on any failure instead, does not count written records,
-    and returns ``None``.
+    window.
 
     Args:
         endpoint: a ``redis://`` or ``rediss://`` URI; see this module for its parameters.
@@ -522,7 +508,6 @@ class RedisSink(Sink):
             retry=RetryPolicy.from_endpoint(endpoint),
             timeout=endpoint.positive("timeout", float, DEFAULT_TIMEOUT),
             pipeline=context.pipeline,
-            dead_letter=context.dead_letter,
             counter=context.counter,
         )
 
@@ -552,8 +537,7 @@ class RedisSink(Sink):
 
     def _check_fields(self, endpoint: Endpoint, names: list[str | None]) -> None:
         """Checks that the fields the sink reads are in the records' schema, when declared."""
-        schema: Schema | None = DEAD_LETTER_SCHEMA if self.context.dead_letter else None
-        schema = schema or self.context.schema
+        schema = self.context.schema
         if schema is None:
             return
         unknown = sorted({name for name in names if name and schema.get(name) is None})
@@ -566,12 +550,11 @@ class RedisSink(Sink):
     def write_fn(self) -> beam.DoFn:
         """Returns the DoFn that writes, as `expand` applies it (to drive it without a runner).
 
-        Its ``process(record, timestamp, window)`` takes a `Record` or a dict and yields the
+        Its ``process(block, timestamp, window)`` takes a block of `Record`s and yields the
         windowed dead-letter dicts of what it could not write; it writes in batches, the last
         one at ``finish_bundle``.
         """
         return _WriteFn(self._target)
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection | None:
-        written = records | "Write" >> beam.ParDo(self.write_fn())
-        return None if self.context.dead_letter else written
+    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
+        return blocks | "Write" >> beam.ParDo(self.write_fn())

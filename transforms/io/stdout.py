@@ -16,20 +16,19 @@ from transforms.metrics import Count
 __all__ = ["StdoutSink"]
 
 
-def _print_json(record: Record) -> None:
-    line = msgspec.json.encode(record.data, enc_hook=str).decode("utf-8")
-    sys.stdout.write(line + "\n")
+def _print_json(block: list[Record]) -> None:
+    lines = (msgspec.json.encode(record.data, enc_hook=str) + b"\n" for record in block)
+    sys.stdout.write(b"".join(lines).decode("utf-8"))
 
 
 class StdoutSink(Sink):
-    """Prints records; printing does not fail per record, so it has no dead-letter output."""
+    """Prints blocks of records; printing does not fail per record: no dead-letter output."""
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__(endpoint, context)
         endpoint.check_params(frozenset())
 
-    def expand(self, records: beam.PCollection) -> Any:
-        if not self.context.dead_letter:
-            records = records | "Count" >> Count(self.context.counter)
-        _ = records | "Print" >> beam.Map(_print_json)
+    def expand(self, blocks: beam.PCollection) -> Any:
+        counted = blocks | "Count" >> Count(self.context.counter, blocks=True)
+        _ = counted | "Print" >> beam.Map(_print_json)
         return None

@@ -12,12 +12,22 @@ from typing import Any
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms.window import TimestampedValue
 from google.cloud import bigquery
 
 from pipelines.services import ServiceSpec
-from tests.support import run_sink
-from transforms.dead_letter import DEAD_LETTER_SCHEMA, MAX_PAYLOAD_PREFIX, error_record
+from tests.support import run_sink, write_dead_letters
+from transforms.blocks import Block
+from transforms.dead_letter import (
+    DEAD_LETTER_SCHEMA,
+    MAX_PAYLOAD_PREFIX,
+    error_record,
+    truncate_payload,
+)
+from transforms.dead_letter_writer import (
+    WRITTEN_DEAD_LETTERS,
+    DeadLetterWriteError,
+    dead_letter_sink,
+)
 from transforms.io.base import SinkContext
 from transforms.io.bigquery import (
     MAX_REQUEST_BYTES,
@@ -86,6 +96,13 @@ def _sink(spec: ServiceSpec, table: str, query: str = "", **context: Any) -> Big
     return sink
 
 
+def _dead_letter_sink(spec: ServiceSpec, table: str, query: str = "") -> BigQuerySink:
+    uri = f"bigquery://{PROJECT}/{table}?endpoint={spec.endpoint}{query}"
+    sink = dead_letter_sink(uri, "test_pipeline")
+    assert isinstance(sink, BigQuerySink)
+    return sink
+
+
 @pytest.mark.integration
 def test_good_rows_land_in_a_new_day_partitioned_table(
     bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
@@ -126,7 +143,7 @@ def test_bad_type_rows_are_dead_lettered_and_good_rows_of_the_batch_written(
     good_1 = _record(1, {"id": 1, "name": "a", "ts": "2026-11-25T10:00:00Z", "amount": 1.0})
     bad = _record(2, {"id": "abc", "name": "b", "ts": "2026-11-25T10:00:00Z", "amount": 2.0})
     good_3 = _record(3, {"id": 3, "name": "c", "ts": "2026-11-25T10:00:00Z", "amount": 3.0})
-    timestamped = [TimestampedValue(r, EVENT_TIME) for r in (good_1, bad, good_3)]
+    timestamped = [r._replace(event_time=EVENT_TIME) for r in (good_1, bad, good_3)]
     sink = _sink(bigquery_emulator, f"{dataset}.events", "&partition_field=ts", schema=SCHEMA)
 
     def check(dead_letters: list[dict[str, Any]]) -> None:
@@ -199,6 +216,24 @@ def test_a_row_over_the_request_limit_is_dead_lettered_truncated_and_the_rest_wr
     assert got == [{"id": 1}, {"id": 3}]
 
 
+def _target(spec: ServiceSpec, table: str, schema: Schema, **options: Any) -> InsertTarget:
+    """The insert DoFn's settings for ``table`` of the emulator, one attempt per request."""
+    return InsertTarget(
+        table=f"{PROJECT}.{table}",
+        project=PROJECT,
+        endpoint=spec.endpoint,
+        schema=schema,
+        create="if_needed",
+        partition_field=None,
+        clustering=(),
+        batch_size=500,
+        retry=RetryPolicy(attempts=1),
+        pipeline="test_pipeline",
+        counter="written",
+        **options,
+    )
+
+
 @pytest.mark.integration
 def test_insert_requests_are_cut_under_the_byte_limit(
     bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
@@ -206,26 +241,17 @@ def test_insert_requests_are_cut_under_the_byte_limit(
     limit = 2_000
     records = [_record(i, {"id": i, "name": "n" * 400}) for i in range(10)]
     sizes = [len(json.dumps(to_json_row(r.data))) for r in records]
-    target = InsertTarget(
-        table=f"{PROJECT}.{dataset}.events",
-        project=PROJECT,
-        endpoint=bigquery_emulator.endpoint,
-        schema=SCHEMA,
-        create="if_needed",
-        partition_field=None,
-        clustering=(),
-        batch_size=500,
-        retry=RetryPolicy(attempts=1),
-        pipeline="test_pipeline",
-        dead_letter=False,
-        counter="written",
+    target = _target(
+        bigquery_emulator,
+        f"{dataset}.events",
+        SCHEMA,
         inserted_tag="inserted",
         max_request_bytes=limit,
     )
     with beam.Pipeline() as pipeline:
         results = (
             pipeline
-            | beam.Create(records, reshuffle=False)
+            | beam.Create([Block(records)], reshuffle=False)
             | beam.ParDo(InsertRowsFn(target)).with_outputs("inserted", main="dead")
         )
 
@@ -241,6 +267,47 @@ def test_insert_requests_are_cut_under_the_byte_limit(
 
     got = _query(client, f"SELECT COUNT(*) AS n FROM `{PROJECT}.{dataset}.events`")
     assert got == [{"n": len(records)}]
+
+
+@pytest.mark.integration
+def test_a_row_over_the_limit_is_shrunk_when_the_context_can(
+    bigquery_emulator: ServiceSpec, client: bigquery.Client, dataset: str
+) -> None:
+    payload = b"x" * (2 * MAX_PAYLOAD_PREFIX)
+    letter = error_record(
+        Message(payload, {}, Origin("file", path="/in", line=1)),
+        pipeline="p",
+        step="enrich",
+        reason="enrich_failed",
+        error_type="E",
+        error_message="no",
+    )
+    target = _target(
+        bigquery_emulator,
+        f"{dataset}.errors",
+        DEAD_LETTER_SCHEMA,
+        shrink=truncate_payload,
+        max_request_bytes=MAX_PAYLOAD_PREFIX * 2,  # the whole payload in base64 is over it
+    )
+    with beam.Pipeline() as pipeline:
+        dead = (
+            pipeline
+            | beam.Create([Block([Record(letter)])], reshuffle=False)
+            | beam.ParDo(InsertRowsFn(target))
+        )
+        assert_that(dead, equal_to([]))
+
+    got = _query(
+        client,
+        f"SELECT payload_bytes, payload_truncated, payload_size FROM `{PROJECT}.{dataset}.errors`",
+    )
+    assert got == [
+        {
+            "payload_bytes": payload[:MAX_PAYLOAD_PREFIX],
+            "payload_truncated": True,
+            "payload_size": len(payload),
+        }
+    ]
 
 
 def test_values_insertall_cannot_take_are_dead_lettered_and_the_rest_written(
@@ -289,16 +356,14 @@ def test_dead_letter_sink_writes_dead_letter_rows_with_bytes(
             error_message="bad id",
         ),
     ]
-    sink = _sink(
-        bigquery_emulator,
-        f"{dataset}.errors",
-        "&partition_field=error_timestamp",
-        dead_letter=True,
+    sink = _dead_letter_sink(
+        bigquery_emulator, f"{dataset}.errors", "&partition_field=error_timestamp"
     )
 
-    counters = run_sink([Record(letter) for letter in letters], sink)
+    counters = write_dead_letters(letters, sink)
 
     assert "written" not in counters
+    assert counters[WRITTEN_DEAD_LETTERS] == counters["dead_lettered"] == 2
     table = client.get_table(f"{PROJECT}.{dataset}.errors", timeout=TIMEOUT)
     # The emulator refuses the dead-letter schema over REST (nested field ``offset``), so the
     # table is created with DDL, for which it records no partitioning: only the schema is checked.
@@ -320,7 +385,7 @@ def test_dead_letter_sink_writes_dead_letter_rows_with_bytes(
 
 
 @pytest.mark.integration
-def test_dead_letter_sink_raises_when_a_row_is_rejected(
+def test_a_dead_letter_row_rejected_fails_the_bundle(
     bigquery_emulator: ServiceSpec, dataset: str
 ) -> None:
     letter = error_record(
@@ -332,10 +397,10 @@ def test_dead_letter_sink_raises_when_a_row_is_rejected(
         error_message="no",
     )
     letter["retry_count"] = "many"  # INTEGER column
-    sink = _sink(bigquery_emulator, f"{dataset}.errors", dead_letter=True)
+    sink = _dead_letter_sink(bigquery_emulator, f"{dataset}.errors")
 
-    with pytest.raises(Exception, match="rejected 1 of 1 dead-letter rows"):
-        run_sink([Record(letter)], sink)
+    with pytest.raises(DeadLetterWriteError, match=f"{dataset}.errors.*not written .sink_rejected"):
+        write_dead_letters([letter], sink)
 
 
 @pytest.mark.integration

@@ -18,7 +18,9 @@ from google.cloud import bigquery
 
 from pipelines.services import ServiceSpec
 from tests.support import no_dead_letters, run_sink
+from transforms.blocks import Batch
 from transforms.cdc.change import Change
+from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.bigquery_client import bounded_retry, make_client
 from transforms.io.bigquery_replica import BigQueryReplicaSink
@@ -330,7 +332,7 @@ def test_streaming_merges_each_table_every_merge_every_while_changes_arrive(
     options.view_as(StandardOptions).streaming = True
     pipeline = beam.Pipeline(options=options)
     read = pipeline | stream | beam.ParDo(Snapshot()).with_outputs("snapshot", main="records")
-    assert_that(read.records | sink, no_dead_letters)
+    assert_that(read.records | Batch() | sink, no_dead_letters)
     first_merge = {'{"id":1}': _live({"id": 1, "v": 1}, 1), '{"id":2}': _live({"id": 2, "v": 2}, 2)}
     assert_that(read.snapshot, equal_to([first_merge]), label="snapshot")
     result = pipeline.run()
@@ -378,9 +380,9 @@ def test_the_dataset_must_be_named_project_colon_dataset(uri: str) -> None:
         make_sink(uri, SinkContext(pipeline="p"))
 
 
-def test_it_cannot_be_a_dead_letter_sink() -> None:
-    with pytest.raises(EndpointError, match="write dead letters to a bigquery:// table"):
-        make_sink("bigquery-replica://p1:ds?tables=a", SinkContext("p", dead_letter=True))
+def test_it_takes_change_records_only_so_it_cannot_be_a_dead_letter_sink() -> None:
+    with pytest.raises(EndpointError, match="'error_timestamp'.*write those to a bigquery://"):
+        dead_letter_sink("bigquery-replica://p1:ds?tables=a", "p")
 
 
 def test_source_tables_name_the_replica_and_staging_tables() -> None:

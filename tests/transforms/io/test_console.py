@@ -156,6 +156,7 @@ def test_one_display_per_title_printed_once_more_by_close_all(
 _PIPELINE = textwrap.dedent(
     """
     import apache_beam as beam
+    from transforms.blocks import Batch
     from transforms.io.base import SinkContext
     from transforms.io.console import LiveTable
     from transforms.io.registry import make_sink
@@ -169,7 +170,7 @@ _PIPELINE = textwrap.dedent(
     rows = [row("/a", 0, 1111), row("/b", 0, 2), row("/c", 1, 3), row("/a", 1, 4),
             row("/a", 0, 5555), row("/b", 0, 6666)]
     p = beam.Pipeline()
-    _ = (p | beam.Create(rows)
+    _ = (p | beam.Create(rows) | Batch()
            | make_sink("console://?key=endpoint,window_start&rows=5&title=t", SinkContext("p")))
     result = p.run()
     result.wait_until_finish()

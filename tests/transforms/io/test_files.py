@@ -24,7 +24,10 @@ import pytest
 import zstandard
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.dead_letter import MAX_PAYLOAD_PREFIX
+from tests.support import write_dead_letters
+from transforms.blocks import Batch, Block
+from transforms.dead_letter import DEAD_LETTER_SCHEMA, MAX_PAYLOAD_PREFIX, error_record
+from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.files import (
@@ -236,16 +239,16 @@ def _output_files(folder: Path, suffix: str) -> list[str]:
     )
 
 
-def _write(uri: str, elements: list, context: SinkContext) -> None:
+def _write(uri: str, records: list[Record], context: SinkContext) -> None:
     with beam.Pipeline() as p:
-        result = p | beam.Create(elements) | make_sink(uri, context)
+        result = p | beam.Create(records) | Batch() | make_sink(uri, context)
         assert result is None
 
 
 def test_file_sink_jsonl(tmp_path: Path) -> None:
     folder = tmp_path / "out"
-    elements = [Record(row) for row in ROWS] + [{"id": 3, "plain": "dict"}]
-    _write(f"file://{folder}", elements, SinkContext("pipe", SCHEMA))
+    records = [Record(row) for row in ROWS] + [Record({"id": 3, "plain": "dict"})]
+    _write(f"file://{folder}", records, SinkContext("pipe", SCHEMA))
     files = _output_files(folder, ".jsonl")
     assert files
     lines = [line for f in files for line in Path(f).read_bytes().splitlines()]
@@ -275,16 +278,27 @@ def test_file_sink_parquet(tmp_path: Path) -> None:
     assert rows == expected
 
 
-def test_file_sink_parquet_dead_letter_infers_schema(tmp_path: Path) -> None:
+def test_file_sink_parquet_dead_letters_have_the_dead_letter_columns(tmp_path: Path) -> None:
     folder = tmp_path / "dl"
-    records = [{"reason": "invalid_json", "payload_bytes": b"\xff", "n": 1}]
-    _write(
-        f"file://{folder}?format=parquet",
-        records,
-        SinkContext("pipe", SCHEMA, dead_letter=True),
+    letter = error_record(
+        Message(b"\xff", {"k": "v"}, Origin("file", path="/in", line=3)),
+        pipeline="pipe",
+        step="parse",
+        reason="invalid_utf8",
+        error_type="InvalidUtf8",
+        error_message="not UTF-8",
     )
-    rows = [r for f in _output_files(folder, ".parquet") for r in pq.read_table(f).to_pylist()]
-    assert rows == records
+    write_dead_letters([letter], dead_letter_sink(f"file://{folder}?format=parquet", "pipe"))
+    (table,) = [pq.read_table(f) for f in _output_files(folder, ".parquet")]
+    assert table.schema.equals(arrow_schema(DEAD_LETTER_SCHEMA))
+    (row,) = table.to_pylist()
+    assert (row["reason"], row["payload_bytes"], row["payload_string"]) == (
+        "invalid_utf8",
+        b"\xff",
+        None,
+    )
+    assert row["source"]["line"] == 3
+    assert row["attributes"] == [{"key": "k", "value": "v"}]
 
 
 def test_parquet_sink_writes_row_groups_as_it_goes(tmp_path: Path) -> None:
@@ -294,8 +308,8 @@ def test_parquet_sink_writes_row_groups_as_it_goes(tmp_path: Path) -> None:
     with beam.Pipeline() as p:
         _ = (
             p
-            | beam.Create([records])
-            | make_sink(f"file://{folder}?format=parquet", SinkContext("pipe", SCHEMA)).blocks()
+            | beam.Create([Block(records)])
+            | make_sink(f"file://{folder}?format=parquet", SinkContext("pipe", SCHEMA))
         )
     (path,) = _output_files(folder, ".parquet")
     parquet = pq.ParquetFile(path)
@@ -393,7 +407,7 @@ def test_endless_input_writes_every_record_even_behind_the_watermark(tmp_path: P
 
 
 def _bundle_writer(folder: Path, policy: RetryPolicy) -> Any:
-    return _WriteBundleFiles(str(folder), "part", ".jsonl", JsonLinesFileSink(), policy, False)
+    return _WriteBundleFiles(str(folder), "part", ".jsonl", JsonLinesFileSink(), policy)
 
 
 def test_an_endless_run_writes_each_bundle_durably_through_a_disk_outage(
@@ -411,8 +425,7 @@ def test_an_endless_run_writes_each_bundle_durably_through_a_disk_outage(
     writer = _bundle_writer(tmp_path, RetryPolicy(initial=0.001, maximum=0.001))
     for bundle in ([1, 2, 3], [4]):
         writer.start_bundle()
-        for n in bundle:
-            writer.process(Record({"n": n}))
+        writer.process(Block(Record({"n": n}) for n in bundle))
         writer.finish_bundle()  # when it returns, the bundle's file is in place
 
     files = sorted(tmp_path.iterdir())
@@ -431,7 +444,7 @@ def test_a_bounded_retry_of_a_file_write_fails_the_bundle_and_leaves_no_file(
     monkeypatch.setattr(os, "fsync", full_disk)
     writer = _bundle_writer(tmp_path, RetryPolicy(attempts=2, initial=0.001, maximum=0.001))
     writer.start_bundle()
-    writer.process(Record({"n": 1}))
+    writer.process(Block([Record({"n": 1})]))
     with pytest.raises(OSError, match="No space left"):
         writer.finish_bundle()
     assert list(tmp_path.iterdir()) == []

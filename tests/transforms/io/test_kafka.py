@@ -28,6 +28,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pipelines.catalog import get_pipeline
 from pipelines.run import run_pipeline
 from pipelines.services import ServiceSpec
+from tests.support import write_dead_letters
+from transforms.blocks import Batch
+from transforms.dead_letter_writer import DeadLetterWriteError, dead_letter_sink
 from transforms.event_time import format_timestamp
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
@@ -38,7 +41,6 @@ from transforms.io.kafka_read import (
     java_row_to_message,
     share,
 )
-from transforms.io.kafka_write import KafkaWriteError
 from transforms.io.registry import make_sink, make_source
 from transforms.message import Message, Origin, Record
 from transforms.metrics import DEAD_LETTERED, READ, WRITTEN, counter_totals
@@ -365,19 +367,17 @@ def test_live_watermark_is_the_slowest_partition_and_idle_ones_do_not_hold_it(
 # ----------------------------------------------------------------- sink
 
 
-def _sink(
-    uri: str, records: list[Record], *, dead_letter: bool = False
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def _sink(uri: str, records: list[Record]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Runs records into KafkaSink; returns its dead-letter dicts and the counters."""
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline()
     output = (
         pipeline
         | beam.Create(records)
-        | KafkaSink(Endpoint.parse(uri), SinkContext("test", dead_letter=dead_letter))
+        | Batch()
+        | KafkaSink(Endpoint.parse(uri), SinkContext("test"))
     )
-    if output is not None:
-        _ = output | beam.ParDo(_Collect(tag))
+    _ = output | beam.ParDo(_Collect(tag))
     result = pipeline.run()
     result.wait_until_finish()
     return [failure for failure, _ in _COLLECTED.pop(tag, [])], counter_totals(result.metrics())
@@ -470,14 +470,9 @@ def test_sink_dead_letters_records_for_a_missing_topic_and_creates_none(
     admin = AdminClient({"bootstrap.servers": kafka_broker.endpoint})
     assert unique_name not in admin.list_topics(timeout=10).topics
 
-    with pytest.raises(Exception, match="not written to .*does not create topics"):
-        _sink(uri, [Record({"reason": "invalid_json"})], dead_letter=True)
-
-
-def test_dead_letter_sink_returns_none_and_its_error_type() -> None:
-    sink = KafkaSink(Endpoint.parse("kafka://h:9092/dlq"), SinkContext("test", dead_letter=True))
-    assert beam.Pipeline() | beam.Create([Record({"a": 1})]) | sink is None
-    assert issubclass(KafkaWriteError, RuntimeError)
+    # A dead letter that cannot be written fails the bundle: it cannot be dead-lettered again.
+    with pytest.raises(DeadLetterWriteError, match="not written .*does not create topics"):
+        write_dead_letters([{"reason": "invalid_json"}], dead_letter_sink(uri, "test"))
 
 
 # ----------------------------------------------------------------- pipeline

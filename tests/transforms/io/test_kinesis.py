@@ -25,6 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.catalog import get_pipeline
 from pipelines.run import run_pipeline
 from pipelines.services import BIGQUERY_PROJECT, ServiceSpec
+from transforms.blocks import Batch
 from transforms.event_time import parse_timestamp
 from transforms.io import kinesis
 from transforms.io.base import SinkContext
@@ -316,7 +317,7 @@ def _stream_records(client: Any, stream: str) -> list[tuple[dict[str, Any], str]
 
 def _write(records: list[Record], sink: KinesisSink, dead: list[dict[str, Any]]) -> dict:
     pipeline = beam.Pipeline()
-    failures = pipeline | beam.Create(records, reshuffle=False) | sink
+    failures = pipeline | beam.Create(records, reshuffle=False) | Batch() | sink
     found = collected(failures)
     result = pipeline.run()
     result.wait_until_finish()

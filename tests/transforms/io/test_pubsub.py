@@ -22,9 +22,12 @@ from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 from google.cloud.pubsub_v1.types import PublisherOptions
 
 from pipelines.services import ServiceSpec
+from tests.support import write_dead_letters
+from transforms.blocks import Batch
+from transforms.dead_letter_writer import DeadLetterWriteError, dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.pubsub import PubSubSink, PubSubSource, SinkPublishError
+from transforms.io.pubsub import PubSubSink, PubSubSource
 from transforms.message import Message, Origin, Record
 from transforms.metrics import counter_totals
 
@@ -185,7 +188,7 @@ class _Keep(beam.DoFn):
 
 
 def _sink(
-    uri: str, records: list[Record], tmp_path: Path, *, dead_letter: bool = False
+    uri: str, records: list[Record], tmp_path: Path
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Runs a batch pipeline into PubSubSink; returns its dead-letter dicts and counters."""
     kept = tmp_path / "dead_letters"
@@ -194,10 +197,10 @@ def _sink(
     output = (
         pipeline
         | beam.Create(records)
-        | PubSubSink(Endpoint.parse(uri), SinkContext("test", dead_letter=dead_letter))
+        | Batch()
+        | PubSubSink(Endpoint.parse(uri), SinkContext("test"))
     )
-    if output is not None:
-        _ = output | beam.ParDo(_Keep(str(kept)))
+    _ = output | beam.ParDo(_Keep(str(kept)))
     result = pipeline.run()
     result.wait_until_finish()
     failures = [pickle.loads(path.read_bytes()) for path in kept.iterdir()]
@@ -278,13 +281,13 @@ def test_sink_dead_letters_a_refused_message_and_publishes_the_rest(
 
 
 @pytest.mark.integration
-def test_dead_letter_sink_raises_on_failed_publish(
+def test_a_dead_letter_that_cannot_be_published_fails_the_bundle(
     pubsub_emulator: ServiceSpec, unique_name: str, tmp_path: Path
 ) -> None:
     missing = f"pubsub://projects/{PROJECT}/topics/{unique_name}?timeout=20"
 
-    with pytest.raises(SinkPublishError, match=f"not published to .*{unique_name}: NotFound"):
-        _sink(missing, [Record({"reason": "invalid_json"})], tmp_path, dead_letter=True)
+    with pytest.raises(DeadLetterWriteError, match=f"not written .*{unique_name} failed: 404"):
+        write_dead_letters([{"reason": "invalid_json"}], dead_letter_sink(missing, "test"))
 
 
 def test_source_refuses_id_attribute_on_the_direct_runner() -> None:
@@ -295,15 +298,6 @@ def test_source_refuses_id_attribute_on_the_direct_runner() -> None:
     pipeline = beam.Pipeline(options=PipelineOptions(streaming=True))
     with pytest.raises(EndpointError, match="run on DataflowRunner, or drop id_attribute"):
         _ = pipeline | source
-
-
-def test_dead_letter_sink_returns_none() -> None:
-    sink = PubSubSink(
-        Endpoint.parse("pubsub://projects/my-proj/topics/dlq"),
-        SinkContext("test", dead_letter=True),
-    )
-    pipeline = beam.Pipeline()
-    assert pipeline | beam.Create([Record({"a": 1})]) | sink is None
 
 
 def test_source_and_sink_settings() -> None:

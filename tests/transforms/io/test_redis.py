@@ -15,10 +15,10 @@ from typing import Any, cast
 
 import pytest
 import redis
-from apache_beam.transforms.window import TimestampedValue
 
 from pipelines.services import ServiceSpec
 from tests.support import run_sink
+from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import EndpointError
 from transforms.io.redis import RedisSink
@@ -248,7 +248,7 @@ def test_a_wrongtype_record_is_dead_lettered_with_its_payload_and_the_others_wri
         assert letter["attributes"] == [{"key": "k", "value": "v"}]
         assert letter["event_timestamp"] == "2026-11-25T10:00:00Z"
 
-    counters = run_sink([TimestampedValue(r, EVENT_TIME) for r in records], sink, check)
+    counters = run_sink([r._replace(event_time=EVENT_TIME) for r in records], sink, check)
 
     assert counters["written"] == 2
     assert db.hgetall(f"{prefix}:1") == {"id": "1", "v": "x1"}
@@ -514,7 +514,9 @@ def test_template_fields_are_checked_against_a_declared_schema() -> None:
     with pytest.raises(EndpointError, match=r"fields \['user'\] are not in the records' schema"):
         _sink("redis://h/0?mode=zset&key=k:{id}&score=amount&member={user}", schema=schema)
     # As a dead-letter sink, the records are dead-letter records.
-    _sink("redis://h/0?key=dlq:{pipeline}:{step}", schema=schema, dead_letter=True)
+    dead_letter_sink("redis://h/0?key=dlq:{pipeline}:{step}", "test_pipeline")
+    with pytest.raises(EndpointError, match=r"fields \['id'\] are not in the records' schema"):
+        dead_letter_sink("redis://h/0?key=dlq:{id}", "test_pipeline")
 
 
 def test_a_valid_uri_builds_the_sink_without_resolving_the_password(

@@ -15,14 +15,16 @@ from typing import Any, cast
 
 import pytest
 import redis
-from apache_beam.transforms.window import GlobalWindow, TimestampedValue
+from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from redis._parsers import Encoder
 from redis.connection import PythonRespSerializer
 
 from pipelines.services import ServiceSpec
 from tests.support import run_sink
+from transforms.blocks import Block
 from transforms.dead_letter import error_record
+from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.redis import RedisSink
 from transforms.io.redis_resp import bulk, fields, packed, read_replies
@@ -174,9 +176,8 @@ def _write(sink: RedisSink, records: list[dict[str, Any]]) -> list[Any]:
     fn = sink.write_fn()
     fn.setup()
     fn.start_bundle()
-    out = [
-        letter for record in records for letter in fn.process(record, MIN_TIMESTAMP, GlobalWindow())
-    ]
+    block = Block(Record(data) for data in records)
+    out = list(fn.process(block, MIN_TIMESTAMP, GlobalWindow()))
     out += fn.finish_bundle()
     fn.teardown()
     return out
@@ -277,7 +278,7 @@ def test_a_wrongtype_key_is_dead_lettered_by_the_plain_commands_too(
         data = {"id": i, **record}
         payload = json.dumps(data).encode()
         origin = Origin("file", path="/in.jsonl", line=i)
-        records.append(TimestampedValue(Record(data, Message(payload, {}, origin)), EVENT_TIME))
+        records.append(Record(data, Message(payload, {}, origin), EVENT_TIME))
 
     def check(dead_letters: list[dict[str, Any]]) -> None:
         assert [letter["source"]["line"] for letter in dead_letters] == [2]
@@ -307,7 +308,7 @@ def test_a_dead_letter_sink_writes_the_same_hashes_with_commands_or_scripts(
     ]
     for name, ttl in (("plain", ""), ("lua", "&ttl=600")):
         uri = f"{redis_server.endpoint}?key={unique_name}:{name}:{{error_message}}{ttl}"
-        sink = make_sink(uri, SinkContext(pipeline="test_pipeline", dead_letter=True))
+        sink = dead_letter_sink(uri, "test_pipeline")
         assert isinstance(sink, RedisSink)
         assert _write(sink, letters) == []
 
