@@ -91,11 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _output_format(rest: list[str]) -> str | None:
-    """Removes ``--format=text|json`` from ``rest``; returns it (``None``: not valid)."""
+    """Removes ``--format=text|json`` (or ``--format json``) from ``rest``; returns the format.
+
+    Returns ``None`` for any other format.
+    """
     chosen = "text"
-    for arg in [arg for arg in rest if arg.startswith("--format")]:
-        rest.remove(arg)
-        chosen = arg.partition("=")[2]
+    while any(arg == "--format" or arg.startswith("--format=") for arg in rest):
+        at = next(i for i, arg in enumerate(rest) if arg.split("=")[0] == "--format")
+        flag = rest.pop(at)
+        chosen = flag.partition("=")[2] if "=" in flag else (rest.pop(at) if at < len(rest) else "")
     return chosen if chosen in ("text", "json") else None
 
 
