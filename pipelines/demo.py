@@ -10,6 +10,7 @@ endpoint and minute in Redis hashes and publishes each update.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,26 +45,33 @@ def demo_argv(argv: Sequence[str]) -> list[str]:
     """Returns the ``metrics_to_redis`` options of the demo.
 
     Args:
-        argv: ``--output=DIR`` (default ``./demo-output``), ``--count=N`` (events),
+        argv: ``--output=DIR`` (a new or empty folder; default: a new folder
+            ``./demo-output/run-YYYYMMDD-HHMMSS`` for each run), ``--count=N`` (events),
             ``--no-redis`` (do not look for a Redis server).
 
     Raises:
-        OptionError: an unknown argument.
+        OptionError: an unknown argument, or an output folder that is not empty.
     """
-    output = Path("demo-output").resolve()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    output = Path("demo-output", f"run-{stamp}").resolve()
     count = EVENTS
     use_redis = True
     for arg in argv:
         if arg.startswith("--output="):
             output = Path(arg.split("=", 1)[1]).resolve()
         elif arg.startswith("--count="):
-            count = int(arg.split("=", 1)[1])
+            text = arg.split("=", 1)[1]
+            if not text.isdigit() or int(text) < 1:
+                raise OptionError(f"demo: --count={text!r}: give a whole number of events >= 1")
+            count = int(text)
         elif arg == "--no-redis":
             use_redis = False
         else:
             raise OptionError(
                 f"demo: unknown argument {arg!r}; use --output=DIR, --count=N or --no-redis"
             )
+    if output.is_file() or (output.is_dir() and any(output.iterdir())):
+        raise OptionError(f"demo: --output={output} is not an empty folder: name a new one")
     source = (
         f"generator://events?count={count}&rate={RATE}&speed={SPEED}&live=true"
         "&seed=7&late=0.05&malformed=0.01"

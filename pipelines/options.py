@@ -19,7 +19,9 @@ from typing import Any
 from transforms.io.endpoint import redact_option
 
 __all__ = [
+    "BEAM_PASS_THROUGH",
     "COMMON_OPTIONS",
+    "ArgumentParser",
     "Option",
     "OptionError",
     "beam_option_strings",
@@ -196,6 +198,29 @@ COMMON_OPTIONS = (
 )
 
 
+BEAM_PASS_THROUGH = (
+    "Any option Beam's PipelineOptions declare passes through to Beam unchanged, e.g. "
+    "--runner=DataflowRunner, --project=P, --region=R, --temp_location=gs://B/temp, "
+    "--streaming, --max_num_workers=N. An option neither the pipeline nor Beam declares fails, "
+    "with the closest known one suggested; abbreviations are refused."
+)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that refuses abbreviations and says what is wrong in one line, then the usage.
+
+    An error exits with code 2 and ``error: PROG: MESSAGE`` as the first line.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> Any:
+        """Exits with code 2 after ``error: PROG: MESSAGE`` and the usage."""
+        self.exit(2, f"error: {self.prog}: {message}\n{self.format_usage()}")
+
+
 def _converter(option: Option) -> Any:
     """Returns the argparse type of ``option``; an empty optional value means its default.
 
@@ -214,14 +239,15 @@ def _converter(option: Option) -> Any:
 
 def build_parser(prog: str, description: str, options: Sequence[Option]) -> argparse.ArgumentParser:
     """Returns an argparse parser for the declared options (``--name value``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser = ArgumentParser(prog=prog, description=description)
     groups: dict[str, Any] = {}
     for option in options:
         group = groups.get(option.group)
         if group is None:
             group = groups[option.group] = parser.add_argument_group(option.group)
+        default = redact_option(option.name, option.render(option.default))
         kwargs: dict[str, Any] = {
-            "help": option.help + ("" if option.required else f" (default: {option.default})"),
+            "help": option.help + (f" (default: {default})" if default else ""),
             "type": _converter(option),
             "default": option.default,
             "required": option.required,
@@ -230,6 +256,7 @@ def build_parser(prog: str, description: str, options: Sequence[Option]) -> argp
         if option.choices:
             kwargs["choices"] = option.choices
         group.add_argument(f"--{option.name}", **kwargs)
+    parser.add_argument_group("Beam pipeline options (passed through)", BEAM_PASS_THROUGH)
     return parser
 
 

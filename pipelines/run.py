@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import textwrap
@@ -18,13 +19,14 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.catalog import PipelineSpec
+from pipelines.errors import RunFailed, explain
 from pipelines.options import OptionError, parse_options
 from transforms.io.base import Sink, Source
 from transforms.io.endpoint import EndpointError, redact_option
 from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
 from transforms.io.registry import SOURCES, load
 from transforms.io.retry import OUTAGE_BEHAVIOUR
-from transforms.io.runners import DIRECT, check_runner, matrix_lines
+from transforms.io.runners import DIRECT, MATRIX, check_runner, matrix_lines
 from transforms.metrics import (
     DEAD_LETTERED,
     DROPPED,
@@ -39,6 +41,7 @@ __all__ = [
     "RunReport",
     "Stopped",
     "build_pipeline",
+    "describe_document",
     "describe_options",
     "run_pipeline",
 ]
@@ -191,7 +194,7 @@ def _wait(result: Any, source: Any, max_seconds: float) -> int | None:
     if source.bounded:
         result.wait_until_finish()
         return None
-    failures: list[BaseException] = []
+    failures: list[BaseException] = []  # a failed run (a source that fails for good) ends here
 
     def wait() -> None:
         try:
@@ -200,25 +203,80 @@ def _wait(result: Any, source: Any, max_seconds: float) -> int | None:
             failures.append(error)
 
     waiter = threading.Thread(target=wait, daemon=True)
-    if source.finite:
-        waiter.start()
+    waiter.start()
     deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
     stopped_by: int | None = None
     try:
-        while (not source.finite or waiter.is_alive()) and (
-            deadline is None or time.monotonic() < deadline
-        ):
+        while waiter.is_alive() and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.2)
     except KeyboardInterrupt as stop:
         stopped_by = int(getattr(stop, "signum", signal.SIGINT))
-    if source.finite and not waiter.is_alive():
-        if failures:
-            raise failures[0]
+    if failures:
+        raise failures[0]
+    if not waiter.is_alive():
         return stopped_by
     # Beam's own Pub/Sub read finishes its pending pull (up to 30 s) before it stops.
     log.warning("stopping the pipeline: waiting for its sources to let go")
     result.cancel()
     return stopped_by
+
+
+def _check_paths(config: Any) -> None:
+    """Refuses a file source that names a folder, and a file sink whose folder is a file."""
+    source = config.source
+    if source.endpoint.scheme == "file" and os.path.isdir(source.endpoint.path):
+        path = source.endpoint.path.rstrip("/")
+        raise OptionError(
+            f"--source={source.endpoint}: {path} is a folder; name its files, e.g. "
+            f"file://{path}/*.jsonl"
+        )
+    for flag in ("sink", "dead_letter"):
+        endpoint = getattr(config, flag).endpoint
+        if endpoint.scheme != "file" or not endpoint.path:
+            continue
+        existing = endpoint.path
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise OptionError(
+                f"--{flag}={endpoint}: {existing} is a file; a file sink writes files into a "
+                "folder: name a folder (new or existing)"
+            )
+
+
+def _remove_empty_temp_folders(config: Any) -> None:
+    """Removes the empty ``.temp<uuid>`` folders Beam's file writes leave in file sinks' folders."""
+    for flag in ("sink", "dead_letter"):
+        endpoint = getattr(config, flag).endpoint
+        if endpoint.scheme != "file" or not os.path.isdir(endpoint.path):
+            continue
+        for entry in os.scandir(endpoint.path):
+            if entry.name.startswith(".temp") and entry.is_dir():
+                with contextlib.suppress(OSError):  # not empty: keep it
+                    os.rmdir(entry.path)
+
+
+_EMULATORS = {"pubsub": "PUBSUB_EMULATOR_HOST", "bigquery": "BIGQUERY_EMULATOR_HOST"}
+
+
+def _failed(spec: PipelineSpec, config: Any, failure: Exception) -> RunFailed:
+    """Says in one line that a run failed, why, and how to reach the servers it uses."""
+    detail = explain(failure)[1]
+    schemes = {getattr(config, flag).endpoint.scheme for flag in ("source", "sink", "dead_letter")}
+    hints = []
+    for scheme in sorted(schemes & set(_EMULATORS)):
+        variable = _EMULATORS[scheme]
+        if os.environ.get(variable):
+            hints.append(f"is the server at {variable}={os.environ[variable]} up?")
+        else:
+            hints.append(f"{variable} is not set (credentials are used)")
+    hint = (
+        f"; {'; '.join(hints)} (local servers: python -m pipelines services status, and "
+        'eval "$(python -m pipelines services env)")'
+        if hints
+        else ""
+    )
+    return RunFailed(f"{spec.name} stopped: {detail}{hint}")
 
 
 def build_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> tuple[beam.Pipeline, Any]:
@@ -239,6 +297,7 @@ def build_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> tuple[beam.Pipeli
         f"pipelines run {spec.name}", spec.description, spec.options, argv
     )
     config = spec.configure(values)
+    _check_paths(config)
     pipeline = beam.Pipeline(options=_beam_options(config, beam_args))
     spec.build(pipeline, config)
     return pipeline, config
@@ -254,7 +313,12 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     pipeline, config = build_pipeline(spec, argv)
     with _stop_on_sigterm(), live_direct_runner():
         result = pipeline.run()
-        stopped_by = _wait(result, config.source, config.max_seconds)
+        try:
+            stopped_by = _wait(result, config.source, config.max_seconds)
+        except Exception as failure:
+            raise _failed(spec, config, failure) from failure
+    if str(result.state) == "DONE":
+        _remove_empty_temp_folders(config)
     console = sys.modules.get("transforms.io.console")
     if console is not None:  # a console sink ran: print its final table before the report
         console.LiveTable.close_all()
@@ -273,12 +337,60 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     )
 
 
+def _delivery() -> dict[str, dict[str, str]]:
+    """Returns what each source scheme guarantees per runner when a run is killed."""
+    return {
+        scheme: dict(sorted(load(target).delivery.items()))
+        for scheme, target in sorted(SOURCES.items())
+    }
+
+
 def _delivery_lines() -> list[str]:
     lines = ["delivery (what a source guarantees when a run is killed):"]
-    for scheme, target in sorted(SOURCES.items()):
-        for runner, guarantee in sorted(load(target).delivery.items()):
-            lines.append(f"  {scheme} on {runner}: {guarantee}")
+    for scheme, by_runner in _delivery().items():
+        lines += [f"  {scheme} on {runner}: {guarantee}" for runner, guarantee in by_runner.items()]
     return lines + [""]
+
+
+def describe_document(spec: PipelineSpec) -> dict[str, Any]:
+    """Returns what `describe_options` shows, as JSON data (``describe --format=json``).
+
+    Returns:
+        ``{"name": ..., "description": ..., "runners": [{"role": "source", "schemes":
+        ["generator", "file"], "kind": "", "runners": [...], "notes": {...}}, ...],
+        "delivery": {"file": {"DirectRunner": "..."}},
+        "sink_outages": "...", "options": [{"name": "source", "help": ..., "required": true,
+        "default": null, "choices": [], "group": "Endpoints"}, ...]}``; secret defaults masked.
+    """
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "runners": [
+            {
+                "role": row.role,
+                "schemes": list(row.schemes),
+                "kind": row.kind,
+                "runners": sorted(row.runners),
+                "notes": dict(row.notes),
+            }
+            for row in MATRIX
+        ],
+        "delivery": _delivery(),
+        "sink_outages": OUTAGE_BEHAVIOUR,
+        "options": [
+            {
+                "name": option.name,
+                "help": option.help,
+                "required": option.required,
+                "default": None
+                if option.required
+                else redact_option(option.name, str(option.default)),
+                "choices": list(option.choices),
+                "group": option.group,
+            }
+            for option in spec.options
+        ],
+    }
 
 
 def describe_options(spec: PipelineSpec) -> str:

@@ -21,11 +21,11 @@ Command line (``python -m pipelines services ...`` calls :func:`main`)::
     services up [NAME ...]
     services down [NAME ...]
     services status [NAME ...]
+    services env [NAME ...]     # export lines for the running servers: eval "$(...)"
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import functools
@@ -33,6 +33,7 @@ import http.client
 import importlib.util
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -44,6 +45,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipelines.options import ArgumentParser
 
 HOST = "127.0.0.1"
 BIGQUERY_PROJECT = "local-project"
@@ -724,6 +727,26 @@ def endpoints() -> dict[str, str]:
     return {spec.env_var: spec.endpoint for spec in SPECS.values()}
 
 
+def env_lines(names: Sequence[str] | None = None) -> list[str]:
+    """Return ``export VAR=value`` lines pointing clients at the running servers.
+
+    As ``gcloud beta emulators pubsub env-init`` does, for every selected server that is
+    running: ``eval "$(python -m pipelines services env)"`` sets them in a shell.
+
+    Args:
+        names: Services to include; ``None`` for all of :data:`SPECS`.
+
+    Returns:
+        ``["export PUBSUB_EMULATOR_HOST=127.0.0.1:8085", ...]``, running servers only.
+
+    """
+    return [
+        f"export {spec.env_var}={shlex.quote(spec.endpoint)}"
+        for spec in _selected(names)
+        if is_running(spec.name)
+    ]
+
+
 def reset_redis() -> None:
     """Delete every key of the local Redis (``FLUSHALL``).
 
@@ -758,7 +781,10 @@ def services_required() -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """Run ``services up|down|status [NAME ...]``, printing one line per service.
+    """Run ``services up|down|status|env [NAME ...]``, printing one line per service.
+
+    ``status`` shows each server's address and its variable; ``env`` prints only the
+    ``export`` lines of the running servers, for ``eval``.
 
     ``up`` skips servers that are not installed (and fails for them when
     :func:`services_required`), and fails if an installed server does not start.
@@ -770,11 +796,17 @@ def main(argv: list[str]) -> int:
         Process exit code: 0 on success, 1 if a server failed, 2 on a usage error.
 
     """
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m pipelines services",
-        description="Start, stop or inspect the local servers used by tests and the demo.",
+        description="Start, stop or inspect the local servers used by tests and the demo; "
+        'env prints the export lines of the running ones: eval "$(python -m pipelines '
+        'services env)".',
     )
-    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument(
+        "action",
+        choices=("up", "down", "status", "env"),
+        help="start, stop, show (addresses and variables) or print export lines",
+    )
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of: {', '.join(SPECS)}")
     try:
         args = parser.parse_args(argv)
@@ -782,9 +814,18 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     unknown = [name for name in args.names if name not in SPECS]
     if unknown:
-        print(f"unknown service(s): {', '.join(unknown)} (known: {', '.join(SPECS)})")
+        print(
+            f"error: unknown service(s): {', '.join(unknown)} (known: {', '.join(SPECS)})",
+            file=sys.stderr,
+        )
         return 2
     names: list[str] = args.names or list(SPECS)
+    if args.action == "env":
+        lines = env_lines(names)
+        print("\n".join(lines))
+        if not lines:
+            print("# no server is running: python -m pipelines services up", file=sys.stderr)
+        return 0
     code = 0
     if args.action == "up":
         wanted = [name for name in names if is_available(name)[0]]
@@ -799,5 +840,9 @@ def main(argv: list[str]) -> int:
     elif args.action == "down":
         down(names)
     for name, state in status(names).items():
-        print(f"{name}: {state}")
+        where = ""
+        if state.startswith("running"):
+            spec = SPECS[name]
+            where = f" at {spec.endpoint} ({spec.env_var})"
+        print(f"{name}: {state}{where}")
     return code

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.catalog import CATALOG, PipelineSpec, get_pipeline
-from pipelines.options import Option, check_declarations, closest
+from pipelines.options import ArgumentParser, Option, check_declarations, closest
 from transforms.io.endpoint import redact_option
 
 __all__ = [
@@ -451,6 +451,8 @@ def launch(request: Launch, api_endpoint: str | None = None) -> dict[str, Any]:
 def gcloud_command(request: Launch) -> str:
     """Returns the same launch as a ``gcloud dataflow flex-template run`` command.
 
+    gcloud has no validate-only mode (``--validate-only`` is no flag of ``flex-template run``):
+    the command is the same for a validate-only launch, and starts a job.
     Secrets are masked (`transforms.io.endpoint.redact_option`): passwords in URIs and the
     values of secret-named parameters read ``***``; put them back before running it.
     """
@@ -465,8 +467,6 @@ def gcloud_command(request: Launch) -> str:
     delimiter = next(char for char in ",~;|#@" if char not in text)
     prefix = "" if delimiter == "," else f"^{delimiter}^"
     words.append(f"--parameters={prefix}{delimiter.join(pairs)}")
-    if request.validate_only:
-        words.append("--validate-only")  # (a gcloud beta/alpha flag in some releases)
     words += [
         f"{ENVIRONMENT_FLAGS[key]}={redact_option(key, value)}"
         for key, value in request.environment.items()
@@ -490,27 +490,52 @@ def _pairs(text: str) -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines template")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = ArgumentParser(prog="python -m pipelines template")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    pipelines = ", ".join(sorted(CATALOG))
     metadata = commands.add_parser("metadata", help="write or check templates/*/metadata.json")
     metadata.add_argument("--write", action="store_true", help="rewrite the files")
     build = commands.add_parser("build", help="write a pipeline's template spec file")
-    build.add_argument("name")
-    build.add_argument("--image", required=True)
-    build.add_argument("--bucket", required=True, help="gs://BUCKET")
-    build.add_argument("--output", type=Path, help="default: build/templates/NAME.json")
+    build.add_argument("name", help=f"the catalog pipeline: {pipelines}")
+    build.add_argument(
+        "--image",
+        required=True,
+        help="the image built from the Dockerfile, REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG",
+    )
+    build.add_argument(
+        "--bucket", required=True, help="gs://BUCKET for the spec file, temporary and staging files"
+    )
+    build.add_argument(
+        "--output", type=Path, help="the spec file to write (default: build/templates/NAME.json)"
+    )
     validate = commands.add_parser("validate", help="check metadata.json files or a spec")
-    validate.add_argument("name", nargs="?", help="one pipeline (default: all)")
+    validate.add_argument("name", nargs="?", help=f"one pipeline (default: all): {pipelines}")
     validate.add_argument("--spec", type=Path, help="a spec file to check instead")
     run = commands.add_parser("launch", help="launch a pipeline's template on Dataflow")
-    run.add_argument("name")
-    run.add_argument("--project", required=True)
-    run.add_argument("--region", required=True)
+    run.add_argument("name", help=f"the catalog pipeline: {pipelines}")
+    run.add_argument("--project", required=True, help="the Google Cloud project of the job")
+    run.add_argument("--region", required=True, help="the Dataflow region, e.g. us-central1")
     run.add_argument("--bucket", required=True, help="gs://BUCKET the spec was uploaded to")
-    run.add_argument("--parameters", type=_pairs, default={}, help="k=v,k2=v2")
-    run.add_argument("--environment", type=_pairs, default={}, help="tempLocation=gs://...")
-    run.add_argument("--job_name", default="")
-    run.add_argument("--validate_only", action="store_true")
+    run.add_argument(
+        "--parameters",
+        type=_pairs,
+        default={},
+        help="the pipeline's options, k=v,k2=v2 (^;^k=v;k2=v2 for values with commas)",
+    )
+    run.add_argument(
+        "--environment",
+        type=_pairs,
+        default={},
+        help=f"launch environment, k=v,...: {', '.join(ENVIRONMENT_FLAGS)}",
+    )
+    run.add_argument(
+        "--job_name", default="", help="the job's name (default: PIPELINE-YYYYMMDD-HHMMSS)"
+    )
+    run.add_argument(
+        "--validate_only",
+        action="store_true",
+        help="ask Dataflow to check the launch without starting a job",
+    )
     run.add_argument("--api_endpoint", help="another Dataflow API endpoint (tests)")
     return parser
 
@@ -519,7 +544,7 @@ def _validate(name: str | None, spec_file: Path | None) -> str:
     if spec_file is not None:
         validate_spec(json.loads(spec_file.read_text(encoding="utf-8")))
         return f"{spec_file}: valid"
-    names = [name] if name else sorted(CATALOG)
+    names = [get_pipeline(name).name] if name else sorted(CATALOG)
     for each in names:
         path = metadata_path(each)
         if not path.exists():
@@ -567,7 +592,10 @@ def main(argv: Sequence[str]) -> int:
         environment=args.environment,
         validate_only=args.validate_only,
     )
-    print("same launch with gcloud:")
+    if request.validate_only:
+        print("gcloud has no validate-only mode; this starts the same job with gcloud:")
+    else:
+        print("same launch with gcloud:")
     print(f"  {gcloud_command(request)}")
     response = launch(request, args.api_endpoint)
     job = response.get("job", {})

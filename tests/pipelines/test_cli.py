@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import bz2
 import gzip
 import hashlib
+import itertools
 import json
+import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +24,13 @@ import zstandard
 from pipelines.catalog import CATALOG, get_pipeline
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "pipelines", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 
@@ -82,6 +92,14 @@ _RUN = ("run", "events_to_bigquery", "--source=generator://events?count=1", "--s
         "--dead_letter=stdout://")  # fmt: skip
 _LAUNCH = ("template", "launch", "events_to_bigquery", "--project=proj-x",
            "--region=us-central1", "--bucket=gs://bucket-x")  # fmt: skip
+_PARAMETERS = "--parameters=source=generator://events,sink=stdout://,dead_letter=stdout://"
+_BUILD = ("template", "build", "events_to_bigquery", "--image=gcr.io/p/i:1")
+_PUBSUB = ("--source=pubsub://projects/proj-x/subscriptions/sub-x",
+           "--sink=pubsub://projects/proj-x/topics/out-x",
+           "--dead_letter=pubsub://projects/proj-x/topics/dead-x")  # fmt: skip
+_ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--sink=stdout://",
+           "--dead_letter=stdout://", "--alert_sink=stdout://",
+           "--profiles=file://{tmp}/profiles.jsonl?key={{customer_id}}")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -92,22 +110,215 @@ _LAUNCH = ("template", "launch", "events_to_bigquery", "--project=proj-x",
         ((*_RUN, "--sourc=generator://events"), 2, "--sourc", "--source"),
         ((*_RUN, "--runer=DirectRunner"), 2, "--runer", "--runner"),
         ((*_RUN, "--temp_locaton=/tmp"), 2, "--temp_locaton", "--temp_location"),
+        ((*_RUN, "--max_seconds=soon"), 2, "--max_seconds", "float"),
+        ((*_RUN, "--unknown_fields=maybe"), 2, "--unknown_fields", "choose from"),
+        (("run", "events_to_bigquery"), 2, "--source", "required"),
+        (("run", "nope"), 2, "'nope'", "the catalog has"),
+        (("run", "--source=x"), 2, "run", "pipeline name"),
+        (
+            ("run", "events_to_bigquery", *_PUBSUB, "--runner=DataflowRunner"),
+            2,
+            "--temp_location",
+            "--project=P",
+        ),
+        (
+            (
+                "run",
+                "events_to_bigquery",
+                "--source=generator://events?count=1",
+                "--sink=file://{tmp}/a_file",
+                "--dead_letter=stdout://",
+            ),
+            2,
+            "--sink",
+            "name a folder",
+        ),
+        (
+            (
+                "run",
+                "events_to_bigquery",
+                "--source=generator://events?count=1",
+                "--sink=stdout://",
+                "--dead_letter=file://{tmp}/a_file/dead",
+            ),
+            2,
+            "--dead_letter",
+            "name a folder",
+        ),
+        (
+            (
+                "run",
+                "events_to_bigquery",
+                "--source=file://{tmp}/folder",
+                "--sink=stdout://",
+                "--dead_letter=stdout://",
+            ),
+            2,
+            "--source",
+            "/*.jsonl",
+        ),
+        (
+            ("run", "events_to_bigquery", *_PUBSUB, "--max_seconds=60"),
+            1,
+            "events_to_bigquery stopped",
+            "application-default login",
+        ),
+        ((*_ENRICH, "--rules={{big: amount ==}}"), 2, "--rules", "syntax error"),
+        ((*_ENRICH, "--rules=amount is None"), 2, "--rules", "mapping of name: expression"),
         ((*_LAUNCH, "--parameters=sink=stdout://,sorce=x"), 2, "'sorce'", "source"),
+        ((*_LAUNCH, _PARAMETERS), 1, "credentials", "application-default login"),
+        ((*_LAUNCH, _PARAMETERS, "--environment=colour=red"), 2, "colour", "supported fields"),
+        ((*_LAUNCH, _PARAMETERS, "--job_name=Bad_Name"), 2, "Bad_Name", "lowercase"),
+        (("template", "launch", "events_to_bigquery"), 2, "--project", "required"),
+        (("template", "validate", "nope"), 2, "'nope'", "no pipeline"),
+        ((*_BUILD[:3], "--bucket=gs://b-x"), 2, "--image", "required"),
+        ((*_BUILD, "--bucket=gs://b-x/folder"), 2, "--bucket", "gs://BUCKET"),
+        (("template", "frobnicate"), 2, "frobnicate", "choose from"),
         (("lst",), 2, "'lst'", "list"),
+        (("list", "--json"), 2, "--json", "--format=json"),
+        (("list", "--format=yaml"), 2, "--format", "text or json"),
         (("describe",), 2, "describe", "pipeline name"),
-        (("run",), 2, "run", "pipeline name"),
+        (("describe", "nope"), 2, "'nope'", "the catalog has"),
+        (("describe", "sessionize", "extra"), 2, "extra", "unexpected"),
+        (("demo", "--colour=red"), 2, "--colour", "--output=DIR"),
+        (("demo", "--count=many"), 2, "--count", "whole number"),
+        (("demo", "--output={tmp}/folder"), 2, "--output", "not an empty folder"),
+        (("docs", "extra"), 2, "docs", "unexpected"),
+        (("services", "restart"), 2, "'restart'", "choose from"),
+        (("services", "status", "mysql"), 2, "mysql", "known: pubsub"),
     ],
 )
 def test_wrong_input_fails_with_one_message_naming_it(
-    argv: tuple[str, ...], code: int, culprit: str, suggestion: str
+    argv: tuple[str, ...], code: int, culprit: str, suggestion: str, tmp_path: Path
 ) -> None:
-    result = cli(*argv)
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "in.jsonl").write_text("{}\n")
+    (tmp_path / "profiles.jsonl").write_text('{"customer_id": "c1"}\n')
+    args = [arg.format(tmp=tmp_path) for arg in argv]
+    # No credentials and no emulator: what a new user without a Google Cloud setup has.
+    env = {key: value for key, value in os.environ.items() if key != "PUBSUB_EMULATOR_HOST"}
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "no-such-key.json")
+    result = cli(*args, env=env)
     assert result.returncode == code, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.lstrip().startswith("error:")
-    named = [line for line in result.stderr.splitlines() if culprit in line]
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.splitlines()
+    starts = [at for at, line in enumerate(lines) if line.startswith("error:")]
+    assert len(starts) == 1, result.stderr
+    message = [lines[starts[0]]]  # the error line, and the problems it lists, indented
+    message += itertools.takewhile(lambda line: line.startswith("  "), lines[starts[0] + 1 :])
+    named = [line for line in message if culprit in line]
     assert named, result.stderr
-    assert suggestion in named[0]
+    assert suggestion in named[0], result.stderr
+
+
+def test_verbose_shows_the_traceback_of_an_error() -> None:
+    result = cli("--verbose", "template", "validate", "nope")
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert "error: no pipeline 'nope'" in result.stderr
+
+
+def test_list_format_json_has_the_text_content() -> None:
+    text, data = cli("list"), cli("list", "--format=json")
+    assert data.returncode == 0
+    entries = json.loads(data.stdout)
+    assert [entry["name"] for entry in entries] == sorted(CATALOG)
+    assert [f"{e['name']:<24} {e['summary']}" for e in entries] == text.stdout.splitlines()
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_describe_format_json_has_the_text_content(name: str) -> None:
+    text, data = cli("describe", name), cli("describe", name, "--format=json")
+    assert data.returncode == 0
+    document = json.loads(data.stdout)
+    shown = text.stdout.splitlines()
+    assert document["name"] == shown[0]
+    assert document["description"] in text.stdout
+    assert [option["name"] for option in document["options"]] == [
+        option.name for option in get_pipeline(name).options
+    ]
+    for option in document["options"]:
+        flag = f"--{option['name']}" + (" (required)" if option["required"] else "")
+        at = shown.index(flag)
+        assert shown[at + 1].strip() == option["help"]
+        if option["choices"]:
+            assert f"one of: {', '.join(option['choices'])}" in shown[at + 2]
+        if not option["required"]:
+            assert f"    default: {option['default']}" in shown[at + 2 : at + 4]
+    for role, schemes in document["runners"].items():
+        for scheme, runners in schemes.items():
+            row = next(line for line in shown if line.split()[:2] == [role, scheme])
+            marks = row.split()[2:]
+            assert sum(mark == "yes" for mark in marks) == len(runners)
+    for scheme, guarantees in document["delivery"].items():
+        for runner, guarantee in guarantees.items():
+            assert f"  {scheme} on {runner}: {guarantee}" in shown
+
+
+def test_run_help_shows_beam_options_in_their_own_group_and_no_empty_default() -> None:
+    result = cli("run", "enrich_and_alert", "--help")
+    assert result.returncode == 0
+    assert "Beam pipeline options (passed through):" in result.stdout
+    assert "--runner=DataflowRunner" in result.stdout
+    assert "(default: )" not in result.stdout
+
+
+def test_every_template_argument_has_help() -> None:
+    from pipelines.templates import _parser
+
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            assert action.help, f"template {name}: {action.dest} has no help"
+    result = cli("template", "launch", "--help")
+    assert result.returncode == 0
+    assert "the Dataflow region" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the Google Cloud CLI")
+def test_gcloud_equivalent_uses_only_flags_gcloud_has() -> None:
+    from pipelines.templates import Launch, gcloud_command
+
+    help_text = subprocess.run(
+        ["gcloud", "dataflow", "flex-template", "run", "--help"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    known = set(re.findall(r"--[a-z][a-z-]*", help_text))
+    launch = Launch(
+        "events_to_bigquery", "proj-x", "us-central1", "gs://bucket-x",
+        {"source": "generator://events", "sink": "stdout://", "dead_letter": "stdout://"},
+        environment={"tempLocation": "gs://bucket-x/t", "maxWorkers": "3"}, validate_only=True,
+    )  # fmt: skip
+    flags = {word.split("=")[0] for word in shlex.split(gcloud_command(launch))[5:]}
+    assert flags <= known, flags - known
+
+
+def test_services_env_exports_every_running_server() -> None:
+    from pipelines import services
+
+    result = cli("services", "env")
+    assert result.returncode == 0
+    running = [name for name in services.SPECS if services.is_running(name)]
+    assert running, "the local servers run in this suite"
+    expected = {
+        f"export {services.SPECS[name].env_var}={services.SPECS[name].endpoint}" for name in running
+    }
+    assert set(result.stdout.splitlines()) == expected
+    status = cli("services", "status").stdout
+    for name in running:
+        assert services.SPECS[name].endpoint in status
+
+
+def test_a_successful_run_leaves_no_temporary_folders(tmp_path: Path) -> None:
+    result = cli(
+        "run", "events_to_bigquery", "--source=generator://events?count=50&malformed=0.1",
+        f"--sink=file://{tmp_path}/out", f"--dead_letter=file://{tmp_path}/dead",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "out").glob("*.jsonl"))
+    assert not [path for path in tmp_path.rglob(".temp*")]
 
 
 def test_beam_pass_through_options_are_accepted(tmp_path: Path) -> None:
