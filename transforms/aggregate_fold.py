@@ -40,7 +40,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from transforms.aggregate_spec import AggregateSpec
 from transforms.aggregators import Element, SpecCombineFn
 from transforms.blocks import Block, FoldPerBundle
-from transforms.dead_letter import error_record
+from transforms.dead_letter import refused
 from transforms.errors import RecordError
 from transforms.message import Record
 from transforms.metrics import NAMESPACE, ReasonCounters
@@ -132,14 +132,8 @@ class PrepareBlock(beam.DoFn):
             return
         yield beam.pvalue.TaggedOutput(
             FAILED,
-            error_record(
-                record,
-                pipeline=self._pipeline,
-                step="aggregate",
-                reason=exc.reason,
-                error_type=type(exc).__name__,
-                error_message=str(exc),
-                event_timestamp=event_time,
+            refused(
+                record, pipeline=self._pipeline, step="aggregate", error=exc, event_time=event_time
             ),
         )
 

@@ -56,6 +56,7 @@ __all__ = [
     "error_record",
     "failure",
     "google_view_sql",
+    "refused",
     "truncate_payload",
 ]
 
@@ -193,6 +194,21 @@ def error_record(
         "source": origin.to_dict() if origin is not None else None,
         "retry_count": retry_count,
     }
+
+
+def refused(
+    record: Any, *, pipeline: str, step: str, error: RecordError, event_time: float | None
+) -> dict[str, Any]:
+    """The dead-letter record of a record a step refused with a `RecordError` (its reason)."""
+    return error_record(
+        record,
+        pipeline=pipeline,
+        step=step,
+        reason=error.reason,
+        error_type=type(error).__name__,
+        error_message=str(error),
+        event_timestamp=event_time,
+    )
 
 
 def truncate_payload(record: dict[str, Any]) -> dict[str, Any]:

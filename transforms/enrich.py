@@ -58,7 +58,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
-from transforms.dead_letter import error_record
+from transforms.dead_letter import refused
 from transforms.errors import RecordError, SinkRejected
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis_text import KeyTemplate, to_text
@@ -220,15 +220,7 @@ def enrich_error(record: Record, error: RecordError, timestamp: Timestamp, pipel
     event_time = record.event_time
     if event_time is None and timestamp > MIN_TIMESTAMP:
         event_time = float(timestamp)
-    return error_record(
-        record,
-        pipeline=pipeline,
-        step=STEP,
-        reason=error.reason,
-        error_type=type(error).__name__,
-        error_message=str(error),
-        event_timestamp=event_time,
-    )
+    return refused(record, pipeline=pipeline, step=STEP, error=error, event_time=event_time)
 
 
 class Settler:

@@ -34,7 +34,7 @@ import apache_beam as beam
 from transforms.aggregate import WindowedAggregate
 from transforms.aggregate_spec import AggregateCall, AggregateSpec, TriggerSpec, WindowSpec
 from transforms.blocks import Block
-from transforms.dead_letter import error_record
+from transforms.dead_letter import refused
 from transforms.errors import BadTimestamp, RecordError
 from transforms.event_time import format_timestamp
 from transforms.message import Record
@@ -214,14 +214,8 @@ class _Stamp(beam.DoFn):
     ) -> beam.pvalue.TaggedOutput:
         return beam.pvalue.TaggedOutput(
             "missing",
-            error_record(
-                record,
-                pipeline=self._pipeline,
-                step="sessions",
-                reason=error.reason,
-                error_type=type(error).__name__,
-                error_message=str(error),
-                event_timestamp=event_time,
+            refused(
+                record, pipeline=self._pipeline, step="sessions", error=error, event_time=event_time
             ),
         )
 
