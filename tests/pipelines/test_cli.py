@@ -246,11 +246,12 @@ def test_describe_format_json_has_the_text_content(name: str) -> None:
             assert f"one of: {', '.join(option['choices'])}" in shown[at + 2]
         if not option["required"]:
             assert f"    default: {option['default']}" in shown[at + 2 : at + 4]
-    for role, schemes in document["runners"].items():
-        for scheme, runners in schemes.items():
-            row = next(line for line in shown if line.split()[:2] == [role, scheme])
-            marks = row.split()[2:]
-            assert sum(mark == "yes" for mark in marks) == len(runners)
+    for support in document["runners"]:
+        for scheme in support["schemes"]:
+            name = [support["role"], scheme] + ([support["kind"]] if support["kind"] else [])
+            row = next(line for line in shown if line.split()[: len(name)] == name)
+            marks = row.split()[len(name) :]
+            assert sum(mark == "yes" for mark in marks) == len(support["runners"])
     for scheme, guarantees in document["delivery"].items():
         for runner, guarantee in guarantees.items():
             assert f"  {scheme} on {runner}: {guarantee}" in shown
