@@ -29,11 +29,10 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.pvalue import TaggedOutput
 
 from pipelines.options import Option, OptionError
 from transforms.blocks import Block
-from transforms.dead_letter import ToDeadLetter, failure
+from transforms.dead_letter import FAILED, ToDeadLetter, map_block
 from transforms.errors import RecordError
 from transforms.message import Record
 from transforms.metrics import DROPPED, ReasonCounters
@@ -165,9 +164,6 @@ class Udf:
         return function
 
 
-_FAILED = "failed"
-
-
 @beam.typehints.with_output_types(Block)
 class _ApplyUdfFn(beam.DoFn):
     """A block of `Record`s -> the block of the UDF's records; failures tagged ``failed``."""
@@ -185,22 +181,18 @@ class _ApplyUdfFn(beam.DoFn):
         )
 
     def process(self, block: list[Record]) -> Iterator[Any]:
-        applied = Block()
-        dropped = 0
-        for record in block:
-            try:
-                result = self._apply(record.data)
-            except UdfError as exc:
-                yield TaggedOutput(_FAILED, failure(record, exc))
-                continue
-            if result is None:
-                dropped += 1
-            else:
-                applied.append(Record(result, record.origin, record.event_time))
+        applied, failures = map_block(block, self._applied, UdfError)
+        yield from failures
+        dropped = len(block) - len(applied) - len(failures)
         if dropped:
             self._dropped.inc(UDF_REASON, dropped)
         if applied:
             yield applied
+
+    def _applied(self, record: Record) -> Record | None:
+        """Returns the UDF's record of ``record`` (None: dropped); raises `UdfError`."""
+        result = self._apply(record.data)
+        return None if result is None else Record(result, record.origin, record.event_time)
 
     def _apply(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """Returns the UDF's record of ``data`` (None: dropped); raises `UdfError`."""
@@ -256,6 +248,6 @@ class ApplyUdf(beam.PTransform):
     def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         results = blocks | "Apply" >> beam.ParDo(
             _ApplyUdfFn(self._udf, self._schema, self._unknown_fields)
-        ).with_outputs(_FAILED, main="applied")
-        errors = results[_FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "udf")
+        ).with_outputs(FAILED, main="applied")
+        errors = results[FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "udf")
         return results.applied, errors

@@ -33,12 +33,14 @@ import hashlib
 import json
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
+from transforms.blocks import Block
 from transforms.errors import RecordError
 from transforms.event_time import format_timestamp
 from transforms.io.endpoint import redact
@@ -48,6 +50,7 @@ from transforms.schema import Field, Schema
 
 __all__ = [
     "DEAD_LETTER_SCHEMA",
+    "FAILED",
     "GOOGLE_COLUMNS",
     "MAX_PAYLOAD_PREFIX",
     "TRUNCATED_REASONS",
@@ -56,6 +59,7 @@ __all__ = [
     "error_record",
     "failure",
     "google_view_sql",
+    "map_block",
     "refused",
     "truncate_payload",
 ]
@@ -239,6 +243,35 @@ def failure(element: Any, exc: BaseException) -> tuple[Any, tuple[type, str, lis
     themselves use this to emit the same.
     """
     return element, (type(exc), repr(exc), traceback.format_exception(exc))
+
+
+# The tagged output of the failures a block step catches itself (see `map_block`).
+FAILED = "failed"
+
+
+def map_block(
+    block: Iterable[Any],
+    function: Callable[[Any], Any],
+    catch: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+) -> tuple[Block, list[TaggedOutput]]:
+    """Applies ``function`` to every element of a block, catching its failures.
+
+    Returns:
+        ``(results, failures)``: the Block of ``function``'s results (``None`` results left
+        out, for elements the step drops), and a `FAILED` output (see `failure`) per element
+        on which ``function`` raised ``catch``.
+    """
+    results = Block()
+    failures = []
+    for element in block:
+        try:
+            result = function(element)
+        except catch as exc:
+            failures.append(TaggedOutput(FAILED, failure(element, exc)))
+            continue
+        if result is not None:
+            results.append(result)
+    return results, failures
 
 
 class _ToDeadLetterFn(beam.DoFn):

@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import apache_beam as beam
-from apache_beam.pvalue import TaggedOutput
 
 from transforms.aggregate_spec import AggregateSpec
 from transforms.blocks import Block
-from transforms.dead_letter import ToDeadLetter, failure
+from transforms.dead_letter import FAILED, ToDeadLetter, map_block
 from transforms.errors import RecordError
 from transforms.message import Record
 
@@ -188,9 +187,6 @@ def aggregate_fields(spec: AggregateSpec, why: str = "") -> tuple[RequiredField,
     return tuple(fields)
 
 
-_FAILED = "failed"
-
-
 @beam.typehints.with_output_types(Block)
 class _CheckFn(beam.DoFn):
     """A block of `Record`s -> the block of those that pass; the others tagged ``failed``."""
@@ -199,17 +195,15 @@ class _CheckFn(beam.DoFn):
         self._check = check
 
     def process(self, block: list[Record]) -> Iterator[Any]:
-        passed = Block()
-        check = self._check
-        for record in block:
-            try:
-                check(record.data)
-            except RecordError as exc:
-                yield TaggedOutput(_FAILED, failure(record, exc))
-                continue
-            passed.append(record)
+        passed, failures = map_block(block, self._checked, RecordError)
+        yield from failures
         if passed:
             yield passed
+
+    def _checked(self, record: Record) -> Record:
+        """Returns ``record`` when it passes; raises `RecordError`."""
+        self._check(record.data)
+        return record
 
 
 class CheckFields(beam.PTransform):
@@ -231,7 +225,7 @@ class CheckFields(beam.PTransform):
 
     def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         results = blocks | "Check" >> beam.ParDo(_CheckFn(self._check)).with_outputs(
-            _FAILED, main="passed"
+            FAILED, main="passed"
         )
-        errors = results[_FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, STEP)
+        errors = results[FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, STEP)
         return results.passed, errors

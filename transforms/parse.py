@@ -21,10 +21,9 @@ from typing import Any
 
 import apache_beam as beam
 import msgspec
-from apache_beam.pvalue import TaggedOutput
 
 from transforms.blocks import Block
-from transforms.dead_letter import ToDeadLetter, failure
+from transforms.dead_letter import FAILED, ToDeadLetter, map_block
 from transforms.errors import BadTimestamp, InvalidJson, InvalidUtf8, NotAnObject, TooLarge
 from transforms.event_time import EpochUnit, parse_timestamp
 from transforms.message import Message, Record
@@ -32,7 +31,6 @@ from transforms.schema import Schema, UnknownFields
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
-    "FAILED",
     "EventTime",
     "ParseJson",
     "parse_message",
@@ -158,9 +156,6 @@ def parse_message(
     return _Parser(schema, event_time, max_bytes, "reject")(message)
 
 
-FAILED = "failed"
-
-
 @beam.typehints.with_output_types(Block)
 class _ParseFn(beam.DoFn):
     """A block of `Message`s -> one block of their `Record`s; failures tagged `FAILED`."""
@@ -169,13 +164,8 @@ class _ParseFn(beam.DoFn):
         self._parser = parser
 
     def process(self, block: list[Message]) -> Iterator[Any]:
-        parsed = Block()
-        parse = self._parser
-        for message in block:
-            try:
-                parsed.append(parse(message))
-            except Exception as exc:  # noqa: BLE001 - every failure is dead-lettered
-                yield TaggedOutput(FAILED, failure(message, exc))
+        parsed, failures = map_block(block, self._parser)  # every failure is dead-lettered
+        yield from failures
         if parsed:
             yield parsed
 
