@@ -17,13 +17,14 @@
 FROM gcr.io/dataflow-templates-base/python311-template-launcher-base:flex_templates_base_image_release_20260112_RC00 AS launcher
 
 # The expansion-service jars, in a stage of their own so that a change to the suite does not
-# download them again. Beam itself says which jars (python -m pipelines.java_jars --list) and
-# fetches them into its cache, ~/.apache_beam/cache/jars; a Maven mirror may be given instead.
+# download them again. Beam itself says which jars (python -m pipelines.devtools.java_jars --list)
+# and fetches them into its cache, ~/.apache_beam/cache/jars; a Maven mirror may be given instead.
 FROM apache/beam_python3.11_sdk:2.77.0 AS jars
 ARG MAVEN_REPOSITORY_URL=https://repo.maven.apache.org/maven2
 WORKDIR /opt/jars
-COPY pipelines/__init__.py pipelines/java_jars.py pipelines/
-RUN python -m pipelines.java_jars --maven_repository_url "${MAVEN_REPOSITORY_URL}"
+COPY pipelines/__init__.py pipelines/
+COPY pipelines/devtools/__init__.py pipelines/devtools/java_jars.py pipelines/devtools/
+RUN python -m pipelines.devtools.java_jars --maven_repository_url "${MAVEN_REPOSITORY_URL}"
 
 FROM apache/beam_python3.11_sdk:2.77.0 AS base
 
@@ -62,7 +63,7 @@ RUN apt-get update \
     && java -version
 COPY --from=jars /root/.apache_beam/cache/jars /root/.apache_beam/cache/jars
 # Fails the build unless the suite's own Beam finds every jar in its cache (no network).
-RUN python -m pipelines.java_jars --check
+RUN python -m pipelines.devtools.java_jars --check
 
 # The default target: the image without Java.
 FROM base

@@ -18,7 +18,7 @@ INSTALL_REQUIRES = [
     "redis>=5,<9",
     # redis-py packs commands and parses replies in C with it (the Redis sink's pipelines).
     "hiredis>=3.2,<4",
-    # Flex Template metadata, spec and launch types and client (pipelines/templates.py).
+    # Flex Template metadata, spec and launch types and client (pipelines/framework/templates.py).
     "google-cloud-dataflow-client>=0.8,<1",
     "confluent-kafka>=2.3,<3",
 ]
@@ -62,7 +62,7 @@ setup(
     package_data={"pipelines": ["schemas/*.json", "specs/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + DEV_REQUIRES},
-    entry_points={"console_scripts": ["beam-pipelines=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["beam-pipelines=pipelines.framework.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",

@@ -1,7 +1,7 @@
-"""``python -m pipelines``: see `pipelines.cli`."""
+"""``python -m pipelines``: see `pipelines.framework.cli`."""
 
 import sys
 
-from pipelines.cli import main
+from pipelines.framework.cli import main
 
 sys.exit(main())

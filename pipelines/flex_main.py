@@ -3,9 +3,9 @@
 Dataflow's Python launcher runs this file with the template's parameters as ``--name=value``
 and the launch environment as Beam options (``--runner``, ``--project``, ``--region``,
 ``--temp_location``, ``--sdk_container_image``...). The ``--pipeline`` parameter, which every
-template of the suite requires (see `pipelines.templates`), picks the catalog pipeline; the
-rest are that pipeline's options and Beam's. The pipeline is built, validated and submitted;
-the launcher does not wait for the job.
+template of the suite requires (see `pipelines.framework.templates`), picks the catalog pipeline;
+the rest are that pipeline's options and Beam's. The pipeline is built, validated and submitted; the
+launcher does not wait for the job.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 
 from pipelines.catalog import get_pipeline
-from pipelines.run import build_pipeline
-from pipelines.templates import SELECTOR
+from pipelines.framework.run import build_pipeline
+from pipelines.framework.templates import SELECTOR
 from transforms.redaction import install_redaction
 
 __all__ = ["main"]

@@ -4,7 +4,7 @@
   ``transforms.dead_letter.DEAD_LETTER_SCHEMA``.
 * ``terraform/schemas/cdc_staging.json`` and ``cdc_replica.json``: the CDC staging
   (changelog) and replica tables of the ``bigquery-replica://`` sink, from
-  ``transforms.io.bigquery_replica.STAGING_SCHEMA`` and ``REPLICA_SCHEMA``.
+  ``transforms.io.bigquery.replica.STAGING_SCHEMA`` and ``REPLICA_SCHEMA``.
 * ``terraform/modules/wiring/pipeline_options.json``: every pipeline of ``pipelines.catalog``
   with its template's parameters (the ``pipeline`` selector, then every option: name,
   required, default), from which the wiring module builds the Flex Template job's
@@ -38,14 +38,14 @@ def dead_letter_schema() -> list[dict[str, Any]]:
 
 def cdc_staging_schema() -> list[dict[str, Any]]:
     """The CDC staging (changelog) tables' schema: ``bigquery_replica.STAGING_SCHEMA``."""
-    from transforms.io.bigquery_replica import STAGING_SCHEMA
+    from transforms.io.bigquery.replica import STAGING_SCHEMA
 
     return STAGING_SCHEMA.to_bigquery()
 
 
 def cdc_replica_schema() -> list[dict[str, Any]]:
     """The CDC replica tables' schema: ``bigquery_replica.REPLICA_SCHEMA``."""
-    from transforms.io.bigquery_replica import REPLICA_SCHEMA
+    from transforms.io.bigquery.replica import REPLICA_SCHEMA
 
     return REPLICA_SCHEMA.to_bigquery()
 
@@ -53,12 +53,12 @@ def cdc_replica_schema() -> list[dict[str, Any]]:
 def pipeline_options() -> dict[str, Any]:
     """Every catalog pipeline and its template's parameters, in the template's order.
 
-    The first parameter is the template selector (``pipelines.templates.SELECTOR``: the one
-    image runs the pipeline it names; its value is the pipeline's name), then every option.
+    The first parameter is the template selector (``pipelines.framework.templates.SELECTOR``: the
+    one image runs the pipeline it names; its value is the pipeline's name), then every option.
     A default is the text the option takes on a command line (``Option.render``).
     """
     from pipelines.catalog import CATALOG, get_pipeline
-    from pipelines.templates import SELECTOR
+    from pipelines.framework.templates import SELECTOR
 
     out: dict[str, Any] = {}
     for name in sorted(CATALOG):

@@ -1,9 +1,10 @@
 """Shared pytest fixtures: the real local servers, state resets and unique names.
 
-Each server fixture is session-scoped: it starts its server (``pipelines.services.up``) unless it
-is already running, yields its :class:`pipelines.services.ServiceSpec` (``.endpoint``,
-``.host``, ``.port``, ``.env_var``), and at the end of the session stops the server only if the
-fixture started it, so servers started by hand (``python -m pipelines services up``) stay up.
+Each server fixture is session-scoped: it starts its server (``pipelines.devtools.services.up``)
+unless it is already running, yields its :class:`pipelines.devtools.services.ServiceSpec`
+(``.endpoint``, ``.host``, ``.port``, ``.env_var``), and at the end of the session stops the server
+only if the fixture started it, so servers started by hand (``python -m pipelines services up``)
+stay up.
 
 A server whose program is not installed skips the tests that need it, unless ``CI`` is set or
 ``PIPELINES_REQUIRE_SERVICES=1``, in which case those tests fail with what to install. A server
@@ -20,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from pipelines import services
-from pipelines.services import ServiceSpec
+from pipelines.devtools import services
+from pipelines.devtools.services import ServiceSpec
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -150,7 +151,7 @@ def live_direct_runner() -> Iterator[None]:
     """The streaming DirectRunner with the suite's live driver and per-bundle counters.
 
     For the tests of a module that run streaming pipelines themselves (`TestStream`, a live
-    read) rather than through `pipelines.run.run_pipeline`; Beam is as it was after them.
+    read) rather than through `pipelines.framework.run.run_pipeline`; Beam is as it was after them.
     """
     from transforms.io.live import live_direct_runner as enabled
 

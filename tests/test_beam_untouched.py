@@ -56,7 +56,11 @@ def test_importing_every_module_leaves_the_direct_runner_as_beam_made_it() -> No
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.splitlines()[-1])
-    assert {"transforms.io.live", "transforms.io.pubsub", "pipelines.run"} <= set(report["modules"])
+    assert {
+        "transforms.io.live",
+        "transforms.io.pubsub.endpoints",
+        "pipelines.framework.run",
+    } <= set(report["modules"])
     assert report["after"] == report["before"]
 
 

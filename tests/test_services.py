@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pipelines import services
-from pipelines.services import ServiceSpec
+from pipelines.devtools import services
+from pipelines.devtools.services import ServiceSpec
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,8 @@ def test_cli_status_prints_one_line_per_service(redis_server: ServiceSpec) -> No
         [
             sys.executable,
             "-c",
-            "import sys; from pipelines.services import main; sys.exit(main(sys.argv[1:]))",
+            "import sys; from pipelines.devtools.services import main; "
+            "sys.exit(main(sys.argv[1:]))",
             "status",
             "redis",
             "kinesis",
@@ -205,7 +206,7 @@ def test_unknown_service_is_an_error() -> None:
 
 def test_redis_down_then_up(redis_server: ServiceSpec) -> None:
     if services.running_pid("redis") is None:
-        pytest.skip("redis was started outside pipelines.services; not stopping it")
+        pytest.skip("redis was started outside pipelines.devtools.services; not stopping it")
     services.down(["redis"])
     assert services.status(["redis"]) == {"redis": "stopped"}
     assert not services.is_answering("redis")

@@ -14,7 +14,7 @@ it fails the bundle that wrote: the runner retries that bundle, and nothing is l
 dead-lettered twice. A sink that fails its bundle by itself (files, stdout) returns no failures.
 
 `unrouted_errors` finds the error outputs of a finished graph that do not reach the writer (see
-`pipelines.spine.Spine`, which refuses such a graph).
+`pipelines.framework.spine.Spine`, which refuses such a graph).
 """
 
 from __future__ import annotations

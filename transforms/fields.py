@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import apache_beam as beam
 
-from transforms.aggregate_spec import AggregateSpec
+from transforms.aggregate.spec import AggregateSpec
 from transforms.blocks import Block
 from transforms.dead_letter import FAILED, ToDeadLetter, map_block
 from transforms.errors import RecordError

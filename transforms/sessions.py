@@ -8,9 +8,9 @@ A session row (``key_field="user_id"``, ``include_fields=("page",)``)::
      "event_count": 7, "duration_s": 750.0,     # end - start
      "first_page": "/home", "last_page": "/cart",
      "timing": "ON_TIME"}                       # EARLY, ON_TIME or LATE pane
-
-Built on `transforms.aggregate.WindowedAggregate` with session windows, which merges sessions
-that an out-of-order event bridges, fires early and late panes, and dead-letters records too
+ Built on `transforms.aggregate.windowed.WindowedAggregate` with session windows, which merges
+sessions that an out-of-order event bridges, fires early and late panes, and dead-letters records
+too
 late for their session (reason ``late``). Beam's session window ends a gap after the last
 event, so the first and last events are found inside the aggregate instead: each event carries
 a stamp, its event time in microseconds as fixed-width text followed by the JSON of its
@@ -31,8 +31,8 @@ from typing import Any
 
 import apache_beam as beam
 
-from transforms.aggregate import WindowedAggregate
-from transforms.aggregate_spec import AggregateCall, AggregateSpec, TriggerSpec, WindowSpec
+from transforms.aggregate.spec import AggregateCall, AggregateSpec, TriggerSpec, WindowSpec
+from transforms.aggregate.windowed import WindowedAggregate
 from transforms.blocks import Block
 from transforms.dead_letter import refused
 from transforms.errors import BadTimestamp, RecordError

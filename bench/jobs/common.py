@@ -43,7 +43,7 @@ def loops(body: Callable[[Decode, Path, Path], int]) -> dict[str, Variant]:
 def run_suite(name: str, args: list[str]) -> Any:
     """Runs the suite's pipeline ``name`` with ``args``; checks that it balances."""
     from pipelines.catalog import get_pipeline
-    from pipelines.run import run_pipeline
+    from pipelines.framework.run import run_pipeline
 
     report = run_pipeline(get_pipeline(name), args)
     assert report.balanced, report.render()

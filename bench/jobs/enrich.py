@@ -4,8 +4,8 @@ The table (`users_file`, JSON Lines written once next to the events: ``user_id``
 ``country``, ``signup_date``; one user in a hundred has no row) is nested under each event's
 ``user`` field, ``null`` for a user without a row.
 
-Suite: the spine (`pipelines.spine.Spine` with the events schema, dead letters) +
-`transforms.enrich_side_input.SideInputEnrich` from ``file:///...?key={user_id}`` + the file
+Suite: the spine (`pipelines.framework.spine.Spine` with the events schema, dead letters) +
+`transforms.enrich.side_input.SideInputEnrich` from ``file:///...?key={user_id}`` + the file
 sink.
 ``enrich_and_alert`` is not used: it also routes every record through alert rules to an
 alert sink, which is not this job.
@@ -23,9 +23,9 @@ import apache_beam as beam
 from bench.data import events_file
 from bench.jobs.common import EVENTS_SCHEMA, Decode, Job, file_args, loops
 from pipelines.catalog import PipelineSpec
-from pipelines.options import COMMON_OPTIONS, Option, OptionError
-from pipelines.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
-from transforms.enrich import EnrichSettings, enrich_from_uri
+from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
+from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms.enrich.base import EnrichSettings, enrich_from_uri
 from transforms.io.base import SinkContext
 from transforms.metrics import WRITTEN
 
@@ -135,14 +135,14 @@ SUITE = PipelineSpec(
     name=NAME,
     description="Events enriched with a reference table (benchmark only, not in the catalog).",
     options=COMMON_OPTIONS + PARSE_OPTIONS
-    + (Option("reference", "The reference table URI (transforms.enrich).", required=True),),
+    + (Option("reference", "The reference table URI (transforms.enrich.base).", required=True),),
     configure=_configure,
     build=_build,
 )  # fmt: skip
 
 
 def _enrich_suite(path: Path, out: Path) -> int:
-    from pipelines.run import run_pipeline
+    from pipelines.framework.run import run_pipeline
 
     reference = f"file://{table_of(path)}?key={{user_id}}"
     report = run_pipeline(SUITE, [*file_args(path, out), f"--reference={reference}", EVENTS_SCHEMA])

@@ -32,8 +32,8 @@ from apache_beam.transforms.window import TimestampedValue
 
 from bench.data import START
 from pipelines.catalog import PipelineSpec
-from pipelines.options import parse_options
-from pipelines.run import RunReport
+from pipelines.framework.options import parse_options
+from pipelines.framework.run import RunReport
 from transforms.blocks import Batch
 from transforms.event_time import format_timestamp, parse_timestamp
 from transforms.io.base import Source
@@ -171,7 +171,7 @@ def fnapi_pipeline() -> beam.Pipeline:
 def streaming_pipeline() -> beam.Pipeline:
     """A pipeline in streaming mode on Beam's DirectRunner (a `TestStream` source).
 
-    Importing `pipelines.run` (above) brings in the suite's mend of that runner's counters
+    Importing `pipelines.framework.run` (above) brings in the suite's mend of that runner's counters
     (see `transforms.io.live`), without which the balance of a streaming run cannot be read.
     """
     return beam.Pipeline(options=PipelineOptions(flags=[], streaming=True))

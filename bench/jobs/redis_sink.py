@@ -8,7 +8,7 @@ with the suite's schema: what is measured is the write. The variants:
 * ``raw_redis_py`` (the baseline): raw redis-py, pipelined: ``HSET key mapping`` of the non-null
   fields, 500 commands a round trip. On fresh keys it leaves the same hashes as the sink (the
   sink also removes null fields, ``HDEL``, which here removes nothing).
-* ``sink_direct``: the suite's sink DoFn (`transforms.io.redis.RedisSink.write_fn`, hash mode,
+* ``sink_direct``: the suite's sink DoFn (`transforms.io.redis.sink.RedisSink.write_fn`, hash mode,
   no TTL, batches of 500) driven by hand, without a runner: ``setup``, ``start_bundle``,
   ``process`` per block of records, ``finish_bundle``. This is the sink's throughput per
   worker, without Beam's per-element cost (a runner adds the same cost to any DoFn).

@@ -32,8 +32,8 @@ from bench.jobs.messages import (
     run_graph,
     stream_config,
 )
-from pipelines.cdc_replicate import PIPELINE, CdcConfig
-from pipelines.spine import Spine
+from pipelines.catalog.cdc_replicate import PIPELINE, CdcConfig
+from pipelines.framework.spine import Spine
 from transforms.cdc.apply import APPLIED, ApplyChanges
 from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.final_state import FinalState

@@ -31,7 +31,7 @@ from bench.jobs.messages import (
     run_graph,
     stream_config,
 )
-from pipelines.spine import Spine
+from pipelines.framework.spine import Spine
 from transforms.metrics import WRITTEN
 
 

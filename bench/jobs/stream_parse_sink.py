@@ -25,8 +25,8 @@ import apache_beam as beam
 from bench.jobs import parse_dlq
 from bench.jobs.common import EVENTS_SCHEMA, Job, loops, sink_args
 from bench.jobs.messages import MessageSource, event_time, fnapi_pipeline, run_graph, stream_config
-from pipelines.events_to_bigquery import PIPELINE, EventsConfig
-from pipelines.spine import Spine
+from pipelines.catalog.events_to_bigquery import PIPELINE, EventsConfig
+from pipelines.framework.spine import Spine
 from transforms.message import Message
 from transforms.metrics import WRITTEN
 

@@ -37,9 +37,9 @@ from bench.jobs.messages import (
 )
 from bench.jobs.streaming_agg import _AppendLines, _naive
 from bench.jobs.window_agg import WINDOW, WINDOW_SPEC, _window_loop
-from pipelines.metrics_to_redis import PIPELINE, MetricsConfig
-from pipelines.spine import Spine
-from transforms.aggregate import AGGREGATED, WindowedAggregate
+from pipelines.catalog.metrics_to_redis import PIPELINE, MetricsConfig
+from pipelines.framework.spine import Spine
+from transforms.aggregate.windowed import AGGREGATED, WindowedAggregate
 
 
 def suite_graph(pipeline: beam.Pipeline, config: MetricsConfig) -> None:

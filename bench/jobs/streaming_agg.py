@@ -32,9 +32,9 @@ from apache_beam.transforms.window import FixedWindows, TimestampedValue
 from bench.data import events_file
 from bench.jobs.common import Job, loops
 from bench.jobs.window_agg import WINDOW, WINDOW_SPEC, _MeanSum, _row, _window_loop
-from pipelines.spine import load_schema
-from transforms.aggregate import WindowedAggregate
-from transforms.aggregate_spec import AggregateSpec
+from pipelines.framework.spine import load_schema
+from transforms.aggregate.spec import AggregateSpec
+from transforms.aggregate.windowed import WindowedAggregate
 from transforms.blocks import Batch
 from transforms.event_time import parse_timestamp
 from transforms.message import Message, Origin, Record

@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from pipelines.catalog import get_pipeline
-from pipelines.options import OptionError
-from pipelines.run import run_pipeline
+from pipelines.framework.options import OptionError
+from pipelines.framework.run import run_pipeline
 from transforms.event_time import format_timestamp
 from transforms.metrics import DEAD_LETTERED, READ, WRITTEN
 

@@ -21,12 +21,12 @@ from apache_beam.testing import test_stream
 from google.cloud import bigquery
 
 from pipelines.catalog import get_pipeline
-from pipelines.options import OptionError
-from pipelines.run import RunReport, build_pipeline, run_pipeline
-from pipelines.services import ServiceSpec
+from pipelines.devtools.services import ServiceSpec
+from pipelines.framework.options import OptionError
+from pipelines.framework.run import RunReport, build_pipeline, run_pipeline
 from transforms.blocks import Batch
 from transforms.cdc.normalize import KEY_CHANGES
-from transforms.io.bigquery_client import bounded_retry, make_client
+from transforms.io.bigquery.client import bounded_retry, make_client
 from transforms.io.files import FileSource
 from transforms.message import Message, Origin
 from transforms.metrics import DEAD_LETTERED, READ, counter_totals

@@ -266,7 +266,7 @@ def test_run_help_shows_beam_options_in_their_own_group_and_no_empty_default() -
 
 
 def test_every_template_argument_has_help() -> None:
-    from pipelines.templates import _parser
+    from pipelines.framework.templates import _parser
 
     parser = _parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -280,7 +280,7 @@ def test_every_template_argument_has_help() -> None:
 
 @pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the Google Cloud CLI")
 def test_gcloud_equivalent_uses_only_flags_gcloud_has() -> None:
-    from pipelines.templates import Launch, gcloud_command
+    from pipelines.framework.templates import Launch, gcloud_command
 
     help_text = subprocess.run(
         ["gcloud", "dataflow", "flex-template", "run", "--help"],
@@ -297,7 +297,7 @@ def test_gcloud_equivalent_uses_only_flags_gcloud_has() -> None:
 
 
 def test_services_env_exports_every_running_server() -> None:
-    from pipelines import services
+    from pipelines.devtools import services
 
     result = cli("services", "env")
     assert result.returncode == 0

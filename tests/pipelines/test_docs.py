@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from pipelines.catalog import CATALOG, get_pipeline
-from pipelines.docs import options_table, update_readme
+from pipelines.devtools.docs import options_table, update_readme
 from transforms.io.runners import markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"

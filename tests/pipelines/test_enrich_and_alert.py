@@ -15,11 +15,11 @@ import pytest
 import redis
 
 from pipelines.catalog import get_pipeline
-from pipelines.options import OptionError
-from pipelines.run import build_pipeline, run_pipeline
+from pipelines.framework.options import OptionError
+from pipelines.framework.run import build_pipeline, run_pipeline
 from tests.support import pull_json
 from transforms.event_time import format_timestamp
-from transforms.io.redis_text import to_text
+from transforms.io.redis.text import to_text
 from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN
 
 START = 1_764_064_800  # 2025-11-25T10:00:00Z, a multiple of 10 minutes

@@ -23,14 +23,14 @@ import redis
 from google.cloud import bigquery
 
 from pipelines.catalog import get_pipeline
-from pipelines.run import build_pipeline, run_pipeline
-from pipelines.services import BIGQUERY_PROJECT, ServiceSpec
+from pipelines.devtools.services import BIGQUERY_PROJECT, ServiceSpec
+from pipelines.framework.run import build_pipeline, run_pipeline
 from tests.support import pull_json
-from transforms.io.bigquery_client import bounded_retry
-from transforms.io.bigquery_client import make_client as bigquery_client
+from transforms.io.bigquery.client import bounded_retry
+from transforms.io.bigquery.client import make_client as bigquery_client
 from transforms.io.endpoint import EndpointError
 from transforms.io.kinesis import StreamTarget, make_client
-from transforms.io.redis_text import to_text
+from transforms.io.redis.text import to_text
 from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN
 
 REGION = "us-east-1"

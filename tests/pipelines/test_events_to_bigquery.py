@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from pipelines.catalog import get_pipeline
-from pipelines.run import run_pipeline
+from pipelines.framework.run import run_pipeline
 from transforms.event_time import parse_timestamp
 from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN
 

@@ -16,10 +16,10 @@ from google.cloud import bigquery
 from google.cloud.pubsub_v1 import PublisherClient
 
 from pipelines.catalog import get_pipeline
-from pipelines.run import build_pipeline
-from pipelines.services import BIGQUERY_PROJECT
+from pipelines.devtools.services import BIGQUERY_PROJECT
+from pipelines.framework.run import build_pipeline
 from transforms.dead_letter import DEAD_LETTER_SCHEMA
-from transforms.io.bigquery_client import ensure_table, make_client
+from transforms.io.bigquery.client import ensure_table, make_client
 from transforms.schema import Schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_direct_runner")]

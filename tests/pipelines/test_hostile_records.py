@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.catalog import get_pipeline
-from pipelines.options import parse_options
-from pipelines.run import RunReport, run_pipeline
+from pipelines.framework.options import parse_options
+from pipelines.framework.run import RunReport, run_pipeline
 from transforms.blocks import Batch
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint

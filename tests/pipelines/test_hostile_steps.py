@@ -16,12 +16,12 @@ import pytest
 import redis
 
 from pipelines.catalog import get_pipeline
-from pipelines.run import RunReport, run_pipeline
-from pipelines.services import ServiceSpec
-from pipelines.spine import load_schema
+from pipelines.devtools.services import ServiceSpec
+from pipelines.framework.run import RunReport, run_pipeline
+from pipelines.framework.spine import load_schema
 from tests.support import run_sink
 from transforms.io.base import SinkContext
-from transforms.io.bigquery_client import bounded_retry, ensure_table, make_client
+from transforms.io.bigquery.client import bounded_retry, ensure_table, make_client
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
 from transforms.metrics import DEAD_LETTERED, READ, WRITTEN

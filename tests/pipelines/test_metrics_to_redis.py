@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from pipelines.catalog import get_pipeline
-from pipelines.run import run_pipeline
+from pipelines.framework.run import run_pipeline
 from transforms.event_time import format_timestamp
 from transforms.metrics import DEAD_LETTERED, READ
 

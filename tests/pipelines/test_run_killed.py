@@ -32,9 +32,9 @@ import pytest
 from google.cloud import bigquery
 from google.cloud.pubsub_v1 import PublisherClient
 
-from pipelines.services import BIGQUERY_PROJECT
+from pipelines.devtools.services import BIGQUERY_PROJECT
 from tests.pipelines.test_events_to_bigquery_live import event, rows, wait_for
-from transforms.io.bigquery_client import make_client
+from transforms.io.bigquery.client import make_client
 
 pytestmark = pytest.mark.integration
 

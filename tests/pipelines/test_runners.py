@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from pipelines.catalog import CATALOG, get_pipeline
-from pipelines.cli import main
-from pipelines.options import OptionError
-from pipelines.run import build_pipeline, run_pipeline
+from pipelines.framework.cli import main
+from pipelines.framework.options import OptionError
+from pipelines.framework.run import build_pipeline, run_pipeline
 from transforms.io.base import SinkContext
 from transforms.io.registry import SINKS, SOURCES, make_sink, make_source
 from transforms.io.runners import MATRIX, runners_for

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines import demo
-from pipelines.cli import main
+from pipelines.framework import demo
+from pipelines.framework.cli import main
 from tests.pipelines.test_templates import DLQ, SINK, dataflow_stub  # noqa: F401 (fixture)
 from transforms.dead_letter import error_record
 from transforms.io.endpoint import is_secret, redact

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.options import OptionError
-from pipelines.sessionize import default_dead_letter
+from pipelines.catalog.sessionize import default_dead_letter
+from pipelines.framework.options import OptionError
 from transforms.event_time import format_timestamp
 
 T0 = calendar.timegm((2026, 11, 25, 9, 0, 0))

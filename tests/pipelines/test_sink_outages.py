@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from pipelines.services import ServiceSpec
+from pipelines.devtools.services import ServiceSpec
 from tests.outage import OutageProxy, outage_proxy
 from tests.support import pull_json, run_sink
 from tests.transforms.io.test_kinesis import REGION, _stream_records, client_for
 from transforms.io.base import SinkContext
-from transforms.io.bigquery_client import bounded_retry, make_client
+from transforms.io.bigquery.client import bounded_retry, make_client
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
 from transforms.metrics import WRITTEN

@@ -1,4 +1,4 @@
-"""Tests of pipelines.spine.Spine: every error output of a graph reaches the dead-letter writer."""
+"""Tests of pipelines.framework.spine.Spine: every error output reaches the dead-letter writer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 
-from pipelines.spine import ParseSettings, Spine, SpineConfig
+from pipelines.framework.spine import ParseSettings, Spine, SpineConfig
 from transforms.blocks import Batch, Unbatch
 from transforms.dead_letter import ToDeadLetter
 from transforms.dead_letter_writer import UnroutedErrors, dead_letter_sink, unrouted_errors

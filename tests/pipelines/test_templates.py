@@ -18,10 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from pipelines import java_jars
 from pipelines.catalog import CATALOG, get_pipeline
-from pipelines.cli import main
-from pipelines.templates import (
+from pipelines.devtools import java_jars
+from pipelines.framework.cli import main
+from pipelines.framework.templates import (
     Launch,
     TemplateError,
     gcloud_command,
@@ -599,21 +599,26 @@ def test_dockerfile_java_stage_installs_a_pinned_headless_jre_and_the_cached_jar
     assert "rm -rf /var/lib/apt/lists/*" in command and command.endswith("java -version")
     cache = "/root/.apache_beam/cache/jars"
     assert f"COPY --from=jars {cache} {cache}" in java.body
-    assert re.search(r"^RUN python -m pipelines\.java_jars --check$", java.body, re.MULTILINE)
+    assert re.search(
+        r"^RUN python -m pipelines\.devtools\.java_jars --check$", java.body, re.MULTILINE
+    )
 
 
 def test_dockerfile_jars_stage_runs_the_module_from_the_files_it_copies(tmp_path: Path) -> None:
     jars = next(stage for stage in dockerfile_stages() if stage.name == "jars")
-    copy = re.search(r"^COPY ((?:pipelines/\S+ )+)pipelines/$", jars.body, re.MULTILINE)
-    assert copy is not None
-    assert re.search(r"^RUN python -m pipelines\.java_jars --maven_repository_url", jars.body,
-                     re.MULTILINE)  # fmt: skip
-    (tmp_path / "pipelines").mkdir()
-    for name in copy[1].split():
-        (tmp_path / name).write_text((ROOT / name).read_text())
+    copies = re.findall(r"^COPY ((?:pipelines/\S+ )+)(pipelines/\S*)$", jars.body, re.MULTILINE)
+    assert copies
+    assert re.search(
+        r"^RUN python -m pipelines\.devtools\.java_jars --maven_repository_url", jars.body, re.M
+    )
+    for sources, folder in copies:
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        for name in sources.split():
+            assert str(Path(name).parent) + "/" == folder, name
+            (tmp_path / name).write_text((ROOT / name).read_text())
     # Only the copied files and the Beam of the SDK image: nothing else of the suite.
     script = (
-        "import sys, pipelines.java_jars as m; print(m.__file__); "
+        "import sys, pipelines.devtools.java_jars as m; print(m.__file__); "
         "sys.exit(m.main(['--list', '--cache_dir', 'C']))"
     )
     result = subprocess.run(
@@ -621,7 +626,7 @@ def test_dockerfile_jars_stage_runs_the_module_from_the_files_it_copies(tmp_path
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == str(tmp_path / "pipelines" / "java_jars.py")
+    assert lines[0] == str(tmp_path / "pipelines" / "devtools" / "java_jars.py")
     assert lines[2].endswith(f"-> C/{KAFKA_JAR}") and lines[3].endswith(f"-> C/{KINESIS_JAR}")
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from pipelines.catalog import get_pipeline
-from pipelines.options import OptionError
-from pipelines.run import RunReport, run_pipeline
+from pipelines.framework.options import OptionError
+from pipelines.framework.run import RunReport, run_pipeline
 from transforms.metrics import DEAD_LETTERED, READ, WRITTEN
 
 UDF = """\

@@ -19,10 +19,10 @@ import pytest
 import redis
 
 from pipelines.catalog import get_pipeline
-from pipelines.options import OptionError
-from pipelines.run import run_pipeline
+from pipelines.framework.options import OptionError
+from pipelines.framework.run import run_pipeline
 from transforms.event_time import format_timestamp, parse_timestamp
-from transforms.io.bigquery_client import ensure_table, make_client
+from transforms.io.bigquery.client import ensure_table, make_client
 from transforms.io.endpoint import EndpointError
 from transforms.metrics import DEAD_LETTERED, READ, WRITTEN
 from transforms.schema import Schema

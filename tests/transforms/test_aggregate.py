@@ -1,4 +1,4 @@
-"""Tests of transforms.aggregate.WindowedAggregate on the DirectRunner.
+"""Tests of transforms.aggregate.windowed.WindowedAggregate on the DirectRunner.
 
 Expected values come from a plain-Python reference in this module: windows are assigned by
 arithmetic, rows grouped, aggregates computed exactly (quantiles checked by rank).
@@ -33,10 +33,10 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from tests.support import COLLECTED, Collect
-from transforms import aggregate_fold
-from transforms.aggregate import LATE, WindowedAggregate, row_schema
-from transforms.aggregate_gate import LatenessGate
-from transforms.aggregate_spec import AggregateSpec
+from transforms.aggregate import fold as aggregate_fold
+from transforms.aggregate.gate import LatenessGate
+from transforms.aggregate.spec import AggregateSpec
+from transforms.aggregate.windowed import LATE, WindowedAggregate, row_schema
 from transforms.blocks import Block
 from transforms.message import Message, Origin, Record
 from transforms.schema import Field, Schema

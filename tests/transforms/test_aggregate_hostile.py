@@ -20,8 +20,8 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from tests.support import COLLECTED, Collect
-from transforms.aggregate import AGGREGATED, HAVING_FAILED, WindowedAggregate
-from transforms.aggregate_spec import AggregateSpec, SpecError
+from transforms.aggregate.spec import AggregateSpec, SpecError
+from transforms.aggregate.windowed import AGGREGATED, HAVING_FAILED, WindowedAggregate
 from transforms.blocks import Block
 from transforms.event_time import parse_timestamp
 from transforms.expressions import MAX_DEPTH, MAX_SOURCE_CHARS, Expression, ExpressionError

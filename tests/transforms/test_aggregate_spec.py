@@ -1,4 +1,4 @@
-"""Tests of transforms.aggregate_spec: parsing and validating the aggregation spec."""
+"""Tests of transforms.aggregate.spec: parsing and validating the aggregation spec."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from transforms.aggregate_spec import (
+from transforms.aggregate.spec import (
     FUNCTIONS,
     OUTPUT_FIELDS,
     AggregateCall,

@@ -1,4 +1,4 @@
-"""Tests of transforms.aggregators: SpecCombineFn against a plain-Python reference, and HLL."""
+"""Tests of transforms.aggregate.aggregators: SpecCombineFn against plain Python, and HLL."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from transforms.aggregate_spec import AggregateSpec
-from transforms.aggregators import HyperLogLog, SpecCombineFn
+from transforms.aggregate.aggregators import HyperLogLog, SpecCombineFn
+from transforms.aggregate.spec import AggregateSpec
 
 # name -> (spec text, reference function over [(record, event_time)])
 Rows = list[tuple[dict[str, Any], float]]

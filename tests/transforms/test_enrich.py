@@ -29,14 +29,14 @@ from apache_beam.transforms.window import TimestampedValue
 from tests.support import COLLECTED, Collect
 from transforms.blocks import Block
 from transforms.cdc.change import Change
-from transforms.enrich import EnrichSettings, enrich_from_uri, key_function, reference_key
-from transforms.enrich_redis import RedisLookup, TtlCache, from_text
-from transforms.enrich_side_input import SideInputEnrich, Table
-from transforms.enrich_table import ChangelogEnrich
+from transforms.enrich.base import EnrichSettings, enrich_from_uri, key_function, reference_key
+from transforms.enrich.cdc_table import ChangelogEnrich
+from transforms.enrich.redis_lookup import RedisLookup, TtlCache, from_text
+from transforms.enrich.side_input import SideInputEnrich, Table
 from transforms.event_time import format_timestamp
-from transforms.io.bigquery_client import make_client
+from transforms.io.bigquery.client import make_client
 from transforms.io.endpoint import EndpointError
-from transforms.io.redis_text import KeyTemplate, to_text
+from transforms.io.redis.text import KeyTemplate, to_text
 from transforms.io.registry import LOOKUPS, REFERENCES
 from transforms.message import Message, Origin, Record
 

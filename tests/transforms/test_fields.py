@@ -9,7 +9,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.aggregate_spec import AggregateSpec
+from transforms.aggregate.spec import AggregateSpec
 from transforms.blocks import Block
 from transforms.errors import RecordError
 from transforms.fields import (

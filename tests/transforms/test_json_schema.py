@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pipelines.cli import main
+from pipelines.framework.cli import main
 from transforms.errors import SchemaViolation
 from transforms.schema import Field, Schema
 

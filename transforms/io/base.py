@@ -84,8 +84,8 @@ class Source(_OnRunners, beam.PTransform):
     def after_write(self) -> None:
         """Adds the steps that must follow every write of the pipeline; by default none.
 
-        Called once the graph is complete (by `pipelines.spine.Spine`, after the dead-letter
-        writer). A Kafka read commits its offsets here, after the sinks finished.
+        Called once the graph is complete (by `pipelines.framework.spine.Spine`, after the
+        dead-letter writer). A Kafka read commits its offsets here, after the sinks finished.
         """
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from transforms.io.base import Sink, SinkContext, Source
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis_text import KeyTemplate
+from transforms.io.redis.text import KeyTemplate
 
 __all__ = [
     "LOOKUPS",
@@ -32,34 +32,34 @@ __all__ = [
 SOURCES = {
     "generator": "transforms.io.generator:GeneratorSource",
     "file": "transforms.io.files:FileSource",
-    "pubsub": "transforms.io.pubsub:PubSubSource",
+    "pubsub": "transforms.io.pubsub.endpoints:PubSubSource",
     "kinesis": "transforms.io.kinesis:KinesisSource",
-    "kafka": "transforms.io.kafka:KafkaSource",
+    "kafka": "transforms.io.kafka.endpoints:KafkaSource",
 }
 SINKS = {
     "file": "transforms.io.files:FileSink",
     "stdout": "transforms.io.stdout:StdoutSink",
     "console": "transforms.io.console:ConsoleSink",
-    "pubsub": "transforms.io.pubsub:PubSubSink",
+    "pubsub": "transforms.io.pubsub.endpoints:PubSubSink",
     "kinesis": "transforms.io.kinesis:KinesisSink",
-    "bigquery": "transforms.io.bigquery:BigQuerySink",
-    "bigquery-replica": "transforms.io.bigquery_replica:BigQueryReplicaSink",
-    "redis": "transforms.io.redis:RedisSink",
-    "rediss": "transforms.io.redis:RedisSink",
-    "kafka": "transforms.io.kafka:KafkaSink",
+    "bigquery": "transforms.io.bigquery.sink:BigQuerySink",
+    "bigquery-replica": "transforms.io.bigquery.replica:BigQueryReplicaSink",
+    "redis": "transforms.io.redis.sink:RedisSink",
+    "rediss": "transforms.io.redis.sink:RedisSink",
+    "kafka": "transforms.io.kafka.endpoints:KafkaSink",
 }
-# Enrich references (`transforms.enrich.enrich_from_uri`): the loaders of whole reference tables,
-# held in a side input, each with ``from_endpoint(endpoint, key)``...
+# Enrich references (`transforms.enrich.base.enrich_from_uri`): the loaders of whole
+# reference tables, held in a side input, each with ``from_endpoint(endpoint, key)``...
 REFERENCES = {
-    "file": "transforms.enrich_side_input:JsonLinesLoader",
-    "bigquery": "transforms.enrich_side_input:BigQueryLoader",
-    "redis": "transforms.enrich_side_input:RedisHashLoader",
-    "rediss": "transforms.enrich_side_input:RedisHashLoader",
+    "file": "transforms.enrich.side_input:JsonLinesLoader",
+    "bigquery": "transforms.enrich.side_input:BigQueryLoader",
+    "redis": "transforms.enrich.side_input:RedisHashLoader",
+    "rediss": "transforms.enrich.side_input:RedisHashLoader",
 }
 # ... and the stores looked up record by record, each with ``from_endpoint(endpoint, settings)``.
 LOOKUPS = {
-    "redis": "transforms.enrich_redis:RedisLookup",
-    "rediss": "transforms.enrich_redis:RedisLookup",
+    "redis": "transforms.enrich.redis_lookup:RedisLookup",
+    "rediss": "transforms.enrich.redis_lookup:RedisLookup",
 }
 
 
@@ -105,7 +105,7 @@ def make_sink(uri: str, context: SinkContext) -> Sink:
 def make_loader(endpoint: Endpoint, key: KeyTemplate) -> Any:
     """Returns the loader of the reference table ``endpoint`` names, keyed by ``key``.
 
-    The loader is a `transforms.enrich_side_input.Loader`; raises `EndpointError` with the
+    The loader is a `transforms.enrich.side_input.Loader`; raises `EndpointError` with the
     known schemes, or for a URI its loader cannot use.
     """
     return load_scheme(REFERENCES, endpoint, "reference").from_endpoint(endpoint, key)

@@ -29,7 +29,7 @@ variable "environment" {
 }
 
 variable "pipeline" {
-  description = "Catalog name of the pipeline (pipelines/catalog.py), snake_case, e.g. events_to_bigquery."
+  description = "Catalog name of the pipeline (pipelines/catalog/__init__.py), snake_case, e.g. events_to_bigquery."
   type        = string
 
   validation {

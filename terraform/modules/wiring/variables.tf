@@ -48,7 +48,7 @@ variable "tables" {
 }
 
 variable "cdc" {
-  description = "CDC tables of the bigquery-replica:// sink (transforms/io/bigquery_replica.py), or null: the source tables replicated (e.g. inventory.customers), the staging and replica schema files' text (terraform/schemas/cdc_*.json) and the staging suffix. Each source table gets a replica table named like it with every character but letters, digits and _ replaced by _, and a staging table of that name plus the suffix."
+  description = "CDC tables of the bigquery-replica:// sink (transforms/io/bigquery/replica.py), or null: the source tables replicated (e.g. inventory.customers), the staging and replica schema files' text (terraform/schemas/cdc_*.json) and the staging suffix. Each source table gets a replica table named like it with every character but letters, digits and _ replaced by _, and a staging table of that name plus the suffix."
   type = object({
     source_tables       = list(string)
     staging_schema_json = string
@@ -73,7 +73,7 @@ variable "cdc" {
 }
 
 variable "redis_sink" {
-  description = "Where a Redis sink writes, or null. When set, the `sink` option defaults to its URI (see the redis_uri output): host and port of the instance, tls (rediss://), the Secret Manager secret holding the AUTH string (projects/P/secrets/S, read by the workers, never put in the URI), and the sink parameters (mode, key, ttl...; see transforms/io/redis.py)."
+  description = "Where a Redis sink writes, or null. When set, the `sink` option defaults to its URI (see the redis_uri output): host and port of the instance, tls (rediss://), the Secret Manager secret holding the AUTH string (projects/P/secrets/S, read by the workers, never put in the URI), and the sink parameters (mode, key, ttl...; see transforms/io/redis/sink.py)."
   type = object({
     host        = string
     port        = number

@@ -14,7 +14,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import bigquery
 
-from pipelines.services import ServiceSpec
+from pipelines.devtools.services import ServiceSpec
 from tests.support import run_sink, write_dead_letters
 from transforms.blocks import Block
 from transforms.dead_letter import (
@@ -29,7 +29,8 @@ from transforms.dead_letter_writer import (
     dead_letter_sink,
 )
 from transforms.io.base import SinkContext
-from transforms.io.bigquery import (
+from transforms.io.bigquery.client import bounded_retry, ensure_table, make_client
+from transforms.io.bigquery.sink import (
     MAX_REQUEST_BYTES,
     ROW_TOO_LARGE,
     BigQuerySink,
@@ -38,7 +39,6 @@ from transforms.io.bigquery import (
     insert_id,
     to_json_row,
 )
-from transforms.io.bigquery_client import bounded_retry, ensure_table, make_client
 from transforms.io.endpoint import EndpointError
 from transforms.io.registry import make_sink
 from transforms.io.retry import RetryPolicy

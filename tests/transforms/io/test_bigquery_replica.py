@@ -16,14 +16,14 @@ from apache_beam.testing import test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import bigquery
 
-from pipelines.services import ServiceSpec
+from pipelines.devtools.services import ServiceSpec
 from tests.support import no_dead_letters, run_sink
 from transforms.blocks import Batch
 from transforms.cdc.change import Change
 from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
-from transforms.io.bigquery_client import bounded_retry, make_client
-from transforms.io.bigquery_replica import BigQueryReplicaSink
+from transforms.io.bigquery.client import bounded_retry, make_client
+from transforms.io.bigquery.replica import BigQueryReplicaSink
 from transforms.io.endpoint import EndpointError
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record

@@ -175,7 +175,7 @@ _PIPELINE = textwrap.dedent(
     result = p.run()
     result.wait_until_finish()
     print("BEFORE CLOSE", flush=True)
-    LiveTable.close_all()  # as pipelines.run does when a run ends
+    LiveTable.close_all()  # as pipelines.framework.run does when a run ends
     print()
     print("COUNTERS", counter_totals(result.metrics()))
     """

@@ -393,7 +393,7 @@ def test_parquet_sink_writes_schema_valid_non_string_values(tmp_path: Path) -> N
 
 def test_endless_input_writes_every_record_even_behind_the_watermark(tmp_path: Path) -> None:
     from pipelines.catalog import get_pipeline
-    from pipelines.run import run_pipeline
+    from pipelines.framework.run import run_pipeline
 
     report = run_pipeline(
         get_pipeline("events_to_bigquery"),

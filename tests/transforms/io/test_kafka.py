@@ -26,16 +26,16 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines.catalog import get_pipeline
-from pipelines.run import run_pipeline
-from pipelines.services import ServiceSpec
+from pipelines.devtools.services import ServiceSpec
+from pipelines.framework.run import run_pipeline
 from tests.support import write_dead_letters
 from transforms.blocks import Batch
 from transforms.dead_letter_writer import DeadLetterWriteError, dead_letter_sink
 from transforms.event_time import format_timestamp
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.kafka import KafkaSink, KafkaSource, java_consumer_config
-from transforms.io.kafka_read import (
+from transforms.io.kafka.endpoints import KafkaSink, KafkaSource, java_consumer_config
+from transforms.io.kafka.read import (
     IDLE_SKEW_SECONDS,
     LiveKafkaReader,
     java_row_to_message,

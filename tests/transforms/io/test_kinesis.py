@@ -23,14 +23,14 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.catalog import get_pipeline
-from pipelines.run import run_pipeline
-from pipelines.services import BIGQUERY_PROJECT, ServiceSpec
+from pipelines.devtools.services import BIGQUERY_PROJECT, ServiceSpec
+from pipelines.framework.run import run_pipeline
 from transforms.blocks import Batch
 from transforms.event_time import parse_timestamp
 from transforms.io import kinesis
 from transforms.io.base import SinkContext
-from transforms.io.bigquery_client import bounded_retry
-from transforms.io.bigquery_client import make_client as bigquery_client
+from transforms.io.bigquery.client import bounded_retry
+from transforms.io.bigquery.client import make_client as bigquery_client
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kinesis import (
     KinesisLiveReader,

@@ -29,9 +29,9 @@ from apache_beam.pipeline import PipelineVisitor
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.runner import PipelineState
 
-from pipelines.spine import load_schema
-from transforms.aggregate import WindowedAggregate
-from transforms.aggregate_spec import AggregateSpec
+from pipelines.framework.spine import load_schema
+from transforms.aggregate.spec import AggregateSpec
+from transforms.aggregate.windowed import WindowedAggregate
 from transforms.blocks import Unbatch
 from transforms.errors import RecordError
 from transforms.io.generator import BLOCK, GeneratorSource, PacedEvents

@@ -1,4 +1,4 @@
-"""Tests of transforms.io.pubsub_read against the Pub/Sub emulator.
+"""Tests of transforms.io.pubsub.read against the Pub/Sub emulator.
 
 The reader acknowledges a message only once every step after the read has finished with it, and
 keeps the messages it holds leased while a slow pipeline works. No timing is asserted: waits
@@ -22,8 +22,8 @@ from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 from transforms.blocks import Batch
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import DirectLiveRead
-from transforms.io.pubsub import PubSubSource, to_message
-from transforms.io.pubsub_read import PubSubLiveReader, PubSubReadSettings
+from transforms.io.pubsub.endpoints import PubSubSource, to_message
+from transforms.io.pubsub.read import PubSubLiveReader, PubSubReadSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_direct_runner")]
 

@@ -16,13 +16,13 @@ from typing import Any, cast
 import pytest
 import redis
 
-from pipelines.services import ServiceSpec
+from pipelines.devtools.services import ServiceSpec
 from tests.support import run_sink
 from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import EndpointError
-from transforms.io.redis import RedisSink
-from transforms.io.redis_text import KeyTemplate, to_text
+from transforms.io.redis.sink import RedisSink
+from transforms.io.redis.text import KeyTemplate, to_text
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
 from transforms.secrets import SecretError, check_reference, resolve_secret

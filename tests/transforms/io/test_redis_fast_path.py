@@ -16,14 +16,14 @@ import redis
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
-from pipelines.services import ServiceSpec
+from pipelines.devtools.services import ServiceSpec
 from tests.support import run_sink
 from transforms.blocks import Block
 from transforms.dead_letter import error_record
 from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
-from transforms.io.redis import RedisSink
-from transforms.io.redis_text import to_json, to_text
+from transforms.io.redis.sink import RedisSink
+from transforms.io.redis.text import to_json, to_text
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import redis
 
-from pipelines.services import ServiceSpec
+from pipelines.devtools.services import ServiceSpec
 from tests.support import run_sink
 from transforms.cdc.change import Change
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import EndpointError
-from transforms.io.redis import RedisSink
+from transforms.io.redis.sink import RedisSink
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
 

@@ -1,0 +1,1 @@
+"""Developer tooling: the local servers, generated docs, cached Java jars."""

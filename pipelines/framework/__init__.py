@@ -1,0 +1,1 @@
+"""The framework every catalog pipeline runs on: options, spine, run, command line."""

@@ -1,0 +1,1 @@
+"""Windowed aggregation: the spec language, its aggregators and the step."""

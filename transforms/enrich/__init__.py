@@ -1,0 +1,1 @@
+"""Enrich (stream-table join) from Redis, a side-input table or a CDC-fed table."""

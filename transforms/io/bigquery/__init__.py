@@ -1,0 +1,1 @@
+"""``bigquery://`` and ``bigquery-replica://`` sinks and their client."""

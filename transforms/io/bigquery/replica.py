@@ -1,0 +1,503 @@
+"""``bigquery-replica://`` sink: CDC changes kept as replica tables, by staging and MERGE.
+
+URI::
+
+    bigquery-replica://PROJECT:DATASET?tables=inventory.customers,inventory.orders
+        &endpoint=http://127.0.0.1:9050&merge_every=60s&staging_suffix=_changelog
+        &batch_size=500&attempts=forever
+
+``bigquery-replica://PROJECT/DATASET`` names the same dataset. Input records are CDC changes
+(``record.data`` is `transforms.cdc.change.Change.to_dict()`). Parameters:
+
+* ``tables`` (required): the comma-separated source tables replicated. Each source table
+  ``inventory.customers`` gets a replica table named like it with every character that is not a
+  letter, digit or underscore replaced by ``_`` (``inventory_customers``), and a staging table of
+  that name plus ``staging_suffix``. A change of another table is dead-lettered.
+* ``endpoint``: the REST URL of a BigQuery emulator, as for ``bigquery://``.
+* ``merge_every``: how often, in streaming, each replica table is merged from its staging table
+  while changes arrive (a duration such as ``60s`` or ``5m``, whole seconds; default 60s).
+  A bounded run merges each table that received changes once, at its end.
+* ``staging_suffix``: the staging tables' suffix (default ``_changelog``).
+* ``batch_size`` and ``attempts``: as for ``bigquery://``; ``attempts`` applies to the MERGE too.
+
+How it works (the design of Datastream to BigQuery): every change is appended, through the
+``bigquery://`` sink's insert path, to the staging table of its source table (created,
+partitioned by day on ``ingest_time``)::
+
+    key           STRING     the primary key as `transforms.cdc.change.key_text` writes it:
+                             compact JSON of the canonical values, keys sorted: {"id":1001}
+    op            STRING     upsert, delete or truncate
+    sequence_key  STRING     `transforms.cdc.change.sequence_key` of the change's sequence
+    row           JSON       the new row of an upsert, else NULL
+    source_ts     TIMESTAMP  when the source committed the change, if known
+    ingest_time   TIMESTAMP  when the sink staged it
+
+Then a MERGE takes, per key, the staged change with the greatest ``sequence_key``
+(``ROW_NUMBER() OVER (PARTITION BY key ORDER BY sequence_key DESC)``) and applies it to the
+replica table only when it is strictly newer than the replica's ``_sequence``. The replica::
+
+    key         STRING     as in staging
+    row         JSON       the latest row; NULL once deleted
+    _sequence   STRING     the sequence_key of the change the row reflects
+    _deleted    BOOL       the key is deleted (a tombstone row: query WHERE NOT _deleted)
+    _source_ts  TIMESTAMP  source_ts of that change
+    _merged_at  TIMESTAMP  when the MERGE wrote it
+
+A delete keeps its key as a tombstone (``_deleted``, ``row`` NULL, ``_sequence`` of the
+delete), so an older upsert staged later never brings the row back; a newer upsert does. The
+staging tables keep the whole history: replaying, duplicating or reordering changes gives the
+same replica. A primary-key change arrives as a delete of the old key and an upsert of the new
+one and needs nothing more.
+
+A ``truncate`` is applied: every key whose ``_sequence`` is older than the truncate becomes a
+tombstone with the truncate's sequence, and staged changes not newer than the latest truncate
+are ignored. This assumes, as every log position does (Postgres LSN, MySQL binlog position,
+Datastream ``sort_keys``), that sequences order the changes of all keys of a table.
+
+Changes that are not valid changes, or are of a table not in ``tables``, come out as dead-letter
+records with reason ``sink_rejected``, as do staging rows BigQuery rejects (a ``source_ts`` that
+is not a timestamp, say); batches that kept failing transiently come out with reason
+``sink_unavailable``. ``written`` counts staged changes; ``replica_merges`` counts MERGE
+statements run. A MERGE that keeps failing fails its bundle (its changes are already staged,
+so the next MERGE would take them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms import trigger, window
+from apache_beam.utils.windowed_value import WindowedValue
+from google.cloud import bigquery
+
+from transforms.blocks import Block
+from transforms.cdc.apply import CHANGE_SCHEMA
+from transforms.cdc.change import Change, key_text, sequence_key
+from transforms.durations import parse_duration
+from transforms.errors import SinkRejected
+from transforms.event_time import format_timestamp
+from transforms.io.base import Sink, SinkContext
+from transforms.io.batching import Pending, dead_letter
+from transforms.io.bigquery.client import ensure_table, is_transient, make_client
+from transforms.io.bigquery.sink import (
+    MAX_BATCH_SIZE,
+    REQUEST_TIMEOUT,
+    InsertRowsFn,
+    InsertTarget,
+    to_json_row,
+)
+from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.retry import RetryPolicy
+from transforms.message import Record
+from transforms.metrics import NAMESPACE
+from transforms.schema import Field, Schema
+
+__all__ = [
+    "MERGES",
+    "REPLICA_SCHEMA",
+    "STAGING_SCHEMA",
+    "BigQueryReplicaSink",
+    "merge_sql",
+    "replica_name",
+    "staging_row",
+]
+
+MERGES = "replica_merges"
+"""The counter of MERGE statements run."""
+
+MERGE_TIMEOUT = 600.0  # seconds a MERGE may run
+
+STAGING_SCHEMA = Schema(
+    (
+        Field("key", "STRING", "REQUIRED"),
+        Field("op", "STRING", "REQUIRED"),
+        Field("sequence_key", "STRING", "REQUIRED"),
+        Field("row", "JSON"),
+        Field("source_ts", "TIMESTAMP"),
+        Field("ingest_time", "TIMESTAMP", "REQUIRED"),
+    )
+)
+REPLICA_SCHEMA = Schema(
+    (
+        Field("key", "STRING", "REQUIRED"),
+        Field("row", "JSON"),
+        Field("_sequence", "STRING", "REQUIRED"),
+        Field("_deleted", "BOOLEAN", "REQUIRED"),
+        Field("_source_ts", "TIMESTAMP"),
+        Field("_merged_at", "TIMESTAMP", "REQUIRED"),
+    )
+)
+
+_PARAMS = frozenset(
+    {"tables", "endpoint", "merge_every", "staging_suffix", "batch_size", "attempts"}
+)
+_DATASET = re.compile(r"(?P<project>[a-z][a-z0-9-]*[a-z0-9])[:/](?P<dataset>\w+)")
+_NOT_NAME = re.compile(r"\W", re.ASCII)
+_REJECTED = "rejected"
+_INSERTED = "inserted"
+
+
+def replica_name(table: str) -> str:
+    """Returns the replica table's name of a source table.
+
+    ``inventory.customers`` gives ``inventory_customers``: every character but ASCII letters,
+    digits and ``_`` becomes ``_``.
+    """
+    return _NOT_NAME.sub("_", table)
+
+
+def _stage_tag(name: str) -> str:
+    """Returns the output tag of the staging rows of replica table ``name``."""
+    return f"stage:{name}"
+
+
+def _json_text(value: Any) -> str:
+    """Returns ``value`` as compact JSON with sorted keys, bytes as base64."""
+    return json.dumps(to_json_row(value), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def staging_row(change: Change, ingest_time: float) -> dict[str, Any]:
+    """Returns the staging-table row of a change (see this module for the columns).
+
+    Args:
+        change: the change.
+        ingest_time: when it was staged, in epoch seconds.
+
+    Returns:
+        E.g. ``{"key": '{"id":1}', "op": "upsert", "sequence_key": "0000...0005", "row":
+        '{"email":"a@b.c","id":1}', "source_ts": "2026-11-25T10:00:00Z", "ingest_time":
+        "2026-11-25T10:00:02Z"}``; ``row`` is JSON text, as BigQuery's insert API wants it.
+    """
+    return {
+        "key": key_text(change.key),
+        "op": change.op,
+        "sequence_key": sequence_key(change.sequence),
+        "row": None if change.row is None else _json_text(change.row),
+        "source_ts": change.source_ts,
+        "ingest_time": format_timestamp(ingest_time),
+    }
+
+
+def merge_sql(replica: str, staging: str) -> str:
+    """Returns the MERGE of a staging table into its replica table.
+
+    Args:
+        replica: the replica table, ``project.dataset.table``.
+        staging: its staging table, ``project.dataset.table``.
+
+    Returns:
+        GoogleSQL with two parameters: ``@truncated``, the ``sequence_key`` of the latest
+        staged truncate (``""`` when there is none), and ``@truncated_ts``, its ``source_ts``.
+    """
+    return f"""
+MERGE `{replica}` AS t
+USING (
+  SELECT `key`, `op`, `sequence_key`, `row`, `source_ts` FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY `key` ORDER BY `sequence_key` DESC) AS _rank
+    FROM `{staging}`
+    WHERE `op` != 'truncate' AND `sequence_key` > @truncated
+  ) WHERE _rank = 1
+) AS s
+ON t.`key` = s.`key`
+WHEN MATCHED AND s.`sequence_key` > t.`_sequence` THEN UPDATE SET
+  `row` = s.`row`, `_sequence` = s.`sequence_key`, `_deleted` = s.`op` = 'delete',
+  `_source_ts` = s.`source_ts`, `_merged_at` = CURRENT_TIMESTAMP()
+WHEN NOT MATCHED THEN
+  INSERT (`key`, `row`, `_sequence`, `_deleted`, `_source_ts`, `_merged_at`)
+  VALUES (s.`key`, s.`row`, s.`sequence_key`, s.`op` = 'delete', s.`source_ts`,
+          CURRENT_TIMESTAMP())
+WHEN NOT MATCHED BY SOURCE AND t.`_sequence` < @truncated THEN UPDATE SET
+  `row` = NULL, `_sequence` = @truncated, `_deleted` = TRUE, `_source_ts` = @truncated_ts,
+  `_merged_at` = CURRENT_TIMESTAMP()
+"""
+
+
+def _latest_truncate_sql(staging: str) -> str:
+    return (
+        f"SELECT `sequence_key`, `source_ts` FROM `{staging}` WHERE `op` = 'truncate' "
+        "ORDER BY `sequence_key` DESC LIMIT 1"
+    )
+
+
+@dataclass(frozen=True)
+class _Replica:
+    """What the staging and merge DoFns need, picklable.
+
+    Attributes:
+        project: the project of the dataset (and of the requests).
+        dataset: the dataset of the replica and staging tables.
+        endpoint: the emulator's REST URL, or ``None``.
+        tables: ``(source table, replica table name)`` pairs.
+        staging_suffix: appended to a replica table's name to name its staging table.
+        retry: how a request that failed transiently is sent again.
+        pipeline: the pipeline's name, for dead-letter records.
+    """
+
+    project: str
+    dataset: str
+    endpoint: str | None
+    tables: tuple[tuple[str, str], ...]
+    staging_suffix: str
+    retry: RetryPolicy
+    pipeline: str
+
+    def table(self, name: str) -> str:
+        """Returns ``project.dataset.name``."""
+        return f"{self.project}.{self.dataset}.{name}"
+
+    def staging(self, name: str) -> str:
+        """Returns the staging table of replica table ``name``, ``project.dataset.table``."""
+        return self.table(name + self.staging_suffix)
+
+
+class _StageFn(beam.DoFn):
+    """Turns blocks of change `Record`s into blocks of staging rows, tagged by replica table.
+
+    The main output is the dead-letter dicts of records that are not changes of a replicated
+    table.
+    """
+
+    def __init__(self, replica: _Replica) -> None:
+        self._replica = replica
+        self._names = dict(replica.tables)
+
+    def process(
+        self,
+        block: list[Record],
+        timestamp=beam.DoFn.TimestampParam,
+        window=beam.DoFn.WindowParam,
+    ) -> Iterator[WindowedValue | TaggedOutput]:
+        staged: dict[str, Block] = {}
+        for record in block:
+            try:
+                change = Change.from_dict(record.data)
+            except (KeyError, TypeError, ValueError) as error:
+                yield self._rejected(record, timestamp, window, f"not a CDC change: {error!r}")
+                continue
+            name = self._names.get(change.table)
+            if name is None:
+                yield self._rejected(
+                    record,
+                    timestamp,
+                    window,
+                    f"table {change.table!r} is not replicated; add it to tables= (replicated: "
+                    f"{sorted(self._names)})",
+                )
+                continue
+            row = Record(staging_row(change, time.time()), record.origin, record.event_time)
+            staged.setdefault(name, Block()).append(row)
+        for name, rows in staged.items():
+            yield TaggedOutput(_stage_tag(name), rows)
+
+    def _rejected(self, record: Record, timestamp: Any, window: Any, message: str) -> WindowedValue:
+        return dead_letter(
+            Pending(record, None, timestamp, window),
+            pipeline=self._replica.pipeline,
+            reason=SinkRejected.reason,
+            error_type=SinkRejected.__name__,
+            message=f"bigquery-replica {self._replica.project}:{self._replica.dataset}: {message}",
+        )
+
+
+class _MergeFn(beam.DoFn):
+    """Merges a staging table into its replica table.
+
+    Input: ``(staging table, changes staged since the last merge)``, after those changes were
+    inserted. Output: nothing.
+    """
+
+    def __init__(self, replica: _Replica) -> None:
+        self._replica = replica
+        self._replicas = {replica.staging(name): replica.table(name) for _, name in replica.tables}
+
+    def setup(self) -> None:
+        self._client = make_client(self._replica.project, self._replica.endpoint)
+        self._created: set[str] = set()
+        self._merges = Metrics.counter(NAMESPACE, MERGES)
+
+    def teardown(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
+    def process(self, element: tuple[str, int]) -> None:
+        staging = element[0]
+        replica = self._replicas[staging]
+        if replica not in self._created:
+            ensure_table(self._client, replica, REPLICA_SCHEMA, timeout=REQUEST_TIMEOUT)
+            self._created.add(replica)
+        latest = self._query(_latest_truncate_sql(staging), [])
+        truncated, truncated_ts = (latest[0][0], latest[0][1]) if latest else ("", None)
+        self._query(
+            merge_sql(replica, staging),
+            [
+                bigquery.ScalarQueryParameter("truncated", "STRING", truncated),
+                bigquery.ScalarQueryParameter("truncated_ts", "TIMESTAMP", truncated_ts),
+            ],
+        )
+        self._merges.inc()
+
+    def _query(self, sql: str, parameters: list[Any]) -> list[Any]:
+        """Runs one query, again after transient failures; returns its rows."""
+        config = bigquery.QueryJobConfig(query_parameters=parameters)
+
+        def run() -> list[Any]:
+            job = self._client.query(
+                sql,
+                job_config=config,
+                timeout=REQUEST_TIMEOUT,
+                # The retries are the RetryPolicy's.
+                retry=None,  # type: ignore[arg-type]
+                job_retry=None,
+            )
+            return list(job.result(timeout=MERGE_TIMEOUT))
+
+        replica = self._replica
+        return replica.retry.call(run, is_transient, f"{replica.project}:{replica.dataset}")
+
+
+class BigQueryReplicaSink(Sink):
+    """Keeps BigQuery replica tables of CDC changes (blocks of `Record`s of `Change.to_dict()`).
+
+    ``expand`` returns the dead-letter dicts of the changes that were not staged (reasons
+    ``sink_rejected`` and ``sink_unavailable``), each in its record's window and timestamp.
+
+    Args:
+        endpoint: a ``bigquery-replica://`` URI; see this module for its parameters.
+        context: the pipeline writing to the sink.
+
+    Raises:
+        EndpointError: from the constructor, for a URI that cannot work: a dataset not named
+            ``PROJECT:DATASET``, no or duplicate ``tables``, source tables whose replica names
+            collide, unknown parameters, a bad duration or number, or records of a schema
+            that is not the change records' (`transforms.cdc.apply.CHANGE_SCHEMA`).
+    """
+
+    def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
+        super().__init__(endpoint, context)
+        endpoint.check_params(_PARAMS)
+        if context.schema is not None and context.schema != CHANGE_SCHEMA:
+            raise EndpointError(
+                f"{endpoint}: bigquery-replica:// keeps CDC replicas of change records, not "
+                f"records of fields {list(context.schema.names)}: write those to a bigquery:// "
+                "table"
+            )
+        if endpoint.username or endpoint.password:
+            raise EndpointError(f"{endpoint}: credentials do not belong in a BigQuery URI")
+        match = _DATASET.fullmatch(endpoint.authority + endpoint.path)
+        if match is None:
+            raise EndpointError(
+                f"{endpoint}: name the dataset as bigquery-replica://PROJECT:DATASET (or "
+                "PROJECT/DATASET): a lower-case project id, then a dataset name of letters, "
+                "digits and underscores"
+            )
+        emulator = endpoint.params.get("endpoint") or None
+        if emulator is not None and not emulator.startswith(("http://", "https://")):
+            raise EndpointError(f"{endpoint}: endpoint must be an http:// or https:// URL")
+        suffix = endpoint.params.get("staging_suffix", "_changelog")
+        if not suffix or _NOT_NAME.search(suffix):
+            raise EndpointError(
+                f"{endpoint}: staging_suffix must be letters, digits and underscores"
+            )
+        try:
+            merge_every = parse_duration(endpoint.params.get("merge_every", "60s"), "merge_every")
+        except ValueError as error:
+            raise EndpointError(f"{endpoint}: {error}") from None
+        if merge_every < 1:
+            raise EndpointError(f"{endpoint}: merge_every must be at least 1s")
+        self.merge_seconds = round(merge_every)  # processing-time triggers take whole seconds
+        self.batch_size = endpoint.positive("batch_size", int, 500)
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise EndpointError(f"{endpoint}: batch_size must be at most {MAX_BATCH_SIZE}")
+        self.replica = _Replica(
+            project=match["project"],
+            dataset=match["dataset"],
+            endpoint=emulator,
+            tables=self._tables(endpoint),
+            staging_suffix=suffix,
+            retry=RetryPolicy.from_endpoint(endpoint),
+            pipeline=context.pipeline,
+        )
+
+    @staticmethod
+    def _tables(endpoint: Endpoint) -> tuple[tuple[str, str], ...]:
+        """Returns ``(source table, replica name)`` of ``tables=``, checked."""
+        sources = [name.strip() for name in endpoint.params.get("tables", "").split(",")]
+        if not all(sources):
+            raise EndpointError(
+                f"{endpoint}: tables=<source tables> is required: the comma-separated tables "
+                "to replicate, e.g. tables=inventory.customers,inventory.orders"
+            )
+        pairs = tuple((source, replica_name(source)) for source in sources)
+        names = [name for _, name in pairs]
+        clashes = sorted({source for source, name in pairs if names.count(name) > 1})
+        if clashes:
+            raise EndpointError(
+                f"{endpoint}: tables {clashes} are listed twice or share a replica table name"
+            )
+        return pairs
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """The replicated source tables and their replica tables, ``project.dataset.table``."""
+        return {source: self.replica.table(name) for source, name in self.replica.tables}
+
+    def _merge_window(self, blocks: beam.PCollection) -> beam.PTransform:
+        """Returns the windowing of the merge signals.
+
+        Bounded input has no processing-time clock: the global window fires once, at the end.
+        Unbounded input merges each table at most every ``merge_every`` while changes arrive,
+        and once more when the window closes (a drain).
+        """
+        if blocks.is_bounded:
+            return beam.WindowInto(window.GlobalWindows())
+        return beam.WindowInto(
+            window.GlobalWindows(),
+            trigger=trigger.Repeatedly(trigger.AfterProcessingTime(self.merge_seconds)),
+            accumulation_mode=trigger.AccumulationMode.DISCARDING,
+        )
+
+    def expand(self, blocks: beam.PCollection) -> beam.PCollection:
+        replica = self.replica
+        names = [name for _, name in replica.tables]
+        staged = blocks | "Stage" >> beam.ParDo(_StageFn(replica)).with_outputs(
+            *map(_stage_tag, names), main=_REJECTED
+        )
+        dead_letters = [staged[_REJECTED]]
+        inserted = []
+        for name in names:
+            target = InsertTarget(
+                table=replica.staging(name),
+                project=replica.project,
+                endpoint=replica.endpoint,
+                schema=STAGING_SCHEMA,
+                create="if_needed",
+                partition_field="ingest_time",
+                clustering=("key",),
+                batch_size=self.batch_size,
+                retry=replica.retry,
+                pipeline=replica.pipeline,
+                counter=self.context.counter,
+                inserted_tag=_INSERTED,
+            )
+            written = staged[_stage_tag(name)] | f"Insert {name}" >> beam.ParDo(
+                InsertRowsFn(target)
+            ).with_outputs(_INSERTED, main=_REJECTED)
+            dead_letters.append(written[_REJECTED])
+            inserted.append(written[_INSERTED])
+        _ = (
+            inserted
+            | "Inserted" >> beam.Flatten()
+            | "Merge window" >> self._merge_window(blocks)
+            | "Per table" >> beam.CombinePerKey(sum)
+            | "Merge" >> beam.ParDo(_MergeFn(replica))
+        )
+        return dead_letters | "Dead letters" >> beam.Flatten()

@@ -1,0 +1,1 @@
+"""``kafka://`` endpoints: the broker connection, the read and the write."""

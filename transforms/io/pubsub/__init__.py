@@ -1,0 +1,1 @@
+"""``pubsub://`` endpoints: subscriptions in, topics out."""

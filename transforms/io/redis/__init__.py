@@ -1,0 +1,1 @@
+"""``redis://`` sink: commands, scripts, text encoding and the sink."""
