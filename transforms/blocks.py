@@ -73,7 +73,8 @@ class FoldPerBundle(beam.DoFn):
     ``yield from self.flush_if_full()`` after each element or block: the partials go downstream
     as ``(key, emitted(partial))`` whenever `limit` keys are held and at the end of the bundle
     (in the global window), so memory is bounded by the keys, not the elements. A subclass
-    that gives its outputs their own timestamps overrides `timestamped`.
+    that gives its outputs their own timestamps overrides `timestamped`; one that sends the
+    partials on in another shape (several keys in one element) overrides `flushed`.
     """
 
     def limit(self) -> int:
@@ -92,6 +93,14 @@ class FoldPerBundle(beam.DoFn):
         """
         yield (key, self.emitted(partial)), None
 
+    def flushed(self, partials: dict[Any, Any]) -> Iterator[tuple[Any, Timestamp | None]]:
+        """The elements sent on for the partials held, each with its timestamp.
+
+        By default `timestamped` of each key's partial.
+        """
+        for key, partial in partials.items():
+            yield from self.timestamped(key, partial)
+
     def start_bundle(self) -> None:
         self.partials: dict[Any, Any] = {}
 
@@ -108,8 +117,7 @@ class FoldPerBundle(beam.DoFn):
 
     def _flush(self) -> Iterator[tuple[Any, Timestamp | None]]:
         partials, self.partials = self.partials, {}
-        for key, partial in partials.items():
-            yield from self.timestamped(key, partial)
+        return self.flushed(partials)
 
 
 @beam.typehints.with_output_types(Block)

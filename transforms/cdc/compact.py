@@ -10,9 +10,10 @@ global window: the change of the greatest sequence, e.g.::
 A truncate is the change of key ``{}`` of its table, so each table's latest truncate is kept.
 
 How: a DoFn keeps, per key seen in its bundle, the latest change so far (a `Latest`), and sends
-these partials on at the end of the bundle or whenever `MAX_KEYS` are held; a CombinePerKey
-merges the partials of a key. Memory is one change per key (per bundle before the shuffle):
-flat in the number of changes. Only partials cross the shuffle.
+these partials on at the end of the bundle or whenever `MAX_KEYS` are held, grouped into
+`BUCKETS` dicts by a stable hash of the key (so a few elements cross the shuffle per bundle,
+not one per key); a CombinePerKey merges the dicts of a bucket key by key. Memory is one change
+per key (per bundle before the shuffle): flat in the number of changes.
 
 Counters: the kept change is counted ``applied``; a change of the same sequence as the kept one
 is a duplicate (``dropped.cdc_duplicate``); an older one is superseded
@@ -31,13 +32,14 @@ every change (a change log, a message topic) needs them all.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
-from transforms.blocks import Batch, FoldPerBundle
+from transforms.blocks import BLOCK_SIZE, Block, FoldPerBundle
 from transforms.cdc.change import OPS, check_sequence, key_text
 from transforms.cdc.decide import APPLIED, DUPLICATE, SUPERSEDED, DecisionCounters
 from transforms.cdc.envelope import BadChange
@@ -45,13 +47,17 @@ from transforms.cdc.normalize import FAILED, timed
 from transforms.dead_letter import ToDeadLetter, failure
 from transforms.message import Record
 
-__all__ = ["MAX_KEYS", "CompactChanges", "change_key"]
+__all__ = ["BUCKETS", "MAX_KEYS", "CompactChanges", "change_key"]
 
 MAX_KEYS = 50_000
+# The partials of a bundle cross the shuffle in this many dicts (by a stable hash of the key).
+BUCKETS = 64
 
 # ``(sequence, change dict, duplicates, superseded)``: a key's latest change and how many of its
 # other changes it stands for (a plain tuple, which Beam encodes without pickling).
 Latest = tuple[tuple[int, ...], dict[str, Any], int, int]
+# key_id -> its Latest: the partials of one bucket.
+Partials = dict[str, Latest]
 
 
 def change_key(record: Record) -> str:
@@ -87,14 +93,38 @@ def merge(kept: Latest, other: Latest) -> Latest:
     return kept[0], kept[1], kept[2], kept[3] + other[3] + other[2] + 1
 
 
+def bucket(key: str) -> int:
+    """The bucket of a `key_id`: the same on every worker (unlike ``hash`` of a string)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % BUCKETS
+
+
+def merge_into(kept: Partials, partials: Partials) -> Partials:
+    """Merges ``partials`` into ``kept`` key by key (`merge`); returns ``kept``."""
+    for key, latest in partials.items():
+        held = kept.get(key)
+        kept[key] = latest if held is None else merge(held, latest)
+    return kept
+
+
 class _PreCompactFn(FoldPerBundle):
-    """Blocks of change `Record`s -> ``(key_id, Latest)``: per key of the bundle, its latest.
+    """Blocks of change `Record`s -> ``(bucket, Partials)``: per key of the bundle, its latest.
 
     Records that are not change records go to `FAILED` (failures for `ToDeadLetter`).
     """
 
     def limit(self) -> int:
         return MAX_KEYS
+
+    def flushed(self, partials: Partials) -> Iterator[tuple[Any, None]]:
+        buckets: dict[int, Partials] = {}
+        for key, latest in partials.items():
+            number = bucket(key)
+            held = buckets.get(number)
+            if held is None:
+                buckets[number] = held = {}
+            held[key] = latest
+        for number, held in buckets.items():
+            yield (number, held), None
 
     def process(self, block: list[Record]) -> Iterator[Any]:
         held = self.partials
@@ -112,39 +142,49 @@ class _PreCompactFn(FoldPerBundle):
 
 
 class _MergeLatestFn(beam.CombineFn):
-    """Merges the partials of a key; its accumulator is ``None`` until the first partial."""
+    """Merges the partials of a bucket key by key; its accumulator is a `Partials` dict."""
 
-    def create_accumulator(self) -> Latest | None:
-        return None
+    def create_accumulator(self) -> Partials:
+        return {}
 
-    def add_input(self, accumulator: Latest | None, partial: Latest) -> Latest:
-        return partial if accumulator is None else merge(accumulator, partial)
+    def add_input(self, accumulator: Partials, partials: Partials) -> Partials:
+        return merge_into(accumulator, partials)
 
-    def merge_accumulators(self, accumulators: Iterable[Latest | None]) -> Latest | None:
-        merged: Latest | None = None
-        for partial in accumulators:
-            if partial is not None:
-                merged = partial if merged is None else merge(merged, partial)
+    def merge_accumulators(self, accumulators: Iterable[Partials]) -> Partials:
+        merged: Partials = {}
+        for partials in accumulators:
+            if len(partials) > len(merged):
+                merged, partials = partials, merged
+            merge_into(merged, partials)
         return merged
 
-    def extract_output(self, accumulator: Latest | None) -> Latest | None:
+    def extract_output(self, accumulator: Partials) -> Partials:
         return accumulator
 
 
 class _EmitLatestFn(beam.DoFn):
-    """``(key_id, Latest)`` -> the Record of the change, its decisions counted."""
+    """``(bucket, Partials)`` -> Blocks of the Records of its changes, decisions counted."""
 
     def setup(self) -> None:
         self._counters = DecisionCounters()
 
-    def process(self, element: tuple[str, Latest]) -> Iterator[Record]:
-        _, change, duplicates, superseded = element[1]
-        self._counters.count(APPLIED)
+    def process(self, element: tuple[int, Partials]) -> Iterator[Block]:
+        block = Block()
+        duplicates = superseded = 0
+        for _, change, duplicated, older in element[1].values():
+            block.append(Record(change))
+            duplicates += duplicated
+            superseded += older
+            if len(block) >= BLOCK_SIZE:
+                yield block
+                block = Block()
+        if block:
+            yield block
+        self._counters.count(APPLIED, len(element[1]))
         if duplicates:
             self._counters.count(DUPLICATE, duplicates)
         if superseded:
             self._counters.count(SUPERSEDED, superseded)
-        yield Record(change)
 
 
 class CompactChanges(beam.PTransform):
@@ -169,8 +209,7 @@ class CompactChanges(beam.PTransform):
         latest = (
             partials.partials
             | "Merge per key" >> beam.CombinePerKey(_MergeLatestFn())
-            | "Latest change" >> beam.ParDo(_EmitLatestFn())
-            | "Blocks" >> Batch()
+            | "Latest change" >> beam.ParDo(_EmitLatestFn()).with_output_types(Block)
         )
         errors = partials[FAILED] | "ToDeadLetter" >> ToDeadLetter(self._pipeline, "apply")
         return latest, errors
