@@ -69,11 +69,25 @@ def parse_timestamp(value: Any, unit: EpochUnit = "auto") -> float:
     raise BadTimestamp(f"event time must be a string or number, got {type(value).__name__}")
 
 
+# ``YYYY-MM-DDTHH:MM:SS`` of the whole epoch seconds formatted lately, for `format_timestamp`.
+_SECONDS: dict[int, str] = {}
+_MAX_SECONDS_KEPT = 100_000
+
+
 def format_timestamp(seconds: float) -> str:
-    """Formats epoch seconds as ISO-8601 UTC with a ``Z``, e.g. ``2026-11-25T10:00:00.250Z``."""
-    moment = _EPOCH + dt.timedelta(microseconds=round(seconds * 1_000_000))
-    text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
-    return text.replace("+00:00", "Z")
+    """Formats epoch seconds as ISO-8601 UTC with a ``Z``, e.g. ``2026-11-25T10:00:00.250Z``.
+
+    Milliseconds are written (truncated) when the time has a fraction of a second. The text of
+    a whole second is made once and kept (times come in runs of nearby seconds).
+    """
+    whole, micros = divmod(round(seconds * 1_000_000), 1_000_000)
+    text = _SECONDS.get(whole)
+    if text is None:
+        moment = _EPOCH + dt.timedelta(seconds=whole)
+        if len(_SECONDS) >= _MAX_SECONDS_KEPT:
+            _SECONDS.clear()
+        text = _SECONDS[whole] = moment.isoformat(timespec="seconds")[:-6]  # no "+00:00"
+    return f"{text}.{micros // 1000:03d}Z" if micros else text + "Z"
 
 
 # Epoch microseconds of the minutes seen ("2026-11-25T10:00" -> ...), for `_parse_canonical`.
