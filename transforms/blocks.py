@@ -133,8 +133,7 @@ class _BatchFn(beam.DoFn):
     with the arguments rebuilt, which is most of what a stream's message costs here. Elements
     are grouped by their windows (an element in several windows goes into one block of them);
     an element in the same windows as the one before it (the usual case: one window for all)
-    goes to the same block without a lookup. `process` returns nothing (not a generator) unless
-    a block is full.
+    goes to the same block without a lookup.
     """
 
     def start_bundle(self) -> None:
@@ -145,7 +144,7 @@ class _BatchFn(beam.DoFn):
 
     def process(
         self, element: Any, windowed: Any = beam.DoFn.WindowedValueParam
-    ) -> list[WindowedValue] | None:
+    ) -> Iterator[WindowedValue]:
         windows = windowed.windows
         micros = windowed.timestamp_micros
         if windows == self._windows:
@@ -162,11 +161,10 @@ class _BatchFn(beam.DoFn):
             self._windows, self._held = windows, held
         block = held[0]
         block.append(element)
-        if len(block) < BLOCK_SIZE:
-            return None
-        del self._open[held[2]]
-        self._windows = None
-        return [windowed_value.create(block, held[1], held[2])]
+        if len(block) >= BLOCK_SIZE:
+            del self._open[held[2]]
+            self._windows = None
+            yield windowed_value.create(block, held[1], held[2])
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         held, self._open = self._open, {}

@@ -91,7 +91,8 @@ class Count(beam.PTransform):
         self._name = name
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        return pcoll | beam.ParDo(_CountFn(self._name))
+        # The output keeps the input's type (a Block keeps its coder, which sizes it cheaply).
+        return pcoll | beam.ParDo(_CountFn(self._name)).with_output_types(pcoll.element_type)
 
 
 def counter_totals(metrics: MetricResults) -> dict[str, int]:
