@@ -62,8 +62,14 @@ class ReadFromEndpoint(beam.PTransform):
 
 
 class _DeadLettersFn(beam.DoFn):
+    """A dead-letter row -> its dict; ``source`` keeps the coordinates that are set."""
+
     def process(self, row: Any) -> Iterator[dict[str, Any]]:
-        yield as_data(row)
+        letter = as_data(row)
+        source = letter.get("source")
+        if source is not None:
+            letter["source"] = {k: v for k, v in source.items() if v is not None}
+        yield letter
 
 
 class WriteToEndpoint(beam.PTransform):

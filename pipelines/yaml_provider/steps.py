@@ -28,7 +28,7 @@ from pipelines.yaml_provider.outputs import (
     with_errors,
 )
 from pipelines.yaml_provider.rows import BlocksToRows, RowShape, as_data, message_of
-from transforms.blocks import Batch
+from transforms.blocks import Batch, Block
 from transforms.cdc.debezium import DropTombstones
 from transforms.dedup import TIME_DOMAINS, Dedup as DedupStep
 from transforms.durations import parse_duration
@@ -37,7 +37,7 @@ from transforms.fields import CheckFields, FieldCheck, RequiredField
 from transforms.io.endpoint import Endpoint
 from transforms.message import Message
 from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson
-from transforms.route import Route as RouteStep, RouteSpec
+from transforms.route import Route as RouteStep, RouteSpec, tagged
 from transforms.schema import Field, Schema
 
 __all__ = ["Dedup", "Enrich", "Parse", "Route"]
@@ -154,6 +154,8 @@ class Route(RowStep):
         rules: ``{name: expression}`` in order, e.g. ``{big: "amount > 1000"}``.
         default: the output of records that match no rule.
         mode: ``first`` (the first matching rule) or ``all`` (every matching rule).
+        output_field: set this field of every record a rule sends on to the rule's name (an
+            alert's ``alert: high_amount``); records of the default output are left as they are.
         error_handling: ``{output: NAME}``: records a rule fails on, as dead-letter rows.
     """
 
@@ -162,19 +164,34 @@ class Route(RowStep):
         rules: Mapping[str, str],
         default: str = "default",
         mode: str = "first",
+        output_field: str = "",
         pipeline: str = DEFAULT_PIPELINE,
         error_handling: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self._step = RouteStep(RouteSpec.parse(dict(rules), default, mode), pipeline)
+        self._output_field = output_field
         self.pipeline = pipeline
         self.handling = ErrorHandling(error_handling)
 
     def shape(self, incoming: RowShape) -> RowShape:
-        return incoming
+        if not self._output_field or incoming.schema is None:
+            return incoming
+        kept = tuple(f for f in incoming.schema.fields if f.name != self._output_field)
+        return incoming.with_fields(Schema((*kept, Field(self._output_field, "STRING"))), incoming.derived)
 
     def apply_step(self, blocks: beam.PCollection, incoming: RowShape) -> tuple[Any, list[Any]]:
         routes, errors = blocks | "Route" >> self._step
+        if self._output_field:
+            default = self._step.spec.default
+            routes = {
+                name: routed
+                if name == default
+                else routed
+                | f"Name {name}"
+                >> beam.Map(tagged, name, self._output_field).with_output_types(Block)
+                for name, routed in routes.items()
+            }
         return routes, [errors]
 
 
