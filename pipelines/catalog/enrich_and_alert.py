@@ -46,7 +46,6 @@ from transforms.fields import RequiredField, aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.endpoint import Endpoint
 from transforms.io.registry import make_sink
-from transforms.message import Record
 from transforms.metrics import Count
 from transforms.route import MODES, Route, RouteSpec, tagged
 
@@ -310,9 +309,9 @@ def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
             rows = spine.apply("Bursts", bursts, enriched)
             # Rows come in their windows; the alerts they are flattened with are global.
             rows = rows | "Unwindowed" >> beam.WindowInto(GlobalWindows())
-            alerts[BURST] = rows | "Alert burst" >> beam.Map(tagged, BURST, ALERT).with_output_types(
-                Block
-            )
+            alerts[BURST] = rows | "Alert burst" >> beam.Map(
+                tagged, BURST, ALERT
+            ).with_output_types(Block)
         for index, (sink, names) in enumerate(config.alert_sinks):
             merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()
             spine.write(f"Write alerts {index}", sink, merged)

@@ -16,13 +16,16 @@ from pipelines.catalog.metrics_to_redis import load_spec
 from pipelines.yaml_provider.outputs import DEFAULT_PIPELINE, ErrorHandling, RowStep
 from pipelines.yaml_provider.rows import RowShape
 from transforms.aggregate.spec import AggregateSpec
-from transforms.aggregate.windowed import WindowedAggregate as AggregateStep, row_schema
-from transforms.cdc.apply import CHANGE_SCHEMA, ApplyChanges as ApplyStep
+from transforms.aggregate.windowed import WindowedAggregate as AggregateStep
+from transforms.aggregate.windowed import row_schema
+from transforms.cdc.apply import CHANGE_SCHEMA
+from transforms.cdc.apply import ApplyChanges as ApplyStep
 from transforms.cdc.final_state import FinalState
 from transforms.cdc.normalize import FORMATS, NormalizeChanges
 from transforms.durations import parse_duration
 from transforms.fields import CheckFields, FieldCheck, RequiredField, aggregate_fields
-from transforms.sessions import Sessionize as SessionStep, SessionSpec, session_schema
+from transforms.sessions import Sessionize as SessionStep
+from transforms.sessions import SessionSpec, session_schema
 
 __all__ = ["ApplyChanges", "Sessionize", "WindowedAggregate"]
 
@@ -31,7 +34,7 @@ def _checked(
     step: RowStep, blocks: beam.PCollection, fields: Sequence[RequiredField]
 ) -> tuple[beam.PCollection, beam.PCollection]:
     """Checks the fields a step reads (`transforms.fields`) before it, as a pipeline's read does."""
-    return blocks | "Check fields" >> CheckFields(step.pipeline, FieldCheck(fields))
+    return blocks | "Check fields" >> CheckFields(step.pipeline_name, FieldCheck(fields))
 
 
 class WindowedAggregate(RowStep):
@@ -60,7 +63,7 @@ class WindowedAggregate(RowStep):
         super().__init__()
         self._spec = AggregateSpec.from_dict(spec) if isinstance(spec, Mapping) else load_spec(spec)
         self._step = AggregateStep(self._spec, pipeline, dead_letter_late=dead_letter_late)
-        self.pipeline = pipeline
+        self.pipeline_name = pipeline
         self.handling = ErrorHandling(error_handling)
 
     def shape(self, incoming: RowShape) -> RowShape:
@@ -113,7 +116,7 @@ class Sessionize(RowStep):
             include_fields=tuple(include_fields),
         )
         self._step = SessionStep(self._spec, pipeline)
-        self.pipeline = pipeline
+        self.pipeline_name = pipeline
         self.handling = ErrorHandling(error_handling)
 
     def shape(self, incoming: RowShape) -> RowShape:
@@ -156,11 +159,15 @@ class ApplyChanges(RowStep):
         self._normalize = NormalizeChanges(pipeline, format, key_columns)
         self._apply = ApplyStep(pipeline, delete_retention, latest_only=final_state)
         self._final_state = final_state
-        self.pipeline = pipeline
+        self.pipeline_name = pipeline
         self.handling = ErrorHandling(error_handling)
 
     def shape(self, incoming: RowShape) -> RowShape:
-        return incoming.with_fields(CHANGE_SCHEMA) if not self._final_state else RowShape(CHANGE_SCHEMA, derived=True)
+        return (
+            incoming.with_fields(CHANGE_SCHEMA)
+            if not self._final_state
+            else RowShape(CHANGE_SCHEMA, derived=True)
+        )
 
     def apply_step(self, blocks: beam.PCollection, incoming: RowShape) -> tuple[Any, list[Any]]:
         changes, bad = blocks | "Normalize" >> self._normalize

@@ -129,4 +129,3 @@ class WriteToEndpoint(beam.PTransform):
         if self._handling.output is None:
             return None
         return {self._handling.output: outputs[self._handling.output]}
-

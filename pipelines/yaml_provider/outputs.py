@@ -93,10 +93,11 @@ def with_errors(
 class RowStep(beam.PTransform):
     """A suite step on record rows: rows -> blocks -> the step -> rows, failures as YAML says.
 
-    A subclass sets ``pipeline`` and ``handling`` and implements `apply_step` and `shape`.
+    A subclass sets ``pipeline_name`` (``pipeline`` is Beam's own attribute) and ``handling``,
+    and implements `apply_step` and `shape`.
     """
 
-    pipeline: str
+    pipeline_name: str
     handling: ErrorHandling
 
     def shape(self, incoming: RowShape) -> RowShape:

@@ -93,21 +93,26 @@ def _field_of(name: str, hint: Any) -> Field:
 def _origin_fields() -> tuple[Field, ...]:
     integers = ("partition", "offset", "line")
     return tuple(
-        Field(name, "INTEGER" if name in integers else "STRING", "REQUIRED" if index == 0 else "NULLABLE")
+        Field(
+            name,
+            "INTEGER" if name in integers else "STRING",
+            "REQUIRED" if index == 0 else "NULLABLE",
+        )
         for index, name in enumerate(Origin._fields)
     )
 
 
 _ORIGIN = Field("source", "RECORD", fields=_origin_fields())
-_OVERSIZE = Field("oversize", "RECORD", fields=(Field("size", "INTEGER"), Field("sha256", "STRING")))
-MESSAGE_TYPE = RowTypeConstraint.from_fields(
-    [
-        ("payload", bytes),
-        ("attributes", typing.Optional[typing.Mapping[str, str]]),  # noqa: UP045
-        ("source", _python_type(_ORIGIN, True)),
-        ("oversize", _python_type(_OVERSIZE, True)),
-    ]
+_OVERSIZE = Field(
+    "oversize", "RECORD", fields=(Field("size", "INTEGER"), Field("sha256", "STRING"))
 )
+_MESSAGE_FIELDS: list[tuple[str, Any]] = [
+    ("payload", bytes),
+    ("attributes", typing.Optional[typing.Mapping[str, str]]),  # noqa: UP045
+    ("source", _python_type(_ORIGIN, True)),
+    ("oversize", _python_type(_OVERSIZE, True)),
+]
+MESSAGE_TYPE = RowTypeConstraint.from_fields(_MESSAGE_FIELDS)
 DEAD_LETTER_TYPE = _row_type(DEAD_LETTER_SCHEMA.fields, derived=True)
 
 

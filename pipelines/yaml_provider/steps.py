@@ -30,14 +30,16 @@ from pipelines.yaml_provider.outputs import (
 from pipelines.yaml_provider.rows import BlocksToRows, RowShape, as_data, message_of
 from transforms.blocks import Batch, Block
 from transforms.cdc.debezium import DropTombstones
-from transforms.dedup import TIME_DOMAINS, Dedup as DedupStep
+from transforms.dedup import TIME_DOMAINS
+from transforms.dedup import Dedup as DedupStep
 from transforms.durations import parse_duration
 from transforms.enrich.base import EnrichSettings, enrich_from_uri, parse_key
 from transforms.fields import CheckFields, FieldCheck, RequiredField
 from transforms.io.endpoint import Endpoint
 from transforms.message import Message
 from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson
-from transforms.route import Route as RouteStep, RouteSpec, tagged
+from transforms.route import Route as RouteStep
+from transforms.route import RouteSpec, tagged
 from transforms.schema import Field, Schema
 
 __all__ = ["Dedup", "Enrich", "Parse", "Route"]
@@ -105,9 +107,7 @@ class Parse(beam.PTransform):
         self._handling = ErrorHandling(error_handling)
 
     def expand(self, rows: beam.PCollection) -> Any:
-        messages = (
-            rows | "To messages" >> beam.ParDo(_MessagesFn(self._payload_field)) | Batch()
-        )
+        messages = rows | "To messages" >> beam.ParDo(_MessagesFn(self._payload_field)) | Batch()
         if self._skip_tombstones:
             messages = messages | "Drop tombstones" >> DropTombstones()
         records, errors = messages | "Parse" >> self._parse
@@ -137,7 +137,7 @@ class Dedup(RowStep):
         if time_domain not in TIME_DOMAINS:
             raise ValueError(f"time_domain {time_domain!r}: use one of {TIME_DOMAINS}")
         self._step = DedupStep(key, parse_duration(within, "within"), time_domain)
-        self.pipeline = pipeline
+        self.pipeline_name = pipeline
         self.handling = ErrorHandling(error_handling)
 
     def shape(self, incoming: RowShape) -> RowShape:
@@ -171,14 +171,16 @@ class Route(RowStep):
         super().__init__()
         self._step = RouteStep(RouteSpec.parse(dict(rules), default, mode), pipeline)
         self._output_field = output_field
-        self.pipeline = pipeline
+        self.pipeline_name = pipeline
         self.handling = ErrorHandling(error_handling)
 
     def shape(self, incoming: RowShape) -> RowShape:
         if not self._output_field or incoming.schema is None:
             return incoming
         kept = tuple(f for f in incoming.schema.fields if f.name != self._output_field)
-        return incoming.with_fields(Schema((*kept, Field(self._output_field, "STRING"))), incoming.derived)
+        return incoming.with_fields(
+            Schema((*kept, Field(self._output_field, "STRING"))), incoming.derived
+        )
 
     def apply_step(self, blocks: beam.PCollection, incoming: RowShape) -> tuple[Any, list[Any]]:
         routes, errors = blocks | "Route" >> self._step
@@ -196,8 +198,10 @@ class Route(RowStep):
 
 
 class Enrich(RowStep):
-    """Merges each record's reference row (a Redis lookup, or a table from a file, BigQuery or
-    Redis held in a side input) into it.
+    """Merges each record's reference row into it.
+
+    The reference is looked up in Redis per record, or a table (a file, BigQuery, Redis hashes)
+    held in a side input; a record lacking a field of the key is dead-lettered (``fields``).
 
     Args:
         reference: the reference URI, e.g. ``redis://HOST:PORT/0?key=customer:{customer_id}``
@@ -232,8 +236,10 @@ class Enrich(RowStep):
         self._settings = settings
         self._step = enrich_from_uri(reference, settings)
         key = parse_key(Endpoint.parse(reference).params["key"], "reference")
-        self._check = FieldCheck(RequiredField(name, "join_key", "reference key") for name in key.fields)
-        self.pipeline = pipeline
+        self._check = FieldCheck(
+            RequiredField(name, "join_key", "reference key") for name in key.fields
+        )
+        self.pipeline_name = pipeline
         self.handling = ErrorHandling(error_handling)
 
     def shape(self, incoming: RowShape) -> RowShape:
@@ -252,6 +258,6 @@ class Enrich(RowStep):
         return incoming.with_fields(Schema(fields), incoming.derived)
 
     def apply_step(self, blocks: beam.PCollection, incoming: RowShape) -> tuple[Any, list[Any]]:
-        checked, missing = blocks | "Check key" >> CheckFields(self.pipeline, self._check)
+        checked, missing = blocks | "Check key" >> CheckFields(self.pipeline_name, self._check)
         enriched, errors = checked | "Enrich" >> self._step
         return enriched, [missing, errors]

@@ -151,15 +151,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _rows(folder: Path) -> list[str]:
     """The rows written to a folder, canonical (numbers as floats, keys sorted), sorted."""
-    rows = [json.loads(line, parse_int=float) for path in folder.glob("*.jsonl") for line in path.open()]
+    rows = [
+        json.loads(line, parse_int=float) for path in folder.glob("*.jsonl") for line in path.open()
+    ]
     return sorted(json.dumps(row, sort_keys=True) for row in rows)
 
 
 def _dead_letters(folder: Path) -> Counter[tuple[str, str, bytes]]:
     letters = [json.loads(line) for path in folder.glob("*.jsonl") for line in path.open()]
-    return Counter(
-        (d["step"], d["reason"], base64.b64decode(d["payload_bytes"])) for d in letters
-    )
+    return Counter((d["step"], d["reason"], base64.b64decode(d["payload_bytes"])) for d in letters)
 
 
 @pytest.mark.parametrize("name", CATALOG)
@@ -185,7 +185,9 @@ def test_the_yaml_template_dead_letters_what_the_python_pipeline_does(
 
 def test_dead_letters_of_the_yaml_pipelines_carry_the_original_bytes_and_origin(runs: Path) -> None:
     folder = runs / "yaml" / "enrich_and_alert" / "dlq"
-    letters = {d["reason"]: d for path in folder.glob("*.jsonl") for d in map(json.loads, path.open())}
+    letters = {
+        d["reason"]: d for path in folder.glob("*.jsonl") for d in map(json.loads, path.open())
+    }
     source = runs / "transactions.jsonl"
     lines = source.read_bytes().splitlines()
     parse = letters["not_an_object"]
