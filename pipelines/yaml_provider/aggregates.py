@@ -163,11 +163,9 @@ class ApplyChanges(RowStep):
         self.handling = ErrorHandling(error_handling)
 
     def shape(self, incoming: RowShape) -> RowShape:
-        return (
-            incoming.with_fields(CHANGE_SCHEMA)
-            if not self._final_state
-            else RowShape(CHANGE_SCHEMA, derived=True)
-        )
+        if self._final_state:  # final rows are no single message's
+            return RowShape(CHANGE_SCHEMA, derived=True)
+        return incoming.with_fields(CHANGE_SCHEMA)
 
     def apply_step(self, blocks: beam.PCollection, incoming: RowShape) -> tuple[Any, list[Any]]:
         changes, bad = blocks | "Normalize" >> self._normalize

@@ -188,19 +188,20 @@ class RowShape:
 
     Attributes:
         schema: the record's fields; ``None``: any JSON object (rows of no fixed schema).
-        origin: rows carry the message they were parsed from in ``message_origin``.
+        origin: rows carry the message they were parsed from in ``message_origin``; ``None``
+            (rows of no fixed schema): those whose record has one.
         derived: the values are made by a step (TIMESTAMP fields hold text), not parsed.
     """
 
     schema: Schema | None
-    origin: bool = False
+    origin: bool | None = False
     derived: bool = False
 
     @classmethod
     def of(cls, element_type: Any) -> RowShape:
         """The shape of a PCollection's rows, from its element type."""
         if not isinstance(element_type, RowTypeConstraint):
-            return cls(None)
+            return cls(None, None)
         fields = [(n, t) for n, t in element_type._fields if n != MESSAGE_ORIGIN]
         origin = len(fields) < len(element_type._fields)
         if not fields:
@@ -208,8 +209,9 @@ class RowShape:
         return cls(Schema(tuple(_field_of(n, t) for n, t in fields)), origin)
 
     def with_fields(self, schema: Schema | None, derived: bool = True) -> RowShape:
-        """The same origin with other fields."""
-        return RowShape(schema, self.origin, derived)
+        """The same origin with other fields (typed rows of an unknown origin may carry one)."""
+        origin = True if self.origin is None and schema is not None else self.origin
+        return RowShape(schema, origin, derived)
 
     def element_type(self) -> Any:
         """The rows' type hint (``Any`` without a schema)."""
@@ -227,8 +229,8 @@ class RowShape:
             values = {str(k): _to_value(v, None) for k, v in data.items()}
         else:
             values = {f.name: _to_value(data.get(f.name), f) for f in self.schema.fields}
-        if self.origin:
-            origin = record.origin
+        origin = record.origin
+        if self.origin or (self.origin is None and origin is not None):
             values[MESSAGE_ORIGIN] = None if origin is None else message_row(origin)
         return beam.Row(**values)
 

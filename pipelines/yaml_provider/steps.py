@@ -20,7 +20,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipelines.framework.spine import load_schema
+from pipelines.framework.spine import ParseSettings, parse_messages
 from pipelines.yaml_provider.outputs import (
     DEFAULT_PIPELINE,
     ErrorHandling,
@@ -37,7 +37,7 @@ from transforms.enrich.base import EnrichSettings, enrich_from_uri, parse_key
 from transforms.fields import CheckFields, FieldCheck, RequiredField
 from transforms.io.endpoint import Endpoint
 from transforms.message import Message
-from transforms.parse import DEFAULT_MAX_BYTES, EventTime, ParseJson
+from transforms.parse import DEFAULT_MAX_BYTES
 from transforms.route import Route as RouteStep
 from transforms.route import RouteSpec, tagged
 from transforms.schema import Field, Schema
@@ -56,19 +56,23 @@ class _MessagesFn(beam.DoFn):
 class Parse(beam.PTransform):
     """Parses message rows (JSON payloads) into record rows, with their event times.
 
-    Input rows hold the payload (bytes or text) in ``payload_field``, and optionally
-    ``attributes`` and ``source`` (rows of ``ReadFromEndpoint``; ``line`` of ``ReadFromText``
-    with ``payload_field: line``). Output rows hold the record's fields (the schema's, typed),
-    each at its event time; failures are dead letters of step ``parse`` with the original bytes.
+    The pipelines' own parse (`pipelines.framework.spine.parse_messages`): the schema, the event
+    time, the payload limit and the UDF are their options. Input rows hold the payload (bytes or
+    text) in ``payload_field``, and optionally ``attributes`` and ``source`` (rows of
+    ``ReadFromEndpoint``; ``line`` of ``ReadFromText`` with ``payload_field: line``). Output rows
+    hold the record's fields (the schema's, typed), each at its event time; failures are dead
+    letters of step ``parse`` (``udf``) with the original bytes.
 
     Args:
         schema: a BigQuery schema or JSON Schema file, ``builtin:events``, or ``none`` (any JSON
             object; the rows then have no fixed schema).
         event_time_field: the field holding the event time (dotted for nested fields), or
-            ``attribute:NAME``; empty: the input's timestamps.
+            ``attribute:NAME``; empty or ``none``: the input's timestamps.
         event_time_unit: the unit of epoch numbers: ``auto``, ``s``, ``ms`` or ``us``.
         max_payload_bytes: larger payloads are dead-lettered as ``too_large``.
         unknown_fields: fields the schema does not declare: ``reject`` or ``drop`` the field.
+        udf_file: a Python file whose ``udf_function`` is applied to every parsed record.
+        udf_function: the function's name.
         keep_origin: output rows carry the message in ``message_origin``, so that the dead
             letters of later steps hold the original bytes (the suite's sinks leave it out).
         payload_field: the input field holding the payload.
@@ -85,6 +89,8 @@ class Parse(beam.PTransform):
         event_time_unit: str = "auto",
         max_payload_bytes: int = DEFAULT_MAX_BYTES,
         unknown_fields: str = "reject",
+        udf_file: str = "",
+        udf_function: str = "",
         keep_origin: bool = False,
         payload_field: str = "payload",
         skip_tombstones: bool = False,
@@ -92,16 +98,20 @@ class Parse(beam.PTransform):
         error_handling: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        parsed = load_schema(schema)
-        if parsed is not None and unknown_fields == "keep":
+        values = {
+            "schema": schema,
+            "event_time_field": event_time_field or "none",
+            "event_time_unit": event_time_unit,
+            "max_payload_bytes": max_payload_bytes,
+            "unknown_fields": unknown_fields,
+            "udf_file": udf_file,
+            "udf_function": udf_function,
+        }
+        self._settings = ParseSettings.from_options(values)
+        if self._settings.schema is not None and unknown_fields == "keep":
             raise ValueError("unknown_fields: rows hold the schema's fields; use reject or drop")
-        event_time = (
-            EventTime.parse(event_time_field, event_time_unit)  # type: ignore[arg-type]
-            if event_time_field
-            else None
-        )
-        self._parse = ParseJson(pipeline, parsed, event_time, max_payload_bytes, unknown_fields)  # type: ignore[arg-type]
-        self._shape = RowShape(parsed, keep_origin)
+        self._pipeline = pipeline
+        self._shape = RowShape(self._settings.schema, keep_origin)
         self._payload_field = payload_field
         self._skip_tombstones = skip_tombstones
         self._handling = ErrorHandling(error_handling)
@@ -110,7 +120,7 @@ class Parse(beam.PTransform):
         messages = rows | "To messages" >> beam.ParDo(_MessagesFn(self._payload_field)) | Batch()
         if self._skip_tombstones:
             messages = messages | "Drop tombstones" >> DropTombstones()
-        records, errors = messages | "Parse" >> self._parse
+        records, errors = parse_messages(messages, self._pipeline, self._settings)
         parsed = records | "To rows" >> BlocksToRows(self._shape)
         return with_errors({"main": parsed}, [errors], self._handling)
 

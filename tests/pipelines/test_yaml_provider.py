@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from apache_beam.yaml import yaml_provider, yaml_transform
 from apache_beam.yaml.yaml_transform import SafeLineLoader, YamlTransform
 
 from pipelines.catalog import get_pipeline
+from pipelines.devtools.services import ServiceSpec
 from pipelines.framework.options import parse_options
 from pipelines.yaml_provider import PROVIDERS
 from transforms.event_time import format_timestamp
@@ -50,9 +53,9 @@ def _events() -> list[bytes]:
 
 
 def _transactions() -> list[bytes]:
-    """Transactions: a duplicate, a risky customer, one without a profile, one a rule fails on."""
+    """Transactions: a duplicate, a risky customer, one without a profile, a list as key."""
     rows = [("t1", "c1", 10.0, 0), ("t2", "c1", 500.0, 60), ("t2", "c1", 500.0, 61),
-            ("t3", "c2", 20.0, 90), ("t4", "c9", 5.0, 100), ("t5", "c1", "much", 120)]  # fmt: skip
+            ("t3", "c2", 20.0, 90), ("t4", "c9", 5.0, 100), ("t5", ["c1"], 1.0, 120)]  # fmt: skip
     lines = [
         json.dumps({"transaction_id": t, "customer_id": c, "amount": a,
                     "ts": format_timestamp(T0 + s)}).encode()
@@ -130,8 +133,24 @@ def _outputs(folder: Path, name: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Runs every catalog pipeline, Python and YAML, in one pipeline; returns the folder."""
+def redis_prefix(redis_server: ServiceSpec) -> Iterator[tuple[str, str]]:
+    """``(Redis URL, key prefix)``: the keys under the prefix are deleted afterwards."""
+    import redis
+
+    prefix = f"yaml{uuid.uuid4().hex[:8]}"
+    yield redis_server.endpoint, prefix
+    client = redis.Redis.from_url(redis_server.endpoint)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, redis_prefix: tuple[str, str]) -> Path:
+    """Runs every catalog pipeline, Python and YAML, in one pipeline; returns the folder.
+
+    The YAML ``metrics_to_redis`` also runs with its Redis sink (keys ``PREFIX:endpoint:window``).
+    """
     folder = tmp_path_factory.mktemp("yaml")
     (folder / "events.jsonl").write_bytes(b"\n".join(_events()) + b"\n")
     (folder / "transactions.jsonl").write_bytes(b"\n".join(_transactions()) + b"\n")
@@ -145,6 +164,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in CATALOG:
         variables = {**_arguments(name, folder), **_outputs(folder / "yaml", name)}
         _ = pipeline | f"yaml {name}" >> yaml_template(name, variables)
+    url, prefix = redis_prefix
+    variables = {**_arguments("metrics_to_redis", folder), **_outputs(folder / "redis", "m"),
+                 "sink": f"{url}?key={prefix}:{{endpoint}}:{{window_start}}"}  # fmt: skip
+    _ = pipeline | "yaml metrics_to_redis, Redis" >> yaml_template("metrics_to_redis", variables)
     pipeline.run().wait_until_finish()
     return folder
 
@@ -183,6 +206,36 @@ def test_the_yaml_template_dead_letters_what_the_python_pipeline_does(
     assert _dead_letters(runs / "yaml" / name / "dlq") == expected
 
 
+def _number_or_text(value: Any) -> Any:
+    return (
+        float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    )
+
+
+def _hash_value(text: str) -> Any:
+    """A Redis hash value as the sink wrote it: numbers and booleans as JSON, text as it is."""
+    try:
+        return _number_or_text(json.loads(text))
+    except json.JSONDecodeError:
+        return text
+
+
+def test_the_yaml_pipeline_writes_the_same_rows_to_a_redis_sink(
+    runs: Path, redis_prefix: tuple[str, str]
+) -> None:
+    import redis
+
+    url, prefix = redis_prefix
+    client = redis.Redis.from_url(url, decode_responses=True)
+    rows = [json.loads(row) for row in _rows(runs / "python" / "metrics_to_redis" / "out")]
+    for row in rows:
+        stored = client.hgetall(f"{prefix}:{row['endpoint']}:{row['window_start']}")
+        assert {k: _hash_value(v) for k, v in stored.items()} == {
+            k: _number_or_text(v) for k, v in row.items()
+        }
+    assert len(list(client.scan_iter(f"{prefix}:*"))) == len(rows)
+
+
 def test_dead_letters_of_the_yaml_pipelines_carry_the_original_bytes_and_origin(runs: Path) -> None:
     folder = runs / "yaml" / "enrich_and_alert" / "dlq"
     letters = {
@@ -193,11 +246,11 @@ def test_dead_letters_of_the_yaml_pipelines_carry_the_original_bytes_and_origin(
     parse = letters["not_an_object"]
     assert base64.b64decode(parse["payload_bytes"]) == b"[1, 2]"
     assert parse["source"] == {"system": "file", "path": str(source), "line": len(lines)}
-    # A later step (Route) still has the message the record was parsed from.
-    rule = letters["rule_error"]
-    assert (rule["step"], rule["pipeline"]) == ("route", "enrich_and_alert")
-    assert base64.b64decode(rule["payload_bytes"]) == lines[5]
-    assert rule["source"]["line"] == 6
+    # A later step (Enrich, after Dedup) still has the message the record was parsed from.
+    keyless = letters["wrong_type"]
+    assert (keyless["step"], keyless["pipeline"]) == ("fields", "enrich_and_alert")
+    assert base64.b64decode(keyless["payload_bytes"]) == lines[5]
+    assert keyless["source"]["line"] == 6
 
 
 def test_the_tests_section_of_a_template_runs_through_beam_yaml(tmp_path: Path) -> None:
