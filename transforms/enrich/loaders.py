@@ -17,10 +17,7 @@ from typing import Any, Protocol
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms.enrich.base import (
-    BadReference,
-    key_function,
-)
+from transforms.enrich.base import BadReference, key_function
 from transforms.enrich.redis_lookup import RedisConnection, hash_row
 from transforms.io.bigquery.sink import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError

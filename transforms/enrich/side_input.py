@@ -43,13 +43,7 @@ from apache_beam.transforms.window import FixedWindows, GlobalWindows, Timestamp
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 from transforms.blocks import Block
-from transforms.enrich.base import (
-    ERRORS,
-    EnrichSettings,
-    Settler,
-    key_function,
-    parse_key,
-)
+from transforms.enrich.base import ERRORS, EnrichSettings, Settler, key_function, parse_key
 from transforms.enrich.loaders import Loader, Table
 from transforms.enrich.redis_lookup import endpoint_duration
 from transforms.io.endpoint import Endpoint

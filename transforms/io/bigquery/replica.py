@@ -74,11 +74,7 @@ from transforms.durations import parse_duration
 from transforms.io.base import Sink, SinkContext
 from transforms.io.bigquery.replica_steps import MergeFn, ReplicaTarget, StageFn, stage_tag
 from transforms.io.bigquery.replica_tables import NOT_NAME, STAGING_SCHEMA, replica_name
-from transforms.io.bigquery.sink import (
-    MAX_BATCH_SIZE,
-    InsertRowsFn,
-    InsertTarget,
-)
+from transforms.io.bigquery.sink import MAX_BATCH_SIZE, InsertRowsFn, InsertTarget
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.retry import RetryPolicy
 

@@ -27,9 +27,7 @@ from transforms.io.bigquery.replica_tables import (
     merge_sql,
     staging_row,
 )
-from transforms.io.bigquery.sink import (
-    REQUEST_TIMEOUT,
-)
+from transforms.io.bigquery.sink import REQUEST_TIMEOUT
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
 from transforms.metrics import NAMESPACE

@@ -11,9 +11,7 @@ from typing import Any
 
 from transforms.cdc.change import Change, key_text, sequence_key
 from transforms.event_time import format_timestamp
-from transforms.io.bigquery.sink import (
-    to_json_row,
-)
+from transforms.io.bigquery.sink import to_json_row
 from transforms.schema import Field, Schema
 
 __all__ = ["REPLICA_SCHEMA", "STAGING_SCHEMA", "merge_sql", "replica_name", "staging_row"]
@@ -56,7 +54,7 @@ def _json_text(value: Any) -> str:
 
 
 def staging_row(change: Change, ingest_time: float) -> dict[str, Any]:
-    """Returns the staging-table row of a change (see this module for the columns).
+    """Returns the staging-table row of a change (columns: see `transforms.io.bigquery.replica`).
 
     Args:
         change: the change.

@@ -12,11 +12,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 from apache_beam.transforms.window import GlobalWindows
-from confluent_kafka import (
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from transforms.io.kafka.read import POLL_SECONDS, KafkaReadError, ReadSettings, to_message
 

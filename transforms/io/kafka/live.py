@@ -11,12 +11,7 @@ from collections.abc import Callable
 
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from transforms.io.kafka.read import POLL_SECONDS, ReadSettings, to_message
 

@@ -30,12 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
-from transforms.io.batching import (
-    SINK_UNAVAILABLE,
-    BatchingFn,
-    Pending,
-    dead_letter,
-)
+from transforms.io.batching import SINK_UNAVAILABLE, BatchingFn, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kinesis.client import DEFAULT_TIMEOUT, StreamTarget, make_client
 from transforms.io.retry import RetryPolicy

@@ -96,12 +96,7 @@ from redis.retry import Retry
 from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
-from transforms.io.batching import (
-    SINK_UNAVAILABLE,
-    BatchingFn,
-    Pending,
-    dead_letter,
-)
+from transforms.io.batching import SINK_UNAVAILABLE, BatchingFn, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis.commands import Args, Command, WriteTarget
 from transforms.io.redis.connection import DEFAULT_PORT, check_port, database, is_transient
