@@ -25,7 +25,7 @@ from apache_beam.yaml import yaml_provider, yaml_transform
 from apache_beam.yaml.yaml_transform import SafeLineLoader, YamlTransform
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.options import parse_options
 from pipelines.yaml_provider import PROVIDERS
 from transforms.event_time import format_timestamp
