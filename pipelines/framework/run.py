@@ -271,8 +271,8 @@ def _failed(spec: PipelineSpec, config: Any, failure: Exception) -> RunFailed:
         else:
             hints.append(f"{variable} is not set (credentials are used)")
     hint = (
-        f"; {'; '.join(hints)} (local servers: python -m pipelines services status, and "
-        'eval "$(python -m pipelines services env)")'
+        f"; {'; '.join(hints)} (local servers: python -m pipelines.devtools services status, and "
+        'eval "$(python -m pipelines.devtools services env)")'
         if hints
         else ""
     )
