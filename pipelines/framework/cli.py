@@ -16,10 +16,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.framework import template_cli
 from pipelines.framework.demo import demo_argv
+from pipelines.framework.describe import describe_document, describe_options
 from pipelines.framework.errors import USAGE as USAGE_CODE
 from pipelines.framework.errors import explain, verbose_requested
 from pipelines.framework.options import closest
-from pipelines.framework.run import describe_document, describe_options, run_pipeline
+from pipelines.framework.run import run_pipeline
 from transforms.io.endpoint import redact
 from transforms.redaction import install_redaction
 

@@ -412,6 +412,7 @@ def test_run_file_to_file_accounts_for_every_line(tmp_path: Path) -> None:
     assert reasons == expected
     assert f"read {len(lines):>15}".replace(" ", "") in result.stdout.replace(" ", "")
     assert "balanced" in result.stdout
+    assert "Reading" not in result.stderr and "records/s" not in result.stderr  # piped: quiet
 
 
 def test_run_reads_compressed_files_and_skips_an_oversize_line(tmp_path: Path) -> None:
