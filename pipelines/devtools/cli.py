@@ -16,10 +16,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+# docs and metadata read the catalog, and so import Beam: their modules are imported by their
+# commands only, so that ``services`` starts at once.
 from pipelines.devtools import services
-from pipelines.devtools.docs import update_readme
-from pipelines.devtools.metadata import ROOT, check_metadata, write_metadata
-from pipelines.framework.errors import explain, verbose_requested
 from pipelines.framework.options import OptionError, closest
 
 __all__ = ["main"]
@@ -46,12 +45,17 @@ def _command(args: list[str]) -> int:
     if command == "services":
         return services.main(rest)
     if command == "docs" and not rest:
+        from pipelines.devtools.docs import update_readme
+        from pipelines.devtools.metadata import ROOT
+
         readme = ROOT / "README.md"
         if not readme.is_file():
             raise OptionError(f"docs: {readme} not found: run it from a checkout of the project")
         print("README.md updated" if update_readme(readme) else "README.md is up to date")
         return 0
     if command == "metadata" and rest in ([], ["--write"]):
+        from pipelines.devtools.metadata import check_metadata, write_metadata
+
         if rest:
             changed = write_metadata()
             print(f"written: {', '.join(changed)}" if changed else "metadata.json files up to date")
@@ -66,12 +70,14 @@ def _command(args: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a maintainers' command; returns the exit code (2: usage error, 1: runtime)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    verbose = verbose_requested(args)
+    verbose = "--verbose" in args
     args = [arg for arg in args if arg != "--verbose"]
     try:
         return _command(args)
     except Exception as exc:  # one line, as on the user's command line
-        if verbose:
+        from pipelines.framework.errors import explain, verbose_requested
+
+        if verbose or verbose_requested([]):
             traceback.print_exc()
         code, message = explain(exc)
         print(f"error: {message}", file=sys.stderr)

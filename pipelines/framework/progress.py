@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import sys
 import threading
@@ -174,13 +175,19 @@ class Status:
 
 
 class _Sampler:
-    """Redraws a `Bar` or a `Status` every ``interval`` seconds on a thread of its own."""
+    """Redraws a `Bar` or a `Status` every ``interval`` seconds on a thread of its own.
 
-    def __init__(self, display: Bar | Status, interval: float) -> None:
+    While it draws on standard error, log records go through rich's stand-in for
+    ``sys.stderr``, which prints them above the drawing instead of across it.
+    """
+
+    def __init__(self, display: Bar | Status, interval: float, stream: TextIO) -> None:
         self._display = display
         self._interval = interval
+        self._stream = stream
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self._handlers: list[logging.StreamHandler[Any]] = []
         self.result: Any = None
 
     def _run(self) -> None:
@@ -188,12 +195,22 @@ class _Sampler:
             self._display.sample(self.result)
 
     def start(self) -> None:
-        self._display.start()
+        self._display.start()  # rich replaces sys.stderr while it draws on a terminal
+        if sys.stderr is not self._stream:
+            self._handlers = [
+                handler
+                for handler in logging.getLogger().handlers
+                if isinstance(handler, logging.StreamHandler) and handler.stream is self._stream
+            ]
+            for handler in self._handlers:
+                handler.setStream(sys.stderr)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        for handler in self._handlers:
+            handler.setStream(self._stream)
         self._display.sample(self.result)
         self._display.stop()
 
@@ -242,7 +259,7 @@ def show_progress(
         yield lambda result: None
         return
     display, interval = _display(config, delivered, stream)
-    sampler = _Sampler(display, interval)
+    sampler = _Sampler(display, interval, stream)
     sampler.start()
 
     def attach(result: Any) -> None:
