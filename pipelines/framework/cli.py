@@ -44,6 +44,7 @@ commands:
                   [--environment k=v,...] [--job_name J] [--validate_only]
                             launch a Flex Template on Dataflow (prints the gcloud equivalent)
 
+On a terminal, run shows its progress on standard error (a bar, or a live status line).
 An error ends in one line saying what to change (exit 2: usage, 1: runtime); --verbose (or
 PIPELINES_VERBOSE=1) also shows the traceback.
 """
