@@ -46,6 +46,7 @@ BAR_SECONDS = 0.5
 STATUS_SECONDS = 1.0
 """How often the status line of a live run is redrawn."""
 LOCAL_RUNNERS = (None, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+"""The runners that run the steps in this process (``None``: the default, the DirectRunner)."""
 
 
 def _since(start: dict[str, int]) -> dict[str, int]:
