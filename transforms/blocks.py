@@ -153,11 +153,13 @@ class _BatchFn(beam.DoFn):
                 held[1] = micros
         else:
             key = tuple(windows)
-            held = self._open.get(key)
-            if held is None:
+            found = self._open.get(key)
+            if found is None:
                 self._open[key] = held = [Block(), micros, key]
-            elif micros < held[1]:
-                held[1] = micros
+            else:
+                held = found
+                if micros < held[1]:
+                    held[1] = micros
             self._windows, self._held = windows, held
         block = held[0]
         block.append(element)
