@@ -18,6 +18,7 @@ import apache_beam as beam
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms import metrics
 from transforms.aggregate.spec import AggregateSpec, SpecError
 from transforms.aggregate.windowed import AGGREGATED, WindowedAggregate, row_schema
 from transforms.fields import aggregate_fields
@@ -141,4 +142,5 @@ PIPELINE = PipelineSpec(
     delivered=AGGREGATED,
     # Under at-least-once a redelivered record would be counted twice in its window.
     streaming_modes=("EXACTLY_ONCE",),
+    metrics=metrics.AGGREGATION,
 )

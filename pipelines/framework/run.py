@@ -27,15 +27,7 @@ from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
 from transforms.io.registry import SOURCES, load
 from transforms.io.retry import OUTAGE_BEHAVIOUR
 from transforms.io.runners import DIRECT, MATRIX, check_runner, matrix_lines
-from transforms.metrics import (
-    DEAD_LETTERED,
-    DROPPED,
-    READ,
-    RULE_ERROR,
-    SINK_REASON_PREFIX,
-    WRITTEN,
-    counter_totals,
-)
+from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN, Balance, counter_totals
 
 __all__ = [
     "RunReport",
@@ -82,25 +74,15 @@ class RunReport:
         """Returns counter ``name`` (0 when it never counted)."""
         return self.counters.get(name, 0)
 
-    def _input_dead_letters(self) -> int:
-        total = self.count(DEAD_LETTERED)
-        if self.delivered == WRITTEN:
-            return total
-        return total - sum(
-            value
-            for name, value in self.counters.items()
-            if name.startswith(f"{DEAD_LETTERED}.{SINK_REASON_PREFIX}")
-            or name == f"{DEAD_LETTERED}.{RULE_ERROR}"
-        )
+    @property
+    def balance(self) -> Balance:
+        """How this pipeline's counters add up."""
+        return Balance(self.delivered, self.splits)
 
     @property
     def balanced(self) -> bool:
         """Whether read (+ splits) = delivered (written or aggregated) + dead-lettered + dropped."""
-        accounted = self.count(self.delivered) + self._input_dead_letters() + self.count(DROPPED)
-        return self.count(READ) + self._split() == accounted
-
-    def _split(self) -> int:
-        return self.count(self.splits) if self.splits else 0
+        return self.balance.unaccounted(self.counters) == 0
 
     def render(self) -> str:
         """Returns the report as a few lines for a person."""
@@ -124,7 +106,7 @@ class RunReport:
         lines += [f"  {name:<14}{self.count(name):>10}" for name in others]
         verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
         dead = "dead_lettered" if self.delivered == WRITTEN else "dead_lettered (input)"
-        read = f"read + {self.splits}" if self._split() else "read"
+        read = f"read + {self.splits}" if self.splits and self.count(self.splits) else "read"
         lines.append(f"  {read} = {self.delivered} + {dead} + dropped: {verdict}")
         return "\n".join(lines)
 

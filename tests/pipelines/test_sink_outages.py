@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from transforms.io.base import SinkContext
 from transforms.io.bigquery.client import bounded_retry, make_client
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
-from transforms.metrics import WRITTEN
+from transforms.metrics import SINK_OUTAGE_SECONDS, SINK_RETRIES, WRITTEN
 from transforms.schema import Field, Schema
 
 pytestmark = pytest.mark.integration
@@ -204,8 +205,14 @@ def test_by_default_a_sink_waits_out_an_outage_and_writes_everything(
     assert counters[WRITTEN] == RECORDS
     assert target.written_ids() == list(range(RECORDS))
     messages = [record.getMessage() for record in caplog.records]
-    assert any("is unavailable" in message for message in messages), messages
-    assert any("is available again" in message for message in messages), messages
+    down = [m for m in messages if "is unavailable" in m]
+    back = [m for m in messages if "is available again" in m]
+    # One warning when the outage starts and one line when it ends, per request held back.
+    assert down and len(down) == len(back), messages
+    # The same outage as metrics: the retries, and the seconds the recovery line reports.
+    assert counters[SINK_RETRIES] >= len(down)
+    logged = sum(float(re.findall(r"after ([0-9.]+) s", m)[0]) for m in back)
+    assert abs(counters.get(SINK_OUTAGE_SECONDS, 0) - logged) <= len(back)
 
 
 @pytest.mark.parametrize("fixture", TARGETS)
@@ -219,6 +226,7 @@ def test_with_attempts_a_sink_gives_up_and_dead_letters_sink_unavailable(
     )
 
     assert {letter["reason"] for letter in dead} == {"sink_unavailable"}
+    assert counters[SINK_RETRIES] >= 1  # each request was sent twice before giving up
     written = counters.get(WRITTEN, 0)
     assert written + len(dead) == RECORDS  # the balance holds
     assert sorted(letter["payload_bytes"] for letter in dead) == sorted(

@@ -41,11 +41,11 @@ from typing import Any, Protocol
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.periodicsequence import PeriodicImpulse, RebaseMode
 from apache_beam.transforms.window import FixedWindows, GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP
 
+from transforms import metrics
 from transforms.blocks import Block
 from transforms.enrich.base import (
     ERRORS,
@@ -61,7 +61,6 @@ from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis.text import KeyTemplate
 from transforms.io.registry import make_loader
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 
 __all__ = [
     "BigQueryLoader",
@@ -77,8 +76,8 @@ log = logging.getLogger(__name__)
 Table = dict[str, dict[str, Any]]
 """A loaded reference table: join key -> row, e.g. ``{"c1": {"customer_id": "c1", ...}}``."""
 
-SKIPPED = "enrich_rows_skipped"
-LOAD_FAILURES = "enrich_load_failures"
+SKIPPED = metrics.ENRICH_ROWS_SKIPPED
+LOAD_FAILURES = metrics.ENRICH_LOAD_FAILURES
 _SCAN_BATCH = 500
 
 
@@ -106,7 +105,7 @@ def _keyed(rows: Iterator[dict[str, Any]], key: KeyTemplate) -> Table:
         else:
             table[join_key] = row
     if skipped:
-        Metrics.counter(NAMESPACE, SKIPPED).inc(skipped)
+        metrics.counter(SKIPPED).inc(skipped)
     return table
 
 
@@ -139,7 +138,7 @@ class JsonLinesLoader:
                     if isinstance(row, dict):
                         yield row
                     elif line.strip():
-                        Metrics.counter(NAMESPACE, SKIPPED).inc()
+                        metrics.counter(SKIPPED).inc()
 
     def __call__(self, at: float) -> Table:
         return _keyed(self._rows(), self.key)
@@ -241,7 +240,7 @@ class _LoadFn(beam.DoFn):
             table = self._loader(at)
         except Exception:
             log.exception("enrich: loading %s failed", self._where)
-            Metrics.counter(NAMESPACE, LOAD_FAILURES).inc()
+            metrics.counter(LOAD_FAILURES).inc()
             return
         yield table
 

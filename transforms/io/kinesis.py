@@ -83,12 +83,12 @@ import apache_beam as beam
 import boto3
 import botocore.config
 import msgspec
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 from botocore.exceptions import BotoCoreError, ClientError
 
+from transforms import metrics
 from transforms.blocks import Batch
 from transforms.errors import SinkRejected
 from transforms.event_time import format_timestamp, parse_timestamp
@@ -104,7 +104,6 @@ from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
 from transforms.io.retry import RetryPolicy
 from transforms.io.runners import check_runner
 from transforms.message import Message, Origin, Record
-from transforms.metrics import NAMESPACE
 
 __all__ = [
     "JavaReadFactory",
@@ -764,7 +763,7 @@ class _PutFn(BatchingFn[dict[str, Any]]):
         # One botocore call per attempt: the retries are the RetryPolicy's.
         self._client = make_client(self._writer.target, retries=1)
         self._encoder = msgspec.json.Encoder(enc_hook=str)
-        self._written = Metrics.counter(NAMESPACE, self._writer.counter)
+        self._written = metrics.counter(self._writer.counter)
 
     @property
     def batch_size(self) -> int:

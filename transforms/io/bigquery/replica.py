@@ -72,12 +72,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import bigquery
 
+from transforms import metrics
 from transforms.blocks import Block
 from transforms.cdc.apply import CHANGE_SCHEMA
 from transforms.cdc.change import Change, key_text, sequence_key
@@ -97,7 +97,6 @@ from transforms.io.bigquery.sink import (
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 from transforms.schema import Field, Schema
 
 __all__ = [
@@ -110,7 +109,7 @@ __all__ = [
     "staging_row",
 ]
 
-MERGES = "replica_merges"
+MERGES = metrics.REPLICA_MERGES
 """The counter of MERGE statements run."""
 
 MERGE_TIMEOUT = 600.0  # seconds a MERGE may run
@@ -321,7 +320,7 @@ class _MergeFn(beam.DoFn):
     def setup(self) -> None:
         self._client = make_client(self._replica.project, self._replica.endpoint)
         self._created: set[str] = set()
-        self._merges = Metrics.counter(NAMESPACE, MERGES)
+        self._merges = metrics.counter(MERGES)
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)

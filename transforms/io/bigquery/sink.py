@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms import metrics
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
 from transforms.io.batching import (
@@ -65,7 +65,6 @@ from transforms.io.bigquery.client import (
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 from transforms.schema import Schema
 
 __all__ = [
@@ -240,7 +239,7 @@ class InsertRowsFn(BatchingFn[_Row]):
             self._client.get_table(
                 target.table, timeout=REQUEST_TIMEOUT, retry=bounded_retry(REQUEST_TIMEOUT)
             )
-        self._written = Metrics.counter(NAMESPACE, target.counter)
+        self._written = metrics.counter(target.counter)
 
     @property
     def batch_size(self) -> int:

@@ -26,10 +26,10 @@ from typing import Any
 
 import apache_beam as beam
 import msgspec
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from transforms import metrics
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
 from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter
@@ -38,7 +38,6 @@ from transforms.io.kafka.client import CONNECTION_PARAMS, KafkaConnection
 from transforms.io.redis.text import to_text
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "KafkaSink", "KafkaWriteError"]
 
@@ -123,7 +122,7 @@ class _ProduceFn(beam.DoFn):
             }
         )
         self._encoder = msgspec.json.Encoder(enc_hook=str)
-        self._written = Metrics.counter(NAMESPACE, target.counter)
+        self._written = metrics.counter(target.counter)
         self._missing: str | None = self._missing_topic()
 
     def _missing_topic(self) -> str | None:

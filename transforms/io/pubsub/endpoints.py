@@ -55,7 +55,6 @@ from typing import Any, ClassVar, NamedTuple
 import apache_beam as beam
 import msgspec
 from apache_beam.io.gcp.pubsub import PROJECT_ID_REGEXP, PubsubMessage
-from apache_beam.metrics import Metrics
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
 from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.timestamp import Timestamp
@@ -67,6 +66,7 @@ from google.cloud.pubsub_v1.publisher import futures as publish_futures
 from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 from google.cloud.pubsub_v1.types import PublisherOptions
 
+from transforms import metrics
 from transforms.blocks import Batch
 from transforms.errors import SinkRejected
 from transforms.event_time import format_timestamp
@@ -77,7 +77,6 @@ from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
 from transforms.io.pubsub.read import ACK_DEADLINE_RANGE, PubSubReadSettings, live_reader
 from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
-from transforms.metrics import NAMESPACE
 
 __all__ = ["DELIVERY", "PubSubSink", "PubSubSource", "to_message"]
 
@@ -299,7 +298,7 @@ class _PublishFn(beam.DoFn):
         )
         self._publisher = PublisherClient(publisher_options=options)
         self._encoder = msgspec.json.Encoder(enc_hook=str)
-        self._written = Metrics.counter(NAMESPACE, self._context.counter)
+        self._written = metrics.counter(self._context.counter)
 
     def start_bundle(self) -> None:
         self._pending: list[_Pending] = []

@@ -90,12 +90,12 @@ from typing import Any, NamedTuple, TypeAlias
 
 import apache_beam as beam
 import redis
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthorizationError
 from redis.retry import Retry
 
+from transforms import metrics
 from transforms.cdc.change import Change, sequence_key
 from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
@@ -111,7 +111,6 @@ from transforms.io.redis.scripts import SCRIPTS, SHAS
 from transforms.io.redis.text import KeyTemplate, to_json, to_text
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 from transforms.secrets import password_reference, resolve_secret
 
 __all__ = [
@@ -356,7 +355,7 @@ class _WriteFn(BatchingFn[_Command]):
         self._client = redis.Redis(connection_pool=self._pool)
         script = target.script
         self._load: Args | None = None if script is None else ("SCRIPT", "LOAD", script)
-        self._written = Metrics.counter(NAMESPACE, self._target.counter)
+        self._written = metrics.counter(self._target.counter)
 
     @property
     def batch_size(self) -> int:
