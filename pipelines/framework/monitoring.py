@@ -21,6 +21,8 @@ __all__ = [
     "BALANCE_WINDOW",
     "JOB",
     "SUBSCRIPTION",
+    "THRESHOLD",
+    "alerts",
     "balance_query",
     "dashboard",
     "metrics_document",
@@ -152,20 +154,76 @@ def dashboard(spec: PipelineSpec) -> dict[str, Any]:
     return {"displayName": f"{spec.name} ({JOB})", "mosaicLayout": {"columns": 12, "tiles": tiles}}
 
 
-def monitoring_document(spec: PipelineSpec) -> dict[str, Any]:
-    """What the Terraform module reads for ``spec``: its metrics, dashboard and alert queries.
+THRESHOLD = "__THRESHOLD__"
+"""Stands for an alert's threshold in its query; the Terraform module's ``thresholds`` set it."""
+
+
+def _system(metric: str, resource: str, label: str, value: str) -> str:
+    return f'max({metric}{{monitored_resource="{resource}",{label}="{value}"}})'
+
+
+def alerts(spec: PipelineSpec) -> dict[str, dict[str, str | None]]:
+    """The alert set of ``spec``: PromQL conditions, the threshold each takes, what to do.
 
     Returns:
-        ``{"metrics": [...], "dashboard": {...}, "queries": {"dead_letters": "...",
-        "balance": "..."}}``: the alert queries are PromQL without their threshold.
+        ``{"dead_letters": {"query": "... > __THRESHOLD__", "threshold":
+        "dead_letters_per_second", "duration": "300s", "subscription": "no", "documentation":
+        "..."}, ...}``; ``subscription: "yes"`` marks the alert on the input subscription.
+    """
+    job = ("dataflow_job", "job_name", JOB)
+    return {
+        "dead_letters": {
+            "query": f"sum(rate({_series(DEAD_LETTERED)}[{RATE_WINDOW}])) > {THRESHOLD}",
+            "threshold": "dead_letters_per_second",
+            "documentation": "Records are being dead-lettered: see dead_lettered by reason on "
+            "the dashboard, fix the cause, then replay the dead letters.",
+        },
+        "balance": {
+            "query": f"{balance_query(spec.balance)} > {THRESHOLD}",
+            "threshold": "unaccounted_records",
+            "documentation": f"Over {BALANCE_WINDOW}, records were read that were neither "
+            "delivered, dead-lettered nor dropped: records are going missing.",
+        },
+        "system_lag": {
+            "query": f"{_system('dataflow_googleapis_com:job_system_lag', *job)} > {THRESHOLD}",
+            "threshold": "system_lag_seconds",
+            "documentation": "Records wait too long to be processed: a slow sink, too few "
+            "workers, or a step that is stuck.",
+        },
+        "data_watermark_age": {
+            "query": f"{_system('dataflow_googleapis_com:job_data_watermark_age', *job)} > "
+            f"{THRESHOLD}",
+            "threshold": "data_watermark_age_seconds",
+            "documentation": "The output is behind the input by more than the threshold.",
+        },
+        "backlog_age": {
+            "query": _system(
+                "pubsub_googleapis_com:subscription_oldest_unacked_message_age",
+                "pubsub_subscription", "subscription_id", SUBSCRIPTION,
+            ) + f" > {THRESHOLD}",  # fmt: skip
+            "threshold": "oldest_unacked_message_age_seconds",
+            "documentation": "The input subscription holds messages older than the threshold: "
+            "the job is not keeping up, or not reading.",
+        },
+        "job_not_running": {
+            "query": f'absent({_system("dataflow_googleapis_com:job_elapsed_time", *job)}) or '
+            f"{_system('dataflow_googleapis_com:job_is_failed', *job)} > 0",
+            "threshold": None,
+            "documentation": "The job reports no running time, or failed: launch it again.",
+        },
+    }
+
+
+def monitoring_document(spec: PipelineSpec) -> dict[str, Any]:
+    """What the Terraform module reads for ``spec``: its metrics, dashboard and alerts.
+
+    Returns:
+        ``{"metrics": [...], "dashboard": {...}, "alerts": {...}}`` (see `dashboard`, `alerts`).
     """
     return {
         "metrics": [metric.to_json() for metric in spec.reported],
         "dashboard": dashboard(spec),
-        "queries": {
-            "dead_letters": f"sum(rate({_series(DEAD_LETTERED)}[{RATE_WINDOW}]))",
-            "balance": balance_query(spec.balance),
-        },
+        "alerts": alerts(spec),
     }
 
 

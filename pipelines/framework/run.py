@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.errors import RunFailed, explain
+from pipelines.framework.monitoring import metrics_document, metrics_lines
 from pipelines.framework.options import OptionError, parse_options
 from transforms.io.base import Sink, Source
 from transforms.io.endpoint import EndpointError, redact_option
@@ -341,7 +342,9 @@ def describe_document(spec: PipelineSpec) -> dict[str, Any]:
         ``{"name": ..., "description": ..., "runners": [{"role": "source", "schemes":
         ["generator", "file"], "kind": "", "runners": [...], "notes": {...}}, ...],
         "delivery": {"file": {"DirectRunner": "..."}},
-        "sink_outages": "...", "options": [{"name": "source", "help": ..., "required": true,
+        "sink_outages": "...", "metrics": [{"name": "read", "kind": "counter", "labels":
+        ["step"], "unit": "1", "meaning": ...}, ...], "balance": {"read": ["read"], ...},
+        "options": [{"name": "source", "help": ..., "required": true,
         "default": null, "choices": [], "group": "Endpoints"}, ...]}``; secret defaults masked.
     """
     return {
@@ -359,6 +362,7 @@ def describe_document(spec: PipelineSpec) -> dict[str, Any]:
         ],
         "delivery": _delivery(),
         "sink_outages": OUTAGE_BEHAVIOUR,
+        **metrics_document(spec),
         "options": [
             {
                 "name": option.name,
@@ -380,6 +384,7 @@ def describe_options(spec: PipelineSpec) -> str:
     lines = [spec.name, "", spec.description, "", *matrix_lines(), "", *_delivery_lines()]
     lines += ["Sink outages", *textwrap.wrap(OUTAGE_BEHAVIOUR, 96, initial_indent="  ",
                                              subsequent_indent="  "), ""]  # fmt: skip
+    lines += metrics_lines(spec)
     for option in spec.options:
         flag = f"--{option.name}" + (" (required)" if option.required else "")
         lines.append(flag)
