@@ -221,19 +221,16 @@ class ReasonCounters:
     """
 
     def __init__(self, total: str) -> None:
-        declared(total)
         self._total_name = total
         self._total = counter(total)
         self._by_reason: dict[str, Any] = {}
 
     def inc(self, reason: str, n: int = 1) -> None:
         """Adds ``n`` to the total and to the counter of ``reason``."""
-        counter = self._by_reason.get(reason)
-        if counter is None:
+        by_reason = self._by_reason.get(reason)
+        if by_reason is None:
             by_reason = counter(f"{self._total_name}.{reason}")
             self._by_reason[reason] = by_reason
-        else:
-            by_reason = counter
         self._total.inc(n)
         by_reason.inc(n)
 

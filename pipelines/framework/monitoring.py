@@ -1,4 +1,4 @@
-"""What a pipeline reports, and its Cloud Monitoring dashboard and alert queries, from one declaration.
+"""What a pipeline reports, its dashboard and its alert queries, from one declaration.
 
 Every metric comes from `transforms.metrics.METRICS` (through `PipelineSpec.reported`); nothing
 here names a counter. On Dataflow a Beam counter is the Cloud Monitoring metric
@@ -11,14 +11,19 @@ subscription's id: the Terraform module ``terraform/modules/monitoring`` substit
 
 from __future__ import annotations
 
+import logging
 import textwrap
+import time
+from collections.abc import Callable
 from typing import Any
 
 from pipelines.catalog import PipelineSpec
 from transforms.metrics import DEAD_LETTERED, DROPPED, OUTPUT, READ, REASON, Balance, Metric
 
 __all__ = [
+    "BALANCE_LOG_SECONDS",
     "BALANCE_WINDOW",
+    "BalanceLog",
     "JOB",
     "SUBSCRIPTION",
     "THRESHOLD",
@@ -58,8 +63,8 @@ def balance_query(balance: Balance, window: str = BALANCE_WINDOW) -> str:
     growth of its counter over the window: about 0 when the balance holds (records in flight at
     both ends of the window cancel out), positive and growing when records go missing.
     """
-    read = _delta(f"{READ}|{balance.splits}", window, True) if balance.splits else _delta(
-        READ, window
+    read = (
+        _delta(f"{READ}|{balance.splits}", window, True) if balance.splits else _delta(READ, window)
     )
     dead = _delta(DEAD_LETTERED, window)
     if balance.excluded:
@@ -199,14 +204,17 @@ def alerts(spec: PipelineSpec) -> dict[str, dict[str, str | None]]:
         "backlog_age": {
             "query": _system(
                 "pubsub_googleapis_com:subscription_oldest_unacked_message_age",
-                "pubsub_subscription", "subscription_id", SUBSCRIPTION,
-            ) + f" > {THRESHOLD}",  # fmt: skip
+                "pubsub_subscription",
+                "subscription_id",
+                SUBSCRIPTION,
+            )
+            + f" > {THRESHOLD}",  # fmt: skip
             "threshold": "oldest_unacked_message_age_seconds",
             "documentation": "The input subscription holds messages older than the threshold: "
             "the job is not keeping up, or not reading.",
         },
         "job_not_running": {
-            "query": f'absent({_system("dataflow_googleapis_com:job_elapsed_time", *job)}) or '
+            "query": f"absent({_system('dataflow_googleapis_com:job_elapsed_time', *job)}) or "
             f"{_system('dataflow_googleapis_com:job_is_failed', *job)} > 0",
             "threshold": None,
             "documentation": "The job reports no running time, or failed: launch it again.",
@@ -252,3 +260,65 @@ def metrics_lines(spec: PipelineSpec) -> list[str]:
         lines += textwrap.wrap(metric.meaning, 92, initial_indent="      ",
                                subsequent_indent="      ")  # fmt: skip
     return [*lines, ""]
+
+
+BALANCE_LOG_SECONDS = 60.0
+"""How often an endless run logs its balance line."""
+
+_LOG = logging.getLogger(__name__)
+
+
+class BalanceLog:
+    """Logs, once per window, how the counters of a running pipeline add up.
+
+    One line per window, e.g. ``events_to_bigquery balance over 60 s: read +1200 = written
+    +1190 + dead_lettered +10 + dropped +0; holds`` or ``...; 7 records unaccounted (in flight
+    now; missing if it grows)``: the counters' growth over the window, and the records read but
+    not yet delivered, dead-lettered or dropped (`transforms.metrics.Balance.unaccounted`).
+
+    Args:
+        pipeline: the pipeline's name.
+        balance: how its counters add up.
+        counters: returns the run's counters so far (``{"read": 1200, ...}``).
+        seconds: the window.
+        clock: measures the window.
+    """
+
+    def __init__(
+        self,
+        pipeline: str,
+        balance: Balance,
+        counters: Callable[[], dict[str, int]],
+        seconds: float = BALANCE_LOG_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pipeline = pipeline
+        self._balance = balance
+        self._counters = counters
+        self._seconds = seconds
+        self._clock = clock
+        self._since = clock()
+        self._last = dict.fromkeys(balance.terms({}), 0)
+
+    def tick(self) -> str | None:
+        """Logs and returns the line when a window has passed since the last one, else None."""
+        now = self._clock()
+        if now - self._since < self._seconds:
+            return None
+        counters = self._counters()
+        terms = self._balance.terms(counters)
+        growth = {name: value - self._last.get(name, 0) for name, value in terms.items()}
+        read, *accounted = (f"{name} +{value}" for name, value in growth.items())
+        missing = self._balance.unaccounted(counters)
+        verdict = (
+            "holds"
+            if missing == 0
+            else f"{missing} records unaccounted (in flight now; missing if it grows)"
+        )
+        line = (
+            f"{self._pipeline} balance over {now - self._since:.0f} s: {read} = "
+            f"{' + '.join(accounted)}; {verdict}"
+        )
+        _LOG.log(logging.INFO if missing == 0 else logging.WARNING, line)
+        self._since, self._last = now, terms
+        return line

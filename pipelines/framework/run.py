@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.errors import RunFailed, explain
-from pipelines.framework.monitoring import metrics_document, metrics_lines
+from pipelines.framework.monitoring import BalanceLog, metrics_document, metrics_lines
 from pipelines.framework.options import OptionError, parse_options
 from transforms.io.base import Sink, Source
 from transforms.io.endpoint import EndpointError, redact_option
@@ -169,10 +169,11 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _wait(result: Any, source: Any, max_seconds: float) -> int | None:
+def _wait(result: Any, source: Any, max_seconds: float, balance: BalanceLog) -> int | None:
     """Waits for a bounded run; runs a live one until it ends, ``max_seconds`` or a signal.
 
-    Returns the signal (Ctrl-C's SIGINT, SIGTERM) that stopped the run, if any.
+    A live run logs its ``balance`` line once per window. Returns the signal (Ctrl-C's SIGINT,
+    SIGTERM) that stopped the run, if any.
     """
     if source.bounded:
         result.wait_until_finish()
@@ -192,6 +193,7 @@ def _wait(result: Any, source: Any, max_seconds: float) -> int | None:
     try:
         while waiter.is_alive() and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.2)
+            balance.tick()
     except KeyboardInterrupt as stop:
         stopped_by = int(getattr(stop, "signum", signal.SIGINT))
     if failures:
@@ -297,7 +299,8 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     with _stop_on_sigterm(), live_direct_runner():
         result = pipeline.run()
         try:
-            stopped_by = _wait(result, config.source, config.max_seconds)
+            balance = BalanceLog(spec.name, spec.balance, lambda: counter_totals(result.metrics()))
+            stopped_by = _wait(result, config.source, config.max_seconds, balance)
         except Exception as failure:
             raise _failed(spec, config, failure) from failure
     if str(result.state) == "DONE":
