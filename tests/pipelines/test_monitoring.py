@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+from xml.etree import ElementTree
 
 import pytest
 
 from pipelines.catalog import CATALOG, get_pipeline
+from pipelines.devtools.dashboard_picture import render_svg
 from pipelines.framework.cli import main
 from pipelines.framework.monitoring import BalanceLog, alerts, dashboard
 from transforms.metrics import (
@@ -101,3 +103,15 @@ def test_the_balance_line_says_per_window_whether_the_counters_add_up(caplog):
         "p balance over 65 s: read +5 = aggregated +7 + dead_lettered +0 + dropped +0; holds"
     )
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+
+
+def test_the_dashboard_picture_draws_every_tile_with_its_title():
+    spec = get_pipeline("events_to_bigquery")
+    layout = dashboard(spec)
+    svg = ElementTree.fromstring(render_svg(layout))
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [text.text for text in svg.iter(f"{ns}text")]
+    tiles = layout["mosaicLayout"]["tiles"]
+    assert len(list(svg.iter(f"{ns}rect"))) == len(tiles) + 1  # and the background
+    assert all(tile["widget"]["title"] in texts for tile in tiles)
+    assert "counters: dead_lettered" in texts
