@@ -280,7 +280,7 @@ class BalanceLog:
         pipeline: the pipeline's name.
         balance: how its counters add up.
         counters: returns the run's counters so far (``{"read": 1200, ...}``).
-        seconds: the window.
+        seconds: the window (default `BALANCE_LOG_SECONDS`).
         clock: measures the window.
     """
 
@@ -289,13 +289,13 @@ class BalanceLog:
         pipeline: str,
         balance: Balance,
         counters: Callable[[], dict[str, int]],
-        seconds: float = BALANCE_LOG_SECONDS,
+        seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pipeline = pipeline
         self._balance = balance
         self._counters = counters
-        self._seconds = seconds
+        self._seconds = BALANCE_LOG_SECONDS if seconds is None else seconds
         self._clock = clock
         self._since = clock()
         self._last = dict.fromkeys(balance.terms({}), 0)

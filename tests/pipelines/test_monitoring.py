@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.devtools.dashboard_picture import render_svg
+from pipelines.framework import monitoring
 from pipelines.framework.cli import main
 from pipelines.framework.monitoring import BalanceLog, alerts, dashboard
+from pipelines.framework.run import run_pipeline
 from transforms.metrics import (
     AGGREGATED,
     COMMON,
@@ -115,3 +118,29 @@ def test_the_dashboard_picture_draws_every_tile_with_its_title():
     assert len(list(svg.iter(f"{ns}rect"))) == len(tiles) + 1  # and the background
     assert all(tile["widget"]["title"] in texts for tile in tiles)
     assert "counters: dead_lettered" in texts
+
+
+def test_no_module_counts_beside_the_declaration():
+    root = Path(__file__).resolve().parents[2]
+    for path in [
+        *root.joinpath("transforms").rglob("*.py"),
+        *root.joinpath("pipelines").rglob("*.py"),
+    ]:
+        if path.name != "metrics.py" or path.parent.name != "transforms":
+            text = path.read_text(encoding="utf-8")
+            assert not re.search(r"Metrics\.(counter|gauge|distribution)\(", text), path
+
+
+def test_an_endless_run_logs_its_balance_each_window(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(monitoring, "BALANCE_LOG_SECONDS", 1.0)
+    caplog.set_level(logging.INFO, logger="pipelines.framework.monitoring")
+    report = run_pipeline(
+        get_pipeline("events_to_bigquery"),
+        ["--source=generator://events?live=true&rate=20", f"--sink=file://{tmp_path}/out",
+         f"--dead_letter=file://{tmp_path}/dlq", "--max_seconds=4"],
+    )  # fmt: skip
+    lines = [r.getMessage() for r in caplog.records if " balance over " in r.getMessage()]
+    assert lines, [r.getMessage() for r in caplog.records]
+    assert all(line.startswith("events_to_bigquery balance over ") for line in lines)
+    assert all(re.search(r"read \+\d+ = written \+\d+ \+ dead_lettered", line) for line in lines)
+    assert report.count("read") > 0
