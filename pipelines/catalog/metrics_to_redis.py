@@ -112,7 +112,7 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
             f"console://?key={quote(key)}&columns={quote(','.join(shown))}&title={NAME}"
         )
     extra = tuple(
-        (name, make_sink(uri, replace(rows, counter=f"written_{name}")))
+        (name, make_sink(uri, replace(rows, counter=f"{metrics.WRITTEN}_{name}")))
         for name, uri in uris.items()
     )
     return MetricsConfig(SpineConfig.from_options(NAME, values, parse, rows), spec, extra)
