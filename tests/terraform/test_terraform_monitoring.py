@@ -180,4 +180,7 @@ def test_generate_check_sees_a_stale_monitoring_file(tmp_path: Path, monkeypatch
     probe = Metric("probe_counter", "counter", "A counter added to the declaration.")
     monkeypatch.setitem(METRICS, probe.name, probe)
     monkeypatch.setattr(pipelines.catalog, "COMMON", (*metrics.COMMON, probe.name))
-    assert generate.stale_files() == ["modules/monitoring/pipelines.json"]
+    assert generate.stale_files() == [
+        "modules/monitoring/pipelines.json",
+        "modules/monitoring/dashboard.svg",
+    ]
