@@ -10,10 +10,15 @@ meaning): the code that counts takes the declared name (`counter` refuses any ot
 (``terraform/generate.py``) are built from `METRICS`. On Dataflow a counter is the Cloud
 Monitoring metric ``dataflow.googleapis.com/job/user_counter`` with ``metric_name`` the
 counter's name and ``ptransform`` the step that counted it.
+
+`LOCAL` mirrors the totals a process counts (and the bytes its file sources read) as they are
+counted, for a progress display: a runner that runs the steps in the calling process (the
+DirectRunner) makes them visible before its Beam counters are committed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -26,12 +31,14 @@ __all__ = [
     "AGGREGATED",
     "AGGREGATION",
     "APPLIED",
+    "BYTES_READ",
     "CDC",
     "COMMON",
     "DEAD_LETTERED",
     "DROPPED",
     "ENRICHED",
     "ENRICHMENT",
+    "LOCAL",
     "METRICS",
     "NAMESPACE",
     "READ",
@@ -41,6 +48,7 @@ __all__ = [
     "WRITTEN_DEAD_LETTERS",
     "Balance",
     "Count",
+    "LocalTotals",
     "Metric",
     "ReasonCounters",
     "counter",
@@ -49,6 +57,8 @@ __all__ = [
 ]
 
 NAMESPACE = "pipelines"
+# Bytes of input files read (in `LOCAL` only: a progress figure, not a Beam counter).
+BYTES_READ = "bytes_read"
 # Dead-letter reasons of sinks start with this ("sink_rejected", "sink_unavailable").
 SINK_REASON_PREFIX = "sink_"
 # The dead-letter reason of a rule that failed on a record: what fails is the record's alert
@@ -212,6 +222,31 @@ def counter(name: str) -> Any:
     return Metrics.counter(NAMESPACE, name)
 
 
+class LocalTotals:
+    """Totals counted in this process so far, e.g. ``{"read": 12000, "dead_lettered": 3}``.
+
+    Thread-safe; only added to, so a reader takes a `snapshot` at the start of a run and
+    subtracts it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[str, int] = {}
+
+    def add(self, name: str, n: int) -> None:
+        """Adds ``n`` to total ``name``."""
+        with self._lock:
+            self._totals[name] = self._totals.get(name, 0) + n
+
+    def snapshot(self) -> dict[str, int]:
+        """Returns a copy of every total."""
+        with self._lock:
+            return dict(self._totals)
+
+
+LOCAL = LocalTotals()
+
+
 class ReasonCounters:
     """Counters ``<total>`` and ``<total>.<reason>``, created on first use.
 
@@ -233,6 +268,7 @@ class ReasonCounters:
             self._by_reason[reason] = by_reason
         self._total.inc(n)
         by_reason.inc(n)
+        LOCAL.add(self._total_name, n)
 
 
 class _CountFn(beam.DoFn):
@@ -243,7 +279,9 @@ class _CountFn(beam.DoFn):
         self._counter = counter(self._name)
 
     def process(self, element: T) -> Iterable[T]:
-        self._counter.inc(len(element) if isinstance(element, list) else 1)
+        n = len(element) if isinstance(element, list) else 1
+        self._counter.inc(n)
+        LOCAL.add(self._name, n)
         yield element
 
 
