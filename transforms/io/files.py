@@ -8,7 +8,8 @@ than the source's ``max_payload_bytes`` is never held whole, it comes out as its
 with its size and SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes blocks of records (bytes as
-base64 in JSON Lines) into files in that folder. Unbounded input is written bundle by bundle,
+base64 in JSON Lines) into files in that folder; a sink of original messages
+(`SinkContext.raw`) writes each record's original payload as a line instead. Unbounded input is written bundle by bundle,
 whatever the records' event times (a record behind the watermark is still written, never dropped as
 late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``, written under
 a hidden temporary name, flushed to disk (``fsync``) and renamed into place before the bundle ends,
@@ -44,7 +45,7 @@ from apache_beam.transforms.window import GlobalWindow
 
 from transforms.blocks import Block
 from transforms.event_time import parse_timestamp
-from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source
+from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source, message_payload
 from transforms.io.decompress import decompressed
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.lines import read_lines
@@ -110,6 +111,11 @@ def _encode_fallback(value: Any) -> Any:
 class JsonLinesFileSink(fileio.FileSink):
     """Writes record dicts as JSON Lines; bytes become base64."""
 
+    @staticmethod
+    def row(record: Record) -> Any:
+        """What this writer takes of a record: its data."""
+        return record.data
+
     def open(self, fh: Any) -> None:
         self._fh = fh
         self._encoder = msgspec.json.Encoder(enc_hook=_encode_fallback)
@@ -119,6 +125,21 @@ class JsonLinesFileSink(fileio.FileSink):
 
     def flush(self) -> None:
         self._fh.flush()
+
+
+class PayloadLinesFileSink(JsonLinesFileSink):
+    """Writes each record's original payload as a line, unchanged (`SinkContext.raw`).
+
+    What a file source reads back as the same messages (files keep no attributes).
+    """
+
+    @staticmethod
+    def row(record: Record) -> Any:
+        """What this writer takes of a record: its original payload."""
+        return message_payload(record, True, msgspec.json.encode)
+
+    def write(self, record: Any) -> None:
+        self._fh.write(record + b"\n")
 
 
 _ARROW_TYPES = {
@@ -196,12 +217,16 @@ ROW_GROUP_ROWS = 20_000
 class ParquetFileSink(fileio.FileSink):
     """Writes record dicts as Parquet, `ROW_GROUP_ROWS` rows at a time.
 
+    It takes a record's data (``row``), as `JsonLinesFileSink` does.
+
     With a schema, each group of rows is written as a row group as soon as it is complete.
     Without one, each group is inferred as a table and kept in a temporary Arrow file; when the
     file is closed, the groups are written as row groups of the schema that unifies theirs (a
     column missing from a group is null there, an all-null column takes the type of the others),
     so memory holds one group at a time either way.
     """
+
+    row = staticmethod(JsonLinesFileSink.row)
 
     def __init__(self, schema: Schema | None, row_group_rows: int = ROW_GROUP_ROWS) -> None:
         self._schema = arrow_schema(schema) if schema is not None else None
@@ -301,7 +326,7 @@ class _WriteBundleFiles(beam.DoFn):
         folder: str,
         prefix: str,
         suffix: str,
-        sink: fileio.FileSink,
+        sink: JsonLinesFileSink | ParquetFileSink,
         retry: RetryPolicy,
     ) -> None:
         self._folder = folder
@@ -314,7 +339,7 @@ class _WriteBundleFiles(beam.DoFn):
         self._rows: list[dict[str, Any]] = []
 
     def process(self, block: list[Record]) -> None:
-        self._rows.extend(record.data for record in block)
+        self._rows.extend(self._sink.row(record) for record in block)
 
     def _write(self, name: str) -> None:
         temporary = os.path.join(self._folder, f".{name}.tmp")
@@ -360,6 +385,10 @@ class FileSink(Sink):
             raise EndpointError(f"{endpoint}: use file:///absolute/folder")
         self.prefix = endpoint.params.get("prefix", "part")
         self.retry = RetryPolicy.from_endpoint(endpoint)
+        if self.format == "parquet" and context.raw:
+            raise EndpointError(
+                f"{endpoint}: original messages are written as lines: use format=jsonl"
+            )
         if self.format == "parquet" and context.schema is None:
             raise EndpointError(
                 f"{endpoint}: format=parquet needs the records' schema to give every file the "
@@ -380,7 +409,7 @@ class FileSink(Sink):
         else:
             _ = (
                 blocks
-                | "Data" >> beam.Map(_block_data).with_output_types(Block)
+                | "Data" >> beam.Map(_block_data, self._records().row).with_output_types(Block)
                 | "Files"
                 >> fileio.WriteToFiles(
                     self.folder,
@@ -391,15 +420,15 @@ class FileSink(Sink):
         _ = blocks | "Count" >> Count(self.context.counter)
         return None
 
-    def _records(self) -> fileio.FileSink:
+    def _records(self) -> JsonLinesFileSink | ParquetFileSink:
         """The writer of single record dicts in the sink's format."""
         if self.format == "parquet":
             return ParquetFileSink(self.context.schema)
-        return JsonLinesFileSink()
+        return PayloadLinesFileSink() if self.context.raw else JsonLinesFileSink()
 
 
-def _block_data(block: list[Record]) -> Block:
-    return Block([record.data for record in block])
+def _block_data(block: list[Record], row: Callable[[Record], Any]) -> Block:
+    return Block([row(record) for record in block])
 
 
 class _BlockSink(fileio.FileSink):

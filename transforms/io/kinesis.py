@@ -92,7 +92,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from transforms.blocks import Batch
 from transforms.errors import SinkRejected
 from transforms.event_time import format_timestamp, parse_timestamp
-from transforms.io.base import Sink, SinkContext, Source
+from transforms.io.base import Sink, SinkContext, Source, message_payload
 from transforms.io.batching import (
     SINK_UNAVAILABLE,
     BatchingFn,
@@ -706,10 +706,16 @@ class _Writer:
     batch_size: int
     pipeline: str
     counter: str
+    raw: bool = False
 
-    def entry(self, data: dict[str, Any], encoder: msgspec.json.Encoder) -> dict[str, Any]:
-        """Returns the ``PutRecords`` entry of a record; raises `SinkRejected` if it cannot be."""
-        body = encoder.encode(data)
+    def entry(self, record: Record, encoder: msgspec.json.Encoder) -> dict[str, Any]:
+        """Returns the ``PutRecords`` entry of a record; raises `SinkRejected` if it cannot be.
+
+        Its data is ``record.data`` as JSON, or the original payload with ``raw``
+        (`SinkContext.raw`).
+        """
+        data = record.data
+        body = message_payload(record, self.raw, encoder.encode)
         if self.partition_key is None:
             key = hashlib.sha256(body).hexdigest()[:32]
         else:
@@ -781,7 +787,7 @@ class _PutFn(BatchingFn[dict[str, Any]]):
     ) -> Iterator[WindowedValue]:
         for record in block:
             try:
-                entry = self._writer.entry(record.data, self._encoder)
+                entry = self._writer.entry(record, self._encoder)
             except (ValueError, TypeError, msgspec.EncodeError) as error:  # SinkRejected too
                 rejected = (
                     error
@@ -892,6 +898,7 @@ class KinesisSink(Sink):
             batch_size=batch_size,
             pipeline=context.pipeline,
             counter=context.counter,
+            raw=context.raw,
         )
 
     def expand(self, blocks: beam.PCollection) -> beam.PCollection:

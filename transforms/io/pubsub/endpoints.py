@@ -70,7 +70,7 @@ from google.cloud.pubsub_v1.types import PublisherOptions
 from transforms.blocks import Batch
 from transforms.errors import SinkRejected
 from transforms.event_time import format_timestamp
-from transforms.io.base import Sink, SinkContext, Source
+from transforms.io.base import Sink, SinkContext, Source, message_payload
 from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
@@ -317,7 +317,7 @@ class _PublishFn(beam.DoFn):
         try:
             return self._publisher.publish(
                 self._topic,
-                self._encoder.encode(record.data),
+                message_payload(record, self._context.raw, self._encoder.encode),
                 ordering_key=key,
                 **self._attributes(record),
             )
