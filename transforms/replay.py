@@ -327,7 +327,6 @@ class PlanReplays(beam.PTransform):
         self._counter = counter
 
     def expand(self, blocks: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
-        results = blocks | "Plan" >> beam.ParDo(_PlanFn(self._max_replays, self._counter)).with_outputs(
-            PARK, main="replays"
-        )
+        plan = _PlanFn(self._max_replays, self._counter)
+        results = blocks | "Plan" >> beam.ParDo(plan).with_outputs(PARK, main="replays")
         return results.replays, results[PARK]

@@ -5,7 +5,7 @@ of sending anything, makes a report `Record` of each, e.g.::
 
     {"action": "replay", "replay_id": "9f0c...:1", "pipeline": "events_to_bigquery",
      "step": "parse", "reason": "schema", "attributes": {"dlq_replay_count": "1", ...},
-     "payload": "{\"event_id\": \"e1\", ...}"}
+     "payload": "{'event_id': 'e1', ...}"}
     {"action": "park", "why": "max_replays", "replay_id": "9f0c...:4", ...}
 
 ``payload`` is the payload as text (invalid UTF-8 replaced), its first `PAYLOAD_CHARS`

@@ -175,7 +175,9 @@ def _time(values: dict[str, Any], name: str) -> float | None:
     try:
         return parse_timestamp(values[name])
     except BadTimestamp as error:
-        raise OptionError(f"--{name}={values[name]}: {error}; give RFC 3339 or epoch seconds")
+        raise OptionError(
+            f"--{name}={values[name]}: {error}; give RFC 3339 or epoch seconds"
+        ) from None
 
 
 def _selection(values: dict[str, Any]) -> Selection:

@@ -9,9 +9,9 @@ with its size and SHA-256 (`Message.oversize`), and Parse dead-letters it as ``t
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes blocks of records (bytes as
 base64 in JSON Lines) into files in that folder; a sink of original messages
-(`SinkContext.raw`) writes each record's original payload as a line instead. Unbounded input is written bundle by bundle,
-whatever the records' event times (a record behind the watermark is still written, never dropped as
-late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``, written under
+(`SinkContext.raw`) writes each record's original payload as a line instead. Unbounded input
+is written bundle by bundle, whatever the records' event times (a record behind the watermark
+is still written, never dropped as late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``, written under
 a hidden temporary name, flushed to disk (``fsync``) and renamed into place before the bundle ends,
 so a source position committed after the bundle never covers records that a kill could still lose,
 and no reader ever sees half a file. A write that fails with an error that may go away (disk full,

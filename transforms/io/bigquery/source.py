@@ -94,7 +94,7 @@ class BigQuerySource(Source):
             )
         where = endpoint.params.get("where")
         if where == "":
-            raise EndpointError(f"{endpoint}: where is empty; give an SQL condition or leave it out")
+            raise EndpointError(f"{endpoint}: where is empty: give an SQL condition, or omit it")
         self.table = f"{match['project']}.{match['dataset']}.{match['table']}"
         self.emulator = endpoint.params.get("endpoint") or None
         self.where = where

@@ -1,8 +1,9 @@
 """Writing records to a Kafka topic with an idempotent producer; failures dead-lettered.
 
 Each record is sent as one Kafka record: the value is ``record.data`` as JSON (bytes as
-base64), or the original payload for a sink of original messages (`SinkContext.raw`), the key the text of field ``key=<field>`` (no key when the parameter is absent or the
-field missing or null), the headers the attributes of the message the record came from plus the
+base64; for a sink of original messages, `SinkContext.raw`, the original payload), the key
+the text of field ``key=<field>`` (no key when the parameter is absent or the field missing or
+null), the headers the attributes of the message the record came from plus the
 record fields named in ``attributes=f1,f2`` (strings as they are, other values as JSON).
 
 The producer is idempotent (``enable.idempotence=true``, ``acks=all``): its own retries do not
