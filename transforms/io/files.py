@@ -8,17 +8,16 @@ than the source's ``max_payload_bytes`` is never held whole, it comes out as its
 with its size and SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes blocks of records (bytes as
-base64 in JSON Lines) into files in that folder; a sink of original messages
-(`SinkContext.raw`) writes each record's original payload as a line instead. Unbounded input
-is written bundle by bundle, whatever the records' event times (a record behind the watermark
-is still written, never dropped as late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``, written under
-a hidden temporary name, flushed to disk (``fsync``) and renamed into place before the bundle ends,
-so a source position committed after the bundle never covers records that a kill could still lose,
-and no reader ever sees half a file. A write that fails with an error that may go away (disk full,
-I/O error, stale network mount) is tried again as a sink outage (`transforms.io.retry`,
-``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a file sink has nothing to
-dead-letter to).
-"""
+base64 in JSON Lines) into files in that folder; a sink of original messages (`SinkContext.raw`)
+writes each record's original payload as a line instead. Unbounded input is written bundle by
+bundle, whatever the records' event times (a record behind the watermark is still written, never
+dropped as late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``,
+written under a hidden temporary name, flushed to disk (``fsync``) and renamed into place before
+the bundle ends, so a source position committed after the bundle never covers records that a kill
+could still lose, and no reader ever sees half a file. A write that fails with an error that may go
+away (disk full, I/O error, stale network mount) is tried again as a sink outage
+(`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a
+file sink has nothing to dead-letter to). """
 
 from __future__ import annotations
 
