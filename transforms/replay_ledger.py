@@ -128,4 +128,3 @@ class ClaimReplays(beam.PTransform):
 
     def expand(self, blocks: beam.PCollection) -> beam.PCollection:
         return blocks | "Claim" >> beam.ParDo(_ClaimFn(self._ledger, self._run_id, self._dry_run))
-

@@ -120,7 +120,6 @@ class SinkContext:
     raw: bool = False
 
 
-
 class Sink(_OnRunners, beam.PTransform):
     """A sink of `Record`s named by an endpoint URI.
 

@@ -17,7 +17,8 @@ the bundle ends, so a source position committed after the bundle never covers re
 could still lose, and no reader ever sees half a file. A write that fails with an error that may go
 away (disk full, I/O error, stale network mount) is tried again as a sink outage
 (`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a
-file sink has nothing to dead-letter to). """
+file sink has nothing to dead-letter to).
+"""
 
 from __future__ import annotations
 
