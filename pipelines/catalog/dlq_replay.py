@@ -65,6 +65,8 @@ _ENDPOINT_HELP = {
     "?where=SQL), or pubsub://projects/P/subscriptions/S of a dead-letter topic.",
     "sink": "Where the original messages are sent again: pubsub://projects/P/topics/T, "
     "kafka://HOST:PORT/TOPIC?key=key, kinesis://STREAM?partition_key=key, or file:///dir.",
+    "dead_letter": "Where this run's own failures go: what is not a dead letter, and replays the "
+    "target refuses (with their original bytes and replay attributes).",
 }
 OPTIONS = tuple(
     Option(o.name, _ENDPOINT_HELP[o.name], required=True, regex=_ENDPOINT, group="Endpoints")

@@ -138,4 +138,3 @@ def test_a_file_sink_of_original_messages_writes_each_payload_as_a_line(tmp_path
     assert counters["written"] == 2
     lines = b"".join(path.read_bytes() for path in tmp_path.glob("*.jsonl")).splitlines()
     assert sorted(lines) == [b"line 1", b"line 2"]
-
