@@ -5,7 +5,7 @@ Graph::
     dead letters (file, table, subscription) -> Parse -> Select -> [Ledger] -> Plan
         Plan -> replays -> sink (the original bytes and attributes, with the replay attributes)
              `-> parked  -> parked sink (the dead letters themselves)
-        --dry_run: replays and parked -> report sink (one line each), nothing sent
+        --preview=true: replays and parked -> report sink (one line each), nothing sent
        what is not a dead letter, a ``where`` that fails, sink rejections -> dead letter
 
 ``--source`` is where the dead letters are: the folder's files a file dead-letter sink wrote
@@ -25,7 +25,8 @@ the original, with the original bytes (`transforms.dead_letter`). A dead letter 
 Sent once: with ``--ledger`` (a Redis database), every run claims each replay id before sending
 it (`transforms.replay_ledger`), and a dead letter another run replayed is not sent again
 (``dropped.already_replayed``). A Pub/Sub source needs none (its dead letters are acknowledged
-once replayed); file and table sources do, or ``--ledger=none`` to send again on purpose.
+once replayed); file and table sources, read whole by every run, do, or ``--ledger=none`` to
+send again on purpose.
 
 Balance: ``read = written (replays + parked, or report lines) + dead_lettered + dropped``
 (``filtered``, ``already_replayed``).
@@ -124,8 +125,8 @@ OPTIONS = tuple(
         group=_GROUP,
     ),
     Option(
-        "dry_run",
-        "Send nothing: count the dead letters by reason and write what would be sent or "
+        "preview",
+        "A dry run: send nothing: count the dead letters by reason and write what would be sent or "
         "parked, one line each, to --report.",
         type=bool,
         default=False,
@@ -137,7 +138,7 @@ OPTIONS = tuple(
         default="stdout://",
         regex=_ENDPOINT,
         group=_GROUP,
-        parent_name="dry_run",
+        parent_name="preview",
         parent_trigger_values=("true",),
     ),
 )
@@ -205,7 +206,7 @@ def _ledger(values: dict[str, Any], source: str) -> Ledger | None:
         return None
     if text:
         return Ledger(Endpoint.parse(text))
-    if source == "pubsub" or values["dry_run"]:
+    if source not in ("file", "bigquery") or values["preview"]:
         return None
     raise OptionError(
         f"--ledger is needed to replay from {source}:// (it is read whole by every run): give "
@@ -220,16 +221,16 @@ def configure(values: dict[str, Any]) -> ReplayConfig:
     parse = ParseSettings(None, None, MAX_DEAD_LETTER_BYTES, "keep")
     spine = SpineConfig.from_options(NAME, values, parse, SinkContext(NAME, raw=True))
     source = spine.source.endpoint.scheme
-    if values["dry_run"] and not spine.source.bounded:
+    if values["preview"] and not spine.source.bounded:
         raise OptionError(
-            f"--dry_run reads {source}:// for good (a subscription's messages are acknowledged): "
+            f"--preview reads {source}:// for good (a subscription's messages are acknowledged): "
             "dry-run a copy of the dead letters in files or a table"
         )
     parked = make_sink(
         values["parked"],
         SinkContext(NAME, DEAD_LETTER_SCHEMA, "error_timestamp", shrink=truncate_payload),
     )
-    report = make_sink(values["report"], SinkContext(NAME)) if values["dry_run"] else None
+    report = make_sink(values["report"], SinkContext(NAME)) if values["preview"] else None
     return ReplayConfig(
         spine=spine,
         parked=parked,

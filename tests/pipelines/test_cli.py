@@ -171,9 +171,9 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         ((*_REPLAY, "--ledger=none", "--where=reason =="), 2, "--where", "syntax error"),
         ((*_REPLAY, "--ledger=none", "--since=yesterday"), 2, "--since", "RFC 3339"),
         (
-            ("run", "dlq_replay", *_PUBSUB, "--parked=stdout://", "--dry_run=true"),
+            ("run", "dlq_replay", *_PUBSUB, "--parked=stdout://", "--preview=true"),
             2,
-            "--dry_run",
+            "--preview",
             "a copy of the dead letters",
         ),
         ((*_LAUNCH, "--parameters=sink=stdout://,sorce=x"), 2, "'sorce'", "source"),

@@ -131,7 +131,7 @@ def scenario(pubsub_emulator: Any, bigquery_emulator: Any, redis_server: Any,
 
         spec = get_pipeline("dlq_replay")
         report = tmp / "report"
-        found.dry_run = run_pipeline(spec, [*replay, "--dry_run=true", f"--ledger={ledger}",
+        found.dry_run = run_pipeline(spec, [*replay, "--preview=true", f"--ledger={ledger}",
                                             f"--report=file://{report}"])  # fmt: skip
         found.report_lines = [json.loads(line) for path in report.glob("*.jsonl")
                               for line in path.read_text().splitlines()]  # fmt: skip
