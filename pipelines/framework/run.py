@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.catalog import PipelineSpec
+from pipelines.framework import managed
 from pipelines.framework.errors import RunFailed, explain
 from pipelines.framework.options import OptionError, parse_options
 from transforms.io.base import Sink, Source
@@ -108,6 +109,8 @@ class RunReport:
         if self.stopped_by is not None:
             lines[0] += f" (stopped by {signal.Signals(self.stopped_by).name})"
         lines += [f"  {role:<12} {uri}" for role, uri in self.outputs.items()]
+        if not self.counters and self.state != "DONE":  # a submitted job: nothing counted here
+            return "\n".join(lines)
         totals = [READ, WRITTEN, DEAD_LETTERED, DROPPED]
         if self.delivered != WRITTEN:
             totals.insert(1, self.delivered)
@@ -303,14 +306,20 @@ def build_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> tuple[beam.Pipeli
     return pipeline, config
 
 
-def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
+def run_pipeline(spec: PipelineSpec, argv: Sequence[str], wait: bool = False) -> RunReport:
     """Builds and runs the pipeline (see `build_pipeline`) and returns its report.
 
     A bounded run ends by itself; an endless one is cancelled after ``--max_seconds``, on Ctrl-C
     or on SIGTERM (the report says which signal stopped it). The DirectRunner runs it with the
-    live driver of `transforms.io.live` enabled.
+    live driver of `transforms.io.live` enabled. On Dataflow the job is submitted and the
+    report names it; ``wait`` follows it (`pipelines.framework.managed`), never cancelling it.
     """
     pipeline, config = build_pipeline(spec, argv)
+    if managed.is_managed(pipeline.options):
+        with _stop_on_sigterm():
+            job = managed.job_of(pipeline.options, pipeline.run())
+            state = managed.submitted(job, wait, config.max_seconds)
+        return RunReport(spec.name, state, {}, {"job": job.job_id, "console": job.console})
     with _stop_on_sigterm(), live_direct_runner():
         result = pipeline.run()
         try:

@@ -195,6 +195,7 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         (("demo", "--count=many"), 2, "--count", "whole number"),
         (("demo", "--output={tmp}/folder"), 2, "--output", "not an empty folder"),
         (("docs", "extra"), 2, "docs", "unexpected"),
+        (("drain", "job-1", "--region=us-central1"), 2, "--project", "required"),
         (("services", "restart"), 2, "'restart'", "choose from"),
         (("services", "status", "mysql"), 2, "mysql", "known: pubsub"),
     ],
