@@ -104,8 +104,10 @@ def decode(data: Mapping[str, Any]) -> dict[str, Any]:
     ):
         raise NotADeadLetter("attributes is not a list of {key, value}")
     source = data.get("source")
-    if source is not None and not isinstance(source, dict):
-        raise NotADeadLetter("source is not an object")
+    if source is not None and not (
+        isinstance(source, dict) and isinstance(source.get("system"), str)
+    ):
+        raise NotADeadLetter("source is not an object with a system")
     retry_count = data.get("retry_count") or 0
     if not isinstance(retry_count, int) or isinstance(retry_count, bool) or retry_count < 0:
         raise NotADeadLetter(f"retry_count {str(retry_count)[:20]!r} is not a count")

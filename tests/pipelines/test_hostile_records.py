@@ -186,8 +186,10 @@ def dead_letter_batch(draw: st.DrawFn) -> tuple[list[bytes], set[bytes]]:
     bad = []
     for line in draw(st.lists(st.sampled_from(good), max_size=10)):
         letter = json.loads(line)
-        name = draw(st.sampled_from(["pipeline", "payload_bytes", "attributes", "retry_count"]))
-        letter[name] = draw(st.sampled_from([None, "not base64!", {"a": "b"}, -1, math.nan, []]))
+        names = ["pipeline", "payload_bytes", "attributes", "retry_count", "source"]
+        letter[draw(st.sampled_from(names))] = draw(
+            st.sampled_from([None, "not base64!", {"a": "b"}, -1, math.nan, [], {"line": 1}])
+        )
         bad.append(encode(letter))
     bad += draw(st.lists(st.sampled_from(NOT_OBJECTS), max_size=5))
     lines = draw(st.permutations(good + [line for line in bad if line not in good]))

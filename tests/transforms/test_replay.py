@@ -98,6 +98,7 @@ def test_a_replay_that_fails_again_points_to_the_first_dead_letter() -> None:
         ({**_as_written(_letter(ORIGINAL)), "payload_bytes": None}, "payload_bytes"),
         ({**_as_written(_letter(ORIGINAL)), "attributes": {"a": "b"}}, "attributes"),
         ({**_as_written(_letter(ORIGINAL)), "retry_count": -1}, "retry_count"),
+        ({**_as_written(_letter(ORIGINAL)), "source": {"path": "/x"}}, "system"),
     ],
 )
 def test_what_is_not_a_dead_letter_is_refused(data: dict[str, Any], why: str) -> None:
