@@ -180,6 +180,7 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         ((*_LAUNCH, _PARAMETERS), 1, "credentials", "application-default login"),
         ((*_LAUNCH, _PARAMETERS, "--environment=colour=red"), 2, "colour", "supported fields"),
         ((*_LAUNCH, _PARAMETERS, "--job_name=Bad_Name"), 2, "Bad_Name", "lowercase"),
+        ((*_LAUNCH, _PARAMETERS, "--transform_name_mappings=A=B"), 2, "mappings", "--update"),
         (("template", "launch", "events_to_bigquery"), 2, "--project", "required"),
         (("template", "validate", "nope"), 2, "'nope'", "no pipeline"),
         ((*_BUILD[:3], "--bucket=gs://b-x"), 2, "--image", "required"),
