@@ -34,6 +34,9 @@ commands:
                             Dataflow: submit, print the job id, and follow it with --wait
   drain|cancel JOB_ID --project P --region R
                             drain or cancel a Dataflow job
+  update-check graph NAME [--option=value ...] | compare OLD.json NEW.json
+                  [--transform_name_mappings OLD=NEW,...]
+                            can a new version update a running job in place (offline)
   demo [--output=DIR] [--count=N] [--no-redis]
                             live per-minute metrics from the built-in generator (see README)
   docs                      regenerate the README's option tables and runner matrix
@@ -144,6 +147,10 @@ def _command(args: list[str]) -> int:
         return services.main(rest)
     if command == "template":
         return templates.main(rest)
+    if command == "update-check":
+        from pipelines.framework import update_check
+
+        return update_check.main(rest)
     if command in ("drain", "cancel"):
         from pipelines.framework import managed
 
@@ -166,7 +173,8 @@ def _list(form: str) -> None:
         print(f"{entry['name']:<24} {entry['summary']}")
 
 
-_COMMANDS = ("list", "describe", "run", "demo", "docs", "services", "template", "drain", "cancel")
+_COMMANDS = ("list", "describe", "run", "demo", "docs", "services", "template", "drain", "cancel",
+             "update-check")  # fmt: skip
 
 
 def _version() -> str:
