@@ -19,7 +19,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import BIGQUERY_PROJECT
+from pipelines.devtools.services.specs import BIGQUERY_PROJECT
 from pipelines.framework.run import RunReport, build_pipeline, run_pipeline
 from transforms.dead_letter import REPLAY_COUNT, REPLAY_ID, REPLAY_OF
 from transforms.io.bigquery.client import make_client
