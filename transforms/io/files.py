@@ -172,8 +172,8 @@ class _WriteBundleFiles(beam.DoFn):
         prefix: str,
         suffix: str,
         sink: fileio.FileSink,
-        row: Callable[[Record], Any],
         retry: RetryPolicy,
+        row: Callable[[Record], Any] = _data,
     ) -> None:
         self._folder = folder
         self._prefix = prefix
@@ -253,7 +253,7 @@ class FileSink(Sink):
         suffix = _FORMATS[self.format]
         if not blocks.is_bounded:
             files = _WriteBundleFiles(
-                self.folder, self.prefix, suffix, self._records(), self._row, self.retry
+                self.folder, self.prefix, suffix, self._records(), self.retry, self._row
             )
             _ = blocks | "Files" >> beam.ParDo(files)
         else:
