@@ -111,7 +111,7 @@ def main(argv: Sequence[str]) -> int:
     from pipelines.catalog import get_pipeline
     from pipelines.framework.options import ArgumentParser
     from pipelines.framework.run import build_pipeline
-    from pipelines.framework.templates import _pairs
+    from pipelines.framework.template_cli import _pairs
 
     parser = ArgumentParser(prog="python -m pipelines update-check")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
