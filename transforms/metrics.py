@@ -186,6 +186,14 @@ KEY_CHANGES = _declare(
     "cdc_key_changes", "Updates that changed a row's key: a delete and an upsert each."
 )
 REPLICA_MERGES = _declare("replica_merges", "MERGE statements run from staging to replica.")
+# ---- Dead-letter replay ----
+PARKED = _declare(
+    "parked", "Dead letters parked instead of replayed, per why (max_replays, truncated).", REASON
+)
+WOULD_REPLAY = _declare(
+    "would_replay", "Dry run: dead letters a replay would send, per reason.", REASON
+)
+WOULD_PARK = _declare("would_park", "Dry run: dead letters a replay would park, per why.", REASON)
 
 AGGREGATION = (AGGREGATED, NOT_AGGREGATED, LATE, HAVING_FAILED)
 """The metrics of a windowed aggregation (`transforms.aggregate.windowed.WindowedAggregate`)."""
@@ -194,6 +202,8 @@ ENRICHMENT = (ENRICHED, WRITTEN_ALERTS, ENRICH_ROWS_SKIPPED, ENRICH_LOAD_FAILURE
 """The metrics of enrich_and_alert's steps and sinks."""
 CDC = (APPLIED, KEY_CHANGES, REPLICA_MERGES)
 """The metrics of the CDC steps and the replica sink."""
+REPLAY = (PARKED, WOULD_REPLAY, WOULD_PARK)
+"""The metrics of dlq_replay."""
 
 
 def declared(name: str) -> Metric:

@@ -27,6 +27,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
+from transforms import metrics
 from transforms.blocks import Block
 from transforms.dead_letter import (
     FAILED,
@@ -62,7 +63,7 @@ __all__ = [
 SELECT_STEP = "select"
 FILTERED = "filtered"
 PARK = "park"
-PARKED = "parked"
+PARKED = metrics.PARKED
 PARK_MAX_REPLAYS = "max_replays"
 PARK_TRUNCATED = "truncated"
 

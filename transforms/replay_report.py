@@ -20,6 +20,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from transforms import metrics
 from transforms.blocks import Block
 from transforms.message import Record
 from transforms.metrics import ReasonCounters
@@ -27,8 +28,8 @@ from transforms.replay import park_reason, replay_id
 
 __all__ = ["PAYLOAD_CHARS", "WOULD_PARK", "WOULD_REPLAY", "DescribeReplays"]
 
-WOULD_REPLAY = "would_replay"
-WOULD_PARK = "would_park"
+WOULD_REPLAY = metrics.WOULD_REPLAY
+WOULD_PARK = metrics.WOULD_PARK
 PAYLOAD_CHARS = 200
 
 

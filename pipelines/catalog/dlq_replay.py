@@ -43,6 +43,7 @@ import apache_beam as beam
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.framework.spine import ParseSettings, Spine, SpineConfig, SpineView
+from transforms import metrics
 from transforms.dead_letter import DEAD_LETTER_SCHEMA, truncate_payload
 from transforms.errors import BadTimestamp
 from transforms.event_time import parse_timestamp
@@ -272,4 +273,5 @@ PIPELINE = PipelineSpec(
     options=OPTIONS,
     configure=configure,
     build=build,
+    metrics=metrics.REPLAY,
 )
