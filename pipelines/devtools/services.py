@@ -153,6 +153,8 @@ SPECS: dict[str, ServiceSpec] = {
 }
 
 BIGQUERY_GRPC_PORT = 9060
+# Variables a server sets beside its ``env_var``: the BigQuery emulator's Storage Write (gRPC).
+EXTRA_ENV = {"bigquery": {"BIGQUERY_STORAGE_EMULATOR_HOST": f"{HOST}:{BIGQUERY_GRPC_PORT}"}}
 
 # Executables of the servers that are plain programs (console scripts or Debian binaries).
 _PROGRAMS = {"kafka": "noida-db", "kinesis": "moto_server", "redis": "redis-server"}
@@ -721,10 +723,14 @@ def endpoints() -> dict[str, str]:
 
     Returns:
         ``PUBSUB_EMULATOR_HOST``, ``KAFKA_BOOTSTRAP_SERVERS``, ``KINESIS_ENDPOINT_URL``,
-        ``BIGQUERY_EMULATOR_HOST`` and ``REDIS_URL`` with their values.
+        ``BIGQUERY_EMULATOR_HOST``, ``BIGQUERY_STORAGE_EMULATOR_HOST`` and ``REDIS_URL``
+        with their values.
 
     """
-    return {spec.env_var: spec.endpoint for spec in SPECS.values()}
+    found = {spec.env_var: spec.endpoint for spec in SPECS.values()}
+    for extra in EXTRA_ENV.values():
+        found.update(extra)
+    return found
 
 
 def env_lines(names: Sequence[str] | None = None) -> list[str]:
@@ -741,9 +747,10 @@ def env_lines(names: Sequence[str] | None = None) -> list[str]:
 
     """
     return [
-        f"export {spec.env_var}={shlex.quote(spec.endpoint)}"
+        f"export {var}={shlex.quote(value)}"
         for spec in _selected(names)
         if is_running(spec.name)
+        for var, value in {spec.env_var: spec.endpoint, **EXTRA_ENV.get(spec.name, {})}.items()
     ]
 
 
