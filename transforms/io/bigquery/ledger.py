@@ -9,7 +9,10 @@ by appending it alone at its recorded stream and offset (`resolve`):
 
 * ``ALREADY_EXISTS``: its row landed before (appends are atomic per request): nothing to write;
 * appended: its batch never landed and the offset was the stream's end: written now, once;
-* past the stream's end, stream finalized or gone: it never landed there; written as new.
+* past the stream's end, or the stream is gone: it never landed there; written as new.
+
+A record may have several entries (its request was refused in part and sent again without
+the refused rows): the newest is probed first, and the first that finds the row settles it.
 
 Ledger rows are written through the default stream (a duplicate entry is harmless) and looked
 up with one query per batch of the sink (the cost of exactly-once on a real project: a small
@@ -59,10 +62,10 @@ class Ledger:
         ensure_table(client, self.table, LEDGER_SCHEMA, "written_at", timeout=TIMEOUT)
 
     def lookup(self, ids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
-        """Returns ``{insert id: [(stream, offset), ...]}`` of the ids the ledger holds."""
+        """Returns ``{insert id: [(stream, offset), ...]}`` of the ids it holds, newest first."""
         job = self._client.query(
             f"SELECT insert_id, stream, row_offset FROM `{self.table}` "
-            "WHERE insert_id IN UNNEST(@ids) ORDER BY written_at",
+            "WHERE insert_id IN UNNEST(@ids) ORDER BY written_at DESC",
             job_config=bigquery.QueryJobConfig(
                 query_parameters=[bigquery.ArrayQueryParameter("ids", "STRING", list(ids))]
             ),

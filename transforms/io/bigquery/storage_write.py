@@ -44,7 +44,6 @@ from transforms.io.bigquery.write_api import (
     NotAppended,
     append,
     create_committed_stream,
-    finalize_stream,
     is_transient,
     make_write_client,
     stream_parent,
@@ -96,11 +95,8 @@ class StorageWriteFn(BatchingFn[_Row]):
         self._offset = 0
 
     def teardown(self) -> None:
-        if getattr(self, "_stream", None) is not None:
-            try:
-                finalize_stream(self._write, self._stream)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - an unfinalized committed stream loses nothing
-                pass
+        # A committed stream is not finalized: the write log's probes append to it after a
+        # restart, and a finalized stream refuses every append, written offsets included.
         client = getattr(self, "_client", None)
         if client is not None:
             client.close()
@@ -141,7 +137,8 @@ class StorageWriteFn(BatchingFn[_Row]):
             if self._target.add_fields and isinstance(error, WrongType):
                 reason = evolve.SCHEMA_MISMATCH
             pending = Pending(record, _Row(b"", ""), timestamp, window)
-            yield self._dead_letter(pending, reason, type(error).__name__, str(error))
+            kind = "SchemaMismatch" if reason == evolve.SCHEMA_MISMATCH else "SinkRejected"
+            yield self._dead_letter(pending, reason, kind, str(error))
             return
         pending = Pending(record, item, timestamp, window)
         if len(item.data) > MAX_APPEND_BYTES:
@@ -218,10 +215,8 @@ class StorageWriteFn(BatchingFn[_Row]):
             if not errors:
                 self._offset += len(todo)
                 return refused
-            # Nothing of the request was written; its ledger entries point past the stream's
-            # end, so the stream is finalized before the rest goes to a new one.
-            finalize_stream(self._write, stream)
-            self._stream = None
+            # None of the request was written: the others go again at the same offsets, and
+            # their new ledger entries, newer than the stale ones, are the ones probed first.
             bad = {todo[index]: reason for index, reason in errors}
             refused.update(bad)
             todo = [i for i in todo if i not in bad]

@@ -96,18 +96,17 @@ def is_transient(error: BaseException) -> bool:
 
 
 def create_committed_stream(client: BigQueryWriteClient, table: str) -> str:
-    """Creates a COMMITTED stream on the table (rows visible as appended); returns its name."""
+    """Creates a COMMITTED stream on the table (rows visible as appended); returns its name.
+
+    The sink never finalizes its streams: a finalized stream refuses every append, so the
+    write log could no longer tell a written offset from an unwritten one.
+    """
     stream = client.create_write_stream(
         parent=stream_parent(table),
         write_stream=types.WriteStream(type_=types.WriteStream.Type.COMMITTED),
         timeout=REQUEST_TIMEOUT,
     )
     return stream.name
-
-
-def finalize_stream(client: BigQueryWriteClient, stream: str) -> None:
-    """Finalizes a committed stream: no append to it succeeds afterwards."""
-    client.finalize_write_stream(name=stream, timeout=REQUEST_TIMEOUT)
 
 
 def append(
