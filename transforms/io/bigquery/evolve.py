@@ -2,10 +2,11 @@
 
 A row with top-level fields the table lacks adds them as NULLABLE columns before it is written:
 each column's type comes from the pipeline's schema when it declares the field, else from the
-value (`infer_field`). The table is read, extended and patched with its ETag, so that of two
-workers adding columns at once the second sees the first's change (HTTP 412), reads again and
-adds only what is still missing; a column that another worker added with the same type is
-simply used. What BigQuery cannot do raises `SchemaMismatch` (reason ``schema_mismatch``,
+value (`infer_field`). The table is read, extended and patched with its ETag, then read again
+until it has every column: of two workers adding columns at once the second's patch fails
+(HTTP 412) or, where the ETag is not checked (bqemulator), overwrites the first's, and the
+next read shows what is still missing; a column that another worker added with the same type
+is simply used. What BigQuery cannot do raises `SchemaMismatch` (reason ``schema_mismatch``,
 naming the field), which the sink dead-letters: a field whose new column would be REQUIRED,
 a value of a type no column can take, a field added meanwhile with another type. A value
 that its existing column cannot take (a type change) is dead-lettered with the same reason
@@ -112,8 +113,9 @@ def add_fields(
                 *(bigquery.SchemaField.from_api_repr(f.to_bigquery()) for f in missing),
             ]
             try:  # the table's ETag makes the patch fail if another worker changed it since
-                table = client.update_table(table, ["schema"], timeout=TIMEOUT)
+                client.update_table(table, ["schema"], timeout=TIMEOUT)
             except (exceptions.PreconditionFailed, exceptions.Conflict):
-                continue
+                pass
+            continue  # read again: the columns are there, or another patch won the race
         return Schema.from_bigquery([field.to_api_repr() for field in table.schema])
     raise SchemaMismatch(f"{table_ref}: the schema kept changing while adding {list(values)}")

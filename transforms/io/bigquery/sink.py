@@ -177,6 +177,10 @@ class BigQuerySink(Sink):
                 f"{endpoint}: mode=exactly_once and schema_update=add_fields need "
                 f"method={STORAGE_WRITE} (the default); insert_all writes at least once"
             )
+        if self.method == INSERT_ALL:
+            self.runner_kind = f"method={INSERT_ALL}"
+        elif self.mode == EXACTLY_ONCE:
+            self.runner_kind = f"mode={EXACTLY_ONCE}"
         self.storage_endpoint = endpoint.params.get("storage_endpoint") or os.environ.get(
             STORAGE_EMULATOR_ENV
         )
