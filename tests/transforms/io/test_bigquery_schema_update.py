@@ -203,5 +203,6 @@ def test_new_fields_are_added_before_their_rows_and_their_values_land(
     assert [(f.name, f.field_type, f.mode) for f in stand_in.schema] == [
         ("id", "INTEGER", "REQUIRED"), ("name", "STRING", "NULLABLE"),
         ("country", "STRING", "NULLABLE"), ("score", "FLOAT", "NULLABLE")]  # fmt: skip
-    assert sorted(stand_in.rows, key=lambda r: r["id"]) == [
-        {"id": "1"}, {"id": "2", "country": "fr"}, {"id": "3", "country": "de", "score": 1.5}]  # fmt: skip
+    landed = sorted(stand_in.rows, key=lambda r: r["id"])
+    assert landed == [{"id": "1"}, {"id": "2", "country": "fr"},
+                      {"id": "3", "country": "de", "score": 1.5}]  # fmt: skip
