@@ -54,7 +54,7 @@ def emulator_unavailable() -> str | None:
     """Returns why the job cannot run, or None when the emulator answers."""
     try:
         client = make_client(PROJECT, REST)
-        list(client.list_datasets(timeout=5, retry=None))
+        list(client.list_datasets(timeout=5, retry=None))  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - any failure means skip
         return f"no BigQuery emulator at {REST} ({exc.__class__.__name__})"
     return None
@@ -110,7 +110,7 @@ def beam_on_emulator() -> None:
             response_encoding="utf8",
         )  # fmt: skip
 
-    bigquery_tools.BigQueryWrapper._bigquery_client = staticmethod(apitools_client)
+    bigquery_tools.BigQueryWrapper._bigquery_client = staticmethod(apitools_client)  # type: ignore[method-assign,assignment]
     bigquery_tools.gcp_bigquery = types.SimpleNamespace(  # type: ignore[assignment]
         Client=lambda **_: make_client(PROJECT, REST)
     )
