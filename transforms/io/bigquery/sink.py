@@ -1,34 +1,47 @@
-"""``bigquery://`` sink: streaming inserts into a table created from the pipeline's schema.
+"""``bigquery://`` sink: rows into a table created from the pipeline's schema.
 
 URI::
 
-    bigquery://PROJECT:DATASET.TABLE?endpoint=http://127.0.0.1:9050&partition_field=ts
-        &cluster=a,b&batch_size=500&create=if_needed&attempts=forever
+    bigquery://PROJECT:DATASET.TABLE?method=storage_write&mode=exactly_once
+        &schema_update=add_fields&partition_field=ts&partition_type=DAY&cluster=a,b
+        &batch_size=500&create=if_needed&attempts=forever&endpoint=http://127.0.0.1:9050
+        &storage_endpoint=127.0.0.1:9060
 
 ``bigquery://PROJECT/DATASET.TABLE`` names the same table. Parameters:
 
+* ``method``: ``storage_write`` (default) writes through the Storage Write API
+  (`transforms.io.bigquery.storage_write`); ``insert_all``: legacy streaming inserts
+  (`transforms.io.bigquery.insert_all`), at least once.
+* ``mode`` (Storage Write): ``at_least_once`` (default, the default stream) or
+  ``exactly_once`` (committed streams with offsets, and the write log of
+  `transforms.io.bigquery.ledger`).
+* ``schema_update`` (Storage Write): ``none`` (default) or ``add_fields``: new top-level fields
+  become NULLABLE columns (`transforms.io.bigquery.evolve`).
 * ``endpoint``: the REST URL of a BigQuery emulator; without it ``BIGQUERY_EMULATOR_HOST`` or,
   when that is unset, the real BigQuery API with Application Default Credentials.
+  ``storage_endpoint``: the emulator's Storage Write gRPC ``HOST:PORT``; without it
+  ``BIGQUERY_STORAGE_EMULATOR_HOST``.
 * ``create``: ``if_needed`` (default) creates the dataset and table from the schema unless they
   exist; ``never`` requires the table to exist. Without a schema (a pipeline run without
   ``--schema``), ``if_needed`` reads the schema of the existing table when the sink is built,
   and refuses to build when the table does not exist.
-* ``partition_field``: a ``TIMESTAMP`` or ``DATE`` field of the schema; the created table is
-  partitioned by day on it.
+* ``partition_field``: a ``TIMESTAMP`` or ``DATE`` field of the schema (default: the event-time
+  field when the schema has one of those types), ``_PARTITIONTIME`` (ingestion time) or
+  ``none``; ``partition_type``: ``DAY`` (default), ``HOUR``, ``MONTH`` or ``YEAR``.
 * ``cluster``: up to four comma-separated fields of the schema to cluster the created table by.
-* ``batch_size``: the most rows per insert request (default 500). A request is also cut before
-  it would pass 9 MB of JSON (BigQuery refuses requests over 10 MB); a single row that alone
-  would pass it is dead-lettered with reason ``row_too_large``, its payload truncated (a sink
-  of dead letters cuts such a row's payload instead, `transforms.io.base.SinkContext.shrink`).
+* ``batch_size``: the most rows per request (default 500). A request is also cut before it
+  would pass 9 MB (BigQuery refuses requests over 10 MB); a single row that alone would pass
+  it is dead-lettered with reason ``row_too_large``, its payload truncated (a sink of dead
+  letters cuts such a row's payload instead, `transforms.io.base.SinkContext.shrink`).
 * ``attempts``: ``forever`` (default) sends a request that failed as a whole with a transient
-  error (5xx, 429, connection lost) again, with exponential backoff and jitter, until BigQuery
-  is back, holding the stream; a number N gives up after N sends (see `transforms.io.retry`).
+  error (5xx, 429, gRPC unavailable, connection lost) again, with exponential backoff and
+  jitter, until BigQuery is back, holding the stream; a number N gives up after N sends (see
+  `transforms.io.retry`).
 
-Rows BigQuery rejects (a wrong type, say) come out as dead-letter records with reason
-``sink_rejected`` and BigQuery's error text; with ``attempts=N``, a batch whose request kept
-failing transiently comes out with reason ``sink_unavailable``. Each row is sent with an insert
-id derived from where its record came from, so a retried bundle does not insert a row twice on
-BigQuery (the emulator does not de-duplicate).
+Rows BigQuery (or the row encoder) rejects come out as dead-letter records with reason
+``sink_rejected`` (``schema_mismatch`` with ``schema_update=add_fields``) and the reason given;
+with ``attempts=N``, a batch whose request kept failing transiently comes out with reason
+``sink_unavailable``.
 """
 
 from __future__ import annotations
