@@ -311,9 +311,13 @@ class BigQuerySink(Sink):
         bqemulator 1.4 fails every append to a table with a RECORD (STRUCT) column ("Attempted
         to convert a STRUCT with no fields"); such tables get insertAll there, and a warning.
         """
-        if not self._on_emulator or self.schema is None:
+        if not self._on_emulator:
             return False
-        if not any(field.type == "RECORD" for field in self.schema.fields):
+        schema = self.schema
+        if schema is None:  # create=never: the table's own schema
+            client = make_client(self.table.split(".", 1)[0], self.emulator)
+            schema = table_schema(client, self.table, timeout=SCHEMA_TIMEOUT)
+        if schema is None or not any(field.type == "RECORD" for field in schema.fields):
             return False
         _LOG.warning(
             "%s: the BigQuery emulator cannot append rows with RECORD columns through the "
