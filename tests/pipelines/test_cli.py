@@ -306,6 +306,10 @@ def test_services_env_exports_every_running_server() -> None:
     expected = {
         f"export {services.SPECS[name].env_var}={services.SPECS[name].endpoint}" for name in running
     }
+    for name in running:  # the BigQuery emulator's Storage Write API, beside its REST API
+        expected |= {
+            f"export {var}={value}" for var, value in services.EXTRA_ENV.get(name, {}).items()
+        }
     assert set(result.stdout.splitlines()) == expected
     status = cli("services", "status").stdout
     for name in running:
