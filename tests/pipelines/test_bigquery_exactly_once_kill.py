@@ -19,7 +19,7 @@ import pytest
 from google.api_core.exceptions import DeadlineExceeded
 from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
-from pipelines.devtools.services import BIGQUERY_PROJECT
+from pipelines.devtools.services.specs import BIGQUERY_PROJECT
 from tests.pipelines.test_events_to_bigquery_live import event, rows, wait_for
 from tests.pipelines.test_run_killed import Run
 from transforms.io.bigquery.client import make_client

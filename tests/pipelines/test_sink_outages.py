@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from pipelines.devtools.services import EXTRA_ENV, ServiceSpec
+from pipelines.devtools.services.specs import EXTRA_ENV, ServiceSpec
 from tests.outage import OutageProxy, outage_proxy
 from tests.support import pull_json, run_sink
 from tests.transforms.io.test_kinesis import REGION, _stream_records, client_for
@@ -90,6 +90,7 @@ def redis_target(redis_server: ServiceSpec, unique_name: str) -> Iterator[Target
 def bigquery_target(bigquery_emulator: ServiceSpec, unique_name: str) -> Iterator[Target]:
     client = make_client(PROJECT, bigquery_emulator.endpoint)
     table = f"{PROJECT}.{unique_name}_outage.rows"
+
     def written() -> list[int]:
         job = client.query(
             f"SELECT id FROM `{table}`", timeout=30, retry=bounded_retry(30), job_retry=None

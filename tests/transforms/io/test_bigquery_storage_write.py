@@ -11,7 +11,7 @@ import pytest
 from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import types
 
-from pipelines.devtools.services import EXTRA_ENV, ServiceSpec
+from pipelines.devtools.services.specs import EXTRA_ENV, ServiceSpec
 from tests.support import run_sink
 from transforms.io.base import SinkContext
 from transforms.io.bigquery.client import bounded_retry, make_client
