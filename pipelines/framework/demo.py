@@ -2,9 +2,10 @@
 
 ``python -m pipelines demo`` runs ``metrics_to_redis`` on a paced generator (5 % of events late
 by 1-10 minutes, 1 % malformed) at ten times real speed, so five minutes of one-minute windows
-pass in about half a minute. It shows a live table of the latest figures, writes every pane
-and every dead letter to files, and, when a Redis server answers, keeps the latest row per
-endpoint and minute in Redis hashes and publishes each update.
+pass in half a minute (the run, with start-up and the last panes, takes about a minute). It
+shows a live table of the latest figures, writes every pane and every dead letter to files,
+and, when a Redis server answers, keeps the latest row per endpoint and minute in Redis hashes
+and publishes each update.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def demo_argv(argv: Sequence[str]) -> list[str]:
             f"--history=file://{output}/metrics",
         ]
     print(
-        f"Generating {count:,} events (5% late, 1% malformed) at {SPEED}x speed: about "
-        f"{count / (RATE * SPEED):.0f} s; per-minute metrics per endpoint -> {output}"
+        f"Generating {count:,} events (5% late, 1% malformed) at {SPEED}x speed over "
+        f"{count / (RATE * SPEED):.0f} s, then the last windows' panes; per-minute metrics per "
+        f"endpoint -> {output}"
     )
     return argv_out

@@ -20,16 +20,16 @@ import pytest
 
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.devtools import java_jars
+from pipelines.devtools.cli import main as devtools_main
+from pipelines.devtools.metadata import write_metadata
 from pipelines.framework.cli import main
+from pipelines.framework.launch import Launch, gcloud_command
 from pipelines.framework.templates import (
-    Launch,
     TemplateError,
-    gcloud_command,
     metadata_text,
     template_metadata,
     validate_metadata,
     validate_spec,
-    write_metadata,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def params(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_committed_metadata_is_what_the_declaration_generates(name: str) -> None:
     path = ROOT / "templates" / name / "metadata.json"
     assert path.read_text() == metadata_text(get_pipeline(name)), (
-        "stale: run python -m pipelines template metadata --write"
+        "stale: run python -m pipelines.devtools metadata --write"
     )
     validate_metadata(json.loads(path.read_text()))
 
@@ -195,11 +195,18 @@ def test_validation_refuses_broken_metadata(damage: Any, message: str) -> None:
         validate_metadata(document)
 
 
-def test_template_validate_command_checks_every_committed_file(
+def test_template_validate_command_checks_every_pipeline(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["template", "validate"]) == 0
     assert capsys.readouterr().out.strip() == f"valid: {', '.join(sorted(CATALOG))}"
+
+
+def test_devtools_metadata_checks_every_committed_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert devtools_main(["metadata"]) == 0
+    assert capsys.readouterr().out.strip().endswith(", ".join(sorted(CATALOG)))
 
 
 # --- the spec file ---------------------------------------------------------------------------
@@ -347,6 +354,26 @@ def test_validate_only_is_sent(dataflow_stub: tuple[str, list[Any]]) -> None:
     assert path == "/v1b3/projects/proj-x/locations/europe-west1/flexTemplates:launch"
     assert body["validateOnly"] is True
     assert re.fullmatch(r"events-to-bigquery-\d{8}-\d{6}", body["launchParameter"]["jobName"])
+
+
+def test_update_sends_the_transform_name_mappings(
+    dataflow_stub: tuple[str, list[Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint, requests = dataflow_stub
+    argv = [
+        "template", "launch", "events_to_bigquery", "--project", "proj-x",
+        "--region", "us-central1", "--bucket", "gs://bucket-x", "--job_name", "events-1",
+        "--parameters", f"source={SOURCE},sink={SINK},dead_letter={DLQ}",
+        "--update", "--transform_name_mappings", "Write=Write rows,Counts=",
+        "--api_endpoint", endpoint,
+    ]  # fmt: skip
+    assert main(argv) == 0
+    ((_, body),) = requests
+    launch = body["launchParameter"]
+    assert launch["update"] is True
+    assert launch["transformNameMappings"] == {"Write": "Write rows", "Counts": ""}
+    out = capsys.readouterr().out
+    assert "--update '--transform-name-mappings=Write=Write rows,Counts='" in out
 
 
 @pytest.mark.parametrize(

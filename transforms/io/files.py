@@ -8,15 +8,16 @@ than the source's ``max_payload_bytes`` is never held whole, it comes out as its
 with its size and SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes blocks of records (bytes as
-base64 in JSON Lines) into files in that folder. Unbounded input is written bundle by bundle,
-whatever the records' event times (a record behind the watermark is still written, never dropped as
-late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``, written under
-a hidden temporary name, flushed to disk (``fsync``) and renamed into place before the bundle ends,
-so a source position committed after the bundle never covers records that a kill could still lose,
-and no reader ever sees half a file. A write that fails with an error that may go away (disk full,
-I/O error, stale network mount) is tried again as a sink outage (`transforms.io.retry`,
-``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a file sink has nothing to
-dead-letter to).
+base64 in JSON Lines) into files in that folder; a sink of original messages (`SinkContext.raw`)
+writes each record's original payload as a line instead. Unbounded input is written bundle by
+bundle, whatever the records' event times (a record behind the watermark is still written, never
+dropped as late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``,
+written under a hidden temporary name, flushed to disk (``fsync``) and renamed into place before
+the bundle ends, so a source position committed after the bundle never covers records that a kill
+could still lose, and no reader ever sees half a file. A write that fails with an error that may go
+away (disk full, I/O error, stale network mount) is tried again as a sink outage
+(`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a
+file sink has nothing to dead-letter to).
 """
 
 from __future__ import annotations
@@ -38,26 +39,32 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.transforms.window import GlobalWindow
 
 from transforms.blocks import Block
-from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source
+from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source, message_payload
 from transforms.io.decompress import decompressed
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.lines import read_lines
 from transforms.io.parquet import ParquetFileSink
 from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
-from transforms.metrics import Count
+from transforms.metrics import BYTES_READ, LOCAL, Count
 
 __all__ = ["FileSink", "FileSource"]
 
 _FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 
 
-def _messages(readable: fileio.ReadableFile, max_bytes: int) -> Iterator[Message]:
-    path = readable.metadata.path
-    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        lines = read_lines(decompressed(raw, path), max_bytes)
-        for number, (payload, oversize) in enumerate(lines, start=1):
-            yield Message(payload, {}, Origin("file", path=path, line=number), oversize)
+def _messages(raw: Any, path: str, max_bytes: int) -> Iterator[Message]:
+    lines = read_lines(decompressed(raw, path), max_bytes)
+    for number, (payload, oversize) in enumerate(lines, start=1):
+        yield Message(payload, {}, Origin("file", path=path, line=number), oversize)
+
+
+def _position(raw: Any) -> int:
+    """How far into the (compressed) file the read is, for `LOCAL`'s ``bytes_read``."""
+    try:
+        return int(raw.tell())
+    except (AttributeError, OSError, ValueError):  # a stream that cannot tell: counted at the end
+        return 0
 
 
 @beam.typehints.with_output_types(Block)
@@ -68,9 +75,16 @@ class _ReadBlocks(beam.DoFn):
         self._max_bytes = max_bytes
 
     def process(self, readable: fileio.ReadableFile) -> Iterator[Block]:
-        messages = _messages(readable, self._max_bytes)
-        while block := Block(itertools.islice(messages, BLOCK_SIZE)):
-            yield block
+        path = readable.metadata.path
+        counted = 0
+        with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            messages = _messages(raw, path, self._max_bytes)
+            while block := Block(itertools.islice(messages, BLOCK_SIZE)):
+                position = max(counted, _position(raw))
+                LOCAL.add(BYTES_READ, position - counted)
+                counted = position
+                yield block
+        LOCAL.add(BYTES_READ, max(0, readable.metadata.size_in_bytes - counted))
 
 
 class FileSource(Source):
@@ -115,6 +129,24 @@ class JsonLinesFileSink(fileio.FileSink):
         self._fh.flush()
 
 
+class PayloadLinesFileSink(JsonLinesFileSink):
+    """Writes original payloads (bytes) as lines, unchanged (`SinkContext.raw`).
+
+    What a file source reads back as the same messages (files keep no attributes).
+    """
+
+    def write(self, record: Any) -> None:
+        self._fh.write(record + b"\n")
+
+
+def _data(record: Record) -> Any:
+    return record.data
+
+
+def _payload(record: Record) -> Any:
+    return message_payload(record, True, msgspec.json.encode)
+
+
 def _file_naming(prefix: str, suffix: str) -> Callable[..., str]:
     """Names the files of a bounded write ``prefix[-WINDOW]-SSSSS-of-NNNNN.suffix``."""
 
@@ -154,18 +186,20 @@ class _WriteBundleFiles(beam.DoFn):
         suffix: str,
         sink: fileio.FileSink,
         retry: RetryPolicy,
+        row: Callable[[Record], Any] = _data,
     ) -> None:
         self._folder = folder
         self._prefix = prefix
         self._suffix = suffix
         self._sink = sink
+        self._row = row
         self._retry = retry
 
     def start_bundle(self) -> None:
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[Any] = []
 
     def process(self, block: list[Record]) -> None:
-        self._rows.extend(record.data for record in block)
+        self._rows.extend(self._row(record) for record in block)
 
     def _write(self, name: str) -> None:
         temporary = os.path.join(self._folder, f".{name}.tmp")
@@ -211,6 +245,11 @@ class FileSink(Sink):
             raise EndpointError(f"{endpoint}: use file:///absolute/folder")
         self.prefix = endpoint.params.get("prefix", "part")
         self.retry = RetryPolicy.from_endpoint(endpoint)
+        if self.format == "parquet" and context.raw:
+            raise EndpointError(
+                f"{endpoint}: original messages are written as lines: use format=jsonl"
+            )
+        self._row = _payload if context.raw else _data
         if self.format == "parquet" and context.schema is None:
             raise EndpointError(
                 f"{endpoint}: format=parquet needs the records' schema to give every file the "
@@ -226,12 +265,14 @@ class FileSink(Sink):
         os.makedirs(self.folder, exist_ok=True)
         suffix = _FORMATS[self.format]
         if not blocks.is_bounded:
-            files = _WriteBundleFiles(self.folder, self.prefix, suffix, self._records(), self.retry)
+            files = _WriteBundleFiles(
+                self.folder, self.prefix, suffix, self._records(), self.retry, self._row
+            )
             _ = blocks | "Files" >> beam.ParDo(files)
         else:
             _ = (
                 blocks
-                | "Data" >> beam.Map(_block_data).with_output_types(Block)
+                | "Data" >> beam.Map(_block_data, self._row).with_output_types(Block)
                 | "Files"
                 >> fileio.WriteToFiles(
                     self.folder,
@@ -246,11 +287,11 @@ class FileSink(Sink):
         """The writer of single record dicts in the sink's format."""
         if self.format == "parquet":
             return ParquetFileSink(self.context.schema)
-        return JsonLinesFileSink()
+        return PayloadLinesFileSink() if self.context.raw else JsonLinesFileSink()
 
 
-def _block_data(block: list[Record]) -> Block:
-    return Block([record.data for record in block])
+def _block_data(block: list[Record], row: Callable[[Record], Any]) -> Block:
+    return Block([row(record) for record in block])
 
 
 class _BlockSink(fileio.FileSink):

@@ -6,7 +6,7 @@ works on, and a note per runner (how it runs there, or what to use instead). Eve
 reads this table: a source's or sink's ``runners`` (`transforms.io.base`), the one check of a
 source or sink against a runner (`check_runner`, before a graph is built and when a source
 that cannot run elsewhere is applied), ``python -m pipelines describe`` (`matrix_lines`) and
-the README's table (`markdown_table`, written by ``python -m pipelines docs``).
+the README's table (`markdown_table`, written by ``python -m pipelines.devtools docs``).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ MATRIX: tuple[Support, ...] = (
     Support("source", ("pubsub",), frozenset({DIRECT, DATAFLOW}),
             notes={DIRECT: "streaming", FLINK: _PUBSUB_ELSEWHERE, PORTABLE: _PUBSUB_ELSEWHERE}),
     Support("source", ("kafka", "kinesis"), ALL_RUNNERS),  # bounded reads
+    Support("source", ("bigquery",), ALL_RUNNERS),  # a table's rows, once
     Support("source", ("kafka", "kinesis"), frozenset({DIRECT}), "live=true",
             notes={DIRECT: "streaming engine", DATAFLOW: _USE_JAVA, FLINK: _USE_JAVA,
                    PORTABLE: _USE_JAVA}),
