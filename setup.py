@@ -6,6 +6,8 @@ INSTALL_REQUIRES = [
     "apache-beam[gcp,aws,yaml]>=2.77.0,<2.78",
     "google-cloud-pubsub>=2.20,<3",
     "google-cloud-bigquery>=3.20,<4",
+    # The Storage Write API, the default method of bigquery:// sinks (transforms/io/bigquery/).
+    "google-cloud-bigquery-storage>=2.25,<3",
     "boto3>=1.34,<2",
     "pyarrow>=14,<26",
     "msgspec>=0.18,<1",

@@ -346,13 +346,15 @@ def test_gcloud_equivalent_uses_only_flags_gcloud_has() -> None:
 
 def test_services_env_exports_every_running_server() -> None:
     from pipelines.devtools import services
-    from pipelines.devtools.services.specs import SPECS
+    from pipelines.devtools.services.specs import EXTRA_ENV, SPECS
 
     result = devtools("services", "env")
     assert result.returncode == 0
     running = [name for name in SPECS if services.is_running(name)]
     assert running, "the local servers run in this suite"
     expected = {f"export {SPECS[name].env_var}={SPECS[name].endpoint}" for name in running}
+    for name in running:  # the BigQuery emulator's Storage Write API, beside its REST API
+        expected |= {f"export {var}={value}" for var, value in EXTRA_ENV.get(name, {}).items()}
     assert set(result.stdout.splitlines()) == expected
     status = devtools("services", "status").stdout
     for name in running:

@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from pipelines.devtools.services.specs import ServiceSpec
+from pipelines.devtools.services.specs import EXTRA_ENV, ServiceSpec
 from tests.outage import OutageProxy, outage_proxy
 from tests.support import pull_json, run_sink
 from tests.transforms.io.test_kinesis import REGION, _stream_records, client_for
 from transforms.io.base import SinkContext
-from transforms.io.bigquery.client import bounded_retry, make_client
+from transforms.io.bigquery.client import STORAGE_EMULATOR_ENV, bounded_retry, make_client
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
 from transforms.metrics import SINK_OUTAGE_SECONDS, SINK_RETRIES, WRITTEN
@@ -91,7 +91,6 @@ def redis_target(redis_server: ServiceSpec, unique_name: str) -> Iterator[Target
 def bigquery_target(bigquery_emulator: ServiceSpec, unique_name: str) -> Iterator[Target]:
     client = make_client(PROJECT, bigquery_emulator.endpoint)
     table = f"{PROJECT}.{unique_name}_outage.rows"
-    url = urlsplit(bigquery_emulator.endpoint)
 
     def written() -> list[int]:
         job = client.query(
@@ -99,15 +98,17 @@ def bigquery_target(bigquery_emulator: ServiceSpec, unique_name: str) -> Iterato
         )
         return sorted(row["id"] for row in job.result(timeout=30, retry=bounded_retry(30)))
 
+    grpc_host, grpc_port = EXTRA_ENV["bigquery"][STORAGE_EMULATOR_ENV].split(":")
     yield Target(
         "bigquery",
-        (url.hostname or "127.0.0.1", url.port or 9050),
+        (grpc_host, int(grpc_port)),  # the Storage Write API (gRPC), the sink's default method
         lambda port, query: (
-            f"bigquery://{PROJECT}/{unique_name}_outage.rows?endpoint=http://127.0.0.1:{port}{query}"
+            f"bigquery://{PROJECT}/{unique_name}_outage.rows?endpoint={bigquery_emulator.endpoint}"
+            f"&storage_endpoint=127.0.0.1:{port}{query}"
         ),
         written,
         {},
-        marker=b"insertAll",  # after the table is made: the outage hits the inserts
+        marker=b"/streams/_default",  # in the first append request: the outage hits the appends
     )
     client.delete_dataset(
         f"{PROJECT}.{unique_name}_outage", delete_contents=True, not_found_ok=True, timeout=30
