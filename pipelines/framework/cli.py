@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.framework import templates
-from pipelines.framework.demo import demo_argv
+from pipelines.framework.demo import dashboard_beside, demo_argv
 from pipelines.framework.errors import USAGE as USAGE_CODE
 from pipelines.framework.errors import explain, verbose_requested
 from pipelines.framework.options import closest
@@ -33,6 +33,8 @@ commands:
                             run a pipeline (DirectRunner unless --runner is given)
   demo [--output=DIR] [--count=N] [--no-redis]
                             live per-minute metrics from the built-in generator (see README)
+  dashboard [--sink=URI] [--publish=URI] [--host=H] [--port=N] [--rows=N]
+                            a metrics_to_redis run's rows and balance, live in a browser
   docs                      regenerate the README's option tables and runner matrix
   template metadata [--write]
                             check (or rewrite) templates/*/metadata.json from the declarations
@@ -127,7 +129,13 @@ def _command(args: list[str]) -> int:
     if command == "run" and rest and not rest[0].startswith("-"):
         return _run(rest[0], rest[1:])
     if command == "demo":
-        return _run("metrics_to_redis", demo_argv(rest))
+        argv_demo = demo_argv(rest)
+        with dashboard_beside(argv_demo):
+            return _run("metrics_to_redis", argv_demo)
+    if command == "dashboard":
+        from pipelines.dashboard.server import main as dashboard
+
+        return dashboard(rest)
     if command == "docs" and not rest:
         from pipelines.devtools.docs import update_readme
 
@@ -158,7 +166,7 @@ def _list(form: str) -> None:
         print(f"{entry['name']:<24} {entry['summary']}")
 
 
-_COMMANDS = ("list", "describe", "run", "demo", "docs", "services", "template")
+_COMMANDS = ("list", "describe", "run", "demo", "dashboard", "docs", "services", "template")
 
 
 def _version() -> str:

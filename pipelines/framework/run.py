@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.errors import RunFailed, explain
 from pipelines.framework.options import OptionError, parse_options
+from pipelines.framework.progress import watching
 from transforms.io.base import Sink, Source
 from transforms.io.endpoint import EndpointError, redact_option
 from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
@@ -94,10 +95,18 @@ class RunReport:
         )
 
     @property
+    def in_flight(self) -> int:
+        """Read (+ splits) - delivered (written or aggregated) - dead-lettered - dropped.
+
+        The records not accounted for yet: 0 when a run has ended balanced.
+        """
+        accounted = self.count(self.delivered) + self._input_dead_letters() + self.count(DROPPED)
+        return self.count(READ) + self._split() - accounted
+
+    @property
     def balanced(self) -> bool:
         """Whether read (+ splits) = delivered (written or aggregated) + dead-lettered + dropped."""
-        accounted = self.count(self.delivered) + self._input_dead_letters() + self.count(DROPPED)
-        return self.count(READ) + self._split() == accounted
+        return self.in_flight == 0
 
     def _split(self) -> int:
         return self.count(self.splits) if self.splits else 0
@@ -311,24 +320,30 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     live driver of `transforms.io.live` enabled.
     """
     pipeline, config = build_pipeline(spec, argv)
+    listener = spec.progress(config) if spec.progress is not None else None
     with _stop_on_sigterm(), live_direct_runner():
         result = pipeline.run()
-        try:
-            stopped_by = _wait(result, config.source, config.max_seconds)
-        except Exception as failure:
-            raise _failed(spec, config, failure) from failure
+        with watching(lambda: _report(spec, config, result), listener):
+            try:
+                stopped_by = _wait(result, config.source, config.max_seconds)
+            except Exception as failure:
+                raise _failed(spec, config, failure) from failure
     if str(result.state) == "DONE":
         _remove_empty_temp_folders(config)
     console = sys.modules.get("transforms.io.console")
     if console is not None:  # a console sink ran: print its final table before the report
         console.LiveTable.close_all()
+    return dataclasses.replace(_report(spec, config, result), stopped_by=stopped_by)
+
+
+def _report(spec: PipelineSpec, config: Any, result: Any) -> RunReport:
+    """The report of a run as its counters are now."""
     return RunReport(
         pipeline=spec.name,
         state=str(result.state),
         counters=counter_totals(result.metrics()),
         delivered=spec.delivered,
         splits=spec.splits,
-        stopped_by=stopped_by,
         outputs={
             "source": str(config.source.endpoint),
             "sink": str(config.sink.endpoint),

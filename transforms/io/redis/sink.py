@@ -257,6 +257,22 @@ class _Target:
             return SCRIPTS[self.mode]
         return None
 
+    def connection(self) -> dict[str, Any]:
+        """Keyword arguments of a redis-py client of the server, the password resolved."""
+        password = self.password
+        if self.password_ref is not None:
+            password = resolve_secret(self.password_ref, timeout=self.timeout)
+        return {
+            "host": self.host,
+            "port": self.port,
+            "db": self.db,
+            "username": self.username,
+            "password": password,
+            "ssl": self.tls,
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+        }
+
     def command(self, data: Mapping[str, Any]) -> _Command:
         """Builds the write of one record; raises `SinkRejected` when it cannot be built."""
         change = _state_change(data) if self.mode == "state" else None
@@ -339,19 +355,11 @@ class _WriteFn(BatchingFn[_Command]):
 
     def setup(self) -> None:
         target = self._target
-        password = target.password
-        if target.password_ref is not None:
-            password = resolve_secret(target.password_ref, timeout=target.timeout)
+        settings = target.connection()
         self._pool = redis.ConnectionPool(
-            connection_class=redis.SSLConnection if target.tls else redis.Connection,
-            host=target.host,
-            port=target.port,
-            db=target.db,
-            username=target.username,
-            password=password,
-            socket_timeout=target.timeout,
-            socket_connect_timeout=target.timeout,
+            connection_class=redis.SSLConnection if settings.pop("ssl") else redis.Connection,
             retry=Retry(NoBackoff(), 0),  # the retries are the RetryPolicy's
+            **settings,
         )
         self._client = redis.Redis(connection_pool=self._pool)
         script = target.script
@@ -524,6 +532,23 @@ class RedisSink(Sink):
     def mode(self) -> str:
         """The write mode: one of `MODES`."""
         return self._target.mode
+
+    @property
+    def key(self) -> KeyTemplate:
+        """The key template (the channel's, for ``publish``)."""
+        return self._target.key
+
+    def connection(self) -> dict[str, Any]:
+        """Returns keyword arguments of a client of the sink's server.
+
+        For messages beside the records: ``redis.Redis(**sink.connection())`` or
+        ``redis.asyncio.Redis(**sink.connection())``.
+
+        ``{"host": ..., "port": ..., "db": ..., "username": ..., "password": ..., "ssl": ...,
+        "socket_timeout": ..., "socket_connect_timeout": ...}``, the password resolved from its
+        environment variable or secret.
+        """
+        return self._target.connection()
 
     @staticmethod
     def _delete_ttl(endpoint: Endpoint, key: KeyTemplate) -> int:
