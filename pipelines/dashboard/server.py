@@ -163,11 +163,12 @@ def _redis_sink(flag: str, uri: str, mode: str) -> RedisSink:
 def _options(argv: Sequence[str]) -> dict[str, str]:
     values = {"sink": "", "publish": "", "host": "127.0.0.1", "port": str(DEFAULT_PORT),
               "rows": "500"}  # fmt: skip
+    flags = [f"--{name}" for name in values]
     for arg in argv:
         name, equals, value = arg.removeprefix("--").partition("=")
         if not arg.startswith("--") or not equals or name not in values:
             raise OptionError(
-                f"dashboard: unknown argument {arg!r}{closest(name, [*values])}; use "
+                f"dashboard: unknown argument {arg!r}{closest(f'--{name}', flags)}; use "
                 "--sink=URI, --publish=URI, --host=ADDRESS, --port=N or --rows=N"
             )
         values[name] = value

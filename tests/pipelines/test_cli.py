@@ -183,6 +183,7 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         (("demo", "--colour=red"), 2, "--colour", "--output=DIR"),
         (("demo", "--count=many"), 2, "--count", "whole number"),
         (("demo", "--output={tmp}/folder"), 2, "--output", "not an empty folder"),
+        (("dashboard", "--sink=file:///tmp/rows"), 2, "--sink", "mode=hash"),
         (("docs", "extra"), 2, "docs", "unexpected"),
         (("services", "restart"), 2, "'restart'", "choose from"),
         (("services", "status", "mysql"), 2, "mysql", "known: pubsub"),
