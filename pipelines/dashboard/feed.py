@@ -122,12 +122,13 @@ class Feed:
         while True:
             try:
                 await self._follow()
-            except (redis.RedisError, OSError) as error:
+            except Exception as error:  # Redis went away (RedisError, OSError), or worse
                 if self.up:
                     delay = FIRST_DELAY
                 message = f"{type(error).__name__}: {error}"
                 if self.up or self.error != message:
-                    log.warning("Redis: %s; connecting again", message)
+                    known = isinstance(error, (redis.RedisError, OSError))
+                    log.warning("Redis: %s; connecting again", message, exc_info=not known)
                     self.up, self.error = False, message
                     self._emit({"type": "redis", "up": False, "error": message})
             await asyncio.sleep(delay)

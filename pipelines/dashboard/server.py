@@ -149,10 +149,10 @@ class Dashboard:
 
 
 def _redis_sink(flag: str, uri: str, mode: str) -> RedisSink:
+    """Returns the run's ``--sink`` (``mode=hash``) or ``--publish`` (``mode=publish``)."""
     sink = make_sink(uri, SinkContext("metrics_to_redis"))
     if not isinstance(sink, RedisSink) or sink.mode != mode:
-        example = demo_sink("redis://HOST:6379/0") if mode == "hash" else demo_publish(
-            "redis://HOST:6379/0")  # fmt: skip
+        example = (demo_sink if mode == "hash" else demo_publish)("redis://HOST:6379/0")
         raise OptionError(
             f"--{flag}={redact(uri)}: give the run's --{flag}, a Redis URI with mode={mode}, "
             f"e.g. {example}"
@@ -161,8 +161,9 @@ def _redis_sink(flag: str, uri: str, mode: str) -> RedisSink:
 
 
 def _options(argv: Sequence[str]) -> dict[str, str]:
-    values = {"sink": "", "publish": "", "host": "127.0.0.1", "port": str(DEFAULT_PORT),
-              "rows": "500"}  # fmt: skip
+    """Returns the options' values, defaults filled in; raises `OptionError`."""
+    values = {"sink": "", "publish": "", "host": "127.0.0.1", "port": str(DEFAULT_PORT)}
+    values["rows"] = "500"
     flags = [f"--{name}" for name in values]
     for arg in argv:
         name, equals, value = arg.removeprefix("--").partition("=")
