@@ -4,7 +4,7 @@
   ``transforms.dead_letter.DEAD_LETTER_SCHEMA``.
 * ``terraform/schemas/cdc_staging.json`` and ``cdc_replica.json``: the CDC staging
   (changelog) and replica tables of the ``bigquery-replica://`` sink, from
-  ``transforms.io.bigquery.replica.STAGING_SCHEMA`` and ``REPLICA_SCHEMA``.
+  ``transforms.io.bigquery.replica_tables.STAGING_SCHEMA`` and ``REPLICA_SCHEMA``.
 * ``terraform/modules/wiring/pipeline_options.json``: every pipeline of ``pipelines.catalog``
   with its template's parameters (the ``pipeline`` selector, then every option: name,
   required, default), from which the wiring module builds the Flex Template job's
@@ -37,15 +37,15 @@ def dead_letter_schema() -> list[dict[str, Any]]:
 
 
 def cdc_staging_schema() -> list[dict[str, Any]]:
-    """The CDC staging (changelog) tables' schema: ``bigquery_replica.STAGING_SCHEMA``."""
-    from transforms.io.bigquery.replica import STAGING_SCHEMA
+    """The CDC staging (changelog) tables' schema: ``replica_tables.STAGING_SCHEMA``."""
+    from transforms.io.bigquery.replica_tables import STAGING_SCHEMA
 
     return STAGING_SCHEMA.to_bigquery()
 
 
 def cdc_replica_schema() -> list[dict[str, Any]]:
-    """The CDC replica tables' schema: ``bigquery_replica.REPLICA_SCHEMA``."""
-    from transforms.io.bigquery.replica import REPLICA_SCHEMA
+    """The CDC replica tables' schema: ``replica_tables.REPLICA_SCHEMA``."""
+    from transforms.io.bigquery.replica_tables import REPLICA_SCHEMA
 
     return REPLICA_SCHEMA.to_bigquery()
 

@@ -1,7 +1,7 @@
 """Shared pytest fixtures: the real local servers, state resets and unique names.
 
 Each server fixture is session-scoped: it starts its server (``pipelines.devtools.services.up``)
-unless it is already running, yields its :class:`pipelines.devtools.services.ServiceSpec`
+unless it is already running, yields its :class:`pipelines.devtools.services.specs.ServiceSpec`
 (``.endpoint``, ``.host``, ``.port``, ``.env_var``), and at the end of the session stops the server
 only if the fixture started it, so servers started by hand (``python -m pipelines services up``)
 stay up.
@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from pipelines.devtools import services
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services import probes, programs, specs
+from pipelines.devtools.services.specs import ServiceSpec
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,19 +36,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @contextlib.contextmanager
 def _serving(name: str) -> Iterator[ServiceSpec]:
-    available, message = services.is_available(name)
+    available, message = programs.is_available(name)
     if not available:
         reason = f"{name} server not installed: {message}"
-        if services.services_required():
+        if specs.services_required():
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     started_here = not services.is_running(name)
     try:
         services.up([name])
-    except services.ServiceError as exc:
+    except specs.ServiceError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
-        yield services.SPECS[name]
+        yield specs.SPECS[name]
     finally:
         if started_here:
             services.down([name])
@@ -99,7 +100,7 @@ def redis_server() -> Iterator[ServiceSpec]:
 @pytest.fixture
 def redis_clean(redis_server: ServiceSpec) -> ServiceSpec:
     """Redis with every key deleted before the test."""
-    services.reset_redis()
+    probes.reset_redis()
     return redis_server
 
 
@@ -119,7 +120,7 @@ def redis_db(redis_server: ServiceSpec, unique_name: str) -> Iterator[Any]:
 @pytest.fixture
 def kinesis_clean(kinesis_server: ServiceSpec) -> ServiceSpec:
     """The Kinesis server with every stream deleted before the test."""
-    services.reset_kinesis()
+    probes.reset_kinesis()
     return kinesis_server
 
 
@@ -134,7 +135,7 @@ def pubsub_topic(pubsub_emulator: ServiceSpec, unique_name: str) -> Iterator[tup
     """A new topic with one subscription on the emulator: ``(topic path, subscription path)``."""
     from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
-    project = services.BIGQUERY_PROJECT
+    project = specs.BIGQUERY_PROJECT
     topic = f"projects/{project}/topics/{unique_name}"
     subscription = f"projects/{project}/subscriptions/{unique_name}"
     publisher, subscriber = PublisherClient(), SubscriberClient()

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from pipelines.devtools import services
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services import probes, processes, specs
+from pipelines.devtools.services.specs import ServiceSpec
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +112,7 @@ def test_bigquery_dataset_table_insert_query(
     from google.cloud import bigquery
 
     client = bigquery.Client(
-        project=services.BIGQUERY_PROJECT,
+        project=specs.BIGQUERY_PROJECT,
         credentials=AnonymousCredentials(),
         client_options=ClientOptions(api_endpoint=bigquery_emulator.endpoint),
     )
@@ -119,7 +120,7 @@ def test_bigquery_dataset_table_insert_query(
     try:
         table = client.create_table(
             bigquery.Table(
-                f"{services.BIGQUERY_PROJECT}.{unique_name}.events",
+                f"{specs.BIGQUERY_PROJECT}.{unique_name}.events",
                 schema=[
                     bigquery.SchemaField("id", "STRING", mode="REQUIRED"),
                     bigquery.SchemaField("amount", "INT64"),
@@ -160,10 +161,10 @@ def test_status_reports_every_server_running(
     redis_server: ServiceSpec,
 ) -> None:
     report = services.status()
-    assert set(report) == set(services.SPECS)
+    assert set(report) == set(specs.SPECS)
     for name, state in report.items():
         assert state.startswith("running"), f"{name}: {state}"
-        assert services.is_answering(name)
+        assert probes.is_answering(name)
 
 
 def test_cli_status_prints_one_line_per_service(redis_server: ServiceSpec) -> None:
@@ -200,28 +201,28 @@ def test_endpoints() -> None:
 
 
 def test_unknown_service_is_an_error() -> None:
-    with pytest.raises(services.ServiceError, match="unknown service"):
+    with pytest.raises(specs.ServiceError, match="unknown service"):
         services.up(["nosuch"])
 
 
 def test_redis_down_then_up(redis_server: ServiceSpec) -> None:
-    if services.running_pid("redis") is None:
+    if processes.running_pid("redis") is None:
         pytest.skip("redis was started outside pipelines.devtools.services; not stopping it")
     services.down(["redis"])
     assert services.status(["redis"]) == {"redis": "stopped"}
-    assert not services.is_answering("redis")
-    assert not services.pid_file("redis").exists()
+    assert not probes.is_answering("redis")
+    assert not specs.pid_file("redis").exists()
 
     # A PID file left by a server that died is stale: status ignores it and up replaces it.
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    services.pid_file("redis").write_text(f"{dead.pid}\n")
+    specs.pid_file("redis").write_text(f"{dead.pid}\n")
     assert services.status(["redis"]) == {"redis": "stopped"}
 
     services.up(["redis"])
-    pid = services.running_pid("redis")
+    pid = processes.running_pid("redis")
     assert pid is not None and pid != dead.pid
     assert services.status(["redis"]) == {"redis": f"running (pid {pid})"}
-    assert services.is_answering("redis")
+    assert probes.is_answering("redis")
     services.up(["redis"])  # idempotent: the running server is kept
-    assert services.running_pid("redis") == pid
+    assert processes.running_pid("redis") == pid

@@ -24,7 +24,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.options import OptionError
 from pipelines.framework.run import build_pipeline, run_pipeline
 from transforms.metrics import DEAD_LETTERED, READ

@@ -21,7 +21,7 @@ from apache_beam.testing import test_stream
 from google.cloud import bigquery
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.options import OptionError
 from pipelines.framework.run import RunReport, build_pipeline, run_pipeline
 from transforms.blocks import Batch

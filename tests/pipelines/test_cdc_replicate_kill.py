@@ -24,7 +24,7 @@ import pytest
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.run import run_pipeline
 from tests.outage import OutageProxy, outage_proxy
 from tests.pipelines.test_cdc_replicate_live import (  # noqa: F401 (fixtures)
@@ -36,7 +36,7 @@ from tests.pipelines.test_cdc_replicate_live import (  # noqa: F401 (fixtures)
     make_topic,
     redis_state,
 )
-from transforms.io.kafka.read import COMMIT_INTERVAL_SECONDS
+from transforms.io.kafka.live import COMMIT_INTERVAL_SECONDS
 from transforms.metrics import DEAD_LETTERED
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_direct_runner")]

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from google.cloud import bigquery
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.run import RunReport, run_pipeline
 from transforms.io.bigquery.client import bounded_retry, make_client
 from transforms.metrics import DEAD_LETTERED, READ

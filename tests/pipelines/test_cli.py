@@ -299,18 +299,17 @@ def test_gcloud_equivalent_uses_only_flags_gcloud_has() -> None:
 
 def test_services_env_exports_every_running_server() -> None:
     from pipelines.devtools import services
+    from pipelines.devtools.services.specs import SPECS
 
     result = cli("services", "env")
     assert result.returncode == 0
-    running = [name for name in services.SPECS if services.is_running(name)]
+    running = [name for name in SPECS if services.is_running(name)]
     assert running, "the local servers run in this suite"
-    expected = {
-        f"export {services.SPECS[name].env_var}={services.SPECS[name].endpoint}" for name in running
-    }
+    expected = {f"export {SPECS[name].env_var}={SPECS[name].endpoint}" for name in running}
     assert set(result.stdout.splitlines()) == expected
     status = cli("services", "status").stdout
     for name in running:
-        assert services.SPECS[name].endpoint in status
+        assert SPECS[name].endpoint in status
 
 
 def test_a_successful_run_leaves_no_temporary_folders(tmp_path: Path) -> None:

@@ -23,13 +23,13 @@ import redis
 from google.cloud import bigquery
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import BIGQUERY_PROJECT, ServiceSpec
+from pipelines.devtools.services.specs import BIGQUERY_PROJECT, ServiceSpec
 from pipelines.framework.run import build_pipeline, run_pipeline
 from tests.support import pull_json
 from transforms.io.bigquery.client import bounded_retry
 from transforms.io.bigquery.client import make_client as bigquery_client
 from transforms.io.endpoint import EndpointError
-from transforms.io.kinesis import StreamTarget, make_client
+from transforms.io.kinesis.client import StreamTarget, make_client
 from transforms.io.redis.text import to_text
 from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN
 

@@ -16,7 +16,7 @@ from google.cloud import bigquery
 from google.cloud.pubsub_v1 import PublisherClient
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import BIGQUERY_PROJECT
+from pipelines.devtools.services.specs import BIGQUERY_PROJECT
 from pipelines.framework.run import build_pipeline
 from transforms.dead_letter import DEAD_LETTER_SCHEMA
 from transforms.io.bigquery.client import ensure_table, make_client

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.run import RunReport, run_pipeline
 from pipelines.framework.spine import load_schema
 from tests.support import run_sink
@@ -232,8 +232,8 @@ def test_pubsub_sink_dead_letters_text_that_is_not_utf8(
 def test_kinesis_sink_dead_letters_text_that_is_not_utf8(
     kinesis_server: ServiceSpec, unique_name: str
 ) -> None:
-    from transforms.io.kinesis import StreamTarget
-    from transforms.io.kinesis import make_client as kinesis_client
+    from transforms.io.kinesis.client import StreamTarget
+    from transforms.io.kinesis.client import make_client as kinesis_client
 
     client = kinesis_client(StreamTarget("x", "us-east-1", kinesis_server.endpoint, "kinesis://x"))
     client.create_stream(StreamName=unique_name, ShardCount=1)

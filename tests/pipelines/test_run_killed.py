@@ -32,7 +32,7 @@ import pytest
 from google.cloud import bigquery
 from google.cloud.pubsub_v1 import PublisherClient
 
-from pipelines.devtools.services import BIGQUERY_PROJECT
+from pipelines.devtools.services.specs import BIGQUERY_PROJECT
 from tests.pipelines.test_events_to_bigquery_live import event, rows, wait_for
 from transforms.io.bigquery.client import make_client
 

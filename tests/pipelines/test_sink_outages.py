@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from tests.outage import OutageProxy, outage_proxy
 from tests.support import pull_json, run_sink
 from tests.transforms.io.test_kinesis import REGION, _stream_records, client_for

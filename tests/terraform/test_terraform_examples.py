@@ -18,7 +18,7 @@ from tfcheck import MODULES, ROOT, STUBS, TERRAFORM, load_hcl, named_blocks
 
 from pipelines.catalog import get_pipeline
 from pipelines.framework.templates import SELECTOR
-from transforms.io.bigquery.replica import replica_name
+from transforms.io.bigquery.replica_tables import replica_name
 
 GCP_VARS = {
     "project_id": "acme-data-dev",

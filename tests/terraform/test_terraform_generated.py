@@ -10,7 +10,7 @@ from tfcheck import MODULES, ROOT, TERRAFORM, load_script
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.framework.templates import SELECTOR
 from transforms.dead_letter import DEAD_LETTER_SCHEMA
-from transforms.io.bigquery.replica import REPLICA_SCHEMA, STAGING_SCHEMA
+from transforms.io.bigquery.replica_tables import REPLICA_SCHEMA, STAGING_SCHEMA
 
 generate = load_script("generate")
 

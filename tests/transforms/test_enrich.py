@@ -31,8 +31,9 @@ from transforms.blocks import Block
 from transforms.cdc.change import Change
 from transforms.enrich.base import EnrichSettings, enrich_from_uri, key_function, reference_key
 from transforms.enrich.cdc_table import ChangelogEnrich
+from transforms.enrich.loaders import Table
 from transforms.enrich.redis_lookup import RedisLookup, TtlCache, from_text
-from transforms.enrich.side_input import SideInputEnrich, Table
+from transforms.enrich.side_input import SideInputEnrich
 from transforms.event_time import format_timestamp
 from transforms.io.bigquery.client import make_client
 from transforms.io.endpoint import EndpointError

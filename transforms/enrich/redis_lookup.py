@@ -58,7 +58,7 @@ from transforms.enrich.base import (
     parse_key,
 )
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis.sink import DEFAULT_PORT, check_port, database, is_transient
+from transforms.io.redis.connection import DEFAULT_PORT, check_port, database, is_transient
 from transforms.io.redis.text import KeyTemplate
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record

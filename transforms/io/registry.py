@@ -33,15 +33,15 @@ SOURCES = {
     "generator": "transforms.io.generator:GeneratorSource",
     "file": "transforms.io.files:FileSource",
     "pubsub": "transforms.io.pubsub.endpoints:PubSubSource",
-    "kinesis": "transforms.io.kinesis:KinesisSource",
+    "kinesis": "transforms.io.kinesis.endpoints:KinesisSource",
     "kafka": "transforms.io.kafka.endpoints:KafkaSource",
 }
 SINKS = {
     "file": "transforms.io.files:FileSink",
     "stdout": "transforms.io.stdout:StdoutSink",
     "console": "transforms.io.console:ConsoleSink",
-    "pubsub": "transforms.io.pubsub.endpoints:PubSubSink",
-    "kinesis": "transforms.io.kinesis:KinesisSink",
+    "pubsub": "transforms.io.pubsub.write:PubSubSink",
+    "kinesis": "transforms.io.kinesis.write:KinesisSink",
     "bigquery": "transforms.io.bigquery.sink:BigQuerySink",
     "bigquery-replica": "transforms.io.bigquery.replica:BigQueryReplicaSink",
     "redis": "transforms.io.redis.sink:RedisSink",
@@ -51,10 +51,10 @@ SINKS = {
 # Enrich references (`transforms.enrich.base.enrich_from_uri`): the loaders of whole
 # reference tables, held in a side input, each with ``from_endpoint(endpoint, key)``...
 REFERENCES = {
-    "file": "transforms.enrich.side_input:JsonLinesLoader",
-    "bigquery": "transforms.enrich.side_input:BigQueryLoader",
-    "redis": "transforms.enrich.side_input:RedisHashLoader",
-    "rediss": "transforms.enrich.side_input:RedisHashLoader",
+    "file": "transforms.enrich.loaders:JsonLinesLoader",
+    "bigquery": "transforms.enrich.loaders:BigQueryLoader",
+    "redis": "transforms.enrich.loaders:RedisHashLoader",
+    "rediss": "transforms.enrich.loaders:RedisHashLoader",
 }
 # ... and the stores looked up record by record, each with ``from_endpoint(endpoint, settings)``.
 LOOKUPS = {
@@ -105,7 +105,7 @@ def make_sink(uri: str, context: SinkContext) -> Sink:
 def make_loader(endpoint: Endpoint, key: KeyTemplate) -> Any:
     """Returns the loader of the reference table ``endpoint`` names, keyed by ``key``.
 
-    The loader is a `transforms.enrich.side_input.Loader`; raises `EndpointError` with the
+    The loader is a `transforms.enrich.loaders.Loader`; raises `EndpointError` with the
     known schemes, or for a URI its loader cannot use.
     """
     return load_scheme(REFERENCES, endpoint, "reference").from_endpoint(endpoint, key)

@@ -32,7 +32,7 @@ locals {
     }
   }
 
-  # bigquery_replica.replica_name: every character but ASCII letters, digits and _ becomes _.
+  # replica_tables.replica_name: every character but ASCII letters, digits and _ becomes _.
   cdc_names = var.cdc == null ? {} : {
     for t in var.cdc.source_tables : t => {
       replica = replace(t, "/[^A-Za-z0-9_]/", "_")

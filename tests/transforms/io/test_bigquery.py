@@ -14,7 +14,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import bigquery
 
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from tests.support import run_sink, write_dead_letters
 from transforms.blocks import Block
 from transforms.dead_letter import (

@@ -16,7 +16,7 @@ from apache_beam.testing import test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from google.cloud import bigquery
 
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from tests.support import no_dead_letters, run_sink
 from transforms.blocks import Batch
 from transforms.cdc.change import Change

@@ -1,4 +1,4 @@
-"""Tests of transforms.io.files: the JSON Lines source, the JSONL and Parquet sinks."""
+"""Tests of transforms.io.files and .parquet: the JSON Lines source, the JSONL and Parquet sinks."""
 
 from __future__ import annotations
 
@@ -30,16 +30,9 @@ from transforms.dead_letter import DEAD_LETTER_SCHEMA, MAX_PAYLOAD_PREFIX, error
 from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.files import (
-    ROW_GROUP_ROWS,
-    FileSink,
-    FileSource,
-    JsonLinesFileSink,
-    ParquetFileSink,
-    _WriteBundleFiles,
-    arrow_schema,
-)
+from transforms.io.files import FileSink, FileSource, JsonLinesFileSink, _WriteBundleFiles
 from transforms.io.lines import CHUNK_BYTES, read_lines
+from transforms.io.parquet import ROW_GROUP_ROWS, ParquetFileSink, arrow_schema
 from transforms.io.registry import make_sink, make_source
 from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Oversize, Record

@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.run import run_pipeline
 from tests.support import write_dead_letters
 from transforms.blocks import Batch
@@ -34,13 +34,10 @@ from transforms.dead_letter_writer import DeadLetterWriteError, dead_letter_sink
 from transforms.event_time import format_timestamp
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.kafka.bounded import share
 from transforms.io.kafka.endpoints import KafkaSink, KafkaSource, java_consumer_config
-from transforms.io.kafka.read import (
-    IDLE_SKEW_SECONDS,
-    LiveKafkaReader,
-    java_row_to_message,
-    share,
-)
+from transforms.io.kafka.live import IDLE_SKEW_SECONDS, LiveKafkaReader
+from transforms.io.kafka.read import java_row_to_message
 from transforms.io.registry import make_sink, make_source
 from transforms.message import Message, Origin, Record
 from transforms.metrics import DEAD_LETTERED, READ, WRITTEN, counter_totals

@@ -23,24 +23,19 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services import BIGQUERY_PROJECT, ServiceSpec
+from pipelines.devtools.services.specs import BIGQUERY_PROJECT, ServiceSpec
 from pipelines.framework.run import run_pipeline
 from transforms.blocks import Batch
 from transforms.event_time import parse_timestamp
-from transforms.io import kinesis
 from transforms.io.base import SinkContext
 from transforms.io.bigquery.client import bounded_retry
 from transforms.io.bigquery.client import make_client as bigquery_client
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.kinesis import (
-    KinesisLiveReader,
-    KinesisSink,
-    KinesisSource,
-    ReadSettings,
-    StreamTarget,
-    make_client,
-    read_lineage,
-)
+from transforms.io.kinesis import write
+from transforms.io.kinesis.client import StreamTarget, list_shards, make_client
+from transforms.io.kinesis.endpoints import KinesisSource
+from transforms.io.kinesis.read import KinesisLiveReader, ReadSettings, read_lineage
+from transforms.io.kinesis.write import KinesisSink
 from transforms.io.registry import make_sink, make_source
 from transforms.message import Message, Origin, Record
 from transforms.metrics import DEAD_LETTERED, READ, WRITTEN, counter_totals
@@ -245,7 +240,7 @@ def test_resharding_between_puts_and_during_a_read_loses_nothing(
                                           ScalingType="UNIFORM_SCALING")  # fmt: skip
 
     assert sorted(read) == sorted(payloads)
-    shards = kinesis.list_shards(client, stream)
+    shards = list_shards(client, stream)
     assert len([s for s in shards if not s.closed]) == 8
     assert from_zero > 5, "shard 0 was resharded in the middle of its read"
     assert sorted(row[3] for row in read_all(uri(kinesis_server, stream))) == sorted(payloads)
@@ -314,7 +309,7 @@ def _record(i: int, user: str) -> Record:
 
 def _stream_records(client: Any, stream: str) -> list[tuple[dict[str, Any], str]]:
     out = []
-    for shard in kinesis.list_shards(client, stream):
+    for shard in list_shards(client, stream):
         iterator = client.get_shard_iterator(
             StreamName=stream, ShardId=shard.shard_id, ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
@@ -392,9 +387,9 @@ class _FailFirstCall:
 def test_failed_subset_of_a_put_is_retried_then_dead_lettered_by_error_code(
     kinesis_server: ServiceSpec, stream: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = kinesis.make_client
+    real = make_client
     monkeypatch.setattr(
-        kinesis, "make_client", lambda target, retries=10: _FailFirstCall(real(target, retries))
+        write, "make_client", lambda target, retries=10: _FailFirstCall(real(target, retries))
     )
     _CALLS.clear()
     keys = ["ok-1", "throttle-1", "ok-2", "throttle-2", "refused-1", "always-throttled-1"]

@@ -21,13 +21,14 @@ from google.api_core.exceptions import DeadlineExceeded
 from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 from google.cloud.pubsub_v1.types import PublisherOptions
 
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from tests.support import write_dead_letters
 from transforms.blocks import Batch
 from transforms.dead_letter_writer import DeadLetterWriteError, dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.pubsub.endpoints import PubSubSink, PubSubSource
+from transforms.io.pubsub.endpoints import PubSubSource
+from transforms.io.pubsub.write import PubSubSink
 from transforms.message import Message, Origin, Record
 from transforms.metrics import counter_totals
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 import pytest
 import redis
 
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from tests.support import run_sink
 from transforms.dead_letter_writer import dead_letter_sink
 from transforms.io.base import SinkContext

@@ -16,7 +16,7 @@ import redis
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from tests.support import run_sink
 from transforms.blocks import Block
 from transforms.dead_letter import error_record

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from pipelines.devtools.services import ServiceSpec
+from pipelines.devtools.services.specs import ServiceSpec
 from tests.support import run_sink
 from transforms.cdc.change import Change
 from transforms.io.base import SinkContext

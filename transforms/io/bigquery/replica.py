@@ -64,304 +64,28 @@ so the next MERGE would take them).
 
 from __future__ import annotations
 
-import json
 import re
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms import trigger, window
-from apache_beam.utils.windowed_value import WindowedValue
-from google.cloud import bigquery
 
-from transforms.blocks import Block
 from transforms.cdc.apply import CHANGE_SCHEMA
-from transforms.cdc.change import Change, key_text, sequence_key
 from transforms.durations import parse_duration
-from transforms.errors import SinkRejected
-from transforms.event_time import format_timestamp
 from transforms.io.base import Sink, SinkContext
-from transforms.io.batching import Pending, dead_letter
-from transforms.io.bigquery.client import ensure_table, is_transient, make_client
-from transforms.io.bigquery.sink import (
-    MAX_BATCH_SIZE,
-    REQUEST_TIMEOUT,
-    InsertRowsFn,
-    InsertTarget,
-    to_json_row,
-)
+from transforms.io.bigquery.replica_steps import MergeFn, ReplicaTarget, StageFn, stage_tag
+from transforms.io.bigquery.replica_tables import NOT_NAME, STAGING_SCHEMA, replica_name
+from transforms.io.bigquery.sink import MAX_BATCH_SIZE, InsertRowsFn, InsertTarget
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.retry import RetryPolicy
-from transforms.message import Record
-from transforms.metrics import NAMESPACE
-from transforms.schema import Field, Schema
 
-__all__ = [
-    "MERGES",
-    "REPLICA_SCHEMA",
-    "STAGING_SCHEMA",
-    "BigQueryReplicaSink",
-    "merge_sql",
-    "replica_name",
-    "staging_row",
-]
-
-MERGES = "replica_merges"
-"""The counter of MERGE statements run."""
-
-MERGE_TIMEOUT = 600.0  # seconds a MERGE may run
-
-STAGING_SCHEMA = Schema(
-    (
-        Field("key", "STRING", "REQUIRED"),
-        Field("op", "STRING", "REQUIRED"),
-        Field("sequence_key", "STRING", "REQUIRED"),
-        Field("row", "JSON"),
-        Field("source_ts", "TIMESTAMP"),
-        Field("ingest_time", "TIMESTAMP", "REQUIRED"),
-    )
-)
-REPLICA_SCHEMA = Schema(
-    (
-        Field("key", "STRING", "REQUIRED"),
-        Field("row", "JSON"),
-        Field("_sequence", "STRING", "REQUIRED"),
-        Field("_deleted", "BOOLEAN", "REQUIRED"),
-        Field("_source_ts", "TIMESTAMP"),
-        Field("_merged_at", "TIMESTAMP", "REQUIRED"),
-    )
-)
+__all__ = ["BigQueryReplicaSink"]
 
 _PARAMS = frozenset(
     {"tables", "endpoint", "merge_every", "staging_suffix", "batch_size", "attempts"}
 )
 _DATASET = re.compile(r"(?P<project>[a-z][a-z0-9-]*[a-z0-9])[:/](?P<dataset>\w+)")
-_NOT_NAME = re.compile(r"\W", re.ASCII)
 _REJECTED = "rejected"
 _INSERTED = "inserted"
-
-
-def replica_name(table: str) -> str:
-    """Returns the replica table's name of a source table.
-
-    ``inventory.customers`` gives ``inventory_customers``: every character but ASCII letters,
-    digits and ``_`` becomes ``_``.
-    """
-    return _NOT_NAME.sub("_", table)
-
-
-def _stage_tag(name: str) -> str:
-    """Returns the output tag of the staging rows of replica table ``name``."""
-    return f"stage:{name}"
-
-
-def _json_text(value: Any) -> str:
-    """Returns ``value`` as compact JSON with sorted keys, bytes as base64."""
-    return json.dumps(to_json_row(value), sort_keys=True, separators=(",", ":"), default=str)
-
-
-def staging_row(change: Change, ingest_time: float) -> dict[str, Any]:
-    """Returns the staging-table row of a change (see this module for the columns).
-
-    Args:
-        change: the change.
-        ingest_time: when it was staged, in epoch seconds.
-
-    Returns:
-        E.g. ``{"key": '{"id":1}', "op": "upsert", "sequence_key": "0000...0005", "row":
-        '{"email":"a@b.c","id":1}', "source_ts": "2026-11-25T10:00:00Z", "ingest_time":
-        "2026-11-25T10:00:02Z"}``; ``row`` is JSON text, as BigQuery's insert API wants it.
-    """
-    return {
-        "key": key_text(change.key),
-        "op": change.op,
-        "sequence_key": sequence_key(change.sequence),
-        "row": None if change.row is None else _json_text(change.row),
-        "source_ts": change.source_ts,
-        "ingest_time": format_timestamp(ingest_time),
-    }
-
-
-def merge_sql(replica: str, staging: str) -> str:
-    """Returns the MERGE of a staging table into its replica table.
-
-    Args:
-        replica: the replica table, ``project.dataset.table``.
-        staging: its staging table, ``project.dataset.table``.
-
-    Returns:
-        GoogleSQL with two parameters: ``@truncated``, the ``sequence_key`` of the latest
-        staged truncate (``""`` when there is none), and ``@truncated_ts``, its ``source_ts``.
-    """
-    return f"""
-MERGE `{replica}` AS t
-USING (
-  SELECT `key`, `op`, `sequence_key`, `row`, `source_ts` FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY `key` ORDER BY `sequence_key` DESC) AS _rank
-    FROM `{staging}`
-    WHERE `op` != 'truncate' AND `sequence_key` > @truncated
-  ) WHERE _rank = 1
-) AS s
-ON t.`key` = s.`key`
-WHEN MATCHED AND s.`sequence_key` > t.`_sequence` THEN UPDATE SET
-  `row` = s.`row`, `_sequence` = s.`sequence_key`, `_deleted` = s.`op` = 'delete',
-  `_source_ts` = s.`source_ts`, `_merged_at` = CURRENT_TIMESTAMP()
-WHEN NOT MATCHED THEN
-  INSERT (`key`, `row`, `_sequence`, `_deleted`, `_source_ts`, `_merged_at`)
-  VALUES (s.`key`, s.`row`, s.`sequence_key`, s.`op` = 'delete', s.`source_ts`,
-          CURRENT_TIMESTAMP())
-WHEN NOT MATCHED BY SOURCE AND t.`_sequence` < @truncated THEN UPDATE SET
-  `row` = NULL, `_sequence` = @truncated, `_deleted` = TRUE, `_source_ts` = @truncated_ts,
-  `_merged_at` = CURRENT_TIMESTAMP()
-"""
-
-
-def _latest_truncate_sql(staging: str) -> str:
-    return (
-        f"SELECT `sequence_key`, `source_ts` FROM `{staging}` WHERE `op` = 'truncate' "
-        "ORDER BY `sequence_key` DESC LIMIT 1"
-    )
-
-
-@dataclass(frozen=True)
-class _Replica:
-    """What the staging and merge DoFns need, picklable.
-
-    Attributes:
-        project: the project of the dataset (and of the requests).
-        dataset: the dataset of the replica and staging tables.
-        endpoint: the emulator's REST URL, or ``None``.
-        tables: ``(source table, replica table name)`` pairs.
-        staging_suffix: appended to a replica table's name to name its staging table.
-        retry: how a request that failed transiently is sent again.
-        pipeline: the pipeline's name, for dead-letter records.
-    """
-
-    project: str
-    dataset: str
-    endpoint: str | None
-    tables: tuple[tuple[str, str], ...]
-    staging_suffix: str
-    retry: RetryPolicy
-    pipeline: str
-
-    def table(self, name: str) -> str:
-        """Returns ``project.dataset.name``."""
-        return f"{self.project}.{self.dataset}.{name}"
-
-    def staging(self, name: str) -> str:
-        """Returns the staging table of replica table ``name``, ``project.dataset.table``."""
-        return self.table(name + self.staging_suffix)
-
-
-class _StageFn(beam.DoFn):
-    """Turns blocks of change `Record`s into blocks of staging rows, tagged by replica table.
-
-    The main output is the dead-letter dicts of records that are not changes of a replicated
-    table.
-    """
-
-    def __init__(self, replica: _Replica) -> None:
-        self._replica = replica
-        self._names = dict(replica.tables)
-
-    def process(
-        self,
-        block: list[Record],
-        timestamp=beam.DoFn.TimestampParam,
-        window=beam.DoFn.WindowParam,
-    ) -> Iterator[WindowedValue | TaggedOutput]:
-        staged: dict[str, Block] = {}
-        for record in block:
-            try:
-                change = Change.from_dict(record.data)
-            except (KeyError, TypeError, ValueError) as error:
-                yield self._rejected(record, timestamp, window, f"not a CDC change: {error!r}")
-                continue
-            name = self._names.get(change.table)
-            if name is None:
-                yield self._rejected(
-                    record,
-                    timestamp,
-                    window,
-                    f"table {change.table!r} is not replicated; add it to tables= (replicated: "
-                    f"{sorted(self._names)})",
-                )
-                continue
-            row = Record(staging_row(change, time.time()), record.origin, record.event_time)
-            staged.setdefault(name, Block()).append(row)
-        for name, rows in staged.items():
-            yield TaggedOutput(_stage_tag(name), rows)
-
-    def _rejected(self, record: Record, timestamp: Any, window: Any, message: str) -> WindowedValue:
-        return dead_letter(
-            Pending(record, None, timestamp, window),
-            pipeline=self._replica.pipeline,
-            reason=SinkRejected.reason,
-            error_type=SinkRejected.__name__,
-            message=f"bigquery-replica {self._replica.project}:{self._replica.dataset}: {message}",
-        )
-
-
-class _MergeFn(beam.DoFn):
-    """Merges a staging table into its replica table.
-
-    Input: ``(staging table, changes staged since the last merge)``, after those changes were
-    inserted. Output: nothing.
-    """
-
-    def __init__(self, replica: _Replica) -> None:
-        self._replica = replica
-        self._replicas = {replica.staging(name): replica.table(name) for _, name in replica.tables}
-
-    def setup(self) -> None:
-        self._client = make_client(self._replica.project, self._replica.endpoint)
-        self._created: set[str] = set()
-        self._merges = Metrics.counter(NAMESPACE, MERGES)
-
-    def teardown(self) -> None:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            client.close()
-
-    def process(self, element: tuple[str, int]) -> None:
-        staging = element[0]
-        replica = self._replicas[staging]
-        if replica not in self._created:
-            ensure_table(self._client, replica, REPLICA_SCHEMA, timeout=REQUEST_TIMEOUT)
-            self._created.add(replica)
-        latest = self._query(_latest_truncate_sql(staging), [])
-        truncated, truncated_ts = (latest[0][0], latest[0][1]) if latest else ("", None)
-        self._query(
-            merge_sql(replica, staging),
-            [
-                bigquery.ScalarQueryParameter("truncated", "STRING", truncated),
-                bigquery.ScalarQueryParameter("truncated_ts", "TIMESTAMP", truncated_ts),
-            ],
-        )
-        self._merges.inc()
-
-    def _query(self, sql: str, parameters: list[Any]) -> list[Any]:
-        """Runs one query, again after transient failures; returns its rows."""
-        config = bigquery.QueryJobConfig(query_parameters=parameters)
-
-        def run() -> list[Any]:
-            job = self._client.query(
-                sql,
-                job_config=config,
-                timeout=REQUEST_TIMEOUT,
-                # The retries are the RetryPolicy's.
-                retry=None,  # type: ignore[arg-type]
-                job_retry=None,
-            )
-            return list(job.result(timeout=MERGE_TIMEOUT))
-
-        replica = self._replica
-        return replica.retry.call(run, is_transient, f"{replica.project}:{replica.dataset}")
 
 
 class BigQueryReplicaSink(Sink):
@@ -403,7 +127,7 @@ class BigQueryReplicaSink(Sink):
         if emulator is not None and not emulator.startswith(("http://", "https://")):
             raise EndpointError(f"{endpoint}: endpoint must be an http:// or https:// URL")
         suffix = endpoint.params.get("staging_suffix", "_changelog")
-        if not suffix or _NOT_NAME.search(suffix):
+        if not suffix or NOT_NAME.search(suffix):
             raise EndpointError(
                 f"{endpoint}: staging_suffix must be letters, digits and underscores"
             )
@@ -417,7 +141,7 @@ class BigQueryReplicaSink(Sink):
         self.batch_size = endpoint.positive("batch_size", int, 500)
         if self.batch_size > MAX_BATCH_SIZE:
             raise EndpointError(f"{endpoint}: batch_size must be at most {MAX_BATCH_SIZE}")
-        self.replica = _Replica(
+        self.replica = ReplicaTarget(
             project=match["project"],
             dataset=match["dataset"],
             endpoint=emulator,
@@ -468,8 +192,8 @@ class BigQueryReplicaSink(Sink):
     def expand(self, blocks: beam.PCollection) -> beam.PCollection:
         replica = self.replica
         names = [name for _, name in replica.tables]
-        staged = blocks | "Stage" >> beam.ParDo(_StageFn(replica)).with_outputs(
-            *map(_stage_tag, names), main=_REJECTED
+        staged = blocks | "Stage" >> beam.ParDo(StageFn(replica)).with_outputs(
+            *map(stage_tag, names), main=_REJECTED
         )
         dead_letters = [staged[_REJECTED]]
         inserted = []
@@ -488,7 +212,7 @@ class BigQueryReplicaSink(Sink):
                 counter=self.context.counter,
                 inserted_tag=_INSERTED,
             )
-            written = staged[_stage_tag(name)] | f"Insert {name}" >> beam.ParDo(
+            written = staged[stage_tag(name)] | f"Insert {name}" >> beam.ParDo(
                 InsertRowsFn(target)
             ).with_outputs(_INSERTED, main=_REJECTED)
             dead_letters.append(written[_REJECTED])
@@ -498,6 +222,6 @@ class BigQueryReplicaSink(Sink):
             | "Inserted" >> beam.Flatten()
             | "Merge window" >> self._merge_window(blocks)
             | "Per table" >> beam.CombinePerKey(sum)
-            | "Merge" >> beam.ParDo(_MergeFn(replica))
+            | "Merge" >> beam.ParDo(MergeFn(replica))
         )
         return dead_letters | "Dead letters" >> beam.Flatten()

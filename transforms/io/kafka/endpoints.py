@@ -52,17 +52,10 @@ from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from transforms.blocks import Batch
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.kafka.bounded import PROGRESS, CommitOffsets, bounded_read, leaves
 from transforms.io.kafka.client import CONNECTION_PARAMS, KafkaConnection
-from transforms.io.kafka.read import (
-    PROGRESS,
-    STARTS,
-    CommitOffsets,
-    ReadSettings,
-    bounded_read,
-    java_row_to_message,
-    leaves,
-    live_reader,
-)
+from transforms.io.kafka.live import live_reader
+from transforms.io.kafka.read import STARTS, ReadSettings, java_row_to_message
 from transforms.io.kafka.write import KafkaSink
 from transforms.io.live import DirectLiveRead
 from transforms.io.runners import check_runner
@@ -252,7 +245,7 @@ class KafkaSource(Source):
 
         Args:
             signals: PCollections whose completion means the records read were written,
-                e.g. a sink's dead-letter output; see `transforms.io.kafka.read.CommitOffsets`.
+                e.g. a sink's dead-letter output; see `transforms.io.kafka.bounded.CommitOffsets`.
 
         Returns:
             The (empty) output of the commit step.
@@ -276,7 +269,7 @@ class KafkaSource(Source):
         """Commits the read's offsets after every other step of the pipeline (with a group).
 
         A bounded Python read with ``group`` commits, in a last step that waits for every
-        branch end of the pipeline (`transforms.io.kafka.read.leaves`); other reads add nothing.
+        branch end of the pipeline (`transforms.io.kafka.bounded.leaves`); other reads add nothing.
         """
         progress = self._progress
         if progress is None or self.settings.group is None:

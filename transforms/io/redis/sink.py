@@ -83,53 +83,35 @@ superseded (not applied) counts as ``written``.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeAlias
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 import redis
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthorizationError
 from redis.retry import Retry
 
-from transforms.cdc.change import Change, sequence_key
 from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
-from transforms.io.batching import (
-    SINK_UNAVAILABLE,
-    BatchingFn,
-    Pending,
-    dead_letter,
-)
+from transforms.io.batching import SINK_UNAVAILABLE, BatchingFn, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis.scripts import SCRIPTS, SHAS
-from transforms.io.redis.text import KeyTemplate, to_json, to_text
+from transforms.io.redis.commands import Args, Command, WriteTarget
+from transforms.io.redis.connection import DEFAULT_PORT, check_port, database, is_transient
+from transforms.io.redis.text import KeyTemplate
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
 from transforms.metrics import NAMESPACE
 from transforms.secrets import password_reference, resolve_secret
 
-__all__ = [
-    "MODES",
-    "RedisSink",
-    "TruncateUnsupported",
-    "check_port",
-    "database",
-    "is_transient",
-]
+__all__ = ["MODES", "RedisSink"]
 
 MODES = ("hash", "string", "stream", "zset", "publish", "state")
-DEFAULT_PORT = 6379
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_DELETE_TTL = "7d"
 STATE_KEY_FIELDS = ("table", "key")  # the change fields a state key template may use
-STATE_FIELDS = ("_sequence", "_deleted")  # the fields state mode adds to a row
-
 _PARAMS = frozenset(
     {"mode", "key", "ttl", "batch_size", "attempts", "timeout", "password_env", "password_secret"}
 )
@@ -138,224 +120,34 @@ _MODE_PARAMS = {
     "stream": frozenset({"maxlen"}),
     "state": frozenset({"delete_ttl"}),
 }
-PORT_GIVEN = re.compile(r":[^\]]*$")  # a ":" after the host (IPv6 hosts are bracketed)
-
-Args: TypeAlias = tuple[str | bytes | int, ...]  # one command: its name, then its arguments
 
 
-class TruncateUnsupported(SinkRejected):
-    """A CDC truncate, which ``state`` mode cannot apply: Redis keys have no table scope."""
-
-    reason = "cdc_truncate_unsupported"
-
-
-def _score(data: Mapping[str, Any], name: str) -> str:
-    """Returns the score field of a record as text; raises `SinkRejected` unless a number."""
-    value = data.get(name)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return to_text(value)
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            pass
-        else:
-            return value
-    state = "missing" if name not in data else f"{value!r}, not a number"
-    raise SinkRejected(f"score field {name!r} is {state}")
+def _connection(target: WriteTarget) -> dict[str, Any]:
+    """Keyword arguments of a redis-py client of the target's server, the password resolved."""
+    password = target.password
+    if target.password_ref is not None:
+        password = resolve_secret(target.password_ref, timeout=target.timeout)
+    return {
+        "host": target.host,
+        "port": target.port,
+        "db": target.db,
+        "username": target.username,
+        "password": password,
+        "ssl": target.tls,
+        "socket_timeout": target.timeout,
+        "socket_connect_timeout": target.timeout,
+    }
 
 
-def _state_change(data: Mapping[str, Any]) -> Change:
-    """Returns the change of a record for ``state`` mode, its key in canonical form.
-
-    Raises:
-        SinkRejected: ``data`` is not a valid change.
-        TruncateUnsupported: the change is a truncate.
-
-    """
-    try:
-        change = Change.from_dict(dict(data))
-    except (KeyError, TypeError, ValueError) as error:
-        raise SinkRejected(f"not a CDC change: {error!r}") from None
-    if change.op == "truncate":
-        raise TruncateUnsupported(
-            f"a truncate of {change.table} cannot be applied to Redis state (no table scope)"
-        )
-    return change
-
-
-def _fields(data: Mapping[str, Any]) -> tuple[list[bytes], list[bytes]]:
-    """Returns a record's non-null fields as names and values, and the names of its null fields.
-
-    ``{"a": 1, "b": None}`` gives ``[b"a", b"1"]`` and ``[b"b"]`` (values as `to_text` writes
-    them). Text that is not UTF-8 raises `UnicodeEncodeError` here, for this record alone.
-    """
-    pairs: list[bytes] = []
-    removed: list[bytes] = []
-    for name, value in data.items():  # the hot loop of a sink: one conversion per field
-        if value is None:
-            removed.append(name.encode())
-        else:
-            pairs += (name.encode(), (value if type(value) is str else to_text(value)).encode())
-    return pairs, removed
-
-
-def _state_args(change: Change) -> tuple[str, ...]:
-    """Returns the state script's op, sequence key and field/value pairs of a change.
-
-    Raises:
-        SinkRejected: its row has a field of `STATE_FIELDS`.
-
-    """
-    row = change.row or {}
-    clashes = sorted(set(row) & set(STATE_FIELDS))
-    if clashes:
-        raise SinkRejected(f"the row has fields {clashes}, which state mode keeps for itself")
-    pairs = [(name, to_text(value)) for name, value in row.items() if value is not None]
-    return (change.op, sequence_key(change.sequence), *(text for pair in pairs for text in pair))
-
-
-class _Command(NamedTuple):
-    """One record's write: its key (or channel) and its command."""
-
-    key: str
-    args: Args
-
-
-@dataclass(frozen=True)
-class _Target:
-    """Everything the write DoFn needs, picklable; the password is never shown."""
-
-    where: str  # the endpoint URI, redacted
-    host: str
-    port: int
-    db: int
-    tls: bool
-    username: str | None
-    password: str | None = field(repr=False)
-    password_ref: str | None
-    mode: str
-    key: KeyTemplate
-    ttl: int | None
-    score: str | None
-    member: KeyTemplate | None
-    maxlen: int | None
-    delete_ttl: int | None
-    batch_size: int
-    retry: RetryPolicy
-    timeout: float
-    pipeline: str
-    counter: str
-
-    @property
-    def script(self) -> str | None:
-        """The Lua script of the writes, or None when they are plain commands.
-
-        A hash without ``ttl`` writes a record with both set and null fields with it.
-        """
-        if self.mode in ("state", "hash") or (self.ttl and self.mode in SCRIPTS):
-            return SCRIPTS[self.mode]
-        return None
-
-    def connection(self) -> dict[str, Any]:
-        """Keyword arguments of a redis-py client of the server, the password resolved."""
-        password = self.password
-        if self.password_ref is not None:
-            password = resolve_secret(self.password_ref, timeout=self.timeout)
-        return {
-            "host": self.host,
-            "port": self.port,
-            "db": self.db,
-            "username": self.username,
-            "password": password,
-            "ssl": self.tls,
-            "socket_timeout": self.timeout,
-            "socket_connect_timeout": self.timeout,
-        }
-
-    def command(self, data: Mapping[str, Any]) -> _Command:
-        """Builds the write of one record; raises `SinkRejected` when it cannot be built."""
-        change = _state_change(data) if self.mode == "state" else None
-        if change is not None:  # a state key reads only the table and the canonical key
-            data = {"table": change.table, "key": change.key}
-        key = self.key.render(data)
-        mode, ttl, name = self.mode, self.ttl, key.encode()
-        if mode in ("string", "publish"):
-            text = to_json(data).encode()
-            if mode == "publish":
-                return _Command(key, ("PUBLISH", name, text))
-            expiry = ("EX", ttl) if ttl else ()
-            return _Command(key, ("SET", name, text, *expiry))
-        if change is not None:
-            args = [str(self.delete_ttl).encode(), *(a.encode() for a in _state_args(change))]
-            return self._scripted(name, key, args)
-        if mode == "zset":
-            assert self.score is not None  # checked by RedisSink
-            member = to_json(data) if self.member is None else self.member.render(data)
-            args = [_score(data, self.score).encode(), member.encode()]
-            if ttl:
-                return self._scripted(name, key, args)
-            return _Command(key, ("ZADD", name, *args))
-        pairs, removed = _fields(data)
-        if mode == "stream":
-            if not pairs:
-                raise SinkRejected("the record has no non-null field to add to the stream")
-            if ttl:
-                return self._scripted(name, key, [str(self.maxlen or 0).encode()], pairs)
-            trim = ("MAXLEN", "~", self.maxlen) if self.maxlen else ()
-            return _Command(key, ("XADD", name, *trim, "*", *pairs))
-        if not data:
-            raise SinkRejected("the record has no field to write to the hash")
-        if ttl or (pairs and removed):
-            return self._scripted(name, key, [str(len(pairs) // 2).encode()], pairs, removed)
-        if not removed:
-            return _Command(key, ("HSET", name, *pairs))
-        return _Command(key, ("HDEL", name, *removed))
-
-    def _scripted(
-        self,
-        name: bytes,
-        key: str,
-        args: list[bytes],
-        pairs: Sequence[bytes] = (),
-        tail: Sequence[bytes] = (),
-    ) -> _Command:
-        """The script call of one write: ``EVALSHA sha 1 key ttl args... pairs... tail...``."""
-        return _Command(
-            key, ("EVALSHA", SHAS[self.mode], 1, name, self.ttl or 0, *args, *pairs, *tail)
-        )
-
-
-def check_port(endpoint: Endpoint) -> None:
-    """Raises `EndpointError` when the URI gives a port that is not a number."""
-    if endpoint.port is None and PORT_GIVEN.search(endpoint.authority):
-        raise EndpointError(f"{endpoint}: the port must be a number")
-
-
-def database(endpoint: Endpoint) -> int:
-    """Returns the database number of a ``redis://HOST:PORT/DB`` URI (0 when absent)."""
-    text = endpoint.path.strip("/") or "0"
-    if not text.isdigit():
-        raise EndpointError(f"{endpoint}: the path must be a database number, like /0")
-    return int(text)
-
-
-def is_transient(error: BaseException) -> bool:
-    """Unreachable, timed out or loading (`redis.BusyLoadingError`); not refused credentials."""
-    return isinstance(error, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(
-        error, (redis.AuthenticationError, AuthorizationError)
-    )
-
-
-class _WriteFn(BatchingFn[_Command]):
+class _WriteFn(BatchingFn[Command]):
     """Writes blocks of `Record`s in pipelined batches; outputs dead letters of failures."""
 
-    def __init__(self, target: _Target) -> None:
+    def __init__(self, target: WriteTarget) -> None:
         self._target = target
 
     def setup(self) -> None:
         target = self._target
-        settings = target.connection()
+        settings = _connection(target)
         self._pool = redis.ConnectionPool(
             connection_class=redis.SSLConnection if settings.pop("ssl") else redis.Connection,
             retry=Retry(NoBackoff(), 0),  # the retries are the RetryPolicy's
@@ -395,7 +187,7 @@ class _WriteFn(BatchingFn[_Command]):
         if pool is not None:
             pool.disconnect()
 
-    def _send(self, batch: list[Pending[_Command]]) -> list[Any]:
+    def _send(self, batch: list[Pending[Command]]) -> list[Any]:
         """Sends one batch in one round trip; returns each record's reply or `ResponseError`.
 
         Raises:
@@ -419,7 +211,7 @@ class _WriteFn(BatchingFn[_Command]):
                 raise loaded
         return replies[len(head) :]
 
-    def send(self, batch: list[Pending[_Command]]) -> Iterator[WindowedValue]:
+    def send(self, batch: list[Pending[Command]]) -> Iterator[WindowedValue]:
         target = self._target
         try:
             results = target.retry.call(lambda: self._send(batch), is_transient, target.where)
@@ -505,7 +297,7 @@ class RedisSink(Sink):
         member_fields = () if member_template is None else member_template.fields
         self._check_fields(endpoint, [*key.fields, *member_fields, score])
         delete_ttl = self._delete_ttl(endpoint, key) if mode == "state" else None
-        self._target = _Target(
+        self._target = WriteTarget(
             where=str(endpoint),
             host=endpoint.host,
             port=endpoint.port or DEFAULT_PORT,
@@ -548,7 +340,7 @@ class RedisSink(Sink):
         "socket_timeout": ..., "socket_connect_timeout": ...}``, the password resolved from its
         environment variable or secret.
         """
-        return self._target.connection()
+        return _connection(self._target)
 
     @staticmethod
     def _delete_ttl(endpoint: Endpoint, key: KeyTemplate) -> int:

@@ -19,6 +19,6 @@ output "reader_role_arn" {
 }
 
 output "source_uri" {
-  description = "The suite's Kinesis source URI (see transforms/io/kinesis.py)."
+  description = "The suite's Kinesis source URI (see transforms/io/kinesis/endpoints.py)."
   value       = "kinesis://${module.kinesis.stream_name}?region=${module.kinesis.region}"
 }

@@ -1,0 +1,1 @@
+"""``kinesis://`` endpoints: the client and shard listing, the read and the write."""
