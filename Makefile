@@ -44,8 +44,8 @@ demo: setup
 	$(PY) -m pipelines demo
 
 test: setup system-deps $(CHECKOV)
-	$(PY) -m pipelines services up
-	$(PY) -m pytest -q; status=$$?; $(PY) -m pipelines services down; exit $$status
+	$(PY) -m pipelines.devtools services up
+	$(PY) -m pytest -q; status=$$?; $(PY) -m pipelines.devtools services down; exit $$status
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -53,10 +53,10 @@ lint: setup
 	$(VENV)/bin/mypy transforms pipelines
 
 services-up: setup
-	$(PY) -m pipelines services up
+	$(PY) -m pipelines.devtools services up
 
 services-down: setup
-	$(PY) -m pipelines services down
+	$(PY) -m pipelines.devtools services down
 
 clean:
 	rm -rf $(VENV) .services demo-output terraform/.tools

@@ -3,7 +3,7 @@
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
-    "apache-beam[gcp,aws]>=2.77.0,<2.78",
+    "apache-beam[gcp,aws,yaml]>=2.77.0,<2.78",
     "google-cloud-pubsub>=2.20,<3",
     "google-cloud-bigquery>=3.20,<4",
     "boto3>=1.34,<2",
@@ -63,7 +63,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["transforms", "transforms.*", "pipelines", "pipelines.*"]),
-    package_data={"pipelines": ["schemas/*.json", "specs/*.yaml", "dashboard/page.html"]},
+    package_data={
+        "pipelines": ["schemas/*.json", "specs/*.yaml", "dashboard/page.html"],
+        "pipelines.yaml_provider": ["providers.yaml"],
+    },
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "dev": TEST_REQUIRES + DEV_REQUIRES},
     entry_points={"console_scripts": ["beam-pipelines=pipelines.framework.cli:main"]},

@@ -3,8 +3,8 @@
 Each server fixture is session-scoped: it starts its server (``pipelines.devtools.services.up``)
 unless it is already running, yields its :class:`pipelines.devtools.services.specs.ServiceSpec`
 (``.endpoint``, ``.host``, ``.port``, ``.env_var``), and at the end of the session stops the server
-only if the fixture started it, so servers started by hand (``python -m pipelines services up``)
-stay up.
+only if the fixture started it, so servers started by hand
+(``python -m pipelines.devtools services up``) stay up.
 
 A server whose program is not installed skips the tests that need it, unless ``CI`` is set or
 ``PIPELINES_REQUIRE_SERVICES=1``, in which case those tests fail with what to install. A server
@@ -30,7 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the markers used by the suite."""
     config.addinivalue_line(
         "markers",
-        "integration: talks to the real local servers (python -m pipelines services up)",
+        "integration: talks to the real local servers (python -m pipelines.devtools services up)",
     )
 
 

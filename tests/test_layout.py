@@ -21,9 +21,6 @@ MAX_LINES = 400
 # Modules over MAX_LINES that are being reworked elsewhere; delete a line once its module is
 # within the limit (split it by concept first, as transforms/io/kinesis/ is).
 OVER_LIMIT = {
-    "pipelines/framework/templates.py",
-    "pipelines/framework/run.py",
-    "pipelines/framework/cli.py",
     "transforms/io/bigquery/sink.py",
 }
 

@@ -32,7 +32,7 @@ from transforms.message import Record
 from transforms.metrics import RULE_ERROR
 from transforms.spec_yaml import load_yaml
 
-__all__ = ["MODES", "STEP", "Route", "RouteRule", "RouteSpec"]
+__all__ = ["MODES", "STEP", "Route", "RouteRule", "RouteSpec", "tagged"]
 
 MODES = ("first", "all")
 STEP = "route"
@@ -109,6 +109,11 @@ class RouteSpec:
                 if self.mode == "first":
                     break
         return matched or [self.default]
+
+
+def tagged(block: list[Record], name: str, field: str) -> Block:
+    """Returns the records of a block with ``field`` set to ``name`` (an alert's rule name)."""
+    return Block(Record({**r.data, field: name}, r.origin, r.event_time) for r in block)
 
 
 class _RouteFn(beam.DoFn):

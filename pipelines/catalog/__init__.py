@@ -43,9 +43,9 @@ class PipelineSpec:
         streaming_modes: the Dataflow streaming modes (``EXACTLY_ONCE``, ``AT_LEAST_ONCE``)
             the pipeline is correct under, the default first; empty for a batch-only pipeline.
             They become the template's ``streaming`` and ``supports*`` flags.
-        progress: given the config, returns what a run calls with a
+        watch: given the config, returns what a run calls with a
             `pipelines.framework.run.RunReport` of its counters while it lasts (see
-            `pipelines.framework.progress`), or None; ``None``: nothing is called.
+            `pipelines.framework.watch`), or None; ``None``: nothing is called.
 
     """
 
@@ -57,7 +57,7 @@ class PipelineSpec:
     delivered: str = WRITTEN
     splits: str | None = None
     streaming_modes: tuple[str, ...] = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
-    progress: Callable[[Any], Callable[[Any], None] | None] | None = None
+    watch: Callable[[Any], Callable[[Any], None] | None] | None = None
 
 
 def get_pipeline(name: str) -> PipelineSpec:

@@ -46,15 +46,16 @@ from transforms.fields import RequiredField, aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.endpoint import Endpoint
 from transforms.io.registry import make_sink
-from transforms.message import Record
 from transforms.metrics import Count
-from transforms.route import MODES, Route, RouteSpec
+from transforms.route import MODES, Route, RouteSpec, tagged
 
 __all__ = ["ENRICHED", "PIPELINE", "AlertConfig", "build", "configure"]
 
 NAME = "enrich_and_alert"
 ENRICHED = "enriched"
 ALERTS = "written_alerts"
+# The field of an alert naming its rule (or ``burst``).
+ALERT = "alert"
 BURST = "burst"
 DEFAULT_RULES = (
     '{high_amount: "amount > 3 * profile.typical_amount", high_risk: "profile.risk_score > 0.8"}'
@@ -284,16 +285,6 @@ def configure(values: dict[str, Any]) -> AlertConfig:
     )
 
 
-def _alert(record: Record, name: str) -> Record:
-    """Returns the alert of ``record``: the record with ``alert`` set to the rule's name."""
-    return Record({**record.data, "alert": name}, record.origin, record.event_time)
-
-
-def _alerts(block: list[Record], name: str) -> Block:
-    """Returns the alerts of a block of records."""
-    return Block(_alert(record, name) for record in block)
-
-
 def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
     """Adds source -> Parse -> Dedup -> Enrich -> sinks and alerts, failures dead-lettered.
 
@@ -308,7 +299,7 @@ def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
         spine.write("Write", config.sink, enriched)
         routes = spine.apply("Route", Route(config.route, NAME), enriched)
         alerts = {
-            name: routed | f"Alert {name}" >> beam.Map(_alerts, name).with_output_types(Block)
+            name: routed | f"Alert {name}" >> beam.Map(tagged, name, ALERT).with_output_types(Block)
             for name, routed in routes.items()
             if name != config.route.default
         }
@@ -318,9 +309,9 @@ def build(pipeline: beam.Pipeline, config: AlertConfig) -> None:
             rows = spine.apply("Bursts", bursts, enriched)
             # Rows come in their windows; the alerts they are flattened with are global.
             rows = rows | "Unwindowed" >> beam.WindowInto(GlobalWindows())
-            alerts[BURST] = rows | "Alert burst" >> beam.Map(_alerts, BURST).with_output_types(
-                Block
-            )
+            alerts[BURST] = rows | "Alert burst" >> beam.Map(
+                tagged, BURST, ALERT
+            ).with_output_types(Block)
         for index, (sink, names) in enumerate(config.alert_sinks):
             merged = tuple(alerts[name] for name in names) | f"Alerts {index}" >> beam.Flatten()
             spine.write(f"Write alerts {index}", sink, merged)

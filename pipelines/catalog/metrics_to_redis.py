@@ -149,5 +149,5 @@ PIPELINE = PipelineSpec(
     delivered=AGGREGATED,
     # Under at-least-once a redelivered record would be counted twice in its window.
     streaming_modes=("EXACTLY_ONCE",),
-    progress=publish_balance,
+    watch=publish_balance,
 )

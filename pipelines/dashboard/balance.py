@@ -91,7 +91,7 @@ def is_balance(message: Any) -> bool:
 class BalancePublisher:
     """Publishes a run's balance with the client of a ``mode=publish`` Redis sink.
 
-    Called with a `RunReport` (see `pipelines.framework.progress`); never raises: while Redis is
+    Called with a `RunReport` (see `pipelines.framework.watch`); never raises: while Redis is
     away (or refuses the writes) the balance is not published, a warning says so once, and the
     next reading after it is back is published.
 

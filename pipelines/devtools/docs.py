@@ -1,6 +1,6 @@
 """The README's generated tables: each pipeline's options, and the runner x IO matrix.
 
-``python -m pipelines docs`` rewrites the blocks between ``<!-- options:NAME -->`` and
+``python -m pipelines.devtools docs`` rewrites the blocks between ``<!-- options:NAME -->`` and
 ``<!-- /options -->``, and between ``<!-- runners -->`` and ``<!-- /runners -->``, in README.md
 (the matrix from `transforms.io.runners.markdown_table`); a test fails when the README and the
 declarations drift.

@@ -1,4 +1,7 @@
-"""The command line: ``python -m pipelines list | describe | run | demo | services | template``."""
+"""The command line: ``python -m pipelines list | describe | run | demo | template``.
+
+Maintainers' commands (generated docs, the local servers) are `pipelines.devtools`'s.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +12,15 @@ import sys
 import traceback
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from pipelines.catalog import CATALOG, get_pipeline
-from pipelines.framework import templates
+from pipelines.framework import template_cli
 from pipelines.framework.demo import dashboard_beside, demo_argv
+from pipelines.framework.describe import describe_document, describe_options
 from pipelines.framework.errors import USAGE as USAGE_CODE
 from pipelines.framework.errors import explain, verbose_requested
 from pipelines.framework.options import closest
-from pipelines.framework.run import describe_document, describe_options, run_pipeline
+from pipelines.framework.run import run_pipeline
 from transforms.io.endpoint import redact
 from transforms.redaction import install_redaction
 
@@ -35,20 +38,15 @@ commands:
                             live per-minute metrics from the built-in generator (see README)
   dashboard [--sink=URI] [--publish=URI] [--host=H] [--port=N] [--rows=N]
                             a metrics_to_redis run's rows and balance, live in a browser
-  docs                      regenerate the README's option tables and runner matrix
-  template metadata [--write]
-                            check (or rewrite) templates/*/metadata.json from the declarations
   template build NAME --image IMAGE --bucket gs://B [--output FILE]
                             write a pipeline's Flex Template spec file
   template validate [NAME] [--spec FILE]
-                            strictly check metadata.json files, or a spec file
+                            strictly check a pipeline's template metadata, or a spec file
   template launch NAME --project P --region R --bucket gs://B [--parameters k=v,...]
                   [--environment k=v,...] [--job_name J] [--validate_only]
                             launch a Flex Template on Dataflow (prints the gcloud equivalent)
-  services up|down|status|env [NAME ...]
-                            the real local servers (Pub/Sub, Kafka, Kinesis, BigQuery, Redis);
-                            env prints the export lines that point clients at them
 
+On a terminal, run shows its progress on standard error (a bar, or a live status line).
 An error ends in one line saying what to change (exit 2: usage, 1: runtime); --verbose (or
 PIPELINES_VERBOSE=1) also shows the traceback.
 """
@@ -136,18 +134,8 @@ def _command(args: list[str]) -> int:
         from pipelines.dashboard.server import main as dashboard
 
         return dashboard(rest)
-    if command == "docs" and not rest:
-        from pipelines.devtools.docs import update_readme
-
-        readme = Path(__file__).resolve().parents[2] / "README.md"
-        print("README.md updated" if update_readme(readme) else "README.md is up to date")
-        return 0
-    if command == "services":
-        from pipelines.devtools import services
-
-        return services.main(rest)
     if command == "template":
-        return templates.main(rest)
+        return template_cli.main(rest)
     print(f"error: {_usage_error(command, rest)}", file=sys.stderr)
     print(USAGE, file=sys.stderr)
     return USAGE_CODE
@@ -166,7 +154,8 @@ def _list(form: str) -> None:
         print(f"{entry['name']:<24} {entry['summary']}")
 
 
-_COMMANDS = ("list", "describe", "run", "demo", "dashboard", "docs", "services", "template")
+_COMMANDS = ("list", "describe", "run", "demo", "dashboard", "template")
+_DEVTOOLS = ("docs", "metadata", "services")
 
 
 def _version() -> str:
@@ -180,7 +169,9 @@ def _usage_error(command: str, rest: Sequence[str]) -> str:
     """Says in one line what is wrong with a command line that matched no command."""
     if command in ("describe", "run") and (not rest or rest[0].startswith("-")):
         return f"{command} needs a pipeline name first (see: python -m pipelines list)"
-    if command in ("list", "describe", "docs"):
+    if command in ("list", "describe"):
         hint = " (did you mean --format=json?)" if "--json" in rest else ""
         return f"{command}: unexpected arguments {' '.join(rest)}{hint}"
+    if command in _DEVTOOLS:
+        return f"{command} is a maintainers' command: python -m pipelines.devtools {command}"
     return f"unknown command {command!r}{closest(command, _COMMANDS)}"

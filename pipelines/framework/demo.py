@@ -2,10 +2,11 @@
 
 ``python -m pipelines demo`` runs ``metrics_to_redis`` on a paced generator (5 % of events late
 by 1-10 minutes, 1 % malformed) at ten times real speed, so five minutes of one-minute windows
-pass in about half a minute. It shows a live table of the latest figures, writes every pane
-and every dead letter to files, and, when a Redis server answers, keeps the latest row per
-endpoint and minute in Redis hashes, publishes each update and the run's balance, and serves
-the live dashboard (`pipelines.dashboard`) while it runs.
+pass in half a minute (the run, with start-up and the last panes, takes about a minute). It
+shows a live table of the latest figures, writes every pane and every dead letter to files,
+and, when a Redis server answers, keeps the latest row per endpoint and minute in Redis hashes,
+publishes each update and the run's balance, and serves the live dashboard
+(`pipelines.dashboard`) while it runs.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def demo_argv(argv: Sequence[str]) -> list[str]:
             f"--history=file://{output}/metrics",
         ]
     print(
-        f"Generating {count:,} events (5% late, 1% malformed) at {SPEED}x speed: about "
-        f"{count / (RATE * SPEED):.0f} s; per-minute metrics per endpoint -> {output}"
+        f"Generating {count:,} events (5% late, 1% malformed) at {SPEED}x speed over "
+        f"{count / (RATE * SPEED):.0f} s, then the last windows' panes; per-minute metrics per "
+        f"endpoint -> {output}"
     )
     return argv_out

@@ -8,11 +8,9 @@ import logging
 import os
 import signal
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -21,121 +19,18 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.errors import RunFailed, explain
 from pipelines.framework.options import OptionError, parse_options
-from pipelines.framework.progress import watching
+from pipelines.framework.progress import show_progress
+from pipelines.framework.report import RunReport
+from pipelines.framework.watch import watching
 from transforms.io.base import Sink, Source
-from transforms.io.endpoint import EndpointError, redact_option
+from transforms.io.endpoint import EndpointError
 from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
-from transforms.io.registry import SOURCES, load
-from transforms.io.retry import OUTAGE_BEHAVIOUR
-from transforms.io.runners import DIRECT, MATRIX, check_runner, matrix_lines
-from transforms.metrics import (
-    DEAD_LETTERED,
-    DROPPED,
-    READ,
-    RULE_ERROR,
-    SINK_REASON_PREFIX,
-    WRITTEN,
-    counter_totals,
-)
+from transforms.io.runners import DIRECT, check_runner
+from transforms.metrics import counter_totals
 
-__all__ = [
-    "RunReport",
-    "Stopped",
-    "build_pipeline",
-    "describe_document",
-    "describe_options",
-    "run_pipeline",
-]
+__all__ = ["RunReport", "Stopped", "build_pipeline", "run_pipeline"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunReport:
-    """What a run did, from the pipeline's Beam counters.
-
-    Attributes:
-        pipeline: the pipeline's name.
-        state: Beam's final state (``DONE``, ``CANCELLED``...).
-        counters: every counter of the suite, e.g. ``{"read": 10, "written": 9, ...}``.
-        outputs: where the sink and the dead-letter sink wrote (credentials redacted).
-        delivered: the counter of input records that reached their end: ``written`` for a
-            pipeline that writes its records, ``aggregated`` for one that aggregates them (its
-            sinks then write rows, and their failures are not input records), ``enriched`` for
-            one that also writes copies (alerts, whose sink and rule failures are not input
-            records either).
-        stopped_by: the signal that stopped the run (``signal.SIGINT`` for Ctrl-C,
-            ``signal.SIGTERM``), or ``None`` when it ended by itself or after ``--max_seconds``.
-        splits: the counter of input records that became two records, if any (a CDC key
-            change: a delete of the old key and an upsert of the new one); each adds one to
-            the records to account for: ``read + splits = delivered + dead_lettered + dropped``.
-    """
-
-    pipeline: str
-    state: str
-    counters: dict[str, int]
-    outputs: dict[str, str] = field(default_factory=dict)
-    delivered: str = WRITTEN
-    splits: str | None = None
-    stopped_by: int | None = None
-
-    def count(self, name: str) -> int:
-        """Returns counter ``name`` (0 when it never counted)."""
-        return self.counters.get(name, 0)
-
-    def _input_dead_letters(self) -> int:
-        total = self.count(DEAD_LETTERED)
-        if self.delivered == WRITTEN:
-            return total
-        return total - sum(
-            value
-            for name, value in self.counters.items()
-            if name.startswith(f"{DEAD_LETTERED}.{SINK_REASON_PREFIX}")
-            or name == f"{DEAD_LETTERED}.{RULE_ERROR}"
-        )
-
-    @property
-    def in_flight(self) -> int:
-        """Read (+ splits) - delivered (written or aggregated) - dead-lettered - dropped.
-
-        The records not accounted for yet: 0 when a run has ended balanced.
-        """
-        accounted = self.count(self.delivered) + self._input_dead_letters() + self.count(DROPPED)
-        return self.count(READ) + self._split() - accounted
-
-    @property
-    def balanced(self) -> bool:
-        """Whether read (+ splits) = delivered (written or aggregated) + dead-lettered + dropped."""
-        return self.in_flight == 0
-
-    def _split(self) -> int:
-        return self.count(self.splits) if self.splits else 0
-
-    def render(self) -> str:
-        """Returns the report as a few lines for a person."""
-        lines = [f"{self.pipeline}: {self.state}"]
-        if self.stopped_by is not None:
-            lines[0] += f" (stopped by {signal.Signals(self.stopped_by).name})"
-        lines += [f"  {role:<12} {uri}" for role, uri in self.outputs.items()]
-        totals = [READ, WRITTEN, DEAD_LETTERED, DROPPED]
-        if self.delivered != WRITTEN:
-            totals.insert(1, self.delivered)
-        for total in totals:
-            reasons = sorted(
-                (name.split(".", 1)[1], value)
-                for name, value in self.counters.items()
-                if name.startswith(total + ".")
-            )
-            detail = ", ".join(f"{reason}: {value}" for reason, value in reasons)
-            line = f"  {total:<14}{self.count(total):>10}"
-            lines.append(line + (f"  ({detail})" if detail else ""))
-        others = sorted(name for name in self.counters if name.split(".")[0] not in totals)
-        lines += [f"  {name:<14}{self.count(name):>10}" for name in others]
-        verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
-        dead = "dead_lettered" if self.delivered == WRITTEN else "dead_lettered (input)"
-        read = f"read + {self.splits}" if self._split() else "read"
-        lines.append(f"  {read} = {self.delivered} + {dead} + dropped: {verdict}")
-        return "\n".join(lines)
 
 
 def _ios(value: Any) -> Iterator[Source | Sink]:
@@ -280,8 +175,8 @@ def _failed(spec: PipelineSpec, config: Any, failure: Exception) -> RunFailed:
         else:
             hints.append(f"{variable} is not set (credentials are used)")
     hint = (
-        f"; {'; '.join(hints)} (local servers: python -m pipelines services status, and "
-        'eval "$(python -m pipelines services env)")'
+        f"; {'; '.join(hints)} (local servers: python -m pipelines.devtools services status, and "
+        'eval "$(python -m pipelines.devtools services env)")'
         if hints
         else ""
     )
@@ -312,17 +207,26 @@ def build_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> tuple[beam.Pipeli
     return pipeline, config
 
 
+def _runner_name(pipeline: beam.Pipeline) -> str | None:
+    runner = pipeline.options.view_as(StandardOptions).runner
+    return runner if runner is None or isinstance(runner, str) else type(runner).__name__
+
+
 def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
     """Builds and runs the pipeline (see `build_pipeline`) and returns its report.
 
     A bounded run ends by itself; an endless one is cancelled after ``--max_seconds``, on Ctrl-C
     or on SIGTERM (the report says which signal stopped it). The DirectRunner runs it with the
-    live driver of `transforms.io.live` enabled.
+    live driver of `transforms.io.live` enabled. On a terminal, a progress bar (bounded) or a
+    status line (live) shows on standard error while it runs (`pipelines.framework.progress`).
     """
     pipeline, config = build_pipeline(spec, argv)
-    listener = spec.progress(config) if spec.progress is not None else None
-    with _stop_on_sigterm(), live_direct_runner():
+    console_sink = any(io.endpoint.scheme == "console" for io in _ios(config))
+    progress = show_progress(config, spec.delivered, _runner_name(pipeline), console_sink)
+    listener = spec.watch(config) if spec.watch is not None else None
+    with _stop_on_sigterm(), live_direct_runner(), progress as attach:
         result = pipeline.run()
+        attach(result)
         with watching(lambda: _report(spec, config, result), listener):
             try:
                 stopped_by = _wait(result, config.source, config.max_seconds)
@@ -350,75 +254,3 @@ def _report(spec: PipelineSpec, config: Any, result: Any) -> RunReport:
             "dead_letter": str(config.dead_letter.endpoint),
         },
     )
-
-
-def _delivery() -> dict[str, dict[str, str]]:
-    """Returns what each source scheme guarantees per runner when a run is killed."""
-    return {
-        scheme: dict(sorted(load(target).delivery.items()))
-        for scheme, target in sorted(SOURCES.items())
-    }
-
-
-def _delivery_lines() -> list[str]:
-    lines = ["delivery (what a source guarantees when a run is killed):"]
-    for scheme, by_runner in _delivery().items():
-        lines += [f"  {scheme} on {runner}: {guarantee}" for runner, guarantee in by_runner.items()]
-    return lines + [""]
-
-
-def describe_document(spec: PipelineSpec) -> dict[str, Any]:
-    """Returns what `describe_options` shows, as JSON data (``describe --format=json``).
-
-    Returns:
-        ``{"name": ..., "description": ..., "runners": [{"role": "source", "schemes":
-        ["generator", "file"], "kind": "", "runners": [...], "notes": {...}}, ...],
-        "delivery": {"file": {"DirectRunner": "..."}},
-        "sink_outages": "...", "options": [{"name": "source", "help": ..., "required": true,
-        "default": null, "choices": [], "group": "Endpoints"}, ...]}``; secret defaults masked.
-    """
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "runners": [
-            {
-                "role": row.role,
-                "schemes": list(row.schemes),
-                "kind": row.kind,
-                "runners": sorted(row.runners),
-                "notes": dict(row.notes),
-            }
-            for row in MATRIX
-        ],
-        "delivery": _delivery(),
-        "sink_outages": OUTAGE_BEHAVIOUR,
-        "options": [
-            {
-                "name": option.name,
-                "help": option.help,
-                "required": option.required,
-                "default": None
-                if option.required
-                else redact_option(option.name, str(option.default)),
-                "choices": list(option.choices),
-                "group": option.group,
-            }
-            for option in spec.options
-        ],
-    }
-
-
-def describe_options(spec: PipelineSpec) -> str:
-    """Returns the options of ``spec`` with help and defaults, runners and delivery."""
-    lines = [spec.name, "", spec.description, "", *matrix_lines(), "", *_delivery_lines()]
-    lines += ["Sink outages", *textwrap.wrap(OUTAGE_BEHAVIOUR, 96, initial_indent="  ",
-                                             subsequent_indent="  "), ""]  # fmt: skip
-    for option in spec.options:
-        flag = f"--{option.name}" + (" (required)" if option.required else "")
-        lines.append(flag)
-        lines.append(f"    {option.help}")
-        if option.choices:
-            lines.append(f"    one of: {', '.join(option.choices)}")
-        if not option.required:
-            lines.append(f"    default: {redact_option(option.name, str(option.default))}")
-    return "\n".join(lines)

@@ -37,6 +37,7 @@ __all__ = [
     "SpineConfig",
     "SpineView",
     "load_schema",
+    "parse_messages",
     "read_and_parse",
 ]
 
@@ -260,9 +261,24 @@ def read_and_parse(
     messages = pipeline | "Read" >> config.source | "Count read" >> Count(READ)
     if before_parse is not None:
         messages = messages | before_parse
-    parse = config.parse
+    return parse_messages(messages, config.pipeline, config.parse)
+
+
+def parse_messages(
+    messages: beam.PCollection, pipeline: str, parse: ParseSettings
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """Parses Blocks of `Message`s, applies the UDF, if any, and checks the required fields.
+
+    Args:
+        messages: Blocks of `Message`s.
+        pipeline: the pipeline's name, for the dead letters.
+        parse: how to parse.
+
+    Returns:
+        ``(blocks, errors)`` as `read_and_parse` returns them.
+    """
     records, parse_errors = messages | "Parse" >> ParseJson(
-        config.pipeline,
+        pipeline,
         schema=parse.schema,
         event_time=parse.event_time,
         max_bytes=parse.max_payload_bytes,
@@ -271,12 +287,12 @@ def read_and_parse(
     errors = [parse_errors]
     if parse.udf is not None:
         records, udf_errors = records | "UDF" >> ApplyUdf(
-            config.pipeline, parse.udf, parse.schema, parse.unknown_fields
+            pipeline, parse.udf, parse.schema, parse.unknown_fields
         )
         errors.append(udf_errors)
     check = FieldCheck(parse.required)
     if check:
-        records, field_errors = records | "Check fields" >> CheckFields(config.pipeline, check)
+        records, field_errors = records | "Check fields" >> CheckFields(pipeline, check)
         errors.append(field_errors)
     if len(errors) == 1:
         return records, parse_errors

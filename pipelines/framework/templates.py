@@ -1,69 +1,53 @@
-"""Dataflow Flex Templates from the option declarations: metadata, spec file, checks, launch.
+"""Dataflow Flex Templates from the option declarations: metadata, spec file, checks.
 
 Every catalog pipeline is one template; all of them run from the one image of the Dockerfile,
 whose entry point (`pipelines.flex_main`) picks the pipeline from the ``pipeline`` parameter
 that every template declares as required, with the template's own name as the only value.
 
-- ``templates/NAME/metadata.json`` is generated from ``PIPELINE.options`` (`template_metadata`),
-  with the ``streaming`` / ``supports*`` flags from ``PIPELINE.streaming_modes``.
+- A template's ``metadata.json`` document is generated from ``PIPELINE.options``
+  (`template_metadata`), with the ``streaming`` / ``supports*`` flags from
+  ``PIPELINE.streaming_modes``: an installed package needs no file of it. The checkout keeps a
+  copy in ``templates/NAME/metadata.json`` for readers (``python -m pipelines.devtools
+  metadata --write`` rewrites it).
 - `build_spec` writes the template spec file in the shape ``gcloud dataflow flex-template
   build`` writes, keeping the streaming flags that gcloud drops.
 - `validate_metadata` and `validate_spec` parse strictly with google-cloud-dataflow-client's
-  types (unknown keys fail) and add the rules the service does not check until launch.
-- `launch` calls ``projects.locations.flexTemplates.launch`` after checking the parameters
-  against the metadata; `gcloud_command` is the same launch as a gcloud command.
+  types (unknown keys fail) and add the rules the service does not check until launch;
+  `check_parameters` checks launch parameters against the metadata.
+
+The launch itself is `pipelines.framework.launch`; the ``template`` command
+`pipelines.framework.template_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import shlex
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from pipelines.catalog import CATALOG, PipelineSpec, get_pipeline
-from pipelines.framework.options import ArgumentParser, Option, check_declarations, closest
+from pipelines.catalog import PipelineSpec
+from pipelines.framework.options import Option, check_declarations, closest
 from transforms.io.endpoint import redact_option
 
 __all__ = [
     "SELECTOR",
-    "Launch",
     "TemplateError",
     "build_spec",
+    "check_bucket",
     "check_parameters",
-    "gcloud_command",
-    "launch",
-    "main",
     "metadata_text",
+    "parse_strictly",
     "spec_gcs_path",
     "template_metadata",
     "validate_metadata",
     "validate_spec",
-    "write_metadata",
 ]
 
 SELECTOR = "pipeline"
 STREAMING_MODES = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
-ROOT = Path(__file__).resolve().parents[2]
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _BUCKET = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
-_JOB_NAME = re.compile(r"[a-z]([-a-z0-9]{0,62}[a-z0-9])?")
-# Launch environment fields (FlexTemplateRuntimeEnvironment) and their gcloud flags.
-ENVIRONMENT_FLAGS = {
-    "tempLocation": "--temp-location",
-    "stagingLocation": "--staging-location",
-    "serviceAccountEmail": "--service-account-email",
-    "maxWorkers": "--max-workers",
-    "numWorkers": "--num-workers",
-    "machineType": "--worker-machine-type",
-    "network": "--network",
-    "subnetwork": "--subnetwork",
-}
 
 
 class TemplateError(ValueError):
@@ -134,25 +118,7 @@ def metadata_text(spec: PipelineSpec) -> str:
     return json.dumps(template_metadata(spec), indent=2, ensure_ascii=False) + "\n"
 
 
-def metadata_path(name: str, root: Path = ROOT) -> Path:
-    """Returns where the metadata of pipeline ``name`` is committed."""
-    return root / "templates" / name / "metadata.json"
-
-
-def write_metadata(root: Path = ROOT) -> list[str]:
-    """Regenerates every catalog pipeline's ``metadata.json``; returns the names that changed."""
-    changed = []
-    for name in sorted(CATALOG):
-        path = metadata_path(name, root)
-        text = metadata_text(get_pipeline(name))
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            changed.append(name)
-    return changed
-
-
-def _strict_parse(type_name: str, document: Any) -> Any:
+def parse_strictly(type_name: str, document: Any) -> Any:
     """Parses JSON into a google-cloud-dataflow-client type; unknown keys fail."""
     from google.cloud.dataflow_v1beta3 import types
     from google.protobuf.json_format import ParseError
@@ -243,7 +209,7 @@ def validate_metadata(document: dict[str, Any]) -> None:
     Raises:
         TemplateError: listing every problem.
     """
-    _strict_parse("TemplateMetadata", document)
+    parse_strictly("TemplateMetadata", document)
     problems = [] if document.get("name") else ["the template has no name"]
     params = document.get("parameters", [])
     by_name: dict[str, dict[str, Any]] = {}
@@ -272,7 +238,12 @@ def spec_gcs_path(name: str, bucket: str) -> str:
     return f"{bucket}/templates/{name}.json"
 
 
-def _check_bucket(bucket: str) -> None:
+def check_bucket(bucket: str) -> None:
+    """Refuses a bucket that is not ``gs://BUCKET``.
+
+    Raises:
+        TemplateError: naming the ``--bucket`` value.
+    """
     if not _BUCKET.fullmatch(bucket):
         raise TemplateError(f"--bucket={bucket!r}: expected gs://BUCKET (no folder, no slash)")
 
@@ -291,7 +262,7 @@ def build_spec(spec: PipelineSpec, image: str, bucket: str) -> dict[str, Any]:
     Raises:
         TemplateError: the image or bucket is not usable.
     """
-    _check_bucket(bucket)
+    check_bucket(bucket)
     if not image or any(char.isspace() for char in image):
         raise TemplateError(f"--image={image!r}: expected an image reference")
     return {
@@ -312,7 +283,7 @@ def validate_spec(document: dict[str, Any]) -> None:
     Raises:
         TemplateError: listing the problems.
     """
-    _strict_parse("ContainerSpec", document)
+    parse_strictly("ContainerSpec", document)
     if not document.get("image"):
         raise TemplateError("the spec has no image")
     if document.get("sdkInfo", {}).get("language") != "PYTHON":
@@ -354,250 +325,3 @@ def check_parameters(metadata: dict[str, Any], parameters: Mapping[str, str]) ->
                 problems.append(f"{name} applies only when {parent} is {wanted}")
     if problems:
         raise TemplateError("invalid launch parameters:\n  " + "\n  ".join(problems))
-
-
-@dataclass(frozen=True)
-class Launch:
-    """One launch of a pipeline's Flex Template, validated at construction.
-
-    Attributes:
-        pipeline: the catalog pipeline (the template).
-        project: the Google Cloud project.
-        region: the Dataflow region, e.g. ``us-central1``.
-        bucket: ``gs://BUCKET`` where `build_spec`'s file was uploaded.
-        parameters: the pipeline's options, ``{"source": "pubsub://...", ...}``; the
-            ``pipeline`` parameter is added.
-        job_name: the job's name; by default ``PIPELINE-YYYYMMDD-HHMMSS`` (UTC).
-        environment: launch environment fields (keys of `ENVIRONMENT_FLAGS`).
-        validate_only: ask the service to validate the launch without starting a job.
-    """
-
-    pipeline: str
-    project: str
-    region: str
-    bucket: str
-    parameters: Mapping[str, str] = field(default_factory=dict)
-    job_name: str = ""
-    environment: Mapping[str, str] = field(default_factory=dict)
-    validate_only: bool = False
-
-    def __post_init__(self) -> None:
-        _check_bucket(self.bucket)
-        if not self.job_name:
-            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-            object.__setattr__(self, "job_name", f"{self.pipeline.replace('_', '-')}-{stamp}")
-        if not _JOB_NAME.fullmatch(self.job_name):
-            raise TemplateError(f"job name {self.job_name!r}: lowercase letters, digits, '-'")
-        unknown = sorted(set(self.environment) - set(ENVIRONMENT_FLAGS))
-        if unknown:
-            raise TemplateError(
-                f"environment {unknown}: supported fields are {', '.join(ENVIRONMENT_FLAGS)}"
-            )
-        if SELECTOR in self.parameters:
-            raise TemplateError(f"{SELECTOR!r} is set by the command: leave it out")
-        check_parameters(template_metadata(get_pipeline(self.pipeline)), self.all_parameters)
-
-    @property
-    def all_parameters(self) -> dict[str, str]:
-        """The parameters sent: the pipeline selector, then the pipeline's options."""
-        return {SELECTOR: self.pipeline, **self.parameters}
-
-    @property
-    def template_path(self) -> str:
-        """The spec file's ``gs://`` path."""
-        return spec_gcs_path(self.pipeline, self.bucket)
-
-    def body(self) -> dict[str, Any]:
-        """Returns the JSON body of ``flexTemplates:launch``."""
-        environment = {
-            key: int(value) if key in ("maxWorkers", "numWorkers") else value
-            for key, value in self.environment.items()
-        }
-        return {
-            "launchParameter": {
-                "jobName": self.job_name,
-                "containerSpecGcsPath": self.template_path,
-                "parameters": self.all_parameters,
-                "environment": environment,
-            },
-            "validateOnly": self.validate_only,
-        }
-
-
-def launch(request: Launch, api_endpoint: str | None = None) -> dict[str, Any]:
-    """Calls the Dataflow ``flexTemplates.launch`` REST API; returns its response as JSON.
-
-    Args:
-        request: the validated launch.
-        api_endpoint: another API endpoint; a plain ``http://`` one (a local stub) is called
-            without credentials, like the emulators. Default: Dataflow, with the application
-            default credentials.
-    """
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud.dataflow_v1beta3 import FlexTemplatesServiceClient, types
-
-    local = api_endpoint is not None and api_endpoint.startswith("http://")
-    client = FlexTemplatesServiceClient(
-        transport="rest",
-        client_options={"api_endpoint": api_endpoint} if api_endpoint else None,
-        credentials=AnonymousCredentials() if local else None,
-    )
-    document = {"projectId": request.project, "location": request.region, **request.body()}
-    message = _strict_parse("LaunchFlexTemplateRequest", document)
-    response = client.launch_flex_template(request=message)
-    return json.loads(types.LaunchFlexTemplateResponse.to_json(response))
-
-
-def gcloud_command(request: Launch) -> str:
-    """Returns the same launch as a ``gcloud dataflow flex-template run`` command.
-
-    gcloud has no validate-only mode (``--validate-only`` is no flag of ``flex-template run``):
-    the command is the same for a validate-only launch, and starts a job.
-    Secrets are masked (`transforms.io.endpoint.redact_option`): passwords in URIs and the
-    values of secret-named parameters read ``***``; put them back before running it.
-    """
-    words = [
-        "gcloud", "dataflow", "flex-template", "run", request.job_name,
-        f"--template-file-gcs-location={request.template_path}",
-        f"--project={request.project}", f"--region={request.region}",
-    ]  # fmt: skip
-    pairs = [f"{key}={redact_option(key, value)}" for key, value in request.all_parameters.items()]
-    text = "".join(pairs)
-    # gcloud splits on commas unless the list starts with ^DELIMITER^.
-    delimiter = next(char for char in ",~;|#@" if char not in text)
-    prefix = "" if delimiter == "," else f"^{delimiter}^"
-    words.append(f"--parameters={prefix}{delimiter.join(pairs)}")
-    words += [
-        f"{ENVIRONMENT_FLAGS[key]}={redact_option(key, value)}"
-        for key, value in request.environment.items()
-    ]
-    return " ".join(shlex.quote(word) for word in words)
-
-
-def _pairs(text: str) -> dict[str, str]:
-    """Parses ``k=v,k2=v2`` (or gcloud's ``^;^k=v;k2=v2`` for values with commas)."""
-    delimiter = ","
-    match = re.match(r"\^(.)\^", text)
-    if match:
-        delimiter, text = match[1], text[match.end() :]
-    pairs = {}
-    for item in filter(None, text.split(delimiter)):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TemplateError(f"{item!r}: expected KEY=VALUE")
-        pairs[key] = value
-    return pairs
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="python -m pipelines template")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
-    pipelines = ", ".join(sorted(CATALOG))
-    metadata = commands.add_parser("metadata", help="write or check templates/*/metadata.json")
-    metadata.add_argument("--write", action="store_true", help="rewrite the files")
-    build = commands.add_parser("build", help="write a pipeline's template spec file")
-    build.add_argument("name", help=f"the catalog pipeline: {pipelines}")
-    build.add_argument(
-        "--image",
-        required=True,
-        help="the image built from the Dockerfile, REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG",
-    )
-    build.add_argument(
-        "--bucket", required=True, help="gs://BUCKET for the spec file, temporary and staging files"
-    )
-    build.add_argument(
-        "--output", type=Path, help="the spec file to write (default: build/templates/NAME.json)"
-    )
-    validate = commands.add_parser("validate", help="check metadata.json files or a spec")
-    validate.add_argument("name", nargs="?", help=f"one pipeline (default: all): {pipelines}")
-    validate.add_argument("--spec", type=Path, help="a spec file to check instead")
-    run = commands.add_parser("launch", help="launch a pipeline's template on Dataflow")
-    run.add_argument("name", help=f"the catalog pipeline: {pipelines}")
-    run.add_argument("--project", required=True, help="the Google Cloud project of the job")
-    run.add_argument("--region", required=True, help="the Dataflow region, e.g. us-central1")
-    run.add_argument("--bucket", required=True, help="gs://BUCKET the spec was uploaded to")
-    run.add_argument(
-        "--parameters",
-        type=_pairs,
-        default={},
-        help="the pipeline's options, k=v,k2=v2 (^;^k=v;k2=v2 for values with commas)",
-    )
-    run.add_argument(
-        "--environment",
-        type=_pairs,
-        default={},
-        help=f"launch environment, k=v,...: {', '.join(ENVIRONMENT_FLAGS)}",
-    )
-    run.add_argument(
-        "--job_name", default="", help="the job's name (default: PIPELINE-YYYYMMDD-HHMMSS)"
-    )
-    run.add_argument(
-        "--validate_only",
-        action="store_true",
-        help="ask Dataflow to check the launch without starting a job",
-    )
-    run.add_argument("--api_endpoint", help="another Dataflow API endpoint (tests)")
-    return parser
-
-
-def _validate(name: str | None, spec_file: Path | None) -> str:
-    if spec_file is not None:
-        validate_spec(json.loads(spec_file.read_text(encoding="utf-8")))
-        return f"{spec_file}: valid"
-    names = [get_pipeline(name).name] if name else sorted(CATALOG)
-    for each in names:
-        path = metadata_path(each)
-        if not path.exists():
-            raise TemplateError(f"{path} is missing: run python -m pipelines template metadata")
-        document = json.loads(path.read_text(encoding="utf-8"))
-        validate_metadata(document)
-        if document != template_metadata(get_pipeline(each)):
-            raise TemplateError(f"{path} is stale: run python -m pipelines template metadata")
-    return f"valid: {', '.join(names)}"
-
-
-def main(argv: Sequence[str]) -> int:
-    """Runs ``python -m pipelines template metadata|build|validate|launch``; returns the code.
-
-    Raises:
-        TemplateError, KeyError: a template, parameter or pipeline name that is not valid.
-    """
-    args = _parser().parse_args(list(argv))
-    if args.command == "metadata":
-        if args.write:
-            changed = write_metadata()
-            print(f"written: {', '.join(changed)}" if changed else "metadata.json files up to date")
-            return 0
-        print(_validate(None, None))
-        return 0
-    if args.command == "validate":
-        print(_validate(args.name, args.spec))
-        return 0
-    if args.command == "build":
-        document = build_spec(get_pipeline(args.name), args.image, args.bucket)
-        validate_spec(document)
-        output = args.output or Path("build", "templates", f"{args.name}.json")
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {output}; upload it with:")
-        print(f"  gcloud storage cp {output} {spec_gcs_path(args.name, args.bucket)}")
-        return 0
-    request = Launch(
-        pipeline=get_pipeline(args.name).name,
-        project=args.project,
-        region=args.region,
-        bucket=args.bucket,
-        parameters=args.parameters,
-        job_name=args.job_name,
-        environment=args.environment,
-        validate_only=args.validate_only,
-    )
-    if request.validate_only:
-        print("gcloud has no validate-only mode; this starts the same job with gcloud:")
-    else:
-        print("same launch with gcloud:")
-    print(f"  {gcloud_command(request)}")
-    response = launch(request, args.api_endpoint)
-    job = response.get("job", {})
-    print(f"launched {job.get('name', request.job_name)}: job id {job.get('id', '(none)')}")
-    return 0

@@ -34,6 +34,15 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+def devtools(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.devtools", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def read_jsonl(folder: Path) -> list[dict]:
     return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.open()]
 
@@ -182,11 +191,10 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         (("describe", "sessionize", "extra"), 2, "extra", "unexpected"),
         (("demo", "--colour=red"), 2, "--colour", "--output=DIR"),
         (("demo", "--count=many"), 2, "--count", "whole number"),
-        (("demo", "--output={tmp}/folder"), 2, "--output", "not an empty folder"),
         (("dashboard", "--sink=file:///tmp/rows"), 2, "--sink", "mode=hash"),
-        (("docs", "extra"), 2, "docs", "unexpected"),
-        (("services", "restart"), 2, "'restart'", "choose from"),
-        (("services", "status", "mysql"), 2, "mysql", "known: pubsub"),
+        (("demo", "--output={tmp}/folder"), 2, "--output", "not an empty folder"),
+        (("services", "up"), 2, "services", "python -m pipelines.devtools services"),
+        (("docs",), 2, "docs", "python -m pipelines.devtools docs"),
     ],
 )
 def test_wrong_input_fails_with_one_message_naming_it(
@@ -200,7 +208,12 @@ def test_wrong_input_fails_with_one_message_naming_it(
     # No credentials and no emulator: what a new user without a Google Cloud setup has.
     env = {key: value for key, value in os.environ.items() if key != "PUBSUB_EMULATOR_HOST"}
     env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "no-such-key.json")
-    result = cli(*args, env=env)
+    assert_one_error(cli(*args, env=env), code, culprit, suggestion)
+
+
+def assert_one_error(
+    result: subprocess.CompletedProcess[str], code: int, culprit: str, suggestion: str
+) -> None:
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     lines = result.stderr.splitlines()
@@ -211,6 +224,28 @@ def test_wrong_input_fails_with_one_message_naming_it(
     named = [line for line in message if culprit in line]
     assert named, result.stderr
     assert suggestion in named[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "culprit", "suggestion"),
+    [
+        (("docs", "extra"), 2, "docs", "unexpected"),
+        (("metadata", "--writ"), 2, "metadata", "unexpected"),
+        (("service",), 2, "'service'", "services"),
+        (("services", "restart"), 2, "'restart'", "choose from"),
+        (("services", "status", "mysql"), 2, "mysql", "known: pubsub"),
+    ],
+)
+def test_wrong_developer_input_fails_with_one_message_naming_it(
+    argv: tuple[str, ...], code: int, culprit: str, suggestion: str
+) -> None:
+    assert_one_error(devtools(*argv), code, culprit, suggestion)
+
+
+def test_the_developer_help_lists_the_maintainers_commands() -> None:
+    # (The user's help leaves them out: tests/pipelines/test_wheel.py checks it, installed.)
+    usage = devtools("--help").stdout
+    assert "services env" in usage and "docs" in usage and "metadata [--write]" in usage
 
 
 def test_verbose_shows_the_traceback_of_an_error() -> None:
@@ -267,7 +302,7 @@ def test_run_help_shows_beam_options_in_their_own_group_and_no_empty_default() -
 
 
 def test_every_template_argument_has_help() -> None:
-    from pipelines.framework.templates import _parser
+    from pipelines.framework.template_cli import _parser
 
     parser = _parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -281,7 +316,7 @@ def test_every_template_argument_has_help() -> None:
 
 @pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the Google Cloud CLI")
 def test_gcloud_equivalent_uses_only_flags_gcloud_has() -> None:
-    from pipelines.framework.templates import Launch, gcloud_command
+    from pipelines.framework.launch import Launch, gcloud_command
 
     help_text = subprocess.run(
         ["gcloud", "dataflow", "flex-template", "run", "--help"],
@@ -301,13 +336,13 @@ def test_services_env_exports_every_running_server() -> None:
     from pipelines.devtools import services
     from pipelines.devtools.services.specs import SPECS
 
-    result = cli("services", "env")
+    result = devtools("services", "env")
     assert result.returncode == 0
     running = [name for name in SPECS if services.is_running(name)]
     assert running, "the local servers run in this suite"
     expected = {f"export {SPECS[name].env_var}={SPECS[name].endpoint}" for name in running}
     assert set(result.stdout.splitlines()) == expected
-    status = cli("services", "status").stdout
+    status = devtools("services", "status").stdout
     for name in running:
         assert SPECS[name].endpoint in status
 
@@ -377,6 +412,7 @@ def test_run_file_to_file_accounts_for_every_line(tmp_path: Path) -> None:
     assert reasons == expected
     assert f"read {len(lines):>15}".replace(" ", "") in result.stdout.replace(" ", "")
     assert "balanced" in result.stdout
+    assert "Reading" not in result.stderr and "records/s" not in result.stderr  # piped: quiet
 
 
 def test_run_reads_compressed_files_and_skips_an_oversize_line(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ def test_readme_has_the_generated_table_of_every_pipeline() -> None:
     text = README.read_text(encoding="utf-8")
     for name in CATALOG:
         block = f"<!-- options:{name} -->\n{options_table(get_pipeline(name))}<!-- /options -->"
-        assert block in text, f"README is stale for {name}: run python -m pipelines docs"
+        assert block in text, f"README is stale for {name}: run python -m pipelines.devtools docs"
 
 
 def test_update_rewrites_a_stale_table_and_then_is_stable(tmp_path: Path) -> None:
@@ -31,4 +31,4 @@ def test_update_rewrites_a_stale_table_and_then_is_stable(tmp_path: Path) -> Non
 
 def test_readme_has_the_generated_runner_matrix() -> None:
     block = f"<!-- runners -->\n{markdown_table()}<!-- /runners -->"
-    assert block in README.read_text(encoding="utf-8"), "run python -m pipelines docs"
+    assert block in README.read_text(encoding="utf-8"), "run python -m pipelines.devtools docs"

@@ -20,16 +20,16 @@ import pytest
 
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.devtools import java_jars
+from pipelines.devtools.cli import main as devtools_main
+from pipelines.devtools.metadata import write_metadata
 from pipelines.framework.cli import main
+from pipelines.framework.launch import Launch, gcloud_command
 from pipelines.framework.templates import (
-    Launch,
     TemplateError,
-    gcloud_command,
     metadata_text,
     template_metadata,
     validate_metadata,
     validate_spec,
-    write_metadata,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def params(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_committed_metadata_is_what_the_declaration_generates(name: str) -> None:
     path = ROOT / "templates" / name / "metadata.json"
     assert path.read_text() == metadata_text(get_pipeline(name)), (
-        "stale: run python -m pipelines template metadata --write"
+        "stale: run python -m pipelines.devtools metadata --write"
     )
     validate_metadata(json.loads(path.read_text()))
 
@@ -195,11 +195,18 @@ def test_validation_refuses_broken_metadata(damage: Any, message: str) -> None:
         validate_metadata(document)
 
 
-def test_template_validate_command_checks_every_committed_file(
+def test_template_validate_command_checks_every_pipeline(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["template", "validate"]) == 0
     assert capsys.readouterr().out.strip() == f"valid: {', '.join(sorted(CATALOG))}"
+
+
+def test_devtools_metadata_checks_every_committed_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert devtools_main(["metadata"]) == 0
+    assert capsys.readouterr().out.strip().endswith(", ".join(sorted(CATALOG)))
 
 
 # --- the spec file ---------------------------------------------------------------------------

@@ -45,19 +45,25 @@ from transforms.io.lines import read_lines
 from transforms.io.parquet import ParquetFileSink
 from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
-from transforms.metrics import Count
+from transforms.metrics import BYTES_READ, LOCAL, Count
 
 __all__ = ["FileSink", "FileSource"]
 
 _FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 
 
-def _messages(readable: fileio.ReadableFile, max_bytes: int) -> Iterator[Message]:
-    path = readable.metadata.path
-    with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        lines = read_lines(decompressed(raw, path), max_bytes)
-        for number, (payload, oversize) in enumerate(lines, start=1):
-            yield Message(payload, {}, Origin("file", path=path, line=number), oversize)
+def _messages(raw: Any, path: str, max_bytes: int) -> Iterator[Message]:
+    lines = read_lines(decompressed(raw, path), max_bytes)
+    for number, (payload, oversize) in enumerate(lines, start=1):
+        yield Message(payload, {}, Origin("file", path=path, line=number), oversize)
+
+
+def _position(raw: Any) -> int:
+    """How far into the (compressed) file the read is, for `LOCAL`'s ``bytes_read``."""
+    try:
+        return int(raw.tell())
+    except (AttributeError, OSError, ValueError):  # a stream that cannot tell: counted at the end
+        return 0
 
 
 @beam.typehints.with_output_types(Block)
@@ -68,9 +74,16 @@ class _ReadBlocks(beam.DoFn):
         self._max_bytes = max_bytes
 
     def process(self, readable: fileio.ReadableFile) -> Iterator[Block]:
-        messages = _messages(readable, self._max_bytes)
-        while block := Block(itertools.islice(messages, BLOCK_SIZE)):
-            yield block
+        path = readable.metadata.path
+        counted = 0
+        with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            messages = _messages(raw, path, self._max_bytes)
+            while block := Block(itertools.islice(messages, BLOCK_SIZE)):
+                position = max(counted, _position(raw))
+                LOCAL.add(BYTES_READ, position - counted)
+                counted = position
+                yield block
+        LOCAL.add(BYTES_READ, max(0, readable.metadata.size_in_bytes - counted))
 
 
 class FileSource(Source):

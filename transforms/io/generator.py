@@ -60,7 +60,11 @@ BLOCK = 1_000
 _PARAMS = frozenset(
     {"count", "rate", "seed", "malformed", "late", "users", "start", "live", "speed"}
 )
-IDLE_WAIT_SECONDS = 0.2
+PACE_SECONDS = 0.2
+"""A paced read waits this long after the previous one unless a whole batch is due: fewer,
+larger bundles (each bundle costs the runner the same whatever it holds)."""
+IDLE_WAIT_SECONDS = 1.0
+"""The longest a paced read waits for its next event (so a cancelled run stops soon)."""
 
 
 class EventGenerator:
@@ -190,6 +194,7 @@ class PacedEvents:
         self._speed = speed
         self._start = start
         self._began: float | None = None
+        self._last_read = 0.0
         self._next = 0
         self._random = generator.block_random(0)
 
@@ -201,11 +206,26 @@ class PacedEvents:
         due = int((time.monotonic() - self._began) * self._rate * self._speed) + 1
         return due if self._count is None else min(due, self._count)
 
+    def _pause(self, limit: int) -> float:
+        """Seconds to wait before a read (none when ``limit`` events are due).
+
+        Until `PACE_SECONDS` after the previous read and until the next event is due, at most
+        `IDLE_WAIT_SECONDS`.
+        """
+        if self._began is None or self._due() >= self._next + limit:
+            return 0.0
+        next_due = self._began + self._next / (self._rate * self._speed)
+        until = max(self._last_read + PACE_SECONDS, next_due)
+        return min(max(0.0, until - time.monotonic()), IDLE_WAIT_SECONDS)
+
     def read(self, limit: int) -> list[TimestampedValue]:
-        """Returns the events due by now (at most ``limit``), or waits briefly for the next."""
+        """Returns the events due by now (at most ``limit``), after a pause (see `_pause`)."""
+        pause = self._pause(limit)
+        if pause > 0:
+            time.sleep(pause)
+        self._last_read = time.monotonic()
         due = min(self._due(), self._next + limit)
         if due <= self._next:
-            time.sleep(min(IDLE_WAIT_SECONDS, 1.0 / (self._rate * self._speed)))
             return []
         assert self._start is not None
         first, self._next = self._next, due

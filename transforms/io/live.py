@@ -60,6 +60,7 @@ __all__ = [
     "SettlingReader",
     "enable_live_direct_runner",
     "live_direct_runner",
+    "live_watermark",
 ]
 
 BUNDLE_RUNNER = "BundleBasedDirectRunner"
@@ -189,6 +190,16 @@ class _LiveReadEvaluator(_TransformEvaluator):
         again = self._evaluation_context.create_bundle(root)
         hold = _LAST_HOLD if reader.done else Timestamp.of(reader.watermark)
         return TransformResult(self, bundles, [again], None, {None: hold})
+
+
+def live_watermark() -> float | None:
+    """The lowest watermark of the live readers driven in this process (epoch seconds).
+
+    ``None`` when no `DirectLiveRead` has started reading (for a progress display).
+    """
+    with _LiveReadEvaluator._lock:
+        marks = [reader.watermark for reader in _LiveReadEvaluator._readers.values()]
+    return min(marks) if marks else None
 
 
 class _PerBundleStateSampler(statesampler.StateSampler):

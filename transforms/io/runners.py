@@ -6,7 +6,7 @@ works on, and a note per runner (how it runs there, or what to use instead). Eve
 reads this table: a source's or sink's ``runners`` (`transforms.io.base`), the one check of a
 source or sink against a runner (`check_runner`, before a graph is built and when a source
 that cannot run elsewhere is applied), ``python -m pipelines describe`` (`matrix_lines`) and
-the README's table (`markdown_table`, written by ``python -m pipelines docs``).
+the README's table (`markdown_table`, written by ``python -m pipelines.devtools docs``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ the process that started them, and are stopped by PID with their whole process g
 A fresh start wipes the server's data folder, so every run begins empty; a server that is
 already running and answering is left alone.
 
-Command line (``python -m pipelines services ...`` calls :func:`main`)::
+Command line (``python -m pipelines.devtools services ...`` calls :func:`main`)::
 
     services up [NAME ...]
     services down [NAME ...]
@@ -160,7 +160,7 @@ def env_lines(names: Sequence[str] | None = None) -> list[str]:
     """Return ``export VAR=value`` lines pointing clients at the running servers.
 
     As ``gcloud beta emulators pubsub env-init`` does, for every selected server that is
-    running: ``eval "$(python -m pipelines services env)"`` sets them in a shell.
+    running: ``eval "$(python -m pipelines.devtools services env)"`` sets them in a shell.
 
     Args:
         names: Services to include; ``None`` for all of :data:`SPECS`.
@@ -197,10 +197,10 @@ def main(argv: list[str]) -> int:
 
     """
     parser = ArgumentParser(
-        prog="python -m pipelines services",
+        prog="python -m pipelines.devtools services",
         description="Start, stop or inspect the local servers used by tests and the demo; "
-        'env prints the export lines of the running ones: eval "$(python -m pipelines '
-        'services env)".',
+        'env prints the export lines of the running ones: eval "$(python -m '
+        'pipelines.devtools services env)".',
     )
     parser.add_argument(
         "action",
@@ -224,7 +224,9 @@ def main(argv: list[str]) -> int:
         lines = env_lines(names)
         print("\n".join(lines))
         if not lines:
-            print("# no server is running: python -m pipelines services up", file=sys.stderr)
+            print(
+                "# no server is running: python -m pipelines.devtools services up", file=sys.stderr
+            )
         return 0
     code = 0
     if args.action == "up":

@@ -1,0 +1,86 @@
+"""What ``describe`` shows of a pipeline: options, the runner x IO matrix, delivery, outages."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+from pipelines.catalog import PipelineSpec
+from transforms.io.endpoint import redact_option
+from transforms.io.registry import SOURCES, load
+from transforms.io.retry import OUTAGE_BEHAVIOUR
+from transforms.io.runners import MATRIX, matrix_lines
+
+__all__ = ["describe_document", "describe_options"]
+
+
+def _delivery() -> dict[str, dict[str, str]]:
+    """Returns what each source scheme guarantees per runner when a run is killed."""
+    return {
+        scheme: dict(sorted(load(target).delivery.items()))
+        for scheme, target in sorted(SOURCES.items())
+    }
+
+
+def _delivery_lines() -> list[str]:
+    lines = ["delivery (what a source guarantees when a run is killed):"]
+    for scheme, by_runner in _delivery().items():
+        lines += [f"  {scheme} on {runner}: {guarantee}" for runner, guarantee in by_runner.items()]
+    return lines + [""]
+
+
+def describe_document(spec: PipelineSpec) -> dict[str, Any]:
+    """Returns what `describe_options` shows, as JSON data (``describe --format=json``).
+
+    Returns:
+        ``{"name": ..., "description": ..., "runners": [{"role": "source", "schemes":
+        ["generator", "file"], "kind": "", "runners": [...], "notes": {...}}, ...],
+        "delivery": {"file": {"DirectRunner": "..."}},
+        "sink_outages": "...", "options": [{"name": "source", "help": ..., "required": true,
+        "default": null, "choices": [], "group": "Endpoints"}, ...]}``; secret defaults masked.
+    """
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "runners": [
+            {
+                "role": row.role,
+                "schemes": list(row.schemes),
+                "kind": row.kind,
+                "runners": sorted(row.runners),
+                "notes": dict(row.notes),
+            }
+            for row in MATRIX
+        ],
+        "delivery": _delivery(),
+        "sink_outages": OUTAGE_BEHAVIOUR,
+        "options": [
+            {
+                "name": option.name,
+                "help": option.help,
+                "required": option.required,
+                "default": None
+                if option.required
+                else redact_option(option.name, str(option.default)),
+                "choices": list(option.choices),
+                "group": option.group,
+            }
+            for option in spec.options
+        ],
+    }
+
+
+def describe_options(spec: PipelineSpec) -> str:
+    """Returns the options of ``spec`` with help and defaults, runners and delivery."""
+    lines = [spec.name, "", spec.description, "", *matrix_lines(), "", *_delivery_lines()]
+    lines += ["Sink outages", *textwrap.wrap(OUTAGE_BEHAVIOUR, 96, initial_indent="  ",
+                                             subsequent_indent="  "), ""]  # fmt: skip
+    for option in spec.options:
+        flag = f"--{option.name}" + (" (required)" if option.required else "")
+        lines.append(flag)
+        lines.append(f"    {option.help}")
+        if option.choices:
+            lines.append(f"    one of: {', '.join(option.choices)}")
+        if not option.required:
+            lines.append(f"    default: {redact_option(option.name, str(option.default))}")
+    return "\n".join(lines)
