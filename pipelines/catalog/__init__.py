@@ -23,6 +23,7 @@ CATALOG = {
     "enrich_and_alert": "pipelines.catalog.enrich_and_alert:PIPELINE",
     "sessionize": "pipelines.catalog.sessionize:PIPELINE",
     "cdc_replicate": "pipelines.catalog.cdc_replicate:PIPELINE",
+    "dlq_replay": "pipelines.catalog.dlq_replay:PIPELINE",
 }
 
 

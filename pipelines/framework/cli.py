@@ -32,8 +32,14 @@ commands:
   list [--format=json]      the pipelines of the catalog
   describe NAME [--format=json]
                             a pipeline's options, with help and defaults
-  run NAME [--option=value ...] [beam options]
-                            run a pipeline (DirectRunner unless --runner is given)
+  run NAME [--option=value ...] [beam options] [--wait]
+                            run a pipeline (DirectRunner unless --runner is given); on
+                            Dataflow: submit, print the job id, and follow it with --wait
+  drain|cancel JOB_ID --project P --region R
+                            drain or cancel a Dataflow job
+  update-check graph NAME [--option=value ...] | compare OLD.json NEW.json
+                  [--transform_name_mappings OLD=NEW,...]
+                            can a new version update a running job in place (offline)
   demo [--output=DIR] [--count=N] [--no-redis]
                             live per-minute metrics from the built-in generator (see README)
   dashboard [--sink=URI] [--publish=URI] [--host=H] [--port=N] [--rows=N]
@@ -59,7 +65,8 @@ def _run(name: str, argv: Sequence[str]) -> int:
     finished run is not balanced, else 0.
     """
     try:
-        report = run_pipeline(get_pipeline(name), argv)
+        wait = "--wait" in argv
+        report = run_pipeline(get_pipeline(name), [a for a in argv if a != "--wait"], wait)
     except KeyboardInterrupt as stop:  # stopped before the run could report (a bounded run)
         signum = int(getattr(stop, "signum", signal.SIGINT))
         print(f"stopped by {signal.Signals(signum).name}", file=sys.stderr)
@@ -136,6 +143,14 @@ def _command(args: list[str]) -> int:
         return dashboard(rest)
     if command == "template":
         return template_cli.main(rest)
+    if command == "update-check":
+        from pipelines.framework import update_check
+
+        return update_check.main(rest)
+    if command in ("drain", "cancel"):
+        from pipelines.framework import managed
+
+        return managed.main(command, rest)
     print(f"error: {_usage_error(command, rest)}", file=sys.stderr)
     print(USAGE, file=sys.stderr)
     return USAGE_CODE
@@ -154,7 +169,17 @@ def _list(form: str) -> None:
         print(f"{entry['name']:<24} {entry['summary']}")
 
 
-_COMMANDS = ("list", "describe", "run", "demo", "dashboard", "template")
+_COMMANDS = (
+    "list",
+    "describe",
+    "run",
+    "demo",
+    "dashboard",
+    "template",
+    "drain",
+    "cancel",
+    "update-check",
+)
 _DEVTOOLS = ("docs", "metadata", "services")
 
 

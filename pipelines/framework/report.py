@@ -84,6 +84,8 @@ class RunReport:
         if self.stopped_by is not None:
             lines[0] += f" (stopped by {signal.Signals(self.stopped_by).name})"
         lines += [f"  {role:<12} {uri}" for role, uri in self.outputs.items()]
+        if not self.counters and self.state != "DONE":  # a submitted job: nothing counted here
+            return "\n".join(lines)
         totals = [READ, WRITTEN, DEAD_LETTERED, DROPPED]
         if self.delivered != WRITTEN:
             totals.insert(1, self.delivered)

@@ -17,6 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.catalog import PipelineSpec
+from pipelines.framework import managed
 from pipelines.framework.errors import RunFailed, explain
 from pipelines.framework.options import OptionError, parse_options
 from pipelines.framework.progress import show_progress
@@ -212,15 +213,22 @@ def _runner_name(pipeline: beam.Pipeline) -> str | None:
     return runner if runner is None or isinstance(runner, str) else type(runner).__name__
 
 
-def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
+def run_pipeline(spec: PipelineSpec, argv: Sequence[str], wait: bool = False) -> RunReport:
     """Builds and runs the pipeline (see `build_pipeline`) and returns its report.
 
     A bounded run ends by itself; an endless one is cancelled after ``--max_seconds``, on Ctrl-C
     or on SIGTERM (the report says which signal stopped it). The DirectRunner runs it with the
     live driver of `transforms.io.live` enabled. On a terminal, a progress bar (bounded) or a
     status line (live) shows on standard error while it runs (`pipelines.framework.progress`).
+    On Dataflow the job is submitted and the report names it; ``wait`` follows it
+    (`pipelines.framework.managed`), never cancelling it.
     """
     pipeline, config = build_pipeline(spec, argv)
+    if managed.is_managed(pipeline.options):
+        with _stop_on_sigterm():
+            job = managed.job_of(pipeline.options, pipeline.run())
+            state = managed.submitted(job, wait, config.max_seconds)
+        return RunReport(spec.name, state, {}, {"job": job.job_id, "console": job.console})
     console_sink = any(io.endpoint.scheme == "console" for io in _ios(config))
     progress = show_progress(config, spec.delivered, _runner_name(pipeline), console_sink)
     listener = spec.watch(config) if spec.watch is not None else None

@@ -84,6 +84,7 @@ MATRIX: tuple[Support, ...] = (
     Support("source", ("pubsub",), frozenset({DIRECT, DATAFLOW}),
             notes={DIRECT: "streaming", FLINK: _PUBSUB_ELSEWHERE, PORTABLE: _PUBSUB_ELSEWHERE}),
     Support("source", ("kafka", "kinesis"), ALL_RUNNERS),  # bounded reads
+    Support("source", ("bigquery",), ALL_RUNNERS),  # a table's rows, once
     Support("source", ("kafka", "kinesis"), frozenset({DIRECT}), "live=true",
             notes={DIRECT: "streaming engine", DATAFLOW: _USE_JAVA, FLINK: _USE_JAVA,
                    PORTABLE: _USE_JAVA}),

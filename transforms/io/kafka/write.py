@@ -1,8 +1,9 @@
 """Writing records to a Kafka topic with an idempotent producer; failures dead-lettered.
 
 Each record is sent as one Kafka record: the value is ``record.data`` as JSON (bytes as
-base64), the key the text of field ``key=<field>`` (no key when the parameter is absent or the
-field missing or null), the headers the attributes of the message the record came from plus the
+base64; for a sink of original messages, `SinkContext.raw`, the original payload), the key
+the text of field ``key=<field>`` (no key when the parameter is absent or the field missing or
+null), the headers the attributes of the message the record came from plus the
 record fields named in ``attributes=f1,f2`` (strings as they are, other values as JSON).
 
 The producer is idempotent (``enable.idempotence=true``, ``acks=all``): its own retries do not
@@ -31,7 +32,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from transforms.errors import SinkRejected
-from transforms.io.base import Sink, SinkContext
+from transforms.io.base import Sink, SinkContext, message_payload
 from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kafka.client import CONNECTION_PARAMS, KafkaConnection
@@ -100,6 +101,7 @@ class _Target:
     max_message_bytes: int
     pipeline: str
     counter: str
+    raw: bool = False
 
 
 class _ProduceFn(beam.DoFn):
@@ -160,7 +162,7 @@ class _ProduceFn(beam.DoFn):
         if self._target.key is not None:
             value = record.data.get(self._target.key)
             key = None if value is None else to_text(value).encode("utf-8")
-        payload = self._encoder.encode(record.data)
+        payload = message_payload(record, self._target.raw, self._encoder.encode)
         while True:
             try:
                 self._producer.produce(
@@ -310,6 +312,7 @@ class KafkaSink(Sink):
             max_message_bytes=self._max_message_bytes(endpoint),
             pipeline=context.pipeline,
             counter=context.counter,
+            raw=context.raw,
         )
 
     @staticmethod

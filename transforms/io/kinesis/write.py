@@ -29,7 +29,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from botocore.exceptions import BotoCoreError, ClientError
 
 from transforms.errors import SinkRejected
-from transforms.io.base import Sink, SinkContext
+from transforms.io.base import Sink, SinkContext, message_payload
 from transforms.io.batching import SINK_UNAVAILABLE, BatchingFn, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kinesis.client import DEFAULT_TIMEOUT, StreamTarget, make_client
@@ -71,10 +71,16 @@ class _Writer:
     batch_size: int
     pipeline: str
     counter: str
+    raw: bool = False
 
-    def entry(self, data: dict[str, Any], encoder: msgspec.json.Encoder) -> dict[str, Any]:
-        """Returns the ``PutRecords`` entry of a record; raises `SinkRejected` if it cannot be."""
-        body = encoder.encode(data)
+    def entry(self, record: Record, encoder: msgspec.json.Encoder) -> dict[str, Any]:
+        """Returns the ``PutRecords`` entry of a record; raises `SinkRejected` if it cannot be.
+
+        Its data is ``record.data`` as JSON, or the original payload with ``raw``
+        (`SinkContext.raw`).
+        """
+        data = record.data
+        body = message_payload(record, self.raw, encoder.encode)
         if self.partition_key is None:
             key = hashlib.sha256(body).hexdigest()[:32]
         else:
@@ -146,7 +152,7 @@ class _PutFn(BatchingFn[dict[str, Any]]):
     ) -> Iterator[WindowedValue]:
         for record in block:
             try:
-                entry = self._writer.entry(record.data, self._encoder)
+                entry = self._writer.entry(record, self._encoder)
             except (ValueError, TypeError, msgspec.EncodeError) as error:  # SinkRejected too
                 rejected = (
                     error
@@ -257,6 +263,7 @@ class KinesisSink(Sink):
             batch_size=batch_size,
             pipeline=context.pipeline,
             counter=context.counter,
+            raw=context.raw,
         )
 
     def expand(self, blocks: beam.PCollection) -> beam.PCollection:

@@ -35,7 +35,7 @@ from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 from google.cloud.pubsub_v1.types import PublisherOptions
 
 from transforms.errors import SinkRejected
-from transforms.io.base import Sink, SinkContext
+from transforms.io.base import Sink, SinkContext, message_payload
 from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter
 from transforms.io.endpoint import Endpoint
 from transforms.io.pubsub.resources import optional_param, resource_path
@@ -133,7 +133,7 @@ class _PublishFn(beam.DoFn):
         try:
             return self._publisher.publish(
                 self._topic,
-                self._encoder.encode(record.data),
+                message_payload(record, self._context.raw, self._encoder.encode),
                 ordering_key=key,
                 **self._attributes(record),
             )
