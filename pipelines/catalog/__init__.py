@@ -58,6 +58,7 @@ class PipelineSpec:
     splits: str | None = None
     streaming_modes: tuple[str, ...] = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
     metrics: tuple[str, ...] = ()
+    watch: Callable[[Any], Callable[[Any], None] | None] | None = None
 
     @property
     def reported(self) -> tuple[Metric, ...]:

@@ -1,7 +1,8 @@
 """``metrics_to_redis``: windowed metrics from any source into Redis (or any sink), live.
 
 source -> Parse -> WindowedAggregate(spec) -> sink (a Redis hash per group and window)
-                                           -> publish (optional: PUBLISH per update)
+                                           -> publish (optional: PUBLISH per update, and the
+                                              run's balance each second, for the dashboard)
                                            -> history (optional: BigQuery or files)
    parse failures + late and refused records + sink rejections -> dead letter
 """
@@ -16,6 +17,7 @@ from urllib.parse import quote
 import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
+from pipelines.dashboard.balance import BalancePublisher
 from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms import metrics
@@ -41,7 +43,8 @@ OPTIONS = (
     Option(
         "publish",
         "Optional second sink for every updated row, e.g. "
-        "redis://host:6379/0?mode=publish&key=metrics (live dashboards).",
+        "redis://host:6379/0?mode=publish&key=metrics (live dashboards: a Redis channel also "
+        "gets the run's balance each second; see python -m pipelines dashboard).",
         default="",
         group="Endpoints",
     ),
@@ -128,6 +131,11 @@ def build(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
             spine.write(f"Write {name}", sink, blocks)
 
 
+def publish_balance(config: MetricsConfig) -> BalancePublisher | None:
+    """Returns what publishes the run's balance on the ``--publish`` channel, if it is Redis."""
+    return BalancePublisher.first(sink for name, sink in config.extra_sinks if name == "publish")
+
+
 PIPELINE = PipelineSpec(
     name=NAME,
     description=(
@@ -143,4 +151,5 @@ PIPELINE = PipelineSpec(
     # Under at-least-once a redelivered record would be counted twice in its window.
     streaming_modes=("EXACTLY_ONCE",),
     metrics=metrics.AGGREGATION,
+    watch=publish_balance,
 )

@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.framework import template_cli
-from pipelines.framework.demo import demo_argv
+from pipelines.framework.demo import dashboard_beside, demo_argv
 from pipelines.framework.describe import describe_document, describe_options
 from pipelines.framework.errors import USAGE as USAGE_CODE
 from pipelines.framework.errors import explain, verbose_requested
@@ -42,6 +42,8 @@ commands:
                             can a new version update a running job in place (offline)
   demo [--output=DIR] [--count=N] [--no-redis]
                             live per-minute metrics from the built-in generator (see README)
+  dashboard [--sink=URI] [--publish=URI] [--host=H] [--port=N] [--rows=N]
+                            a metrics_to_redis run's rows and balance, live in a browser
   template build NAME --image IMAGE --bucket gs://B [--output FILE]
                             write a pipeline's Flex Template spec file
   template validate [NAME] [--spec FILE]
@@ -132,7 +134,13 @@ def _command(args: list[str]) -> int:
     if command == "run" and rest and not rest[0].startswith("-"):
         return _run(rest[0], rest[1:])
     if command == "demo":
-        return _run("metrics_to_redis", demo_argv(rest))
+        argv_demo = demo_argv(rest)
+        with dashboard_beside(argv_demo):
+            return _run("metrics_to_redis", argv_demo)
+    if command == "dashboard":
+        from pipelines.dashboard.server import main as dashboard
+
+        return dashboard(rest)
     if command == "template":
         return template_cli.main(rest)
     if command == "update-check":
@@ -161,7 +169,17 @@ def _list(form: str) -> None:
         print(f"{entry['name']:<24} {entry['summary']}")
 
 
-_COMMANDS = ("list", "describe", "run", "demo", "template", "drain", "cancel", "update-check")
+_COMMANDS = (
+    "list",
+    "describe",
+    "run",
+    "demo",
+    "dashboard",
+    "template",
+    "drain",
+    "cancel",
+    "update-check",
+)
 _DEVTOOLS = ("docs", "metadata", "services")
 
 

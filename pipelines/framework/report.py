@@ -49,9 +49,17 @@ class RunReport:
         return Balance(self.delivered, self.splits)
 
     @property
+    def in_flight(self) -> int:
+        """Read (+ splits) - delivered (written or aggregated) - dead-lettered - dropped.
+
+        The records not accounted for yet: 0 when a run has ended balanced.
+        """
+        return self.balance.unaccounted(self.counters)
+
+    @property
     def balanced(self) -> bool:
         """Whether read (+ splits) = delivered (written or aggregated) + dead-lettered + dropped."""
-        return self.balance.unaccounted(self.counters) == 0
+        return self.in_flight == 0
 
     def render(self) -> str:
         """Returns the report as a few lines for a person."""

@@ -23,6 +23,7 @@ from pipelines.framework.monitoring import BalanceLog
 from pipelines.framework.options import OptionError, parse_options
 from pipelines.framework.progress import show_progress
 from pipelines.framework.report import RunReport
+from pipelines.framework.watch import watching
 from transforms.io.base import Sink, Source
 from transforms.io.endpoint import EndpointError
 from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
@@ -233,26 +234,34 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str], wait: bool = False) ->
         return RunReport(spec.name, state, {}, {"job": job.job_id, "console": job.console})
     console_sink = any(io.endpoint.scheme == "console" for io in _ios(config))
     progress = show_progress(config, spec.delivered, _runner_name(pipeline), console_sink)
+    listener = spec.watch(config) if spec.watch is not None else None
     with _stop_on_sigterm(), live_direct_runner(), progress as attach:
         result = pipeline.run()
         attach(result)
-        try:
-            balance = BalanceLog(spec.name, spec.balance, lambda: counter_totals(result.metrics()))
-            stopped_by = _wait(result, config.source, config.max_seconds, balance)
-        except Exception as failure:
-            raise _failed(spec, config, failure) from failure
+        with watching(lambda: _report(spec, config, result), listener):
+            try:
+                balance = BalanceLog(
+                    spec.name, spec.balance, lambda: counter_totals(result.metrics())
+                )
+                stopped_by = _wait(result, config.source, config.max_seconds, balance)
+            except Exception as failure:
+                raise _failed(spec, config, failure) from failure
     if str(result.state) == "DONE":
         _remove_empty_temp_folders(config)
     console = sys.modules.get("transforms.io.console")
     if console is not None:  # a console sink ran: print its final table before the report
         console.LiveTable.close_all()
+    return dataclasses.replace(_report(spec, config, result), stopped_by=stopped_by)
+
+
+def _report(spec: PipelineSpec, config: Any, result: Any) -> RunReport:
+    """The report of a run as its counters are now."""
     return RunReport(
         pipeline=spec.name,
         state=str(result.state),
         counters=counter_totals(result.metrics()),
         delivered=spec.delivered,
         splits=spec.splits,
-        stopped_by=stopped_by,
         outputs={
             "source": str(config.source.endpoint),
             "sink": str(config.sink.endpoint),

@@ -203,6 +203,7 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         (("describe", "sessionize", "extra"), 2, "extra", "unexpected"),
         (("demo", "--colour=red"), 2, "--colour", "--output=DIR"),
         (("demo", "--count=many"), 2, "--count", "whole number"),
+        (("dashboard", "--sink=file:///tmp/rows"), 2, "--sink", "mode=hash"),
         (("demo", "--output={tmp}/folder"), 2, "--output", "not an empty folder"),
         (("drain", "job-1", "--region=us-central1"), 2, "--project", "required"),
         (("services", "up"), 2, "services", "python -m pipelines.devtools services"),
