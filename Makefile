@@ -23,15 +23,20 @@ $(CHECKOV): terraform/requirements-checkov.txt
 	terraform/.tools/checkov/bin/pip install --quiet -r terraform/requirements-checkov.txt
 	touch $@
 
-# Redis comes from Debian; every other local server is a pip package of the [test] extra,
+# Debian's packages: redis-server (a local server) and chromium with chromium-driver (the live
+# dashboard's browser test). Every other local server is a pip package of the [test] extra,
 # except the Pub/Sub emulator, which ships with the Google Cloud CLI.
 system-deps:
-	@if ! command -v redis-server >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else \
-			echo "note: redis-server is missing (apt-get install redis-server); its tests will skip"; \
+			echo "note: missing$$missing (apt-get install$$missing); their tests will skip"; \
 		fi; \
 	fi
 

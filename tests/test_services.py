@@ -196,6 +196,7 @@ def test_endpoints() -> None:
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19093",
         "KINESIS_ENDPOINT_URL": "http://127.0.0.1:5055",
         "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:9050",
+        "BIGQUERY_STORAGE_EMULATOR_HOST": "127.0.0.1:9060",
         "REDIS_URL": "redis://127.0.0.1:6390/0",
     }
 

@@ -53,6 +53,10 @@ __all__ = [
     "FAILED",
     "GOOGLE_COLUMNS",
     "MAX_PAYLOAD_PREFIX",
+    "REPLAY_ATTRIBUTES",
+    "REPLAY_COUNT",
+    "REPLAY_ID",
+    "REPLAY_OF",
     "TRUNCATED_REASONS",
     "CountDeadLetters",
     "ToDeadLetter",
@@ -69,6 +73,16 @@ MAX_STACKTRACE_CHARS = 16_000
 MAX_PAYLOAD_PREFIX = 64 * 1024
 TRUNCATED_REASONS = frozenset({"too_large", "row_too_large"})
 """Reasons whose payload is cut to `MAX_PAYLOAD_PREFIX` bytes when it is longer."""
+
+# The attributes (Kafka headers) a replayed message carries (see `pipelines.catalog.dlq_replay`):
+# how many times it was replayed, the id of the dead letter it was first replayed from, and the
+# id of this replay (that dead letter's id and the count). A replayed message that fails again
+# keeps them in its dead letter's ``attributes``, and its ``retry_count`` is the count: the new
+# dead letter points to the first one, with the original bytes, never a dead letter nested in one.
+REPLAY_COUNT = "dlq_replay_count"
+REPLAY_OF = "dlq_replay_of"
+REPLAY_ID = "dlq_replay_id"
+REPLAY_ATTRIBUTES = (REPLAY_COUNT, REPLAY_OF, REPLAY_ID)
 
 DEAD_LETTER_SCHEMA = Schema(
     (
@@ -149,7 +163,7 @@ def error_record(
     error_message: str,
     stacktrace: str = "",
     event_timestamp: float | None = None,
-    retry_count: int = 0,
+    retry_count: int | None = None,
 ) -> dict[str, Any]:
     """Builds the dead-letter record for a failed element.
 
@@ -163,7 +177,8 @@ def error_record(
         error_message: what went wrong, for a person (secrets are redacted).
         stacktrace: the formatted traceback, if any (secrets redacted).
         event_timestamp: the element's event time in epoch seconds, if known.
-        retry_count: how many times this element was replayed before.
+        retry_count: how many times this element was replayed before; by default the
+            message's `REPLAY_COUNT` attribute, when it has one, else 0.
 
     Returns:
         A dict of the shape documented in this module.
@@ -196,8 +211,14 @@ def error_record(
         "payload_sha256": None if oversize is None else oversize.sha256,
         "attributes": [{"key": k, "value": v} for k, v in sorted(attributes.items())],
         "source": origin.to_dict() if origin is not None else None,
-        "retry_count": retry_count,
+        "retry_count": _replay_count(attributes) if retry_count is None else retry_count,
     }
+
+
+def _replay_count(attributes: dict[str, str]) -> int:
+    """The `REPLAY_COUNT` attribute of a replayed message (0 when absent or not a count)."""
+    text = attributes.get(REPLAY_COUNT, "")
+    return int(text) if text.isdigit() and len(text) < 10 else 0
 
 
 def refused(

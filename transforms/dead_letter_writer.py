@@ -25,6 +25,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 
+from transforms import metrics
 from transforms.blocks import Batch
 from transforms.dead_letter import (
     DEAD_LETTER_SCHEMA,
@@ -45,7 +46,7 @@ __all__ = [
     "unrouted_errors",
 ]
 
-WRITTEN_DEAD_LETTERS = "written_dead_letters"
+WRITTEN_DEAD_LETTERS = metrics.WRITTEN_DEAD_LETTERS
 
 
 def dead_letter_context(pipeline: str) -> SinkContext:

@@ -6,6 +6,7 @@ One module per job; `JOBS` maps the names ``python -m bench.run --job`` takes to
 from __future__ import annotations
 
 from bench.jobs import (
+    bigquery_sink,
     bounded_memory,
     cdc_apply,
     enrich,
@@ -31,6 +32,7 @@ JOBS: dict[str, Job] = {
     "session": session.JOB,
     "cdc_apply": cdc_apply.JOB,
     "redis_sink": redis_sink.JOB,
+    "bigquery_sink": bigquery_sink.JOB,
     "enrich": enrich.JOB,
     "bounded_memory": bounded_memory.JOB,
     "stream_window_agg": stream_window_agg.JOB,

@@ -13,7 +13,7 @@ import apache_beam as beam
 
 from pipelines.framework.options import Option
 from transforms.io.registry import load
-from transforms.metrics import WRITTEN
+from transforms.metrics import COMMON, METRICS, WRITTEN, Balance, Metric
 
 __all__ = ["CATALOG", "PipelineSpec", "get_pipeline"]
 
@@ -23,6 +23,7 @@ CATALOG = {
     "enrich_and_alert": "pipelines.catalog.enrich_and_alert:PIPELINE",
     "sessionize": "pipelines.catalog.sessionize:PIPELINE",
     "cdc_replicate": "pipelines.catalog.cdc_replicate:PIPELINE",
+    "dlq_replay": "pipelines.catalog.dlq_replay:PIPELINE",
 }
 
 
@@ -43,6 +44,8 @@ class PipelineSpec:
         streaming_modes: the Dataflow streaming modes (``EXACTLY_ONCE``, ``AT_LEAST_ONCE``)
             the pipeline is correct under, the default first; empty for a batch-only pipeline.
             They become the template's ``streaming`` and ``supports*`` flags.
+        metrics: the declared metrics (`transforms.metrics.METRICS`) the pipeline reports
+            besides those every pipeline reports (`transforms.metrics.COMMON`).
 
     """
 
@@ -54,6 +57,21 @@ class PipelineSpec:
     delivered: str = WRITTEN
     splits: str | None = None
     streaming_modes: tuple[str, ...] = ("EXACTLY_ONCE", "AT_LEAST_ONCE")
+    metrics: tuple[str, ...] = ()
+    watch: Callable[[Any], Callable[[Any], None] | None] | None = None
+
+    @property
+    def reported(self) -> tuple[Metric, ...]:
+        """Every metric the pipeline reports, declared in `transforms.metrics`."""
+        names = dict.fromkeys((*COMMON, self.delivered, *self.metrics))
+        if self.splits:
+            names[self.splits] = None
+        return tuple(METRICS[name] for name in names)
+
+    @property
+    def balance(self) -> Balance:
+        """How the pipeline's counters add up (see `transforms.metrics.Balance`)."""
+        return Balance(self.delivered, self.splits)
 
 
 def get_pipeline(name: str) -> PipelineSpec:

@@ -41,6 +41,7 @@ import apache_beam as beam
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms import metrics
 from transforms.cdc.apply import APPLIED, CHANGE_SCHEMA, ApplyChanges
 from transforms.cdc.debezium import DropTombstones
 from transforms.cdc.envelope import parse_key_columns
@@ -164,4 +165,5 @@ PIPELINE = PipelineSpec(
     # Changes are applied by sequence, so a redelivered change is dropped as a duplicate:
     # at-least-once is as correct, and cheaper.
     streaming_modes=("AT_LEAST_ONCE", "EXACTLY_ONCE"),
+    metrics=metrics.CDC,
 )

@@ -30,6 +30,7 @@ from apache_beam.transforms.window import GlobalWindows
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms import metrics
 from transforms.aggregate.spec import AggregateSpec, SpecError
 from transforms.aggregate.windowed import WindowedAggregate
 from transforms.blocks import Block
@@ -52,8 +53,8 @@ from transforms.route import MODES, Route, RouteSpec, tagged
 __all__ = ["ENRICHED", "PIPELINE", "AlertConfig", "build", "configure"]
 
 NAME = "enrich_and_alert"
-ENRICHED = "enriched"
-ALERTS = "written_alerts"
+ENRICHED = metrics.ENRICHED
+ALERTS = metrics.WRITTEN_ALERTS
 # The field of an alert naming its rule (or ``burst``).
 ALERT = "alert"
 BURST = "burst"
@@ -333,4 +334,5 @@ PIPELINE = PipelineSpec(
     delivered=ENRICHED,
     # A record delivered twice could raise a second alert and count twice in a burst.
     streaming_modes=("EXACTLY_ONCE",),
+    metrics=metrics.ENRICHMENT + metrics.AGGREGATION,
 )

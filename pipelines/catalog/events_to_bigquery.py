@@ -17,6 +17,7 @@ import apache_beam as beam
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms import metrics
 from transforms.aggregate.spec import AggregateSpec, SpecError
 from transforms.aggregate.windowed import WindowedAggregate, row_schema
 from transforms.fields import aggregate_fields
@@ -26,7 +27,7 @@ from transforms.io.registry import make_sink
 __all__ = ["PIPELINE", "EventsConfig", "build"]
 
 NAME = "events_to_bigquery"
-COUNTS = "written_counts"
+COUNTS = metrics.WRITTEN_COUNTS
 
 COUNTS_OPTIONS = (
     Option(
@@ -119,4 +120,5 @@ PIPELINE = PipelineSpec(
     options=COMMON_OPTIONS + PARSE_OPTIONS + COUNTS_OPTIONS,
     configure=configure,
     build=build,
+    metrics=metrics.AGGREGATION + (metrics.WRITTEN_COUNTS,),
 )

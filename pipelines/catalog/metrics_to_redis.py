@@ -1,7 +1,8 @@
 """``metrics_to_redis``: windowed metrics from any source into Redis (or any sink), live.
 
 source -> Parse -> WindowedAggregate(spec) -> sink (a Redis hash per group and window)
-                                           -> publish (optional: PUBLISH per update)
+                                           -> publish (optional: PUBLISH per update, and the
+                                              run's balance each second, for the dashboard)
                                            -> history (optional: BigQuery or files)
    parse failures + late and refused records + sink rejections -> dead letter
 """
@@ -16,8 +17,10 @@ from urllib.parse import quote
 import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
+from pipelines.dashboard.balance import BalancePublisher
 from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms import metrics
 from transforms.aggregate.spec import AggregateSpec, SpecError
 from transforms.aggregate.windowed import AGGREGATED, WindowedAggregate, row_schema
 from transforms.fields import aggregate_fields
@@ -40,7 +43,8 @@ OPTIONS = (
     Option(
         "publish",
         "Optional second sink for every updated row, e.g. "
-        "redis://host:6379/0?mode=publish&key=metrics (live dashboards).",
+        "redis://host:6379/0?mode=publish&key=metrics (live dashboards: a Redis channel also "
+        "gets the run's balance each second; see python -m pipelines dashboard).",
         default="",
         group="Endpoints",
     ),
@@ -111,7 +115,7 @@ def configure(values: dict[str, Any]) -> MetricsConfig:
             f"console://?key={quote(key)}&columns={quote(','.join(shown))}&title={NAME}"
         )
     extra = tuple(
-        (name, make_sink(uri, replace(rows, counter=f"written_{name}")))
+        (name, make_sink(uri, replace(rows, counter=f"{metrics.WRITTEN}_{name}")))
         for name, uri in uris.items()
     )
     return MetricsConfig(SpineConfig.from_options(NAME, values, parse, rows), spec, extra)
@@ -125,6 +129,11 @@ def build(pipeline: beam.Pipeline, config: MetricsConfig) -> None:
         spine.write("Write", config.sink, blocks)
         for name, sink in config.extra_sinks:
             spine.write(f"Write {name}", sink, blocks)
+
+
+def publish_balance(config: MetricsConfig) -> BalancePublisher | None:
+    """Returns what publishes the run's balance on the ``--publish`` channel, if it is Redis."""
+    return BalancePublisher.first(sink for name, sink in config.extra_sinks if name == "publish")
 
 
 PIPELINE = PipelineSpec(
@@ -141,4 +150,6 @@ PIPELINE = PipelineSpec(
     delivered=AGGREGATED,
     # Under at-least-once a redelivered record would be counted twice in its window.
     streaming_modes=("EXACTLY_ONCE",),
+    metrics=metrics.AGGREGATION,
+    watch=publish_balance,
 )

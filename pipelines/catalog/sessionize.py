@@ -19,6 +19,7 @@ import apache_beam as beam
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
+from transforms import metrics
 from transforms.aggregate.windowed import AGGREGATED
 from transforms.durations import parse_duration
 from transforms.fields import RequiredField
@@ -177,4 +178,5 @@ PIPELINE = PipelineSpec(
     delivered=AGGREGATED,
     # A record delivered twice would count twice in its session.
     streaming_modes=("EXACTLY_ONCE",),
+    metrics=metrics.AGGREGATION,
 )

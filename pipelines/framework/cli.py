@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.framework import template_cli
-from pipelines.framework.demo import demo_argv
+from pipelines.framework.demo import dashboard_beside, demo_argv
 from pipelines.framework.describe import describe_document, describe_options
 from pipelines.framework.errors import USAGE as USAGE_CODE
 from pipelines.framework.errors import explain, verbose_requested
@@ -32,10 +32,18 @@ commands:
   list [--format=json]      the pipelines of the catalog
   describe NAME [--format=json]
                             a pipeline's options, with help and defaults
-  run NAME [--option=value ...] [beam options]
-                            run a pipeline (DirectRunner unless --runner is given)
+  run NAME [--option=value ...] [beam options] [--wait]
+                            run a pipeline (DirectRunner unless --runner is given); on
+                            Dataflow: submit, print the job id, and follow it with --wait
+  drain|cancel JOB_ID --project P --region R
+                            drain or cancel a Dataflow job
+  update-check graph NAME [--option=value ...] | compare OLD.json NEW.json
+                  [--transform_name_mappings OLD=NEW,...]
+                            can a new version update a running job in place (offline)
   demo [--output=DIR] [--count=N] [--no-redis]
                             live per-minute metrics from the built-in generator (see README)
+  dashboard [--sink=URI] [--publish=URI] [--host=H] [--port=N] [--rows=N]
+                            a metrics_to_redis run's rows and balance, live in a browser
   template build NAME --image IMAGE --bucket gs://B [--output FILE]
                             write a pipeline's Flex Template spec file
   template validate [NAME] [--spec FILE]
@@ -57,7 +65,8 @@ def _run(name: str, argv: Sequence[str]) -> int:
     finished run is not balanced, else 0.
     """
     try:
-        report = run_pipeline(get_pipeline(name), argv)
+        wait = "--wait" in argv
+        report = run_pipeline(get_pipeline(name), [a for a in argv if a != "--wait"], wait)
     except KeyboardInterrupt as stop:  # stopped before the run could report (a bounded run)
         signum = int(getattr(stop, "signum", signal.SIGINT))
         print(f"stopped by {signal.Signals(signum).name}", file=sys.stderr)
@@ -125,9 +134,23 @@ def _command(args: list[str]) -> int:
     if command == "run" and rest and not rest[0].startswith("-"):
         return _run(rest[0], rest[1:])
     if command == "demo":
-        return _run("metrics_to_redis", demo_argv(rest))
+        argv_demo = demo_argv(rest)
+        with dashboard_beside(argv_demo):
+            return _run("metrics_to_redis", argv_demo)
+    if command == "dashboard":
+        from pipelines.dashboard.server import main as dashboard
+
+        return dashboard(rest)
     if command == "template":
         return template_cli.main(rest)
+    if command == "update-check":
+        from pipelines.framework import update_check
+
+        return update_check.main(rest)
+    if command in ("drain", "cancel"):
+        from pipelines.framework import managed
+
+        return managed.main(command, rest)
     print(f"error: {_usage_error(command, rest)}", file=sys.stderr)
     print(USAGE, file=sys.stderr)
     return USAGE_CODE
@@ -146,7 +169,17 @@ def _list(form: str) -> None:
         print(f"{entry['name']:<24} {entry['summary']}")
 
 
-_COMMANDS = ("list", "describe", "run", "demo", "template")
+_COMMANDS = (
+    "list",
+    "describe",
+    "run",
+    "demo",
+    "dashboard",
+    "template",
+    "drain",
+    "cancel",
+    "update-check",
+)
 _DEVTOOLS = ("docs", "metadata", "services")
 
 

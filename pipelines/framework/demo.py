@@ -4,21 +4,31 @@
 by 1-10 minutes, 1 % malformed) at ten times real speed, so five minutes of one-minute windows
 pass in half a minute (the run, with start-up and the last panes, takes about a minute). It
 shows a live table of the latest figures, writes every pane and every dead letter to files,
-and, when a Redis server answers, keeps the latest row per endpoint and minute in Redis hashes
-and publishes each update.
+and, when a Redis server answers, keeps the latest row per endpoint and minute in Redis hashes,
+publishes each update and the run's balance, and serves the live dashboard
+(`pipelines.dashboard`) while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from pipelines.framework.errors import RunFailed
 from pipelines.framework.options import OptionError
 from transforms.io.endpoint import redact
 
-__all__ = ["demo_argv", "find_redis"]
+__all__ = [
+    "dashboard_beside",
+    "demo_argv",
+    "demo_publish",
+    "demo_sink",
+    "find_redis",
+    "redis_or_default",
+]
 
 EVENTS = 6_000
 RATE = 20  # events per second of event time
@@ -40,6 +50,50 @@ def find_redis() -> str | None:
             continue
         return url
     return None
+
+
+def redis_or_default() -> str:
+    """Returns the URL of a Redis server that answers (see `find_redis`), else the first tried.
+
+    The first tried is ``$REDIS_URL``, or ``redis://127.0.0.1:6379/0``.
+    """
+    return find_redis() or os.environ.get("REDIS_URL") or REDIS_CANDIDATES[0]
+
+
+def demo_sink(redis_url: str) -> str:
+    """The demo's ``--sink``: the latest row per endpoint and minute in a hash, for a day."""
+    return f"{redis_url}?mode=hash&key=metrics:{{endpoint}}:{{window_start}}&ttl=86400"
+
+
+def demo_publish(redis_url: str) -> str:
+    """The demo's ``--publish``: every updated row (and the run's balance) on channel metrics."""
+    return f"{redis_url}?mode=publish&key=metrics"
+
+
+@contextlib.contextmanager
+def dashboard_beside(argv: Sequence[str]) -> Iterator[None]:
+    """Serves the live dashboard while the demo runs, when the demo publishes to Redis.
+
+    Args:
+        argv: the demo's options, as `demo_argv` gives them: with ``--publish`` when a Redis
+            server answers; without it nothing is served.
+    """
+    given = dict(arg.removeprefix("--").split("=", 1) for arg in argv)
+    if "publish" not in given:
+        yield
+        return
+    from pipelines.dashboard.server import DEFAULT_PORT, dashboard
+
+    chosen = [f"--sink={given['sink']}", f"--publish={given['publish']}"]
+    try:
+        server = dashboard([*chosen, f"--port={DEFAULT_PORT}"]).start()
+    except RunFailed:  # the port is taken (a dashboard already running?): any free one
+        server = dashboard([*chosen, "--port=0"]).start()
+    print(f"Live dashboard: {server.url} (open it now: it stops with the demo)", flush=True)
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 def demo_argv(argv: Sequence[str]) -> list[str]:
@@ -91,8 +145,8 @@ def demo_argv(argv: Sequence[str]) -> list[str]:
     else:
         print(f"Redis: {redact(redis_url)} (hash metrics:ENDPOINT:WINDOW_START, channel metrics)")
         argv_out += [
-            f"--sink={redis_url}?mode=hash&key=metrics:{{endpoint}}:{{window_start}}&ttl=86400",
-            f"--publish={redis_url}?mode=publish&key=metrics",
+            f"--sink={demo_sink(redis_url)}",
+            f"--publish={demo_publish(redis_url)}",
             f"--history=file://{output}/metrics",
         ]
     print(

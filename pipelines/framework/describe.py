@@ -1,4 +1,4 @@
-"""What ``describe`` shows of a pipeline: options, the runner x IO matrix, delivery, outages."""
+"""What ``describe`` shows of a pipeline: options, runners, delivery, outages, metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import textwrap
 from typing import Any
 
 from pipelines.catalog import PipelineSpec
+from pipelines.framework.monitoring import metrics_document, metrics_lines
 from transforms.io.endpoint import redact_option
 from transforms.io.registry import SOURCES, load
 from transforms.io.retry import OUTAGE_BEHAVIOUR
@@ -36,7 +37,9 @@ def describe_document(spec: PipelineSpec) -> dict[str, Any]:
         ``{"name": ..., "description": ..., "runners": [{"role": "source", "schemes":
         ["generator", "file"], "kind": "", "runners": [...], "notes": {...}}, ...],
         "delivery": {"file": {"DirectRunner": "..."}},
-        "sink_outages": "...", "options": [{"name": "source", "help": ..., "required": true,
+        "sink_outages": "...", "metrics": [{"name": "read", "kind": "counter", "labels":
+        ["step"], "unit": "1", "meaning": ...}, ...], "balance": {"read": ["read"], ...},
+        "options": [{"name": "source", "help": ..., "required": true,
         "default": null, "choices": [], "group": "Endpoints"}, ...]}``; secret defaults masked.
     """
     return {
@@ -54,6 +57,7 @@ def describe_document(spec: PipelineSpec) -> dict[str, Any]:
         ],
         "delivery": _delivery(),
         "sink_outages": OUTAGE_BEHAVIOUR,
+        **metrics_document(spec),
         "options": [
             {
                 "name": option.name,
@@ -75,6 +79,7 @@ def describe_options(spec: PipelineSpec) -> str:
     lines = [spec.name, "", spec.description, "", *matrix_lines(), "", *_delivery_lines()]
     lines += ["Sink outages", *textwrap.wrap(OUTAGE_BEHAVIOUR, 96, initial_indent="  ",
                                              subsequent_indent="  "), ""]  # fmt: skip
+    lines += metrics_lines(spec)
     for option in spec.options:
         flag = f"--{option.name}" + (" (required)" if option.required else "")
         lines.append(flag)

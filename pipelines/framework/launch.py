@@ -58,6 +58,10 @@ class Launch:
         job_name: the job's name; by default ``PIPELINE-YYYYMMDD-HHMMSS`` (UTC).
         environment: launch environment fields (keys of `ENVIRONMENT_FLAGS`).
         validate_only: ask the service to validate the launch without starting a job.
+        update: replace the running job of the same name in place, keeping its state (a
+            streaming job; Dataflow refuses a graph it cannot map onto the running one).
+        transform_name_mappings: for an update, ``{old step name: new step name}`` of the
+            steps renamed since the running job was launched (a removed step maps to ``""``).
     """
 
     pipeline: str
@@ -68,9 +72,13 @@ class Launch:
     job_name: str = ""
     environment: Mapping[str, str] = field(default_factory=dict)
     validate_only: bool = False
+    update: bool = False
+    transform_name_mappings: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_bucket(self.bucket)
+        if self.transform_name_mappings and not self.update:
+            raise TemplateError("--transform_name_mappings applies to an update: add --update")
         if not self.job_name:
             stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
             object.__setattr__(self, "job_name", f"{self.pipeline.replace('_', '-')}-{stamp}")
@@ -107,6 +115,12 @@ class Launch:
                 "containerSpecGcsPath": self.template_path,
                 "parameters": self.all_parameters,
                 "environment": environment,
+                **({"update": True} if self.update else {}),
+                **(
+                    {"transformNameMappings": dict(self.transform_name_mappings)}
+                    if self.transform_name_mappings
+                    else {}
+                ),
             },
             "validateOnly": self.validate_only,
         }
@@ -159,4 +173,9 @@ def gcloud_command(request: Launch) -> str:
         f"{ENVIRONMENT_FLAGS[key]}={redact_option(key, value)}"
         for key, value in request.environment.items()
     ]
+    if request.update:
+        words.append("--update")
+    if request.transform_name_mappings:
+        mappings = ",".join(f"{old}={new}" for old, new in request.transform_name_mappings.items())
+        words.append(f"--transform-name-mappings={mappings}")
     return " ".join(shlex.quote(word) for word in words)

@@ -5,14 +5,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 
-from transforms.metrics import (
-    DEAD_LETTERED,
-    DROPPED,
-    READ,
-    RULE_ERROR,
-    SINK_REASON_PREFIX,
-    WRITTEN,
-)
+from transforms.metrics import DEAD_LETTERED, DROPPED, READ, WRITTEN, Balance
 
 __all__ = ["RunReport"]
 
@@ -50,25 +43,23 @@ class RunReport:
         """Returns counter ``name`` (0 when it never counted)."""
         return self.counters.get(name, 0)
 
-    def _input_dead_letters(self) -> int:
-        total = self.count(DEAD_LETTERED)
-        if self.delivered == WRITTEN:
-            return total
-        return total - sum(
-            value
-            for name, value in self.counters.items()
-            if name.startswith(f"{DEAD_LETTERED}.{SINK_REASON_PREFIX}")
-            or name == f"{DEAD_LETTERED}.{RULE_ERROR}"
-        )
+    @property
+    def balance(self) -> Balance:
+        """How this pipeline's counters add up."""
+        return Balance(self.delivered, self.splits)
+
+    @property
+    def in_flight(self) -> int:
+        """Read (+ splits) - delivered (written or aggregated) - dead-lettered - dropped.
+
+        The records not accounted for yet: 0 when a run has ended balanced.
+        """
+        return self.balance.unaccounted(self.counters)
 
     @property
     def balanced(self) -> bool:
         """Whether read (+ splits) = delivered (written or aggregated) + dead-lettered + dropped."""
-        accounted = self.count(self.delivered) + self._input_dead_letters() + self.count(DROPPED)
-        return self.count(READ) + self._split() == accounted
-
-    def _split(self) -> int:
-        return self.count(self.splits) if self.splits else 0
+        return self.in_flight == 0
 
     def render(self) -> str:
         """Returns the report as a few lines for a person."""
@@ -76,6 +67,8 @@ class RunReport:
         if self.stopped_by is not None:
             lines[0] += f" (stopped by {signal.Signals(self.stopped_by).name})"
         lines += [f"  {role:<12} {uri}" for role, uri in self.outputs.items()]
+        if not self.counters and self.state != "DONE":  # a submitted job: nothing counted here
+            return "\n".join(lines)
         totals = [READ, WRITTEN, DEAD_LETTERED, DROPPED]
         if self.delivered != WRITTEN:
             totals.insert(1, self.delivered)
@@ -92,6 +85,6 @@ class RunReport:
         lines += [f"  {name:<14}{self.count(name):>10}" for name in others]
         verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
         dead = "dead_lettered" if self.delivered == WRITTEN else "dead_lettered (input)"
-        read = f"read + {self.splits}" if self._split() else "read"
+        read = f"read + {self.splits}" if self.splits and self.count(self.splits) else "read"
         lines.append(f"  {read} = {self.delivered} + {dead} + dropped: {verdict}")
         return "\n".join(lines)

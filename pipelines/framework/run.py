@@ -17,10 +17,13 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines.catalog import PipelineSpec
+from pipelines.framework import managed
 from pipelines.framework.errors import RunFailed, explain
+from pipelines.framework.monitoring import BalanceLog
 from pipelines.framework.options import OptionError, parse_options
 from pipelines.framework.progress import show_progress
 from pipelines.framework.report import RunReport
+from pipelines.framework.watch import watching
 from transforms.io.base import Sink, Source
 from transforms.io.endpoint import EndpointError
 from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
@@ -89,10 +92,11 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _wait(result: Any, source: Any, max_seconds: float) -> int | None:
+def _wait(result: Any, source: Any, max_seconds: float, balance: BalanceLog) -> int | None:
     """Waits for a bounded run; runs a live one until it ends, ``max_seconds`` or a signal.
 
-    Returns the signal (Ctrl-C's SIGINT, SIGTERM) that stopped the run, if any.
+    A live run logs its ``balance`` line once per window. Returns the signal (Ctrl-C's SIGINT,
+    SIGTERM) that stopped the run, if any.
     """
     if source.bounded:
         result.wait_until_finish()
@@ -112,6 +116,7 @@ def _wait(result: Any, source: Any, max_seconds: float) -> int | None:
     try:
         while waiter.is_alive() and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.2)
+            balance.tick()
     except KeyboardInterrupt as stop:
         stopped_by = int(getattr(stop, "signum", signal.SIGINT))
     if failures:
@@ -211,36 +216,52 @@ def _runner_name(pipeline: beam.Pipeline) -> str | None:
     return runner if runner is None or isinstance(runner, str) else type(runner).__name__
 
 
-def run_pipeline(spec: PipelineSpec, argv: Sequence[str]) -> RunReport:
+def run_pipeline(spec: PipelineSpec, argv: Sequence[str], wait: bool = False) -> RunReport:
     """Builds and runs the pipeline (see `build_pipeline`) and returns its report.
 
     A bounded run ends by itself; an endless one is cancelled after ``--max_seconds``, on Ctrl-C
     or on SIGTERM (the report says which signal stopped it). The DirectRunner runs it with the
     live driver of `transforms.io.live` enabled. On a terminal, a progress bar (bounded) or a
     status line (live) shows on standard error while it runs (`pipelines.framework.progress`).
+    On Dataflow the job is submitted and the report names it; ``wait`` follows it
+    (`pipelines.framework.managed`), never cancelling it.
     """
     pipeline, config = build_pipeline(spec, argv)
+    if managed.is_managed(pipeline.options):
+        with _stop_on_sigterm():
+            job = managed.job_of(pipeline.options, pipeline.run())
+            state = managed.submitted(job, wait, config.max_seconds)
+        return RunReport(spec.name, state, {}, {"job": job.job_id, "console": job.console})
     console_sink = any(io.endpoint.scheme == "console" for io in _ios(config))
     progress = show_progress(config, spec.delivered, _runner_name(pipeline), console_sink)
+    listener = spec.watch(config) if spec.watch is not None else None
     with _stop_on_sigterm(), live_direct_runner(), progress as attach:
         result = pipeline.run()
         attach(result)
-        try:
-            stopped_by = _wait(result, config.source, config.max_seconds)
-        except Exception as failure:
-            raise _failed(spec, config, failure) from failure
+        with watching(lambda: _report(spec, config, result), listener):
+            try:
+                balance = BalanceLog(
+                    spec.name, spec.balance, lambda: counter_totals(result.metrics())
+                )
+                stopped_by = _wait(result, config.source, config.max_seconds, balance)
+            except Exception as failure:
+                raise _failed(spec, config, failure) from failure
     if str(result.state) == "DONE":
         _remove_empty_temp_folders(config)
     console = sys.modules.get("transforms.io.console")
     if console is not None:  # a console sink ran: print its final table before the report
         console.LiveTable.close_all()
+    return dataclasses.replace(_report(spec, config, result), stopped_by=stopped_by)
+
+
+def _report(spec: PipelineSpec, config: Any, result: Any) -> RunReport:
+    """The report of a run as its counters are now."""
     return RunReport(
         pipeline=spec.name,
         state=str(result.state),
         counters=counter_totals(result.metrics()),
         delivered=spec.delivered,
         splits=spec.splits,
-        stopped_by=stopped_by,
         outputs={
             "source": str(config.source.endpoint),
             "sink": str(config.sink.endpoint),

@@ -90,6 +90,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask Dataflow to check the launch without starting a job",
     )
+    run.add_argument(
+        "--update",
+        action="store_true",
+        help="replace the running streaming job of the same --job_name in place, keeping its state",
+    )
+    run.add_argument(
+        "--transform_name_mappings",
+        type=_pairs,
+        default={},
+        help="with --update: old=new step names, for steps renamed since the running job started",
+    )
     run.add_argument("--api_endpoint", help="another Dataflow API endpoint (tests)")
     return parser
 
@@ -133,6 +144,8 @@ def main(argv: Sequence[str]) -> int:
         job_name=args.job_name,
         environment=args.environment,
         validate_only=args.validate_only,
+        update=args.update,
+        transform_name_mappings=args.transform_name_mappings,
     )
     if request.validate_only:
         print("gcloud has no validate-only mode; this starts the same job with gcloud:")

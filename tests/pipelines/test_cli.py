@@ -106,6 +106,8 @@ _BUILD = ("template", "build", "events_to_bigquery", "--image=gcr.io/p/i:1")
 _PUBSUB = ("--source=pubsub://projects/proj-x/subscriptions/sub-x",
            "--sink=pubsub://projects/proj-x/topics/out-x",
            "--dead_letter=pubsub://projects/proj-x/topics/dead-x")  # fmt: skip
+_REPLAY = ("run", "dlq_replay", "--source=file://{tmp}/folder/in.jsonl", "--sink=stdout://",
+           "--dead_letter=stdout://", "--parked=stdout://")  # fmt: skip
 _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--sink=stdout://",
            "--dead_letter=stdout://", "--alert_sink=stdout://",
            "--profiles=file://{tmp}/profiles.jsonl?key={{customer_id}}")  # fmt: skip
@@ -174,10 +176,20 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         ),
         ((*_ENRICH, "--rules={{big: amount ==}}"), 2, "--rules", "syntax error"),
         ((*_ENRICH, "--rules=amount is None"), 2, "--rules", "mapping of name: expression"),
+        (_REPLAY, 2, "--ledger", "redis://HOST:PORT/DB"),
+        ((*_REPLAY, "--ledger=none", "--where=reason =="), 2, "--where", "syntax error"),
+        ((*_REPLAY, "--ledger=none", "--since=yesterday"), 2, "--since", "RFC 3339"),
+        (
+            ("run", "dlq_replay", *_PUBSUB, "--parked=stdout://", "--preview=true"),
+            2,
+            "--preview",
+            "a copy of the dead letters",
+        ),
         ((*_LAUNCH, "--parameters=sink=stdout://,sorce=x"), 2, "'sorce'", "source"),
         ((*_LAUNCH, _PARAMETERS), 1, "credentials", "application-default login"),
         ((*_LAUNCH, _PARAMETERS, "--environment=colour=red"), 2, "colour", "supported fields"),
         ((*_LAUNCH, _PARAMETERS, "--job_name=Bad_Name"), 2, "Bad_Name", "lowercase"),
+        ((*_LAUNCH, _PARAMETERS, "--transform_name_mappings=A=B"), 2, "mappings", "--update"),
         (("template", "launch", "events_to_bigquery"), 2, "--project", "required"),
         (("template", "validate", "nope"), 2, "'nope'", "no pipeline"),
         ((*_BUILD[:3], "--bucket=gs://b-x"), 2, "--image", "required"),
@@ -191,7 +203,9 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         (("describe", "sessionize", "extra"), 2, "extra", "unexpected"),
         (("demo", "--colour=red"), 2, "--colour", "--output=DIR"),
         (("demo", "--count=many"), 2, "--count", "whole number"),
+        (("dashboard", "--sink=file:///tmp/rows"), 2, "--sink", "mode=hash"),
         (("demo", "--output={tmp}/folder"), 2, "--output", "not an empty folder"),
+        (("drain", "job-1", "--region=us-central1"), 2, "--project", "required"),
         (("services", "up"), 2, "services", "python -m pipelines.devtools services"),
         (("docs",), 2, "docs", "python -m pipelines.devtools docs"),
     ],
@@ -333,13 +347,15 @@ def test_gcloud_equivalent_uses_only_flags_gcloud_has() -> None:
 
 def test_services_env_exports_every_running_server() -> None:
     from pipelines.devtools import services
-    from pipelines.devtools.services.specs import SPECS
+    from pipelines.devtools.services.specs import EXTRA_ENV, SPECS
 
     result = devtools("services", "env")
     assert result.returncode == 0
     running = [name for name in SPECS if services.is_running(name)]
     assert running, "the local servers run in this suite"
     expected = {f"export {SPECS[name].env_var}={SPECS[name].endpoint}" for name in running}
+    for name in running:  # the BigQuery emulator's Storage Write API, beside its REST API
+        expected |= {f"export {var}={value}" for var, value in EXTRA_ENV.get(name, {}).items()}
     assert set(result.stdout.splitlines()) == expected
     status = devtools("services", "status").stdout
     for name in running:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import msgspec
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing import test_stream
@@ -33,6 +34,7 @@ from pipelines.catalog import get_pipeline
 from pipelines.framework.options import parse_options
 from pipelines.framework.run import RunReport, run_pipeline
 from transforms.blocks import Batch
+from transforms.dead_letter import error_record
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint
 from transforms.message import Message, Origin
@@ -167,6 +169,33 @@ def change_batch(draw: st.DrawFn) -> tuple[list[bytes], set[bytes]]:
     return lines, good
 
 
+@st.composite
+def dead_letter_batch(draw: st.DrawFn) -> tuple[list[bytes], set[bytes]]:
+    """Dead letters of hostile events as a file dead-letter sink writes them, and hostile lines
+    that are not dead letters (a field missing or of the wrong kind, not JSON objects)."""
+    good: list[bytes] = []
+    for event in draw(st.lists(st.one_of(good_event(), hostile_event()), min_size=5,
+                               max_size=BATCH // 2)):  # fmt: skip
+        letter = error_record(
+            Message(encode(event), draw(st.dictionaries(st.text(max_size=5), st.text(max_size=5),
+                                                        max_size=2)), Origin("test")),
+            pipeline="events_to_bigquery", step="parse", reason="schema", error_type="E",
+            error_message="", retry_count=draw(st.integers(0, 4)),
+        )  # fmt: skip
+        good.append(msgspec.json.encode(letter, enc_hook=str))
+    bad = []
+    for line in draw(st.lists(st.sampled_from(good), max_size=10)):
+        letter = json.loads(line)
+        names = ["pipeline", "payload_bytes", "attributes", "retry_count", "source"]
+        letter[draw(st.sampled_from(names))] = draw(
+            st.sampled_from([None, "not base64!", {"a": "b"}, -1, math.nan, [], {"line": 1}])
+        )
+        bad.append(encode(letter))
+    bad += draw(st.lists(st.sampled_from(NOT_OBJECTS), max_size=5))
+    lines = draw(st.permutations(good + [line for line in bad if line not in good]))
+    return lines, set(good)
+
+
 # ---------------------------------------------------------------------------------------------
 # Each pipeline with only the options it needs for such events.
 
@@ -233,6 +262,11 @@ CASES = [
     Case("sessionize", lambda d: {"key_field": "user", "gap": "10m"}),
     Case("enrich_and_alert", _enrich_options),
     Case("cdc_replicate", lambda d: {"format": "debezium", "key_columns": "id"}, change_batch),
+    Case(
+        "dlq_replay",
+        lambda d: {"parked": f"file://{d}/parked", "ledger": "none"},
+        dead_letter_batch,
+    ),  # fmt: skip
 ]
 
 
@@ -244,6 +278,8 @@ def argv(case: Case, source: Path, folder: Path) -> list[str]:
         "schema": "none",
         **case.options(folder),
     }
+    if not any(option.name == "schema" for option in get_pipeline(case.name).options):
+        del values["schema"]
     return [f"--{key}={value}" for key, value in values.items()]
 
 

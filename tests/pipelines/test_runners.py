@@ -34,6 +34,7 @@ SAMPLES = {
     "key_field": "user_id",
     "profiles": f"file://{FIXTURES}/profiles.jsonl?key={{user_id}}",
     "alert_sink": "stdout://",
+    "parked": "stdout://",
 }
 BOUNDED = "generator://events?count=300&seed=7&malformed=0.05&start=2026-01-01T00:00:00Z"
 PUBSUB = "pubsub://projects/proj-x/subscriptions/sub-x"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,15 +21,15 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from pipelines.devtools.services.specs import ServiceSpec
+from pipelines.devtools.services.specs import EXTRA_ENV, ServiceSpec
 from tests.outage import OutageProxy, outage_proxy
 from tests.support import pull_json, run_sink
 from tests.transforms.io.test_kinesis import REGION, _stream_records, client_for
 from transforms.io.base import SinkContext
-from transforms.io.bigquery.client import bounded_retry, make_client
+from transforms.io.bigquery.client import STORAGE_EMULATOR_ENV, bounded_retry, make_client
 from transforms.io.registry import make_sink
 from transforms.message import Message, Origin, Record
-from transforms.metrics import WRITTEN
+from transforms.metrics import SINK_OUTAGE_SECONDS, SINK_RETRIES, WRITTEN
 from transforms.schema import Field, Schema
 
 pytestmark = pytest.mark.integration
@@ -90,7 +91,6 @@ def redis_target(redis_server: ServiceSpec, unique_name: str) -> Iterator[Target
 def bigquery_target(bigquery_emulator: ServiceSpec, unique_name: str) -> Iterator[Target]:
     client = make_client(PROJECT, bigquery_emulator.endpoint)
     table = f"{PROJECT}.{unique_name}_outage.rows"
-    url = urlsplit(bigquery_emulator.endpoint)
 
     def written() -> list[int]:
         job = client.query(
@@ -98,15 +98,17 @@ def bigquery_target(bigquery_emulator: ServiceSpec, unique_name: str) -> Iterato
         )
         return sorted(row["id"] for row in job.result(timeout=30, retry=bounded_retry(30)))
 
+    grpc_host, grpc_port = EXTRA_ENV["bigquery"][STORAGE_EMULATOR_ENV].split(":")
     yield Target(
         "bigquery",
-        (url.hostname or "127.0.0.1", url.port or 9050),
+        (grpc_host, int(grpc_port)),  # the Storage Write API (gRPC), the sink's default method
         lambda port, query: (
-            f"bigquery://{PROJECT}/{unique_name}_outage.rows?endpoint=http://127.0.0.1:{port}{query}"
+            f"bigquery://{PROJECT}/{unique_name}_outage.rows?endpoint={bigquery_emulator.endpoint}"
+            f"&storage_endpoint=127.0.0.1:{port}{query}"
         ),
         written,
         {},
-        marker=b"insertAll",  # after the table is made: the outage hits the inserts
+        marker=b"/streams/_default",  # in the first append request: the outage hits the appends
     )
     client.delete_dataset(
         f"{PROJECT}.{unique_name}_outage", delete_contents=True, not_found_ok=True, timeout=30
@@ -204,8 +206,14 @@ def test_by_default_a_sink_waits_out_an_outage_and_writes_everything(
     assert counters[WRITTEN] == RECORDS
     assert target.written_ids() == list(range(RECORDS))
     messages = [record.getMessage() for record in caplog.records]
-    assert any("is unavailable" in message for message in messages), messages
-    assert any("is available again" in message for message in messages), messages
+    down = [m for m in messages if "is unavailable" in m]
+    back = [m for m in messages if "is available again" in m]
+    # One warning when the outage starts and one line when it ends, per request held back.
+    assert down and len(down) == len(back), messages
+    # The same outage as metrics: the retries, and the seconds the recovery line reports.
+    assert counters[SINK_RETRIES] >= len(down)
+    logged = sum(float(re.findall(r"after ([0-9.]+) s", m)[0]) for m in back)
+    assert abs(counters.get(SINK_OUTAGE_SECONDS, 0) - logged) <= len(back)
 
 
 @pytest.mark.parametrize("fixture", TARGETS)
@@ -219,6 +227,7 @@ def test_with_attempts_a_sink_gives_up_and_dead_letters_sink_unavailable(
     )
 
     assert {letter["reason"] for letter in dead} == {"sink_unavailable"}
+    assert counters[SINK_RETRIES] >= 1  # each request was sent twice before giving up
     written = counters.get(WRITTEN, 0)
     assert written + len(dead) == RECORDS  # the balance holds
     assert sorted(letter["payload_bytes"] for letter in dead) == sorted(

@@ -356,6 +356,26 @@ def test_validate_only_is_sent(dataflow_stub: tuple[str, list[Any]]) -> None:
     assert re.fullmatch(r"events-to-bigquery-\d{8}-\d{6}", body["launchParameter"]["jobName"])
 
 
+def test_update_sends_the_transform_name_mappings(
+    dataflow_stub: tuple[str, list[Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint, requests = dataflow_stub
+    argv = [
+        "template", "launch", "events_to_bigquery", "--project", "proj-x",
+        "--region", "us-central1", "--bucket", "gs://bucket-x", "--job_name", "events-1",
+        "--parameters", f"source={SOURCE},sink={SINK},dead_letter={DLQ}",
+        "--update", "--transform_name_mappings", "Write=Write rows,Counts=",
+        "--api_endpoint", endpoint,
+    ]  # fmt: skip
+    assert main(argv) == 0
+    ((_, body),) = requests
+    launch = body["launchParameter"]
+    assert launch["update"] is True
+    assert launch["transformNameMappings"] == {"Write": "Write rows", "Counts": ""}
+    out = capsys.readouterr().out
+    assert "--update '--transform-name-mappings=Write=Write rows,Counts='" in out
+
+
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [

@@ -37,13 +37,14 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from transforms import metrics
 from transforms.aggregate.aggregators import Element, SpecCombineFn
 from transforms.aggregate.spec import AggregateSpec
 from transforms.blocks import Block, FoldPerBundle
 from transforms.dead_letter import refused
 from transforms.errors import RecordError
 from transforms.message import Record
-from transforms.metrics import NAMESPACE, ReasonCounters
+from transforms.metrics import ReasonCounters
 
 __all__ = [
     "AGGREGATED",
@@ -57,11 +58,11 @@ __all__ = [
     "group_key",
 ]
 
-AGGREGATED = "aggregated"
+AGGREGATED = metrics.AGGREGATED
 # The tagged output of the records that cannot be aggregated (dead-letter dicts).
 FAILED = "failed"
 # Counted instead of dead-lettered, by a side aggregation (``not_aggregated.<reason>``).
-NOT_AGGREGATED = "not_aggregated"
+NOT_AGGREGATED = metrics.NOT_AGGREGATED
 MAX_PARTIALS = 50_000
 # Sessions: a marker's window must overlap the previous one's by this much (the window coder
 # keeps whole milliseconds), or the record between them is a marker too.
@@ -165,7 +166,7 @@ class FoldPartials(FoldPerBundle):
         self._gap = Duration.of(window.gap).micros
 
     def setup(self) -> None:
-        self._aggregated = beam.metrics.Metrics.counter(NAMESPACE, AGGREGATED)
+        self._aggregated = metrics.counter(AGGREGATED)
 
     def limit(self) -> int:
         return 1 if self._per_record else MAX_PARTIALS

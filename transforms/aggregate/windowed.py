@@ -55,6 +55,7 @@ from apache_beam.transforms import window as windows
 from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms import metrics
 from transforms.aggregate.fold import (
     AGGREGATED,
     FAILED,
@@ -70,7 +71,7 @@ from transforms.blocks import Batch
 from transforms.event_time import format_timestamp
 from transforms.expressions import Expression
 from transforms.message import Record
-from transforms.metrics import NAMESPACE, Count
+from transforms.metrics import Count
 from transforms.schema import Field, Schema
 
 __all__ = [
@@ -85,8 +86,8 @@ __all__ = [
     "row_schema",
 ]
 
-LATE = "late_records"
-HAVING_FAILED = "having_failed"
+LATE = metrics.LATE
+HAVING_FAILED = metrics.HAVING_FAILED
 _TIMING = {0: "EARLY", 1: "ON_TIME", 2: "LATE"}
 
 
@@ -97,7 +98,7 @@ def passes(having: Expression | None, row: dict[str, Any]) -> bool:
     try:
         return bool(having(row))
     except Exception:  # noqa: BLE001 (any failure on one row)
-        beam.metrics.Metrics.counter(NAMESPACE, HAVING_FAILED).inc()
+        metrics.counter(HAVING_FAILED).inc()
         return False
 
 

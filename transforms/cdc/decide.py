@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from apache_beam.metrics import Metrics
-
+from transforms import metrics
 from transforms.cdc.change import Change
-from transforms.metrics import DROPPED, NAMESPACE, ReasonCounters
+from transforms.metrics import DROPPED, ReasonCounters
 
 __all__ = [
     "APPLIED",
@@ -27,7 +26,7 @@ __all__ = [
     "decide",
 ]
 
-APPLIED = "applied"
+APPLIED = metrics.APPLIED
 DUPLICATE = "cdc_duplicate"
 STALE = "cdc_stale"
 SUPERSEDED = "cdc_superseded"
@@ -71,7 +70,7 @@ class DecisionCounters:
     """
 
     def __init__(self) -> None:
-        self._applied = Metrics.counter(NAMESPACE, APPLIED)
+        self._applied = metrics.counter(APPLIED)
         self._dropped = ReasonCounters(DROPPED)
 
     def count(self, decision: str, n: int = 1) -> None:

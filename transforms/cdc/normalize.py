@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
+from transforms import metrics
 from transforms.blocks import Block
 from transforms.cdc.change import Change
 from transforms.cdc.datastream import is_datastream, read_datastream
@@ -47,7 +47,7 @@ from transforms.cdc.envelope import (
 )
 from transforms.dead_letter import ToDeadLetter, failure
 from transforms.message import Record
-from transforms.metrics import DROPPED, NAMESPACE, ReasonCounters
+from transforms.metrics import DROPPED, ReasonCounters
 
 __all__ = [
     "FAILED",
@@ -61,12 +61,12 @@ __all__ = [
 
 FORMATS = ("debezium", "datastream", "auto")
 # The counter of updates read as a delete of the old key and an upsert of the new one.
-KEY_CHANGES = "cdc_key_changes"
+KEY_CHANGES = metrics.KEY_CHANGES
 
 
 def key_change_counter() -> Any:
     """The `KEY_CHANGES` counter (create it in a DoFn's ``setup``)."""
-    return Metrics.counter(NAMESPACE, KEY_CHANGES)
+    return metrics.counter(KEY_CHANGES)
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 from apache_beam.transforms.window import GlobalWindows
 
+from transforms import metrics
 from transforms.blocks import Block
 from transforms.cdc.change import Change
 from transforms.enrich.base import (
@@ -46,12 +46,11 @@ from transforms.enrich.base import (
 from transforms.errors import RecordError
 from transforms.io.redis.text import KeyTemplate
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 
 __all__ = ["BadChange", "ChangelogEnrich"]
 
-STALE = "enrich_changes_stale"
-SKIPPED = "enrich_changes_skipped"
+STALE = metrics.ENRICH_CHANGES_STALE
+SKIPPED = metrics.ENRICH_CHANGES_SKIPPED
 _RECORD, _CHANGE = "record", "change"
 _SETTLED = "settled"  # records without a key, enriched with nulls without the table
 
@@ -139,7 +138,7 @@ class _KeyChanges(beam.DoFn):
         except (KeyError, TypeError, ValueError) as error:
             raise BadChange(f"not a change: {error!r}") from None
         if self._table is not None and change.table != self._table:
-            Metrics.counter(NAMESPACE, SKIPPED).inc()
+            metrics.counter(SKIPPED).inc()
             return None
         if change.op == "truncate":
             raise BadChange(f"truncate of {change.table}: a keyed table cannot clear all keys")
@@ -161,7 +160,7 @@ class _TableFn(beam.DoFn):
 
     def setup(self) -> None:
         self._settler = Settler(self._settings)
-        self._stale = Metrics.counter(NAMESPACE, STALE)
+        self._stale = metrics.counter(STALE)
 
     def process(
         self,

@@ -15,20 +15,19 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
+from transforms import metrics
 from transforms.enrich.base import BadReference, key_function
 from transforms.enrich.redis_lookup import RedisConnection, hash_row
 from transforms.io.bigquery.sink import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis.text import KeyTemplate
-from transforms.metrics import NAMESPACE
 
 __all__ = ["BigQueryLoader", "JsonLinesLoader", "Loader", "RedisHashLoader", "Table"]
 
 Table = dict[str, dict[str, Any]]
 """A loaded reference table: join key -> row, e.g. ``{"c1": {"customer_id": "c1", ...}}``."""
-SKIPPED = "enrich_rows_skipped"
+SKIPPED = metrics.ENRICH_ROWS_SKIPPED
 _SCAN_BATCH = 500
 
 
@@ -56,7 +55,7 @@ def _keyed(rows: Iterator[dict[str, Any]], key: KeyTemplate) -> Table:
         else:
             table[join_key] = row
     if skipped:
-        Metrics.counter(NAMESPACE, SKIPPED).inc(skipped)
+        metrics.counter(SKIPPED).inc(skipped)
     return table
 
 
@@ -89,7 +88,7 @@ class JsonLinesLoader:
                     if isinstance(row, dict):
                         yield row
                     elif line.strip():
-                        Metrics.counter(NAMESPACE, SKIPPED).inc()
+                        metrics.counter(SKIPPED).inc()
 
     def __call__(self, at: float) -> Table:
         return _keyed(self._rows(), self.key)

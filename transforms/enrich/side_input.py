@@ -37,11 +37,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.periodicsequence import PeriodicImpulse, RebaseMode
 from apache_beam.transforms.window import FixedWindows, GlobalWindows, TimestampedValue
 from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP
 
+from transforms import metrics
 from transforms.blocks import Block
 from transforms.enrich.base import ERRORS, EnrichSettings, Settler, key_function, parse_key
 from transforms.enrich.loaders import Loader, Table
@@ -50,12 +50,11 @@ from transforms.io.endpoint import Endpoint
 from transforms.io.redis.text import KeyTemplate
 from transforms.io.registry import make_loader
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 
 __all__ = ["SideInputEnrich"]
 
 log = logging.getLogger(__name__)
-LOAD_FAILURES = "enrich_load_failures"
+LOAD_FAILURES = metrics.ENRICH_LOAD_FAILURES
 
 
 class _LoadFn(beam.DoFn):
@@ -71,7 +70,7 @@ class _LoadFn(beam.DoFn):
             table = self._loader(at)
         except Exception:
             log.exception("enrich: loading %s failed", self._where)
-            Metrics.counter(NAMESPACE, LOAD_FAILURES).inc()
+            metrics.counter(LOAD_FAILURES).inc()
             return
         yield table
 

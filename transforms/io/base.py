@@ -17,11 +17,12 @@ import apache_beam as beam
 from transforms.blocks import BLOCK_SIZE
 from transforms.io.endpoint import Endpoint
 from transforms.io.runners import runners_for
+from transforms.message import Record
 from transforms.metrics import WRITTEN
 from transforms.parse import DEFAULT_MAX_BYTES
 from transforms.schema import Schema
 
-__all__ = ["BLOCK_SIZE", "Sink", "SinkContext", "Source"]
+__all__ = ["BLOCK_SIZE", "Sink", "SinkContext", "Source", "message_payload"]
 
 
 class _OnRunners:
@@ -105,6 +106,10 @@ class SinkContext:
         shrink: how a record's data too large for a sink's requests is made smaller (the
             dead-letter writer cuts the payload, `transforms.dead_letter.truncate_payload`);
             ``None``: such a record is dead-lettered.
+        raw: write each record's original message instead of its data: the payload bytes
+            and attributes of ``record.origin``, unchanged (a replay of dead letters). Sinks
+            of messages (Pub/Sub, Kafka, Kinesis, files as lines) take it; ``record.data``
+            still gives the fields a URI names (a key, an ordering key).
     """
 
     pipeline: str
@@ -112,6 +117,7 @@ class SinkContext:
     event_time_field: str | None = None
     counter: str = WRITTEN
     shrink: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    raw: bool = False
 
 
 class Sink(_OnRunners, beam.PTransform):
@@ -136,3 +142,19 @@ class Sink(_OnRunners, beam.PTransform):
 
     def default_label(self) -> str:
         return f"Write {self.endpoint.scheme}"
+
+
+def message_payload(record: Record, raw: bool, encode: Callable[[Any], bytes]) -> bytes:
+    """Returns the bytes a sink of messages sends for ``record``.
+
+    Args:
+        record: the record written.
+        raw: the sink's `SinkContext.raw`.
+        encode: how the sink encodes ``record.data`` (JSON, bytes as base64).
+
+    Returns:
+        With ``raw``, the original payload of ``record.origin``; else ``encode(record.data)``.
+    """
+    if raw and record.origin is not None:
+        return record.origin.payload
+    return encode(record.data)

@@ -8,15 +8,16 @@ than the source's ``max_payload_bytes`` is never held whole, it comes out as its
 with its size and SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
 
 Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes blocks of records (bytes as
-base64 in JSON Lines) into files in that folder. Unbounded input is written bundle by bundle,
-whatever the records' event times (a record behind the watermark is still written, never dropped as
-late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``, written under
-a hidden temporary name, flushed to disk (``fsync``) and renamed into place before the bundle ends,
-so a source position committed after the bundle never covers records that a kill could still lose,
-and no reader ever sees half a file. A write that fails with an error that may go away (disk full,
-I/O error, stale network mount) is tried again as a sink outage (`transforms.io.retry`,
-``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a file sink has nothing to
-dead-letter to).
+base64 in JSON Lines) into files in that folder; a sink of original messages (`SinkContext.raw`)
+writes each record's original payload as a line instead. Unbounded input is written bundle by
+bundle, whatever the records' event times (a record behind the watermark is still written, never
+dropped as late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``,
+written under a hidden temporary name, flushed to disk (``fsync``) and renamed into place before
+the bundle ends, so a source position committed after the bundle never covers records that a kill
+could still lose, and no reader ever sees half a file. A write that fails with an error that may go
+away (disk full, I/O error, stale network mount) is tried again as a sink outage
+(`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a
+file sink has nothing to dead-letter to).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.transforms.window import GlobalWindow
 
 from transforms.blocks import Block
-from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source
+from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source, message_payload
 from transforms.io.decompress import decompressed
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.lines import read_lines
@@ -128,6 +129,24 @@ class JsonLinesFileSink(fileio.FileSink):
         self._fh.flush()
 
 
+class PayloadLinesFileSink(JsonLinesFileSink):
+    """Writes original payloads (bytes) as lines, unchanged (`SinkContext.raw`).
+
+    What a file source reads back as the same messages (files keep no attributes).
+    """
+
+    def write(self, record: Any) -> None:
+        self._fh.write(record + b"\n")
+
+
+def _data(record: Record) -> Any:
+    return record.data
+
+
+def _payload(record: Record) -> Any:
+    return message_payload(record, True, msgspec.json.encode)
+
+
 def _file_naming(prefix: str, suffix: str) -> Callable[..., str]:
     """Names the files of a bounded write ``prefix[-WINDOW]-SSSSS-of-NNNNN.suffix``."""
 
@@ -167,18 +186,20 @@ class _WriteBundleFiles(beam.DoFn):
         suffix: str,
         sink: fileio.FileSink,
         retry: RetryPolicy,
+        row: Callable[[Record], Any] = _data,
     ) -> None:
         self._folder = folder
         self._prefix = prefix
         self._suffix = suffix
         self._sink = sink
+        self._row = row
         self._retry = retry
 
     def start_bundle(self) -> None:
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[Any] = []
 
     def process(self, block: list[Record]) -> None:
-        self._rows.extend(record.data for record in block)
+        self._rows.extend(self._row(record) for record in block)
 
     def _write(self, name: str) -> None:
         temporary = os.path.join(self._folder, f".{name}.tmp")
@@ -224,6 +245,11 @@ class FileSink(Sink):
             raise EndpointError(f"{endpoint}: use file:///absolute/folder")
         self.prefix = endpoint.params.get("prefix", "part")
         self.retry = RetryPolicy.from_endpoint(endpoint)
+        if self.format == "parquet" and context.raw:
+            raise EndpointError(
+                f"{endpoint}: original messages are written as lines: use format=jsonl"
+            )
+        self._row = _payload if context.raw else _data
         if self.format == "parquet" and context.schema is None:
             raise EndpointError(
                 f"{endpoint}: format=parquet needs the records' schema to give every file the "
@@ -239,12 +265,14 @@ class FileSink(Sink):
         os.makedirs(self.folder, exist_ok=True)
         suffix = _FORMATS[self.format]
         if not blocks.is_bounded:
-            files = _WriteBundleFiles(self.folder, self.prefix, suffix, self._records(), self.retry)
+            files = _WriteBundleFiles(
+                self.folder, self.prefix, suffix, self._records(), self.retry, self._row
+            )
             _ = blocks | "Files" >> beam.ParDo(files)
         else:
             _ = (
                 blocks
-                | "Data" >> beam.Map(_block_data).with_output_types(Block)
+                | "Data" >> beam.Map(_block_data, self._row).with_output_types(Block)
                 | "Files"
                 >> fileio.WriteToFiles(
                     self.folder,
@@ -259,11 +287,11 @@ class FileSink(Sink):
         """The writer of single record dicts in the sink's format."""
         if self.format == "parquet":
             return ParquetFileSink(self.context.schema)
-        return JsonLinesFileSink()
+        return PayloadLinesFileSink() if self.context.raw else JsonLinesFileSink()
 
 
-def _block_data(block: list[Record]) -> Block:
-    return Block([record.data for record in block])
+def _block_data(block: list[Record], row: Callable[[Record], Any]) -> Block:
+    return Block([row(record) for record in block])
 
 
 class _BlockSink(fileio.FileSink):

@@ -35,6 +35,7 @@ SOURCES = {
     "pubsub": "transforms.io.pubsub.endpoints:PubSubSource",
     "kinesis": "transforms.io.kinesis.endpoints:KinesisSource",
     "kafka": "transforms.io.kafka.endpoints:KafkaSource",
+    "bigquery": "transforms.io.bigquery.source:BigQuerySource",
 }
 SINKS = {
     "file": "transforms.io.files:FileSink",

@@ -10,7 +10,9 @@ dead-lettered with reason `SINK_UNAVAILABLE`. Per-record rejections (a row refus
 system does not take) are never retried here: the sink dead-letters them at once.
 
 An outage is logged once when it starts (a warning naming the sink, credentials redacted) and
-once when it ends (an info line with how long it lasted), not at every attempt.
+once when it ends (an info line with how long it lasted), not at every attempt; every new send
+counts one `transforms.metrics.SINK_RETRIES`, and the outage's length, in whole seconds, is
+added to `transforms.metrics.SINK_OUTAGE_SECONDS` when it ends (recovered or given up).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from transforms.io.endpoint import Endpoint, EndpointError, redact
+from transforms.metrics import SINK_OUTAGE_SECONDS, SINK_RETRIES, counter
 
 __all__ = [
     "FOREVER",
@@ -169,10 +172,13 @@ class RetryPolicy:
                         self.describe(),
                     )
                 if self.attempts is not None and failures >= self.attempts:
+                    counter(SINK_OUTAGE_SECONDS).inc(round(clock() - began))
                     raise
+                counter(SINK_RETRIES).inc()
                 sleep(self.backoff(failures))
                 continue
             if failures:
+                counter(SINK_OUTAGE_SECONDS).inc(round(clock() - began))
                 _LOG.info(
                     "%s is available again after %.1f s and %d failed attempt(s)",
                     redact(where),

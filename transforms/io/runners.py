@@ -84,6 +84,7 @@ MATRIX: tuple[Support, ...] = (
     Support("source", ("pubsub",), frozenset({DIRECT, DATAFLOW}),
             notes={DIRECT: "streaming", FLINK: _PUBSUB_ELSEWHERE, PORTABLE: _PUBSUB_ELSEWHERE}),
     Support("source", ("kafka", "kinesis"), ALL_RUNNERS),  # bounded reads
+    Support("source", ("bigquery",), ALL_RUNNERS),  # a table's rows, once
     Support("source", ("kafka", "kinesis"), frozenset({DIRECT}), "live=true",
             notes={DIRECT: "streaming engine", DATAFLOW: _USE_JAVA, FLINK: _USE_JAVA,
                    PORTABLE: _USE_JAVA}),
@@ -94,6 +95,10 @@ MATRIX: tuple[Support, ...] = (
                    PORTABLE: "use impl=python"}),
     Support("sink", ("file", "stdout", "pubsub", "kinesis", "bigquery", "bigquery-replica",
                      "redis", "rediss", "kafka"), ALL_RUNNERS),
+    Support("sink", ("bigquery",), ALL_RUNNERS, "mode=exactly_once",
+            notes=dict.fromkeys(RUNNERS, "Storage Write committed streams and a write log")),
+    Support("sink", ("bigquery",), ALL_RUNNERS, "method=insert_all",
+            notes=dict.fromkeys(RUNNERS, "legacy streaming inserts, at least once")),
     Support("sink", ("console",), frozenset({DIRECT}),
             notes=dict.fromkeys((DATAFLOW, FLINK, PORTABLE), "use file:// or stdout://")),
 )  # fmt: skip

@@ -35,6 +35,7 @@ from pipelines.devtools.services.probes import is_answering, tcp_open
 from pipelines.devtools.services.processes import launch, locked, running_pid, stop_pid, wait_ready
 from pipelines.devtools.services.programs import is_available
 from pipelines.devtools.services.specs import (
+    EXTRA_ENV,
     SPECS,
     ServiceError,
     ServiceSpec,
@@ -150,10 +151,14 @@ def endpoints() -> dict[str, str]:
 
     Returns:
         ``PUBSUB_EMULATOR_HOST``, ``KAFKA_BOOTSTRAP_SERVERS``, ``KINESIS_ENDPOINT_URL``,
-        ``BIGQUERY_EMULATOR_HOST`` and ``REDIS_URL`` with their values.
+        ``BIGQUERY_EMULATOR_HOST``, ``BIGQUERY_STORAGE_EMULATOR_HOST`` and ``REDIS_URL``
+        with their values.
 
     """
-    return {spec.env_var: spec.endpoint for spec in SPECS.values()}
+    found = {spec.env_var: spec.endpoint for spec in SPECS.values()}
+    for extra in EXTRA_ENV.values():
+        found.update(extra)
+    return found
 
 
 def env_lines(names: Sequence[str] | None = None) -> list[str]:
@@ -170,9 +175,10 @@ def env_lines(names: Sequence[str] | None = None) -> list[str]:
 
     """
     return [
-        f"export {spec.env_var}={shlex.quote(spec.endpoint)}"
+        f"export {var}={shlex.quote(value)}"
         for spec in selected(names)
         if is_running(spec.name)
+        for var, value in {spec.env_var: spec.endpoint, **EXTRA_ENV.get(spec.name, {})}.items()
     ]
 
 

@@ -109,6 +109,8 @@ SPECS: dict[str, ServiceSpec] = {
     )
 }
 BIGQUERY_GRPC_PORT = 9060
+# Variables a server sets beside its ``env_var``: the BigQuery emulator's Storage Write (gRPC).
+EXTRA_ENV = {"bigquery": {"BIGQUERY_STORAGE_EMULATOR_HOST": f"{HOST}:{BIGQUERY_GRPC_PORT}"}}
 # Executables of the servers that are plain programs (console scripts or Debian binaries).
 PROGRAMS = {"kafka": "noida-db", "kinesis": "moto_server", "redis": "redis-server"}
 

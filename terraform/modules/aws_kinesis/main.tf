@@ -133,3 +133,48 @@ resource "aws_iam_group_policy_attachment" "readers" {
   group      = aws_iam_group.readers[0].name
   policy_arn = aws_iam_policy.read.arn
 }
+
+# ---- Alarms: a reader falling behind, and throttled reads or writes --------------------------
+
+locals {
+  alarms = {
+    iterator_age = {
+      metric      = "GetRecords.IteratorAgeMilliseconds"
+      statistic   = "Maximum"
+      threshold   = var.alarm_thresholds.iterator_age_seconds * 1000
+      description = "The oldest record a reader of ${var.name} got is older than ${var.alarm_thresholds.iterator_age_seconds} s: the job is falling behind (or stopped reading)."
+    }
+    read_throttled = {
+      metric      = "ReadProvisionedThroughputExceeded"
+      statistic   = "Sum"
+      threshold   = var.alarm_thresholds.throttled_requests
+      description = "Reads of ${var.name} are throttled: too many readers or too few shards."
+    }
+    write_throttled = {
+      metric      = "WriteProvisionedThroughputExceeded"
+      statistic   = "Sum"
+      threshold   = var.alarm_thresholds.throttled_requests
+      description = "Writes to ${var.name} are throttled: add shards (PROVISIONED) or spread the partition keys."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "stream" {
+  for_each = local.alarms
+
+  alarm_name          = "${var.name}-${replace(each.key, "_", "-")}"
+  alarm_description   = each.value.description
+  namespace           = "AWS/Kinesis"
+  metric_name         = each.value.metric
+  dimensions          = { StreamName = aws_kinesis_stream.this.name }
+  statistic           = each.value.statistic
+  period              = 60
+  evaluation_periods  = var.alarm_thresholds.evaluation_minutes
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  treat_missing_data  = "notBreaching"
+  actions_enabled     = true
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = var.tags
+}

@@ -32,3 +32,8 @@ output "reader_group_name" {
   description = "Name of the readers group, or null."
   value       = one(aws_iam_group.readers[*].name)
 }
+
+output "alarm_arns" {
+  description = "ARN of each CloudWatch alarm: iterator_age, read_throttled, write_throttled."
+  value       = { for name, alarm in aws_cloudwatch_metric_alarm.stream : name => alarm.arn }
+}

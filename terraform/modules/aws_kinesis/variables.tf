@@ -74,3 +74,29 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "alarm_actions" {
+  description = "ARNs notified when an alarm fires or clears (SNS topics, usually); empty: the alarms only change state."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.alarm_actions : can(regex("^arn:aws[a-z-]*:", arn))])
+    error_message = "alarm_actions must be ARNs (arn:aws:sns:REGION:ACCOUNT:TOPIC)."
+  }
+}
+
+variable "alarm_thresholds" {
+  description = "When the stream's alarms fire: the readers' iterator age in seconds, throttled requests per minute, and for how many minutes in a row."
+  type = object({
+    iterator_age_seconds = optional(number, 300)
+    throttled_requests   = optional(number, 0)
+    evaluation_minutes   = optional(number, 5)
+  })
+  default = {}
+
+  validation {
+    condition     = var.alarm_thresholds.iterator_age_seconds > 0 && var.alarm_thresholds.throttled_requests >= 0 && var.alarm_thresholds.evaluation_minutes >= 1
+    error_message = "iterator_age_seconds must be positive, throttled_requests 0 or more, evaluation_minutes at least 1."
+  }
+}

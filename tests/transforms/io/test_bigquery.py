@@ -176,7 +176,9 @@ def test_a_request_failing_with_5xx_dead_letters_its_batch_as_sink_unavailable(
     good = _record(1, {"id": 1, "name": "a", "doc": "{}"})
     poison = _record(2, {"id": 2, "name": "b", "doc": {"a": 1}})
     schema = Schema((*SCHEMA.fields, Field("doc", "JSON")))
-    sink = _sink(bigquery_emulator, f"{dataset}.events", "&attempts=1", schema=schema)
+    sink = _sink(
+        bigquery_emulator, f"{dataset}.events", "&attempts=1&method=insert_all", schema=schema
+    )
 
     def check(dead_letters: list[dict[str, Any]]) -> None:
         assert sorted(d["source"]["line"] for d in dead_letters) == [1, 2]
@@ -319,7 +321,7 @@ def test_values_insertall_cannot_take_are_dead_lettered_and_the_rest_written(
         4: {"id": 4, "amount": float("nan")},
         5: {"id": 5, "amount": float("-inf")},
     }
-    sink = _sink(bigquery_emulator, f"{dataset}.events", schema=SCHEMA)
+    sink = _sink(bigquery_emulator, f"{dataset}.events", "&method=insert_all", schema=SCHEMA)
 
     def check(dead_letters: list[dict[str, Any]]) -> None:
         assert sorted(d["source"]["line"] for d in dead_letters) == sorted(poison)

@@ -371,7 +371,9 @@ def test_live_watermark_is_the_slowest_partition_and_idle_ones_do_not_hold_it(
 # ----------------------------------------------------------------- sink
 
 
-def _sink(uri: str, records: list[Record]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def _sink(
+    uri: str, records: list[Record], context: SinkContext | None = None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Runs records into KafkaSink; returns its dead-letter dicts and the counters."""
     tag = uuid.uuid4().hex
     pipeline = beam.Pipeline()
@@ -379,7 +381,7 @@ def _sink(uri: str, records: list[Record]) -> tuple[list[dict[str, Any]], dict[s
         pipeline
         | beam.Create(records)
         | Batch()
-        | KafkaSink(Endpoint.parse(uri), SinkContext("test"))
+        | KafkaSink(Endpoint.parse(uri), context or SinkContext("test"))
     )
     _ = output | beam.ParDo(_Collect(tag))
     result = pipeline.run()
@@ -437,6 +439,22 @@ def test_sink_writes_json_values_keys_and_headers(kafka_broker: ServiceSpec, top
         ({"amount": 7}, None, [("amount", "7")]),
         ({"amount": None, "user_id": "u2"}, b"u2", []),
     ]
+
+
+@pytest.mark.integration
+def test_a_sink_of_original_messages_sends_the_payload_and_attributes_unchanged(
+    kafka_broker: ServiceSpec, topic: str
+) -> None:
+    """What a replay of dead letters sends: the original bytes, headers and key."""
+    origin = Message(b"{not json", {"dlq_replay_count": "1"}, Origin("kafka", key="k1"))
+    uri = f"kafka://{kafka_broker.endpoint}/{topic}?key=key"
+
+    failures, counters = _sink(uri, [Record({"key": "k1"}, origin)], SinkContext("t", raw=True))
+
+    assert failures == [] and counters[WRITTEN] == 1
+    (message,) = _consume(kafka_broker.endpoint, topic, 1)
+    assert (message.value(), message.key()) == (b"{not json", b"k1")
+    assert message.headers() == [("dlq_replay_count", b"1")]
 
 
 @pytest.mark.integration

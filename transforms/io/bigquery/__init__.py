@@ -1,1 +1,1 @@
-"""``bigquery://`` and ``bigquery-replica://`` sinks and their client."""
+"""``bigquery://`` and ``bigquery-replica://`` sinks, the ``bigquery://`` source, their client."""

@@ -24,6 +24,8 @@ from transforms.schema import Field, Schema
 
 __all__ = [
     "EMULATOR_ENV",
+    "INGESTION_TIME",
+    "STORAGE_EMULATOR_ENV",
     "EmulatorClient",
     "bounded_retry",
     "ensure_table",
@@ -33,6 +35,10 @@ __all__ = [
 ]
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
+STORAGE_EMULATOR_ENV = "BIGQUERY_STORAGE_EMULATOR_HOST"
+"""``HOST:PORT`` of an emulator's Storage Write API (gRPC), beside `EMULATOR_ENV`."""
+INGESTION_TIME = "_PARTITIONTIME"
+"""The ``partition_field`` of ingestion-time partitioning (by when rows arrive)."""
 
 # Reasons BigQuery gives for errors that go away when the same request is sent again later.
 _TRANSIENT_REASONS = frozenset(
@@ -111,6 +117,7 @@ def ensure_table(
     partition_field: str | None = None,
     clustering: list[str] | None = None,
     timeout: float = 30.0,
+    partition_type: str = "DAY",
 ) -> None:
     """Creates the table, and its dataset, unless they exist; safe to call from many workers.
 
@@ -122,9 +129,11 @@ def ensure_table(
         table_ref: ``project.dataset.table``.
         schema: the table's schema.
         partition_field: a ``TIMESTAMP`` or ``DATE`` field of ``schema`` to partition the table
-            by day, or ``None`` for no partitioning.
+            by, `INGESTION_TIME` (``_PARTITIONTIME``) to partition it by the time rows arrive,
+            or ``None`` for no partitioning.
         clustering: up to four fields of ``schema`` to cluster the table by.
         timeout: the most seconds each request, retries included, may take.
+        partition_type: the partitions' granularity: ``DAY``, ``HOUR``, ``MONTH`` or ``YEAR``.
 
     Raises:
         ValueError: ``partition_field`` is not a ``TIMESTAMP`` or ``DATE`` field of ``schema``.
@@ -132,7 +141,9 @@ def ensure_table(
     table = bigquery.Table(
         table_ref, schema=[bigquery.SchemaField.from_api_repr(f) for f in schema.to_bigquery()]
     )
-    if partition_field is not None:
+    if partition_field == INGESTION_TIME:
+        table.time_partitioning = bigquery.TimePartitioning(type_=partition_type)
+    elif partition_field is not None:
         spec = schema.get(partition_field)
         if spec is None or spec.type not in _PARTITION_TYPES or spec.mode == "REPEATED":
             raise ValueError(
@@ -140,7 +151,7 @@ def ensure_table(
                 "field of the schema"
             )
         table.time_partitioning = bigquery.TimePartitioning(
-            type_=bigquery.TimePartitioningType.DAY, field=partition_field
+            type_=partition_type, field=partition_field
         )
     if clustering:
         table.clustering_fields = clustering
@@ -157,7 +168,9 @@ def ensure_table(
     try:
         client.create_table(table, exists_ok=True, retry=None, timeout=timeout)  # type: ignore[arg-type]
     except exceptions.InternalServerError:
-        ddl = _create_table_ddl(table_ref, schema, partition_field, clustering or [])
+        ddl = _create_table_ddl(
+            table_ref, schema, partition_field, clustering or [], partition_type
+        )
         client.query(ddl, timeout=timeout, job_retry=None).result(timeout=timeout)
 
 
@@ -174,7 +187,11 @@ def _ddl_type(field: Field) -> str:
 
 
 def _create_table_ddl(
-    table_ref: str, schema: Schema, partition_field: str | None, clustering: list[str]
+    table_ref: str,
+    schema: Schema,
+    partition_field: str | None,
+    clustering: list[str],
+    partition_type: str = "DAY",
 ) -> str:
     """Returns ``CREATE TABLE IF NOT EXISTS`` for the schema, every name quoted."""
     columns = ", ".join(
@@ -182,12 +199,16 @@ def _create_table_ddl(
         for f in schema.fields
     )
     ddl = f"CREATE TABLE IF NOT EXISTS `{table_ref}` ({columns})"
-    if partition_field is not None:
+    if partition_field == INGESTION_TIME:
+        ddl += f" PARTITION BY TIMESTAMP_TRUNC(_PARTITIONTIME, {partition_type})"
+    elif partition_field is not None:
         spec = schema.get(partition_field)
-        by_day = f"`{partition_field}`"
+        by_time = f"`{partition_field}`"
         if spec is not None and spec.type == "TIMESTAMP":
-            by_day = f"TIMESTAMP_TRUNC({by_day}, DAY)"
-        ddl += f" PARTITION BY {by_day}"
+            by_time = f"TIMESTAMP_TRUNC({by_time}, {partition_type})"
+        elif partition_type != "DAY":
+            by_time = f"DATE_TRUNC({by_time}, {partition_type})"
+        ddl += f" PARTITION BY {by_time}"
     if clustering:
         ddl += " CLUSTER BY " + ", ".join(f"`{name}`" for name in clustering)
     return ddl

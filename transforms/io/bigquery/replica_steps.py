@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 from google.cloud import bigquery
 
+from transforms import metrics
 from transforms.blocks import Block
 from transforms.cdc.change import Change
 from transforms.errors import SinkRejected
@@ -30,11 +30,10 @@ from transforms.io.bigquery.replica_tables import (
 from transforms.io.bigquery.sink import REQUEST_TIMEOUT
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 
 __all__ = ["MERGES"]
 
-MERGES = "replica_merges"
+MERGES = metrics.REPLICA_MERGES
 """The counter of MERGE statements run."""
 MERGE_TIMEOUT = 600.0  # seconds a MERGE may run
 
@@ -138,7 +137,7 @@ class MergeFn(beam.DoFn):
     def setup(self) -> None:
         self._client = make_client(self._replica.project, self._replica.endpoint)
         self._created: set[str] = set()
-        self._merges = Metrics.counter(NAMESPACE, MERGES)
+        self._merges = metrics.counter(MERGES)
 
     def teardown(self) -> None:
         client = getattr(self, "_client", None)

@@ -1,8 +1,9 @@
 """Writing records to a Kafka topic with an idempotent producer; failures dead-lettered.
 
 Each record is sent as one Kafka record: the value is ``record.data`` as JSON (bytes as
-base64), the key the text of field ``key=<field>`` (no key when the parameter is absent or the
-field missing or null), the headers the attributes of the message the record came from plus the
+base64; for a sink of original messages, `SinkContext.raw`, the original payload), the key
+the text of field ``key=<field>`` (no key when the parameter is absent or the field missing or
+null), the headers the attributes of the message the record came from plus the
 record fields named in ``attributes=f1,f2`` (strings as they are, other values as JSON).
 
 The producer is idempotent (``enable.idempotence=true``, ``acks=all``): its own retries do not
@@ -26,19 +27,18 @@ from typing import Any
 
 import apache_beam as beam
 import msgspec
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from transforms import metrics
 from transforms.errors import SinkRejected
-from transforms.io.base import Sink, SinkContext
+from transforms.io.base import Sink, SinkContext, message_payload
 from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kafka.client import CONNECTION_PARAMS, KafkaConnection
 from transforms.io.redis.text import to_text
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "KafkaSink", "KafkaWriteError"]
 
@@ -100,6 +100,7 @@ class _Target:
     max_message_bytes: int
     pipeline: str
     counter: str
+    raw: bool = False
 
 
 class _ProduceFn(beam.DoFn):
@@ -123,7 +124,7 @@ class _ProduceFn(beam.DoFn):
             }
         )
         self._encoder = msgspec.json.Encoder(enc_hook=str)
-        self._written = Metrics.counter(NAMESPACE, target.counter)
+        self._written = metrics.counter(target.counter)
         self._missing: str | None = self._missing_topic()
 
     def _missing_topic(self) -> str | None:
@@ -160,7 +161,7 @@ class _ProduceFn(beam.DoFn):
         if self._target.key is not None:
             value = record.data.get(self._target.key)
             key = None if value is None else to_text(value).encode("utf-8")
-        payload = self._encoder.encode(record.data)
+        payload = message_payload(record, self._target.raw, self._encoder.encode)
         while True:
             try:
                 self._producer.produce(
@@ -310,6 +311,7 @@ class KafkaSink(Sink):
             max_message_bytes=self._max_message_bytes(endpoint),
             pipeline=context.pipeline,
             counter=context.counter,
+            raw=context.raw,
         )
 
     @staticmethod

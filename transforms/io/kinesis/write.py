@@ -24,18 +24,17 @@ from typing import Any
 
 import apache_beam as beam
 import msgspec
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from botocore.exceptions import BotoCoreError, ClientError
 
+from transforms import metrics
 from transforms.errors import SinkRejected
-from transforms.io.base import Sink, SinkContext
+from transforms.io.base import Sink, SinkContext, message_payload
 from transforms.io.batching import SINK_UNAVAILABLE, BatchingFn, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kinesis.client import DEFAULT_TIMEOUT, StreamTarget, make_client
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 
 __all__ = ["KinesisSink"]
 
@@ -71,10 +70,16 @@ class _Writer:
     batch_size: int
     pipeline: str
     counter: str
+    raw: bool = False
 
-    def entry(self, data: dict[str, Any], encoder: msgspec.json.Encoder) -> dict[str, Any]:
-        """Returns the ``PutRecords`` entry of a record; raises `SinkRejected` if it cannot be."""
-        body = encoder.encode(data)
+    def entry(self, record: Record, encoder: msgspec.json.Encoder) -> dict[str, Any]:
+        """Returns the ``PutRecords`` entry of a record; raises `SinkRejected` if it cannot be.
+
+        Its data is ``record.data`` as JSON, or the original payload with ``raw``
+        (`SinkContext.raw`).
+        """
+        data = record.data
+        body = message_payload(record, self.raw, encoder.encode)
         if self.partition_key is None:
             key = hashlib.sha256(body).hexdigest()[:32]
         else:
@@ -129,7 +134,7 @@ class _PutFn(BatchingFn[dict[str, Any]]):
         # One botocore call per attempt: the retries are the RetryPolicy's.
         self._client = make_client(self._writer.target, retries=1)
         self._encoder = msgspec.json.Encoder(enc_hook=str)
-        self._written = Metrics.counter(NAMESPACE, self._writer.counter)
+        self._written = metrics.counter(self._writer.counter)
 
     @property
     def batch_size(self) -> int:
@@ -146,7 +151,7 @@ class _PutFn(BatchingFn[dict[str, Any]]):
     ) -> Iterator[WindowedValue]:
         for record in block:
             try:
-                entry = self._writer.entry(record.data, self._encoder)
+                entry = self._writer.entry(record, self._encoder)
             except (ValueError, TypeError, msgspec.EncodeError) as error:  # SinkRejected too
                 rejected = (
                     error
@@ -257,6 +262,7 @@ class KinesisSink(Sink):
             batch_size=batch_size,
             pipeline=context.pipeline,
             counter=context.counter,
+            raw=context.raw,
         )
 
     def expand(self, blocks: beam.PCollection) -> beam.PCollection:

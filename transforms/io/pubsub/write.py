@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 import msgspec
-from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
@@ -34,14 +33,14 @@ from google.cloud.pubsub_v1.publisher import futures as publish_futures
 from google.cloud.pubsub_v1.publisher.exceptions import MessageTooLargeError
 from google.cloud.pubsub_v1.types import PublisherOptions
 
+from transforms import metrics
 from transforms.errors import SinkRejected
-from transforms.io.base import Sink, SinkContext
+from transforms.io.base import Sink, SinkContext, message_payload
 from transforms.io.batching import SINK_UNAVAILABLE, Pending, dead_letter
 from transforms.io.endpoint import Endpoint
 from transforms.io.pubsub.resources import optional_param, resource_path
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 
 __all__ = ["PubSubSink"]
 
@@ -115,7 +114,7 @@ class _PublishFn(beam.DoFn):
         )
         self._publisher = PublisherClient(publisher_options=options)
         self._encoder = msgspec.json.Encoder(enc_hook=str)
-        self._written = Metrics.counter(NAMESPACE, self._context.counter)
+        self._written = metrics.counter(self._context.counter)
 
     def start_bundle(self) -> None:
         self._pending: list[_Pending] = []
@@ -133,7 +132,7 @@ class _PublishFn(beam.DoFn):
         try:
             return self._publisher.publish(
                 self._topic,
-                self._encoder.encode(record.data),
+                message_payload(record, self._context.raw, self._encoder.encode),
                 ordering_key=key,
                 **self._attributes(record),
             )

@@ -88,11 +88,11 @@ from typing import Any
 
 import apache_beam as beam
 import redis
-from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from transforms import metrics
 from transforms.durations import parse_duration
 from transforms.errors import SinkRejected
 from transforms.io.base import Sink, SinkContext
@@ -103,7 +103,6 @@ from transforms.io.redis.connection import DEFAULT_PORT, check_port, database, i
 from transforms.io.redis.text import KeyTemplate
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.metrics import NAMESPACE
 from transforms.secrets import password_reference, resolve_secret
 
 __all__ = ["MODES", "RedisSink"]
@@ -122,6 +121,23 @@ _MODE_PARAMS = {
 }
 
 
+def _connection(target: WriteTarget) -> dict[str, Any]:
+    """Keyword arguments of a redis-py client of the target's server, the password resolved."""
+    password = target.password
+    if target.password_ref is not None:
+        password = resolve_secret(target.password_ref, timeout=target.timeout)
+    return {
+        "host": target.host,
+        "port": target.port,
+        "db": target.db,
+        "username": target.username,
+        "password": password,
+        "ssl": target.tls,
+        "socket_timeout": target.timeout,
+        "socket_connect_timeout": target.timeout,
+    }
+
+
 class _WriteFn(BatchingFn[Command]):
     """Writes blocks of `Record`s in pipelined batches; outputs dead letters of failures."""
 
@@ -130,24 +146,16 @@ class _WriteFn(BatchingFn[Command]):
 
     def setup(self) -> None:
         target = self._target
-        password = target.password
-        if target.password_ref is not None:
-            password = resolve_secret(target.password_ref, timeout=target.timeout)
+        settings = _connection(target)
         self._pool = redis.ConnectionPool(
-            connection_class=redis.SSLConnection if target.tls else redis.Connection,
-            host=target.host,
-            port=target.port,
-            db=target.db,
-            username=target.username,
-            password=password,
-            socket_timeout=target.timeout,
-            socket_connect_timeout=target.timeout,
+            connection_class=redis.SSLConnection if settings.pop("ssl") else redis.Connection,
             retry=Retry(NoBackoff(), 0),  # the retries are the RetryPolicy's
+            **settings,
         )
         self._client = redis.Redis(connection_pool=self._pool)
         script = target.script
         self._load: Args | None = None if script is None else ("SCRIPT", "LOAD", script)
-        self._written = Metrics.counter(NAMESPACE, self._target.counter)
+        self._written = metrics.counter(self._target.counter)
 
     @property
     def batch_size(self) -> int:
@@ -315,6 +323,23 @@ class RedisSink(Sink):
     def mode(self) -> str:
         """The write mode: one of `MODES`."""
         return self._target.mode
+
+    @property
+    def key(self) -> KeyTemplate:
+        """The key template (the channel's, for ``publish``)."""
+        return self._target.key
+
+    def connection(self) -> dict[str, Any]:
+        """Returns keyword arguments of a client of the sink's server.
+
+        For messages beside the records: ``redis.Redis(**sink.connection())`` or
+        ``redis.asyncio.Redis(**sink.connection())``.
+
+        ``{"host": ..., "port": ..., "db": ..., "username": ..., "password": ..., "ssl": ...,
+        "socket_timeout": ..., "socket_connect_timeout": ...}``, the password resolved from its
+        environment variable or secret.
+        """
+        return _connection(self._target)
 
     @staticmethod
     def _delete_ttl(endpoint: Endpoint, key: KeyTemplate) -> int:

@@ -22,3 +22,8 @@ output "source_uri" {
   description = "The suite's Kinesis source URI (see transforms/io/kinesis/endpoints.py)."
   value       = "kinesis://${module.kinesis.stream_name}?region=${module.kinesis.region}"
 }
+
+output "alarm_arns" {
+  description = "ARN of each CloudWatch alarm of the stream."
+  value       = module.kinesis.alarm_arns
+}

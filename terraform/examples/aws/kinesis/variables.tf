@@ -57,3 +57,14 @@ variable "dataflow_worker_unique_ids" {
     error_message = "dataflow_worker_unique_ids must be 21-digit service account unique ids."
   }
 }
+
+variable "alarm_actions" {
+  description = "ARNs (SNS topics) the stream's alarms notify: iterator age, throttled reads and writes."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.alarm_actions : can(regex("^arn:aws[a-z-]*:", arn))])
+    error_message = "alarm_actions must be ARNs (arn:aws:sns:REGION:ACCOUNT:TOPIC)."
+  }
+}

@@ -230,3 +230,18 @@ module "job" {
 
   depends_on = [module.worker]
 }
+
+# ---- A dashboard and the alert set per job, from the metrics the code declares ---------------
+
+module "monitoring" {
+  source   = "../../../modules/monitoring"
+  for_each = var.deploy_jobs ? toset(local.pipelines) : toset([])
+
+  project_id            = var.project_id
+  pipeline              = each.key
+  job_name              = module.names[each.key].names.job_name
+  subscription_id       = module.names[each.key].names.input_subscription
+  notification_channels = var.notification_channels
+  thresholds            = var.alert_thresholds
+  labels                = module.names[each.key].labels
+}

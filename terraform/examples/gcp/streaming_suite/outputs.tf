@@ -62,3 +62,13 @@ output "job_ids" {
   description = "IDs of the running jobs (empty until deploy_jobs = true)."
   value       = { for pipeline, job in module.job : pipeline => job.job_id }
 }
+
+output "monitoring" {
+  description = "Per deployed job: its dashboard and the id of each alert policy."
+  value = {
+    for pipeline, monitoring in module.monitoring : pipeline => {
+      dashboard = monitoring.dashboard_id
+      alerts    = monitoring.alert_policy_ids
+    }
+  }
+}

@@ -144,3 +144,31 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "notification_channels" {
+  description = "Notification channel ids (projects/P/notificationChannels/N) the jobs' alerts notify."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for channel in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
+    error_message = "notification_channels must be ids such as projects/P/notificationChannels/123."
+  }
+}
+
+variable "alert_thresholds" {
+  description = "Alert thresholds of every job (see modules/monitoring); unset ones keep the module's defaults."
+  type = object({
+    dead_letters_per_second            = optional(number)
+    unaccounted_records                = optional(number)
+    system_lag_seconds                 = optional(number)
+    data_watermark_age_seconds         = optional(number)
+    oldest_unacked_message_age_seconds = optional(number)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for value in values(var.alert_thresholds) : value == null || value >= 0])
+    error_message = "every threshold must be 0 or more."
+  }
+}

@@ -1,0 +1,137 @@
+"""Offline check that a new version of a pipeline can update its running streaming job in place.
+
+Dataflow updates a running job (``template launch --update``) only when the new graph maps onto
+the old one: every step of the old job is found in the new graph by name (or through a transform
+name mapping), the elements in flight and in state keep their encoding, and a step that holds
+state or timers keeps them. `summarize` reads a pipeline's graph (Beam's runner API proto, e.g.
+``pipeline.to_runner_api()`` or a Dataflow dry-run translation's ``proto_pipeline``) into a
+small JSON document, one entry per primitive step::
+
+    {"steps": {"Write/Publish": {"outputs": ["beam:coder:bytes:v1"], "state": []},
+               "Dedup/Keep first": {"outputs": ["..."], "state": ["seen"]}}}
+
+`compare` lists what breaks the update, e.g. ``step 'Parse' is gone: map it with
+--transform_name_mappings Parse=NEW`` or ``step 'Write' changes its output coder``; an empty list
+means compatible. Run it in CI on the summary of the deployed version and of the new one::
+
+    python -m pipelines update-check graph NAME --source=... --sink=... > new.json
+    python -m pipelines update-check compare deployed.json new.json \
+        [--transform_name_mappings OLD=NEW,...]     # exit 1 and one line per problem
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from apache_beam.portability import common_urns
+from apache_beam.portability.api import beam_runner_api_pb2
+
+__all__ = ["compare", "main", "summarize"]
+
+_PARDO = common_urns.primitives.PAR_DO.urn
+
+
+def _coder(coders: Mapping[str, Any], coder_id: str) -> str:
+    """A coder as text: its URN, a hash of its payload, then its components'."""
+    coder = coders[coder_id]
+    text = coder.spec.urn
+    if coder.spec.payload:
+        text += "#" + hashlib.sha256(coder.spec.payload).hexdigest()[:12]
+    parts = [_coder(coders, component) for component in coder.component_coder_ids]
+    return f"{text}({', '.join(parts)})" if parts else text
+
+
+def _state(transform: Any) -> list[str]:
+    if transform.spec.urn != _PARDO:
+        return []
+    payload = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload)
+    return sorted([*payload.state_specs, *payload.timer_family_specs])
+
+
+def summarize(proto: beam_runner_api_pb2.Pipeline) -> dict[str, Any]:
+    """Returns the summary of a pipeline graph (see the module): its primitive steps by name."""
+    components = proto.components
+    steps = {}
+    for transform in components.transforms.values():
+        if transform.subtransforms or not transform.unique_name:
+            continue
+        outputs = [
+            _coder(components.coders, components.pcollections[pcoll].coder_id)
+            for _, pcoll in sorted(transform.outputs.items())
+        ]
+        steps[transform.unique_name] = {"outputs": outputs, "state": _state(transform)}
+    return {"steps": dict(sorted(steps.items()))}
+
+
+def compare(
+    old: Mapping[str, Any], new: Mapping[str, Any], mappings: Mapping[str, str] | None = None
+) -> list[str]:
+    """Lists what keeps the ``new`` graph from updating a job running the ``old`` one.
+
+    Args:
+        old: the summary of the running job's graph.
+        new: the summary of the new version's graph.
+        mappings: ``{old step name: new step name}``, as passed to the update; a step mapped to
+            ``""`` is removed on purpose (it must hold no state).
+
+    Returns:
+        One sentence per problem; empty when the update is compatible.
+    """
+    mappings = mappings or {}
+    before, after = old["steps"], new["steps"]
+    problems = []
+    for name, step in before.items():
+        target = mappings.get(name, name)
+        if target == "":
+            if step["state"]:
+                problems.append(f"step {name!r} holds state {step['state']}: it cannot be removed")
+            continue
+        found = after.get(target)
+        if found is None:
+            problems.append(
+                f"step {name!r} is gone: map it with --transform_name_mappings {name}=NEW "
+                "(or NEW empty to remove it)"
+            )
+            continue
+        if found["outputs"] != step["outputs"]:
+            problems.append(f"step {name!r} changes its output coder: {step['outputs']} -> "
+                            f"{found['outputs']}")  # fmt: skip
+        if found["state"] != step["state"]:
+            problems.append(f"step {name!r} changes its state: {step['state']} -> "
+                            f"{found['state']}")  # fmt: skip
+    return problems
+
+
+def main(argv: Sequence[str]) -> int:
+    """``graph NAME [options]`` prints a summary; ``compare OLD NEW`` checks; returns the code."""
+    from pipelines.catalog import get_pipeline
+    from pipelines.framework.options import ArgumentParser
+    from pipelines.framework.run import build_pipeline
+    from pipelines.framework.template_cli import _pairs
+
+    parser = ArgumentParser(prog="python -m pipelines update-check")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    graph = commands.add_parser("graph", help="print the summary of a pipeline's graph (JSON)")
+    graph.add_argument("name", help="the catalog pipeline")
+    check = commands.add_parser("compare", help="can NEW update a job running OLD?")
+    check.add_argument("old", type=Path, help="the summary of the running version")
+    check.add_argument("new", type=Path, help="the summary of the new version")
+    check.add_argument("--transform_name_mappings", type=_pairs, default={}, help="OLD=NEW,...")
+    args, rest = parser.parse_known_args(list(argv))
+    if args.command == "graph":
+        pipeline, _ = build_pipeline(get_pipeline(args.name), rest)
+        print(json.dumps(summarize(pipeline.to_runner_api()), indent=1))
+        return 0
+    if rest:
+        parser.error(f"unexpected arguments: {' '.join(rest)}")
+    old, new = (json.loads(path.read_text(encoding="utf-8")) for path in (args.old, args.new))
+    problems = compare(old, new, args.transform_name_mappings)
+    for problem in problems:
+        print(f"incompatible: {problem}")
+    if not problems:
+        print("compatible: the new graph can update the running job in place")
+    return 1 if problems else 0
