@@ -35,6 +35,15 @@ __all__ = ["ConsoleSink", "LiveTable"]
 
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d)(\.\d+)?Z")
 
+PIPED_WIDTH = 240
+"""The table's width when standard output is not a terminal: wide enough to cut no column."""
+
+
+def _console() -> Console:
+    """Rich's console on standard output; piped or redirected, `PIPED_WIDTH` columns wide."""
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPED_WIDTH)
+
 
 def _cell(value: Any) -> str:
     if isinstance(value, str) and (match := _ISO_TIME.fullmatch(value)):
@@ -81,7 +90,7 @@ class LiveTable:
             table = cls._tables.get(title)
             if table is None:
                 table = cls._tables[title] = cls(title, key, rows, sort, columns)
-                table._live = Live(table.render(), console=Console(), refresh_per_second=4)
+                table._live = Live(table.render(), console=_console(), refresh_per_second=4)
                 table._live.start()
             return table
 

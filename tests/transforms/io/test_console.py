@@ -151,6 +151,20 @@ def test_one_display_per_title_printed_once_more_by_close_all(
         LiveTable.close_all()
 
 
+def test_a_piped_table_keeps_every_column_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    columns = ("endpoint", "window_start", "requests", "p95_latency_ms", "max_latency_ms",
+               "users", "timing", "pane_index", "is_last")  # fmt: skip
+    table = LiveTable.acquire("piped", ("endpoint",), 5, "endpoint", columns)
+    try:
+        table.add({name: f"value-of-{name}" for name in columns})
+    finally:
+        LiveTable.close_all()
+    out = capsys.readouterr().out  # captured: not a terminal
+    assert "…" not in out
+    for name in columns:
+        assert name in out and f"value-of-{name}" in out
+
+
 # ----------------------------------------------------------------- the sink in a pipeline
 
 _PIPELINE = textwrap.dedent(
