@@ -21,7 +21,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import metrics
 from transforms.errors import SinkRejected
-from transforms.io.batching import SINK_UNAVAILABLE, BatchingFn, Pending, dead_letter
+from transforms.io.batching import SINK_UNAVAILABLE, BatchingFn, Pending, T, dead_letter
 from transforms.io.bigquery.client import bounded_retry, ensure_table, is_transient, make_client
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
@@ -34,6 +34,7 @@ __all__ = [
     "ROW_TOO_LARGE",
     "InsertRowsFn",
     "InsertTarget",
+    "TableWriteFn",
     "insert_id",
     "open_table",
     "to_insert_row",
@@ -195,14 +196,63 @@ def _json_row(record: Record) -> _Row:
     return _Row(row, row_id, len(json.dumps(row)) + len(row_id) + _ROW_OVERHEAD)
 
 
-class InsertRowsFn(BatchingFn[_Row]):
+class TableWriteFn(BatchingFn[T]):
+    """What both BigQuery write methods share: the target, the loop over a block, dead letters.
+
+    A subclass buffers each record through ``_add`` and sends batches in ``send``.
+    """
+
+    def __init__(self, target: InsertTarget) -> None:
+        self._target = target
+
+    @property
+    def batch_size(self) -> int:
+        return self._target.batch_size
+
+    def process(
+        self,
+        block: list[Record],
+        timestamp=beam.DoFn.TimestampParam,
+        window=beam.DoFn.WindowParam,
+    ) -> Iterator[Any]:
+        for record in block:
+            yield from self._add(record, timestamp, window)
+
+    def _add(self, record: Record, timestamp: Any, window: Any) -> Iterator[Any]:
+        """Buffers one record's row, or yields its dead letter when it cannot be sent."""
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
+    def _gave_up(self, batch: list[Pending[T]], error: Exception) -> Iterator[WindowedValue]:
+        """Dead-letters a batch whose transient error outlasted the retry policy."""
+        message = self._target.retry.gave_up(self._target.table, error)
+        for pending in batch:
+            yield self._dead_letter(pending, SINK_UNAVAILABLE, type(error).__name__, message)
+
+    def _dead_letter(
+        self, pending: Pending[T], reason: str, error_type: str, message: str
+    ) -> WindowedValue:
+        return dead_letter(
+            pending,
+            pipeline=self._target.pipeline,
+            reason=reason,
+            error_type=error_type,
+            message=message,
+        )
+
+
+class InsertRowsFn(TableWriteFn[_Row]):
     """Inserts blocks of `Record`s in batches; outputs windowed dead-letter dicts of rejects.
 
     With ``inserted_tag``, also outputs ``(table, rows written)`` under that tag per request.
     """
 
     def __init__(self, target: InsertTarget) -> None:
-        self._target = target
+        super().__init__(target)
         self.max_batch_bytes = target.max_request_bytes
 
     def setup(self) -> None:
@@ -211,21 +261,8 @@ class InsertRowsFn(BatchingFn[_Row]):
         open_table(self._client, target)
         self._written = metrics.counter(target.counter)
 
-    @property
-    def batch_size(self) -> int:
-        return self._target.batch_size
-
     def item_bytes(self, pending: Pending[_Row]) -> int:
         return pending.item.size
-
-    def process(
-        self,
-        block: list[Record],
-        timestamp=beam.DoFn.TimestampParam,
-        window=beam.DoFn.WindowParam,
-    ) -> Iterator[WindowedValue | TaggedOutput]:
-        for record in block:
-            yield from self._add(record, timestamp, window)
 
     def _add(self, record: Record, timestamp: Any, window: Any) -> Iterator[Any]:
         """Buffers one record's row, or yields its dead letter when it cannot be sent."""
@@ -248,11 +285,6 @@ class InsertRowsFn(BatchingFn[_Row]):
             yield self._dead_letter(pending, ROW_TOO_LARGE, "RowTooLarge", message)
             return
         yield from self.add(pending)
-
-    def teardown(self) -> None:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            client.close()
 
     def _insert(self, batch: list[Pending[_Row]]) -> Sequence[dict[str, Any]]:
         """Sends one insertAll request, again after transient failures; returns row errors."""
@@ -277,9 +309,7 @@ class InsertRowsFn(BatchingFn[_Row]):
         except Exception as error:
             if not is_transient(error):
                 raise
-            message = target.retry.gave_up(target.table, error)
-            for pending in batch:
-                yield self._dead_letter(pending, SINK_UNAVAILABLE, type(error).__name__, message)
+            yield from self._gave_up(batch, error)
             return
         rejected: dict[int, list[dict[str, Any]]] = {}
         for result in results:
@@ -295,14 +325,3 @@ class InsertRowsFn(BatchingFn[_Row]):
             yield TaggedOutput(
                 target.inserted_tag, WindowedValue(inserted, last.timestamp, (last.window,))
             )
-
-    def _dead_letter(
-        self, pending: Pending[_Row], reason: str, error_type: str, message: str
-    ) -> WindowedValue:
-        return dead_letter(
-            pending,
-            pipeline=self._target.pipeline,
-            reason=reason,
-            error_type=error_type,
-            message=message,
-        )

@@ -21,17 +21,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms import metrics
 from transforms.errors import SinkRejected
-from transforms.io.batching import SINK_UNAVAILABLE, BatchingFn, Pending, dead_letter
+from transforms.io.batching import Pending
 from transforms.io.bigquery import evolve
 from transforms.io.bigquery.client import make_client
 from transforms.io.bigquery.insert_all import (
     ROW_TOO_LARGE,
-    InsertTarget,
+    TableWriteFn,
     insert_id,
     open_table,
     to_json_row,
@@ -64,17 +63,12 @@ class _Row(NamedTuple):
     row_id: str
 
 
-class StorageWriteFn(BatchingFn[_Row]):
+class StorageWriteFn(TableWriteFn[_Row]):
     """Appends blocks of `Record`s through the Storage Write API; outputs windowed dead letters."""
 
     max_batch_bytes = MAX_APPEND_BYTES
-
-    def __init__(self, target: InsertTarget) -> None:
-        self._target = target
-
-    @property
-    def batch_size(self) -> int:
-        return self._target.batch_size
+    # The base's teardown closes the client and finalizes no committed stream: the write log's
+    # probes append to it after a restart, and a finalized stream refuses every append.
 
     def item_bytes(self, pending: Pending[_Row]) -> int:
         return len(pending.item.data) + _ROW_OVERHEAD
@@ -92,22 +86,6 @@ class StorageWriteFn(BatchingFn[_Row]):
         )
         self._stream: str | None = None
         self._offset = 0
-
-    def teardown(self) -> None:
-        # A committed stream is not finalized: the write log's probes append to it after a
-        # restart, and a finalized stream refuses every append, written offsets included.
-        client = getattr(self, "_client", None)
-        if client is not None:
-            client.close()
-
-    def process(
-        self,
-        block: list[Record],
-        timestamp=beam.DoFn.TimestampParam,
-        window=beam.DoFn.WindowParam,
-    ) -> Iterator[WindowedValue]:
-        for record in block:
-            yield from self._add(record, timestamp, window)
 
     def _encode(self, record: Record) -> _Row:
         data = to_json_row(record.data)
@@ -150,7 +128,6 @@ class StorageWriteFn(BatchingFn[_Row]):
         yield from self.add(pending)
 
     def send(self, batch: list[Pending[_Row]]) -> Iterator[WindowedValue]:
-        target = self._target
         try:
             if self._ledger is None:
                 refused = self._call(lambda: self._append_default(batch))
@@ -159,9 +136,7 @@ class StorageWriteFn(BatchingFn[_Row]):
         except Exception as error:
             if not is_transient(error):
                 raise
-            message = target.retry.gave_up(target.table, error)
-            for pending in batch:
-                yield self._dead_letter(pending, SINK_UNAVAILABLE, type(error).__name__, message)
+            yield from self._gave_up(batch, error)
             return
         self._written.inc(len(batch) - len(refused))
         for index, reason in sorted(refused.items()):
@@ -235,17 +210,6 @@ class StorageWriteFn(BatchingFn[_Row]):
         if stream == self._stream:
             self._offset += 1
         return True
-
-    def _dead_letter(
-        self, pending: Pending[_Row], reason: str, error_type: str, message: str
-    ) -> WindowedValue:
-        return dead_letter(
-            pending,
-            pipeline=self._target.pipeline,
-            reason=reason,
-            error_type=error_type,
-            message=message,
-        )
 
 
 def _append_dropping_refused(batch: list[Pending[_Row]], send: Any) -> dict[int, str]:
