@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 from collections.abc import Callable
@@ -28,6 +29,15 @@ def http_status(port: int, path: str, method: str = "GET", timeout: float = 2.0)
         return None
     finally:
         connection.close()
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct TCP ports of the local host that nothing listens on now."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def redis_command(*words: str, timeout: float = 2.0) -> bytes:
@@ -70,9 +80,14 @@ def _probe_kinesis() -> bool:
     return http_status(SPECS["kinesis"].port, "/moto-api/") == 200
 
 
-def _probe_bigquery() -> bool:
+def bigquery_answers(port: int) -> bool:
+    """Tell whether a BigQuery emulator answers a REST call (list datasets) on ``port``."""
     path = f"/bigquery/v2/projects/{BIGQUERY_PROJECT}/datasets"
-    return http_status(SPECS["bigquery"].port, path) == 200
+    return http_status(port, path) == 200
+
+
+def _probe_bigquery() -> bool:
+    return bigquery_answers(SPECS["bigquery"].port)
 
 
 def _probe_redis() -> bool:

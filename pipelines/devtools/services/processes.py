@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pipelines.devtools.services.probes import is_answering
@@ -125,6 +125,26 @@ def locked(name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def spawn(argv: list[str], cwd: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a program detached (its own session), its output to ``log``.
+
+    Stop it with `stop_pid`, which also reaps it.
+    """
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    with _CHILDREN_LOCK:
+        _CHILDREN[process.pid] = process
+    return process
+
+
 def launch(name: str) -> int:
     """Start the server detached and return its PID (written to its PID file)."""
     data = data_dir(name)
@@ -134,23 +154,14 @@ def launch(name: str) -> int:
     if name == "bigquery":
         env["HOME"] = str(bigquery_home())
     log = log_file(name)
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            command(name),
-            cwd=data,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn(command(name), data, log, env)
     if name != "redis":
-        with _CHILDREN_LOCK:
-            _CHILDREN[process.pid] = process
         pid_file(name).write_text(f"{process.pid}\n")
         return process.pid
     # redis-server daemonizes: the launcher exits and the daemon writes its own PID file.
     code = process.wait(timeout=30)
+    with _CHILDREN_LOCK:
+        _CHILDREN.pop(process.pid, None)
     deadline = time.monotonic() + spec_of(name).ready_timeout
     while (pid := read_pid(name)) is None:
         if code != 0 or time.monotonic() > deadline:
@@ -162,19 +173,36 @@ def launch(name: str) -> int:
     return pid
 
 
-def wait_ready(name: str, pid: int, timeout: float) -> None:
-    """Wait until the server answers; stop it and raise `ServiceError` if it never does."""
-    log = log_file(name)
+def await_answer(
+    probe: Callable[[], bool], pid: int, timeout: float, label: str, log: Path
+) -> None:
+    """Wait until ``probe()`` is true; stop the server and raise `ServiceError` if it never is.
+
+    Args:
+        probe: Tells whether the server answers.
+        pid: The server's process (and process group).
+        timeout: Seconds to wait.
+        label: Names the server in the error.
+        log: The server's log, whose end the error shows.
+
+    """
     deadline = time.monotonic() + timeout
-    while not is_answering(name):
+    while not probe():
         if not pid_alive(pid):
             reap(pid)
-            pid_file(name).unlink(missing_ok=True)
-            raise ServiceError(f"{name}: server exited during start; see {log}:\n{tail(log)}")
+            raise ServiceError(f"{label}: server exited during start; see {log}:\n{tail(log)}")
         if time.monotonic() > deadline:
             stop_pid(pid)
-            pid_file(name).unlink(missing_ok=True)
             raise ServiceError(
-                f"{name}: server did not answer within {timeout:.0f} s; see {log}:\n{tail(log)}"
+                f"{label}: server did not answer within {timeout:.0f} s; see {log}:\n{tail(log)}"
             )
         time.sleep(POLL_SECONDS)
+
+
+def wait_ready(name: str, pid: int, timeout: float) -> None:
+    """Wait until the server answers; stop it and raise `ServiceError` if it never does."""
+    try:
+        await_answer(lambda: is_answering(name), pid, timeout, name, log_file(name))
+    except ServiceError:
+        pid_file(name).unlink(missing_ok=True)
+        raise

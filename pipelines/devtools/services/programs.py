@@ -139,21 +139,7 @@ def command(name: str) -> list[str]:
     if name == "kinesis":
         return [str(which(PROGRAMS["kinesis"])), "-H", spec.host, "-p", str(spec.port)]
     if name == "bigquery":
-        return [
-            str(which("bqemulator")),
-            "start",
-            "--rest-host",
-            spec.host,
-            "--rest-port",
-            str(spec.port),
-            "--grpc-host",
-            spec.host,
-            "--grpc-port",
-            str(BIGQUERY_GRPC_PORT),
-            "--ephemeral",
-            "--project",
-            BIGQUERY_PROJECT,
-        ]
+        return bigquery_command(spec.port, BIGQUERY_GRPC_PORT)
     return [
         str(which(PROGRAMS["redis"])),
         "--port",
@@ -175,15 +161,47 @@ def command(name: str) -> list[str]:
     ]
 
 
-def bigquery_home() -> Path:
+def bigquery_command(rest_port: int, grpc_port: int) -> list[str]:
+    """Build the command line of a BigQuery emulator (in memory) on 127.0.0.1.
+
+    Args:
+        rest_port: Port of its REST API.
+        grpc_port: Port of its gRPC APIs (Storage Read and Write).
+
+    """
+    host = spec_of("bigquery").host
+    return [
+        str(which("bqemulator")),
+        "start",
+        "--rest-host",
+        host,
+        "--rest-port",
+        str(rest_port),
+        "--grpc-host",
+        host,
+        "--grpc-port",
+        str(grpc_port),
+        "--ephemeral",
+        "--project",
+        BIGQUERY_PROJECT,
+    ]
+
+
+def bigquery_home(folder: Path | None = None) -> Path:
     """Prepare the HOME of bqemulator so that DuckDB finds the spatial extension offline.
 
     DuckDB looks for extensions in ``$HOME/.duckdb/extensions/<version>/<platform>/`` and
     otherwise tries to download them, which fails offline and stops bqemulator from starting.
+
+    Args:
+        folder: The server's folder, which gets the HOME; ``None`` for the ``bigquery``
+            server's. An emulator of one's own needs its own: the copy would overwrite the
+            extension a running server has loaded.
+
     """
     extension = _spatial_extension()
     assert extension is not None  # checked by is_available
-    home = service_dir("bigquery") / "home"
+    home = (service_dir("bigquery") if folder is None else folder) / "home"
     target = home / ".duckdb" / "extensions" / extension.parent.name / _duckdb_platform()
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy2(extension, target / extension.name)
