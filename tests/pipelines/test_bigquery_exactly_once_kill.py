@@ -4,8 +4,8 @@
 with SIGKILL while it writes, after it has committed rows of messages it has not acknowledged
 yet (its write-log lookups show its appends; it acknowledges a bundle only once all of it is
 written). Those messages come back to the next run, a new worker with a new committed stream,
-whose write log finds them written: the next run reads more messages than were missing from
-the table (it is tried again with new messages if a kill fell where none was), and once
+whose write log finds them written: the next runs read more messages than were missing from
+the table (all is tried again with new messages if a kill fell where none was), and once
 every event is in the table, each is there once and each run's counters balance.
 
 The runs write to a BigQuery emulator of their own (`pipelines.devtools.services.private`):
@@ -34,7 +34,12 @@ from pipelines.devtools.services.private import PrivateBigQuery, private_bigquer
 from pipelines.devtools.services.specs import BIGQUERY_PROJECT
 from tests.pipelines.test_events_to_bigquery_live import event, rows
 from tests.pipelines.test_run_killed import Run
-from transforms.io.bigquery.client import EMULATOR_ENV, STORAGE_EMULATOR_ENV, make_client
+from transforms.io.bigquery.client import (
+    EMULATOR_ENV,
+    STORAGE_EMULATOR_ENV,
+    ensure_table,
+    make_client,
+)
 from transforms.io.bigquery.rows import RowEncoder
 from transforms.io.bigquery.write_api import (
     DEFAULT_STREAM,
@@ -104,9 +109,7 @@ class Fence:
 
     def __init__(self, emulator: PrivateBigQuery, client: bigquery.Client, dataset: str) -> None:
         table = f"{PROJECT}.{dataset}.fence"
-        client.create_table(
-            bigquery.Table(table, schema=[bigquery.SchemaField("n", "INTEGER")]), timeout=30
-        )
+        ensure_table(client, table, FENCE_SCHEMA)
         self._stream = f"{stream_parent(table)}/streams/{DEFAULT_STREAM}"
         self._write = make_write_client(emulator.storage_endpoint)
         self._encoder = RowEncoder(FENCE_SCHEMA)
@@ -140,7 +143,6 @@ def test_a_killed_run_leaves_no_duplicate_when_run_again(
     monkeypatch.setenv(EMULATOR_ENV, emulator.endpoint)  # the runs see this emulator only
     monkeypatch.setenv(STORAGE_EMULATOR_ENV, emulator.storage_endpoint)
     client = make_client(PROJECT, emulator.endpoint)
-    client.create_dataset(unique_name, timeout=30)
     fence = Fence(emulator, client, unique_name)
     table = f"{PROJECT}.{unique_name}.events"
     options = [
@@ -176,9 +178,10 @@ def test_a_killed_run_leaves_no_duplicate_when_run_again(
             assert runs[-1].process.wait(timeout=DEADLINE_S) == 0, runs[-1].output()
             reports.append(runs[-1].output())
             reads.append(int(re.findall(r"^  read +(\d+)$", reports[-1], re.M)[-1]))
-        # The first rerun read each message it got once: more than were missing from the
-        # table means some it got were written, but not acknowledged, by the killed run.
-        if reads and reads[0] > unwritten:
+        # Every rerun balanced (below): each message it read it wrote, or found written. So
+        # more reads than events missing from the table after the kill means messages whose
+        # rows were written, but not acknowledged, came again to a new worker.
+        if sum(reads) > unwritten:
             break
     else:
         pytest.fail("no kill fell between a write and its acknowledgement")
