@@ -83,8 +83,8 @@ def runs() -> Iterator[list[Run]]:
 def argv(subscription: str, dataset: str, endpoint: str) -> list[str]:
     """The README's options; a short lease so that a killed run's messages come back soon.
 
-    The sink writes with insertAll: a run killed during a Storage Write append can leave the
-    BigQuery emulator failing every later append (see CONTRIBUTING.md's quirks).
+    The sink writes with insertAll: the test queries the shared BigQuery emulator while runs
+    write, and a query during a Storage Write append can deadlock it (CONTRIBUTING.md's quirks).
     """
     return [
         f"--source=pubsub://{subscription}?ack_deadline=10",
