@@ -31,6 +31,7 @@ from google.cloud import bigquery
 from google.cloud.pubsub_v1 import PublisherClient
 
 from pipelines.devtools.services.private import PrivateBigQuery, private_bigquery
+from pipelines.devtools.services.processes import pid_alive
 from pipelines.devtools.services.specs import BIGQUERY_PROJECT
 from tests.pipelines.test_events_to_bigquery_live import event, rows
 from tests.pipelines.test_run_killed import Run
@@ -67,6 +68,7 @@ FENCE_SCHEMA = Schema((Field("n", "INTEGER", "NULLABLE"),))
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBigQuery]:
     with private_bigquery(tmp_path_factory.mktemp("bigquery")) as private:
         yield private
+    assert not pid_alive(private.pid)  # stopped, with its process group
 
 
 @pytest.fixture
