@@ -42,6 +42,7 @@ __all__ = [
     "AddMetadata",
     "keeps_metadata",
     "metadata_columns",
+    "row_with_metadata",
     "with_metadata",
 ]
 
@@ -57,14 +58,17 @@ _MEANINGS = {
     "topic": "Kafka topic.",
     "partition": "Kafka partition.",
     "offset": "Kafka offset (generator: the event's index).",
-    "key": "Kafka key (base64 when kafka.base64_key), Pub/Sub ordering key, Kinesis "
-    "partition key.",
+    "key": "Kafka key (base64 when kafka.base64_key), Pub/Sub ordering key, Kinesis key.",
     "stream": "Kinesis stream.",
     "shard": "Kinesis shard id.",
     "sequence": "Kinesis sequence number.",
     "path": "File path (bigquery source: the table).",
     "line": "File line, from 1 (bigquery source: the row number).",
 }
+_ATTRIBUTES_MEANING = (
+    "Pub/Sub attributes, Kafka headers (base64 when named in kafka.base64_headers), Kinesis "
+    "partition_key."
+)
 
 
 def _column(name: str) -> Field:
@@ -74,8 +78,7 @@ def _column(name: str) -> Field:
 METADATA_SCHEMA = Schema(
     (
         *(_column(name) for name in Origin._fields[:3]),
-        Field(ATTRIBUTES, "JSON", description="Pub/Sub attributes, Kafka headers (base64 "
-              "when named in kafka.base64_headers), Kinesis partition_key."),  # fmt: skip
+        Field(ATTRIBUTES, "JSON", description=_ATTRIBUTES_MEANING),
         *(_column(name) for name in Origin._fields[3:]),
     )
 )

@@ -87,6 +87,7 @@ __all__ = [
     "ROW_TOO_LARGE",
     "SINK_UNAVAILABLE",
     "TABLE_PATTERN",
+    "WRITE_MODES",
     "BigQuerySink",
     "InsertRowsFn",
     "InsertTarget",
@@ -109,6 +110,17 @@ STORAGE_WRITE, INSERT_ALL = "storage_write", "insert_all"
 AT_LEAST_ONCE, EXACTLY_ONCE = "at_least_once", "exactly_once"
 METHODS = (STORAGE_WRITE, INSERT_ALL)
 MODES = (AT_LEAST_ONCE, EXACTLY_ONCE)
+WRITE_MODES: tuple[tuple[str, str, str], ...] = (
+    (f"method={STORAGE_WRITE}&mode={AT_LEAST_ONCE} (default)", "",
+     "the Storage Write API's default stream: at least once (a request sent again after a "
+     "lost answer may write its rows twice)"),
+    (f"mode={EXACTLY_ONCE}", f"mode={EXACTLY_ONCE}",
+     "Storage Write committed streams, each request at its offset, and a write log: exactly "
+     "once"),
+    (f"method={INSERT_ALL}", f"method={INSERT_ALL}",
+     "legacy streaming inserts (insertAll) with insert ids: at least once"),
+)  # fmt: skip
+"""The ways a ``bigquery://`` sink writes: (URI parameters, runner matrix kind, what it means)."""
 _SCHEMA_UPDATES = ("none", "add_fields")
 _PARTITION_GRAINS = ("DAY", "HOUR", "MONTH", "YEAR")
 _CREATE_MODES = ("if_needed", "never")
