@@ -3,7 +3,8 @@
 The ``bigquery`` server is shared by every test. A check that may leave it unusable (see
 CONTRIBUTING.md: bqemulator deadlocks when a REST call reaches its database while a Storage
 Write append runs) starts its own with `private_bigquery`: same program and command line,
-in memory, in a folder of its own (data, HOME, log), stopped with its process group on exit.
+in memory, in a folder of its own (data, HOME, log), stopped with its process group on exit
+(and killed if the process that started it dies first).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def private_bigquery(folder: Path, timeout: float | None = None) -> Iterator[Pri
     rest, grpc = free_ports(2)
     log = folder / "bigquery.log"
     env = {**os.environ, "HOME": str(bigquery_home(folder))}
-    pid = spawn(bigquery_command(rest, grpc), folder, log, env).pid
+    pid = spawn(bigquery_command(rest, grpc), folder, log, env, tied=True).pid
     try:
         wait = spec_of("bigquery").ready_timeout if timeout is None else timeout
         await_answer(lambda: bigquery_answers(rest), pid, wait, "private bigquery", log)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +29,7 @@ from pipelines.devtools.services.specs import (
 )
 
 _STOP_GRACE_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent ends
 # Popen objects of servers started by this interpreter, kept so that they are reaped when
 # stopped (a zombie would still look alive to ``os.kill(pid, 0)``).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -125,10 +129,19 @@ def locked(name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def spawn(argv: list[str], cwd: Path, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _die_with_parent() -> None:
+    """In a child before it runs its program: SIGKILL when the process that started it ends."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(
+    argv: list[str], cwd: Path, log: Path, env: dict[str, str], tied: bool = False
+) -> subprocess.Popen[bytes]:
     """Start a program detached (its own session), its output to ``log``.
 
-    Stop it with `stop_pid`, which also reaps it.
+    Stop it with `stop_pid`, which also reaps it. A ``tied`` program (Linux) is also killed
+    when this process ends, even by SIGKILL, when no finalizer runs.
     """
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -139,6 +152,7 @@ def spawn(argv: list[str], cwd: Path, log: Path, env: dict[str, str]) -> subproc
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if tied and sys.platform == "linux" else None,
         )
     with _CHILDREN_LOCK:
         _CHILDREN[process.pid] = process
