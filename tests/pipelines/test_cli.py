@@ -206,6 +206,12 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         (("dashboard", "--sink=file:///tmp/rows"), 2, "--sink", "mode=hash"),
         (("demo", "--output={tmp}/folder"), 2, "--output", "not an empty folder"),
         (("drain", "job-1", "--region=us-central1"), 2, "--project", "required"),
+        (
+            ("update-check", "compare", "{tmp}/folder/in.jsonl", "{tmp}/folder/in.jsonl"),
+            2,
+            "in.jsonl",
+            "neither a summary",
+        ),
         (("services", "up"), 2, "services", "python -m pipelines.devtools services"),
         (("docs",), 2, "docs", "python -m pipelines.devtools docs"),
     ],
