@@ -105,16 +105,16 @@ def read_graph(job_file: Path, job: dict[str, Any]) -> beam_runner_api_pb2.Pipel
         job: its content (a Dataflow ``Job`` as JSON).
 
     Raises:
-        ValueError: the job names no staged graph, or the file is not beside the job file.
+        OptionError: the job names no staged graph, or the file is not beside the job file.
     """
     options = job.get("environment", {}).get("sdkPipelineOptions", {}).get("options", {})
     url = options.get("pipelineUrl")
     if not url:
-        raise ValueError(
+        raise OptionError(
             f"{job_file}: a Dataflow job file names its graph in "
             "environment.sdkPipelineOptions.options.pipelineUrl, and this one has none"
         )
     staged = job_file.parent / PurePosixPath(url).name
     if not staged.is_file():
-        raise ValueError(f"{job_file}: its graph {url} is not beside it: copy it to {staged}")
+        raise OptionError(f"{job_file}: its graph {url} is not beside it: copy it to {staged}")
     return beam_runner_api_pb2.Pipeline.FromString(staged.read_bytes())

@@ -36,6 +36,7 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from pipelines.framework.dataflow_job import read_graph
+from pipelines.framework.options import OptionError
 
 __all__ = ["compare", "load", "main", "summarize"]
 
@@ -78,17 +79,17 @@ def load(path: Path) -> dict[str, Any]:
     """Reads the summary of a graph from a summary file or from a Dataflow job file.
 
     Raises:
-        ValueError: the file is neither, or a job file's graph is not beside it.
+        OptionError: the file is neither, or a job file's graph is not beside it.
     """
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise OptionError(f"{path}: {error}") from None
     if isinstance(document, dict) and isinstance(document.get("steps"), dict):
         return document
     if isinstance(document, dict) and isinstance(document.get("environment"), dict):
         return summarize(read_graph(path, document))
-    raise ValueError(
+    raise OptionError(
         f"{path}: neither a summary (update-check graph) nor a Dataflow job file "
         "(update-check translate)"
     )
