@@ -104,6 +104,19 @@ def _renamed(name: str, mappings: Mapping[str, str]) -> str:
     return name
 
 
+def _outermost_gone(name: str, steps: Mapping[str, Any]) -> str:
+    """The outermost name around a step that no step of ``steps`` has (one mapping for all).
+
+    ``Write`` for ``Write/Files`` when the new graph has no step under ``Write/`` any more.
+    """
+    parts = name.split("/")
+    for end in range(1, len(parts)):
+        prefix = "/".join(parts[:end])
+        if not any(step.startswith(prefix + "/") for step in steps):
+            return prefix
+    return name
+
+
 def compare(
     old: Mapping[str, Any], new: Mapping[str, Any], mappings: Mapping[str, str] | None = None
 ) -> list[str]:
@@ -130,10 +143,11 @@ def compare(
             continue
         found = after.get(target)
         if found is None:
-            problems.append(
-                f"step {name!r} is gone: map it with --transform_name_mappings {name}=NEW "
-                "(or NEW empty to remove it)"
-            )
+            gone = _outermost_gone(name, after) if target == name else name
+            problem = (f"step {gone!r} is gone: map it with --transform_name_mappings "
+                       f"{gone}=NEW (or NEW empty to remove it)")  # fmt: skip
+            if problem not in problems:
+                problems.append(problem)
             continue
         if found["outputs"] != step["outputs"]:
             problems.append(f"step {name!r} changes its output coder: {step['outputs']} -> "

@@ -101,8 +101,9 @@ def _recoded(pipeline: beam.Pipeline, config: Any) -> None:
 
 @pytest.fixture(scope="module")
 def translated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The job files of four versions: deployed; the same code with other endpoints (through
-    the command line); the write renamed; the write's input recoded."""
+    """The job files of four versions: deployed; the same code with other endpoints and
+    per-window counts (a stateful step), through the command line; the write renamed; the
+    write's input recoded."""
     root = tmp_path_factory.mktemp("dataflow")
     spec = get_pipeline("events_to_bigquery")
 
@@ -116,7 +117,8 @@ def translated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "recoded": translate(replace(spec, build=_recoded), argv(1), root / "recoded"),
     }
     cli = ["update-check", "translate", "events_to_bigquery", f"--output={root}/other",
-           *argv(2), "--project=proj-x", "--region=europe-west1"]  # fmt: skip
+           *argv(2), "--event_time_field=ts", f"--counts_sink=file://{root}/counts",
+           "--project=proj-x", "--region=europe-west1"]  # fmt: skip
     assert main(cli) == 0
     jobs["other"] = root / "other" / "job.json"
     return jobs
@@ -134,16 +136,29 @@ def test_a_translation_is_the_streaming_job_dataflow_would_get(translated: dict[
     assert "Write/Files" in steps and "Write dead letters/Write/Files" in steps
 
 
-def test_the_same_code_with_other_endpoints_is_compatible(translated: dict[str, Path]) -> None:
+def test_other_endpoints_and_added_steps_are_compatible(translated: dict[str, Path]) -> None:
     assert compare(load(translated["deployed"]), load(translated["other"])) == []
+
+
+def test_a_stateful_step_is_read_from_the_translation_and_cannot_be_removed(
+    translated: dict[str, Path],
+) -> None:
+    counted, deployed = load(translated["other"]), load(translated["deployed"])
+    stateful = [name for name, step in counted["steps"].items() if step["state"]]
+    assert stateful and all(name.startswith("Counts/") for name in stateful)
+    problems = compare(counted, deployed, {"Counts": "", "Write counts": ""})
+    assert problems == [
+        f"step {name!r} holds state {counted['steps'][name]['state']}: it cannot be removed"
+        for name in stateful
+    ]
 
 
 def test_a_renamed_step_without_a_mapping_is_refused(translated: dict[str, Path]) -> None:
     old, new = load(translated["deployed"]), load(translated["renamed"])
-    problems = compare(old, new)
-    assert "step 'Write/Files' is gone: map it with --transform_name_mappings Write/Files=NEW "\
-           "(or NEW empty to remove it)" in problems  # fmt: skip
-    assert all(problem.startswith("step 'Write/") for problem in problems)
+    assert compare(old, new) == [
+        "step 'Write' is gone: map it with --transform_name_mappings Write=NEW "
+        "(or NEW empty to remove it)"
+    ]
     assert compare(old, new, {"Write": "Write events"}) == []
 
 
@@ -159,7 +174,7 @@ def test_the_command_line_compares_job_files(
 ) -> None:
     deployed, renamed = str(translated["deployed"]), str(translated["renamed"])
     assert main(["update-check", "compare", deployed, renamed]) == 1
-    assert "incompatible: step 'Write/Files' is gone" in capsys.readouterr().out
+    assert "incompatible: step 'Write' is gone" in capsys.readouterr().out
     mapping = "--transform_name_mappings=Write=Write events"
     assert main(["update-check", "compare", deployed, renamed, mapping]) == 0
     assert capsys.readouterr().out.startswith("compatible")
