@@ -41,6 +41,7 @@ STAGED_GRAPH = "pipeline.pb"
 # the job's environment, never its graph.
 _PLACEHOLDERS = {"project": "offline-translation", "region": "us-central1",
                  "temp_location": "gs://offline-translation/temp"}  # fmt: skip
+# The experiment spares a `pip freeze` of the submitting environment, staged for the workers' logs.
 _OFFLINE = ("--runner=DataflowRunner", "--dry_run=true", "--no_auth",
             "--experiments=disable_logging_submission_environment")  # fmt: skip
 
@@ -53,6 +54,11 @@ def _beam_argv(argv: Sequence[str]) -> list[str]:
             "translation is the same), and pass --update to template launch"
         )
     cloud = PipelineOptions(list(argv)).view_as(GoogleCloudOptions)
+    if cloud.temp_location and not cloud.temp_location.startswith("gs://"):
+        raise OptionError(
+            f"--temp_location={cloud.temp_location}: Dataflow needs a gs:// folder (Beam would "
+            "look for a default bucket online); leave it out, the translation writes nothing there"
+        )
     missing = [f"--{name}={value}" for name, value in _PLACEHOLDERS.items()
                if not getattr(cloud, name)]  # fmt: skip
     return [*missing, *argv, *_OFFLINE]

@@ -189,3 +189,5 @@ def test_a_job_file_without_its_graph_or_an_update_is_refused(
         load(alone)
     with pytest.raises(OptionError, match="translate without it"):
         translate(get_pipeline("events_to_bigquery"), ["--update"], tmp_path)
+    with pytest.raises(OptionError, match="--temp_location=/tmp: Dataflow needs a gs:// folder"):
+        translate(get_pipeline("events_to_bigquery"), ["--temp_location=/tmp"], tmp_path)
