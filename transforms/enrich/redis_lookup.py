@@ -49,9 +49,8 @@ from transforms.enrich.base import (
     BadReference,
     BadReferenceKey,
     EnrichSettings,
-    Settler,
+    SettlingFn,
     enrich_error,
-    key_function,
     parse_key,
 )
 from transforms.io.endpoint import Endpoint, EndpointError
@@ -166,7 +165,7 @@ def hash_row(key: str, reply: dict[str, str]) -> dict[str, Any] | BadReference:
 
 
 @beam.typehints.with_output_types(Block)
-class _LookupFn(beam.DoFn):
+class _LookupFn(SettlingFn):
     """A `Block` of `Record`s -> a `Block` of them enriched with their hashes, dead letters.
 
     The block's distinct keys that the cache lacks are fetched in pipelined round trips of at
@@ -174,14 +173,14 @@ class _LookupFn(beam.DoFn):
     """
 
     def __init__(self, lookup: RedisLookup) -> None:
+        super().__init__(lookup.key, lookup.settings)
         self._lookup = lookup
 
     def setup(self) -> None:
+        super().setup()
         lookup = self._lookup
         self._client = lookup.connection.connect(decode=True)
         self._cache = TtlCache(lookup.cache_ttl, lookup.cache_size)
-        self._settler = Settler(lookup.settings)
-        self._key_of = key_function(lookup.key)
         self._pipeline = lookup.settings.pipeline
 
     def teardown(self) -> None:
@@ -190,7 +189,7 @@ class _LookupFn(beam.DoFn):
             client.connection_pool.disconnect()
 
     def process(self, block: list[Record], timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
-        template = self._lookup.key
+        template = self._key
         keyed: list[tuple[Record, str | None]] = []
         for record in block:
             try:
