@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import msgspec
 import pytest
 import yaml
 from apache_beam.yaml import yaml_provider, yaml_transform
@@ -28,7 +29,9 @@ from pipelines.catalog import get_pipeline
 from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.options import parse_options
 from pipelines.yaml_provider import PROVIDERS
+from transforms.dead_letter import REPLAY_COUNT, REPLAY_OF, error_record
 from transforms.event_time import format_timestamp
+from transforms.message import Message, Origin
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "cdc"
@@ -73,6 +76,27 @@ def _changes() -> list[bytes]:
     lines = [json.dumps(json.loads((FIXTURES / f"{n}.json").read_text())["value"]).encode()
              for n in names]  # fmt: skip
     return lines[:5] + [b""] + lines[5:] + [b"{not json"]
+
+
+def _dead_letters_read_back() -> list[bytes]:
+    """Dead letters as a file sink writes them: replayed, parked (replayed enough, cut),
+    filtered out by reason; and lines that are no dead letters."""
+    origin = Origin("kafka", topic="orders", partition=0, offset=7, key="c1")
+    messages = [
+        (Message(b'{"event_id": "e1", "amount": "x"}', {"k": "v"}, origin), "schema"),
+        (Message(b"\xff{not json", {}, Origin("file", path="/in.jsonl", line=3)), "invalid_json"),
+        (Message(b'{"event_id": "e2"}', {REPLAY_COUNT: "3", REPLAY_OF: "f" * 32}, origin), "schema"),
+        (Message(b'{"event_id": "e3"}', {}, origin), "schema"),
+        (Message(b'{"event_id": "e4"}', {}, origin), "udf"),
+    ]  # fmt: skip
+    letters = [
+        error_record(message, pipeline="events_to_bigquery", step="parse", reason=reason,
+                     error_type="SchemaViolation", error_message="no good")
+        for message, reason in messages
+    ]  # fmt: skip
+    letters[3]["payload_truncated"] = True
+    lines = [msgspec.json.encode(letter) for letter in letters]
+    return lines + [b'{"pipeline": "x"}', b"not json at all"]
 
 
 PROFILES = [
@@ -125,6 +149,16 @@ def _arguments(name: str, folder: Path) -> dict[str, str]:
     }[name]
 
 
+def _replay_arguments(folder: Path, preview: bool) -> dict[str, str]:
+    """The options of ``dlq_replay`` on the dead letters in ``folder`` (a dry run: ``preview``)."""
+    common = {"source": f"file://{folder}/dead_letters.jsonl", "ledger": "none",
+              "reasons": "schema,invalid_json", "max_replays": "3",
+              "parked": f"file://{folder}/parked"}  # fmt: skip
+    if preview:
+        return {**common, "preview": "true", "report": f"file://{folder}/report"}
+    return common
+
+
 def _outputs(folder: Path, name: str) -> dict[str, str]:
     outputs = {"sink": f"file://{folder}/{name}/out", "dead_letter": f"file://{folder}/{name}/dlq"}
     if name == "enrich_and_alert":
@@ -145,6 +179,15 @@ def redis_prefix(redis_server: ServiceSpec) -> Iterator[tuple[str, str]]:
         client.delete(*keys)
 
 
+def _add(pipeline: beam.Pipeline, kind: str, label: str, name: str, options: dict[str, str]) -> None:
+    """Adds the catalog pipeline ``name`` built by its Python module or from its template."""
+    if kind == "python":
+        argv = [f"--{key}={value}" for key, value in options.items()]
+        _ = pipeline | f"python {label}" >> _Catalog(name, argv)
+    else:
+        _ = pipeline | f"yaml {label}" >> yaml_template(name, {**options, "preview": "preview" in options})
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, redis_prefix: tuple[str, str]) -> Path:
     """Runs every catalog pipeline, Python and YAML, in one pipeline; returns the folder.
@@ -156,14 +199,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory, redis_prefix: tuple[str, str]
     (folder / "transactions.jsonl").write_bytes(b"\n".join(_transactions()) + b"\n")
     (folder / "changes.jsonl").write_bytes(b"\n".join(_changes()) + b"\n")
     (folder / "profiles.jsonl").write_text("".join(json.dumps(p) + "\n" for p in PROFILES))
+    (folder / "dead_letters.jsonl").write_bytes(b"\n".join(_dead_letters_read_back()) + b"\n")
     pipeline = beam.Pipeline()
-    for name in CATALOG:  # the Python pipelines first: each checks the graph's error routing
-        options = {**_arguments(name, folder), **_outputs(folder / "python", name)}
-        argv = [f"--{key}={value}" for key, value in options.items()]
-        _ = pipeline | f"python {name}" >> _Catalog(name, argv)
-    for name in CATALOG:
-        variables = {**_arguments(name, folder), **_outputs(folder / "yaml", name)}
-        _ = pipeline | f"yaml {name}" >> yaml_template(name, variables)
+    for kind in ("python", "yaml"):  # the Python pipelines first: each checks its error routing
+        for name in CATALOG:
+            options = {**_arguments(name, folder), **_outputs(folder / kind, name)}
+            _add(pipeline, kind, name, name, options)
+        for preview in (False, True):
+            label = "dlq_replay_preview" if preview else "dlq_replay"
+            options = {**_replay_arguments(folder / kind / label, preview),
+                       **_outputs(folder / kind, label),
+                       "source": f"file://{folder}/dead_letters.jsonl"}  # fmt: skip
+            _add(pipeline, kind, label, "dlq_replay", options)
     url, prefix = redis_prefix
     variables = {**_arguments("metrics_to_redis", folder), **_outputs(folder / "redis", "m"),
                  "sink": f"{url}?key={prefix}:{{endpoint}}:{{window_start}}"}  # fmt: skip
@@ -218,6 +265,31 @@ def _hash_value(text: str) -> Any:
         return _number_or_text(json.loads(text))
     except json.JSONDecodeError:
         return text
+
+
+def test_the_yaml_dlq_replay_sends_parks_and_reports_what_the_python_pipeline_does(
+    runs: Path,
+) -> None:
+    python, yaml_run = runs / "python" / "dlq_replay", runs / "yaml" / "dlq_replay"
+
+    def lines(folder: Path) -> list[bytes]:
+        return sorted(line for path in folder.glob("*.jsonl") for line in path.read_bytes().splitlines())
+
+    sent = lines(python / "out")
+    assert b"\xff{not json" in sent and len(sent) == 2  # the original bytes, unchanged
+    assert lines(yaml_run / "out") == sent
+    parked = _rows(python / "parked")
+    assert len(parked) == 2
+    assert _rows(yaml_run / "parked") == parked
+    assert {step for step, _, _ in _dead_letters(python / "dlq")} == {"parse", "select"}
+    assert _dead_letters(yaml_run / "dlq") == _dead_letters(python / "dlq")
+    # The dry run: each replay's id and attributes, and why each parked one is parked.
+    report = _rows(runs / "python" / "dlq_replay_preview" / "report")
+    assert {json.loads(line).get("why") for line in report} == {None, "max_replays", "truncated"}
+    assert _rows(runs / "yaml" / "dlq_replay_preview" / "report") == report
+    assert _dead_letters(runs / "yaml" / "dlq_replay_preview" / "dlq") == _dead_letters(
+        runs / "python" / "dlq_replay_preview" / "dlq"
+    )
 
 
 def test_the_yaml_pipeline_writes_the_same_rows_to_a_redis_sink(
