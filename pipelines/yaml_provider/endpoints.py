@@ -95,6 +95,10 @@ class WriteToEndpoint(beam.PTransform):
             one it could not write.
         pipeline: the pipeline's name, in the sink's own dead letters.
         error_handling: ``{output: NAME}``: the records the sink rejected, as dead-letter rows.
+
+    Several inputs given as a mapping (``input: {a: Route.a, bursts: Bursts}``) are written
+    together, each row with its own fields (Beam YAML flattens a list of inputs first, into
+    rows of the fields of all of them).
     """
 
     def __init__(
@@ -129,13 +133,22 @@ class WriteToEndpoint(beam.PTransform):
             letters = rows | "Dead letters" >> beam.ParDo(_DeadLettersFn())
             _ = letters | "Write" >> self._writer
             return None
-        schema = self._schema or RowShape.of(rows.element_type).schema
+        inputs = rows if isinstance(rows, dict) else {"input": rows}
+        blocks = [
+            pcoll | ("To blocks" if len(inputs) == 1 else f"To blocks {key}") >> RowsToBlocks()
+            for key, pcoll in inputs.items()
+        ]
+        schema = self._schema
+        if schema is None and len(inputs) == 1:
+            schema = RowShape.of(next(iter(inputs.values())).element_type).schema
         context = replace(self._context, schema=schema)
-        failures = rows | "To blocks" >> RowsToBlocks() | "Write" >> make_sink(self._uri, context)
+        if len(blocks) > 1:
+            blocks = [tuple(blocks) | "Inputs" >> beam.Flatten()]
+        failures = blocks[0] | "Write" >> make_sink(self._uri, context)
         if self._handling.output is None and failures is None:
             return None
         errors = [failures] if failures is not None else []
-        outputs = with_errors({"main": rows}, errors, self._handling)
+        outputs = with_errors(dict(inputs), errors, self._handling)
         if self._handling.output is None:
             return None
         return {self._handling.output: outputs[self._handling.output]}

@@ -52,7 +52,8 @@ def _events() -> list[bytes]:
                 "latency_ms": 10.0 * (n + 1), "amount": n + 0.5, "country": "DE",
             }  # fmt: skip
             lines.append(json.dumps(event).encode())
-    return lines + [b"{broken", b'{"event_id": "x", "ts": "not a time", "user_id": "u9"}']
+    keyless = {"event_id": "nokey", "ts": format_timestamp(T0 + 10), "user_id": "u1"}
+    return lines + [json.dumps(keyless).encode(), b"{broken", b'{"event_id": "x", "ts": "not a time", "user_id": "u9"}']
 
 
 def _transactions() -> list[bytes]:
@@ -135,12 +136,14 @@ def _arguments(name: str, folder: Path) -> dict[str, str]:
     """The options of a catalog pipeline run on the inputs in ``folder``."""
     common = {"source": f"file://{folder}/events.jsonl"}
     return {
-        "events_to_bigquery": {**common, "schema": "builtin:events"},
+        "events_to_bigquery": {**common, "schema": "builtin:events", "counts_window": "30m",
+                               "counts_group_by": "endpoint"},  # fmt: skip
         "metrics_to_redis": {**common, "spec": "builtin:api_metrics"},
         "sessionize": {**common, "key_field": "user_id", "include_fields": "event_type"},
         "enrich_and_alert": {
             "source": f"file://{folder}/transactions.jsonl",
             "profiles": f"file://{folder}/profiles.jsonl?key={{customer_id}}",
+            "burst_count": "1",
         },
         "cdc_replicate": {
             "source": f"file://{folder}/changes.jsonl",
@@ -161,8 +164,11 @@ def _replay_arguments(folder: Path, preview: bool) -> dict[str, str]:
 
 def _outputs(folder: Path, name: str) -> dict[str, str]:
     outputs = {"sink": f"file://{folder}/{name}/out", "dead_letter": f"file://{folder}/{name}/dlq"}
+    if name == "events_to_bigquery":
+        outputs["counts_sink"] = f"file://{folder}/{name}/counts"
     if name == "enrich_and_alert":
         outputs["alert_sink"] = f"file://{folder}/{name}/alerts"
+        outputs["route_sinks"] = f"high_risk=file://{folder}/{name}/risky"
     return outputs
 
 
@@ -238,10 +244,15 @@ def test_the_yaml_template_writes_the_rows_of_the_python_pipeline(runs: Path, na
     rows = _rows(python / "out")
     assert rows, "the Python pipeline wrote nothing: the comparison would prove nothing"
     assert _rows(yaml_run / "out") == rows
+    side = {"events_to_bigquery": ("counts",), "enrich_and_alert": ("alerts", "risky")}
+    for output in side.get(name, ()):
+        assert _rows(yaml_run / output) == _rows(python / output), output
+    if name == "events_to_bigquery":
+        counts = [json.loads(row) for row in _rows(python / "counts")]
+        assert sum(row["events"] for row in counts) == len(rows)
     if name == "enrich_and_alert":
-        alerts = _rows(python / "alerts")
-        assert {json.loads(a)["alert"] for a in alerts} == {"high_amount", "high_risk"}
-        assert _rows(yaml_run / "alerts") == alerts
+        assert {json.loads(a)["alert"] for a in _rows(python / "alerts")} == {"high_amount", "burst"}
+        assert {json.loads(a)["alert"] for a in _rows(python / "risky")} == {"high_risk"}
 
 
 @pytest.mark.parametrize("name", CATALOG)
