@@ -11,6 +11,7 @@ run, and an unconsumed error output refused.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import uuid
 from collections import Counter
@@ -126,6 +127,11 @@ def yaml_template(name: str, variables: dict[str, Any]) -> YamlTransform:
     text = yaml_transform.expand_jinja(
         path.read_text(), {"providers": PROVIDERS, **variables}, [str(path.parent)]
     )
+    return yaml_pipeline(text, path)
+
+
+def yaml_pipeline(text: str, path: Path = ROOT) -> YamlTransform:
+    """The Beam YAML pipeline ``text`` (which includes its providers) as one transform."""
     spec = yaml.load(text, Loader=SafeLineLoader)
     yaml_transform.validate_against_schema(spec, "generic")
     providers = yaml_provider.parse_providers(str(path), spec["providers"])
@@ -150,6 +156,85 @@ def _arguments(name: str, folder: Path) -> dict[str, str]:
             "key_columns": "inventory.customers=id",
         },
     }[name]
+
+
+# Hostile records through the steps, from a file: every line must come out as a row (or in an
+# aggregate's count) or as a dead letter with its bytes; no bundle may fail.
+HOSTILE = """
+providers: [{include: "PROVIDERS"}]
+pipeline:
+  transforms:
+    - {type: ReadFromEndpoint, name: Events, config: {uri: "file://FOLDER/hostile_events.jsonl"}}
+    - type: Parse
+      name: ParseEvents
+      input: Events
+      config: {event_time_field: ts, keep_origin: true, error_handling: {output: errors}}
+    - type: WindowedAggregate
+      input: ParseEvents
+      config:
+        spec:
+          window: {type: tumbling, size: 60s}
+          group_by: [endpoint]
+          aggregates: {n: count(), total: sum(amount), slowest: max(latency_ms)}
+        error_handling: {output: errors}
+    - type: Enrich
+      input: ParseEvents
+      config:
+        reference: "file://FOLDER/profiles.jsonl?key={customer_id}"
+        error_handling: {output: errors}
+    - {type: ReadFromEndpoint, name: Changes, config: {uri: "file://FOLDER/hostile_changes.jsonl"}}
+    - type: Parse
+      name: ParseChanges
+      input: Changes
+      config: {keep_origin: true, error_handling: {output: errors}}
+    - type: ApplyChanges
+      input: ParseChanges
+      config: {key_columns: "inventory.customers=id", error_handling: {output: errors}}
+"""
+HOSTILE_OUTPUTS = {"WindowedAggregate": "aggregate", "Enrich": "enrich",
+                   "ApplyChanges": "changes"}  # fmt: skip
+HOSTILE_ERRORS = ("ParseEvents", "ParseChanges", "WindowedAggregate", "Enrich", "ApplyChanges")
+
+
+def _hostile_pipeline(folder: Path) -> str:
+    """Writes the hostile inputs into ``folder``; returns the pipeline writing under it."""
+    at = format_timestamp(T0)
+    good = [{"ts": at, "endpoint": "/a", "customer_id": "c1", "amount": 2.5, "latency_ms": 10},
+            {"ts": T0 + 65, "endpoint": "/b", "customer_id": "c9", "amount": 1, "latency_ms": 20}]
+    hostile = [
+        {"ts": at, "endpoint": ["/a"], "customer_id": {"id": 1}, "amount": 1},  # wrong types
+        {"ts": at, "endpoint": "/a", "customer_id": "c1", "amount": "lots", "latency_ms": True},
+        {"endpoint": "/a", "customer_id": "c1"}, {"ts": at, "amount": 1},  # fields missing
+        {"ts": at, "endpoint": "/a", "customer_id": "c1", "amount": int("9" * 400)},
+        {"ts": "0001-01-01T00:00:00Z", "endpoint": "/a"}, {"ts": 1e300, "endpoint": "/a"},
+        {"ts": at, "endpoint": "x" * 100_000, "customer_id": "c1"},  # huge but within limits
+        {"ts": at, "endpoint": "/a", "customer_id": "c1", "deep": json.loads("[" * 400 + "]" * 400)},
+    ]  # fmt: skip
+    raw = [b"\xff\xfe\xfd", b'{"ts": 1, "endpoint": "/\xff", "customer_id": "c1"}', b"[1, 2]",
+           b"null", b'{"ts": 1, "latency_ms": NaN, "endpoint": "/a"}',
+           b'{"ts": 1, "latency_ms": 1e999, "endpoint": "/a"}',
+           b'{"ts": 1, "endpoint": "/a", "pad": "' + b"y" * 1_000_000 + b'"}']  # fmt: skip
+    lines = [json.dumps(item).encode() for item in good + hostile] + raw
+    (folder / "hostile_events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    fixture = json.loads((FIXTURES / "debezium_postgres_create.json").read_text())["value"]
+    changes = [json.dumps(fixture).encode()] + [
+        json.dumps(change).encode()
+        for change in (
+            {**fixture, "op": 5, "after": "text"},
+            {**fixture, "after": {"id": [1005]}},
+            {**fixture, "source": {**fixture["source"], "ts_ms": int("9" * 400)}},
+            {**fixture, "source": None}, {"payload": []},
+        )
+    ] + [b'{"op": "c", "after": {"id": 1, "name": "\xff"}}', b"\xff"]  # fmt: skip
+    (folder / "hostile_changes.jsonl").write_bytes(b"\n".join(changes) + b"\n")
+    text = HOSTILE.replace("PROVIDERS", PROVIDERS).replace("FOLDER", str(folder))
+    for step, output in HOSTILE_OUTPUTS.items():
+        text += (f"    - {{type: WriteToEndpoint, name: Write{output}, input: {step}, "
+                 f"config: {{uri: 'file://{folder}/hostile/{output}'}}}}\n")  # fmt: skip
+    for step in HOSTILE_ERRORS:
+        text += (f"    - {{type: WriteToEndpoint, name: Dead{step}, input: {step}.errors, "
+                 f"config: {{uri: 'file://{folder}/hostile/dlq_{step}', dead_letters: true}}}}\n")  # fmt: skip
+    return text
 
 
 def _replay_arguments(folder: Path, preview: bool) -> dict[str, str]:
@@ -217,6 +302,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, redis_prefix: tuple[str, str]
                        **_outputs(folder / kind, label),
                        "source": f"file://{folder}/dead_letters.jsonl"}  # fmt: skip
             _add(pipeline, kind, label, "dlq_replay", options)
+    _ = pipeline | "yaml hostile" >> yaml_pipeline(_hostile_pipeline(folder))
     url, prefix = redis_prefix
     variables = {**_arguments("metrics_to_redis", folder), **_outputs(folder / "redis", "m"),
                  "sink": f"{url}?key={prefix}:{{endpoint}}:{{window_start}}"}  # fmt: skip
@@ -301,6 +387,42 @@ def test_the_yaml_dlq_replay_sends_parks_and_reports_what_the_python_pipeline_do
     assert _dead_letters(runs / "yaml" / "dlq_replay_preview" / "dlq") == _dead_letters(
         runs / "python" / "dlq_replay_preview" / "dlq"
     )
+
+
+def _hostile_letters(folder: Path, lines: list[bytes]) -> Counter[bytes]:
+    """The input lines of the dead letters in ``folder`` (a cut payload: the line it was cut
+    from, by its SHA-256); fails on one that is no input line or has no reason."""
+    by_hash = {hashlib.sha256(line).hexdigest(): line for line in lines}
+    found: Counter[bytes] = Counter()
+    for letter in (json.loads(text) for path in folder.glob("*.jsonl") for text in path.open()):
+        payload = base64.b64decode(letter["payload_bytes"])
+        if letter.get("payload_truncated"):
+            payload = by_hash.get(letter["payload_sha256"], payload)
+        assert payload in lines and letter["reason"] and letter["step"], letter
+        found[payload] += 1
+    return found
+
+
+def test_hostile_records_through_the_yaml_steps_are_rows_or_dead_letters_with_their_bytes(
+    runs: Path,
+) -> None:
+    out = runs / "hostile"
+    events = (runs / "hostile_events.jsonl").read_bytes().splitlines()
+    changes = (runs / "hostile_changes.jsonl").read_bytes().splitlines()
+    for parse, lines, steps in (("ParseEvents", events, ("WindowedAggregate", "Enrich")),
+                                ("ParseChanges", changes, ("ApplyChanges",))):  # fmt: skip
+        parsed = _hostile_letters(out / f"dlq_{parse}", lines)
+        assert parsed, f"{parse}: no dead letter, the inputs are not hostile enough"
+        for step in steps:
+            letters = parsed + _hostile_letters(out / f"dlq_{step}", lines)
+            assert letters, step
+            if step == "WindowedAggregate":
+                written = sum(int(json.loads(row)["n"]) for row in _rows(out / "aggregate"))
+            else:
+                written = len(_rows(out / HOSTILE_OUTPUTS[step]))
+            # Every line is accounted for once: a row (or counted in one), or a dead letter.
+            assert written + sum(letters.values()) == len(lines), step
+            assert max(letters.values()) == 1 and lines[0] not in letters, step
 
 
 def test_the_yaml_pipeline_writes_the_same_rows_to_a_redis_sink(
