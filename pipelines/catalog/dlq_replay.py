@@ -185,8 +185,7 @@ def _time(values: dict[str, Any], name: str) -> float | None:
 
 
 def selection(values: dict[str, Any]) -> Selection:
-    """The `Selection` of the options ``reasons``, ``steps``, ``pipelines`` (comma-separated),
-    ``since``, ``until`` and ``where``.
+    """Returns the `Selection` of the options (``reasons``, ``where``, ``since``...).
 
     Raises:
         OptionError: a time or the expression cannot be used.

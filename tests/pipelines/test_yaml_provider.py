@@ -3,7 +3,8 @@
 One Beam pipeline (one DirectRunner run, shared by the module) holds every catalog pipeline
 twice on the same small inputs: built by its Python module, and expanded from
 ``templates/<name>/pipeline.yaml`` through ``apache_beam.yaml`` with the provider file. The
-tests compare their output rows and dead letters (step, reason, original bytes). Other tests run
+tests compare their output rows and dead letters (step, reason, original bytes); the same run
+takes hostile records through the YAML steps (`yaml_inputs`). Other tests run
 Beam YAML's own ``tests:`` section of a template, a step without ``error_handling`` failing the
 run, and an unconsumed error output refused.
 """
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-import msgspec
 import pytest
 import yaml
 from apache_beam.yaml import yaml_provider, yaml_transform
@@ -30,81 +30,19 @@ from pipelines.catalog import get_pipeline
 from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.options import parse_options
 from pipelines.yaml_provider import PROVIDERS
-from transforms.dead_letter import REPLAY_COUNT, REPLAY_OF, error_record
-from transforms.event_time import format_timestamp
-from transforms.message import Message, Origin
+from tests.pipelines.yaml_inputs import (
+    HOSTILE_OUTPUTS,
+    PROFILES,
+    changes,
+    dead_letters_read_back,
+    events,
+    hostile_pipeline,
+    transactions,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures" / "cdc"
-T0 = 1_764_064_800  # 2025-11-25T10:00:00Z
 CATALOG = ("events_to_bigquery", "metrics_to_redis", "enrich_and_alert", "sessionize",
            "cdc_replicate")  # fmt: skip
-
-
-def _events() -> list[bytes]:
-    """API events of three users over two hours, and lines that fail parse or the schema."""
-    offsets = {"u1": [0, 50, 130, 4000], "u2": [20, 70], "u3": [3700, 3710, 3800]}
-    lines = []
-    for user, times in offsets.items():
-        for n, offset in enumerate(times):
-            event = {
-                "event_id": f"{user}-{n}", "ts": format_timestamp(T0 + offset), "user_id": user,
-                "event_type": f"t{n}", "endpoint": f"/e{n % 2}", "status_code": 200 + 150 * n,
-                "latency_ms": 10.0 * (n + 1), "amount": n + 0.5, "country": "DE",
-            }  # fmt: skip
-            lines.append(json.dumps(event).encode())
-    keyless = {"event_id": "nokey", "ts": format_timestamp(T0 + 10), "user_id": "u1"}
-    return lines + [json.dumps(keyless).encode(), b"{broken", b'{"event_id": "x", "ts": "not a time", "user_id": "u9"}']
-
-
-def _transactions() -> list[bytes]:
-    """Transactions: a duplicate, a risky customer, one without a profile, a list as key."""
-    rows = [("t1", "c1", 10.0, 0), ("t2", "c1", 500.0, 60), ("t2", "c1", 500.0, 61),
-            ("t3", "c2", 20.0, 90), ("t4", "c9", 5.0, 100), ("t5", ["c1"], 1.0, 120)]  # fmt: skip
-    lines = [
-        json.dumps({"transaction_id": t, "customer_id": c, "amount": a,
-                    "ts": format_timestamp(T0 + s)}).encode()
-        for t, c, a, s in rows
-    ]  # fmt: skip
-    return lines + [b"[1, 2]"]
-
-
-def _changes() -> list[bytes]:
-    """Debezium and Datastream fixtures (a duplicate, a tombstone, a message) and a bad line."""
-    names = ["debezium_postgres_snapshot_read", "debezium_postgres_create",
-             "debezium_postgres_update_schemas", "debezium_postgres_create",
-             "debezium_postgres_delete", "debezium_postgres_message",
-             "datastream_postgres_insert", "debezium_postgres_truncate"]  # fmt: skip
-    lines = [json.dumps(json.loads((FIXTURES / f"{n}.json").read_text())["value"]).encode()
-             for n in names]  # fmt: skip
-    return lines[:5] + [b""] + lines[5:] + [b"{not json"]
-
-
-def _dead_letters_read_back() -> list[bytes]:
-    """Dead letters as a file sink writes them: replayed, parked (replayed enough, cut),
-    filtered out by reason; and lines that are no dead letters."""
-    origin = Origin("kafka", topic="orders", partition=0, offset=7, key="c1")
-    messages = [
-        (Message(b'{"event_id": "e1", "amount": "x"}', {"k": "v"}, origin), "schema"),
-        (Message(b"\xff{not json", {}, Origin("file", path="/in.jsonl", line=3)), "invalid_json"),
-        (Message(b'{"event_id": "e2"}', {REPLAY_COUNT: "3", REPLAY_OF: "f" * 32}, origin), "schema"),
-        (Message(b'{"event_id": "e3"}', {}, origin), "schema"),
-        (Message(b'{"event_id": "e4"}', {}, origin), "udf"),
-    ]  # fmt: skip
-    letters = [
-        error_record(message, pipeline="events_to_bigquery", step="parse", reason=reason,
-                     error_type="SchemaViolation", error_message="no good")
-        for message, reason in messages
-    ]  # fmt: skip
-    letters[3]["payload_truncated"] = True
-    lines = [msgspec.json.encode(letter) for letter in letters]
-    return lines + [b'{"pipeline": "x"}', b"not json at all"]
-
-
-PROFILES = [
-    {"customer_id": "c1", "typical_amount": 40.0, "risk_score": 0.1},
-    {"customer_id": "c2", "typical_amount": 900.0, "risk_score": 0.9},
-]
 
 
 class _Catalog(beam.PTransform):
@@ -142,8 +80,12 @@ def _arguments(name: str, folder: Path) -> dict[str, str]:
     """The options of a catalog pipeline run on the inputs in ``folder``."""
     common = {"source": f"file://{folder}/events.jsonl"}
     return {
-        "events_to_bigquery": {**common, "schema": "builtin:events", "counts_window": "30m",
-                               "counts_group_by": "endpoint"},  # fmt: skip
+        "events_to_bigquery": {
+            **common,
+            "schema": "builtin:events",
+            "counts_window": "30m",
+            "counts_group_by": "endpoint",
+        },  # fmt: skip
         "metrics_to_redis": {**common, "spec": "builtin:api_metrics"},
         "sessionize": {**common, "key_field": "user_id", "include_fields": "event_type"},
         "enrich_and_alert": {
@@ -156,85 +98,6 @@ def _arguments(name: str, folder: Path) -> dict[str, str]:
             "key_columns": "inventory.customers=id",
         },
     }[name]
-
-
-# Hostile records through the steps, from a file: every line must come out as a row (or in an
-# aggregate's count) or as a dead letter with its bytes; no bundle may fail.
-HOSTILE = """
-providers: [{include: "PROVIDERS"}]
-pipeline:
-  transforms:
-    - {type: ReadFromEndpoint, name: Events, config: {uri: "file://FOLDER/hostile_events.jsonl"}}
-    - type: Parse
-      name: ParseEvents
-      input: Events
-      config: {event_time_field: ts, keep_origin: true, error_handling: {output: errors}}
-    - type: WindowedAggregate
-      input: ParseEvents
-      config:
-        spec:
-          window: {type: tumbling, size: 60s}
-          group_by: [endpoint]
-          aggregates: {n: count(), total: sum(amount), slowest: max(latency_ms)}
-        error_handling: {output: errors}
-    - type: Enrich
-      input: ParseEvents
-      config:
-        reference: "file://FOLDER/profiles.jsonl?key={customer_id}"
-        error_handling: {output: errors}
-    - {type: ReadFromEndpoint, name: Changes, config: {uri: "file://FOLDER/hostile_changes.jsonl"}}
-    - type: Parse
-      name: ParseChanges
-      input: Changes
-      config: {keep_origin: true, error_handling: {output: errors}}
-    - type: ApplyChanges
-      input: ParseChanges
-      config: {key_columns: "inventory.customers=id", error_handling: {output: errors}}
-"""
-HOSTILE_OUTPUTS = {"WindowedAggregate": "aggregate", "Enrich": "enrich",
-                   "ApplyChanges": "changes"}  # fmt: skip
-HOSTILE_ERRORS = ("ParseEvents", "ParseChanges", "WindowedAggregate", "Enrich", "ApplyChanges")
-
-
-def _hostile_pipeline(folder: Path) -> str:
-    """Writes the hostile inputs into ``folder``; returns the pipeline writing under it."""
-    at = format_timestamp(T0)
-    good = [{"ts": at, "endpoint": "/a", "customer_id": "c1", "amount": 2.5, "latency_ms": 10},
-            {"ts": T0 + 65, "endpoint": "/b", "customer_id": "c9", "amount": 1, "latency_ms": 20}]
-    hostile = [
-        {"ts": at, "endpoint": ["/a"], "customer_id": {"id": 1}, "amount": 1},  # wrong types
-        {"ts": at, "endpoint": "/a", "customer_id": "c1", "amount": "lots", "latency_ms": True},
-        {"endpoint": "/a", "customer_id": "c1"}, {"ts": at, "amount": 1},  # fields missing
-        {"ts": at, "endpoint": "/a", "customer_id": "c1", "amount": int("9" * 400)},
-        {"ts": "0001-01-01T00:00:00Z", "endpoint": "/a"}, {"ts": 1e300, "endpoint": "/a"},
-        {"ts": at, "endpoint": "x" * 100_000, "customer_id": "c1"},  # huge but within limits
-        {"ts": at, "endpoint": "/a", "customer_id": "c1", "deep": json.loads("[" * 400 + "]" * 400)},
-    ]  # fmt: skip
-    raw = [b"\xff\xfe\xfd", b'{"ts": 1, "endpoint": "/\xff", "customer_id": "c1"}', b"[1, 2]",
-           b"null", b'{"ts": 1, "latency_ms": NaN, "endpoint": "/a"}',
-           b'{"ts": 1, "latency_ms": 1e999, "endpoint": "/a"}',
-           b'{"ts": 1, "endpoint": "/a", "pad": "' + b"y" * 1_000_000 + b'"}']  # fmt: skip
-    lines = [json.dumps(item).encode() for item in good + hostile] + raw
-    (folder / "hostile_events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    fixture = json.loads((FIXTURES / "debezium_postgres_create.json").read_text())["value"]
-    changes = [json.dumps(fixture).encode()] + [
-        json.dumps(change).encode()
-        for change in (
-            {**fixture, "op": 5, "after": "text"},
-            {**fixture, "after": {"id": [1005]}},
-            {**fixture, "source": {**fixture["source"], "ts_ms": int("9" * 400)}},
-            {**fixture, "source": None}, {"payload": []},
-        )
-    ] + [b'{"op": "c", "after": {"id": 1, "name": "\xff"}}', b"\xff"]  # fmt: skip
-    (folder / "hostile_changes.jsonl").write_bytes(b"\n".join(changes) + b"\n")
-    text = HOSTILE.replace("PROVIDERS", PROVIDERS).replace("FOLDER", str(folder))
-    for step, output in HOSTILE_OUTPUTS.items():
-        text += (f"    - {{type: WriteToEndpoint, name: Write{output}, input: {step}, "
-                 f"config: {{uri: 'file://{folder}/hostile/{output}'}}}}\n")  # fmt: skip
-    for step in HOSTILE_ERRORS:
-        text += (f"    - {{type: WriteToEndpoint, name: Dead{step}, input: {step}.errors, "
-                 f"config: {{uri: 'file://{folder}/hostile/dlq_{step}', dead_letters: true}}}}\n")  # fmt: skip
-    return text
 
 
 def _replay_arguments(folder: Path, preview: bool) -> dict[str, str]:
@@ -270,13 +133,16 @@ def redis_prefix(redis_server: ServiceSpec) -> Iterator[tuple[str, str]]:
         client.delete(*keys)
 
 
-def _add(pipeline: beam.Pipeline, kind: str, label: str, name: str, options: dict[str, str]) -> None:
+def _add(
+    pipeline: beam.Pipeline, kind: str, label: str, name: str, options: dict[str, str]
+) -> None:
     """Adds the catalog pipeline ``name`` built by its Python module or from its template."""
     if kind == "python":
         argv = [f"--{key}={value}" for key, value in options.items()]
         _ = pipeline | f"python {label}" >> _Catalog(name, argv)
     else:
-        _ = pipeline | f"yaml {label}" >> yaml_template(name, {**options, "preview": "preview" in options})
+        variables = {**options, "preview": "preview" in options}
+        _ = pipeline | f"yaml {label}" >> yaml_template(name, variables)
 
 
 @pytest.fixture(scope="module")
@@ -286,11 +152,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory, redis_prefix: tuple[str, str]
     The YAML ``metrics_to_redis`` also runs with its Redis sink (keys ``PREFIX:endpoint:window``).
     """
     folder = tmp_path_factory.mktemp("yaml")
-    (folder / "events.jsonl").write_bytes(b"\n".join(_events()) + b"\n")
-    (folder / "transactions.jsonl").write_bytes(b"\n".join(_transactions()) + b"\n")
-    (folder / "changes.jsonl").write_bytes(b"\n".join(_changes()) + b"\n")
+    (folder / "events.jsonl").write_bytes(b"\n".join(events()) + b"\n")
+    (folder / "transactions.jsonl").write_bytes(b"\n".join(transactions()) + b"\n")
+    (folder / "changes.jsonl").write_bytes(b"\n".join(changes()) + b"\n")
     (folder / "profiles.jsonl").write_text("".join(json.dumps(p) + "\n" for p in PROFILES))
-    (folder / "dead_letters.jsonl").write_bytes(b"\n".join(_dead_letters_read_back()) + b"\n")
+    (folder / "dead_letters.jsonl").write_bytes(b"\n".join(dead_letters_read_back()) + b"\n")
     pipeline = beam.Pipeline()
     for kind in ("python", "yaml"):  # the Python pipelines first: each checks its error routing
         for name in CATALOG:
@@ -302,7 +168,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, redis_prefix: tuple[str, str]
                        **_outputs(folder / kind, label),
                        "source": f"file://{folder}/dead_letters.jsonl"}  # fmt: skip
             _add(pipeline, kind, label, "dlq_replay", options)
-    _ = pipeline | "yaml hostile" >> yaml_pipeline(_hostile_pipeline(folder))
+    _ = pipeline | "yaml hostile" >> yaml_pipeline(hostile_pipeline(folder))
     url, prefix = redis_prefix
     variables = {**_arguments("metrics_to_redis", folder), **_outputs(folder / "redis", "m"),
                  "sink": f"{url}?key={prefix}:{{endpoint}}:{{window_start}}"}  # fmt: skip
@@ -337,7 +203,8 @@ def test_the_yaml_template_writes_the_rows_of_the_python_pipeline(runs: Path, na
         counts = [json.loads(row) for row in _rows(python / "counts")]
         assert sum(row["events"] for row in counts) == len(rows)
     if name == "enrich_and_alert":
-        assert {json.loads(a)["alert"] for a in _rows(python / "alerts")} == {"high_amount", "burst"}
+        alerts = {json.loads(a)["alert"] for a in _rows(python / "alerts")}
+        assert alerts == {"high_amount", "burst"}
         assert {json.loads(a)["alert"] for a in _rows(python / "risky")} == {"high_risk"}
 
 
@@ -370,7 +237,7 @@ def test_the_yaml_dlq_replay_sends_parks_and_reports_what_the_python_pipeline_do
     python, yaml_run = runs / "python" / "dlq_replay", runs / "yaml" / "dlq_replay"
 
     def lines(folder: Path) -> list[bytes]:
-        return sorted(line for path in folder.glob("*.jsonl") for line in path.read_bytes().splitlines())
+        return sorted(b"".join(path.read_bytes() for path in folder.glob("*.jsonl")).splitlines())
 
     sent = lines(python / "out")
     assert b"\xff{not json" in sent and len(sent) == 2  # the original bytes, unchanged
