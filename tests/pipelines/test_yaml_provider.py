@@ -173,6 +173,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, redis_prefix: tuple[str, str]
     variables = {**_arguments("metrics_to_redis", folder), **_outputs(folder / "redis", "m"),
                  "sink": f"{url}?key={prefix}:{{endpoint}}:{{window_start}}"}  # fmt: skip
     _ = pipeline | "yaml metrics_to_redis, Redis" >> yaml_template("metrics_to_redis", variables)
+    variables = {**_replay_arguments(folder / "ledger", False), **_outputs(folder, "ledger"),
+                 "source": f"file://{folder}/dead_letters.jsonl",
+                 "ledger": f"{url}?prefix={prefix}:ledger:"}  # fmt: skip
+    _ = pipeline | "yaml dlq_replay, ledger" >> yaml_template("dlq_replay", variables)
     pipeline.run().wait_until_finish()
     return folder
 
@@ -183,6 +187,11 @@ def _rows(folder: Path) -> list[str]:
         json.loads(line, parse_int=float) for path in folder.glob("*.jsonl") for line in path.open()
     ]
     return sorted(json.dumps(row, sort_keys=True) for row in rows)
+
+
+def _lines(folder: Path) -> list[bytes]:
+    """The lines written to a folder, sorted."""
+    return sorted(b"".join(path.read_bytes() for path in folder.glob("*.jsonl")).splitlines())
 
 
 def _dead_letters(folder: Path) -> Counter[tuple[str, str, bytes]]:
@@ -235,13 +244,9 @@ def test_the_yaml_dlq_replay_sends_parks_and_reports_what_the_python_pipeline_do
     runs: Path,
 ) -> None:
     python, yaml_run = runs / "python" / "dlq_replay", runs / "yaml" / "dlq_replay"
-
-    def lines(folder: Path) -> list[bytes]:
-        return sorted(b"".join(path.read_bytes() for path in folder.glob("*.jsonl")).splitlines())
-
-    sent = lines(python / "out")
+    sent = _lines(python / "out")
     assert b"\xff{not json" in sent and len(sent) == 2  # the original bytes, unchanged
-    assert lines(yaml_run / "out") == sent
+    assert _lines(yaml_run / "out") == sent
     parked = _rows(python / "parked")
     assert len(parked) == 2
     assert _rows(yaml_run / "parked") == parked
@@ -254,6 +259,21 @@ def test_the_yaml_dlq_replay_sends_parks_and_reports_what_the_python_pipeline_do
     assert _dead_letters(runs / "yaml" / "dlq_replay_preview" / "dlq") == _dead_letters(
         runs / "python" / "dlq_replay_preview" / "dlq"
     )
+
+
+def test_the_yaml_dlq_replay_claims_each_replay_it_sends_in_its_ledger(
+    runs: Path, redis_prefix: tuple[str, str]
+) -> None:
+    import redis
+
+    url, prefix = redis_prefix
+    client = redis.Redis.from_url(url, decode_responses=True)
+    claimed = {
+        key.removeprefix(f"{prefix}:ledger:") for key in client.scan_iter(f"{prefix}:ledger:*")
+    }
+    report = [json.loads(line) for line in _rows(runs / "python" / "dlq_replay_preview" / "report")]
+    assert claimed == {line["replay_id"] for line in report if line["action"] == "replay"}
+    assert _lines(runs / "ledger" / "out") == _lines(runs / "python" / "dlq_replay" / "out")
 
 
 def _hostile_letters(folder: Path, lines: list[bytes]) -> Counter[bytes]:
