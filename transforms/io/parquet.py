@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -114,6 +114,11 @@ class ParquetFileSink(fileio.FileSink):
         self._rows: list[dict[str, Any]] = []
         self._writer: pq.ParquetWriter | None = None
         self._spilled: list[str] = []  # the temporary Arrow files of the groups (no schema)
+
+    def write_all(self, records: Iterable[dict[str, Any]]) -> None:
+        """Writes many records (as `write` does each)."""
+        for record in records:
+            self.write(record)
 
     def write(self, record: dict[str, Any]) -> None:
         self._rows.append(self._convert(record) if self._convert is not None else record)
