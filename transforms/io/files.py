@@ -118,19 +118,28 @@ def _encode_fallback(value: Any) -> Any:
     return str(value)
 
 
+_ENCODER = msgspec.json.Encoder(enc_hook=_encode_fallback)
+
+
 class JsonLinesFileSink(fileio.FileSink):
-    """Writes record dicts as JSON Lines; bytes become base64."""
+    """Writes record dicts as JSON Lines; bytes become base64.
+
+    `chunk` encodes a block's records at once, so that what waits for the file is bytes.
+    """
 
     def open(self, fh: Any) -> None:
         self._fh = fh
-        self._encoder = msgspec.json.Encoder(enc_hook=_encode_fallback)
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(self._encoder.encode(record) + b"\n")
+        self._fh.write(_ENCODER.encode(record) + b"\n")
 
-    def write_all(self, records: Iterable[Any]) -> None:
-        """Writes many records with one encoding call and one write."""
-        self._fh.write(self._encoder.encode_lines(records))
+    def chunk(self, records: list[Any]) -> Any:
+        """What is held of ``records`` until they are written (`write_chunks`): their lines."""
+        return _ENCODER.encode_lines(records)
+
+    def write_chunks(self, chunks: Iterable[Any]) -> None:
+        """Writes the chunks held, in order."""
+        self._fh.writelines(chunks)
 
     def flush(self) -> None:
         self._fh.flush()
@@ -145,9 +154,8 @@ class PayloadLinesFileSink(JsonLinesFileSink):
     def write(self, record: Any) -> None:
         self._fh.write(record + b"\n")
 
-    def write_all(self, records: Iterable[Any]) -> None:
-        """Writes many payloads, each on a line of its own, with one write."""
-        self._fh.write(b"".join(record + b"\n" for record in records))
+    def chunk(self, records: list[Any]) -> Any:
+        return b"".join(record + b"\n" for record in records)
 
 
 def _data(record: Record) -> Any:
@@ -193,19 +201,22 @@ class _WriteBundleFiles(beam.DoFn):
         self._retry = retry
 
     def start_bundle(self) -> None:
-        self._rows: list[Any] = []
+        self._chunks: list[Any] = []  # the sink's chunks of the blocks held (`chunk`)
+        self._held = 0  # records in them
 
     def process(self, block: list[Record]) -> None:
-        self._rows.extend(self._row(record) for record in block)
-        if len(self._rows) >= FILE_ROWS:
-            self._write_rows()
+        row = self._row
+        self._chunks.append(self._sink.chunk([row(record) for record in block]))
+        self._held += len(block)
+        if self._held >= FILE_ROWS:
+            self._write_held()
 
     def _write(self, name: str) -> None:
         temporary = os.path.join(self._folder, f".{name}.tmp")
         try:
             with open(temporary, "wb") as handle:
                 self._sink.open(handle)
-                self._sink.write_all(self._rows)
+                self._sink.write_chunks(self._chunks)
                 self._sink.flush()
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -221,14 +232,14 @@ class _WriteBundleFiles(beam.DoFn):
             os.close(folder)
 
     def finish_bundle(self) -> None:
-        if self._rows:
-            self._write_rows()
+        if self._held:
+            self._write_held()
 
-    def _write_rows(self) -> None:
+    def _write_held(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         name = f"{self._prefix}-{stamp}-{uuid.uuid4().hex}{self._suffix}"
         self._retry.call(lambda: self._write(name), _transient_write, self._folder)
-        self._rows = []
+        self._chunks, self._held = [], 0
 
 
 class FileSink(Sink):
