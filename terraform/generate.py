@@ -5,6 +5,9 @@
 * ``terraform/schemas/cdc_staging.json`` and ``cdc_replica.json``: the CDC staging
   (changelog) and replica tables of the ``bigquery-replica://`` sink, from
   ``transforms.io.bigquery.replica_tables.STAGING_SCHEMA`` and ``REPLICA_SCHEMA``.
+* ``terraform/schemas/source_metadata.json``: the source metadata columns a ``bigquery://``
+  sink with ``metadata=true`` adds after a table's own columns, from
+  ``transforms.io.metadata.METADATA_SCHEMA`` (for tables created outside the sink).
 * ``terraform/modules/wiring/pipeline_options.json``: every pipeline of ``pipelines.catalog``
   with its template's parameters (the ``pipeline`` selector, then every option: name,
   required, default), from which the wiring module builds the Flex Template job's
@@ -53,6 +56,13 @@ def cdc_replica_schema() -> list[dict[str, Any]]:
     from transforms.io.bigquery.replica_tables import REPLICA_SCHEMA
 
     return REPLICA_SCHEMA.to_bigquery()
+
+
+def source_metadata_schema() -> list[dict[str, Any]]:
+    """The source metadata columns: ``METADATA_SCHEMA.to_bigquery()``."""
+    from transforms.io.metadata import METADATA_SCHEMA
+
+    return METADATA_SCHEMA.to_bigquery()
 
 
 def pipeline_options() -> dict[str, Any]:
@@ -104,6 +114,7 @@ FILES: dict[str, Callable[[], Any]] = {
     "schemas/dead_letter.json": dead_letter_schema,
     "schemas/cdc_staging.json": cdc_staging_schema,
     "schemas/cdc_replica.json": cdc_replica_schema,
+    "schemas/source_metadata.json": source_metadata_schema,
     "modules/wiring/pipeline_options.json": pipeline_options,
     "modules/monitoring/pipelines.json": monitoring,
     "modules/monitoring/dashboard.svg": dashboard_picture,

@@ -1,9 +1,10 @@
-"""The README's generated tables: each pipeline's options, and the runner x IO matrix.
+"""The README's generated tables: pipeline options, the runner x IO matrix, metadata columns.
 
 ``python -m pipelines.devtools docs`` rewrites the blocks between ``<!-- options:NAME -->`` and
-``<!-- /options -->``, and between ``<!-- runners -->`` and ``<!-- /runners -->``, in README.md
-(the matrix from `transforms.io.runners.markdown_table`); a test fails when the README and the
-declarations drift.
+``<!-- /options -->``, between ``<!-- runners -->`` and ``<!-- /runners -->`` (the matrix from
+`transforms.io.runners.markdown_table`), and between ``<!-- metadata -->`` and
+``<!-- /metadata -->`` (the source metadata columns, `transforms.io.metadata.METADATA_SCHEMA`),
+in README.md; a test fails when the README and the declarations drift.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import re
 from pathlib import Path
 
 from pipelines.catalog import CATALOG, PipelineSpec, get_pipeline
+from transforms.io.metadata import METADATA_SCHEMA
 from transforms.io.runners import markdown_table
 
-__all__ = ["options_table", "update_readme"]
+__all__ = ["metadata_table", "options_table", "update_readme"]
 
 _BLOCK = re.compile(r"(<!-- options:(?P<name>\w+) -->\n).*?(<!-- /options -->)", re.DOTALL)
 _RUNNERS = re.compile(r"(<!-- runners -->\n).*?(<!-- /runners -->)", re.DOTALL)
+_METADATA = re.compile(r"(<!-- metadata -->\n).*?(<!-- /metadata -->)", re.DOTALL)
 
 
 def options_table(spec: PipelineSpec) -> str:
@@ -34,8 +37,18 @@ def options_table(spec: PipelineSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def metadata_table() -> str:
+    """Returns the Markdown table of the source metadata columns (``metadata=true``)."""
+    lines = ["| column | BigQuery type | filled by |", "|---|---|---|"]
+    lines += [
+        f"| `{field.name}` | {field.type} | {field.description} |"
+        for field in METADATA_SCHEMA.fields
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def update_readme(path: Path) -> bool:
-    """Rewrites the option tables and the runner matrix of ``path``; returns whether it changed."""
+    """Rewrites the generated tables of ``path``; returns whether it changed."""
     text = path.read_text(encoding="utf-8")
 
     def table(match: re.Match[str]) -> str:
@@ -46,6 +59,7 @@ def update_readme(path: Path) -> bool:
 
     updated = _BLOCK.sub(table, text)
     updated = _RUNNERS.sub(lambda match: match[1] + markdown_table() + match[2], updated)
+    updated = _METADATA.sub(lambda match: match[1] + metadata_table() + match[2], updated)
     if updated != text:
         path.write_text(updated, encoding="utf-8")
     return updated != text

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from pipelines.catalog import CATALOG, get_pipeline
-from pipelines.devtools.docs import options_table, update_readme
+from pipelines.devtools.docs import metadata_table, options_table, update_readme
 from transforms.io.runners import markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -31,4 +31,9 @@ def test_update_rewrites_a_stale_table_and_then_is_stable(tmp_path: Path) -> Non
 
 def test_readme_has_the_generated_runner_matrix() -> None:
     block = f"<!-- runners -->\n{markdown_table()}<!-- /runners -->"
+    assert block in README.read_text(encoding="utf-8"), "run python -m pipelines.devtools docs"
+
+
+def test_readme_has_the_generated_metadata_columns() -> None:
+    block = f"<!-- metadata -->\n{metadata_table()}<!-- /metadata -->"
     assert block in README.read_text(encoding="utf-8"), "run python -m pipelines.devtools docs"

@@ -87,7 +87,7 @@ def test_pubsub_to_bigquery_rows_land_and_failures_are_dead_lettered(
 
     ids = run_live(
         [f"--source=pubsub://{subscription}", "--schema=builtin:events",
-         f"--sink=bigquery://{PROJECT}:{unique_name}.events?{endpoint}",
+         f"--sink=bigquery://{PROJECT}:{unique_name}.events?metadata=true&{endpoint}",
          f"--dead_letter=bigquery://{PROJECT}:{unique_name}.dead_letter?{endpoint}"],
         topic,
         good + bad,
@@ -96,6 +96,13 @@ def test_pubsub_to_bigquery_rows_land_and_failures_are_dead_lettered(
 
     landed = rows(client, events)
     assert sorted(r["event_id"] for r in landed) == sorted(f"e{i}" for i in range(8))
+    # metadata=true: each row carries its message's id, publish time and attributes.
+    by_event = {r["event_id"]: r for r in landed}
+    for (payload, attrs), message_id in zip(good, ids[: len(good)], strict=True):
+        row = by_event[json.loads(payload)["event_id"]]
+        assert (row["_meta_system"], row["_meta_message_id"]) == ("pubsub", message_id)
+        assert row["_meta_attributes"] == attrs
+        assert row["_meta_publish_time"] is not None and row["_meta_offset"] is None
     table = client.get_table(events)
     assert table.time_partitioning is not None and table.time_partitioning.field == "ts"
     dead_rows = {

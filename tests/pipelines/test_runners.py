@@ -187,6 +187,24 @@ def test_describe_prints_the_matrix(capsys: pytest.CaptureFixture[str]) -> None:
                      "PortableRunner": "-"}  # fmt: skip
 
 
+def test_describe_says_which_bigquery_write_modes_run_where(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["describe", "events_to_bigquery", "--format=json"]) == 0
+    writes = json.loads(capsys.readouterr().out)["bigquery_writes"]
+    assert writes["options"] == ["sink", "dead_letter", "counts_sink"]
+    kinds = {"": "mode=at_least_once", "mode=exactly_once": "mode=exactly_once",
+             "method=insert_all": "method=insert_all"}  # fmt: skip
+    for kind, shown in kinds.items():
+        (mode,) = [m for m in writes["modes"] if shown in m["parameters"]]
+        assert mode["runners"] == sorted(runners_for("sink", "bigquery", kind))
+    assert main(["describe", "events_to_bigquery"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("BigQuery writes"))
+    assert "--counts_sink" in lines[at]
+    assert lines[at + 1].split(":")[0].strip() == writes["modes"][0]["parameters"]
+
+
 def test_describe_states_what_a_sink_outage_does(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["describe", "cdc_replicate"]) == 0
     lines = capsys.readouterr().out.splitlines()

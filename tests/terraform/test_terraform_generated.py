@@ -11,6 +11,7 @@ from pipelines.catalog import CATALOG, get_pipeline
 from pipelines.framework.templates import SELECTOR
 from transforms.dead_letter import DEAD_LETTER_SCHEMA
 from transforms.io.bigquery.replica_tables import REPLICA_SCHEMA, STAGING_SCHEMA
+from transforms.io.metadata import METADATA_SCHEMA
 
 generate = load_script("generate")
 
@@ -31,6 +32,10 @@ def test_dead_letter_schema_file_is_the_suites_dead_letter_schema():
 def test_cdc_schema_files_are_the_replica_sinks_schemas():
     assert _read("schemas/cdc_staging.json") == STAGING_SCHEMA.to_bigquery()
     assert _read("schemas/cdc_replica.json") == REPLICA_SCHEMA.to_bigquery()
+
+
+def test_source_metadata_schema_file_is_the_metadata_columns():
+    assert _read("schemas/source_metadata.json") == METADATA_SCHEMA.to_bigquery()
 
 
 def test_pipeline_options_cover_every_catalog_pipeline_and_option():

@@ -7,8 +7,10 @@ kept as the original bytes. Files ending in ``.gz``, ``.bz2``, ``.zst``, ``.defl
 than the source's ``max_payload_bytes`` is never held whole, it comes out as its first 64 KiB
 with its size and SHA-256 (`Message.oversize`), and Parse dead-letters it as ``too_large``.
 
-Sink: ``file:///data/out?format=jsonl|parquet&prefix=part`` writes blocks of records (bytes as
-base64 in JSON Lines) into files in that folder; a sink of original messages (`SinkContext.raw`)
+Sink: ``file:///data/out?format=jsonl|parquet&prefix=part&metadata=true`` writes blocks of records
+(bytes as base64 in JSON Lines) into files in that folder, with ``metadata=true`` each followed by
+its source's metadata (``_meta_*`` fields, `transforms.io.metadata`; attributes as an object in
+JSON Lines, JSON text in Parquet); a sink of original messages (`SinkContext.raw`)
 writes each record's original payload as a line instead. Unbounded input is written bundle by
 bundle, whatever the records' event times (a record behind the watermark is still written, never
 dropped as late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``,
@@ -43,6 +45,7 @@ from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source, message_pa
 from transforms.io.decompress import decompressed
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.lines import read_lines
+from transforms.io.metadata import keeps_metadata, row_with_metadata, with_metadata
 from transforms.io.parquet import ParquetFileSink
 from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Record
@@ -143,6 +146,10 @@ def _data(record: Record) -> Any:
     return record.data
 
 
+def _with_metadata(record: Record) -> Any:
+    return row_with_metadata(record, attributes_as_text=False)
+
+
 def _payload(record: Record) -> Any:
     return message_payload(record, True, msgspec.json.encode)
 
@@ -236,7 +243,7 @@ class FileSink(Sink):
 
     def __init__(self, endpoint: Endpoint, context: SinkContext) -> None:
         super().__init__(endpoint, context)
-        endpoint.check_params(frozenset({"format", "prefix", "attempts"}))
+        endpoint.check_params(frozenset({"format", "prefix", "attempts", "metadata"}))
         self.format = endpoint.params.get("format", "jsonl")
         if self.format not in _FORMATS:
             raise EndpointError(f"{endpoint}: format must be one of {sorted(_FORMATS)}")
@@ -250,6 +257,14 @@ class FileSink(Sink):
                 f"{endpoint}: original messages are written as lines: use format=jsonl"
             )
         self._row = _payload if context.raw else _data
+        self.schema = context.schema
+        if keeps_metadata(endpoint):
+            if context.raw:
+                raise EndpointError(
+                    f"{endpoint}: original messages are written as they came: drop metadata=true"
+                )
+            self._row = _with_metadata
+            self.schema = with_metadata(context.schema, endpoint)
         if self.format == "parquet" and context.schema is None:
             raise EndpointError(
                 f"{endpoint}: format=parquet needs the records' schema to give every file the "
@@ -286,7 +301,7 @@ class FileSink(Sink):
     def _records(self) -> fileio.FileSink:
         """The writer of single record dicts in the sink's format."""
         if self.format == "parquet":
-            return ParquetFileSink(self.context.schema)
+            return ParquetFileSink(self.schema)
         return PayloadLinesFileSink() if self.context.raw else JsonLinesFileSink()
 
 

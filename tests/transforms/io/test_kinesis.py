@@ -439,7 +439,7 @@ def test_events_to_bigquery_from_kinesis_lands_rows_and_balances(
         report = run_pipeline(
             get_pipeline("events_to_bigquery"),
             [f"--source={uri(kinesis_server, stream)}", "--schema=builtin:events",
-             f"--sink=bigquery://{BIGQUERY_PROJECT}:{dataset}.events?{endpoint}",
+             f"--sink=bigquery://{BIGQUERY_PROJECT}:{dataset}.events?metadata=true&{endpoint}",
              f"--dead_letter=bigquery://{BIGQUERY_PROJECT}:{dataset}.dead_letter?{endpoint}"],
         )  # fmt: skip
         assert report.balanced
@@ -450,6 +450,17 @@ def test_events_to_bigquery_from_kinesis_lands_rows_and_balances(
         )
         landed = table_rows(bq, f"{BIGQUERY_PROJECT}.{dataset}.events")
         assert sorted(r["event_id"] for r in landed) == sorted(e["event_id"] for e in events)
+        # metadata=true: each row carries the coordinates Kinesis gave its record when put.
+        where = {(r["_meta_shard"], r["_meta_sequence"]): r for r in landed}
+        for coordinates, (data, key) in answer.items():
+            if data == b"{broken":
+                continue
+            row = where[coordinates]
+            assert row["event_id"] == json.loads(data)["event_id"]
+            assert (row["_meta_system"], row["_meta_stream"], row["_meta_key"]) == (
+                "kinesis", stream, key)  # fmt: skip
+            assert row["_meta_attributes"] == {"partition_key": key}
+            assert row["_meta_publish_time"] is not None and row["_meta_topic"] is None
         (dead,) = table_rows(bq, f"{BIGQUERY_PROJECT}.{dataset}.dead_letter")
         assert dead["reason"] == "invalid_json"
         assert bytes(dead["payload_bytes"]) == b"{broken"

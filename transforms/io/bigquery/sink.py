@@ -5,7 +5,7 @@ URI::
     bigquery://PROJECT:DATASET.TABLE?method=storage_write&mode=exactly_once
         &schema_update=add_fields&partition_field=ts&partition_type=DAY&cluster=a,b
         &batch_size=500&create=if_needed&attempts=forever&endpoint=http://127.0.0.1:9050
-        &storage_endpoint=127.0.0.1:9060
+        &storage_endpoint=127.0.0.1:9060&metadata=true
 
 ``bigquery://PROJECT/DATASET.TABLE`` names the same table. Parameters:
 
@@ -29,6 +29,10 @@ URI::
   field when the schema has one of those types), ``_PARTITIONTIME`` (ingestion time) or
   ``none``; ``partition_type``: ``DAY`` (default), ``HOUR``, ``MONTH`` or ``YEAR``.
 * ``cluster``: up to four comma-separated fields of the schema to cluster the created table by.
+* ``metadata``: ``true`` adds the source's metadata to each row as ``_meta_*`` columns (message
+  id, publish time, attributes, Kafka topic/partition/offset/key, Kinesis stream/shard/sequence,
+  file path/line: `transforms.io.metadata`), to the created table's schema too; default
+  ``false``. A table the sink does not create must have them.
 * ``batch_size``: the most rows per request (default 500). A request is also cut before it
   would pass 9 MB (BigQuery refuses requests over 10 MB); a single row that alone would pass
   it is dead-lettered with reason ``row_too_large``, its payload truncated (a sink of dead
@@ -73,6 +77,7 @@ from transforms.io.bigquery.insert_all import (
 )
 from transforms.io.bigquery.storage_write import StorageWriteFn
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.metadata import METADATA_SCHEMA, AddMetadata, keeps_metadata, with_metadata
 from transforms.io.retry import SINK_UNAVAILABLE, RetryPolicy
 from transforms.schema import Schema
 
@@ -82,6 +87,7 @@ __all__ = [
     "ROW_TOO_LARGE",
     "SINK_UNAVAILABLE",
     "TABLE_PATTERN",
+    "WRITE_MODES",
     "BigQuerySink",
     "InsertRowsFn",
     "InsertTarget",
@@ -97,13 +103,24 @@ SCHEMA_TIMEOUT = 10.0  # the most seconds reading an existing table's schema may
 _PARAMS = frozenset(
     {
         "endpoint", "storage_endpoint", "method", "mode", "schema_update", "create",
-        "partition_field", "partition_type", "cluster", "batch_size", "attempts",
+        "partition_field", "partition_type", "cluster", "batch_size", "attempts", "metadata",
     }
 )  # fmt: skip
 STORAGE_WRITE, INSERT_ALL = "storage_write", "insert_all"
 AT_LEAST_ONCE, EXACTLY_ONCE = "at_least_once", "exactly_once"
 METHODS = (STORAGE_WRITE, INSERT_ALL)
 MODES = (AT_LEAST_ONCE, EXACTLY_ONCE)
+WRITE_MODES: tuple[tuple[str, str, str], ...] = (
+    (f"method={STORAGE_WRITE}&mode={AT_LEAST_ONCE} (default)", "",
+     "the Storage Write API's default stream: at least once (a request sent again after a "
+     "lost answer may write its rows twice)"),
+    (f"mode={EXACTLY_ONCE}", f"mode={EXACTLY_ONCE}",
+     "Storage Write committed streams, each request at its offset, and a write log: exactly "
+     "once"),
+    (f"method={INSERT_ALL}", f"method={INSERT_ALL}",
+     "legacy streaming inserts (insertAll) with insert ids: at least once"),
+)  # fmt: skip
+"""The ways a ``bigquery://`` sink writes: (URI parameters, runner matrix kind, what it means)."""
 _SCHEMA_UPDATES = ("none", "add_fields")
 _PARTITION_GRAINS = ("DAY", "HOUR", "MONTH", "YEAR")
 _CREATE_MODES = ("if_needed", "never")
@@ -154,8 +171,12 @@ class BigQuerySink(Sink):
         self.create = endpoint.params.get("create", "if_needed")
         if self.create not in _CREATE_MODES:
             raise EndpointError(f"{endpoint}: create must be one of {list(_CREATE_MODES)}")
+        self.metadata = keeps_metadata(endpoint)
         if self.create == "if_needed" and self.schema is None:
             self.schema = self._existing_schema(endpoint)
+            self._check_metadata_columns(endpoint)
+        elif self.metadata:
+            self.schema = with_metadata(self.schema, endpoint)
         self.partition_field = endpoint.params.get("partition_field") or self._default_partition()
         if self.partition_field == "none":
             self.partition_field = None
@@ -230,6 +251,17 @@ class BigQuerySink(Sink):
             )
         return schema
 
+    def _check_metadata_columns(self, endpoint: Endpoint) -> None:
+        """With ``metadata=true``, checks that the existing table has the metadata columns."""
+        assert self.schema is not None
+        missing = [name for name in METADATA_SCHEMA.names if name not in self.schema]
+        if self.metadata and missing:
+            raise EndpointError(
+                f"{endpoint}: table {self.table} lacks the metadata columns {missing}: add them "
+                "(terraform/schemas/source_metadata.json lists them), or pass --schema so "
+                "that the sink creates the table with them"
+            )
+
     def _default_partition(self) -> str | None:
         """Returns the event-time field when the sink creates the table and may partition by it."""
         name = self.context.event_time_field
@@ -297,6 +329,8 @@ class BigQuerySink(Sink):
             exactly_once=self.mode == EXACTLY_ONCE,
             add_fields=self.schema_update == "add_fields",
         )
+        if self.metadata:
+            blocks = blocks | "Metadata" >> AddMetadata(attributes_as_text=True)
         if self.method == INSERT_ALL or self._emulator_cannot_append():
             return blocks | "Insert" >> beam.ParDo(InsertRowsFn(target))
         return blocks | "StorageWrite" >> beam.ParDo(StorageWriteFn(target))
