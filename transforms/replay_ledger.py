@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import apache_beam as beam
 
 from transforms.blocks import Block
-from transforms.enrich.redis_lookup import RedisConnection, endpoint_duration
+from transforms.enrich.redis_lookup import endpoint_duration, lookup_connection
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.message import Record
 from transforms.metrics import DROPPED, ReasonCounters
@@ -66,7 +66,7 @@ class Ledger:
             )
         endpoint.check_params(_PARAMS)
         self.endpoint = endpoint
-        self.connection = RedisConnection.from_endpoint(endpoint, default_timeout=10.0)
+        self.connection = lookup_connection(endpoint, default_timeout=10.0)
         self.prefix = endpoint.params.get("prefix", "dlq_replay:")
         ttl = endpoint_duration(endpoint, "ttl", 0.0)
         if ttl < 0:
@@ -82,7 +82,7 @@ class _ClaimFn(beam.DoFn):
         self._dry_run = dry_run
 
     def setup(self) -> None:
-        self._client = self._ledger.connection.connect()
+        self._client = self._ledger.connection.connect(decode=True)
         self._claim = self._client.register_script(_CLAIM)
         self._dropped = ReasonCounters(DROPPED)
 

@@ -55,7 +55,7 @@ from transforms.replay import PARKED, PlanReplays, SelectDeadLetters, Selection
 from transforms.replay_ledger import ClaimReplays, Ledger
 from transforms.replay_report import WOULD_PARK, DescribeReplays
 
-__all__ = ["PIPELINE", "ReplayConfig", "build", "configure"]
+__all__ = ["PIPELINE", "ReplayConfig", "build", "configure", "selection"]
 
 NAME = "dlq_replay"
 MAX_DEAD_LETTER_BYTES = 10_000_000
@@ -184,7 +184,12 @@ def _time(values: dict[str, Any], name: str) -> float | None:
         ) from None
 
 
-def _selection(values: dict[str, Any]) -> Selection:
+def selection(values: dict[str, Any]) -> Selection:
+    """Returns the `Selection` of the options (``reasons``, ``where``, ``since``...).
+
+    Raises:
+        OptionError: a time or the expression cannot be used.
+    """
     try:
         where = Expression(values["where"]) if values["where"] else None
         return Selection(
@@ -235,7 +240,7 @@ def configure(values: dict[str, Any]) -> ReplayConfig:
     return ReplayConfig(
         spine=spine,
         parked=parked,
-        selection=_selection(values),
+        selection=selection(values),
         max_replays=values["max_replays"],
         ledger=_ledger(values, source),
         run_id=uuid.uuid4().hex,

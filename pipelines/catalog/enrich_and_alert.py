@@ -28,7 +28,13 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.catalog import PipelineSpec
-from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
+from pipelines.framework.options import (
+    COMMON_OPTIONS,
+    Option,
+    OptionError,
+    duration_option,
+    option_group,
+)
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms import metrics
 from transforms.aggregate.spec import AggregateSpec, SpecError
@@ -63,108 +69,92 @@ DEFAULT_RULES = (
 )
 
 OPTIONS = (
-    Option(
-        "profiles",
-        "Customer profiles: redis://HOST:PORT/DB?key=customer:{customer_id} (a lookup per "
-        "record, cached), or a table loaded as a side input: file:///profiles.jsonl?key="
-        "{customer_id}&refresh=5m, bigquery://P:D.T?key={customer_id}, redis://...&mode=snapshot.",
-        required=True,
-        group="Enrich",
-    ),
-    Option(
-        "profile_field",
-        "The record field the profile is nested under (rules read profile.risk_score...).",
-        default="profile",
-        regex=r"[A-Za-z_][A-Za-z0-9_]*",
-        group="Enrich",
-    ),
-    Option(
-        "on_missing",
-        "A transaction without a profile: pass (profile null), drop (counted) or dead_letter.",
-        default="pass",
-        choices=MISSING_POLICIES,
-        param_type="ENUM",
-        group="Enrich",
-    ),
-    Option(
-        "on_unavailable",
-        "Profiles unreachable (timeouts after retries): dead_letter, or missing (as on_missing).",
-        default="dead_letter",
-        choices=UNAVAILABLE_POLICIES,
-        param_type="ENUM",
-        group="Enrich",
-    ),
-    Option(
-        "dedup_key",
-        "Field identifying a transaction, or @message_id / @source; empty: no dedup.",
-        default="transaction_id",
-        group="Dedup",
-    ),
-    Option(
-        "dedup_within",
-        "Repeats of an id within this span are duplicates, e.g. 10m.",
-        default="10m",
-        regex=r"\d+(\.\d+)?(ms|s|m|min|h|d)?",
-        group="Dedup",
-    ),
-    Option(
-        "dedup_time",
-        "Whether the span is event time or processing time.",
-        default="event_time",
-        choices=TIME_DOMAINS,
-        param_type="ENUM",
-        group="Dedup",
-    ),
-    Option(
-        "rules",
-        "Alert rules {name: expression} as inline YAML or a YAML file; a record matching none "
-        "raises no alert.",
-        default=DEFAULT_RULES,
-        group="Alerts",
-    ),
-    Option(
-        "route_mode",
-        "first: a record raises the alert of the first rule it matches; all: of every rule.",
-        default="first",
-        choices=MODES,
-        param_type="ENUM",
-        group="Alerts",
-    ),
-    Option(
-        "alert_sink",
-        "Where alerts go: pubsub://projects/P/topics/T, redis://H:P/0?mode=stream&key=alerts, "
-        "file:///dir...",
-        required=True,
-        regex=r"[a-z][a-z0-9+.-]*://.*",
-        group="Alerts",
-    ),
-    Option(
-        "route_sinks",
-        "Space-separated NAME=URI pairs sending a rule's alerts to their own sink instead.",
-        default="",
-        group="Alerts",
-    ),
-    Option(
-        "burst_count",
-        "Alert when a key has more than this many transactions in one window; 0: off.",
-        type=int,
-        default=0,
-        param_type="NUMBER",
-        group="Alerts",
-    ),
-    Option(
-        "burst_window",
-        "The (tumbling) window of burst alerts, e.g. 10m.",
-        default="10m",
-        regex=r"\d+(\.\d+)?(ms|s|m|min|h|d)?",
-        group="Alerts",
-    ),
-    Option(
-        "burst_key",
-        "The field burst alerts count per.",
-        default="customer_id",
-        group="Alerts",
-    ),
+    option_group(
+        "Enrich",
+        Option(
+            "profiles",
+            "Customer profiles: redis://HOST:PORT/DB?key=customer:{customer_id} (a lookup per "
+            "record, cached), or a table loaded as a side input: file:///profiles.jsonl?key="
+            "{customer_id}&refresh=5m, bigquery://P:D.T?key={customer_id}, redis://...&mode=snapshot.",
+            required=True,
+        ),
+        Option(
+            "profile_field",
+            "The record field the profile is nested under (rules read profile.risk_score...).",
+            default="profile",
+            regex=r"[A-Za-z_][A-Za-z0-9_]*",
+        ),
+        Option(
+            "on_missing",
+            "A transaction without a profile: pass (profile null), drop (counted) or dead_letter.",
+            default="pass",
+            choices=MISSING_POLICIES,
+            param_type="ENUM",
+        ),
+        Option(
+            "on_unavailable",
+            "Profiles unreachable (timeouts after retries): dead_letter, or missing "
+            "(as on_missing).",
+            default="dead_letter",
+            choices=UNAVAILABLE_POLICIES,
+            param_type="ENUM",
+        ),
+    )
+    + option_group(
+        "Dedup",
+        Option(
+            "dedup_key",
+            "Field identifying a transaction, or @message_id / @source; empty: no dedup.",
+            default="transaction_id",
+        ),
+        duration_option(
+            "dedup_within", "Repeats of an id within this span are duplicates, e.g. 10m.", "10m"
+        ),
+        Option(
+            "dedup_time",
+            "Whether the span is event time or processing time.",
+            default="event_time",
+            choices=TIME_DOMAINS,
+            param_type="ENUM",
+        ),
+    )
+    + option_group(
+        "Alerts",
+        Option(
+            "rules",
+            "Alert rules {name: expression} as inline YAML or a YAML file; a record matching none "
+            "raises no alert.",
+            default=DEFAULT_RULES,
+        ),
+        Option(
+            "route_mode",
+            "first: a record raises the alert of the first rule it matches; all: of every rule.",
+            default="first",
+            choices=MODES,
+            param_type="ENUM",
+        ),
+        Option(
+            "alert_sink",
+            "Where alerts go: pubsub://projects/P/topics/T, redis://H:P/0?mode=stream&key=alerts, "
+            "file:///dir...",
+            required=True,
+            regex=r"[a-z][a-z0-9+.-]*://.*",
+        ),
+        Option(
+            "route_sinks",
+            "Space-separated NAME=URI pairs sending a rule's alerts to their own sink instead.",
+            default="",
+        ),
+        Option(
+            "burst_count",
+            "Alert when a key has more than this many transactions in one window; 0: off.",
+            type=int,
+            default=0,
+            param_type="NUMBER",
+        ),
+        duration_option("burst_window", "The (tumbling) window of burst alerts, e.g. 10m.", "10m"),
+        Option("burst_key", "The field burst alerts count per.", default="customer_id"),
+    )
 )
 
 

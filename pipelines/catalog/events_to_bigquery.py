@@ -15,7 +15,13 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
-from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
+from pipelines.framework.options import (
+    COMMON_OPTIONS,
+    Option,
+    OptionError,
+    duration_option,
+    option_group,
+)
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms import metrics
 from transforms.aggregate.spec import AggregateSpec, SpecError
@@ -29,25 +35,20 @@ __all__ = ["PIPELINE", "EventsConfig", "build"]
 NAME = "events_to_bigquery"
 COUNTS = metrics.WRITTEN_COUNTS
 
-COUNTS_OPTIONS = (
+COUNTS_OPTIONS = option_group(
+    "Per-window counts",
     Option(
         "counts_sink",
         "Optional sink for event counts per window and group, e.g. bigquery://P:D.T_counts.",
         default="",
-        group="Per-window counts",
     ),
-    Option(
-        "counts_window",
-        "Length of the count windows (tumbling), e.g. 60s or 5m.",
-        default="60s",
-        regex=r"\d+(\.\d+)?(ms|s|m|min|h|d)?",
-        group="Per-window counts",
+    duration_option(
+        "counts_window", "Length of the count windows (tumbling), e.g. 60s or 5m.", "60s"
     ),
     Option(
         "counts_group_by",
         "Comma-separated fields the counts are grouped by (empty: one count per window).",
         default="",
-        group="Per-window counts",
     ),
 )
 

@@ -45,6 +45,7 @@ HEALTH_CHECK_SECONDS = 5  # a silent connection is found out by a PING within th
 READ_CHUNK = 500  # hashes read per round trip
 
 Event = dict[str, Any]
+_EXACT = 2**53  # the largest integer a JavaScript number holds exactly
 
 
 def _finite(value: Any) -> Any:
@@ -58,9 +59,13 @@ def _typed(text: str) -> Any:
         value = json.loads(text)
     except ValueError:
         return text
-    if isinstance(value, (int, float)) and math.isfinite(value):
+    if isinstance(value, bool):
         return value
-    return text
+    if not isinstance(value, (int, float)):
+        return text
+    if isinstance(value, int):  # one no browser number holds exactly stays text
+        return value if abs(value) <= _EXACT else text
+    return value if math.isfinite(value) else text
 
 
 def _order(row: dict[str, Any]) -> str:
@@ -135,7 +140,11 @@ class Feed:
             delay = min(delay * 2, MAX_DELAY)
 
     def _client(self, sink: RedisSink, **extra: Any) -> aioredis.Redis:
-        return aioredis.Redis(**sink.connection(), decode_responses=True, **extra)
+        # Bytes that are not UTF-8 (in a key, a value, a message) are shown replaced, never
+        # taken for Redis going away.
+        return aioredis.Redis(
+            **sink.connection(), decode_responses=True, encoding_errors="replace", **extra
+        )
 
     async def _follow(self) -> None:
         """Subscribes, reads every row and the balance, then applies each message.

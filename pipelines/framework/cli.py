@@ -37,8 +37,9 @@ commands:
                             Dataflow: submit, print the job id, and follow it with --wait
   drain|cancel JOB_ID --project P --region R
                             drain or cancel a Dataflow job
-  update-check graph NAME [--option=value ...] | compare OLD.json NEW.json
-                  [--transform_name_mappings OLD=NEW,...]
+  update-check translate NAME --output=DIR [--option=value ...]
+                            write the job and graph Dataflow would get (offline)
+  update-check compare OLD NEW [--transform_name_mappings OLD=NEW,...]
                             can a new version update a running job in place (offline)
   demo [--output=DIR] [--count=N] [--no-redis]
                             live per-minute metrics from the built-in generator (see README)

@@ -14,7 +14,7 @@ import argparse
 import difflib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from transforms.io.endpoint import redact_option
@@ -22,6 +22,7 @@ from transforms.io.endpoint import redact_option
 __all__ = [
     "BEAM_PASS_THROUGH",
     "COMMON_OPTIONS",
+    "DURATION",
     "ArgumentParser",
     "Option",
     "OptionError",
@@ -29,6 +30,8 @@ __all__ = [
     "build_parser",
     "closest",
     "check_declarations",
+    "duration_option",
+    "option_group",
     "parse_options",
 ]
 
@@ -36,6 +39,8 @@ __all__ = [
 _TYPE_PARAM = {bool: "BOOLEAN", int: "NUMBER", float: "NUMBER"}
 # What a number looks like, for the template's launch-time check of number options.
 _TYPE_REGEX = {int: r"-?[0-9]+", float: r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?"}
+# The regex of a duration option: what `transforms.durations.parse_duration` reads (60s, 5m).
+DURATION = r"\d+(\.\d+)?(ms|s|m|min|h|d)?"
 
 
 class OptionError(ValueError):
@@ -135,6 +140,16 @@ class Option:
         """Whether the parent's value enables this option."""
         text = self.render(parent_value)
         return text in self.parent_trigger_values if self.parent_trigger_values else text != ""
+
+
+def duration_option(name: str, help: str, default: str) -> Option:
+    """Returns an option whose value is a duration (``60s``, ``5m``), checked by `DURATION`."""
+    return Option(name, help, default=default, regex=DURATION)
+
+
+def option_group(group: str, *options: Option) -> tuple[Option, ...]:
+    """Returns ``options`` shown under ``group``, in order (for a pipeline's ``OPTIONS``)."""
+    return tuple(replace(option, group=group) for option in options)
 
 
 def check_declarations(options: Sequence[Option]) -> None:

@@ -3,20 +3,25 @@
 Dataflow updates a running job (``template launch --update``) only when the new graph maps onto
 the old one: every step of the old job is found in the new graph by name (or through a transform
 name mapping), the elements in flight and in state keep their encoding, and a step that holds
-state or timers keeps them. `summarize` reads a pipeline's graph (Beam's runner API proto, e.g.
-``pipeline.to_runner_api()`` or a Dataflow dry-run translation's ``proto_pipeline``) into a
-small JSON document, one entry per primitive step::
+state or timers keeps them. `summarize` reads a pipeline's graph (Beam's runner API proto: the
+graph Dataflow receives, or ``pipeline.to_runner_api()``) into a small JSON document, one entry
+per primitive step::
 
     {"steps": {"Write/Publish": {"outputs": ["beam:coder:bytes:v1"], "state": []},
                "Dedup/Keep first": {"outputs": ["..."], "state": ["seen"]}}}
 
 `compare` lists what breaks the update, e.g. ``step 'Parse' is gone: map it with
 --transform_name_mappings Parse=NEW`` or ``step 'Write' changes its output coder``; an empty list
-means compatible. Run it in CI on the summary of the deployed version and of the new one::
+means compatible. A mapping maps a name and every step inside it (``Write=Write rows`` maps
+``Write/Files`` to ``Write rows/Files``), as Dataflow maps name prefixes.
 
-    python -m pipelines update-check graph NAME --source=... --sink=... > new.json
-    python -m pipelines update-check compare deployed.json new.json \
+Run it in CI on the deployed version and the new one, each translated as Dataflow translates it
+(`pipelines.framework.dataflow_job`: offline, no credentials), or on summaries::
+
+    python -m pipelines update-check translate NAME --output=new/ --source=... --sink=...
+    python -m pipelines update-check compare deployed/job.json new/job.json \
         [--transform_name_mappings OLD=NEW,...]     # exit 1 and one line per problem
+    python -m pipelines update-check graph NAME --source=... > new.json   # the suite's own graph
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from typing import Any
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
-__all__ = ["compare", "main", "summarize"]
+from pipelines.framework.dataflow_job import read_graph
+from pipelines.framework.options import OptionError
+
+__all__ = ["compare", "load", "main", "summarize"]
 
 _PARDO = common_urns.primitives.PAR_DO.urn
 
@@ -67,6 +75,48 @@ def summarize(proto: beam_runner_api_pb2.Pipeline) -> dict[str, Any]:
     return {"steps": dict(sorted(steps.items()))}
 
 
+def load(path: Path) -> dict[str, Any]:
+    """Reads the summary of a graph from a summary file or from a Dataflow job file.
+
+    Raises:
+        OptionError: the file is neither, or a job file's graph is not beside it.
+    """
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise OptionError(f"{path}: {error}") from None
+    if isinstance(document, dict) and isinstance(document.get("steps"), dict):
+        return document
+    if isinstance(document, dict) and isinstance(document.get("environment"), dict):
+        return summarize(read_graph(path, document))
+    raise OptionError(
+        f"{path}: neither a summary (update-check graph) nor a Dataflow job file "
+        "(update-check translate)"
+    )
+
+
+def _renamed(name: str, mappings: Mapping[str, str]) -> str:
+    """The name a step of the old graph has in the new one; ``""`` when it is removed."""
+    for old in sorted(mappings, key=len, reverse=True):
+        if name == old or name.startswith(old + "/"):
+            new = mappings[old]
+            return new + name[len(old) :] if new else ""
+    return name
+
+
+def _outermost_gone(name: str, steps: Mapping[str, Any]) -> str:
+    """The outermost name around a step that no step of ``steps`` has (one mapping for all).
+
+    ``Write`` for ``Write/Files`` when the new graph has no step under ``Write/`` any more.
+    """
+    parts = name.split("/")
+    for end in range(1, len(parts)):
+        prefix = "/".join(parts[:end])
+        if not any(step.startswith(prefix + "/") for step in steps):
+            return prefix
+    return name
+
+
 def compare(
     old: Mapping[str, Any], new: Mapping[str, Any], mappings: Mapping[str, str] | None = None
 ) -> list[str]:
@@ -75,8 +125,9 @@ def compare(
     Args:
         old: the summary of the running job's graph.
         new: the summary of the new version's graph.
-        mappings: ``{old step name: new step name}``, as passed to the update; a step mapped to
-            ``""`` is removed on purpose (it must hold no state).
+        mappings: ``{old name: new name}``, as passed to the update: each maps a step and the
+            steps inside it; a name mapped to ``""`` is removed on purpose (it must hold no
+            state).
 
     Returns:
         One sentence per problem; empty when the update is compatible.
@@ -85,17 +136,18 @@ def compare(
     before, after = old["steps"], new["steps"]
     problems = []
     for name, step in before.items():
-        target = mappings.get(name, name)
+        target = _renamed(name, mappings)
         if target == "":
             if step["state"]:
                 problems.append(f"step {name!r} holds state {step['state']}: it cannot be removed")
             continue
         found = after.get(target)
         if found is None:
-            problems.append(
-                f"step {name!r} is gone: map it with --transform_name_mappings {name}=NEW "
-                "(or NEW empty to remove it)"
-            )
+            gone = _outermost_gone(name, after) if target == name else name
+            problem = (f"step {gone!r} is gone: map it with --transform_name_mappings "
+                       f"{gone}=NEW (or NEW empty to remove it)")  # fmt: skip
+            if problem not in problems:
+                problems.append(problem)
             continue
         if found["outputs"] != step["outputs"]:
             problems.append(f"step {name!r} changes its output coder: {step['outputs']} -> "
@@ -107,29 +159,37 @@ def compare(
 
 
 def main(argv: Sequence[str]) -> int:
-    """``graph NAME [options]`` prints a summary; ``compare OLD NEW`` checks; returns the code."""
+    """``translate``, ``graph`` or ``compare`` (see the module); returns the exit code."""
     from pipelines.catalog import get_pipeline
+    from pipelines.framework.dataflow_job import translate
     from pipelines.framework.options import ArgumentParser
     from pipelines.framework.run import build_pipeline
     from pipelines.framework.template_cli import _pairs
 
     parser = ArgumentParser(prog="python -m pipelines update-check")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
-    graph = commands.add_parser("graph", help="print the summary of a pipeline's graph (JSON)")
+    job = commands.add_parser(
+        "translate", help="write the job and graph Dataflow would get, offline (job.json)"
+    )
+    job.add_argument("name", help="the catalog pipeline")
+    job.add_argument("--output", type=Path, required=True, help="the folder to write them to")
+    graph = commands.add_parser("graph", help="print the summary of the suite's graph (JSON)")
     graph.add_argument("name", help="the catalog pipeline")
     check = commands.add_parser("compare", help="can NEW update a job running OLD?")
-    check.add_argument("old", type=Path, help="the summary of the running version")
-    check.add_argument("new", type=Path, help="the summary of the new version")
+    check.add_argument("old", type=Path, help="the running version: a job file or a summary")
+    check.add_argument("new", type=Path, help="the new version: a job file or a summary")
     check.add_argument("--transform_name_mappings", type=_pairs, default={}, help="OLD=NEW,...")
     args, rest = parser.parse_known_args(list(argv))
+    if args.command == "translate":
+        print(translate(get_pipeline(args.name), rest, args.output))
+        return 0
     if args.command == "graph":
         pipeline, _ = build_pipeline(get_pipeline(args.name), rest)
         print(json.dumps(summarize(pipeline.to_runner_api()), indent=1))
         return 0
     if rest:
         parser.error(f"unexpected arguments: {' '.join(rest)}")
-    old, new = (json.loads(path.read_text(encoding="utf-8")) for path in (args.old, args.new))
-    problems = compare(old, new, args.transform_name_mappings)
+    problems = compare(load(args.old), load(args.new), args.transform_name_mappings)
     for problem in problems:
         print(f"incompatible: {problem}")
     if not problems:

@@ -14,6 +14,7 @@ dead-letter rows of error outputs, through the dead-letter writer) to any sink::
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
@@ -28,13 +29,16 @@ from pipelines.yaml_provider.rows import (
     message_row,
 )
 from transforms.blocks import Block
+from transforms.dead_letter import DEAD_LETTER_SCHEMA, truncate_payload
 from transforms.dead_letter_writer import DeadLetterWriter, dead_letter_sink
 from transforms.io.base import SinkContext
 from transforms.io.registry import make_sink, make_source
 from transforms.metrics import READ, WRITTEN, Count
 from transforms.parse import DEFAULT_MAX_BYTES
 
-__all__ = ["ReadFromEndpoint", "WriteToEndpoint"]
+__all__ = ["DEAD_LETTER", "ReadFromEndpoint", "WriteToEndpoint"]
+
+DEAD_LETTER = "dead_letter"  # the schema of dead letters written as ordinary records
 
 
 class _MessageRowsFn(beam.DoFn):
@@ -78,15 +82,23 @@ class WriteToEndpoint(beam.PTransform):
     Args:
         uri: the sink, e.g. ``file:///out``, ``bigquery://P:D.T``, ``redis://H:P/0?key=...``.
         schema: the records' schema for sinks that create tables (``builtin:events`` or a
-            file); by default the rows' own types.
+            file); by default the rows' own types. ``dead_letter``: the rows are dead letters
+            written as records (those ``ReplayDeadLetters`` parks): the dead-letter table's
+            schema, a payload too large for the sink's requests cut.
         event_time_field: the field tables are partitioned by, if any.
         counter: the counter of what is written (``written``; another name for side outputs,
             so that the balance counts each input record once).
+        raw: write each row's original message (``message_origin``: its payload and
+            attributes, unchanged) instead of its fields: the replays of ``ReplayDeadLetters``.
         dead_letters: the input rows are dead-letter rows (error outputs): they are counted
             by reason and written through the dead-letter writer, which fails the bundle on
             one it could not write.
         pipeline: the pipeline's name, in the sink's own dead letters.
         error_handling: ``{output: NAME}``: the records the sink rejected, as dead-letter rows.
+
+    Several inputs given as a mapping (``input: {a: Route.a, bursts: Bursts}``) are written
+    together, each row with its own fields (Beam YAML flattens a list of inputs first, into
+    rows of the fields of all of them).
     """
 
     def __init__(
@@ -95,6 +107,7 @@ class WriteToEndpoint(beam.PTransform):
         schema: str = "",
         event_time_field: str = "",
         counter: str = WRITTEN,
+        raw: bool = False,
         dead_letters: bool = False,
         pipeline: str = DEFAULT_PIPELINE,
         error_handling: Mapping[str, Any] | None = None,
@@ -105,8 +118,11 @@ class WriteToEndpoint(beam.PTransform):
         if dead_letters and self._handling.output is not None:
             raise ValueError("dead_letters: the dead-letter writer has no error output")
         self._dead_letters = dead_letters
-        self._schema = load_schema(schema) if schema else None
-        self._context = SinkContext(pipeline, None, event_time_field or None, counter)
+        shrink = truncate_payload if schema == DEAD_LETTER else None
+        self._schema = DEAD_LETTER_SCHEMA if shrink else load_schema(schema) if schema else None
+        self._context = SinkContext(
+            pipeline, None, event_time_field or None, counter, shrink=shrink, raw=raw
+        )
         if dead_letters:
             self._writer: Any = DeadLetterWriter(dead_letter_sink(uri, pipeline))
         else:  # validated now; built with the rows' schema when applied
@@ -117,15 +133,22 @@ class WriteToEndpoint(beam.PTransform):
             letters = rows | "Dead letters" >> beam.ParDo(_DeadLettersFn())
             _ = letters | "Write" >> self._writer
             return None
-        schema = self._schema or RowShape.of(rows.element_type).schema
-        context = SinkContext(
-            self._context.pipeline, schema, self._context.event_time_field, self._context.counter
-        )
-        failures = rows | "To blocks" >> RowsToBlocks() | "Write" >> make_sink(self._uri, context)
+        inputs = rows if isinstance(rows, dict) else {"input": rows}
+        blocks = [
+            pcoll | ("To blocks" if len(inputs) == 1 else f"To blocks {key}") >> RowsToBlocks()
+            for key, pcoll in inputs.items()
+        ]
+        schema = self._schema
+        if schema is None and len(inputs) == 1:
+            schema = RowShape.of(next(iter(inputs.values())).element_type).schema
+        context = replace(self._context, schema=schema)
+        if len(blocks) > 1:
+            blocks = [tuple(blocks) | "Inputs" >> beam.Flatten()]
+        failures = blocks[0] | "Write" >> make_sink(self._uri, context)
         if self._handling.output is None and failures is None:
             return None
         errors = [failures] if failures is not None else []
-        outputs = with_errors({"main": rows}, errors, self._handling)
+        outputs = with_errors(dict(inputs), errors, self._handling)
         if self._handling.output is None:
             return None
         return {self._handling.output: outputs[self._handling.output]}

@@ -16,6 +16,7 @@ implementation of the step, and converts back; ``error_handling`` follows Beam Y
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
@@ -76,6 +77,9 @@ class Parse(beam.PTransform):
         keep_origin: output rows carry the message in ``message_origin``, so that the dead
             letters of later steps hold the original bytes (the suite's sinks leave it out).
         payload_field: the input field holding the payload.
+        required_keys: fields every record must hold as a scalar (the group keys a later
+            aggregation reads): a record without one is a dead letter of step ``fields``
+            before any sink sees it, as with the pipelines' ``--counts_group_by``.
         skip_tombstones: drop empty payloads (Debezium tombstones), counted as
             ``dropped.tombstone``.
         pipeline: the pipeline's name in dead letters.
@@ -93,6 +97,7 @@ class Parse(beam.PTransform):
         udf_function: str = "",
         keep_origin: bool = False,
         payload_field: str = "payload",
+        required_keys: Sequence[str] = (),
         skip_tombstones: bool = False,
         pipeline: str = DEFAULT_PIPELINE,
         error_handling: Mapping[str, Any] | None = None,
@@ -107,7 +112,8 @@ class Parse(beam.PTransform):
             "udf_file": udf_file,
             "udf_function": udf_function,
         }
-        self._settings = ParseSettings.from_options(values)
+        required = tuple(RequiredField(name, "key", "required_keys") for name in required_keys)
+        self._settings = replace(ParseSettings.from_options(values), required=required)
         if self._settings.schema is not None and unknown_fields == "keep":
             raise ValueError("unknown_fields: rows hold the schema's fields; use reject or drop")
         self._pipeline = pipeline

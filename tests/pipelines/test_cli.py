@@ -1,20 +1,29 @@
-"""The command line: list, describe, run and demo, as a user calls them (in a subprocess)."""
+"""The command line: list, describe, run and demo, as a user calls them.
+
+Errors raised before a pipeline starts, ``list`` and ``describe`` go through the command's
+``main`` in this process (`cli_in_process`); runs, and a few errors that must cross the process
+boundary, go through ``python -m pipelines`` in a subprocess (`cli`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import base64
 import bz2
+import contextlib
 import gzip
 import hashlib
+import io
 import itertools
 import json
+import logging
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,6 +31,9 @@ import pytest
 import zstandard
 
 from pipelines.catalog import CATALOG, get_pipeline
+from pipelines.devtools import cli as devtools_cli
+from pipelines.framework import cli as pipelines_cli
+from transforms.redaction import PROJECT_LOGGERS
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -34,13 +46,67 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+@contextlib.contextmanager
+def _environment(env: dict[str, str] | None) -> Iterator[None]:
+    """Runs the block with ``env`` as the whole environment (unchanged for ``None``)."""
+    saved = dict(os.environ)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    """Puts back what a command's ``main`` changes in logging and the excepthook."""
+    root = logging.getLogger()
+    loggers = [root, *map(logging.getLogger, (*PROJECT_LOGGERS, "apache_beam"))]
+    levels = {logger: logger.level for logger in logging.Logger.manager.loggerDict.values()
+              if isinstance(logger, logging.Logger)}  # fmt: skip
+    handlers = list(root.handlers)
+    filters = {target: list(target.filters) for target in [*loggers, *handlers]}
+    hook = sys.excepthook
+    try:
+        yield
+    finally:
+        sys.excepthook = hook
+        root.handlers[:] = handlers
+        for target, kept in filters.items():
+            target.filters[:] = kept
+        for logger, level in levels.items():
+            logger.setLevel(level)
+
+
+def _in_process(
+    main: Callable[[Sequence[str]], int], args: Sequence[str], env: dict[str, str] | None
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``main(args)`` here as its process would, capturing what it writes and logs."""
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)  # what the process logs on its standard error
+    with _environment(env), _logging_kept():
+        logging.getLogger().addHandler(handler)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as stop:  # argparse's --help
+                code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def cli_in_process(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pipelines ARGS`` through its ``main`` in this process (no pipeline runs)."""
+    return _in_process(pipelines_cli.main, args, env)
+
+
 def devtools(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.devtools", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """``python -m pipelines.devtools ARGS`` through its ``main`` in this process."""
+    return _in_process(devtools_cli.main, args, None)
 
 
 def read_jsonl(folder: Path) -> list[dict]:
@@ -48,14 +114,26 @@ def read_jsonl(folder: Path) -> list[dict]:
 
 
 def test_list_names_every_pipeline() -> None:
-    result = cli("list")
+    result = cli_in_process("list")
     assert result.returncode == 0
     for name in CATALOG:
         assert name in result.stdout
 
 
-def test_describe_prints_every_option_with_help_and_default() -> None:
-    result = cli("describe", "events_to_bigquery")
+Described = dict[str, tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]]
+
+
+@pytest.fixture(scope="module")
+def described() -> Described:
+    """``describe NAME`` and ``describe NAME --format=json`` of every pipeline, run once."""
+    return {
+        name: (cli_in_process("describe", name), cli_in_process("describe", name, "--format=json"))
+        for name in CATALOG
+    }
+
+
+def test_describe_prints_every_option_with_help_and_default(described: Described) -> None:
+    result = described["events_to_bigquery"][0]
     assert result.returncode == 0
     for option in get_pipeline("events_to_bigquery").options:
         assert f"--{option.name}" in result.stdout
@@ -65,7 +143,7 @@ def test_describe_prints_every_option_with_help_and_default() -> None:
 
 
 def test_unknown_scheme_fails_before_running_and_lists_known_schemes(tmp_path: Path) -> None:
-    result = cli(
+    result = cli_in_process(
         "run", "events_to_bigquery", "--source=ftp://host/x", f"--sink=file://{tmp_path}/o",
         f"--dead_letter=file://{tmp_path}/d",
     )  # fmt: skip
@@ -77,7 +155,7 @@ def test_unknown_scheme_fails_before_running_and_lists_known_schemes(tmp_path: P
 
 
 def test_password_in_a_uri_is_redacted_in_errors(tmp_path: Path) -> None:
-    result = cli(
+    result = cli_in_process(
         "run", "events_to_bigquery", "--source=generator://events?count=1",
         "--sink=redis://:hunter2@127.0.0.1:6390/0", f"--dead_letter=file://{tmp_path}/d",
     )  # fmt: skip
@@ -87,7 +165,7 @@ def test_password_in_a_uri_is_redacted_in_errors(tmp_path: Path) -> None:
 
 
 def test_bad_option_value_names_the_option(tmp_path: Path) -> None:
-    result = cli(
+    result = cli_in_process(
         "run", "events_to_bigquery", "--source=generator://events?count=1",
         f"--sink=file://{tmp_path}/o", f"--dead_letter=file://{tmp_path}/d",
         "--event_time_field=when", "--schema=builtin:events",
@@ -108,6 +186,10 @@ _PUBSUB = ("--source=pubsub://projects/proj-x/subscriptions/sub-x",
            "--dead_letter=pubsub://projects/proj-x/topics/dead-x")  # fmt: skip
 _REPLAY = ("run", "dlq_replay", "--source=file://{tmp}/folder/in.jsonl", "--sink=stdout://",
            "--dead_letter=stdout://", "--parked=stdout://")  # fmt: skip
+# A run that starts the pipeline, and fails on a worker: it goes through a process of its own, as
+# does one usage error, to check the exit codes and standard error of `python -m pipelines`.
+_STARTS = ("run", "events_to_bigquery", *_PUBSUB, "--max_seconds=60")
+IN_A_PROCESS = (_STARTS, ("run", "nope"))
 _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--sink=stdout://",
            "--dead_letter=stdout://", "--alert_sink=stdout://",
            "--profiles=file://{tmp}/profiles.jsonl?key={{customer_id}}")  # fmt: skip
@@ -168,12 +250,7 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
             "--source",
             "/*.jsonl",
         ),
-        (
-            ("run", "events_to_bigquery", *_PUBSUB, "--max_seconds=60"),
-            1,
-            "events_to_bigquery stopped",
-            "application-default login",
-        ),
+        (_STARTS, 1, "events_to_bigquery stopped", "application-default login"),
         ((*_ENRICH, "--rules={{big: amount ==}}"), 2, "--rules", "syntax error"),
         ((*_ENRICH, "--rules=amount is None"), 2, "--rules", "mapping of name: expression"),
         (_REPLAY, 2, "--ledger", "redis://HOST:PORT/DB"),
@@ -206,6 +283,12 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         (("dashboard", "--sink=file:///tmp/rows"), 2, "--sink", "mode=hash"),
         (("demo", "--output={tmp}/folder"), 2, "--output", "not an empty folder"),
         (("drain", "job-1", "--region=us-central1"), 2, "--project", "required"),
+        (
+            ("update-check", "compare", "{tmp}/folder/in.jsonl", "{tmp}/folder/in.jsonl"),
+            2,
+            "in.jsonl",
+            "neither a summary",
+        ),
         (("services", "up"), 2, "services", "python -m pipelines.devtools services"),
         (("docs",), 2, "docs", "python -m pipelines.devtools docs"),
     ],
@@ -221,7 +304,8 @@ def test_wrong_input_fails_with_one_message_naming_it(
     # No credentials and no emulator: what a new user without a Google Cloud setup has.
     env = {key: value for key, value in os.environ.items() if key != "PUBSUB_EMULATOR_HOST"}
     env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "no-such-key.json")
-    assert_one_error(cli(*args, env=env), code, culprit, suggestion)
+    run = cli if argv in IN_A_PROCESS else cli_in_process
+    assert_one_error(run(*args, env=env), code, culprit, suggestion)
 
 
 def assert_one_error(
@@ -262,14 +346,14 @@ def test_the_developer_help_lists_the_maintainers_commands() -> None:
 
 
 def test_verbose_shows_the_traceback_of_an_error() -> None:
-    result = cli("--verbose", "template", "validate", "nope")
+    result = cli_in_process("--verbose", "template", "validate", "nope")
     assert result.returncode == 2
     assert "Traceback" in result.stderr
     assert "error: no pipeline 'nope'" in result.stderr
 
 
 def test_list_format_json_has_the_text_content() -> None:
-    text, data = cli("list"), cli("list", "--format=json")
+    text, data = cli_in_process("list"), cli_in_process("list", "--format=json")
     assert data.returncode == 0
     entries = json.loads(data.stdout)
     assert [entry["name"] for entry in entries] == sorted(CATALOG)
@@ -277,8 +361,8 @@ def test_list_format_json_has_the_text_content() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CATALOG))
-def test_describe_format_json_has_the_text_content(name: str) -> None:
-    text, data = cli("describe", name), cli("describe", name, "--format=json")
+def test_describe_format_json_has_the_text_content(name: str, described: Described) -> None:
+    text, data = described[name]
     assert data.returncode == 0
     document = json.loads(data.stdout)
     shown = text.stdout.splitlines()
@@ -307,7 +391,7 @@ def test_describe_format_json_has_the_text_content(name: str) -> None:
 
 
 def test_run_help_shows_beam_options_in_their_own_group_and_no_empty_default() -> None:
-    result = cli("run", "enrich_and_alert", "--help")
+    result = cli_in_process("run", "enrich_and_alert", "--help")
     assert result.returncode == 0
     assert "Beam pipeline options (passed through):" in result.stdout
     assert "--runner=DataflowRunner" in result.stdout
@@ -322,7 +406,7 @@ def test_every_template_argument_has_help() -> None:
     for name, command in commands.choices.items():
         for action in command._actions:
             assert action.help, f"template {name}: {action.dest} has no help"
-    result = cli("template", "launch", "--help")
+    result = cli_in_process("template", "launch", "--help")
     assert result.returncode == 0
     assert "the Dataflow region" in result.stdout
 

@@ -4,11 +4,14 @@
 dashboard``; Debian's Chromium (driven by Selenium through Debian's chromium-driver) opens the
 page. The page must show rows and the balance and follow them, survive Redis going away and
 coming back (a private ``redis-server`` this module starts, stops and starts again on its own
-port), and show a reloaded page everything at once.
+port), show a reloaded page everything at once, and reconnect to a restarted dashboard server.
+Hostile rows in Redis (markup in a group name, values no number holds, bytes that are not
+UTF-8) are shown as text, and neither the page nor the server stumbles on them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import redis
@@ -200,7 +204,8 @@ def test_the_page_follows_a_live_run_through_outages(
         output=log,
     )  # fmt: skip
     try:
-        browser.get(_line(server, "Live dashboard: ").split()[2])
+        address = _line(server, "Live dashboard: ").split()[2]
+        browser.get(address)
         first = _shown(browser, "rows and the balance", lambda s: s["rows"] and s["read"])
         assert first["link"] == "live" and first["redis"] == "up" and first["state"] == "RUNNING"
         assert first["charts"] > 0
@@ -236,10 +241,68 @@ def test_the_page_follows_a_live_run_through_outages(
         read = int(re.search(r"^  read +(\d+)", report, re.M)[1])  # type: ignore[index]
         final = _shown(browser, "the final balance", lambda s: s["state"] == "CANCELLED")
         assert final["read"] == read
+
+        # The server goes away and comes back on its address: the page reconnects and shows
+        # what the new server reads, hostile rows written meanwhile included.
+        client = redis.Redis.from_url(url)
+        _write_hostile_rows(client)
+        _stop(server)
+        _shown(browser, "the page to lose the server", lambda s: s["link"] == "reconnecting")
+        server = _command("dashboard", *endpoints, f"--port={urlparse(address).port}")
+        _line(server, "Live dashboard: ")
+        again = _shown(
+            browser,
+            "the page to reconnect to the restarted server",
+            lambda s: s["link"] == "live" and s["newest"] == HOSTILE_WINDOW,
+        )  # fmt: skip
+        assert again["redis"] == "up" and again["read"] == read and again["state"] == "CANCELLED"
+        _assert_shown_as_text(browser, HOSTILE_GROUP)
+        # Updates flow again; a message that is not UTF-8 nor JSON is ignored.
+        client.publish("metrics", b"\xff\xfe<script>")
+        later = {"endpoint": "</td><td>cell", "window_start": "2999-01-01T00:05:00Z",
+                 "window_end": "2999-01-01T00:06:00Z", "requests": 1}  # fmt: skip
+        client.publish("metrics", json.dumps(later))
+        _shown(browser, "a row published after the restart",
+               lambda s: s["newest"] == later["window_start"] and s["redis"] == "up")  # fmt: skip
+        _assert_shown_as_text(browser, later["endpoint"])
+        client.close()
     finally:
         _stop(run)
         _stop(server)
         log.close()
+
+
+HOSTILE_GROUP = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+HOSTILE_WINDOW = "2999-01-01T00:00:00Z"
+
+
+def _write_hostile_rows(client: redis.Redis) -> None:
+    """Row hashes of the demo's key template that no run writes: markup, odd values, bad bytes."""
+    client.hset(
+        f"metrics:{HOSTILE_GROUP}:{HOSTILE_WINDOW}",
+        mapping={"endpoint": HOSTILE_GROUP, "window_start": HOSTILE_WINDOW,
+                 "window_end": "<i>end</i>", "requests": "9" * 400, "errors": "NaN",
+                 "avg_latency_ms": "1e999", "users": b"\xff\xfe", "timing": "<b>LATE</b>",
+                 "pane_index": "-1"},
+    )  # fmt: skip
+    client.hset(b"metrics:\xff:2998-01-01T00:00:00Z", mapping={b"endpoint": b"\xff\x00"})
+
+
+def _assert_shown_as_text(browser: Any, group: str) -> None:
+    """The row of ``group`` shows it as text: no element made of it, no script of it run."""
+    shown = browser.execute_script(
+        """
+        const cells = [...document.querySelectorAll('#rows tbody td.text')];
+        return {
+          cells: cells.map((cell) => cell.textContent),
+          elements: document.querySelectorAll('#rows img, #rows script, #rows b, #rows i, '
+            + '#charts img, #charts script, #rows td td').length,
+          pwned: window.pwned === undefined ? null : window.pwned,
+        };
+        """
+    )
+    assert group in shown["cells"]
+    assert shown["elements"] == 0 and shown["pwned"] is None
 
 
 def test_patterns_match_every_key_of_a_template_and_nothing_else() -> None:

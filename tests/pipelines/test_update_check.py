@@ -1,8 +1,10 @@
-"""The offline update check: compatible graphs, a renamed step, a changed coder, lost state."""
+"""The offline update check: compatible graphs, a renamed step, a changed coder, lost state;
+on the suite's graphs and on Dataflow's translations of them, made offline."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,11 @@ from apache_beam.transforms.userstate import BagStateSpec
 
 from pipelines.catalog import get_pipeline
 from pipelines.framework.cli import main
+from pipelines.framework.dataflow_job import read_graph, translate
+from pipelines.framework.options import OptionError
 from pipelines.framework.run import build_pipeline
-from pipelines.framework.update_check import compare, summarize
+from pipelines.framework.spine import Spine
+from pipelines.framework.update_check import compare, load, summarize
 
 
 class _Remember(beam.DoFn):
@@ -74,3 +79,115 @@ def test_the_command_line_compares_two_summaries(
     argv = ["update-check", "compare", str(old), str(new), "--transform_name_mappings=Double=Twice"]
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith("compatible")
+
+
+# Dataflow's own translation, offline: two versions of events_to_bigquery as DataflowRunner
+# would submit them (job.json and its staged graph), compared as in CI before a deploy.
+
+
+def _renamed(pipeline: beam.Pipeline, config: Any) -> None:
+    """events_to_bigquery whose main write is labelled "Write events" instead of "Write"."""
+    with Spine(pipeline, config.spine) as spine:
+        spine.write("Write events", config.sink, spine.read())
+
+
+def _recoded(pipeline: beam.Pipeline, config: Any) -> None:
+    """events_to_bigquery copying its blocks into plain lists before the write: what the write
+    receives is then encoded by another coder."""
+    with Spine(pipeline, config.spine) as spine:
+        lists = spine.read() | "Copy" >> beam.Map(lambda block: list(block))
+        spine.write("Write", config.sink, lists)
+
+
+@pytest.fixture(scope="module")
+def translated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The job files of four versions: deployed; the same code with other endpoints and
+    per-window counts (a stateful step), through the command line; the write renamed; the
+    write's input recoded."""
+    root = tmp_path_factory.mktemp("dataflow")
+    spec = get_pipeline("events_to_bigquery")
+
+    def argv(n: int) -> list[str]:
+        source = f"--source=pubsub://projects/proj-x/subscriptions/events-{n}"
+        return [source, f"--sink=file://{root}/out-{n}", f"--dead_letter=file://{root}/dlq-{n}"]
+
+    jobs = {
+        "deployed": translate(spec, argv(1), root / "deployed"),
+        "renamed": translate(replace(spec, build=_renamed), argv(1), root / "renamed"),
+        "recoded": translate(replace(spec, build=_recoded), argv(1), root / "recoded"),
+    }
+    cli = ["update-check", "translate", "events_to_bigquery", f"--output={root}/other",
+           *argv(2), "--event_time_field=ts", f"--counts_sink=file://{root}/counts",
+           "--project=proj-x", "--region=europe-west1"]  # fmt: skip
+    assert main(cli) == 0
+    jobs["other"] = root / "other" / "job.json"
+    return jobs
+
+
+def test_a_translation_is_the_streaming_job_dataflow_would_get(translated: dict[str, Path]) -> None:
+    job = json.loads(translated["other"].read_text())
+    assert job["type"] == "JOB_TYPE_STREAMING"
+    options = job["environment"]["sdkPipelineOptions"]["options"]
+    assert (options["project"], options["region"]) == ("proj-x", "europe-west1")
+    assert options["pipelineUrl"] == "pipeline.pb"
+    graph = read_graph(translated["other"], job)
+    assert {env.urn for env in graph.components.environments.values()} == {"beam:env:docker:v1"}
+    steps = load(translated["other"])["steps"]
+    assert "Write/Files" in steps and "Write dead letters/Write/Files" in steps
+
+
+def test_other_endpoints_and_added_steps_are_compatible(translated: dict[str, Path]) -> None:
+    assert compare(load(translated["deployed"]), load(translated["other"])) == []
+
+
+def test_a_stateful_step_is_read_from_the_translation_and_cannot_be_removed(
+    translated: dict[str, Path],
+) -> None:
+    counted, deployed = load(translated["other"]), load(translated["deployed"])
+    stateful = [name for name, step in counted["steps"].items() if step["state"]]
+    assert stateful and all(name.startswith("Counts/") for name in stateful)
+    problems = compare(counted, deployed, {"Counts": "", "Write counts": ""})
+    assert problems == [
+        f"step {name!r} holds state {counted['steps'][name]['state']}: it cannot be removed"
+        for name in stateful
+    ]
+
+
+def test_a_renamed_step_without_a_mapping_is_refused(translated: dict[str, Path]) -> None:
+    old, new = load(translated["deployed"]), load(translated["renamed"])
+    assert compare(old, new) == [
+        "step 'Write' is gone: map it with --transform_name_mappings Write=NEW "
+        "(or NEW empty to remove it)"
+    ]
+    assert compare(old, new, {"Write": "Write events"}) == []
+
+
+def test_a_changed_coder_is_refused(translated: dict[str, Path]) -> None:
+    problems = compare(load(translated["deployed"]), load(translated["recoded"]))
+    assert problems
+    assert all("changes its output coder" in problem for problem in problems)
+    assert any(problem.startswith("step 'Write/Count/") for problem in problems)
+
+
+def test_the_command_line_compares_job_files(
+    translated: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployed, renamed = str(translated["deployed"]), str(translated["renamed"])
+    assert main(["update-check", "compare", deployed, renamed]) == 1
+    assert "incompatible: step 'Write' is gone" in capsys.readouterr().out
+    mapping = "--transform_name_mappings=Write=Write events"
+    assert main(["update-check", "compare", deployed, renamed, mapping]) == 0
+    assert capsys.readouterr().out.startswith("compatible")
+
+
+def test_a_job_file_without_its_graph_or_an_update_is_refused(
+    translated: dict[str, Path], tmp_path: Path
+) -> None:
+    alone = tmp_path / "job.json"
+    alone.write_text(translated["deployed"].read_text())
+    with pytest.raises(ValueError, match=r"pipeline.pb is not beside it: copy it to"):
+        load(alone)
+    with pytest.raises(OptionError, match="translate without it"):
+        translate(get_pipeline("events_to_bigquery"), ["--update"], tmp_path)
+    with pytest.raises(OptionError, match="--temp_location=/tmp: Dataflow needs a gs:// folder"):
+        translate(get_pipeline("events_to_bigquery"), ["--temp_location=/tmp"], tmp_path)

@@ -3,7 +3,8 @@
 One Beam pipeline (one DirectRunner run, shared by the module) holds every catalog pipeline
 twice on the same small inputs: built by its Python module, and expanded from
 ``templates/<name>/pipeline.yaml`` through ``apache_beam.yaml`` with the provider file. The
-tests compare their output rows and dead letters (step, reason, original bytes). Other tests run
+tests compare their output rows and dead letters (step, reason, original bytes); the same run
+takes hostile records through the YAML steps (`yaml_inputs`). Other tests run
 Beam YAML's own ``tests:`` section of a template, a step without ``error_handling`` failing the
 run, and an unconsumed error output refused.
 """
@@ -11,6 +12,7 @@ run, and an unconsumed error output refused.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import uuid
 from collections import Counter
@@ -28,57 +30,19 @@ from pipelines.catalog import get_pipeline
 from pipelines.devtools.services.specs import ServiceSpec
 from pipelines.framework.options import parse_options
 from pipelines.yaml_provider import PROVIDERS
-from transforms.event_time import format_timestamp
+from tests.pipelines.yaml_inputs import (
+    HOSTILE_OUTPUTS,
+    PROFILES,
+    changes,
+    dead_letters_read_back,
+    events,
+    hostile_pipeline,
+    transactions,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "fixtures" / "cdc"
-T0 = 1_764_064_800  # 2025-11-25T10:00:00Z
 CATALOG = ("events_to_bigquery", "metrics_to_redis", "enrich_and_alert", "sessionize",
            "cdc_replicate")  # fmt: skip
-
-
-def _events() -> list[bytes]:
-    """API events of three users over two hours, and lines that fail parse or the schema."""
-    offsets = {"u1": [0, 50, 130, 4000], "u2": [20, 70], "u3": [3700, 3710, 3800]}
-    lines = []
-    for user, times in offsets.items():
-        for n, offset in enumerate(times):
-            event = {
-                "event_id": f"{user}-{n}", "ts": format_timestamp(T0 + offset), "user_id": user,
-                "event_type": f"t{n}", "endpoint": f"/e{n % 2}", "status_code": 200 + 150 * n,
-                "latency_ms": 10.0 * (n + 1), "amount": n + 0.5, "country": "DE",
-            }  # fmt: skip
-            lines.append(json.dumps(event).encode())
-    return lines + [b"{broken", b'{"event_id": "x", "ts": "not a time", "user_id": "u9"}']
-
-
-def _transactions() -> list[bytes]:
-    """Transactions: a duplicate, a risky customer, one without a profile, a list as key."""
-    rows = [("t1", "c1", 10.0, 0), ("t2", "c1", 500.0, 60), ("t2", "c1", 500.0, 61),
-            ("t3", "c2", 20.0, 90), ("t4", "c9", 5.0, 100), ("t5", ["c1"], 1.0, 120)]  # fmt: skip
-    lines = [
-        json.dumps({"transaction_id": t, "customer_id": c, "amount": a,
-                    "ts": format_timestamp(T0 + s)}).encode()
-        for t, c, a, s in rows
-    ]  # fmt: skip
-    return lines + [b"[1, 2]"]
-
-
-def _changes() -> list[bytes]:
-    """Debezium and Datastream fixtures (a duplicate, a tombstone, a message) and a bad line."""
-    names = ["debezium_postgres_snapshot_read", "debezium_postgres_create",
-             "debezium_postgres_update_schemas", "debezium_postgres_create",
-             "debezium_postgres_delete", "debezium_postgres_message",
-             "datastream_postgres_insert", "debezium_postgres_truncate"]  # fmt: skip
-    lines = [json.dumps(json.loads((FIXTURES / f"{n}.json").read_text())["value"]).encode()
-             for n in names]  # fmt: skip
-    return lines[:5] + [b""] + lines[5:] + [b"{not json"]
-
-
-PROFILES = [
-    {"customer_id": "c1", "typical_amount": 40.0, "risk_score": 0.1},
-    {"customer_id": "c2", "typical_amount": 900.0, "risk_score": 0.9},
-]
 
 
 class _Catalog(beam.PTransform):
@@ -101,6 +65,11 @@ def yaml_template(name: str, variables: dict[str, Any]) -> YamlTransform:
     text = yaml_transform.expand_jinja(
         path.read_text(), {"providers": PROVIDERS, **variables}, [str(path.parent)]
     )
+    return yaml_pipeline(text, path)
+
+
+def yaml_pipeline(text: str, path: Path = ROOT) -> YamlTransform:
+    """The Beam YAML pipeline ``text`` (which includes its providers) as one transform."""
     spec = yaml.load(text, Loader=SafeLineLoader)
     yaml_transform.validate_against_schema(spec, "generic")
     providers = yaml_provider.parse_providers(str(path), spec["providers"])
@@ -111,12 +80,18 @@ def _arguments(name: str, folder: Path) -> dict[str, str]:
     """The options of a catalog pipeline run on the inputs in ``folder``."""
     common = {"source": f"file://{folder}/events.jsonl"}
     return {
-        "events_to_bigquery": {**common, "schema": "builtin:events"},
+        "events_to_bigquery": {
+            **common,
+            "schema": "builtin:events",
+            "counts_window": "30m",
+            "counts_group_by": "endpoint",
+        },  # fmt: skip
         "metrics_to_redis": {**common, "spec": "builtin:api_metrics"},
         "sessionize": {**common, "key_field": "user_id", "include_fields": "event_type"},
         "enrich_and_alert": {
             "source": f"file://{folder}/transactions.jsonl",
             "profiles": f"file://{folder}/profiles.jsonl?key={{customer_id}}",
+            "burst_count": "1",
         },
         "cdc_replicate": {
             "source": f"file://{folder}/changes.jsonl",
@@ -125,10 +100,23 @@ def _arguments(name: str, folder: Path) -> dict[str, str]:
     }[name]
 
 
+def _replay_arguments(folder: Path, preview: bool) -> dict[str, str]:
+    """The options of ``dlq_replay`` on the dead letters in ``folder`` (a dry run: ``preview``)."""
+    common = {"source": f"file://{folder}/dead_letters.jsonl", "ledger": "none",
+              "reasons": "schema,invalid_json", "max_replays": "3",
+              "parked": f"file://{folder}/parked"}  # fmt: skip
+    if preview:
+        return {**common, "preview": "true", "report": f"file://{folder}/report"}
+    return common
+
+
 def _outputs(folder: Path, name: str) -> dict[str, str]:
     outputs = {"sink": f"file://{folder}/{name}/out", "dead_letter": f"file://{folder}/{name}/dlq"}
+    if name == "events_to_bigquery":
+        outputs["counts_sink"] = f"file://{folder}/{name}/counts"
     if name == "enrich_and_alert":
         outputs["alert_sink"] = f"file://{folder}/{name}/alerts"
+        outputs["route_sinks"] = f"high_risk=file://{folder}/{name}/risky"
     return outputs
 
 
@@ -140,9 +128,21 @@ def redis_prefix(redis_server: ServiceSpec) -> Iterator[tuple[str, str]]:
     prefix = f"yaml{uuid.uuid4().hex[:8]}"
     yield redis_server.endpoint, prefix
     client = redis.Redis.from_url(redis_server.endpoint)
-    keys = list(client.scan_iter(f"{prefix}:*"))
+    keys = list(client.scan_iter(f"{prefix}*"))
     if keys:
         client.delete(*keys)
+
+
+def _add(
+    pipeline: beam.Pipeline, kind: str, label: str, name: str, options: dict[str, str]
+) -> None:
+    """Adds the catalog pipeline ``name`` built by its Python module or from its template."""
+    if kind == "python":
+        argv = [f"--{key}={value}" for key, value in options.items()]
+        _ = pipeline | f"python {label}" >> _Catalog(name, argv)
+    else:
+        variables = {**options, "preview": "preview" in options}
+        _ = pipeline | f"yaml {label}" >> yaml_template(name, variables)
 
 
 @pytest.fixture(scope="module")
@@ -152,22 +152,31 @@ def runs(tmp_path_factory: pytest.TempPathFactory, redis_prefix: tuple[str, str]
     The YAML ``metrics_to_redis`` also runs with its Redis sink (keys ``PREFIX:endpoint:window``).
     """
     folder = tmp_path_factory.mktemp("yaml")
-    (folder / "events.jsonl").write_bytes(b"\n".join(_events()) + b"\n")
-    (folder / "transactions.jsonl").write_bytes(b"\n".join(_transactions()) + b"\n")
-    (folder / "changes.jsonl").write_bytes(b"\n".join(_changes()) + b"\n")
+    (folder / "events.jsonl").write_bytes(b"\n".join(events()) + b"\n")
+    (folder / "transactions.jsonl").write_bytes(b"\n".join(transactions()) + b"\n")
+    (folder / "changes.jsonl").write_bytes(b"\n".join(changes()) + b"\n")
     (folder / "profiles.jsonl").write_text("".join(json.dumps(p) + "\n" for p in PROFILES))
+    (folder / "dead_letters.jsonl").write_bytes(b"\n".join(dead_letters_read_back()) + b"\n")
     pipeline = beam.Pipeline()
-    for name in CATALOG:  # the Python pipelines first: each checks the graph's error routing
-        options = {**_arguments(name, folder), **_outputs(folder / "python", name)}
-        argv = [f"--{key}={value}" for key, value in options.items()]
-        _ = pipeline | f"python {name}" >> _Catalog(name, argv)
-    for name in CATALOG:
-        variables = {**_arguments(name, folder), **_outputs(folder / "yaml", name)}
-        _ = pipeline | f"yaml {name}" >> yaml_template(name, variables)
+    for kind in ("python", "yaml"):  # the Python pipelines first: each checks its error routing
+        for name in CATALOG:
+            options = {**_arguments(name, folder), **_outputs(folder / kind, name)}
+            _add(pipeline, kind, name, name, options)
+        for preview in (False, True):
+            label = "dlq_replay_preview" if preview else "dlq_replay"
+            options = {**_replay_arguments(folder / kind / label, preview),
+                       **_outputs(folder / kind, label),
+                       "source": f"file://{folder}/dead_letters.jsonl"}  # fmt: skip
+            _add(pipeline, kind, label, "dlq_replay", options)
+    _ = pipeline | "yaml hostile" >> yaml_pipeline(hostile_pipeline(folder))
     url, prefix = redis_prefix
     variables = {**_arguments("metrics_to_redis", folder), **_outputs(folder / "redis", "m"),
                  "sink": f"{url}?key={prefix}:{{endpoint}}:{{window_start}}"}  # fmt: skip
     _ = pipeline | "yaml metrics_to_redis, Redis" >> yaml_template("metrics_to_redis", variables)
+    variables = {**_replay_arguments(folder / "ledger", False), **_outputs(folder, "ledger"),
+                 "source": f"file://{folder}/dead_letters.jsonl",
+                 "ledger": f"{url}?prefix={prefix}ledger:"}  # fmt: skip
+    _ = pipeline | "yaml dlq_replay, ledger" >> yaml_template("dlq_replay", variables)
     pipeline.run().wait_until_finish()
     return folder
 
@@ -178,6 +187,11 @@ def _rows(folder: Path) -> list[str]:
         json.loads(line, parse_int=float) for path in folder.glob("*.jsonl") for line in path.open()
     ]
     return sorted(json.dumps(row, sort_keys=True) for row in rows)
+
+
+def _lines(folder: Path) -> list[bytes]:
+    """The lines written to a folder, sorted."""
+    return sorted(b"".join(path.read_bytes() for path in folder.glob("*.jsonl")).splitlines())
 
 
 def _dead_letters(folder: Path) -> Counter[tuple[str, str, bytes]]:
@@ -191,10 +205,16 @@ def test_the_yaml_template_writes_the_rows_of_the_python_pipeline(runs: Path, na
     rows = _rows(python / "out")
     assert rows, "the Python pipeline wrote nothing: the comparison would prove nothing"
     assert _rows(yaml_run / "out") == rows
+    side = {"events_to_bigquery": ("counts",), "enrich_and_alert": ("alerts", "risky")}
+    for output in side.get(name, ()):
+        assert _rows(yaml_run / output) == _rows(python / output), output
+    if name == "events_to_bigquery":
+        counts = [json.loads(row) for row in _rows(python / "counts")]
+        assert sum(row["events"] for row in counts) == len(rows)
     if name == "enrich_and_alert":
-        alerts = _rows(python / "alerts")
-        assert {json.loads(a)["alert"] for a in alerts} == {"high_amount", "high_risk"}
-        assert _rows(yaml_run / "alerts") == alerts
+        alerts = {json.loads(a)["alert"] for a in _rows(python / "alerts")}
+        assert alerts == {"high_amount", "burst"}
+        assert {json.loads(a)["alert"] for a in _rows(python / "risky")} == {"high_risk"}
 
 
 @pytest.mark.parametrize("name", CATALOG)
@@ -218,6 +238,78 @@ def _hash_value(text: str) -> Any:
         return _number_or_text(json.loads(text))
     except json.JSONDecodeError:
         return text
+
+
+def test_the_yaml_dlq_replay_sends_parks_and_reports_what_the_python_pipeline_does(
+    runs: Path,
+) -> None:
+    python, yaml_run = runs / "python" / "dlq_replay", runs / "yaml" / "dlq_replay"
+    sent = _lines(python / "out")
+    assert b"\xff{not json" in sent and len(sent) == 2  # the original bytes, unchanged
+    assert _lines(yaml_run / "out") == sent
+    parked = _rows(python / "parked")
+    assert len(parked) == 2
+    assert _rows(yaml_run / "parked") == parked
+    assert {step for step, _, _ in _dead_letters(python / "dlq")} == {"parse", "select"}
+    assert _dead_letters(yaml_run / "dlq") == _dead_letters(python / "dlq")
+    # The dry run: each replay's id and attributes, and why each parked one is parked.
+    report = _rows(runs / "python" / "dlq_replay_preview" / "report")
+    assert {json.loads(line).get("why") for line in report} == {None, "max_replays", "truncated"}
+    assert _rows(runs / "yaml" / "dlq_replay_preview" / "report") == report
+    assert _dead_letters(runs / "yaml" / "dlq_replay_preview" / "dlq") == _dead_letters(
+        runs / "python" / "dlq_replay_preview" / "dlq"
+    )
+
+
+def test_the_yaml_dlq_replay_claims_what_it_sends_or_parks_in_its_ledger(
+    runs: Path, redis_prefix: tuple[str, str]
+) -> None:
+    import redis
+
+    url, prefix = redis_prefix
+    client = redis.Redis.from_url(url, decode_responses=True)
+    claimed = {
+        key.removeprefix(f"{prefix}ledger:") for key in client.scan_iter(f"{prefix}ledger:*")
+    }
+    report = [json.loads(line) for line in _rows(runs / "python" / "dlq_replay_preview" / "report")]
+    assert claimed == {line["replay_id"] for line in report}  # the parked ones' too
+    assert _lines(runs / "ledger" / "out") == _lines(runs / "python" / "dlq_replay" / "out")
+
+
+def _hostile_letters(folder: Path, lines: list[bytes]) -> Counter[bytes]:
+    """The input lines of the dead letters in ``folder`` (a cut payload: the line it was cut
+    from, by its SHA-256); fails on one that is no input line or has no reason."""
+    by_hash = {hashlib.sha256(line).hexdigest(): line for line in lines}
+    found: Counter[bytes] = Counter()
+    for letter in (json.loads(text) for path in folder.glob("*.jsonl") for text in path.open()):
+        payload = base64.b64decode(letter["payload_bytes"])
+        if letter.get("payload_truncated"):
+            payload = by_hash.get(letter["payload_sha256"], payload)
+        assert payload in lines and letter["reason"] and letter["step"], letter
+        found[payload] += 1
+    return found
+
+
+def test_hostile_records_through_the_yaml_steps_are_rows_or_dead_letters_with_their_bytes(
+    runs: Path,
+) -> None:
+    out = runs / "hostile"
+    events = (runs / "hostile_events.jsonl").read_bytes().splitlines()
+    changes = (runs / "hostile_changes.jsonl").read_bytes().splitlines()
+    for parse, lines, steps in (("ParseEvents", events, ("WindowedAggregate", "Enrich")),
+                                ("ParseChanges", changes, ("ApplyChanges",))):  # fmt: skip
+        parsed = _hostile_letters(out / f"dlq_{parse}", lines)
+        assert parsed, f"{parse}: no dead letter, the inputs are not hostile enough"
+        for step in steps:
+            letters = parsed + _hostile_letters(out / f"dlq_{step}", lines)
+            assert letters, step
+            if step == "WindowedAggregate":
+                written = sum(int(json.loads(row)["n"]) for row in _rows(out / "aggregate"))
+            else:
+                written = len(_rows(out / HOSTILE_OUTPUTS[step]))
+            # Every line is accounted for once: a row (or counted in one), or a dead letter.
+            assert written + sum(letters.values()) == len(lines), step
+            assert max(letters.values()) == 1 and lines[0] not in letters, step
 
 
 def test_the_yaml_pipeline_writes_the_same_rows_to_a_redis_sink(

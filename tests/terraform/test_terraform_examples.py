@@ -27,6 +27,7 @@ GCP_VARS = {
     "subnetwork": "regions/europe-west1/subnetworks/dataflow",
     "deploy_jobs": True,
     "cdc_source_tables": ["inventory.customers", "shop-eu.orders"],
+    "transform_name_mappings": {"events_to_bigquery": {"Write": "Write events"}},
 }
 STUBBED = sorted(path.name for path in STUBS.iterdir() if path.is_dir())
 

@@ -148,6 +148,31 @@ def test_the_flex_job_uses_google_beta_drains_and_checks_its_parameters():
     assert variables["private_ips"]["default"] is True
 
 
+def test_the_flex_job_exposes_what_the_provider_offers_for_updates():
+    (job,) = (
+        body
+        for _, type_name, _, body in _all("resource")
+        if type_name == "google_dataflow_flex_template_job"
+    )
+    variables = dict(
+        named_blocks(load_hcl(MODULES / "dataflow_flex_job" / "variables.tf"), "variable")
+    )
+    defaults = {
+        "transform_name_mapping": ("map(string)", {}),
+        "skip_wait_on_job_termination": ("bool", False),
+        "launcher_machine_type": ("string", None),
+        "autoscaling_algorithm": ("string", None),
+    }
+    for name, (kind, default) in defaults.items():
+        assert job[name] == f"${{var.{name}}}", name  # the provider's argument of that name
+        assert (_unwrap(variables[name]["type"]) or variables[name]["type"]) == kind, name
+        assert variables[name]["default"] == default, name
+    for root in ROOT_DIRS:
+        for _name, call in named_blocks(load_hcl(root / "main.tf"), "module"):
+            if call["source"].endswith("/dataflow_flex_job"):
+                assert "transform_name_mapping" in call, root
+
+
 def test_examples_pass_the_wiring_parameters_to_the_job():
     for root in ROOT_DIRS:
         for _name, call in named_blocks(load_hcl(root / "main.tf"), "module"):

@@ -284,6 +284,23 @@ class Settler:
         return Record(self.settings.merge(record.data, row), record.origin, record.event_time)
 
 
+class SettlingFn(beam.DoFn):
+    """The base of the family's DoFns: records keyed by a template, settled by a `Settler`.
+
+    Args:
+        key: the join key, a template rendered on records.
+        settings: the merge and the policies.
+    """
+
+    def __init__(self, key: KeyTemplate, settings: EnrichSettings) -> None:
+        self._key = key
+        self._settings = settings
+
+    def setup(self) -> None:
+        self._settler = Settler(self._settings)
+        self._key_of = key_function(self._key)
+
+
 def enrich_from_uri(uri: str, settings: EnrichSettings) -> beam.PTransform:
     """Returns the enrich transform a reference URI names (see this module).
 

@@ -40,6 +40,7 @@ from transforms.enrich.base import (
     ERRORS,
     EnrichSettings,
     Settler,
+    SettlingFn,
     enrich_error,
     key_function,
 )
@@ -70,20 +71,12 @@ def _by_key(pairs: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
 
 
 @beam.typehints.with_output_types(tuple[str, Any], settled=Block, errors=Any)
-class _KeyRecords(beam.DoFn):
+class _KeyRecords(SettlingFn):
     """Block -> ``(join key, ("record", Block))`` per key; records without a key settled here.
 
     Outputs: the keyed blocks; on ``settled`` the block of the keyless records the ``pass``
     policy emits; on `ERRORS` the keyless records it dead-letters.
     """
-
-    def __init__(self, key: KeyTemplate, settings: EnrichSettings) -> None:
-        self._key = key
-        self._settings = settings
-
-    def setup(self) -> None:
-        self._settler = Settler(self._settings)
-        self._key_of = key_function(self._key)
 
     def process(self, block: list[Record], timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
         keyed: list[tuple[str, Record]] = []

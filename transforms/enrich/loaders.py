@@ -18,9 +18,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import metrics
 from transforms.enrich.base import BadReference, key_function
-from transforms.enrich.redis_lookup import RedisConnection, hash_row
+from transforms.enrich.redis_lookup import hash_row, lookup_connection
 from transforms.io.bigquery.sink import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.redis.connection import RedisConnection
 from transforms.io.redis.text import KeyTemplate
 
 __all__ = ["BigQueryLoader", "JsonLinesLoader", "Loader", "RedisHashLoader", "Table"]
@@ -152,10 +153,10 @@ class RedisHashLoader:
             frozenset({"key", "mode", "refresh", "timeout", "attempts", "password_env",
                        "password_secret"})
         )  # fmt: skip
-        return cls(RedisConnection.from_endpoint(endpoint, 10.0), key)
+        return cls(lookup_connection(endpoint, 10.0), key)
 
     def _load(self) -> Table:
-        client = self.connection.connect()
+        client = self.connection.connect(decode=True)
         try:
             table: Table = {}
             keys = list(client.scan_iter(match=_match_pattern(self.key), count=_SCAN_BATCH))

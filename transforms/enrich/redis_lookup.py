@@ -35,15 +35,12 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import apache_beam as beam
 import redis
 from apache_beam.pvalue import TaggedOutput
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from transforms.blocks import BLOCK_SIZE, Block
 from transforms.durations import parse_duration
@@ -52,25 +49,23 @@ from transforms.enrich.base import (
     BadReference,
     BadReferenceKey,
     EnrichSettings,
-    Settler,
+    SettlingFn,
     enrich_error,
-    key_function,
     parse_key,
 )
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.redis.connection import DEFAULT_PORT, check_port, database, is_transient
+from transforms.io.redis.connection import RedisConnection, is_transient
 from transforms.io.redis.text import KeyTemplate
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.secrets import password_reference, resolve_secret
 
 __all__ = [
-    "RedisConnection",
     "RedisLookup",
     "TtlCache",
     "endpoint_duration",
     "from_text",
     "hash_row",
+    "lookup_connection",
 ]
 
 _CONNECTION_PARAMS = frozenset({"key", "mode", "timeout", "attempts", "password_env",
@@ -101,72 +96,17 @@ def endpoint_duration(endpoint: Endpoint, name: str, default: float) -> float:
         raise EndpointError(f"{endpoint}: {error}") from None
 
 
-@dataclass(frozen=True)
-class RedisConnection:
-    """Where a Redis server is and how to log in; picklable, the password never shown.
+def lookup_connection(endpoint: Endpoint, default_timeout: float) -> RedisConnection:
+    """Reads the server of a lookup's URI, its ``timeout`` (a duration) and ``attempts``.
 
-    Built from a ``redis://`` URI with the Redis sink's own rules (database path, password
-    sources, TLS for ``rediss://``).
+    ``attempts`` defaults to 3: a lookup gives up on an outage and follows its policy, unlike
+    the Redis sink, which waits it out. Raises `EndpointError` for a bad URI.
     """
-
-    where: str  # the URI, redacted
-    host: str
-    port: int
-    db: int
-    tls: bool
-    username: str | None
-    password: str | None = field(repr=False)
-    password_ref: str | None
-    timeout: float
-    attempts: int
-
-    @classmethod
-    def from_endpoint(cls, endpoint: Endpoint, default_timeout: float) -> RedisConnection:
-        """Reads the connection part of a URI; raises `EndpointError` for a bad one."""
-        if not endpoint.host:
-            raise EndpointError(f"{endpoint}: name the server: redis://HOST[:PORT][/DB]")
-        check_port(endpoint)
-        timeout = endpoint_duration(endpoint, "timeout", default_timeout)
-        if timeout <= 0:
-            raise EndpointError(f"{endpoint}: timeout must be positive")
-        return cls(
-            where=str(endpoint),
-            host=endpoint.host,
-            port=endpoint.port or DEFAULT_PORT,
-            db=database(endpoint),
-            tls=endpoint.scheme == "rediss",
-            username=endpoint.username,
-            password=endpoint.password,
-            password_ref=password_reference(endpoint),
-            timeout=timeout,
-            attempts=endpoint.positive("attempts", int, 3),
-        )
-
-    def connect(self) -> redis.Redis:
-        """Returns a client (on the worker: resolves the password reference here)."""
-        password = self.password
-        if self.password_ref is not None:
-            password = resolve_secret(self.password_ref, timeout=self.timeout)
-        return redis.Redis(
-            connection_pool=redis.ConnectionPool(
-                connection_class=redis.SSLConnection if self.tls else redis.Connection,
-                host=self.host,
-                port=self.port,
-                db=self.db,
-                username=self.username,
-                password=password,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0),  # the retries are `call`'s
-                decode_responses=True,
-                # Bytes that are not UTF-8 are kept as lone surrogates, for the caller to refuse.
-                encoding_errors="surrogateescape",
-            )
-        )
-
-    def call(self, request: Callable[[], Any]) -> Any:
-        """Returns ``request()``, sent again on transient failures up to ``attempts`` times."""
-        return RetryPolicy(attempts=self.attempts).call(request, is_transient, self.where)
+    timeout = endpoint_duration(endpoint, "timeout", default_timeout)
+    if timeout <= 0:
+        raise EndpointError(f"{endpoint}: timeout must be positive")
+    retry = RetryPolicy(attempts=endpoint.positive("attempts", int, 3))
+    return RedisConnection.from_endpoint(endpoint, timeout, retry)
 
 
 class TtlCache:
@@ -225,7 +165,7 @@ def hash_row(key: str, reply: dict[str, str]) -> dict[str, Any] | BadReference:
 
 
 @beam.typehints.with_output_types(Block)
-class _LookupFn(beam.DoFn):
+class _LookupFn(SettlingFn):
     """A `Block` of `Record`s -> a `Block` of them enriched with their hashes, dead letters.
 
     The block's distinct keys that the cache lacks are fetched in pipelined round trips of at
@@ -233,14 +173,14 @@ class _LookupFn(beam.DoFn):
     """
 
     def __init__(self, lookup: RedisLookup) -> None:
+        super().__init__(lookup.key, lookup.settings)
         self._lookup = lookup
 
     def setup(self) -> None:
+        super().setup()
         lookup = self._lookup
-        self._client = lookup.connection.connect()
+        self._client = lookup.connection.connect(decode=True)
         self._cache = TtlCache(lookup.cache_ttl, lookup.cache_size)
-        self._settler = Settler(lookup.settings)
-        self._key_of = key_function(lookup.key)
         self._pipeline = lookup.settings.pipeline
 
     def teardown(self) -> None:
@@ -249,7 +189,7 @@ class _LookupFn(beam.DoFn):
             client.connection_pool.disconnect()
 
     def process(self, block: list[Record], timestamp=beam.DoFn.TimestampParam) -> Iterator[Any]:
-        template = self._lookup.key
+        template = self._key
         keyed: list[tuple[Record, str | None]] = []
         for record in block:
             try:
@@ -303,9 +243,8 @@ class _LookupFn(beam.DoFn):
             except redis.RedisError as error:
                 if not is_transient(error):
                     raise
-                unavailable = (
-                    f"{connection.where}: no reply after {connection.attempts} attempts: {error}"
-                )
+                attempts = connection.retry.attempts
+                unavailable = f"{connection.where}: no reply after {attempts} attempts: {error}"
                 continue
             for key, row in fetched.items():
                 self._cache.put(key, row)
@@ -365,7 +304,7 @@ class RedisLookup(beam.PTransform):
         """Builds the lookup from its URI; raises `EndpointError` for a bad one."""
         endpoint.check_params(_LOOKUP_PARAMS)
         return cls(
-            RedisConnection.from_endpoint(endpoint, default_timeout=1.0),
+            lookup_connection(endpoint, default_timeout=1.0),
             parse_key(endpoint.params["key"], endpoint),
             settings,
             cache_ttl=endpoint_duration(endpoint, "cache_ttl", 60.0),

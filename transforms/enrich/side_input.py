@@ -43,7 +43,7 @@ from apache_beam.utils.timestamp import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 from transforms import metrics
 from transforms.blocks import Block
-from transforms.enrich.base import ERRORS, EnrichSettings, Settler, key_function, parse_key
+from transforms.enrich.base import ERRORS, EnrichSettings, SettlingFn, parse_key
 from transforms.enrich.loaders import Loader, Table
 from transforms.enrich.redis_lookup import endpoint_duration
 from transforms.io.endpoint import Endpoint
@@ -76,21 +76,13 @@ class _LoadFn(beam.DoFn):
 
 
 @beam.typehints.with_output_types(Block)
-class _JoinFn(beam.DoFn):
+class _JoinFn(SettlingFn):
     """A `Block` of `Record`s + the side input table -> a `Block` of the enriched records.
 
     A record whose row is found is merged at once (most records); the others are settled by
     `Settler.settle` and its policies, their dead letters going to `ERRORS` one by one. A block
     whose records were all settled otherwise gives no block.
     """
-
-    def __init__(self, key: KeyTemplate, settings: EnrichSettings) -> None:
-        self._key = key
-        self._settings = settings
-
-    def setup(self) -> None:
-        self._settler = Settler(self._settings)
-        self._key_of = key_function(self._key)
 
     def process(
         self, block: list[Record], table: Table | None, timestamp=beam.DoFn.TimestampParam

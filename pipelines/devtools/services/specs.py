@@ -48,71 +48,53 @@ class ServiceSpec:
     process_marker: str
 
 
+# Executables of the servers that are plain programs (console scripts or Debian binaries).
+PROGRAMS = {"kafka": "noida-db", "kinesis": "moto_server", "redis": "redis-server"}
+# Text found in each server's command line: its program, or the emulator's own name.
+PROCESS_MARKERS = {**PROGRAMS, "pubsub": "pubsub-emulator", "bigquery": "bqemulator"}
+# What each server needs installed, and how to install it.
+NEEDS = {
+    "pubsub": (
+        "Java and the Google Cloud CLI's Pub/Sub emulator",
+        "install the Google Cloud CLI (gcloud) with its Pub/Sub emulator",
+    ),
+    "kafka": ("noida-db (PyPI)", PIP_HINT),
+    "kinesis": ("moto[server] (PyPI)", PIP_HINT),
+    "bigquery": ("bqemulator and duckdb-extension-spatial (PyPI)", PIP_HINT),
+    "redis": ("redis-server (Debian package)", "apt-get install redis-server"),
+}
+
+
+def _local(name: str, port: int, env_var: str, url: str, ready_timeout: float) -> ServiceSpec:
+    """The spec of a server on `HOST`; ``url`` is its endpoint, ``{}`` standing for HOST:PORT."""
+    requires, install_hint = NEEDS[name]
+    return ServiceSpec(
+        name=name,
+        host=HOST,
+        port=port,
+        requires=requires,
+        install_hint=install_hint,
+        env_var=env_var,
+        endpoint=url.format(f"{HOST}:{port}"),
+        ready_timeout=ready_timeout,
+        process_marker=PROCESS_MARKERS[name],
+    )
+
+
 SPECS: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
-        ServiceSpec(
-            name="pubsub",
-            host=HOST,
-            port=8085,
-            requires="Java and the Google Cloud CLI's Pub/Sub emulator",
-            install_hint="install the Google Cloud CLI (gcloud) with its Pub/Sub emulator",
-            env_var="PUBSUB_EMULATOR_HOST",
-            endpoint=f"{HOST}:8085",
-            ready_timeout=60.0,
-            process_marker="pubsub-emulator",
-        ),
-        ServiceSpec(
-            name="kafka",
-            host=HOST,
-            port=19093,
-            requires="noida-db (PyPI)",
-            install_hint=PIP_HINT,
-            env_var="KAFKA_BOOTSTRAP_SERVERS",
-            endpoint=f"{HOST}:19093",
-            ready_timeout=30.0,
-            process_marker="noida-db",
-        ),
-        ServiceSpec(
-            name="kinesis",
-            host=HOST,
-            port=5055,
-            requires="moto[server] (PyPI)",
-            install_hint=PIP_HINT,
-            env_var="KINESIS_ENDPOINT_URL",
-            endpoint=f"http://{HOST}:5055",
-            ready_timeout=60.0,
-            process_marker="moto_server",
-        ),
-        ServiceSpec(
-            name="bigquery",
-            host=HOST,
-            port=9050,
-            requires="bqemulator and duckdb-extension-spatial (PyPI)",
-            install_hint=PIP_HINT,
-            env_var="BIGQUERY_EMULATOR_HOST",
-            endpoint=f"http://{HOST}:9050",
-            ready_timeout=90.0,
-            process_marker="bqemulator",
-        ),
-        ServiceSpec(
-            name="redis",
-            host=HOST,
-            port=6390,
-            requires="redis-server (Debian package)",
-            install_hint="apt-get install redis-server",
-            env_var="REDIS_URL",
-            endpoint=f"redis://{HOST}:6390/0",
-            ready_timeout=15.0,
-            process_marker="redis-server",
-        ),
+        # name, port, the clients' variable, endpoint, seconds to wait for it to answer
+        _local("pubsub", 8085, "PUBSUB_EMULATOR_HOST", "{}", 60.0),
+        _local("kafka", 19093, "KAFKA_BOOTSTRAP_SERVERS", "{}", 30.0),
+        _local("kinesis", 5055, "KINESIS_ENDPOINT_URL", "http://{}", 60.0),
+        _local("bigquery", 9050, "BIGQUERY_EMULATOR_HOST", "http://{}", 90.0),
+        _local("redis", 6390, "REDIS_URL", "redis://{}/0", 15.0),
     )
 }
 BIGQUERY_GRPC_PORT = 9060
 # Variables a server sets beside its ``env_var``: the BigQuery emulator's Storage Write (gRPC).
 EXTRA_ENV = {"bigquery": {"BIGQUERY_STORAGE_EMULATOR_HOST": f"{HOST}:{BIGQUERY_GRPC_PORT}"}}
-# Executables of the servers that are plain programs (console scripts or Debian binaries).
-PROGRAMS = {"kafka": "noida-db", "kinesis": "moto_server", "redis": "redis-server"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -173,6 +173,40 @@ variable "on_delete" {
   }
 }
 
+variable "transform_name_mapping" {
+  description = "Used when an apply updates the running job in place: old step name => new name, each mapping a step and the steps inside it (Dataflow maps name prefixes), as python -m pipelines update-check compare asks; an empty new name removes a step that holds no state. Empty: the step names did not change."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for old in keys(var.transform_name_mapping) : trimspace(old) != ""])
+    error_message = "transform_name_mapping keys must be step names of the running job, not empty."
+  }
+}
+
+variable "skip_wait_on_job_termination" {
+  description = "When the job is replaced or destroyed, stop waiting once it is draining or cancelling instead of drained or cancelled. Only with a name that changes with each replacement (e.g. a release suffix): the new job cannot start under a name still in use."
+  type        = bool
+  default     = false
+}
+
+variable "launcher_machine_type" {
+  description = "Machine type of the Flex Template launcher VM, or null for Dataflow's default (n1-standard-1)."
+  type        = string
+  default     = null
+}
+
+variable "autoscaling_algorithm" {
+  description = "THROUGHPUT_BASED (autoscale between 1 and max_workers) or NONE (keep num_workers), or null for Dataflow's default (THROUGHPUT_BASED for streaming with Streaming Engine)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.autoscaling_algorithm == null || contains(["THROUGHPUT_BASED", "NONE"], coalesce(var.autoscaling_algorithm, "NONE"))
+    error_message = "autoscaling_algorithm must be THROUGHPUT_BASED, NONE or null."
+  }
+}
+
 variable "additional_experiments" {
   description = "Extra Dataflow experiments (e.g. enable_recommendations)."
   type        = list(string)

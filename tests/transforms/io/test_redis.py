@@ -525,10 +525,13 @@ def test_a_valid_uri_builds_the_sink_without_resolving_the_password(
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     sink = _sink("rediss://cache.example:6380/2?key=k:{id}&password_env=NOT_SET_ANYWHERE")
     assert sink.mode == "hash"
-    assert sink._target.tls and sink._target.port == 6380 and sink._target.db == 2
-    sink = _sink("redis://h?key=k&password_secret=projects/p/secrets/redis/versions/3")
-    assert sink._target.port == 6379 and sink._target.db == 0
-    assert sink._target.password_ref == "projects/p/secrets/redis/versions/3"
+    connection = sink._target.connection
+    assert connection.tls and connection.port == 6380 and connection.db == 2
+    connection = _sink(
+        "redis://h?key=k&password_secret=projects/p/secrets/redis/versions/3"
+    )._target.connection
+    assert connection.port == 6379 and connection.db == 0
+    assert connection.password_ref == "projects/p/secrets/redis/versions/3"
 
 
 def test_key_templates_and_field_text() -> None:

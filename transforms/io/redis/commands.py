@@ -6,14 +6,14 @@ See `transforms.io.redis.sink` for the modes and how values are written.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
 
 from transforms.cdc.change import Change, sequence_key
 from transforms.errors import SinkRejected
+from transforms.io.redis.connection import RedisConnection
 from transforms.io.redis.scripts import SCRIPTS, SHAS
 from transforms.io.redis.text import KeyTemplate, to_json, to_text
-from transforms.io.retry import RetryPolicy
 
 __all__ = ["TruncateUnsupported"]
 
@@ -102,16 +102,9 @@ class Command(NamedTuple):
 
 @dataclass(frozen=True)
 class WriteTarget:
-    """Everything the write DoFn needs, picklable; the password is never shown."""
+    """Everything the write DoFn needs: the server, and what to write; picklable."""
 
-    where: str  # the endpoint URI, redacted
-    host: str
-    port: int
-    db: int
-    tls: bool
-    username: str | None
-    password: str | None = field(repr=False)
-    password_ref: str | None
+    connection: RedisConnection
     mode: str
     key: KeyTemplate
     ttl: int | None
@@ -120,8 +113,6 @@ class WriteTarget:
     maxlen: int | None
     delete_ttl: int | None
     batch_size: int
-    retry: RetryPolicy
-    timeout: float
     pipeline: str
     counter: str
 

@@ -89,8 +89,6 @@ from typing import Any
 import apache_beam as beam
 import redis
 from apache_beam.utils.windowed_value import WindowedValue
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from transforms import metrics
 from transforms.durations import parse_duration
@@ -99,11 +97,10 @@ from transforms.io.base import Sink, SinkContext
 from transforms.io.batching import SINK_UNAVAILABLE, BatchingFn, Pending, dead_letter
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis.commands import Args, Command, WriteTarget
-from transforms.io.redis.connection import DEFAULT_PORT, check_port, database, is_transient
+from transforms.io.redis.connection import RedisConnection, is_transient
 from transforms.io.redis.text import KeyTemplate
 from transforms.io.retry import RetryPolicy
 from transforms.message import Record
-from transforms.secrets import password_reference, resolve_secret
 
 __all__ = ["MODES", "RedisSink"]
 
@@ -121,23 +118,6 @@ _MODE_PARAMS = {
 }
 
 
-def _connection(target: WriteTarget) -> dict[str, Any]:
-    """Keyword arguments of a redis-py client of the target's server, the password resolved."""
-    password = target.password
-    if target.password_ref is not None:
-        password = resolve_secret(target.password_ref, timeout=target.timeout)
-    return {
-        "host": target.host,
-        "port": target.port,
-        "db": target.db,
-        "username": target.username,
-        "password": password,
-        "ssl": target.tls,
-        "socket_timeout": target.timeout,
-        "socket_connect_timeout": target.timeout,
-    }
-
-
 class _WriteFn(BatchingFn[Command]):
     """Writes blocks of `Record`s in pipelined batches; outputs dead letters of failures."""
 
@@ -146,13 +126,7 @@ class _WriteFn(BatchingFn[Command]):
 
     def setup(self) -> None:
         target = self._target
-        settings = _connection(target)
-        self._pool = redis.ConnectionPool(
-            connection_class=redis.SSLConnection if settings.pop("ssl") else redis.Connection,
-            retry=Retry(NoBackoff(), 0),  # the retries are the RetryPolicy's
-            **settings,
-        )
-        self._client = redis.Redis(connection_pool=self._pool)
+        self._client = target.connection.connect()
         script = target.script
         self._load: Args | None = None if script is None else ("SCRIPT", "LOAD", script)
         self._written = metrics.counter(self._target.counter)
@@ -182,9 +156,9 @@ class _WriteFn(BatchingFn[Command]):
             yield from self.add(pending)
 
     def teardown(self) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.disconnect()
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.connection_pool.disconnect()
 
     def _send(self, batch: list[Pending[Command]]) -> list[Any]:
         """Sends one batch in one round trip; returns each record's reply or `ResponseError`.
@@ -203,7 +177,7 @@ class _WriteFn(BatchingFn[Command]):
         try:
             replies = pipe.execute(raise_on_error=False)
         except BaseException:
-            self._pool.disconnect()  # replies may be left unread
+            self._client.connection_pool.disconnect()  # replies may be left unread
             raise
         for loaded in replies[: len(head)]:
             if isinstance(loaded, redis.ResponseError):
@@ -211,17 +185,17 @@ class _WriteFn(BatchingFn[Command]):
         return replies[len(head) :]
 
     def send(self, batch: list[Pending[Command]]) -> Iterator[WindowedValue]:
-        target = self._target
+        connection = self._target.connection
         try:
-            results = target.retry.call(lambda: self._send(batch), is_transient, target.where)
+            results = connection.call(lambda: self._send(batch))
         except redis.RedisError as error:
             if not is_transient(error):
                 raise
-            message = target.retry.gave_up(target.where, error)
+            message = connection.retry.gave_up(connection.where, error)
             for pending in batch:
                 yield dead_letter(
                     pending,
-                    pipeline=target.pipeline,
+                    pipeline=self._target.pipeline,
                     reason=SINK_UNAVAILABLE,
                     error_type=type(error).__name__,
                     message=message,
@@ -244,7 +218,7 @@ class _WriteFn(BatchingFn[Command]):
             pipeline=self._target.pipeline,
             reason=reason,
             error_type=SinkRejected.__name__,
-            message=f"{self._target.where} ({self._target.mode}): {message}",
+            message=f"{self._target.connection.where} ({self._target.mode}): {message}",
         )
 
 
@@ -275,9 +249,11 @@ class RedisSink(Sink):
         if mode not in MODES:
             raise EndpointError(f"{endpoint}: mode must be one of {list(MODES)}, got {mode!r}")
         endpoint.check_params(_PARAMS | _MODE_PARAMS.get(mode, frozenset()))
-        if not endpoint.host:
-            raise EndpointError(f"{endpoint}: name the server: redis://HOST[:PORT][/DB]")
-        check_port(endpoint)
+        connection = RedisConnection.from_endpoint(
+            endpoint,
+            timeout=endpoint.positive("timeout", float, DEFAULT_TIMEOUT),
+            retry=RetryPolicy.from_endpoint(endpoint),
+        )
         if "key" not in endpoint.params:
             what = "channel" if mode == "publish" else "key"
             raise EndpointError(f"{endpoint}: key=<template> is required: the {what} to write")
@@ -297,14 +273,7 @@ class RedisSink(Sink):
         self._check_fields(endpoint, [*key.fields, *member_fields, score])
         delete_ttl = self._delete_ttl(endpoint, key) if mode == "state" else None
         self._target = WriteTarget(
-            where=str(endpoint),
-            host=endpoint.host,
-            port=endpoint.port or DEFAULT_PORT,
-            db=database(endpoint),
-            tls=endpoint.scheme == "rediss",
-            username=endpoint.username,
-            password=endpoint.password,
-            password_ref=password_reference(endpoint),
+            connection=connection,
             mode=mode,
             key=key,
             ttl=ttl,
@@ -313,8 +282,6 @@ class RedisSink(Sink):
             maxlen=endpoint.positive("maxlen", int, None),
             delete_ttl=delete_ttl,
             batch_size=endpoint.positive("batch_size", int, 500),
-            retry=RetryPolicy.from_endpoint(endpoint),
-            timeout=endpoint.positive("timeout", float, DEFAULT_TIMEOUT),
             pipeline=context.pipeline,
             counter=context.counter,
         )
@@ -339,7 +306,7 @@ class RedisSink(Sink):
         "socket_timeout": ..., "socket_connect_timeout": ...}``, the password resolved from its
         environment variable or secret.
         """
-        return _connection(self._target)
+        return self._target.connection.settings()
 
     @staticmethod
     def _delete_ttl(endpoint: Endpoint, key: KeyTemplate) -> int:

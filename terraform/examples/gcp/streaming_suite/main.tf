@@ -227,6 +227,7 @@ module "job" {
   max_workers              = var.max_workers
   kms_key_name             = var.kms_key_name
   labels                   = module.names[each.key].labels
+  transform_name_mapping   = lookup(var.transform_name_mappings, each.key, {})
 
   depends_on = [module.worker]
 }

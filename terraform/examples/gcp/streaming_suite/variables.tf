@@ -105,6 +105,17 @@ variable "max_workers" {
   }
 }
 
+variable "transform_name_mappings" {
+  description = "Per pipeline, the step renames an apply that updates its running job passes to Dataflow (old name => new name), as python -m pipelines update-check compare asks. Empty: no step was renamed."
+  type        = map(map(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for pipeline in keys(var.transform_name_mappings) : contains(["events_to_bigquery", "metrics_to_redis", "cdc_replicate"], pipeline)])
+    error_message = "transform_name_mappings keys must be pipelines this example deploys: events_to_bigquery, metrics_to_redis, cdc_replicate."
+  }
+}
+
 variable "kms_key_name" {
   description = "Cloud KMS key for every resource that takes one (topics, dataset, bucket, repository, jobs, Redis), or null for Google-managed encryption. Grant the service agents roles/cloudkms.cryptoKeyEncrypterDecrypter first."
   type        = string
