@@ -17,7 +17,8 @@ written, never dropped as late): each bundle's records go to a file of their own
 `FILE_ROWS` records, so a bounded read's single large bundle never sits in memory whole),
 ``PREFIX-UTCTIME-TAG.SUFFIX``, written under a hidden temporary name, flushed to disk (``fsync``)
 and renamed into place before the bundle ends, so a source position committed after the bundle
-never covers records that a kill could still lose, and no reader ever sees half a file. One
+never covers records that a kill could still lose, and no reader ever sees half a file. A bundle
+that the runner retries is written again, to a new file: delivery is at least once. One
 ``ParDo`` does it all (no shuffle). A write that fails with an error that may go
 away (disk full, I/O error, stale network mount) is tried again as a sink outage
 (`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a
