@@ -263,7 +263,23 @@ def failure(element: Any, exc: BaseException) -> tuple[Any, tuple[type, str, lis
     ``with_exception_handling`` emits and `ToDeadLetter` reads; steps that catch failures
     themselves use this to emit the same.
     """
-    return element, (type(exc), repr(exc), traceback.format_exception(exc))
+    return element, (type(exc), repr(exc), _trace(exc))
+
+
+def _trace(exc: BaseException) -> list[str]:
+    """The traceback lines of ``exc``; a `RecordError`'s without source lines.
+
+    A `RecordError` is a record's expected refusal (a reason of its own), raised by the suite's
+    code at a known place: its frames (file, line, function) say enough, and reading the source
+    lines (a file check per frame) would cost more than the whole step's work on a record.
+    """
+    if not isinstance(exc, RecordError):
+        return traceback.format_exception(exc)
+    frames = [
+        f'  File "{frame.f_code.co_filename}", line {line}, in {frame.f_code.co_name}\n'
+        for frame, line in traceback.walk_tb(exc.__traceback__)
+    ]
+    return ["Traceback (most recent call last):\n", *frames, *traceback.format_exception_only(exc)]
 
 
 # The tagged output of the failures a block step catches itself (see `map_block`).

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from transforms.errors import BadTimestamp
 
-__all__ = ["EpochUnit", "format_timestamp", "parse_timestamp"]
+__all__ = ["EpochUnit", "format_millis", "format_timestamp", "parse_timestamp"]
 
 EpochUnit = Literal["auto", "s", "ms", "us"]
 
@@ -81,13 +81,34 @@ def format_timestamp(seconds: float) -> str:
     a whole second is made once and kept (times come in runs of nearby seconds).
     """
     whole, micros = divmod(round(seconds * 1_000_000), 1_000_000)
-    text = _SECONDS.get(whole)
-    if text is None:
-        moment = _EPOCH + dt.timedelta(seconds=whole)
-        if len(_SECONDS) >= _MAX_SECONDS_KEPT:
-            _SECONDS.clear()
-        text = _SECONDS[whole] = moment.isoformat(timespec="seconds")[:-6]  # no "+00:00"
+    text = _SECONDS.get(whole) or _second_text(whole)
     return f"{text}.{micros // 1000:03d}Z" if micros else text + "Z"
+
+
+# The epoch milliseconds that `format_millis` takes (years 0001..9999).
+_MILLIS = range(round(_MIN_SECONDS * 1000), round(_MAX_SECONDS * 1000) + 1)
+
+
+def format_millis(millis: int) -> str:
+    """`format_timestamp` of whole epoch milliseconds (``millis / 1000`` seconds), in integers.
+
+    Raises:
+        BadTimestamp: the time is out of range (as `parse_timestamp` of it would).
+    """
+    if millis not in _MILLIS:
+        raise BadTimestamp(f"event time {millis!r} is out of range")
+    whole, fraction = divmod(millis, 1000)
+    text = _SECONDS.get(whole) or _second_text(whole)
+    return f"{text}.{fraction:03d}Z" if fraction else text + "Z"
+
+
+def _second_text(whole: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of whole epoch seconds, kept in `_SECONDS`."""
+    moment = _EPOCH + dt.timedelta(seconds=whole)
+    if len(_SECONDS) >= _MAX_SECONDS_KEPT:
+        _SECONDS.clear()
+    text = _SECONDS[whole] = moment.isoformat(timespec="seconds")[:-6]  # no "+00:00"
+    return text
 
 
 # Epoch microseconds of the minutes seen ("2026-11-25T10:00" -> ...), for `_parse_canonical`.

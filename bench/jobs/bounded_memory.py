@@ -5,8 +5,6 @@ Every variant is the suite's ``events_to_bigquery``, file -> file, on the same e
 * ``jsonl`` (the baseline): to JSON Lines;
 * ``parquet``: to Parquet (``?format=parquet``), with the events schema (row groups written as
   they fill);
-* ``parquet_no_schema``: the same with ``--schema=none`` (row groups inferred, spilled to
-  temporary Arrow files and written when the file is closed);
 * ``huge_line``: to JSON Lines, from a copy of the events with one line of 200 MB in the middle
   (written in chunks before the run), which the source skips while reading and dead-letters as
   ``too_large`` with a 64 KiB prefix.
@@ -61,9 +59,6 @@ JOB = Job(
         "jsonl": _suite,
         "parquet": lambda path, out: _suite(
             path, out, "?format=parquet", "--schema=builtin:events"
-        ),
-        "parquet_no_schema": lambda path, out: _suite(
-            path, out, "?format=parquet", "--schema=none"
         ),
         "huge_line": _huge_line,
     },

@@ -22,6 +22,7 @@ from transforms.dead_letter import (
     CountDeadLetters,
     ToDeadLetter,
     error_record,
+    failure,
     google_view_sql,
     truncate_payload,
 )
@@ -238,3 +239,25 @@ def test_an_oversize_payload_is_carried_as_a_bounded_prefix_with_size_and_hash(
         "error_message": "bad",
     }
     assert truncate_payload(record) is record
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
+@pytest.mark.parametrize(
+    ("error", "source_shown"),
+    [(InvalidJson("odd"), False), (KeyError("four"), True)],
+)
+def test_a_failure_carries_its_frames_a_record_error_without_source_lines(
+    error: Exception, source_shown: bool
+) -> None:
+    try:
+        _raise(error)
+    except Exception as exc:
+        _, (kind, text, trace) = failure(MESSAGE, exc)
+    lines = "".join(trace)
+    assert kind is type(error) and text == repr(error)
+    assert lines.startswith("Traceback (most recent call last):\n")
+    assert ", in _raise\n" in lines and lines.endswith(f"{type(error).__name__}: {error}\n")
+    assert ("raise error" in lines) is source_shown

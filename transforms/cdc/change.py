@@ -40,6 +40,7 @@ __all__ = [
     "KeyValueError",
     "canonical_key",
     "check_sequence",
+    "is_canonical",
     "json_key_id",
     "key_id",
     "key_text",
@@ -124,6 +125,21 @@ def key_value(value: Any) -> int | float | str | bool:
 def _preview(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def is_canonical(key: Any) -> bool:
+    """Whether ``key`` is a dict whose values are already canonical plain integers or text.
+
+    Such a key is its own `canonical_key` (the usual case); ``False`` says nothing about any
+    other key.
+    """
+    if type(key) is not dict:
+        return False
+    for value in key.values():
+        kind = type(value)
+        if kind is not int and not (kind is str and not (value[:1].isdigit() or value[:1] == "-")):
+            return False
+    return True
 
 
 def canonical_key(key: Mapping[str, Any]) -> dict[str, Any]:
@@ -227,7 +243,8 @@ class Change:
             raise ValueError("an upsert needs its row")
         if self.op != "truncate" and not self.key:
             raise ValueError("an upsert or delete needs its primary key")
-        object.__setattr__(self, "key", canonical_key(self.key))
+        if not is_canonical(self.key):
+            object.__setattr__(self, "key", canonical_key(self.key))
         check_sequence(self.sequence)
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from transforms.cdc.change import Change, KeyValueError
 from transforms.errors import RecordError
-from transforms.event_time import EpochUnit, format_timestamp, parse_timestamp
+from transforms.event_time import EpochUnit, format_millis, format_timestamp, parse_timestamp
 
 __all__ = [
     "CDC_MESSAGE",
@@ -325,6 +325,8 @@ def source_time(value: Any, unit: EpochUnit = "ms") -> str | None:
     """
     if value is None:
         return None
+    if type(value) is int and unit == "ms":  # the usual case, in integers
+        return format_millis(value)
     return format_timestamp(parse_timestamp(value, unit))
 
 

@@ -11,12 +11,15 @@ Sink: ``file:///data/out?format=jsonl|parquet&prefix=part&metadata=true`` writes
 (bytes as base64 in JSON Lines) into files in that folder, with ``metadata=true`` each followed by
 its source's metadata (``_meta_*`` fields, `transforms.io.metadata`; attributes as an object in
 JSON Lines, JSON text in Parquet); a sink of original messages (`SinkContext.raw`)
-writes each record's original payload as a line instead. Unbounded input is written bundle by
-bundle, whatever the records' event times (a record behind the watermark is still written, never
-dropped as late): each bundle's records go to a file of their own, ``PREFIX-UTCTIME-TAG.SUFFIX``,
-written under a hidden temporary name, flushed to disk (``fsync``) and renamed into place before
-the bundle ends, so a source position committed after the bundle never covers records that a kill
-could still lose, and no reader ever sees half a file. A write that fails with an error that may go
+writes each record's original payload as a line instead. Files and streams alike are written
+bundle by bundle, whatever the records' event times (a record behind the watermark is still
+written, never dropped as late): each bundle's records go to a file of their own (a new one every
+`FILE_ROWS` records, so a bounded read's single large bundle never sits in memory whole),
+``PREFIX-UTCTIME-TAG.SUFFIX``, written under a hidden temporary name, flushed to disk (``fsync``)
+and renamed into place before the bundle ends, so a source position committed after the bundle
+never covers records that a kill could still lose, and no reader ever sees half a file. A bundle
+that the runner retries is written again, to a new file: delivery is at least once. One
+``ParDo`` does it all (no shuffle). A write that fails with an error that may go
 away (disk full, I/O error, stale network mount) is tried again as a sink outage
 (`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a
 file sink has nothing to dead-letter to).
@@ -31,14 +34,13 @@ import itertools
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
 import msgspec
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.transforms.window import GlobalWindow
 
 from transforms.blocks import Block
 from transforms.io.base import BLOCK_SIZE, Sink, SinkContext, Source, message_payload
@@ -54,6 +56,8 @@ from transforms.metrics import BYTES_READ, LOCAL, Count
 __all__ = ["FileSink", "FileSource"]
 
 _FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
+# Records a file holds at most: the rows held in memory before they are written.
+FILE_ROWS = 20_000
 
 
 def _messages(raw: Any, path: str, max_bytes: int) -> Iterator[Message]:
@@ -118,15 +122,28 @@ def _encode_fallback(value: Any) -> Any:
     return str(value)
 
 
+_ENCODER = msgspec.json.Encoder(enc_hook=_encode_fallback)
+
+
 class JsonLinesFileSink(fileio.FileSink):
-    """Writes record dicts as JSON Lines; bytes become base64."""
+    """Writes record dicts as JSON Lines; bytes become base64.
+
+    `chunk` encodes a block's records at once, so that what waits for the file is bytes.
+    """
 
     def open(self, fh: Any) -> None:
         self._fh = fh
-        self._encoder = msgspec.json.Encoder(enc_hook=_encode_fallback)
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(self._encoder.encode(record) + b"\n")
+        self._fh.write(_ENCODER.encode(record) + b"\n")
+
+    def chunk(self, records: list[Any]) -> Any:
+        """What is held of ``records`` until they are written (`write_chunks`): their lines."""
+        return _ENCODER.encode_lines(records)
+
+    def write_chunks(self, chunks: Iterable[Any]) -> None:
+        """Writes the chunks held, in order."""
+        self._fh.writelines(chunks)
 
     def flush(self) -> None:
         self._fh.flush()
@@ -141,6 +158,9 @@ class PayloadLinesFileSink(JsonLinesFileSink):
     def write(self, record: Any) -> None:
         self._fh.write(record + b"\n")
 
+    def chunk(self, records: list[Any]) -> Any:
+        return b"".join(record + b"\n" for record in records)
+
 
 def _data(record: Record) -> Any:
     return record.data
@@ -154,20 +174,6 @@ def _payload(record: Record) -> Any:
     return message_payload(record, True, msgspec.json.encode)
 
 
-def _file_naming(prefix: str, suffix: str) -> Callable[..., str]:
-    """Names the files of a bounded write ``prefix[-WINDOW]-SSSSS-of-NNNNN.suffix``."""
-
-    def name(window: Any, pane: Any, shard: int, shards: int, *unused: Any) -> str:
-        parts = [prefix]
-        if window != GlobalWindow():
-            parts += [window.start.to_utc_datetime().isoformat(), window.end.to_utc_datetime()
-                      .isoformat()]  # fmt: skip
-        parts.append(f"{shard or 0:05d}-of-{shards or 1:05d}")
-        return "-".join(parts) + suffix
-
-    return name
-
-
 # Write errors that may go away by themselves: retried as a sink outage.
 _TRANSIENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE}
@@ -179,11 +185,11 @@ def _transient_write(error: BaseException) -> bool:
 
 
 class _WriteBundleFiles(beam.DoFn):
-    """Writes each bundle's blocks of records durably to a file of their own.
+    """Writes each bundle's blocks of records durably to files of their own.
 
-    The file is written under a hidden temporary name, flushed to disk, renamed into place and
-    the folder flushed, all in ``finish_bundle``: when the bundle is done, its records are on
-    disk. Failed writes are tried again per ``retry``.
+    A file is written under a hidden temporary name, flushed to disk, renamed into place and
+    the folder flushed, when `FILE_ROWS` records are held and in ``finish_bundle``: when the
+    bundle is done, its records are on disk. Failed writes are tried again per ``retry``.
     """
 
     def __init__(
@@ -191,7 +197,7 @@ class _WriteBundleFiles(beam.DoFn):
         folder: str,
         prefix: str,
         suffix: str,
-        sink: fileio.FileSink,
+        sink: JsonLinesFileSink | ParquetFileSink,
         retry: RetryPolicy,
         row: Callable[[Record], Any] = _data,
     ) -> None:
@@ -203,18 +209,22 @@ class _WriteBundleFiles(beam.DoFn):
         self._retry = retry
 
     def start_bundle(self) -> None:
-        self._rows: list[Any] = []
+        self._chunks: list[Any] = []  # the sink's chunks of the blocks held (`chunk`)
+        self._held = 0  # records in them
 
     def process(self, block: list[Record]) -> None:
-        self._rows.extend(self._row(record) for record in block)
+        row = self._row
+        self._chunks.append(self._sink.chunk([row(record) for record in block]))
+        self._held += len(block)
+        if self._held >= FILE_ROWS:
+            self._write_held()
 
     def _write(self, name: str) -> None:
         temporary = os.path.join(self._folder, f".{name}.tmp")
         try:
             with open(temporary, "wb") as handle:
                 self._sink.open(handle)
-                for row in self._rows:
-                    self._sink.write(row)
+                self._sink.write_chunks(self._chunks)
                 self._sink.flush()
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -230,12 +240,14 @@ class _WriteBundleFiles(beam.DoFn):
             os.close(folder)
 
     def finish_bundle(self) -> None:
-        if not self._rows:
-            return
+        if self._held:
+            self._write_held()
+
+    def _write_held(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         name = f"{self._prefix}-{stamp}-{uuid.uuid4().hex}{self._suffix}"
         self._retry.call(lambda: self._write(name), _transient_write, self._folder)
-        self._rows = []
+        self._chunks, self._held = [], 0
 
 
 class FileSink(Sink):
@@ -272,55 +284,19 @@ class FileSink(Sink):
                 "format=jsonl"
             )
 
-    def _file_sink(self, destination: Any) -> fileio.FileSink:
-        return _BlockSink(self._records())
-
     def expand(self, blocks: beam.PCollection) -> None:
         """Writes blocks (lists) of `Record`s; returns None (a failed write fails the bundle)."""
         os.makedirs(self.folder, exist_ok=True)
         suffix = _FORMATS[self.format]
-        if not blocks.is_bounded:
-            files = _WriteBundleFiles(
-                self.folder, self.prefix, suffix, self._records(), self.retry, self._row
-            )
-            _ = blocks | "Files" >> beam.ParDo(files)
-        else:
-            _ = (
-                blocks
-                | "Data" >> beam.Map(_block_data, self._row).with_output_types(Block)
-                | "Files"
-                >> fileio.WriteToFiles(
-                    self.folder,
-                    file_naming=_file_naming(self.prefix, suffix),
-                    sink=self._file_sink,
-                )
-            )
+        files = _WriteBundleFiles(
+            self.folder, self.prefix, suffix, self._records(), self.retry, self._row
+        )
+        _ = blocks | "Files" >> beam.ParDo(files)
         _ = blocks | "Count" >> Count(self.context.counter)
         return None
 
-    def _records(self) -> fileio.FileSink:
-        """The writer of single record dicts in the sink's format."""
+    def _records(self) -> JsonLinesFileSink | ParquetFileSink:
+        """The writer of record dicts in the sink's format."""
         if self.format == "parquet":
             return ParquetFileSink(self.schema)
         return PayloadLinesFileSink() if self.context.raw else JsonLinesFileSink()
-
-
-def _block_data(block: list[Record], row: Callable[[Record], Any]) -> Block:
-    return Block([row(record) for record in block])
-
-
-class _BlockSink(fileio.FileSink):
-    """Writes each record of a block through the sink of single records it wraps."""
-
-    def __init__(self, records: fileio.FileSink) -> None:
-        self._records = records
-
-    def open(self, fh: Any) -> None:
-        self._records.open(fh)
-
-    def write(self, block: list[dict[str, Any]]) -> None:
-        for record in block:
-            self._records.write(record)
-
-    def flush(self) -> None:
-        self._records.flush()

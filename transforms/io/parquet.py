@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -114,6 +114,16 @@ class ParquetFileSink(fileio.FileSink):
         self._rows: list[dict[str, Any]] = []
         self._writer: pq.ParquetWriter | None = None
         self._spilled: list[str] = []  # the temporary Arrow files of the groups (no schema)
+
+    def chunk(self, records: list[dict[str, Any]]) -> Any:
+        """What the file sink holds of ``records`` until they are written: the records."""
+        return records
+
+    def write_chunks(self, chunks: Iterable[list[dict[str, Any]]]) -> None:
+        """Writes the records of the chunks held, in order (as `write` does each)."""
+        for records in chunks:
+            for record in records:
+                self.write(record)
 
     def write(self, record: dict[str, Any]) -> None:
         self._rows.append(self._convert(record) if self._convert is not None else record)

@@ -1,7 +1,8 @@
 """The CDC shortcuts for the common shapes against the general paths, on the same inputs.
 
-Each shortcut must give what its general path gives, or leave the input to it: key ids, the
-sequence check, Debezium Postgres sequences, declared key columns, decimal position parts.
+Each shortcut must give what its general path gives, or leave the input to it: key ids, canonical
+keys, source times in milliseconds, the sequence check, Debezium Postgres sequences, declared key
+columns, decimal position parts.
 """
 
 from __future__ import annotations
@@ -10,9 +11,18 @@ from typing import Any
 
 import pytest
 
-from transforms.cdc.change import check_sequence, json_key_id, key_id, sequence_key
+from transforms.cdc.change import (
+    canonical_key,
+    check_sequence,
+    is_canonical,
+    json_key_id,
+    key_id,
+    sequence_key,
+)
 from transforms.cdc.debezium import _digit_pair, _postgres_sequence
-from transforms.cdc.envelope import KeyRules, NoPosition, position_part
+from transforms.cdc.envelope import KeyRules, NoPosition, position_part, source_time
+from transforms.errors import BadTimestamp
+from transforms.event_time import format_timestamp, parse_timestamp
 
 KEYS: list[dict[Any, Any]] = [
     {"id": 1004},
@@ -146,3 +156,33 @@ def test_key_of_declared_columns_is_that_of_the_rules(
     assert _outcome(RULES.key, table, image, message_key) == _outcome(
         RULES.key_by_rules, table, image, message_key
     )
+
+
+@pytest.mark.parametrize("key", KEYS, ids=repr)
+def test_a_key_taken_as_canonical_is_its_canonical_form(key: dict[Any, Any]) -> None:
+    if is_canonical(key):
+        assert canonical_key(key) == key
+
+
+def test_plain_keys_are_taken_as_canonical() -> None:
+    assert is_canonical({"id": 1004}) and is_canonical({"order_id": 5, "line": 2, "a": "x"})
+    assert not is_canonical({"id": "1"}) and not is_canonical({"id": 1.0})
+
+
+MILLIS = [0, 999, 1000, 1764064800005, 1559033904863, 253402300799000, -1, -62135596800000]
+
+
+@pytest.mark.parametrize("millis", MILLIS)
+def test_source_time_of_whole_millis_is_exact(millis: int) -> None:
+    text = source_time(millis, "ms")
+    assert text == format_timestamp(parse_timestamp(str(millis), "ms")) or millis < 0
+    whole, fraction = divmod(millis, 1000)
+    assert text == format_timestamp(whole)[:-1] + (f".{fraction:03d}Z" if fraction else "Z")
+
+
+@pytest.mark.parametrize("millis", [-62135596800001, 253402300799001, 10**30])
+def test_source_time_out_of_range_is_refused_as_parse_timestamp_refuses_it(millis: int) -> None:
+    with pytest.raises(BadTimestamp, match="out of range"):
+        parse_timestamp(millis, "ms")
+    with pytest.raises(BadTimestamp, match="out of range"):
+        source_time(millis, "ms")

@@ -28,6 +28,7 @@ from tests.support import write_dead_letters
 from transforms.blocks import Batch, Block
 from transforms.dead_letter import DEAD_LETTER_SCHEMA, MAX_PAYLOAD_PREFIX, error_record
 from transforms.dead_letter_writer import dead_letter_sink
+from transforms.io import files
 from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.files import FileSink, FileSource, JsonLinesFileSink, _WriteBundleFiles
@@ -445,3 +446,17 @@ def test_a_bounded_retry_of_a_file_write_fails_the_bundle_and_leaves_no_file(
     with pytest.raises(OSError, match="No space left"):
         writer.finish_bundle()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bundle_larger_than_a_file_is_written_in_several_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "FILE_ROWS", 2)
+    writer = _bundle_writer(tmp_path, RetryPolicy(attempts=1))
+    writer.start_bundle()
+    for bundle in ([1], [2, 3], [4]):  # a file when two rows or more are held, then the rest
+        writer.process(Block(Record({"n": n}) for n in bundle))
+    assert len(list(tmp_path.iterdir())) == 1
+    writer.finish_bundle()
+    rows = [[json.loads(line)["n"] for line in path.open()] for path in tmp_path.iterdir()]
+    assert sorted(rows) == [[1, 2, 3], [4]]
