@@ -8,29 +8,25 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from google.api_core.exceptions import NotFound
 from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
 from pipelines.catalog import get_pipeline
 from pipelines.devtools.services.specs import BIGQUERY_PROJECT
-from pipelines.framework.run import RunReport, build_pipeline, run_pipeline
+from pipelines.framework.run import RunReport, run_pipeline
+from tests.pipelines.live_bigquery import rows, run_live
 from transforms.dead_letter import REPLAY_COUNT, REPLAY_ID, REPLAY_OF
 from transforms.io.bigquery.client import make_client
-from transforms.io.live import live_direct_runner
-from transforms.metrics import counter_totals
 from transforms.replay import dead_letter_id, decode
 
 pytestmark = pytest.mark.integration
 
 PROJECT = BIGQUERY_PROJECT
-DEADLINE_S = 120.0
 GOOD = 3
 
 
@@ -44,42 +40,9 @@ FIXABLE = [_event("f0", debug=True), _event("f1", debug="x")]
 HOPELESS = b"{not json"
 
 
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.5)
-
-
-def _rows(client: Any, table: str) -> list[dict[str, Any]]:
-    try:
-        return [dict(row) for row in client.query(f"SELECT * FROM `{table}`").result(timeout=30)]
-    except NotFound:
-        return []
-
-
-def _run_live(argv: list[str], topic: str, publish: list[tuple[bytes, dict[str, str]]],
-              done: Callable[[], bool]) -> dict[str, int]:  # fmt: skip
-    """Runs events_to_bigquery on the stream until ``done``; returns its counters.
-
-    The pending pull of a cancel is woken with valid events ``wake-N`` (rows, never dead letters).
-    """
-    with live_direct_runner():
-        pipeline, _ = build_pipeline(get_pipeline("events_to_bigquery"), argv)
-        result = pipeline.run()
-        publisher = PublisherClient()
-        for data, attributes in publish:
-            publisher.publish(topic, data, **attributes).result()
-        try:
-            _wait_for(done, "events_to_bigquery to write")
-        finally:
-            cancelling = threading.Thread(target=result.cancel)
-            cancelling.start()
-            while cancelling.is_alive():
-                publisher.publish(topic, _event(f"wake-{uuid.uuid4().hex[:6]}")).result()
-                cancelling.join(timeout=0.5)
-        return counter_totals(result.metrics())
+def _wake() -> bytes:
+    """A valid event that wakes a cancel's pending pull: a row, never a dead letter."""
+    return _event(f"wake-{uuid.uuid4().hex[:6]}")
 
 
 class Scenario:
@@ -121,13 +84,16 @@ def scenario(pubsub_emulator: Any, bigquery_emulator: Any, redis_server: Any,
         good = [(_event(f"e{i}"), {"n": str(i)}) for i in range(GOOD)]
         bad = [(data, {"n": f"fixable{i}"}) for i, data in enumerate(FIXABLE)]
         bad.append((HOPELESS, {"n": "hopeless"}))
-        _run_live(
+        run_live(
             pipeline,
             topic,
             good + bad,
-            lambda: len(_rows(client, events)) >= GOOD and len(_rows(client, dead)) >= 3,
+            lambda counters: (
+                counters.get("written", 0) >= GOOD and counters.get("written_dead_letters", 0) >= 3
+            ),
+            _wake,
         )
-        found.dead_before = _rows(client, dead)
+        found.dead_before = rows(client, dead)
 
         spec = get_pipeline("dlq_replay")
         report = tmp / "report"
@@ -138,13 +104,14 @@ def scenario(pubsub_emulator: Any, bigquery_emulator: Any, redis_server: Any,
         found.replay = run_pipeline(spec, [*replay, f"--ledger={ledger}"])
 
         # The fix: undeclared fields are dropped instead of refused.
-        found.fixed_run = _run_live(
+        _, found.fixed_run = run_live(
             [*pipeline, "--unknown_fields=drop"], topic, [],
-            lambda: {"f0", "f1"} <= {r["event_id"] for r in _rows(client, events)}
-            and len(_rows(client, dead)) >= 4,
+            lambda counters: counters.get("written", 0) >= 2
+            and counters.get("written_dead_letters", 0) >= 1,
+            _wake,
         )  # fmt: skip
-        found.events = _rows(client, events)
-        found.dead_after = _rows(client, dead)
+        found.events = rows(client, events)
+        found.dead_after = rows(client, dead)
         found.limited = run_pipeline(spec, [*replay, f"--ledger={ledger}", "--max_replays=1"])
         found.parked = [json.loads(line) for path in (tmp / "parked").glob("*.jsonl")
                         for line in path.read_text().splitlines()]  # fmt: skip

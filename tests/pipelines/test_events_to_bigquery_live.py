@@ -4,73 +4,27 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from google.api_core.exceptions import NotFound
-from google.cloud import bigquery
-from google.cloud.pubsub_v1 import PublisherClient
 
-from pipelines.catalog import get_pipeline
 from pipelines.devtools.services.specs import BIGQUERY_PROJECT
-from pipelines.framework.run import build_pipeline
+from tests.pipelines.live_bigquery import rows, run_live
 from transforms.dead_letter import DEAD_LETTER_SCHEMA
 from transforms.io.bigquery.client import ensure_table, make_client
 from transforms.schema import Schema
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_direct_runner")]
+pytestmark = pytest.mark.integration
 
 PROJECT = BIGQUERY_PROJECT
-DEADLINE_S = 120.0
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.5)
-
-
-def cancel(result: Any, topic: str) -> None:
-    """Cancels the streaming run; its pending 30 s pull returns sooner when a message arrives."""
-    cancelling = threading.Thread(target=result.cancel)
-    cancelling.start()
-    publisher = PublisherClient()
-    while cancelling.is_alive():
-        publisher.publish(topic, b"{}", wake="1").result()
-        cancelling.join(timeout=0.5)
-
-
-def rows(client: bigquery.Client, table: str) -> list[dict[str, Any]]:
-    try:
-        return [dict(row) for row in client.query(f"SELECT * FROM `{table}`").result(timeout=30)]
-    except NotFound:
-        return []
 
 
 def event(i: int, **changes: Any) -> bytes:
     base = {"event_id": f"e{i}", "ts": time.time(), "user_id": f"u{i % 4}",
             "event_type": "click", "status_code": 200, "latency_ms": 2.5}  # fmt: skip
     return json.dumps({**base, **changes}).encode()
-
-
-def run_live(argv: list[str], topic: str, publish: list[tuple[bytes, dict[str, str]]],
-             done: Callable[[], bool]) -> list[str]:  # fmt: skip
-    """Starts the pipeline, publishes, waits for ``done``, cancels; returns the message ids."""
-    pipeline, _ = build_pipeline(get_pipeline("events_to_bigquery"), argv)
-    result = pipeline.run()
-    try:
-        publisher = PublisherClient()
-        ids = [publisher.publish(topic, data, **attrs).result() for data, attrs in publish]
-        wait_for(done, "rows in BigQuery")
-    finally:
-        cancel(result, topic)
-    return ids
 
 
 def test_pubsub_to_bigquery_rows_land_and_failures_are_dead_lettered(
@@ -85,13 +39,15 @@ def test_pubsub_to_bigquery_rows_land_and_failures_are_dead_lettered(
            (event(91, ts="later"), {"n": "bad-ts"})]  # fmt: skip
     endpoint = f"endpoint={bigquery_emulator.endpoint}"
 
-    ids = run_live(
+    ids, _ = run_live(
         [f"--source=pubsub://{subscription}", "--schema=builtin:events",
          f"--sink=bigquery://{PROJECT}:{unique_name}.events?metadata=true&{endpoint}",
          f"--dead_letter=bigquery://{PROJECT}:{unique_name}.dead_letter?{endpoint}"],
         topic,
         good + bad,
-        lambda: len(rows(client, events)) >= len(good) and len(rows(client, dead)) >= len(bad),
+        lambda counters: counters.get("written", 0) >= len(good)
+        and counters.get("written_dead_letters", 0) >= len(bad),
+        lambda: b"{}",
     )  # fmt: skip
 
     landed = rows(client, events)
@@ -141,7 +97,9 @@ def test_rows_the_table_rejects_are_dead_lettered_with_their_bytes(
          f"--dead_letter=bigquery://{PROJECT}:{unique_name}.dead_letter?create=never&{endpoint}"],
         topic,
         [(p, {}) for p in payloads],
-        lambda: len(rows(client, table)) >= 2 and len(rows(client, dead)) >= 1,
+        lambda counters: counters.get("written", 0) >= 2
+        and counters.get("written_dead_letters", 0) >= 1,
+        lambda: b"{}",
     )  # fmt: skip
 
     assert sorted(r["id"] for r in rows(client, table)) == ["a", "c"]
