@@ -9,9 +9,13 @@ read the tables.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from google.api_core.exceptions import NotFound
@@ -24,6 +28,7 @@ from transforms.io.live import live_direct_runner
 from transforms.metrics import counter_totals
 
 DEADLINE_S = 120.0
+ROOT = Path(__file__).resolve().parents[2]
 
 Counters = dict[str, int]
 
@@ -86,3 +91,25 @@ def _counters(result: object) -> Counters:
         return counter_totals(result.metrics())  # type: ignore[attr-defined]
     except RuntimeError:  # a counter appeared while they were read: the next poll has it
         return {}
+
+
+class Run:
+    """One ``python -m pipelines run events_to_bigquery`` subprocess, its output in a file."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        with log.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pipelines", "run", "events_to_bigquery", *argv],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout=DEADLINE_S)
+
+    def output(self) -> str:
+        return self.log.read_text()

@@ -33,8 +33,8 @@ from google.cloud.pubsub_v1 import PublisherClient
 from pipelines.devtools.services.private import PrivateBigQuery, private_bigquery
 from pipelines.devtools.services.processes import pid_alive
 from pipelines.devtools.services.specs import BIGQUERY_PROJECT
-from tests.pipelines.test_events_to_bigquery_live import event, rows
-from tests.pipelines.test_run_killed import Run
+from tests.pipelines.live_bigquery import Run, rows
+from tests.pipelines.test_events_to_bigquery_live import event
 from transforms.io.bigquery.client import (
     EMULATOR_ENV,
     STORAGE_EMULATOR_ENV,
@@ -69,16 +69,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBigQue
     with private_bigquery(tmp_path_factory.mktemp("bigquery")) as private:
         yield private
     assert not pid_alive(private.pid)  # stopped, with its process group
-
-
-@pytest.fixture
-def runs() -> Iterator[list[Run]]:
-    started: list[Run] = []
-    yield started
-    for run in started:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
 
 
 def poll(condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:

@@ -15,16 +15,12 @@ exit with 128 + the signal number.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +29,12 @@ from google.cloud import bigquery
 from google.cloud.pubsub_v1 import PublisherClient
 
 from pipelines.devtools.services.specs import BIGQUERY_PROJECT
-from tests.pipelines.test_events_to_bigquery_live import event, rows, wait_for
+from tests.pipelines.live_bigquery import Run, rows, wait_for
+from tests.pipelines.test_events_to_bigquery_live import event
 from transforms.io.bigquery.client import make_client
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 PROJECT = BIGQUERY_PROJECT
 SEED = 12
 KILLS = 3
@@ -46,38 +42,6 @@ MESSAGES = 600
 BURST = 50
 BURST_PAUSE_S = 3.0
 STOP_DEADLINE_S = 120.0
-
-
-class Run:
-    """One ``python -m pipelines run events_to_bigquery`` subprocess, its output in a file."""
-
-    def __init__(self, argv: list[str], log: Path) -> None:
-        self.log = log
-        with log.open("w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "pipelines", "run", "events_to_bigquery", *argv],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-
-    def stop(self, signum: int) -> int:
-        self.process.send_signal(signum)
-        return self.process.wait(timeout=STOP_DEADLINE_S)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-
-@pytest.fixture
-def runs() -> Iterator[list[Run]]:
-    started: list[Run] = []
-    yield started
-    for run in started:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
 
 
 def argv(subscription: str, dataset: str, endpoint: str) -> list[str]:
