@@ -13,17 +13,16 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 from google.cloud.pubsub_v1 import PublisherClient
 
 from pipelines.catalog import get_pipeline
 from pipelines.framework.run import build_pipeline
+from tests.polling import wait_for
 from transforms.io.live import live_direct_runner
 from transforms.metrics import counter_totals
 
@@ -31,15 +30,6 @@ DEADLINE_S = 120.0
 ROOT = Path(__file__).resolve().parents[2]
 
 Counters = dict[str, int]
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Polls ``condition`` every half second; fails the test after `DEADLINE_S`."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.5)
 
 
 def rows(client: bigquery.Client, table: str) -> list[dict[str, object]]:
@@ -76,7 +66,7 @@ def run_live(
         publisher = PublisherClient()
         try:
             ids = [publisher.publish(topic, data, **attrs).result() for data, attrs in publish]
-            wait_for(lambda: done(_counters(result)), "events_to_bigquery to write")
+            wait_for(lambda: done(_counters(result)), "events_to_bigquery to write", every_s=0.5)
         finally:
             cancelling = threading.Thread(target=result.cancel)
             cancelling.start()

@@ -23,7 +23,7 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,7 @@ from pipelines.devtools.services.processes import pid_alive
 from pipelines.devtools.services.specs import BIGQUERY_PROJECT
 from tests.pipelines.live_bigquery import Run, rows
 from tests.pipelines.test_events_to_bigquery_live import event
+from tests.polling import wait_for
 from transforms.io.bigquery.client import (
     EMULATOR_ENV,
     STORAGE_EMULATOR_ENV,
@@ -69,14 +70,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBigQue
     with private_bigquery(tmp_path_factory.mktemp("bigquery")) as private:
         yield private
     assert not pid_alive(private.pid)  # stopped, with its process group
-
-
-def poll(condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(POLL_S)
 
 
 def lookups(log: Path) -> int:
@@ -151,9 +144,11 @@ def test_a_killed_run_leaves_no_duplicate_when_run_again(
         published |= publish(topic, attempt * MESSAGES)
         before = lookups(emulator.log)
         runs.append(Run(options, tmp_path / f"killed{attempt}.log"))
-        poll(
+        wait_for(
             lambda: lookups(emulator.log) >= before + LOOKUPS_BEFORE_KILL,  # noqa: B023
             "the run to write",
+            deadline_s=DEADLINE_S,
+            every_s=POLL_S,
         )
         assert runs[-1].stop(signal.SIGKILL) == -signal.SIGKILL
         fence.wait()

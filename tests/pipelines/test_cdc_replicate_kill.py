@@ -36,20 +36,13 @@ from tests.pipelines.test_cdc_replicate_live import (  # noqa: F401 (fixtures)
     make_topic,
     redis_state,
 )
+from tests.polling import wait_for
 from transforms.io.kafka.live import COMMIT_INTERVAL_SECONDS
 from transforms.metrics import DEAD_LETTERED
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_direct_runner")]
 
 FIRST = 16  # messages produced before the outage
-PATIENCE = 120.0  # seconds a condition may take before the test gives up
-
-
-def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + PATIENCE
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.2)
 
 
 def produce(broker: str, topic: str, messages: list[Any]) -> None:

@@ -29,8 +29,9 @@ from google.cloud import bigquery
 from google.cloud.pubsub_v1 import PublisherClient
 
 from pipelines.devtools.services.specs import BIGQUERY_PROJECT
-from tests.pipelines.live_bigquery import Run, rows, wait_for
+from tests.pipelines.live_bigquery import Run, rows
 from tests.pipelines.test_events_to_bigquery_live import event
+from tests.polling import wait_for
 from transforms.io.bigquery.client import make_client
 
 pytestmark = pytest.mark.integration

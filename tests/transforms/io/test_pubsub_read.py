@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
+from tests.polling import wait_for
 from transforms.blocks import Batch
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import DirectLiveRead
@@ -32,14 +33,6 @@ DEADLINE_S = 120.0
 # Module level: the DirectRunner runs DoFns in this process, on its own threads.
 _READERS: dict[str, PubSubLiveReader] = {}
 _SEEN: dict[str, list[tuple[str, bool]]] = defaultdict(list)
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.2)
 
 
 class _Registered:
