@@ -125,7 +125,7 @@ def _encode_fallback(value: Any) -> Any:
 _ENCODER = msgspec.json.Encoder(enc_hook=_encode_fallback)
 
 
-class JsonLinesFileSink(fileio.FileSink):
+class JsonLinesFileSink:
     """Writes record dicts as JSON Lines; bytes become base64.
 
     `chunk` encodes a block's records at once, so that what waits for the file is bytes.
@@ -133,9 +133,6 @@ class JsonLinesFileSink(fileio.FileSink):
 
     def open(self, fh: Any) -> None:
         self._fh = fh
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(_ENCODER.encode(record) + b"\n")
 
     def chunk(self, records: list[Any]) -> Any:
         """What is held of ``records`` until they are written (`write_chunks`): their lines."""
@@ -154,9 +151,6 @@ class PayloadLinesFileSink(JsonLinesFileSink):
 
     What a file source reads back as the same messages (files keep no attributes).
     """
-
-    def write(self, record: Any) -> None:
-        self._fh.write(record + b"\n")
 
     def chunk(self, records: list[Any]) -> Any:
         return b"".join(record + b"\n" for record in records)

@@ -15,7 +15,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io import fileio
 
 from transforms.event_time import parse_timestamp
 from transforms.schema import Field, Schema
@@ -94,7 +93,7 @@ ROW_GROUP_ROWS = 20_000
 """Rows the Parquet sink holds before it writes them as a row group."""
 
 
-class ParquetFileSink(fileio.FileSink):
+class ParquetFileSink:
     """Writes record dicts as Parquet, `ROW_GROUP_ROWS` rows at a time.
 
     With a schema, each group of rows is written as a row group as soon as it is complete.
