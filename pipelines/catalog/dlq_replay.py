@@ -35,7 +35,7 @@ Balance: ``read = written (replays + parked, or report lines) + dead_lettered + 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import apache_beam as beam
@@ -71,9 +71,7 @@ _ENDPOINT_HELP = {
     "target refuses (with their original bytes and replay attributes).",
 }
 OPTIONS = tuple(
-    Option(o.name, _ENDPOINT_HELP[o.name], required=True, regex=_ENDPOINT, group="Endpoints")
-    if o.name in _ENDPOINT_HELP
-    else o
+    replace(o, help=_ENDPOINT_HELP[o.name]) if o.name in _ENDPOINT_HELP else o
     for o in COMMON_OPTIONS
 ) + (
     Option(
@@ -83,6 +81,7 @@ OPTIONS = tuple(
         required=True,
         regex=_ENDPOINT,
         group="Endpoints",
+        sink=True,
     ),
     Option(
         "ledger",
@@ -141,6 +140,7 @@ OPTIONS = tuple(
         group=_GROUP,
         parent_name="preview",
         parent_trigger_values=("true",),
+        sink=True,
     ),
 )
 

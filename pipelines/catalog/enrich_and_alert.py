@@ -139,11 +139,13 @@ OPTIONS = (
             "file:///dir...",
             required=True,
             regex=r"[a-z][a-z0-9+.-]*://.*",
+            sink=True,
         ),
         Option(
             "route_sinks",
             "Space-separated NAME=URI pairs sending a rule's alerts to their own sink instead.",
             default="",
+            sink=True,
         ),
         Option(
             "burst_count",

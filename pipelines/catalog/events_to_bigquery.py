@@ -41,6 +41,7 @@ COUNTS_OPTIONS = option_group(
         "counts_sink",
         "Optional sink for event counts per window and group, e.g. bigquery://P:D.T_counts.",
         default="",
+        sink=True,
     ),
     duration_option(
         "counts_window", "Length of the count windows (tumbling), e.g. 60s or 5m.", "60s"

@@ -47,6 +47,7 @@ OPTIONS = (
         "gets the run's balance each second; see python -m pipelines dashboard).",
         default="",
         group="Endpoints",
+        sink=True,
     ),
     Option(
         "console",
@@ -61,6 +62,7 @@ OPTIONS = (
         "Optional sink keeping every pane, e.g. bigquery://P:D.T or file:///dir.",
         default="",
         group="Endpoints",
+        sink=True,
     ),
 )
 

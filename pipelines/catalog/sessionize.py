@@ -78,6 +78,7 @@ _DEAD_LETTER = Option(
     default="",
     regex=r"([a-z][a-z0-9+.-]*://.*)?",
     group="Endpoints",
+    sink=True,
 )
 
 

@@ -32,12 +32,8 @@ def _delivery_lines() -> list[str]:
 
 
 def _sink_options(spec: PipelineSpec) -> list[str]:
-    """The options of ``spec`` that take sink URIs (``sink``, ``dead_letter``, ``*_sink(s)``)."""
-    return [
-        option.name
-        for option in spec.options
-        if option.name in ("sink", "dead_letter") or option.name.endswith(("_sink", "_sinks"))
-    ]
+    """The options of ``spec`` declared to take sink URIs (`Option.sink`)."""
+    return [option.name for option in spec.options if option.sink]
 
 
 def _bigquery_writes(spec: PipelineSpec) -> dict[str, Any]:

@@ -76,6 +76,8 @@ class Option:
             the parent has one of ``parent_trigger_values``.
         parent_trigger_values: the parent values that enable this option; empty: any
             non-empty value.
+        sink: the value names where records are written: a sink URI (``bigquery://P:D.T``),
+            or ``NAME=URI`` pairs of them; ``describe`` lists such options among the sinks.
 
     """
 
@@ -91,6 +93,7 @@ class Option:
     label: str = ""
     parent_name: str | None = None
     parent_trigger_values: tuple[str, ...] = ()
+    sink: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -195,6 +198,7 @@ COMMON_OPTIONS = (
         required=True,
         regex=r"[a-z][a-z0-9+.-]*://.*",
         group="Endpoints",
+        sink=True,
     ),
     Option(
         "dead_letter",
@@ -202,6 +206,7 @@ COMMON_OPTIONS = (
         required=True,
         regex=r"[a-z][a-z0-9+.-]*://.*",
         group="Endpoints",
+        sink=True,
     ),
     Option(
         "max_seconds",

@@ -205,6 +205,25 @@ def test_describe_says_which_bigquery_write_modes_run_where(
     assert lines[at + 1].split(":")[0].strip() == writes["modes"][0]["parameters"]
 
 
+@pytest.mark.parametrize(
+    ("name", "sinks"),
+    [
+        ("metrics_to_redis", ["sink", "dead_letter", "publish", "history"]),
+        ("dlq_replay", ["sink", "dead_letter", "parked", "report"]),
+        ("enrich_and_alert", ["sink", "dead_letter", "alert_sink", "route_sinks"]),
+    ],
+)
+def test_describe_lists_every_option_declared_to_take_a_sink_uri(
+    capsys: pytest.CaptureFixture[str], name: str, sinks: list[str]
+) -> None:
+    assert main(["describe", name, "--format=json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bigquery_writes"]["options"] == sinks
+    assert main(["describe", name]) == 0
+    heading = next(line for line in capsys.readouterr().out.splitlines()
+                   if line.startswith("BigQuery writes"))  # fmt: skip
+    assert heading.endswith(f"in {', '.join('--' + sink for sink in sinks)}):")
+
+
 def test_describe_states_what_a_sink_outage_does(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["describe", "cdc_replicate"]) == 0
     lines = capsys.readouterr().out.splitlines()
