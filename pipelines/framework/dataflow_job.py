@@ -8,7 +8,9 @@ job's ``environment.sdkPipelineOptions.options.pipelineUrl``. Since runner v2 th
 
 `translate` makes both without credentials, Cloud Storage or network: Beam's ``--dry_run``
 translates the pipeline and stops before staging and submitting, and Beam's own ``Environment``
-builds the job's environment; the two files are written to a folder::
+builds the job's environment, with the environment version of the ``DataflowApplicationClient``
+the runner would make next to submit it (made offline too: ``--no_auth``); the two files are
+written to a folder::
 
     DIR/job.json       the job, as Beam would send it (pipelineUrl: "pipeline.pb")
     DIR/pipeline.pb    the translated graph
@@ -88,10 +90,11 @@ def translate(spec: PipelineSpec, argv: Sequence[str], directory: Path) -> Path:
     result: Any = pipeline.run()
     job = result.job  # a dry run's result holds the job it did not submit
     graph = job.proto_pipeline.SerializeToString()
+    client = apiclient.DataflowApplicationClient(job.options, job.root_staging_location)
     job.proto.environment = apiclient.Environment(
         packages=[],
         options=job.options,
-        environment_version=apiclient._FNAPI_ENVIRONMENT_MAJOR_VERSION,
+        environment_version=client.environment_version,
         proto_pipeline_staged_url=STAGED_GRAPH,
         proto_pipeline=job.proto_pipeline,
         pipeline_proto_hash=hashlib.sha256(graph).hexdigest(),

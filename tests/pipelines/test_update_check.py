@@ -10,6 +10,8 @@ from typing import Any
 
 import apache_beam as beam
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.dataflow.internal.apiclient import DataflowApplicationClient
 from apache_beam.transforms.userstate import BagStateSpec
 
 from pipelines.catalog import get_pipeline
@@ -130,6 +132,10 @@ def test_a_translation_is_the_streaming_job_dataflow_would_get(translated: dict[
     options = job["environment"]["sdkPipelineOptions"]["options"]
     assert (options["project"], options["region"]) == ("proj-x", "europe-west1")
     assert options["pipelineUrl"] == "pipeline.pb"
+    beam_client = DataflowApplicationClient(PipelineOptions(["--no_auth"]))
+    assert job["environment"]["version"] == {
+        "job_type": "FNAPI_STREAMING", "major": beam_client.environment_version
+    }  # fmt: skip
     graph = read_graph(translated["other"], job)
     assert {env.urn for env in graph.components.environments.values()} == {"beam:env:docker:v1"}
     steps = load(translated["other"])["steps"]
