@@ -250,6 +250,18 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
             "--source",
             "/*.jsonl",
         ),
+        (
+            (
+                "run",
+                "events_to_bigquery",
+                "--source=generator://events?count=1",
+                "--sink=file://{tmp}/out?format=parquet",
+                "--dead_letter=stdout://",
+            ),
+            2,
+            "format=parquet",
+            "--schema",
+        ),
         (_STARTS, 1, "events_to_bigquery stopped", "application-default login"),
         ((*_ENRICH, "--rules={{big: amount ==}}"), 2, "--rules", "syntax error"),
         ((*_ENRICH, "--rules=amount is None"), 2, "--rules", "mapping of name: expression"),

@@ -292,5 +292,6 @@ class FileSink(Sink):
     def _records(self) -> JsonLinesFileSink | ParquetFileSink:
         """The writer of record dicts in the sink's format."""
         if self.format == "parquet":
+            assert self.schema is not None  # refused in __init__
             return ParquetFileSink(self.schema)
         return PayloadLinesFileSink() if self.context.raw else JsonLinesFileSink()

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -94,25 +92,23 @@ ROW_GROUP_ROWS = 20_000
 
 
 class ParquetFileSink:
-    """Writes record dicts as Parquet, `ROW_GROUP_ROWS` rows at a time.
+    """Writes record dicts as Parquet row groups of a schema, `ROW_GROUP_ROWS` rows at a time.
 
-    With a schema, each group of rows is written as a row group as soon as it is complete.
-    Without one, each group is inferred as a table and kept in a temporary Arrow file; when the
-    file is closed, the groups are written as row groups of the schema that unifies theirs (a
-    column missing from a group is null there, an all-null column takes the type of the others),
-    so memory holds one group at a time either way.
+    Each group of rows is written as a row group as soon as it is complete, so memory holds one
+    group at a time. The schema is required: every file of a sink has the same columns and types
+    (the file sink refuses ``format=parquet`` without ``--schema``), so a folder of them reads as
+    one table.
     """
 
-    def __init__(self, schema: Schema | None, row_group_rows: int = ROW_GROUP_ROWS) -> None:
-        self._schema = arrow_schema(schema) if schema is not None else None
-        self._convert = _row_converter(schema.fields) if schema is not None else None
+    def __init__(self, schema: Schema, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        self._schema = arrow_schema(schema)
+        self._convert = _row_converter(schema.fields)
         self._row_group_rows = row_group_rows
 
     def open(self, fh: Any) -> None:
         self._fh = fh
         self._rows: list[dict[str, Any]] = []
         self._writer: pq.ParquetWriter | None = None
-        self._spilled: list[str] = []  # the temporary Arrow files of the groups (no schema)
 
     def chunk(self, records: list[dict[str, Any]]) -> Any:
         """What the file sink holds of ``records`` until they are written: the records."""
@@ -125,50 +121,20 @@ class ParquetFileSink:
                 self.write(record)
 
     def write(self, record: dict[str, Any]) -> None:
-        self._rows.append(self._convert(record) if self._convert is not None else record)
+        self._rows.append(self._convert(record))
         if len(self._rows) >= self._row_group_rows:
             self._write_rows()
 
     def _write_rows(self) -> None:
-        if self._schema is not None:
-            self._write_group(pa.Table.from_pylist(self._rows, schema=self._schema))
-            self._rows = []
-            return
-        # Every field of every row of the group (from_pylist would take the first row's only).
-        rows = pa.array(self._rows) if self._rows else None
-        table = pa.Table.from_struct_array(rows) if rows is not None else pa.table({})
+        table = pa.Table.from_pylist(self._rows, schema=self._schema)
         self._rows = []
-        with tempfile.NamedTemporaryFile(suffix=".arrow", delete=False) as spill:
-            self._spilled.append(spill.name)
-        with pa.OSFile(spill.name, "wb") as sink, pa.ipc.new_file(sink, table.schema) as ipc:
-            ipc.write_table(table)
-
-    def _write_group(self, table: pa.Table) -> None:
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._fh, table.schema)
+            self._writer = pq.ParquetWriter(self._fh, self._schema)
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
 
-    def _write_spilled(self) -> None:
-        """Writes the spilled groups, each made to fit the schema unifying them all."""
-        schemas = []
-        for path in self._spilled:
-            with pa.memory_map(path) as source:
-                schemas.append(pa.ipc.open_file(source).schema)
-        schema = pa.unify_schemas(schemas, promote_options="permissive")
-        for path in self._spilled:
-            with pa.memory_map(path) as source:
-                table = pa.ipc.open_file(source).read_all()
-                if not table.schema.equals(schema):
-                    table = pa.Table.from_pylist(table.to_pylist(), schema=schema)
-                self._write_group(table)
-            os.remove(path)
-        self._spilled = []
-
     def flush(self) -> None:
-        if self._rows or (self._writer is None and not self._spilled):
+        if self._rows or self._writer is None:
             self._write_rows()
-        if self._spilled:
-            self._write_spilled()
         assert self._writer is not None
         self._writer.close()
         self._writer = None

@@ -33,7 +33,7 @@ from transforms.io.base import SinkContext
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.files import FileSink, FileSource, JsonLinesFileSink, _WriteBundleFiles
 from transforms.io.lines import CHUNK_BYTES, read_lines
-from transforms.io.parquet import ROW_GROUP_ROWS, ParquetFileSink, arrow_schema
+from transforms.io.parquet import ROW_GROUP_ROWS, arrow_schema
 from transforms.io.registry import make_sink, make_source
 from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Oversize, Record
@@ -314,29 +314,6 @@ def test_parquet_sink_writes_row_groups_as_it_goes(tmp_path: Path) -> None:
     assert parquet.num_row_groups == 3
     assert parquet.metadata.num_rows == count
     assert sorted(parquet.read().column("id").to_pylist()) == list(range(count))
-
-
-def test_parquet_sink_without_schema_unifies_its_row_groups(tmp_path: Path) -> None:
-    rows = [
-        {"reason": "invalid_json", "event_timestamp": None, "n": 1},
-        {"reason": "schema", "event_timestamp": None, "n": 2},
-        {"reason": "sink_rejected", "event_timestamp": "2026-11-25T10:00:00Z", "n": 3.5},
-        {"reason": "too_large", "event_timestamp": None, "n": 4, "payload_size": 9},
-        {"reason": "schema"},
-    ]
-    sink = ParquetFileSink(None, row_group_rows=2)
-    path = tmp_path / "dead.parquet"
-    with path.open("wb") as handle:
-        sink.open(handle)
-        for row in rows:
-            sink.write(row)
-        sink.flush()
-    parquet = pq.ParquetFile(path)
-    assert parquet.num_row_groups == 3
-    names = ["reason", "event_timestamp", "n", "payload_size"]
-    expected = [{name: row.get(name) for name in names} for row in rows]
-    assert parquet.read().to_pylist() == expected
-    assert not list(tmp_path.glob("*.arrow"))
 
 
 def test_arrow_schema_types() -> None:
