@@ -30,6 +30,7 @@ from apache_beam.pvalue import TaggedOutput
 from transforms import metrics
 from transforms.blocks import Block
 from transforms.dead_letter import (
+    DEAD_LETTER_SCHEMA,
     FAILED,
     REPLAY_ATTRIBUTES,
     REPLAY_COUNT,
@@ -40,9 +41,11 @@ from transforms.dead_letter import (
 )
 from transforms.errors import BadTimestamp, RecordError
 from transforms.event_time import parse_timestamp
+from transforms.expression_kinds import FieldKind, check_kinds
 from transforms.expressions import Expression
 from transforms.message import Message, Origin, Record
 from transforms.metrics import DROPPED, ReasonCounters
+from transforms.schema import Field
 
 __all__ = [
     "FILTERED",
@@ -54,6 +57,7 @@ __all__ = [
     "PlanReplays",
     "SelectDeadLetters",
     "Selection",
+    "WHERE_KINDS",
     "dead_letter_id",
     "decode",
     "park_reason",
@@ -66,6 +70,26 @@ PARK = "park"
 PARKED = metrics.PARKED
 PARK_MAX_REPLAYS = "max_replays"
 PARK_TRUNCATED = "truncated"
+# The kinds of the JSON values of a dead letter's fields (timestamps are RFC 3339 text).
+_JSON_KINDS = {"INTEGER": "number", "BOOLEAN": "bool", "STRING": "text", "TIMESTAMP": "text"}
+
+
+def _kinds(fields: tuple[Field, ...], prefix: str = "") -> dict[str, FieldKind]:
+    kinds = {}
+    for item in fields:
+        path = prefix + item.name
+        if item.mode == "REPEATED":
+            kinds[path] = FieldKind("list", f"REPEATED {item.type}")
+        elif item.type == "RECORD":
+            kinds[path] = FieldKind("object", "RECORD")
+            kinds.update(_kinds(item.fields, path + "."))
+        elif item.type in _JSON_KINDS:
+            kinds[path] = FieldKind(_JSON_KINDS[item.type], item.type)
+    return kinds
+
+
+WHERE_KINDS = _kinds(DEAD_LETTER_SCHEMA.fields)
+"""The kinds of the fields a `Selection`'s ``where`` reads: ``{"retry_count": number...}``."""
 
 
 class NotADeadLetter(RecordError):
@@ -169,7 +193,9 @@ class Selection:
         since: the earliest error time, epoch seconds (inclusive).
         until: the latest error time, epoch seconds (exclusive).
         where: an expression over the dead letter's fields (`transforms.expressions`), e.g.
-            ``retry_count < 2 and source.topic == "orders"``; its payload is not a field.
+            ``retry_count < 2 and source.topic == "orders"``; its payload is not a field. One
+            comparing a field with a value of another kind (``retry_count < 'a'``) would keep
+            nothing: it is refused (`ExpressionError`, `transforms.expression_kinds`).
     """
 
     reasons: frozenset[str] = frozenset()
@@ -182,6 +208,8 @@ class Selection:
     def __post_init__(self) -> None:
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValueError("the time range is empty: the start must come before the end")
+        if self.where is not None:
+            check_kinds(self.where.text, WHERE_KINDS)
 
     def __call__(self, letter: Mapping[str, Any]) -> bool:
         """Whether ``letter`` (decoded) is selected; raises `RecordError` from ``where``."""

@@ -111,7 +111,8 @@ OPTIONS = tuple(
     Option(
         "where",
         "An expression over the dead letter's fields, e.g. retry_count < 2 and "
-        "source.topic == 'orders' (empty: all).",
+        "source.topic == 'orders' (empty: all); comparing a field with a value of another kind "
+        "is refused.",
         default="",
         group=_GROUP,
     ),

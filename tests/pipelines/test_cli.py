@@ -268,6 +268,7 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         (_REPLAY, 2, "--ledger", "redis://HOST:PORT/DB"),
         ((*_REPLAY, "--ledger=none", "--where=reason =="), 2, "--where", "syntax error"),
         ((*_REPLAY, "--ledger=none", "--since=yesterday"), 2, "--since", "RFC 3339"),
+        ((*_REPLAY, "--ledger=none", "--where=retry_count < 'a'"), 2, "--where", "is INTEGER"),
         (
             ("run", "dlq_replay", *_PUBSUB, "--parked=stdout://", "--preview=true"),
             2,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
 from pipelines.catalog import get_pipeline
 from pipelines.devtools.services.specs import BIGQUERY_PROJECT
+from pipelines.framework.options import OptionError
 from pipelines.framework.run import RunReport, run_pipeline
 from tests.pipelines.live_bigquery import rows, run_live
 from transforms.dead_letter import REPLAY_COUNT, REPLAY_ID, REPLAY_OF
@@ -51,6 +54,7 @@ class Scenario:
     dead_before: list[dict[str, Any]]
     dry_run: RunReport
     report_lines: list[dict[str, Any]]
+    picked: RunReport
     replay: RunReport
     fixed_run: dict[str, int]
     events: list[dict[str, Any]]
@@ -101,6 +105,8 @@ def scenario(pubsub_emulator: Any, bigquery_emulator: Any, redis_server: Any,
                                             f"--report=file://{report}"])  # fmt: skip
         found.report_lines = [json.loads(line) for path in report.glob("*.jsonl")
                               for line in path.read_text().splitlines()]  # fmt: skip
+        where = "--where=retry_count < 1 and reason == 'schema'"
+        found.picked = run_pipeline(spec, [*replay, "--preview=true", f"--ledger={ledger}", where])
         found.replay = run_pipeline(spec, [*replay, f"--ledger={ledger}"])
 
         # The fix: undeclared fields are dropped instead of refused.
@@ -150,6 +156,33 @@ def test_a_dry_run_counts_by_reason_lists_what_it_would_send_and_sends_nothing(
     assert all(line["attributes"][REPLAY_COUNT] == "1" for line in lines)
     # It claimed nothing: the real run that follows sends all three.
     assert scenario.replay.count("written") == 3
+
+
+def test_a_where_picks_dead_letters_by_their_fields(scenario: Scenario) -> None:
+    report = scenario.picked
+    assert report.balanced
+    assert report.count("would_replay.schema") == 2
+    assert report.count("would_replay.invalid_json") == 0
+    assert report.count("dropped.filtered") == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "refusal"),
+    [
+        ("retry_count < 'a'", "retry_count is INTEGER and 'a' is text"),
+        ("source.partition == '3' or reason == 'schema'", "source.partition is INTEGER"),
+        ("reason in (1, 2)", "reason is STRING and 1 is number"),
+        ("payload_truncated == 1", "payload_truncated is BOOLEAN"),
+    ],
+)
+def test_a_where_comparing_a_field_with_a_value_of_another_kind_is_refused_before_the_run(
+    tmp_path: Path, where: str, refusal: str
+) -> None:
+    (tmp_path / "dlq.jsonl").write_text("{}\n")
+    argv = [f"--source=file://{tmp_path}/dlq.jsonl", "--sink=stdout://", "--dead_letter=stdout://",
+            "--parked=stdout://", "--ledger=none", f"--where={where}"]  # fmt: skip
+    with pytest.raises(OptionError, match=f"^--where: .*{re.escape(refusal)}.* never holds"):
+        run_pipeline(get_pipeline("dlq_replay"), argv)
 
 
 def test_replayed_records_land_once_after_the_fix(scenario: Scenario) -> None:
