@@ -125,8 +125,8 @@ class WriteToEndpoint(beam.PTransform):
         )
         if dead_letters:
             self._writer: Any = DeadLetterWriter(dead_letter_sink(uri, pipeline))
-        else:  # validated now; built with the rows' schema when applied
-            make_sink(uri, self._context)
+        elif self._schema is not None:  # validated now; else with the rows' schema when applied
+            make_sink(uri, replace(self._context, schema=self._schema))
 
     def expand(self, rows: beam.PCollection) -> Any:
         if self._dead_letters:

@@ -53,6 +53,10 @@ _SCALARS: dict[str, Any] = {
 # Types whose parsed JSON values vary (a TIMESTAMP is text or an epoch number...); the values a
 # step makes (window bounds, dead letters) are text and bytes.
 _DERIVED = {"TIMESTAMP": str, "BYTES": bytes}
+# The field option of a row type naming each field's declared type, which its Python type hint
+# cannot tell (a TIMESTAMP or a DATE held as text, a NUMERIC as any value), so that a sink
+# creating a table from the rows' types (`RowShape.of`) gives the column its declared type.
+TYPE_OPTION = "bigquery_type"
 
 
 def _python_type(field: Field, derived: bool) -> Any:
@@ -69,12 +73,22 @@ def _python_type(field: Field, derived: bool) -> Any:
     return typing.Optional[kind]  # noqa: UP045
 
 
-def _row_type(fields: Sequence[Field], derived: bool) -> RowTypeConstraint:
-    return RowTypeConstraint.from_fields([(f.name, _python_type(f, derived)) for f in fields])
+def _row_type(
+    fields: Sequence[Field], derived: bool, extra: Sequence[tuple[str, Any]] = ()
+) -> RowTypeConstraint:
+    """The row type of ``fields`` (then ``extra``), each field's declared type an option."""
+    return RowTypeConstraint.from_fields(
+        [(f.name, _python_type(f, derived)) for f in fields] + list(extra),
+        field_options={f.name: [(TYPE_OPTION, f.type)] for f in fields},
+    )
 
 
-def _field_of(name: str, hint: Any) -> Field:
-    """The suite field of a Row field's type hint (what a schema-less value maps to: JSON)."""
+def _field_of(name: str, hint: Any, options: Sequence[tuple[str, Any]] = ()) -> Field:
+    """The suite field of a Row field's type hint and options (schema-less values: JSON).
+
+    The type is the declared one (`TYPE_OPTION`) when the row type gives it.
+    """
+    declared = dict(options).get(TYPE_OPTION)
     mode = "REQUIRED"
     if typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint):
         mode = "NULLABLE"
@@ -82,11 +96,15 @@ def _field_of(name: str, hint: Any) -> Field:
     if typing.get_origin(hint) in (list, Sequence, typing.Sequence) or (
         hasattr(hint, "inner_type") and not isinstance(hint, RowTypeConstraint)
     ):
-        inner = _field_of(name, getattr(hint, "inner_type", None) or typing.get_args(hint)[0])
+        item = getattr(hint, "inner_type", None) or typing.get_args(hint)[0]
+        inner = _field_of(name, item, options)
         return Field(name, inner.type, "REPEATED", inner.fields)
     if isinstance(hint, RowTypeConstraint):
-        return Field(name, "RECORD", mode, tuple(_field_of(n, t) for n, t in hint._fields))
+        fields = tuple(_field_of(n, t, hint.field_options(n)) for n, t in hint._fields)
+        return Field(name, "RECORD", mode, fields)
     kinds = {str: "STRING", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN", bytes: "BYTES"}
+    if isinstance(declared, str) and declared != "RECORD":
+        return Field(name, declared, mode if hint in kinds else "NULLABLE")
     return Field(name, kinds.get(hint, "JSON"), mode if hint in kinds else "NULLABLE")
 
 
@@ -206,7 +224,8 @@ class RowShape:
         origin = len(fields) < len(element_type._fields)
         if not fields:
             return cls(None, origin)
-        return cls(Schema(tuple(_field_of(n, t) for n, t in fields)), origin)
+        typed = (_field_of(n, t, element_type.field_options(n)) for n, t in fields)
+        return cls(Schema(tuple(typed)), origin)
 
     def with_fields(self, schema: Schema | None, derived: bool = True) -> RowShape:
         """The same origin with other fields (typed rows of an unknown origin may carry one)."""
@@ -217,10 +236,8 @@ class RowShape:
         """The rows' type hint (``Any`` without a schema)."""
         if self.schema is None:
             return Any
-        fields = [(f.name, _python_type(f, self.derived)) for f in self.schema.fields]
-        if self.origin:
-            fields.append((MESSAGE_ORIGIN, typing.Optional[MESSAGE_TYPE]))  # noqa: UP045
-        return RowTypeConstraint.from_fields(fields)
+        origin = [(MESSAGE_ORIGIN, typing.Optional[MESSAGE_TYPE])] if self.origin else []  # noqa: UP045
+        return _row_type(self.schema.fields, self.derived, origin)
 
     def row(self, record: Record) -> beam.Row:
         """The row of a record."""

@@ -27,7 +27,7 @@ from apache_beam.yaml import yaml_provider, yaml_transform
 from apache_beam.yaml.yaml_transform import SafeLineLoader, YamlTransform
 
 from pipelines.catalog import get_pipeline
-from pipelines.devtools.services.specs import ServiceSpec
+from pipelines.devtools.services.specs import BIGQUERY_PROJECT, ServiceSpec
 from pipelines.framework.options import parse_options
 from pipelines.yaml_provider import PROVIDERS
 from tests.pipelines.yaml_inputs import (
@@ -39,6 +39,7 @@ from tests.pipelines.yaml_inputs import (
     hostile_pipeline,
     transactions,
 )
+from transforms.io.bigquery.client import make_client
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ("events_to_bigquery", "metrics_to_redis", "enrich_and_alert", "sessionize",
@@ -343,6 +344,36 @@ def test_dead_letters_of_the_yaml_pipelines_carry_the_original_bytes_and_origin(
     assert (keyless["step"], keyless["pipeline"]) == ("fields", "enrich_and_alert")
     assert base64.b64decode(keyless["payload_bytes"]) == lines[5]
     assert keyless["source"]["line"] == 6
+
+
+def test_the_yaml_counts_sink_creates_its_bigquery_table_with_timestamp_window_bounds(
+    tmp_path: Path, bigquery_emulator: ServiceSpec, unique_name: str
+) -> None:
+    """The counts rows of the template have no schema option: the sink takes the rows' types."""
+    (tmp_path / "events.jsonl").write_bytes(b"\n".join(events()) + b"\n")
+    table = f"{BIGQUERY_PROJECT}.{unique_name}.counts"
+    counts = (
+        f"bigquery://{BIGQUERY_PROJECT}:{unique_name}.counts?endpoint={bigquery_emulator.endpoint}"
+    )
+    variables = {**_arguments("events_to_bigquery", tmp_path),
+                 **_outputs(tmp_path, "events_to_bigquery"), "counts_sink": counts}  # fmt: skip
+    client = make_client(BIGQUERY_PROJECT, bigquery_emulator.endpoint)
+    try:
+        pipeline = beam.Pipeline()
+        _ = pipeline | yaml_template("events_to_bigquery", variables)
+        pipeline.run().wait_until_finish()
+        types = {field.name: field.field_type for field in client.get_table(table).schema}
+        rows = list(client.query(f"SELECT * FROM `{table}`").result())
+    finally:
+        client.delete_dataset(f"{BIGQUERY_PROJECT}.{unique_name}", delete_contents=True,
+                              not_found_ok=True)  # fmt: skip
+        client.close()
+    assert types["window_start"] == types["window_end"] == "TIMESTAMP"
+    assert (types["endpoint"], types["events"], types["timing"]) == ("STRING", "INTEGER", "STRING")
+    out = tmp_path / "events_to_bigquery" / "out"
+    written = [json.loads(line) for path in out.glob("*.jsonl") for line in path.open()]
+    assert sum(row["events"] for row in rows) == len(written)
+    assert all(row["window_start"].tzinfo is not None for row in rows)
 
 
 def test_the_tests_section_of_a_template_runs_through_beam_yaml(tmp_path: Path) -> None:
