@@ -2,18 +2,24 @@
 
 Dataflow updates a running job (``template launch --update``) only when the new graph maps onto
 the old one: every step of the old job is found in the new graph by name (or through a transform
-name mapping), the elements in flight and in state keep their encoding, and a step that holds
-state or timers keeps them. `summarize` reads a pipeline's graph (Beam's runner API proto: the
-graph Dataflow receives, or ``pipeline.to_runner_api()``) into a small JSON document, one entry
-per primitive step::
+name mapping), the elements in flight and in state keep their encoding, a step that holds
+state or timers keeps them, and a step that keeps elements or state per window (a GroupByKey, a
+ParDo with state or timers) keeps the windows of its input (its windowing strategy's window
+function: their kind, size, period, gap). `summarize` reads a pipeline's graph (Beam's runner API
+proto: the graph Dataflow receives, or ``pipeline.to_runner_api()``) into a small JSON document,
+one entry per primitive step, ``windows`` null for a step that keeps nothing per window::
 
-    {"steps": {"Write/Publish": {"outputs": ["beam:coder:bytes:v1"], "state": []},
-               "Dedup/Keep first": {"outputs": ["..."], "state": ["seen"]}}}
+    {"steps": {"Write/Publish": {"outputs": ["beam:coder:bytes:v1"], "state": [],
+                                 "windows": null},
+               "Dedup/Keep first": {"outputs": ["..."], "state": ["seen"], "windows": "global"},
+               "Counts/Group": {"outputs": ["..."], "state": [], "windows": "fixed(size=60s)"}}}
 
 `compare` lists what breaks the update, e.g. ``step 'Parse' is gone: map it with
---transform_name_mappings Parse=NEW`` or ``step 'Write' changes its output coder``; an empty list
-means compatible. A mapping maps a name and every step inside it (``Write=Write rows`` maps
-``Write/Files`` to ``Write rows/Files``), as Dataflow maps name prefixes.
+--transform_name_mappings Parse=NEW``, ``step 'Write' changes its output coder`` or ``step
+'Counts/Group' changes its windows: fixed(size=60s) -> fixed(size=300s)``; an empty list means
+compatible (a summary without ``windows``, from an older version, is not checked for them). A
+mapping maps a name and every step inside it (``Write=Write rows`` maps ``Write/Files`` to
+``Write rows/Files``), as Dataflow maps name prefixes.
 
 Run it in CI on the deployed version and the new one, each translated as Dataflow translates it
 (`pipelines.framework.dataflow_job`: offline, no credentials), or on summaries::
@@ -33,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from apache_beam.portability import common_urns
-from apache_beam.portability.api import beam_runner_api_pb2
+from apache_beam.portability.api import beam_runner_api_pb2, standard_window_fns_pb2
 
 from pipelines.framework.dataflow_job import read_graph
 from pipelines.framework.options import OptionError
@@ -41,6 +47,14 @@ from pipelines.framework.options import OptionError
 __all__ = ["compare", "load", "main", "summarize"]
 
 _PARDO = common_urns.primitives.PAR_DO.urn
+_GROUP_BY_KEY = common_urns.primitives.GROUP_BY_KEY.urn
+# The window functions Beam defines: their name in a summary, and their payload's type.
+_WINDOW_FNS: dict[str, tuple[str, Any]] = {
+    common_urns.global_windows.urn: ("global", None),
+    common_urns.fixed_windows.urn: ("fixed", standard_window_fns_pb2.FixedWindowsPayload),
+    common_urns.sliding_windows.urn: ("sliding", standard_window_fns_pb2.SlidingWindowsPayload),
+    common_urns.session_windows.urn: ("sessions", standard_window_fns_pb2.SessionWindowsPayload),
+}
 
 
 def _coder(coders: Mapping[str, Any], coder_id: str) -> str:
@@ -60,6 +74,43 @@ def _state(transform: Any) -> list[str]:
     return sorted([*payload.state_specs, *payload.timer_family_specs])
 
 
+def _window_fn(spec: Any) -> str:
+    """A window function as text.
+
+    ``fixed(size=60s)``, ``sliding(size=300s, period=60s)``, ``sessions(gap_size=1800s)``,
+    ``global``; another one is its URN and a hash of its payload.
+    """
+    name, payload_type = _WINDOW_FNS.get(spec.urn, (None, None))
+    if name is None:
+        return f"{spec.urn}#{hashlib.sha256(spec.payload).hexdigest()[:12]}"
+    if payload_type is None:
+        return name
+    payload = payload_type.FromString(spec.payload)
+    parts = []
+    for field in payload.DESCRIPTOR.fields:
+        value = getattr(payload, field.name)
+        seconds = value.seconds + value.nanos / 1e9
+        if field.name != "offset" or seconds:
+            parts.append(f"{field.name}={seconds:g}s")
+    return f"{name}({', '.join(parts)})"
+
+
+def _windows(components: Any, transform: Any) -> str | None:
+    """The window function of the main input of a step that keeps elements or state per window.
+
+    That is a GroupByKey or a ParDo with state or timers; None for another step.
+    """
+    if transform.spec.urn == _PARDO and _state(transform):
+        side = beam_runner_api_pb2.ParDoPayload.FromString(transform.spec.payload).side_inputs
+    elif transform.spec.urn == _GROUP_BY_KEY:
+        side = {}
+    else:
+        return None
+    (pcoll,) = [pcoll for tag, pcoll in transform.inputs.items() if tag not in side]
+    strategy_id = components.pcollections[pcoll].windowing_strategy_id
+    return _window_fn(components.windowing_strategies[strategy_id].window_fn)
+
+
 def summarize(proto: beam_runner_api_pb2.Pipeline) -> dict[str, Any]:
     """Returns the summary of a pipeline graph (see the module): its primitive steps by name."""
     components = proto.components
@@ -71,7 +122,11 @@ def summarize(proto: beam_runner_api_pb2.Pipeline) -> dict[str, Any]:
             _coder(components.coders, components.pcollections[pcoll].coder_id)
             for _, pcoll in sorted(transform.outputs.items())
         ]
-        steps[transform.unique_name] = {"outputs": outputs, "state": _state(transform)}
+        steps[transform.unique_name] = {
+            "outputs": outputs,
+            "state": _state(transform),
+            "windows": _windows(components, transform),
+        }
     return {"steps": dict(sorted(steps.items()))}
 
 
@@ -155,6 +210,9 @@ def compare(
         if found["state"] != step["state"]:
             problems.append(f"step {name!r} changes its state: {step['state']} -> "
                             f"{found['state']}")  # fmt: skip
+        if "windows" in step and "windows" in found and found["windows"] != step["windows"]:
+            problems.append(f"step {name!r} changes its windows: {step['windows']} -> "
+                            f"{found['windows']} (what it keeps is kept per window)")  # fmt: skip
     return problems
 
 

@@ -12,6 +12,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.dataflow.internal.apiclient import DataflowApplicationClient
+from apache_beam.transforms import window
 from apache_beam.transforms.userstate import BagStateSpec
 
 from pipelines.catalog import get_pipeline
@@ -103,9 +104,9 @@ def _recoded(pipeline: beam.Pipeline, config: Any) -> None:
 
 @pytest.fixture(scope="module")
 def translated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The job files of four versions: deployed; the same code with other endpoints and
+    """The job files of six versions: deployed; the same code with other endpoints and
     per-window counts (a stateful step), through the command line; the write renamed; the
-    write's input recoded."""
+    write's input recoded; counts in windows of 60s and of 5m."""
     root = tmp_path_factory.mktemp("dataflow")
     spec = get_pipeline("events_to_bigquery")
 
@@ -123,6 +124,10 @@ def translated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
            "--project=proj-x", "--region=europe-west1"]  # fmt: skip
     assert main(cli) == 0
     jobs["other"] = root / "other" / "job.json"
+    counts = [*argv(2), f"--counts_sink=file://{root}/counts"]
+    for size in ("60s", "5m"):
+        jobs[f"counts {size}"] = translate(spec, [*counts, f"--counts_window={size}"],
+                                           root / f"counts-{size}")  # fmt: skip
     return jobs
 
 
@@ -173,6 +178,36 @@ def test_a_changed_coder_is_refused(translated: dict[str, Path]) -> None:
     assert problems
     assert all("changes its output coder" in problem for problem in problems)
     assert any(problem.startswith("step 'Write/Count/") for problem in problems)
+
+
+def test_changed_windows_are_refused(translated: dict[str, Path]) -> None:
+    minute, five = load(translated["counts 60s"]), load(translated["counts 5m"])
+    grouped = minute["steps"]["Counts/Aggregate/GroupByKey"]
+    assert grouped["windows"] == "fixed(size=60s)"
+    assert compare(minute, five) == [
+        "step 'Counts/Aggregate/GroupByKey' changes its windows: fixed(size=60s) -> "
+        "fixed(size=300s) (what it keeps is kept per window)"
+    ]
+    # A step that keeps nothing per window has none; a summary of an older version, no field.
+    assert minute["steps"]["Write/Files"]["windows"] is None
+    older = {"steps": {name: {k: v for k, v in step.items() if k != "windows"}
+                       for name, step in minute["steps"].items()}}  # fmt: skip
+    assert compare(older, five) == []
+
+
+def test_a_summary_names_the_windows_of_beams_window_functions() -> None:
+    shown = {}
+    for label, window_fn in {"fixed": window.FixedWindows(60, 10),
+                             "sliding": window.SlidingWindows(300, 60),
+                             "sessions": window.Sessions(1800),
+                             "global": window.GlobalWindows()}.items():  # fmt: skip
+        pipeline = beam.Pipeline()
+        _ = (pipeline | beam.Create([("k", 1)]) | beam.WindowInto(window_fn)
+             | f"Group {label}" >> beam.GroupByKey())  # fmt: skip
+        shown[label] = summarize(pipeline.to_runner_api())["steps"][f"Group {label}"]["windows"]
+    assert shown == {"fixed": "fixed(size=60s, offset=10s)",
+                     "sliding": "sliding(size=300s, period=60s)",
+                     "sessions": "sessions(gap_size=1800s)", "global": "global"}  # fmt: skip
 
 
 def test_the_command_line_compares_job_files(
