@@ -30,9 +30,10 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any
+
+import msgspec
 
 __all__ = [
     "OPS",
@@ -213,9 +214,12 @@ def key_id(table: str, key: dict[str, Any]) -> str:
     return f"{table}|{key_text(key)}"
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(msgspec.Struct, frozen=True, gc=False):
     """A normalized change (see the module docstring for the dict form).
+
+    A frozen msgspec ``Struct`` that the cyclic garbage collector does not track (it holds
+    only its fields, which never refer back to it): made once per change read, it costs a
+    fifth of a frozen dataclass.
 
     Attributes:
         table: the schema-qualified source table.
@@ -244,7 +248,7 @@ class Change:
         if self.op != "truncate" and not self.key:
             raise ValueError("an upsert or delete needs its primary key")
         if not is_canonical(self.key):
-            object.__setattr__(self, "key", canonical_key(self.key))
+            msgspec.structs.force_setattr(self, "key", canonical_key(self.key))
         check_sequence(self.sequence)
 
     def to_dict(self) -> dict[str, Any]:
