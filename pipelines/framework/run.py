@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
 from transforms.io.runners import DIRECT, check_runner
 from transforms.metrics import counter_totals
 
-__all__ = ["RunReport", "Stopped", "build_pipeline", "run_pipeline"]
+__all__ = ["RunReport", "Stopped", "build_pipeline", "frozen_heap", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,28 @@ def _wait(result: Any, source: Any, max_seconds: float, balance: BalanceLog) -> 
     log.warning("stopping the pipeline: waiting for its sources to let go")
     result.cancel()
     return stopped_by
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Leaves what is alive when a local run starts out of the collector's full collections.
+
+    Python's cyclic garbage collector runs a full collection whenever enough objects have
+    outlived its young generations, and each one walks every tracked object: the modules,
+    Beam's and the graph's (about 260,000). A step that holds a block of records while it
+    makes the next (most of them) lets its records outlive those generations, so a CDC run of
+    100,000 changes ran 10 full collections, 1-1.5 s of a 4 s run. Inside this block those
+    objects sit in the permanent generation (``gc.freeze``), so a full collection walks only
+    what the run made (0.15 s for the same 10); on leaving, ``gc.unfreeze`` gives them back.
+
+    A process-wide setting, so it is an explicit step of `run_pipeline` (the command line's
+    run) for runs in this process; the SDK harness of a managed runner is another process.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _check_paths(config: Any) -> None:
@@ -235,7 +258,7 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str], wait: bool = False) ->
     console_sink = any(io.endpoint.scheme == "console" for io in _ios(config))
     progress = show_progress(config, spec.delivered, _runner_name(pipeline), console_sink)
     listener = spec.watch(config) if spec.watch is not None else None
-    with _stop_on_sigterm(), live_direct_runner(), progress as attach:
+    with _stop_on_sigterm(), live_direct_runner(), frozen_heap(), progress as attach:
         result = pipeline.run()
         attach(result)
         with watching(lambda: _report(spec, config, result), listener):
