@@ -166,20 +166,21 @@ def _plain_key_text(key: dict[str, Any]) -> str | None:
     Returns ``None`` for any other key, which `json.dumps` then writes (the same text it would
     write for these keys: ASCII-escaped strings, integers in decimal, columns sorted).
     """
-    pairs = []
+    pairs = []  # (column, its text in the key's JSON): sorted by the column, as json.dumps does
     for column, value in key.items():
         if type(column) is not str:
             return None
         if type(value) is int:
-            pairs.append((column, str(value)))
+            text = str(value)
         elif type(value) is str and not (value[:1].isdigit() or value[:1] == "-"):
-            pairs.append((column, encode_basestring_ascii(value)))
+            text = encode_basestring_ascii(value)
         else:
             return None  # a number-like string or another kind: canonical form first
-    if len(pairs) > 1:
-        pairs.sort()
-    parts = [f"{encode_basestring_ascii(column)}:{text}" for column, text in pairs]
-    return "{" + ",".join(parts) + "}"
+        pairs.append((column, f"{encode_basestring_ascii(column)}:{text}"))
+    if len(pairs) == 1:
+        return "{" + pairs[0][1] + "}"
+    pairs.sort()
+    return "{" + ",".join(pair for _, pair in pairs) + "}"
 
 
 def _json_key_text(key: Mapping[str, Any]) -> str:
