@@ -14,6 +14,7 @@ jobs read their generated file that way, every variant alike:
 The suite's variants are configured as the command line configures a pipeline that reads a
 Pub/Sub subscription (`stream_config`), with that source then replaced by one of these, and run
 by `run_graph`, which checks that the run balances (read = delivered + dead-lettered + dropped).
+`floor` is the least any suite graph pays for a stream: the messages, `Batch` and a no-op.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from bench.data import START
+from bench.jobs.common import Variant
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.options import parse_options
-from pipelines.framework.run import RunReport
+from pipelines.framework.run import RunReport, run_collector
 from transforms.blocks import Batch
 from transforms.event_time import format_timestamp, parse_timestamp
 from transforms.io.base import Source
@@ -177,6 +179,26 @@ def streaming_pipeline() -> beam.Pipeline:
     return beam.Pipeline(options=PipelineOptions(flags=[], streaming=True))
 
 
+def floor(
+    time_of: TimeOf,
+    source: type[MessageSource | StreamedMessages] = MessageSource,
+    make: Callable[[], beam.Pipeline] = fnapi_pipeline,
+) -> Variant:
+    """The ``floor`` variant: the messages -> `Batch` -> ``Map(len)``, and nothing else.
+
+    Every suite graph of a stream starts so (`stream_config`), so its rate is the ceiling of
+    any suite variant of the job; ``floor / naive_beam`` is the best ratio the suite can reach.
+    """
+
+    def run(path: Path, out: Path) -> int:
+        with make() as pipeline:
+            blocks = pipeline | source(path, time_of) | "Blocks" >> Batch()
+            _ = blocks | "No-op" >> beam.Map(len)
+        return -1
+
+    return run
+
+
 def stream_config(spec: PipelineSpec, args: list[str], source: Source) -> Any:
     """The config ``spec`` builds from ``args`` for a Pub/Sub subscription, reading ``source``.
 
@@ -208,8 +230,9 @@ def run_graph(
         The run's report (counters as for ``spec``: its ``delivered`` and ``splits``).
     """
     graph(pipeline, config)
-    result = pipeline.run()
-    result.wait_until_finish()
+    with run_collector():  # as `pipelines.framework.run.run_pipeline` runs it
+        result = pipeline.run()
+        result.wait_until_finish()
     report = RunReport(spec.name, str(result.state), counter_totals(result.metrics()),
                        delivered=spec.delivered, splits=spec.splits)  # fmt: skip
     assert report.balanced, report.render()

@@ -28,6 +28,7 @@ from bench.jobs.messages import (
     MessageSource,
     change_time,
     decode,
+    floor,
     fnapi_pipeline,
     run_graph,
     stream_config,
@@ -80,6 +81,11 @@ def _naive(path: Path, out: Path) -> int:
 
 JOB = Job(
     cdc_apply.JOB.data,
-    {**loops(cdc_apply._cdc_loop), "naive_beam": _naive, "suite": _suite},
+    {
+        **loops(cdc_apply._cdc_loop),
+        "naive_beam": _naive,
+        "floor": floor(change_time),
+        "suite": _suite,
+    },
     keys=cdc_apply.CDC_KEYS,
 )

@@ -27,6 +27,7 @@ from bench.jobs.messages import (
     MessageSource,
     decode,
     event_time,
+    floor,
     fnapi_pipeline,
     run_graph,
     stream_config,
@@ -67,4 +68,12 @@ def _naive(path: Path, out: Path) -> int:
     return -1
 
 
-JOB = Job(enrich.JOB.data, {**loops(enrich._enrich_loop), "naive_beam": _naive, "suite": _suite})
+JOB = Job(
+    enrich.JOB.data,
+    {
+        **loops(enrich._enrich_loop),
+        "naive_beam": _naive,
+        "floor": floor(event_time),
+        "suite": _suite,
+    },
+)

@@ -24,7 +24,14 @@ import apache_beam as beam
 
 from bench.jobs import parse_dlq
 from bench.jobs.common import EVENTS_SCHEMA, Job, loops, sink_args
-from bench.jobs.messages import MessageSource, event_time, fnapi_pipeline, run_graph, stream_config
+from bench.jobs.messages import (
+    MessageSource,
+    event_time,
+    floor,
+    fnapi_pipeline,
+    run_graph,
+    stream_config,
+)
 from pipelines.catalog.events_to_bigquery import PIPELINE, EventsConfig
 from pipelines.framework.spine import Spine
 from transforms.message import Message
@@ -64,5 +71,10 @@ def _naive(path: Path, out: Path) -> int:
 
 JOB = Job(
     parse_dlq.JOB.data,
-    {**loops(parse_dlq._parse_loop), "naive_beam": _naive, "suite": _suite},
+    {
+        **loops(parse_dlq._parse_loop),
+        "naive_beam": _naive,
+        "floor": floor(event_time),
+        "suite": _suite,
+    },
 )

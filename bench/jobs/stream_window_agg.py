@@ -30,6 +30,7 @@ from bench.jobs.messages import (
     StreamedMessages,
     decode,
     event_time,
+    floor,
     fnapi_pipeline,
     run_graph,
     stream_config,
@@ -87,13 +88,19 @@ _LOOPS = loops(lambda decode, path, out: _window_loop(decode, path, out, WINDOW,
 
 JOB = Job(
     events_file,
-    {**_LOOPS, "naive_beam": _naive_fnapi, "suite": _suite(MessageSource, fnapi_pipeline)},
+    {
+        **_LOOPS,
+        "naive_beam": _naive_fnapi,
+        "floor": floor(event_time),
+        "suite": _suite(MessageSource, fnapi_pipeline),
+    },
 )
 DIRECT_JOB = Job(
     events_file,
     {
         **_LOOPS,
         "naive_beam": _naive_streaming,
+        "floor": floor(event_time, StreamedMessages, streaming_pipeline),
         "suite": _suite(StreamedMessages, streaming_pipeline),
     },
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ from transforms.io.live import BUNDLE_RUNNER, live_direct_runner
 from transforms.io.runners import DIRECT, check_runner
 from transforms.metrics import counter_totals
 
-__all__ = ["RunReport", "Stopped", "build_pipeline", "run_pipeline"]
+__all__ = ["RunReport", "Stopped", "build_pipeline", "run_collector", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,38 @@ def _wait(result: Any, source: Any, max_seconds: float, balance: BalanceLog) -> 
     log.warning("stopping the pipeline: waiting for its sources to let go")
     result.cancel()
     return stopped_by
+
+
+# The young generation's threshold during a run: a block of a thousand records (a few thousand
+# tracked objects) then dies before the collector looks at it.
+RUN_GC_THRESHOLD = 10_000
+
+
+@contextlib.contextmanager
+def run_collector() -> Iterator[None]:
+    """Sets Python's cyclic garbage collector for a run in this process, then restores it.
+
+    The collector looks at the young objects after every 700 new ones (gc's threshold) and
+    promotes those still alive; each full collection, run once enough have been promoted, walks
+    every tracked object: the modules, Beam's and the graph's (about 260,000). A step that holds
+    a block of records while it makes the next (most of them) lets its records outlive the
+    young generations, so a CDC run of 100,000 changes ran 1,450 collections, 10 of them full,
+    1-1.5 s of a 4 s run. Inside this block what was alive before the run sits in the permanent
+    generation (``gc.freeze``), so a full collection walks only what the run made, and the young
+    threshold is `RUN_GC_THRESHOLD`, so a block mostly dies young: the same run then spends
+    0.03 s in 12 collections. On leaving, ``gc.unfreeze`` and the earlier thresholds.
+
+    A process-wide setting, so it is an explicit step of `run_pipeline` (the command line's
+    run) for runs in this process; the SDK harness of a managed runner is another process.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], RUN_GC_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _check_paths(config: Any) -> None:
@@ -235,7 +268,7 @@ def run_pipeline(spec: PipelineSpec, argv: Sequence[str], wait: bool = False) ->
     console_sink = any(io.endpoint.scheme == "console" for io in _ios(config))
     progress = show_progress(config, spec.delivered, _runner_name(pipeline), console_sink)
     listener = spec.watch(config) if spec.watch is not None else None
-    with _stop_on_sigterm(), live_direct_runner(), progress as attach:
+    with _stop_on_sigterm(), live_direct_runner(), run_collector(), progress as attach:
         result = pipeline.run()
         attach(result)
         with watching(lambda: _report(spec, config, result), listener):

@@ -30,9 +30,10 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any
+
+import msgspec
 
 __all__ = [
     "OPS",
@@ -165,20 +166,21 @@ def _plain_key_text(key: dict[str, Any]) -> str | None:
     Returns ``None`` for any other key, which `json.dumps` then writes (the same text it would
     write for these keys: ASCII-escaped strings, integers in decimal, columns sorted).
     """
-    pairs = []
+    pairs = []  # (column, its text in the key's JSON): sorted by the column, as json.dumps does
     for column, value in key.items():
         if type(column) is not str:
             return None
         if type(value) is int:
-            pairs.append((column, str(value)))
+            text = str(value)
         elif type(value) is str and not (value[:1].isdigit() or value[:1] == "-"):
-            pairs.append((column, encode_basestring_ascii(value)))
+            text = encode_basestring_ascii(value)
         else:
             return None  # a number-like string or another kind: canonical form first
-    if len(pairs) > 1:
-        pairs.sort()
-    parts = [f"{encode_basestring_ascii(column)}:{text}" for column, text in pairs]
-    return "{" + ",".join(parts) + "}"
+        pairs.append((column, f"{encode_basestring_ascii(column)}:{text}"))
+    if len(pairs) == 1:
+        return "{" + pairs[0][1] + "}"
+    pairs.sort()
+    return "{" + ",".join(pair for _, pair in pairs) + "}"
 
 
 def _json_key_text(key: Mapping[str, Any]) -> str:
@@ -213,9 +215,12 @@ def key_id(table: str, key: dict[str, Any]) -> str:
     return f"{table}|{key_text(key)}"
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(msgspec.Struct, frozen=True, gc=False):
     """A normalized change (see the module docstring for the dict form).
+
+    A frozen msgspec ``Struct`` that the cyclic garbage collector does not track (it holds
+    only its fields, which never refer back to it): made once per change read, it costs a
+    fifth of a frozen dataclass.
 
     Attributes:
         table: the schema-qualified source table.
@@ -244,7 +249,7 @@ class Change:
         if self.op != "truncate" and not self.key:
             raise ValueError("an upsert or delete needs its primary key")
         if not is_canonical(self.key):
-            object.__setattr__(self, "key", canonical_key(self.key))
+            msgspec.structs.force_setattr(self, "key", canonical_key(self.key))
         check_sequence(self.sequence)
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,16 +9,20 @@ global window: the change of the greatest sequence, e.g.::
 
 A truncate is the change of key ``{}`` of its table, so each table's latest truncate is kept.
 
-How: a DoFn keeps, per key seen in its bundle, the latest change so far (a `Latest`), and sends
+How: a DoFn keeps, per key seen in its bundle, the latest change so far (its dict), and sends
 these partials on at the end of the bundle or whenever `MAX_KEYS` are held, grouped into
 `BUCKETS` dicts by a stable hash of the key (so a few elements cross the shuffle per bundle,
 not one per key); a CombinePerKey merges the dicts of a bucket key by key. Memory is one change
-per key (per bundle before the shuffle): flat in the number of changes.
+per key (per bundle before the shuffle): flat in the number of changes. Nothing is made per
+change but its key's text: the partials hold the change dicts that came in.
 
 Counters: the kept change is counted ``applied``; a change of the same sequence as the kept one
 is a duplicate (``dropped.cdc_duplicate``); an older one is superseded
-(``dropped.cdc_superseded``). The counts do not depend on how the input is split into bundles,
-and ``applied + dropped`` is the number of input changes.
+(``dropped.cdc_superseded``), and so are the duplicates of a change that a later one replaces.
+The DoFn counts what it finds superseded; the copies of each kept change travel with it (only
+for keys that have some), and the combine's finds, to where the latest changes are emitted and
+counted. The counts do not depend on how the input is split into bundles, and ``applied +
+dropped`` is the number of input changes.
 
 Why the final tables are those of the per-key state way (`transforms.cdc.apply`): in a bounded
 batch run that way applies, per key, a sequence of changes whose last is the key's greatest
@@ -47,17 +51,21 @@ from transforms.cdc.normalize import FAILED, timed
 from transforms.dead_letter import ToDeadLetter, failure
 from transforms.message import Record
 
-__all__ = ["BUCKETS", "MAX_KEYS", "CompactChanges", "change_key"]
+__all__ = ["BUCKETS", "MAX_KEYS", "CompactChanges", "change_key", "keep_later"]
 
 MAX_KEYS = 50_000
 # The partials of a bundle cross the shuffle in this many dicts (by a stable hash of the key).
 BUCKETS = 64
 
-# ``(sequence, change dict, duplicates, superseded)``: a key's latest change and how many of its
-# other changes it stands for (a plain tuple, which Beam encodes without pickling).
-Latest = tuple[tuple[int, ...], dict[str, Any], int, int]
-# key_id -> its Latest: the partials of one bucket.
-Partials = dict[str, Latest]
+# key_id -> the change dict of the greatest sequence seen: the partials of one bucket.
+Partials = dict[str, dict[str, Any]]
+# key_id -> how many copies of its kept change were left out (only keys that had some): they
+# are duplicates while that change stays the latest, superseded once a later one replaces it.
+Copies = dict[str, int]
+# What the combine holds per bucket: ``(partials, copies, superseded)``, the last the number of
+# changes its merges found older than a key's latest (plain containers: Beam encodes them
+# without pickling).
+Bucket = tuple[Partials, Copies, int]
 
 
 def change_key(record: Record) -> str:
@@ -81,16 +89,31 @@ def change_key(record: Record) -> str:
     return f"{table}|{text}"
 
 
-def merge(kept: Latest, other: Latest) -> Latest:
-    """The later of two partials of a key, counting the other's changes as dropped.
+def keep_later(held: Partials, copies: Copies, key: str, change: dict[str, Any], n: int = 0) -> int:
+    """Keeps the later of ``held[key]`` and ``change``; returns how many changes it supersedes.
 
-    Of equal sequences the first is kept (they are one change delivered twice).
+    Sequences compare element by element (`change_key` checked them: lists of integers here).
+    Of equal sequences the one held stays (they are one change delivered twice) and the other
+    becomes a copy of it; a change that replaces the held one supersedes it and its copies.
+
+    Args:
+        held: each key's latest change.
+        copies: the copies of each key's latest change left out so far.
+        key: the change's `key_id`.
+        change: the change dict.
+        n: copies of ``change`` already left out (when merging partials).
     """
-    if other[0] > kept[0]:
-        kept, other = other, kept
-    elif other[0] == kept[0]:
-        return kept[0], kept[1], kept[2] + other[2] + 1, kept[3] + other[3]
-    return kept[0], kept[1], kept[2], kept[3] + other[3] + other[2] + 1
+    kept = held.get(key)
+    if kept is not None and change["sequence"] <= kept["sequence"]:
+        if change["sequence"] == kept["sequence"]:
+            copies[key] = copies.get(key, 0) + 1 + n
+            return 0
+        return 1 + n
+    held[key] = change
+    superseded = 0 if kept is None else 1 + copies.pop(key, 0)
+    if n:
+        copies[key] = n
+    return superseded
 
 
 def bucket(key: str) -> int:
@@ -98,16 +121,16 @@ def bucket(key: str) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) % BUCKETS
 
 
-def merge_into(kept: Partials, partials: Partials) -> Partials:
-    """Merges ``partials`` into ``kept`` key by key (`merge`); returns ``kept``."""
-    for key, latest in partials.items():
-        held = kept.get(key)
-        kept[key] = latest if held is None else merge(held, latest)
-    return kept
+def merge_into(kept: Bucket, partials: Partials, copies: Copies) -> Bucket:
+    """Merges ``partials`` (with their ``copies``) into ``kept`` key by key (`keep_later`)."""
+    held, held_copies, superseded = kept
+    for key, change in partials.items():
+        superseded += keep_later(held, held_copies, key, change, copies.get(key, 0))
+    return held, held_copies, superseded
 
 
 class _PreCompactFn(FoldPerBundle):
-    """Blocks of change `Record`s -> ``(bucket, Partials)``: per key of the bundle, its latest.
+    """Blocks of change `Record`s -> ``(bucket, (Partials, Copies))``: per key, its latest.
 
     Records that are not change records go to `FAILED` (failures for `ToDeadLetter`).
     """
@@ -115,72 +138,85 @@ class _PreCompactFn(FoldPerBundle):
     def limit(self) -> int:
         return MAX_KEYS
 
+    def setup(self) -> None:
+        self._counters = DecisionCounters()
+
+    def start_bundle(self) -> None:
+        super().start_bundle()
+        self._copies: Copies = {}
+
     def flushed(self, partials: Partials) -> Iterator[tuple[Any, None]]:
-        buckets: dict[int, Partials] = {}
-        for key, latest in partials.items():
+        copies, self._copies = self._copies, {}
+        buckets: dict[int, tuple[Partials, Copies]] = {}
+        for key, change in partials.items():
             number = bucket(key)
             held = buckets.get(number)
             if held is None:
-                buckets[number] = held = {}
-            held[key] = latest
+                buckets[number] = held = ({}, {})
+            held[0][key] = change
+            if key in copies:
+                held[1][key] = copies[key]
         for number, held in buckets.items():
             yield (number, held), None
 
     def process(self, block: list[Record]) -> Iterator[Any]:
-        held = self.partials
+        held, copies = self.partials, self._copies
+        superseded = 0
         for record in block:
             try:
                 key = change_key(record)
             except BadChange as exc:
                 yield TaggedOutput(FAILED, timed(failure(record, exc), record.event_time))
                 continue
-            data = record.data
-            latest = (tuple(data["sequence"]), data, 0, 0)
-            kept = held.get(key)
-            held[key] = latest if kept is None else merge(kept, latest)
+            change = record.data
+            if type(change["sequence"]) is not list:  # a tuple would not compare with a list
+                change = {**change, "sequence": list(change["sequence"])}
+            superseded += keep_later(held, copies, key, change)
+        if superseded:
+            self._counters.count(SUPERSEDED, superseded)
         yield from self.flush_if_full()
 
 
 class _MergeLatestFn(beam.CombineFn):
-    """Merges the partials of a bucket key by key; its accumulator is a `Partials` dict."""
+    """Merges the partials of a bucket key by key; its accumulator is a `Bucket`."""
 
-    def create_accumulator(self) -> Partials:
-        return {}
+    def create_accumulator(self) -> Bucket:
+        return {}, {}, 0
 
-    def add_input(self, accumulator: Partials, partials: Partials) -> Partials:
-        return merge_into(accumulator, partials)
+    def add_input(self, accumulator: Bucket, partials: tuple[Partials, Copies]) -> Bucket:
+        return merge_into(accumulator, *partials)
 
-    def merge_accumulators(self, accumulators: Iterable[Partials]) -> Partials:
-        merged: Partials = {}
-        for partials in accumulators:
-            if len(partials) > len(merged):
-                merged, partials = partials, merged
-            merge_into(merged, partials)
+    def merge_accumulators(self, accumulators: Iterable[Bucket]) -> Bucket:
+        merged: Bucket = ({}, {}, 0)
+        for bucket in accumulators:
+            if len(bucket[0]) > len(merged[0]):
+                merged, bucket = bucket, merged
+            held, copies, superseded = merge_into(merged, bucket[0], bucket[1])
+            merged = held, copies, superseded + bucket[2]
         return merged
 
-    def extract_output(self, accumulator: Partials) -> Partials:
+    def extract_output(self, accumulator: Bucket) -> Bucket:
         return accumulator
 
 
 class _EmitLatestFn(beam.DoFn):
-    """``(bucket, Partials)`` -> Blocks of the Records of its changes, decisions counted."""
+    """``(bucket, Bucket)`` -> Blocks of the Records of its changes, decisions counted."""
 
     def setup(self) -> None:
         self._counters = DecisionCounters()
 
-    def process(self, element: tuple[int, Partials]) -> Iterator[Block]:
+    def process(self, element: tuple[int, Bucket]) -> Iterator[Block]:
+        changes, copies, superseded = element[1]
         block = Block()
-        duplicates = superseded = 0
-        for _, change, duplicated, older in element[1].values():
+        for change in changes.values():
             block.append(Record(change))
-            duplicates += duplicated
-            superseded += older
             if len(block) >= BLOCK_SIZE:
                 yield block
                 block = Block()
         if block:
             yield block
-        self._counters.count(APPLIED, len(element[1]))
+        self._counters.count(APPLIED, len(changes))
+        duplicates = sum(copies.values())
         if duplicates:
             self._counters.count(DUPLICATE, duplicates)
         if superseded:

@@ -29,7 +29,7 @@ from tests.transforms.cdc.test_apply import (
 from transforms.blocks import Batch
 from transforms.cdc.apply import DUPLICATE, ApplyChanges
 from transforms.cdc.change import key_id
-from transforms.cdc.compact import merge
+from transforms.cdc.compact import _MergeLatestFn
 from transforms.cdc.decide import SUPERSEDED
 from transforms.cdc.final_state import FinalState
 from transforms.cdc.normalize import NormalizeChanges
@@ -194,17 +194,20 @@ def test_flushing_partials_before_the_bundle_ends_changes_nothing(
 
 def test_merge_counts_do_not_depend_on_how_partials_are_grouped() -> None:
     rng = random.Random(1)
+    combine = _MergeLatestFn()
     for _ in range(50):
-        sequences = [(rng.randint(1, 6),) for _ in range(rng.randint(1, 12))]
+        sequences = [[rng.randint(1, 6)] for _ in range(rng.randint(1, 12))]
         expected = (max(sequences), sequences.count(max(sequences)) - 1)
         for _ in range(5):
             rng.shuffle(sequences)
-            partials = [(sequence, {"sequence": list(sequence)}, 0, 0) for sequence in sequences]
-            while len(partials) > 1:  # merge random neighbours, as bundles and combines do
-                i = rng.randrange(len(partials) - 1)
-                partials[i : i + 2] = [merge(partials[i], partials[i + 1])]
-            sequence, _, duplicates, superseded = partials[0]
-            assert (sequence, duplicates) == expected
+            buckets = [combine.add_input(combine.create_accumulator(), ({"k": {"sequence": s}}, {}))
+                       for s in sequences]  # fmt: skip
+            while len(buckets) > 1:  # merge random neighbours, as bundles and combines do
+                i = rng.randrange(len(buckets) - 1)
+                buckets[i : i + 2] = [combine.merge_accumulators(buckets[i : i + 2])]
+            changes, copies, superseded = combine.extract_output(buckets[0])
+            duplicates = copies.get("k", 0)
+            assert (changes["k"]["sequence"], duplicates) == expected
             assert 1 + duplicates + superseded == len(sequences)
 
 
