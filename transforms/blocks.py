@@ -4,7 +4,8 @@ Beam's Python SDK pays its per-element cost (about 10 us a step on the local run
 block instead of once per record. Blocks are plain lists of a distinct type so that Beam uses
 `BlockCoder` for them: one pickle per block, and a size estimate that does not encode it. Beam
 samples the size of elements in every PCollection; its default coder would encode each of a
-block's thousand records (a pickle each, since records are named tuples) to estimate it.
+block's thousand records (a pickle each: Beam has no coder of its own for records) to estimate
+it.
 """
 
 from __future__ import annotations

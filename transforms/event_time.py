@@ -114,7 +114,10 @@ def _second_text(whole: int) -> str:
 # Epoch microseconds of the minutes seen ("2026-11-25T10:00" -> ...), for `_parse_canonical`.
 _MINUTES: dict[str, int] = {}
 _MAX_MINUTES = 100_000
-_DIGITS = frozenset("0123456789")
+# Microseconds of the seconds ("00".."59") and of the milliseconds ("000".."999") of a minute:
+# one lookup reads the digits and checks them (ASCII digits only, seconds below 60).
+_SECOND_MICROS = {f"{second:02d}": second * 1_000_000 for second in range(60)}
+_MILLI_MICROS = {f"{milli:03d}": milli * 1_000 for milli in range(1000)}
 
 
 def _parse_canonical(text: str) -> float | None:
@@ -125,12 +128,18 @@ def _parse_canonical(text: str) -> float | None:
     ``datetime.timestamp`` computes it). Anything unusual goes to the general path.
     """
     size = len(text)
-    if size != 20 and size != 24:
+    if size == 24:
+        if text[19] != ".":
+            return None
+        fraction = _MILLI_MICROS.get(text[20:23])
+        if fraction is None:
+            return None
+    elif size == 20:
+        fraction = 0
+    else:
         return None
-    if text[-1] != "Z" or text[16] != ":" or (size == 24 and text[19] != "."):
-        return None
-    second, fraction = text[17:19], text[20:23]
-    if not _DIGITS.issuperset(second) or not _DIGITS.issuperset(fraction) or second > "59":
+    second = _SECOND_MICROS.get(text[17:19])
+    if second is None or text[-1] != "Z" or text[16] != ":":
         return None
     minute = text[:16]
     base = _MINUTES.get(minute)
@@ -142,8 +151,7 @@ def _parse_canonical(text: str) -> float | None:
         if len(_MINUTES) >= _MAX_MINUTES:
             _MINUTES.clear()
         base = _MINUTES[minute] = (moment - _EPOCH) // dt.timedelta(microseconds=1)
-    micros = base + int(second) * 1_000_000 + (int(fraction) * 1_000 if fraction else 0)
-    return _in_range(micros / 1_000_000, text)
+    return _in_range((base + second + fraction) / 1_000_000, text)
 
 
 def _parse_iso(text: str) -> float:
