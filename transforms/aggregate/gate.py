@@ -126,7 +126,7 @@ class LatenessGate(beam.DoFn):
             if newest is None or event_time > newest:
                 newest = event_time
             passed.append(item)
-        if not passed:
+        if not passed or newest is None:
             return
         if armed is None:
             start = self._tick(passed[0][2][1]) if bound is None else bound + self._step
