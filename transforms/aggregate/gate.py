@@ -28,6 +28,7 @@ from apache_beam.coders import FloatCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 
+from transforms import metrics
 from transforms.aggregate.fold import Item
 from transforms.aggregate.spec import WindowSpec
 from transforms.blocks import Block
@@ -35,12 +36,13 @@ from transforms.dead_letter import error_record
 from transforms.event_time import format_timestamp
 from transforms.message import Record
 
-__all__ = ["AHEAD", "GATE_SHARDS", "LATE_TAG", "LateToDeadLetter", "LatenessGate", "ShardBlocks"]
+__all__ = ["AHEAD", "GATE_SHARDS", "LATE_TAG", "LatenessGate", "ShardBlocks"]
 
+LATE = metrics.LATE
 GATE_SHARDS = 8
 # The most timers a shard's clock has pending, one a window step.
 AHEAD = 32
-# The gate's tagged output: ``(record, event_time)`` of each late record.
+# The gate's tagged output: the dead-letter dict of each late record (reason ``late``).
 LATE_TAG = "late"
 
 
@@ -76,7 +78,10 @@ class ShardBlocks(beam.DoFn):
 
 
 class LatenessGate(beam.DoFn):
-    """Passes the items whose windows are still open, as a `Block`; tags the others ``late``.
+    """Passes the items whose windows are still open, as a `Block`; takes the others out.
+
+    A late record is counted in ``late_records`` and, with ``dead_letter``, goes to the
+    `LATE_TAG` output as its dead-letter dict (step ``aggregate``, reason ``late``).
 
     A shard's clock is a set of event-time timers, one at each multiple of the window step
     from the horizon on (at most `AHEAD` pending), up to the first past the newest event time
@@ -89,6 +94,8 @@ class LatenessGate(beam.DoFn):
     Args:
         window: the spec's windows.
         lateness: the allowed lateness, in seconds.
+        pipeline: the pipeline's name, for the dead-letter records.
+        dead_letter: dead-letter late records (else only count them).
     """
 
     GATE = ReadModifyWriteStateSpec(
@@ -96,11 +103,18 @@ class LatenessGate(beam.DoFn):
     )
     CLOCK = TimerSpec("clock", TimeDomain.WATERMARK)
 
-    def __init__(self, window: WindowSpec, lateness: float) -> None:
+    def __init__(
+        self, window: WindowSpec, lateness: float, pipeline: str, dead_letter: bool = True
+    ) -> None:
         self._window = window
         self._lateness = lateness
+        self._pipeline = pipeline
+        self._dead_letter = dead_letter
         self._step = window.step
         self._span = max(window.size, window.gap) + lateness + window.step
+
+    def setup(self) -> None:
+        self._late = metrics.counter(LATE)
 
     def process(
         self,
@@ -121,7 +135,9 @@ class LatenessGate(beam.DoFn):
         for item in items:
             event_time = item[2][1]
             if bound is not None and expiry(window, lateness, event_time) < bound:
-                yield beam.pvalue.TaggedOutput(LATE_TAG, (item[0], event_time))
+                self._late.inc()
+                if self._dead_letter:
+                    yield beam.pvalue.TaggedOutput(LATE_TAG, self._late_record(item[0], event_time))
                 continue
             if newest is None or event_time > newest:
                 newest = event_time
@@ -136,6 +152,21 @@ class LatenessGate(beam.DoFn):
         if newest != latest or target != armed:
             gate.write((bound, newest, target))
         yield passed
+
+    def _late_record(self, record: Record, event_time: float) -> dict[str, Any]:
+        closed = format_timestamp(expiry(self._window, 0.0, event_time))
+        return error_record(
+            record,
+            pipeline=self._pipeline,
+            step="aggregate",
+            reason="late",
+            error_type="LateRecord",
+            error_message=(
+                f"event time {format_timestamp(event_time)} is too late: its window closed at "
+                f"{closed} and the allowed lateness is {self._lateness:g}s"
+            ),
+            event_timestamp=event_time,
+        )
 
     def _tick(self, event_time: float) -> float:
         """The step boundary at or before ``event_time``."""
@@ -171,28 +202,3 @@ class LatenessGate(beam.DoFn):
         else:
             gate.write((horizon, latest, None))
         return iter(())
-
-
-class LateToDeadLetter(beam.DoFn):
-    """``(record, event_time)`` of a late record -> its dead-letter dict (reason ``late``)."""
-
-    def __init__(self, pipeline: str, window: WindowSpec, lateness: float) -> None:
-        self._pipeline = pipeline
-        self._window = window
-        self._lateness = lateness
-
-    def process(self, late: tuple[Record, float]) -> Iterator[dict[str, Any]]:
-        record, event_time = late
-        closed = format_timestamp(expiry(self._window, 0.0, event_time))
-        yield error_record(
-            record,
-            pipeline=self._pipeline,
-            step="aggregate",
-            reason="late",
-            error_type="LateRecord",
-            error_message=(
-                f"event time {format_timestamp(event_time)} is too late: its window closed at "
-                f"{closed} and the allowed lateness is {self._lateness:g}s"
-            ),
-            event_timestamp=event_time,
-        )
