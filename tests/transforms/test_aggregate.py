@@ -626,7 +626,7 @@ def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> 
     gated = (
         pipeline
         | stream
-        | beam.ParDo(LatenessGate(window, 0.0)).with_outputs("late", main="on_time")
+        | beam.ParDo(LatenessGate(window, 0.0, "test")).with_outputs("late", main="on_time")
     )
     _ = gated.on_time | "On time" >> beam.FlatMap(list) | beam.ParDo(Collect(tag + "on_time"))
     _ = gated.late | "Late" >> beam.ParDo(Collect(tag + "late"))
@@ -638,10 +638,10 @@ def test_lateness_gate_decisions_follow_the_watermark_and_rearm_after_idle() -> 
         (("a",), 245, 245.0),
     ]
     late = COLLECTED.pop(tag + "late")
-    assert sorted((record.data["t"], t - BASE) for record, t in late) == [
-        (59, 59.0),
-        (119, 119.0),
-        (235, 235.0),
+    assert sorted((json.loads(e["payload_string"])["t"], e["reason"]) for e in late) == [
+        (59, "late"),
+        (119, "late"),
+        (235, "late"),
     ]
 
 

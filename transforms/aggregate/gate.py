@@ -4,16 +4,17 @@
                                                                      `-> late records
 
 Beam's GroupByKey drops records that arrive after a window's end plus the allowed lateness,
-silently. So before the fold a small stateful step (a few shards in the global window) follows
-the input watermark from below with event-time timers and takes out, as ``late``, every record
-whose windows have all closed by that bound. The bound trails the true watermark by at most one
-window step while data flows, so the shuffle is given that step as extra lateness: a record the
-gate lets through is never dropped (at worst it updates its window in a LATE pane). Blocks are
-dealt to the shards in turn and every shard is primed with the first block's oldest event time,
-so all shards follow the watermark. Limits: after the whole input was idle for longer than the
-windows' span, the first records are judged against an older bound, and one late beyond that
-bound plus the slack can still be dropped by Beam unseen; with hopping windows a record is late
-only when its last window has closed (its earlier, closed windows drop it silently).
+silently. So before the fold a small stateful step (a few shards in the global window) follows the
+input watermark from below with event-time timers (one at each window step ahead, so that a
+watermark that jumps several steps fires them together, in one firing of the gate) and takes out, as
+``late``, every record whose windows have all closed by that bound. The bound trails the true
+watermark by at most one window step while data flows, so the shuffle is given that step as extra
+lateness: a record the gate lets through is never dropped (at worst it updates its window in a LATE
+pane). Blocks are dealt to the shards in turn and every shard is primed with the first block's
+oldest event time, so all shards follow the watermark. Limits: after the whole input was idle for
+longer than the windows' span, the first records are judged against an older bound, and one late
+beyond that bound plus the slack can still be dropped by Beam unseen; with hopping windows a record
+is late only when its last window has closed (its earlier, closed windows drop it silently).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from apache_beam.coders import FloatCoder
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 
+from transforms import metrics
 from transforms.aggregate.fold import Item
 from transforms.aggregate.spec import WindowSpec
 from transforms.blocks import Block
@@ -34,10 +36,13 @@ from transforms.dead_letter import error_record
 from transforms.event_time import format_timestamp
 from transforms.message import Record
 
-__all__ = ["GATE_SHARDS", "LATE_TAG", "LateToDeadLetter", "LatenessGate", "ShardBlocks"]
+__all__ = ["AHEAD", "GATE_SHARDS", "LATE_TAG", "LatenessGate", "ShardBlocks"]
 
+LATE = metrics.LATE
 GATE_SHARDS = 8
-# The gate's tagged output: ``(record, event_time)`` of each late record.
+# The most timers a shard's clock has pending, one a window step.
+AHEAD = 32
+# The gate's tagged output: the dead-letter dict of each late record (reason ``late``).
 LATE_TAG = "late"
 
 
@@ -73,16 +78,24 @@ class ShardBlocks(beam.DoFn):
 
 
 class LatenessGate(beam.DoFn):
-    """Passes the items whose windows are still open, as a `Block`; tags the others ``late``.
+    """Passes the items whose windows are still open, as a `Block`; takes the others out.
 
-    A shard's state is one value, ``(horizon, newest, armed)``, each a float or None: the bound
-    records are judged against (the last clock firing), the newest event time passed, and when
-    the clock is set for (None while it is not set). It is read once per block and written at
-    most once.
+    A late record is counted in ``late_records`` and, with ``dead_letter``, goes to the
+    `LATE_TAG` output as its dead-letter dict (step ``aggregate``, reason ``late``).
+
+    A shard's clock is a set of event-time timers, one at each multiple of the window step
+    from the horizon on (at most `AHEAD` pending), up to the first past the newest event time
+    plus the span: a watermark that jumps several steps fires them all at once (one firing of
+    the gate, not one per step), and the horizon is the latest that fired. A shard's state is
+    one value, ``(horizon, newest, armed)``, each a float or None: the bound records are judged
+    against, the newest event time passed, and the last timer set (None while none is pending).
+    It is read once per block and written at most once.
 
     Args:
         window: the spec's windows.
         lateness: the allowed lateness, in seconds.
+        pipeline: the pipeline's name, for the dead-letter records.
+        dead_letter: dead-letter late records (else only count them).
     """
 
     GATE = ReadModifyWriteStateSpec(
@@ -90,11 +103,18 @@ class LatenessGate(beam.DoFn):
     )
     CLOCK = TimerSpec("clock", TimeDomain.WATERMARK)
 
-    def __init__(self, window: WindowSpec, lateness: float) -> None:
+    def __init__(
+        self, window: WindowSpec, lateness: float, pipeline: str, dead_letter: bool = True
+    ) -> None:
         self._window = window
         self._lateness = lateness
+        self._pipeline = pipeline
+        self._dead_letter = dead_letter
         self._step = window.step
         self._span = max(window.size, window.gap) + lateness + window.step
+
+    def setup(self) -> None:
+        self._late = metrics.counter(LATE)
 
     def process(
         self,
@@ -106,8 +126,8 @@ class LatenessGate(beam.DoFn):
         bound, latest, armed = gate.read() or (None, None, None)
         if not isinstance(items, list):  # a primer: follow the watermark from its event time
             if armed is None and bound is None:
-                clock.set(items)
-                gate.write((None, items, items))
+                start = self._tick(items)
+                gate.write((None, items, self._arm(clock, start - self._step, start, items)))
             return
         window, lateness = self._window, self._lateness
         passed = Block()
@@ -115,50 +135,27 @@ class LatenessGate(beam.DoFn):
         for item in items:
             event_time = item[2][1]
             if bound is not None and expiry(window, lateness, event_time) < bound:
-                yield beam.pvalue.TaggedOutput(LATE_TAG, (item[0], event_time))
+                self._late.inc()
+                if self._dead_letter:
+                    yield beam.pvalue.TaggedOutput(LATE_TAG, self._late_record(item[0], event_time))
                 continue
             if newest is None or event_time > newest:
                 newest = event_time
             passed.append(item)
-        if not passed:
+        if not passed or newest is None:
             return
-        target = armed
-        if target is None:
-            target = passed[0][2][1] if bound is None else bound + self._step
-            clock.set(target)
+        if armed is None:
+            start = self._tick(passed[0][2][1]) if bound is None else bound + self._step
+            target = self._arm(clock, start - self._step, start, newest)
+        else:
+            target = self._arm(clock, armed, armed if bound is None else bound, newest)
         if newest != latest or target != armed:
             gate.write((bound, newest, target))
         yield passed
 
-    @on_timer(CLOCK)
-    def on_clock(
-        self,
-        fired: Any = beam.DoFn.TimestampParam,
-        gate: Any = beam.DoFn.StateParam(GATE),
-        clock: Any = beam.DoFn.TimerParam(CLOCK),
-    ) -> Iterator[Any]:
-        now = float(fired)
-        _, latest, _ = gate.read() or (None, None, None)
-        if latest is not None and now < latest + self._span:
-            clock.set(now + self._step)
-            gate.write((now, latest, now + self._step))
-        else:
-            gate.write((now, latest, None))
-        return iter(())
-
-
-class LateToDeadLetter(beam.DoFn):
-    """``(record, event_time)`` of a late record -> its dead-letter dict (reason ``late``)."""
-
-    def __init__(self, pipeline: str, window: WindowSpec, lateness: float) -> None:
-        self._pipeline = pipeline
-        self._window = window
-        self._lateness = lateness
-
-    def process(self, late: tuple[Record, float]) -> Iterator[dict[str, Any]]:
-        record, event_time = late
+    def _late_record(self, record: Record, event_time: float) -> dict[str, Any]:
         closed = format_timestamp(expiry(self._window, 0.0, event_time))
-        yield error_record(
+        return error_record(
             record,
             pipeline=self._pipeline,
             step="aggregate",
@@ -170,3 +167,38 @@ class LateToDeadLetter(beam.DoFn):
             ),
             event_timestamp=event_time,
         )
+
+    def _tick(self, event_time: float) -> float:
+        """The step boundary at or before ``event_time``."""
+        return math.floor(event_time / self._step) * self._step
+
+    def _arm(self, clock: Any, last: float, horizon: float, newest: float) -> float:
+        """Sets the timers after ``last``, one a step; returns the last one set (or ``last``).
+
+        They go up to the first at or past ``newest`` plus the span, and no further than
+        `AHEAD` steps past ``horizon`` (the last timer, when it fires, sets the next ones).
+        """
+        end, limit = newest + self._span, horizon + AHEAD * self._step
+        at = last + self._step
+        while last < end and at <= limit:
+            clock.set(at, dynamic_timer_tag=repr(at))
+            last, at = at, at + self._step
+        return last
+
+    @on_timer(CLOCK)
+    def on_clock(
+        self,
+        fired: Any = beam.DoFn.TimestampParam,
+        gate: Any = beam.DoFn.StateParam(GATE),
+        clock: Any = beam.DoFn.TimerParam(CLOCK),
+    ) -> Iterator[Any]:
+        now = float(fired)
+        bound, latest, armed = gate.read() or (None, None, None)
+        horizon = now if bound is None else max(bound, now)
+        if armed is not None and now < armed:
+            gate.write((horizon, latest, armed))  # more timers of this clock are pending
+        elif latest is not None and now < latest + self._span:
+            gate.write((horizon, latest, self._arm(clock, now, now, latest)))
+        else:
+            gate.write((horizon, latest, None))
+        return iter(())

@@ -65,13 +65,12 @@ from transforms.aggregate.fold import (
     PrepareBlock,
     group_key,
 )
-from transforms.aggregate.gate import LATE_TAG, LatenessGate, LateToDeadLetter, ShardBlocks
+from transforms.aggregate.gate import LATE_TAG, LatenessGate, ShardBlocks
 from transforms.aggregate.spec import AggregateSpec, WindowSpec
 from transforms.blocks import Batch
 from transforms.event_time import format_timestamp
 from transforms.expressions import Expression
 from transforms.message import Record
-from transforms.metrics import Count
 from transforms.schema import Field, Schema
 
 __all__ = [
@@ -272,22 +271,15 @@ class WindowedAggregate(beam.PTransform):
         items, errors = prepared.items, [prepared[FAILED]]
         slack = 0.0
         if not blocks.is_bounded and spec.window.type != "global":
+            gate = LatenessGate(spec.window, lateness, self._pipeline, self._dead_letter_late)
             gated = (
                 items
                 | "Shard" >> beam.ParDo(ShardBlocks())
-                | "Lateness gate"
-                >> beam.ParDo(LatenessGate(spec.window, lateness)).with_outputs(
-                    LATE_TAG, main="on_time"
-                )
+                | "Lateness gate" >> beam.ParDo(gate).with_outputs(LATE_TAG, main="on_time")
             )
             items = gated.on_time
-            late = gated[LATE_TAG] | "Count late" >> Count(LATE)
             if self._dead_letter_late:
-                errors.append(
-                    late
-                    | "Late to dead letter"
-                    >> beam.ParDo(LateToDeadLetter(self._pipeline, spec.window, lateness))
-                )
+                errors.append(gated[LATE_TAG])
             slack = spec.window.step
         accumulation = (
             triggers.AccumulationMode.ACCUMULATING
