@@ -26,14 +26,20 @@ from bench.jobs import JOBS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# Every variant runs with the garbage collector set as the command line sets it for a run
+# (`run_collector`), unless ``--default_gc``: Python's defaults, as a managed runner's SDK
+# harness has them.
 _CHILD = """
-import json, resource, sys, tempfile, time
+import contextlib, json, resource, sys, tempfile, time
 from pathlib import Path
 from bench.jobs import JOBS
+from pipelines.framework.run import run_collector
 job, variant, path = JOBS[sys.argv[1]], sys.argv[2], Path(sys.argv[3])
+collector = contextlib.nullcontext() if sys.argv[4] == "default" else run_collector()
 out = Path(tempfile.mkdtemp(prefix="suite-bench-")) / "rows"
 start = time.perf_counter()
-job.variants[variant](path, out)
+with collector:
+    job.variants[variant](path, out)
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 files = [f for f in out.parent.rglob("*") if f.is_file() and not f.name.startswith(".")]
@@ -43,10 +49,13 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak, "out_lines": lines, "cle
 """
 
 
-def _measure_in_child(job: str, variant: str, path: Path) -> dict[str, float]:
-    """Runs one variant in a fresh process; returns its seconds, peak memory (MiB), output."""
+def _measure_in_child(job: str, variant: str, path: Path, gc: str) -> dict[str, float]:
+    """Runs one variant in a fresh process; returns its seconds, peak memory (MiB), output.
+
+    ``gc`` is ``run`` (the collector as a run of the command line sets it) or ``default``.
+    """
     result = subprocess.run(
-        [sys.executable, "-c", _CHILD, job, variant, str(path)], capture_output=True, text=True,
+        [sys.executable, "-c", _CHILD, job, variant, str(path), gc], capture_output=True, text=True,
         check=True, cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -62,10 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         "--variants", nargs="+", help="run only these variants (default: every variant of a job)"
     )
     parser.add_argument("--append", action="store_true", help="add to (or update) the last results")
+    parser.add_argument(
+        "--default_gc", action="store_true",
+        help="run every variant with Python's default garbage collector settings (as a managed "
+        "runner's SDK harness), not as the command line sets them for a run",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     data = Path(tempfile.gettempdir()) / "suite-bench"
     saved = RESULTS / "RESULTS.json"
     rows = json.loads(saved.read_text()) if args.append and saved.exists() else []
+    gc = "default" if args.default_gc else "run"
     for name in args.job:
         job = JOBS[name]
         reason = job.unavailable() if job.unavailable else None
@@ -79,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 variants = list(job.variants)
                 for variant in [v for v in variants if not args.variants or v in args.variants]:
                     try:
-                        measured = _measure_in_child(name, variant, path)
+                        measured = _measure_in_child(name, variant, path, gc)
                     except subprocess.CalledProcessError as exc:
                         print(f"{name} {variant} failed:\n{exc.stderr[-3000:]}", flush=True)
                         continue
@@ -88,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                         base = rate
                     if variant == "naive_beam":
                         naive = rate
-                    case = (name, count, keys, variant)
+                    label = f"{name} (default gc)" if args.default_gc else name
+                    case = (label, count, keys, variant)
                     rows = [r for r in rows if _case(r) != case]
-                    rows.append({"job": name, "events": count, "keys": keys,
+                    rows.append({"job": label, "events": count, "keys": keys,
                                  "variant": variant, "events_per_s": rate,
                                  "vs_baseline": rate / base if base else None,
                                  "vs_naive_beam": rate / naive if naive else None,

@@ -35,7 +35,7 @@ from bench.data import START
 from bench.jobs.common import Variant
 from pipelines.catalog import PipelineSpec
 from pipelines.framework.options import parse_options
-from pipelines.framework.run import RunReport, run_collector
+from pipelines.framework.run import RunReport
 from transforms.blocks import Batch
 from transforms.event_time import format_timestamp, parse_timestamp
 from transforms.io.base import Source
@@ -230,9 +230,8 @@ def run_graph(
         The run's report (counters as for ``spec``: its ``delivered`` and ``splits``).
     """
     graph(pipeline, config)
-    with run_collector():  # as `pipelines.framework.run.run_pipeline` runs it
-        result = pipeline.run()
-        result.wait_until_finish()
+    result = pipeline.run()
+    result.wait_until_finish()
     report = RunReport(spec.name, str(result.state), counter_totals(result.metrics()),
                        delivered=spec.delivered, splits=spec.splits)  # fmt: skip
     assert report.balanced, report.render()
