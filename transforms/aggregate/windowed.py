@@ -230,6 +230,11 @@ def _trigger(spec: AggregateSpec, lateness: float, bounded: bool) -> triggers.Tr
         early = triggers.AfterCount(trigger.early_count)
     if spec.window.type == "global":
         return triggers.AfterWatermark() if early is None else triggers.Repeatedly(early)
+    if early is None:
+        # An on-time pane, then a late pane for each late record the shuffle keeps (it keeps
+        # them for the lateness, including the gate's slack): Beam's default trigger, which
+        # runners implement with far less state than the same AfterWatermark(late=...).
+        return triggers.DefaultTrigger()
     # Every record the shuffle keeps must reach a pane, so a late firing exists whenever the
     # shuffle allows lateness, including the gate's slack.
     late = triggers.AfterCount(1) if lateness > 0 else None
