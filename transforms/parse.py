@@ -102,7 +102,9 @@ class _Parser:
         max_bytes: int,
         unknown_fields: UnknownFields,
     ) -> None:
-        self._validate = schema.validator(unknown_fields) if schema is not None else None
+        self._validate = None
+        if schema is not None:
+            self._validate = schema.validator(unknown_fields, _read_first(schema, event_time))
         self._event_time = event_time
         self._max_bytes = max_bytes
         self._decoder: msgspec.json.Decoder | None = None
@@ -136,6 +138,20 @@ class _Parser:
         if self._validate is not None:
             data = self._validate(data)
         return Record(data, message, event_time)
+
+
+def _read_first(schema: Schema, event_time: EventTime | None) -> frozenset[str]:
+    """The field the event time reads when its schema check would only repeat that read.
+
+    A top-level TIMESTAMP field read as the event time with the unit guessed, as the schema
+    check reads it: a record whose event time was read has that field present and valid.
+    """
+    if event_time is None or event_time.field is None or event_time.unit != "auto":
+        return frozenset()
+    field = schema.get(event_time.field)
+    if field is None or field.type != "TIMESTAMP" or field.mode == "REPEATED":
+        return frozenset()
+    return frozenset({field.name})
 
 
 def _raise_for_bytes(payload: bytes) -> None:

@@ -159,7 +159,9 @@ class Schema:
         """Returns the schema as BigQuery REST ``fields``."""
         return [f.to_bigquery() for f in self.fields]
 
-    def validator(self, unknown_fields: UnknownFields = "reject") -> Callable[[dict], dict]:
+    def validator(
+        self, unknown_fields: UnknownFields = "reject", checked: frozenset[str] = frozenset()
+    ) -> Callable[[dict], dict]:
         """Returns a function that checks a record and returns it (unknown fields handled).
 
         Args:
@@ -167,6 +169,9 @@ class Schema:
                 record (BigQuery's own behaviour), ``drop`` the fields, or ``keep`` them. With
                 a JSON Schema, its ``additionalProperties`` decides which fields are allowed;
                 ``drop`` then removes the undeclared fields of the records it allows.
+            checked: top-level fields the caller has already found present and valid (the
+                parse's event time, read before): declared, but not checked again. A JSON
+                Schema checks every field.
 
         The function raises `SchemaViolation` with the field's path and the problem.
 
@@ -174,7 +179,7 @@ class Schema:
         if self.json_schema is not None:
             drop = _undeclared_dropper(self.fields) if unknown_fields == "drop" else None
             return JsonSchemaCheck(self.json_schema, drop)
-        return record_check(self.fields, unknown_fields)
+        return record_check(self.fields, unknown_fields, checked)
 
 
 def _undeclared_dropper(fields: tuple[Field, ...]) -> Callable[[dict], dict]:

@@ -162,10 +162,16 @@ def _checked(record: dict, checks: list[tuple[str, Check]], prefix: str) -> dict
     return record
 
 
-def record_check(fields: tuple[Field, ...], unknown_fields: UnknownFields) -> Any:
-    """Returns the check of a record with ``fields``: ``check(record, prefix="") -> record``."""
-    checks = [(f.name, _field_check(f, unknown_fields)) for f in fields]
+def record_check(
+    fields: tuple[Field, ...], unknown_fields: UnknownFields, checked: frozenset[str] = frozenset()
+) -> Any:
+    """Returns the check of a record with ``fields``: ``check(record, prefix="") -> record``.
+
+    Fields named in ``checked`` are declared but not checked (the caller found them valid).
+    """
     declared = frozenset(f.name for f in fields)
+    fields = tuple(f for f in fields if f.name not in checked)
+    checks = [(f.name, _field_check(f, unknown_fields)) for f in fields]
     # The fast pass: fields with a plain type are only type-tested, the others fully checked;
     # anything the fast pass doubts goes through the full check, which says what is wrong.
     plain = [

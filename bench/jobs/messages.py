@@ -171,10 +171,10 @@ def fnapi_pipeline() -> beam.Pipeline:
 
 
 def streaming_pipeline() -> beam.Pipeline:
-    """A pipeline in streaming mode on Beam's DirectRunner (a `TestStream` source), as Beam ships it.
+    """A pipeline in streaming mode on Beam's DirectRunner (a `TestStream` source), as shipped.
 
-    The suite's live driver (`transforms.io.live`) is not enabled: every variant runs on the same
-    runner, and `run_graph`'s balance check reads the counters Beam reports.
+    The suite's live driver (`transforms.io.live`) is not enabled: every variant runs on the
+    same runner, and `run_graph`'s balance check reads the counters Beam reports.
     """
     return beam.Pipeline(options=PipelineOptions(flags=[], streaming=True))
 

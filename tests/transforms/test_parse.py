@@ -154,6 +154,22 @@ def test_parse_message_errors(payload: bytes, error: type[RecordError]) -> None:
         parse_message(_msg(payload, 1), SCHEMA, EventTime(field="ts"))
 
 
+@pytest.mark.parametrize(
+    "event_time",
+    [None, EventTime(attribute="t"), EventTime(field="meta.n")],
+    ids=["none", "attribute", "nested-field"],
+)
+def test_schema_checks_the_timestamp_field_the_event_time_does_not_read(
+    event_time: EventTime | None,
+) -> None:
+    # The schema's TIMESTAMP check is left to the event time's read only when that read is the
+    # same (the same top-level field, the unit guessed); otherwise the field is checked.
+    data = _event(ts="yesterday", meta={"source": "web", "n": 1764064800000})
+    message = _msg(_json(data), 1, {"t": "2026-11-25T10:00:00Z"})
+    with pytest.raises(SchemaViolation, match="'ts'"):
+        parse_message(message, SCHEMA, event_time)
+
+
 def test_too_large_is_checked_before_decoding() -> None:
     payload = b"\xff" * 11
     with pytest.raises(TooLarge, match="11 bytes"):

@@ -413,3 +413,18 @@ def test_unknown_fields_still_type_checked_declared(schema: Schema) -> None:
     for mode in ("drop", "keep"):
         with pytest.raises(SchemaViolation, match="'count'"):
             schema.validator(mode)(dict(record))
+
+
+def test_fields_the_caller_checked_are_declared_but_not_checked_again(schema: Schema) -> None:
+    validate = schema.validator("reject", checked=frozenset({"ts"}))
+    # The caller vouches for ts: its value is not looked at again...
+    assert validate({**_valid_record(), "ts": "not checked here"})["ts"] == "not checked here"
+    # ... every other field still is, and ts still counts as declared.
+    with pytest.raises(SchemaViolation, match="'count'"):
+        validate({**_valid_record(), "count": "3"})
+    with pytest.raises(SchemaViolation, match="'extra'"):
+        validate({**_valid_record(), "extra": 1})
+    assert (
+        schema.validator("drop", checked=frozenset({"ts"}))({**_valid_record(), "extra": 1})
+        == _valid_record()
+    )
