@@ -21,11 +21,6 @@ _MIN_SECONDS = -62135596800.0
 _MAX_SECONDS = 253402300799.0
 
 
-# The last string parsed and its result: a record's event time field is read twice in a row
-# (for its event time, then by the schema check), and the second read is then free.
-_last_parsed: tuple[Any, EpochUnit, float] = (None, "auto", 0.0)
-
-
 def parse_timestamp(value: Any, unit: EpochUnit = "auto") -> float:
     """Returns an event time as epoch seconds.
 
@@ -43,23 +38,15 @@ def parse_timestamp(value: Any, unit: EpochUnit = "auto") -> float:
     if isinstance(value, bool):
         raise BadTimestamp(f"event time must be a string or number, got {value!r}")
     if isinstance(value, str):
-        global _last_parsed
-        last = _last_parsed
-        if value is last[0] and unit == last[1]:
-            return last[2]
         canonical = _parse_canonical(value)
         if canonical is not None:
-            seconds = canonical
-        else:
-            text = value.strip()
-            try:
-                number = float(text)
-            except ValueError:
-                seconds = _parse_iso(text)
-            else:
-                seconds = _from_epoch(number, unit, value)
-        _last_parsed = (value, unit, seconds)
-        return seconds
+            return canonical
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return _parse_iso(text)
+        return _from_epoch(number, unit, value)
     if isinstance(value, (int, float)):
         try:
             number = float(value)
