@@ -4,7 +4,10 @@ The id of a record (`DedupKey`) is a field (``transaction_id``, dotted for neste
 message id of its source (``@message_id``: Pub/Sub), or its source coordinates (``@source``:
 Kafka topic, partition and offset; Kinesis stream, shard and sequence; file path and line...),
 which catches a message read twice. A record without an id, or whose id is not JSON (bytes, a
-set, a number too long for text, as a UDF may give), is never a duplicate.
+set, a number too long for text, as a UDF may give), is never a duplicate. Ids compare by JSON
+type and text: the number ``1``, the text ``"1"`` and the number ``1.0`` are three ids, as are
+``true`` and ``"true"`` (a copy carries the same bytes; two ids that only look alike are two
+records, and dropping one would lose it).
 
 Input and output are `Block`s of `Record`s; a block's records of one id reach the state
 together, in order. A record's time is its ``event_time`` (its block's timestamp when it has
@@ -69,7 +72,11 @@ class DedupKey:
             )
 
     def of(self, record: Record) -> str | None:
-        """Returns the record's id as text, or ``None`` when it has none."""
+        """Returns the record's id as text, or ``None`` when it has none.
+
+        A field's text is marked with a leading ``"`` (JSON text of any other value never
+        starts with one), so the text ``"1"`` and the number ``1`` are two ids.
+        """
         if self.spec in (_MESSAGE_ID, _SOURCE):
             message = record.origin
             if message is None:
@@ -82,8 +89,10 @@ class DedupKey:
             if not isinstance(value, dict):
                 return None
             value = value.get(part)
-        if value is None or isinstance(value, str):
-            return value
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return '"' + value
         try:
             return json.dumps(value, sort_keys=True)
         except (TypeError, ValueError):  # not JSON: no id

@@ -161,3 +161,16 @@ def test_bad_settings_fail_at_construction() -> None:
         Dedup("id", within=1, time_domain="wall")
     with pytest.raises(ValueError, match="@message_id"):
         DedupKey("@offset")
+
+
+def test_ids_that_only_look_alike_are_different_records() -> None:
+    values = [1, "1", 1.0, True, "true", ["x"], '["x"]', None]
+    records = [rec(n, id=value, n=n) for n, value in enumerate(values)]
+    copies = [rec(len(values) + n, id=value, n=100 + n) for n, value in enumerate(values)]
+    dedup = Dedup("id", within=600)
+    kept, counters = run(lambda p: p | beam.Create(block(*records, *copies)), dedup, False)
+    kept_n = sorted(record.data["n"] for record in kept)
+    # Each id's first record is kept; its copy (the same JSON value) is dropped; no id drops
+    # another; a record without an id (None) is never a duplicate.
+    assert kept_n == [*range(len(values)), 100 + values.index(None)]
+    assert counters["dropped.duplicate"] == len(values) - 1
