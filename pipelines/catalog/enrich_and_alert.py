@@ -186,6 +186,11 @@ def _route(values: dict[str, Any]) -> RouteSpec:
     if os.path.isfile(text):
         with open(text, encoding="utf-8") as handle:
             text = handle.read()
+    elif ":" not in text:  # inline rules are YAML name: expression pairs
+        raise OptionError(
+            f"--rules: no such file {text!r}; give a YAML file of name: expression pairs, or "
+            "the rules inline, e.g. --rules='high_value: amount > 1000'"
+        )
     try:
         # The default output raises no alert; its name cannot clash with a rule's.
         return RouteSpec.parse(text, default="_no_alert", mode=values["route_mode"])

@@ -171,6 +171,7 @@ def test_a_side_input_file_of_profiles_and_per_route_sinks(tmp_path: Path) -> No
     ("args", "message"),
     [
         (["--rules={a: amount >}"], "--rules"),
+        (["--rules=/nonexistent/rules.yaml"], "--rules: no such file '/nonexistent/rules.yaml'"),
         (["--route_sinks=nope=file:///tmp/x"], "--route_sinks"),
         (["--profiles=redis://127.0.0.1:6390/0"], "--profiles"),
         (["--burst_window=soon", "--burst_count=3"], "--burst_window"),
