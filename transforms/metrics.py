@@ -158,6 +158,10 @@ NOT_AGGREGATED = _declare(
 )
 LATE = _declare("late_records", "Records later than the allowed lateness (dead-lettered).")
 HAVING_FAILED = _declare("having_failed", "Output rows whose having expression failed.")
+OVERFLOWED = _declare(
+    "aggregate_overflows",
+    "Sums and means beyond 64-bit integers or the float range, written as null.",
+)
 WRITTEN_COUNTS = _declare("written_counts", "Count rows the counts sink wrote.")
 
 # ---- Enrich and alert ----
@@ -195,7 +199,7 @@ WOULD_REPLAY = _declare(
 )
 WOULD_PARK = _declare("would_park", "Dry run: dead letters a replay would park, per why.", REASON)
 
-AGGREGATION = (AGGREGATED, NOT_AGGREGATED, LATE, HAVING_FAILED)
+AGGREGATION = (AGGREGATED, NOT_AGGREGATED, LATE, HAVING_FAILED, OVERFLOWED)
 """The metrics of a windowed aggregation (`transforms.aggregate.windowed.WindowedAggregate`)."""
 ENRICHMENT = (ENRICHED, WRITTEN_ALERTS, ENRICH_ROWS_SKIPPED, ENRICH_LOAD_FAILURES,
               ENRICH_CHANGES_STALE, ENRICH_CHANGES_SKIPPED)  # fmt: skip

@@ -214,6 +214,36 @@ def test_a_failing_having_counts_and_leaves_the_row_out() -> None:
     assert counters[HAVING_FAILED] == 2
 
 
+@pytest.mark.parametrize("path", ["bounded", "streaming"])
+def test_sums_and_means_beyond_a_row_are_null_and_counted(path: str) -> None:
+    the_spec = AggregateSpec.from_dict(
+        {"window": WINDOWS[0], "group_by": ["k"],
+         "aggregates": {"n": "count()", "total": "sum(v)", "avg": "mean(v)"}}
+    )  # fmt: skip
+    biggest = (1 << 63) - 1
+    rows_in = [
+        ({"k": "floats", "v": 1e308}, START + 1),
+        ({"k": "floats", "v": 1e308}, START + 2),  # the float total overflows
+        ({"k": "ints", "v": biggest}, START + 3),
+        ({"k": "ints", "v": 1}, START + 4),  # one past the 64-bit integers
+        ({"k": "fits", "v": biggest}, START + 5),
+        ({"k": "fits", "v": -1}, START + 6),
+    ]
+    tag = f"overflow-{path}-{time.monotonic_ns()}"
+    counters = run(
+        lambda p: collect_both(tag, *aggregate_on(p, path, the_spec, rows_in)),
+        streaming=path == "streaming",
+    )
+    rows = {row.data["k"]: row.data for row in COLLECTED.pop(tag + "rows", [])}
+    assert COLLECTED.pop(tag + "dead", []) == []
+    assert {k: (r["n"], r["total"], r["avg"]) for k, r in rows.items()} == {
+        "floats": (2, None, None),
+        "ints": (2, None, None),
+        "fits": (2, biggest - 1, (biggest - 1) / 2),
+    }
+    assert counters["aggregate_overflows"] == 4  # two aggregates of two rows
+
+
 # The 419-byte spec whose having nests aliases: nine levels of nine, 9**9 items once expanded.
 ALIAS_BOMB = """\
 window: {type: tumbling, size: 60s}

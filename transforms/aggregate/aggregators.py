@@ -19,7 +19,9 @@ the path dead-letters with step ``aggregate``:
   time of that range; near its ends, the windows decide.
 
 A value of another kind than an aggregate takes (text in ``sum``), or NaN, is not an error: it
-is left out of that aggregate, as a missing value is.
+is left out of that aggregate, as a missing value is. A ``sum`` or ``mean`` whose total leaves
+the range a row can hold (64-bit integers; finite floats) is written as null and counted in
+``aggregate_overflows``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
+from transforms import metrics
 from transforms.aggregate.spec import AggregateCall, AggregateSpec, WindowSpec
 from transforms.errors import BadTimestamp, RecordError
 from transforms.expressions import BadValue
@@ -178,12 +181,22 @@ class _Sum(_Aggregator):
         return [sum(s[0] for s in states), sum(s[1] for s in states)]
 
     def extract(self, state: list[Any]) -> Any:
-        return state[0] if state[1] else None
+        return _held(state[0]) if state[1] else None
 
 
 class _Mean(_Sum):
     def extract(self, state: list[Any]) -> Any:
-        return state[0] / state[1] if state[1] else None
+        total = _held(state[0]) if state[1] else None
+        return None if total is None else total / state[1]
+
+
+def _held(total: int | float) -> int | float | None:
+    """``total`` if a row can hold it (a 64-bit integer, a finite float), else ``None``, counted."""
+    held = -_INT64 <= total < _INT64 if type(total) is int else math.isfinite(total)
+    if held:
+        return total
+    metrics.counter(metrics.OVERFLOWED).inc()
+    return None
 
 
 class _Extreme(_Aggregator):
