@@ -4,6 +4,8 @@
 bytes. A line longer than the limit is skipped while it is read: only its first `PREFIX_BYTES`
 are kept, with its full size and a running SHA-256, and it comes out as that prefix and an
 `Oversize`. Memory is bounded by the chunk size and the limit, whatever the length of a line.
+A UTF-8 byte order mark at the start of the stream (as some editors and exporters write) is
+not part of the first line.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from transforms.message import Oversize
 __all__ = ["CHUNK_BYTES", "PREFIX_BYTES", "read_lines"]
 
 CHUNK_BYTES = 1 << 20
+_BOM = b"\xef\xbb\xbf"
 PREFIX_BYTES = 64 * 1024
 """How much of an oversize line is kept (and carried by its dead-letter record)."""
 
@@ -74,7 +77,11 @@ def read_lines(
     pending: list[bytes] = []  # the start of the current line, at most max_bytes + 1 bytes
     size = 0
     skipped: _Skipped | None = None  # the current line, once it went over the limit
-    while chunk := stream.read(chunk_bytes):
+    first = stream.read(max(chunk_bytes, len(_BOM)))
+    chunks = itertools.chain(
+        [first.removeprefix(_BOM)], iter(lambda: stream.read(chunk_bytes), b"")
+    )
+    for chunk in chunks:
         parts = chunk.split(b"\n")
         last = parts.pop()
         if parts:
