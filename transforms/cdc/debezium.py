@@ -164,9 +164,11 @@ def read_debezium(
     sequence = _sequence(source)
     if kind == "truncate":
         return build_change(table, {}, kind, None, sequence, _source_ts(source))
-    image = envelope.get("after" if kind == "upsert" else "before")
+    side = "after" if kind == "upsert" else "before"
+    image = envelope.get(side)
     if not isinstance(image, dict) and (kind == "upsert" or image is not None):
-        raise BadChange(f"{table}: Debezium op {op!r} without its row ('after')")
+        what = "missing" if image is None else f"JSON {type(image).__name__}"
+        raise BadChange(f"{table}: Debezium op {op!r}: its row {side!r} is {what}, not an object")
     key = rules.key(table, image, message_key)
     row = image if kind == "upsert" else None
     change = build_change(table, key, kind, row, sequence, _source_ts(source))

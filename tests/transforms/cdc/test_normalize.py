@@ -25,6 +25,7 @@ from transforms.blocks import Unbatch
 from transforms.cdc.change import Change
 from transforms.cdc.debezium import is_tombstone
 from transforms.cdc.envelope import (
+    BadChange,
     Dropped,
     KeyRules,
     NoKey,
@@ -234,6 +235,17 @@ def test_unknown_op_and_missing_position_are_errors_with_reasons() -> None:
     with pytest.raises(UnknownOp):
         ChangeReader().read({**event, "source_metadata": {**event["source_metadata"],
                                                           "change_type": "MERGE"}})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("op", "side", "row", "said"),
+    [("c", "after", None, "missing"), ("u", "after", [1], "JSON list"),
+     ("d", "before", "x", "JSON str")],
+)  # fmt: skip
+def test_a_row_that_is_not_an_object_is_named(op: str, side: str, row: Any, said: str) -> None:
+    key, value = load("debezium_postgres_create")
+    with pytest.raises(BadChange, match=f"op '{op}': its row '{side}' is {said}, not an object"):
+        ChangeReader().read({**value, "op": op, "before": None, "after": None, side: row}, key)
 
 
 def test_postgres_without_sequence_falls_back_to_the_lsn() -> None:
