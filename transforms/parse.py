@@ -127,6 +127,8 @@ class _Parser:
             raise InvalidUtf8("payload is not valid UTF-8") from None
         except msgspec.DecodeError as exc:
             _raise_for_bytes(payload)
+            if not payload.strip():
+                raise InvalidJson("payload is empty (or only white space), not JSON") from None
             raise InvalidJson(f"payload is not valid JSON: {exc}") from None
         except RecursionError:
             raise InvalidJson("payload is JSON nested too deeply") from None

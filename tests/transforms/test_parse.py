@@ -154,6 +154,12 @@ def test_parse_message_errors(payload: bytes, error: type[RecordError]) -> None:
         parse_message(_msg(payload, 1), SCHEMA, EventTime(field="ts"))
 
 
+@pytest.mark.parametrize("payload", [b"", b" ", b"\t\r"])
+def test_an_empty_payload_is_said_to_be_empty(payload: bytes) -> None:
+    with pytest.raises(InvalidJson, match="payload is empty"):
+        parse_message(_msg(payload, 1))
+
+
 @pytest.mark.parametrize(
     "event_time",
     [None, EventTime(attribute="t"), EventTime(field="meta.n")],
