@@ -174,6 +174,9 @@ WRITTEN_ALERTS = _declare(
 ENRICH_ROWS_SKIPPED = _declare(
     "enrich_rows_skipped", "Reference rows skipped on load (no key, not an object)."
 )
+ENRICH_ROWS_REPLACED = _declare(
+    "enrich_rows_replaced", "Reference rows replaced on load by a later row of the same key."
+)
 ENRICH_LOAD_FAILURES = _declare(
     "enrich_load_failures", "Reference table loads that failed (the previous table is kept)."
 )
@@ -201,8 +204,8 @@ WOULD_PARK = _declare("would_park", "Dry run: dead letters a replay would park, 
 
 AGGREGATION = (AGGREGATED, NOT_AGGREGATED, LATE, HAVING_FAILED, OVERFLOWED)
 """The metrics of a windowed aggregation (`transforms.aggregate.windowed.WindowedAggregate`)."""
-ENRICHMENT = (ENRICHED, WRITTEN_ALERTS, ENRICH_ROWS_SKIPPED, ENRICH_LOAD_FAILURES,
-              ENRICH_CHANGES_STALE, ENRICH_CHANGES_SKIPPED)  # fmt: skip
+ENRICHMENT = (ENRICHED, WRITTEN_ALERTS, ENRICH_ROWS_SKIPPED, ENRICH_ROWS_REPLACED,
+              ENRICH_LOAD_FAILURES, ENRICH_CHANGES_STALE, ENRICH_CHANGES_SKIPPED)  # fmt: skip
 """The metrics of enrich_and_alert's steps and sinks."""
 CDC = (APPLIED, KEY_CHANGES, REPLICA_MERGES)
 """The metrics of the CDC steps and the replica sink."""

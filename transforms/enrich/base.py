@@ -173,11 +173,23 @@ class EnrichSettings:
 
 
 def parse_key(text: str, where: object) -> KeyTemplate:
-    """Parses a reference key template; raises `EndpointError` naming ``where``."""
+    """Parses a reference key template; raises `EndpointError` naming ``where``.
+
+    The template must name at least one field in braces: a constant key (``key=customer``)
+    would join every record to one row.
+    """
     try:
-        return KeyTemplate.parse(text)
+        template = KeyTemplate.parse(text)
     except ValueError as error:
         raise EndpointError(f"{where}: key: {error}") from None
+    if not template.fields:
+        fix = (
+            f"write key={{{text}}}"
+            if text.isidentifier()
+            else "name a field in braces, e.g. key={customer_id} or key=customer:{customer_id}"
+        )
+        raise EndpointError(f"{where}: key={text} names no field: {fix}")
+    return template
 
 
 def reference_key(template: KeyTemplate, data: Mapping[str, Any]) -> str | None:

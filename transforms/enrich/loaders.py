@@ -3,14 +3,16 @@
 One per scheme of a reference URI (registered in `transforms.io.registry` ``REFERENCES``): JSON
 Lines files, a BigQuery table, the Redis hashes a key template matches. Each loads the whole
 table, keyed by the URI's ``key`` template; rows lacking a field of the key are skipped
-(counter ``enrich_rows_skipped``).
+(counter ``enrich_rows_skipped``). When rows share a key the last one read wins; the rows it
+replaced are counted (``enrich_rows_replaced``) and logged as a warning with one such key.
 """
 
 from __future__ import annotations
 
 import glob
-import json
+import logging
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -19,10 +21,13 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import metrics
 from transforms.enrich.base import BadReference, key_function
 from transforms.enrich.redis_lookup import hash_row, lookup_connection
+from transforms.errors import RecordError
 from transforms.io.bigquery.sink import TABLE_PATTERN, table_location
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.redis.connection import RedisConnection
 from transforms.io.redis.text import KeyTemplate
+from transforms.message import Message, Origin
+from transforms.parse import parse_message
 
 __all__ = ["BigQueryLoader", "JsonLinesLoader", "Loader", "RedisHashLoader", "Table"]
 
@@ -30,6 +35,10 @@ Table = dict[str, dict[str, Any]]
 """A loaded reference table: join key -> row, e.g. ``{"c1": {"customer_id": "c1", ...}}``."""
 SKIPPED = metrics.ENRICH_ROWS_SKIPPED
 _SCAN_BATCH = 500
+# A reference row has no size limit (a record's is --max_payload_bytes).
+_NO_SIZE_LIMIT = sys.maxsize
+
+log = logging.getLogger(__name__)
 
 
 class Loader(Protocol):
@@ -45,25 +54,46 @@ class Loader(Protocol):
         ...
 
 
-def _keyed(rows: Iterator[dict[str, Any]], key: KeyTemplate) -> Table:
+def _keyed(rows: Iterator[dict[str, Any]], key: KeyTemplate, where: str) -> Table:
+    """Keys ``rows`` by ``key``: rows without a field of it are skipped and counted.
+
+    Rows with the same key: the last one wins; the rows it replaced are counted and logged
+    (``where`` names the table) with their number and the first such key.
+    """
     key_of = key_function(key)  # as the records' keys are rendered
     table: Table = {}
-    skipped = 0
+    skipped = replaced = 0
+    repeated: str | None = None
     for row in rows:
         join_key = key_of(row)
         if join_key is None:
             skipped += 1
-        else:
-            table[join_key] = row
+            continue
+        if join_key in table:
+            replaced += 1
+            repeated = repeated if repeated is not None else join_key
+        table[join_key] = row
     if skipped:
         metrics.counter(SKIPPED).inc(skipped)
+    if replaced:
+        metrics.counter(metrics.ENRICH_ROWS_REPLACED).inc(replaced)
+        log.warning(
+            "enrich: %s: %d reference rows repeat the key of an earlier row (first: %r); "
+            "the last row of each key is kept",
+            where,
+            replaced,
+            repeated,
+        )
     return table
 
 
 class JsonLinesLoader:
     """Loads JSON Lines files (a path or glob, local or any Beam file system).
 
-    Lines that are not JSON objects are skipped (counted in ``enrich_rows_skipped``).
+    Each line is decoded as Parse decodes a record's payload (`transforms.parse.parse_message`,
+    without a size limit): a line it would dead-letter (not UTF-8, not JSON, NaN or a number
+    out of range, a lone surrogate, nested too deeply, not an object) is skipped and counted
+    in ``enrich_rows_skipped``, and the rest of the file loads. Blank lines are ignored.
     """
 
     def __init__(self, pattern: str, key: KeyTemplate) -> None:
@@ -80,19 +110,20 @@ class JsonLinesLoader:
 
     def _rows(self) -> Iterator[dict[str, Any]]:
         for match in FileSystems.match([self.pattern])[0].metadata_list:
+            origin = Origin("file", path=match.path)
             with FileSystems.open(match.path) as handle:
                 for line in handle:
+                    if not line.strip():
+                        continue
                     try:
-                        row = json.loads(line)
-                    except ValueError:
-                        row = None
-                    if isinstance(row, dict):
-                        yield row
-                    elif line.strip():
+                        record = parse_message(Message(line, {}, origin), max_bytes=_NO_SIZE_LIMIT)
+                    except RecordError:
                         metrics.counter(SKIPPED).inc()
+                        continue
+                    yield record.data
 
     def __call__(self, at: float) -> Table:
-        return _keyed(self._rows(), self.key)
+        return _keyed(self._rows(), self.key, self.pattern)
 
 
 class BigQueryLoader:
@@ -122,7 +153,7 @@ class BigQueryLoader:
         client = make_client(self.table.split(".")[0], self.endpoint)
         try:
             rows = (dict(row.items()) for row in client.list_rows(self.table))
-            return _keyed(rows, self.key)
+            return _keyed(rows, self.key, self.table)
         finally:
             client.close()
 

@@ -10,8 +10,9 @@ URIs (see `transforms.enrich.base` for the family's contract)::
 
 ``key`` keys the table: it is rendered on each reference row (file, BigQuery) or is the Redis
 key itself (the template's fields become ``*`` in a ``SCAN MATCH``), and rendered on each
-record to find its row. Rows lacking a field of the key are skipped (counter
-``enrich_rows_skipped``). A table that fails to load is logged and counted
+record to find its row. Rows lacking a field of the key, and JSON lines that Parse would reject
+as records, are skipped (counter ``enrich_rows_skipped``); of rows sharing a key the last one
+wins (logged, see `transforms.enrich.loaders`). A table that fails to load is logged and counted
 (``enrich_load_failures``); the records that needed it follow the ``unavailable`` policy.
 
 Refresh is Beam's slowly-updating side input pattern: ``PeriodicImpulse`` fires every
