@@ -39,7 +39,7 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
-from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
+from pipelines.framework.options import COMMON_OPTIONS, Duration, Option, OptionError
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms import metrics
 from transforms.cdc.apply import APPLIED, CHANGE_SCHEMA, ApplyChanges
@@ -89,7 +89,7 @@ OPTIONS = (
         "How long (event time) a deleted key is remembered, so that a late older change "
         "cannot bring it back, e.g. 7d.",
         default="7d",
-        regex=r"\d+(\.\d+)?(ms|s|m|min|h|d)?",
+        duration=Duration(positive=True),
         group="Changes",
     ),
 )

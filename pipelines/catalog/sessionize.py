@@ -17,7 +17,7 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.catalog import PipelineSpec
-from pipelines.framework.options import COMMON_OPTIONS, Option, OptionError
+from pipelines.framework.options import COMMON_OPTIONS, Duration, Option, OptionError
 from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, SpineConfig, SpineView
 from transforms import metrics
 from transforms.aggregate.windowed import AGGREGATED
@@ -30,7 +30,6 @@ from transforms.sessions import Sessionize, SessionSpec, session_schema
 __all__ = ["PIPELINE", "SessionizeConfig", "default_dead_letter"]
 
 NAME = "sessionize"
-DURATION = r"\d+(\.\d+)?(ms|s|m|min|h|d)?"
 log = logging.getLogger(__name__)
 
 OPTIONS = (
@@ -44,7 +43,7 @@ OPTIONS = (
         "gap",
         "Inactivity that ends a session, e.g. 30m.",
         default="30m",
-        regex=DURATION,
+        duration=Duration(positive=True),
         group="Sessions",
     ),
     Option(
@@ -52,7 +51,7 @@ OPTIONS = (
         "How long after a session closes late records still update it (a LATE row); later "
         "records are dead-lettered with reason late.",
         default="0s",
-        regex=DURATION,
+        duration=Duration(),
         group="Sessions",
     ),
     Option(
@@ -60,7 +59,7 @@ OPTIONS = (
         "Emit EARLY rows of open sessions this often (processing time, streaming runs only), "
         "e.g. 30s; empty: one row when a session closes.",
         default="",
-        regex=f"({DURATION})?",
+        duration=Duration(),
         group="Sessions",
     ),
     Option(

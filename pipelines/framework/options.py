@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from transforms.durations import WRITTEN, Duration
 from transforms.io.endpoint import redact_option
 
 __all__ = [
     "BEAM_PASS_THROUGH",
     "COMMON_OPTIONS",
-    "DURATION",
     "ArgumentParser",
+    "Duration",
     "Option",
     "OptionError",
     "beam_option_strings",
@@ -39,8 +40,6 @@ __all__ = [
 _TYPE_PARAM = {bool: "BOOLEAN", int: "NUMBER", float: "NUMBER"}
 # What a number looks like, for the template's launch-time check of number options.
 _TYPE_REGEX = {int: r"-?[0-9]+", float: r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?"}
-# The regex of a duration option: what `transforms.durations.parse_duration` reads (60s, 5m).
-DURATION = r"\d+(\.\d+)?(ms|s|m|min|h|d)?"
 
 
 class OptionError(ValueError):
@@ -68,6 +67,9 @@ class Option:
         required: the option must be given.
         choices: the allowed values, if it is an enum.
         regex: a pattern the whole value must match (checked before the pipeline starts).
+        duration: the value is a duration (``Duration()``, or ``Duration(positive=True)``
+            to refuse zero), checked by `transforms.durations.parse_duration` before the
+            pipeline starts; it stays text.
         param_type: the Flex Template parameter type; by default ``ENUM`` for choices,
             ``BOOLEAN`` or ``NUMBER`` for those types, ``TEXT`` otherwise.
         group: the group it is shown under.
@@ -88,6 +90,7 @@ class Option:
     required: bool = False
     choices: tuple[str, ...] = ()
     regex: str | None = None
+    duration: Duration | None = None
     param_type: str = ""
     group: str = "General"
     label: str = ""
@@ -104,6 +107,12 @@ class Option:
             raise ValueError(f"option {self.name}: a required option has no default")
         if self.regex is not None:
             re.compile(self.regex)
+        if self.duration is not None:
+            if self.type is not str or self.regex is not None or self.choices:
+                raise ValueError(
+                    f"option {self.name}: a duration is text, without regex or choices"
+                )
+            self.check(self.default)
         implied = "ENUM" if self.choices else _TYPE_PARAM.get(self.type, "TEXT")
         if not self.param_type:
             object.__setattr__(self, "param_type", implied)
@@ -117,18 +126,30 @@ class Option:
             raise ValueError(f"option {self.name}: an option cannot be its own parent")
 
     def check(self, value: Any) -> None:
-        """Raises `OptionError` if ``value`` breaks the option's regex (blank optional: unset)."""
-        if value is None or self.regex is None or (value == "" and not self.required):
+        """Raises `OptionError` if ``value`` is not of its duration kind or breaks its regex.
+
+        A blank value of an optional option means unset, and passes.
+        """
+        if value is None or (value == "" and not self.required):
             return
-        if not re.fullmatch(self.regex, str(value)):
+        if self.duration is not None:
+            try:
+                self.duration.seconds(str(value), f"--{self.name}")
+            except ValueError as error:
+                raise OptionError(str(error)) from None
+        elif self.regex is not None and not re.fullmatch(self.regex, str(value)):
             shown = redact_option(self.name, str(value))
-            raise OptionError(f"--{self.name}={shown!r} does not match {self.regex!r}: {self.help}")
+            raise OptionError(
+                f"--{self.name}={shown!r} does not match the pattern {self.regex}: {self.help}"
+            )
 
     @property
     def value_regex(self) -> str | None:
         """The pattern a given value matches: the declared regex, the choices or the type's."""
         if self.regex is not None:
             return self.regex
+        if self.duration is not None:
+            return WRITTEN  # a form's check; the command line also takes spaces (``30 m``)
         if self.choices:
             return "|".join(re.escape(choice) for choice in self.choices)
         return _TYPE_REGEX.get(self.type)
@@ -145,9 +166,9 @@ class Option:
         return text in self.parent_trigger_values if self.parent_trigger_values else text != ""
 
 
-def duration_option(name: str, help: str, default: str) -> Option:
-    """Returns an option whose value is a duration (``60s``, ``5m``), checked by `DURATION`."""
-    return Option(name, help, default=default, regex=DURATION)
+def duration_option(name: str, help: str, default: str, positive: bool = False) -> Option:
+    """Returns an option whose value is a duration (``60s``, ``5m``); ``positive``: not zero."""
+    return Option(name, help, default=default, duration=Duration(positive=positive))
 
 
 def option_group(group: str, *options: Option) -> tuple[Option, ...]:
@@ -306,12 +327,28 @@ def beam_option_strings() -> frozenset[str]:
     return frozenset(s for s in parser._option_string_actions if s.startswith("--"))
 
 
+def _words_left(options: Sequence[Option], argv: Sequence[str]) -> list[str] | None:
+    """Returns the words of ``argv`` the declared options leave, or ``None`` if it is malformed.
+
+    Nothing is required, converted or checked here, so that an unknown option (a misspelled
+    required one, most often) is reported before what argparse checks: a missing required
+    option, a value of the wrong type.
+    """
+    probe = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    for option in options:
+        probe.add_argument(f"--{option.name}")
+    try:
+        return probe.parse_known_args(list(argv))[1]
+    except argparse.ArgumentError:  # a flag without its value: the real parse says so
+        return None
+
+
 def _check_unknown(options: Sequence[Option], rest: Sequence[str]) -> None:
     beam = beam_option_strings()
     known = [f"--{option.name}" for option in options] + sorted(beam)
     for word in rest:
         flag = word.split("=", 1)[0]
-        if not flag.startswith("--") or flag in beam:
+        if not flag.startswith("--") or flag in beam or flag == "--help":
             continue
         hint = closest(flag, known)
         raise OptionError(f"unknown option {flag}: neither the pipeline nor Beam declares it{hint}")
@@ -339,13 +376,17 @@ def parse_options(
     Raises:
         SystemExit: argparse's exit on ``--help`` or a missing/invalid option.
         OptionError: an option neither the pipeline nor Beam declares (the message suggests
-            the closest known one), a value breaks its option's regex, or is set while its
-            parent option does not enable it.
+            the closest known one; checked first), a value is not a duration of its option's
+            kind or breaks its regex, or is set while its parent option does not enable it.
 
     """
     parser = build_parser(prog, description, options)
+    left = _words_left(options, argv)
+    if left is not None:
+        _check_unknown(options, left)
     namespace, rest = parser.parse_known_args(list(argv))
-    _check_unknown(options, rest)
+    if left is None:
+        _check_unknown(options, rest)
     values = vars(namespace)
     for option in options:
         option.check(values[option.name])
