@@ -86,7 +86,8 @@ class RequiredField:
         kind: the kind of value it needs (see this module).
         why: what reads it, for messages (``group key``, ``sum(amount)``...).
         nested: whether the dots of ``path`` separate nested fields (expressions and event
-            times read nested fields; group keys are top-level names, dots included).
+            times read nested fields; group keys are top-level names, and a spec refuses
+            dotted ones, see `transforms.aggregate.spec.AggregateSpec.from_dict`).
     """
 
     path: str

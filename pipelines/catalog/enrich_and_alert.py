@@ -49,7 +49,7 @@ from transforms.enrich.base import (
     enrich_from_uri,
     parse_key,
 )
-from transforms.fields import RequiredField, aggregate_fields
+from transforms.fields import RequiredField
 from transforms.io.base import Sink, SinkContext
 from transforms.io.endpoint import Endpoint
 from transforms.io.registry import make_sink
@@ -155,7 +155,11 @@ OPTIONS = (
             param_type="NUMBER",
         ),
         duration_option("burst_window", "The (tumbling) window of burst alerts, e.g. 10m.", "10m"),
-        Option("burst_key", "The field burst alerts count per.", default="customer_id"),
+        Option(
+            "burst_key",
+            "The top-level field burst alerts count per (a record without it raises no burst).",
+            default="customer_id",
+        ),
     )
 )
 
@@ -186,7 +190,7 @@ def _route(values: dict[str, Any]) -> RouteSpec:
     if os.path.isfile(text):
         with open(text, encoding="utf-8") as handle:
             text = handle.read()
-    elif ":" not in text:  # inline rules are YAML name: expression pairs
+    elif ":" not in text and ("/" in text or text.endswith((".yaml", ".yml"))):  # a path
         raise OptionError(
             f"--rules: no such file {text!r}; give a YAML file of name: expression pairs, or "
             "the rules inline, e.g. --rules='high_value: amount > 1000'"
@@ -223,7 +227,21 @@ def _alert_sinks(
 
 
 def _bursts(values: dict[str, Any], parse: ParseSettings) -> AggregateSpec | None:
-    if values["burst_count"] <= 0:
+    count = values["burst_count"]
+    if count < 0:
+        raise OptionError(
+            f"--burst_count={count}: give the number of transactions per key and window "
+            "above which a burst alert is raised (a positive number), or 0 for no bursts"
+        )
+    if count == 0:
+        # Burst options without bursts would be ignored: refuse them.
+        defaults = {option.name: option.default for option in OPTIONS}
+        for name in ("burst_window", "burst_key"):
+            if values[name] != defaults[name]:
+                raise OptionError(
+                    f"--{name} applies only with burst alerts: set --burst_count to a "
+                    f"positive number, or leave out --{name}"
+                )
         return None
     if parse.event_time is None:
         raise OptionError("--burst_count needs event times: set --event_time_field")
@@ -240,11 +258,14 @@ def _bursts(values: dict[str, Any], parse: ParseSettings) -> AggregateSpec | Non
         raise OptionError(f"--burst_*: {error}") from None
 
 
-def _required(profiles: str, bursts: AggregateSpec | None) -> tuple[RequiredField, ...]:
-    """The fields records need: the join key's (if present, a scalar) and the burst key."""
+def _required(profiles: str) -> tuple[RequiredField, ...]:
+    """The fields records need: the join key's (if present, a scalar).
+
+    Not the burst key: the bursts are a side aggregation; a record without a burst key is
+    written like any other and counted as ``not_aggregated.<reason>`` by the bursts.
+    """
     key = parse_key(Endpoint.parse(profiles).params["key"], "--profiles")
-    joined = tuple(RequiredField(name, "join_key", "--profiles key") for name in key.fields)
-    return joined + (aggregate_fields(bursts, "--burst_key") if bursts is not None else ())
+    return tuple(RequiredField(name, "join_key", "--profiles key") for name in key.fields)
 
 
 def configure(values: dict[str, Any]) -> AlertConfig:
@@ -271,7 +292,7 @@ def configure(values: dict[str, Any]) -> AlertConfig:
         raise OptionError(f"--profiles: {error}") from None
     route = _route(values)
     bursts = _bursts(values, parse)
-    parse = replace(parse, required=_required(values["profiles"], bursts))
+    parse = replace(parse, required=_required(values["profiles"]))
     output = SinkContext(NAME, None, parse.time_field)
     return AlertConfig(
         spine=SpineConfig.from_options(NAME, values, parse, output),

@@ -9,7 +9,7 @@ Graph::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -26,7 +26,6 @@ from pipelines.framework.spine import PARSE_OPTIONS, ParseSettings, Spine, Spine
 from transforms import metrics
 from transforms.aggregate.spec import AggregateSpec, SpecError
 from transforms.aggregate.windowed import WindowedAggregate, row_schema
-from transforms.fields import aggregate_fields
 from transforms.io.base import Sink, SinkContext
 from transforms.io.registry import make_sink
 
@@ -48,7 +47,8 @@ COUNTS_OPTIONS = option_group(
     ),
     Option(
         "counts_group_by",
-        "Comma-separated fields the counts are grouped by (empty: one count per window).",
+        "Comma-separated top-level fields the counts are grouped by (empty: one count per "
+        "window); a record without one is written but not counted.",
         default="",
     ),
 )
@@ -69,6 +69,14 @@ class EventsConfig(SpineView):
 
 def _counts(values: dict[str, Any], parse: ParseSettings) -> tuple[AggregateSpec, Sink] | None:
     if not values["counts_sink"]:
+        # Counts options without a counts sink would be ignored: refuse them, as a template
+        # refuses a conditional parameter (their defaults are what an unset option reads).
+        for option in COUNTS_OPTIONS[1:]:
+            if values[option.name] != option.default:
+                raise OptionError(
+                    f"--{option.name} applies only with --counts_sink: set --counts_sink "
+                    f"(e.g. bigquery://P:D.T_counts) or leave out --{option.name}"
+                )
         return None
     if parse.event_time is None:
         raise OptionError("--counts_sink needs event times: set --event_time_field")
@@ -92,9 +100,9 @@ def _counts(values: dict[str, Any], parse: ParseSettings) -> tuple[AggregateSpec
 def configure(values: dict[str, Any]) -> EventsConfig:
     """Validates the options of this pipeline."""
     parse = ParseSettings.from_options(values)
+    # The counts are a side aggregation: records need not have its group keys (the counts
+    # count what they cannot key as not_aggregated.<reason>); the main sink writes them all.
     counts = _counts(values, parse)
-    if counts is not None:
-        parse = replace(parse, required=aggregate_fields(counts[0], "--counts_group_by"))
     return EventsConfig(SpineConfig.from_options(NAME, values, parse), counts)
 
 

@@ -48,7 +48,8 @@ class WindowedAggregate(RowStep):
             aggregates: {requests: count()}, ...}``), as YAML text, a file path, or
             ``builtin:api_metrics``.
         dead_letter_late: records too late for their window are dead letters (``late``);
-            ``false``: they are only counted.
+            ``false`` (a side aggregation, whose records are written elsewhere): they are only
+            counted, as are records without a group key (``not_aggregated.<reason>``).
         pipeline: the pipeline's name in dead letters.
         error_handling: ``{output: NAME}``: failures (bad values, late records) as rows.
     """
@@ -63,6 +64,7 @@ class WindowedAggregate(RowStep):
         super().__init__()
         self._spec = AggregateSpec.from_dict(spec) if isinstance(spec, Mapping) else load_spec(spec)
         self._step = AggregateStep(self._spec, pipeline, dead_letter_late=dead_letter_late)
+        self._side = not dead_letter_late
         self.pipeline_name = pipeline
         self.handling = ErrorHandling(error_handling)
 
@@ -78,6 +80,9 @@ class WindowedAggregate(RowStep):
         return RowShape(schema, derived=True)
 
     def apply_step(self, blocks: beam.PCollection, incoming: RowShape) -> tuple[Any, list[Any]]:
+        if self._side:  # the step counts what it cannot key (not_aggregated.<reason>)
+            rows, errors = blocks | "Aggregate" >> self._step
+            return rows, [errors]
         checked, missing = _checked(self, blocks, aggregate_fields(self._spec))
         rows, errors = checked | "Aggregate" >> self._step
         return rows, [missing, errors]

@@ -79,7 +79,8 @@ class Parse(beam.PTransform):
         payload_field: the input field holding the payload.
         required_keys: fields every record must hold as a scalar (the group keys a later
             aggregation reads): a record without one is a dead letter of step ``fields``
-            before any sink sees it, as with the pipelines' ``--counts_group_by``.
+            before any sink sees it, as with a ``metrics_to_redis`` spec's group keys (not
+            for a side aggregation, ``dead_letter_late: false``, which counts such records).
         skip_tombstones: drop empty payloads (Debezium tombstones), counted as
             ``dropped.tombstone``.
         pipeline: the pipeline's name in dead letters.

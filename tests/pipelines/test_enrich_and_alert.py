@@ -167,6 +167,40 @@ def test_a_side_input_file_of_profiles_and_per_route_sinks(tmp_path: Path) -> No
     assert report.balanced and report.count(DEAD_LETTERED) == 0
 
 
+def test_bursts_leave_records_they_cannot_key_in_the_sink_and_count_them(tmp_path: Path) -> None:
+    # The bursts are a side aggregation: a record without the burst key (or with an object or
+    # a list there) is enriched and written like any other; the bursts only count it.
+    keyed = [("t1", "eu"), ("t2", "eu"), ("t3", None), ("t4", ["eu"]), ("t5", {"x": 1})]
+    data = []
+    for i, (txn, region) in enumerate(keyed):
+        record: dict[str, Any] = {"transaction_id": txn, "customer_id": "c1", "amount": 1,
+                                  "ts": format_timestamp(START + i)}  # fmt: skip
+        if region is not None:
+            record["region"] = region
+        data.append(record)
+    source = tmp_path / "transactions.jsonl"
+    source.write_text("\n".join(json.dumps(t) for t in data) + "\n")
+    table = tmp_path / "profiles.jsonl"
+    table.write_text("\n".join(json.dumps({"customer_id": c, **p}) for c, p in PROFILES.items()))
+
+    report = run_pipeline(
+        get_pipeline("enrich_and_alert"),
+        [f"--source=file://{source}", f"--profiles=file://{table}?key={{customer_id}}",
+         "--burst_count=1", "--burst_key=region", f"--alert_sink=file://{tmp_path}/alerts",
+         f"--sink=file://{tmp_path}/out", f"--dead_letter=file://{tmp_path}/dlq"],
+    )  # fmt: skip
+
+    assert report.balanced, report.render()
+    assert report.count(DEAD_LETTERED) == 0 and read_jsonl(tmp_path / "dlq") == []
+    written = read_jsonl(tmp_path / "out")
+    assert sorted(r["transaction_id"] for r in written) == [t["transaction_id"] for t in data]
+    assert report.count(WRITTEN) == len(data)
+    assert report.count("not_aggregated.missing_field") == 1  # t3
+    assert report.count("not_aggregated.wrong_type") == 2  # t4, t5
+    bursts = [a for a in read_jsonl(tmp_path / "alerts") if a["alert"] == "burst"]
+    assert [(b["region"], b["events"]) for b in bursts] == [("eu", 2)]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -176,6 +210,9 @@ def test_a_side_input_file_of_profiles_and_per_route_sinks(tmp_path: Path) -> No
         (["--profiles=redis://127.0.0.1:6390/0"], "--profiles"),
         (["--burst_window=soon", "--burst_count=3"], "--burst_window"),
         (["--dedup_key=@offset"], "--dedup_"),
+        (["--burst_count=-1"], "--burst_count=-1: .*a positive number"),
+        (["--burst_window=5m"], "--burst_window applies only with burst alerts"),
+        (["--burst_count=2", "--burst_key=user.id"], "group_by takes top-level fields"),
     ],
 )
 def test_bad_options_fail_before_anything_runs(args: list[str], message: str) -> None:

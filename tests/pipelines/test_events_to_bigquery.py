@@ -75,3 +75,35 @@ def test_per_window_counts_match_plain_python_and_keep_the_balance(tmp_path: Pat
     got = {(r["event_type"], int(parse_timestamp(r["window_start"]))): r["events"] for r in rows}
     assert got == expected
     assert report.count("written_counts") == len(expected)
+
+
+def test_counts_leave_records_they_cannot_key_in_the_sink_and_count_them(tmp_path: Path) -> None:
+    # The counts are a side aggregation: a record without a group key (or with a list there)
+    # is still written whole; the counts only count it as not_aggregated.<reason>.
+    lines = [
+        {"order_no": "o1", "amount_cents": 5, "region": "eu", "placed_at": 1714550401000},
+        {"order_no": "o2", "amount_cents": 6, "placed_at": 1714550402000},
+        {"order_no": "o3", "amount_cents": 6, "region": ["eu"], "placed_at": 1714550402000},
+        {"order_no": "o4", "amount_cents": 7, "region": None, "placed_at": 1714550403000},
+        {"order_no": "o5", "amount_cents": 8, "region": "eu", "placed_at": 1714550404000},
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+
+    report = run_pipeline(
+        get_pipeline("events_to_bigquery"),
+        [f"--source=file://{source}", f"--sink=file://{tmp_path}/out",
+         f"--dead_letter=file://{tmp_path}/dlq", "--event_time_field=placed_at",
+         f"--counts_sink=file://{tmp_path}/counts", "--counts_window=1m",
+         "--counts_group_by=region"],
+    )  # fmt: skip
+
+    assert report.balanced, report.render()
+    assert report.count(WRITTEN) == len(lines) and report.count(DEAD_LETTERED) == 0
+    written = [json.loads(line) for p in (tmp_path / "out").glob("*.jsonl") for line in p.open()]
+    assert sorted(r["order_no"] for r in written) == [line["order_no"] for line in lines]
+    assert count_lines(tmp_path / "dlq") == 0
+    assert report.count("not_aggregated.missing_field") == 2  # o2 (absent), o4 (null)
+    assert report.count("not_aggregated.wrong_type") == 1  # o3 (a list)
+    rows = [json.loads(line) for p in (tmp_path / "counts").glob("*.jsonl") for line in p.open()]
+    assert [(r["region"], r["events"]) for r in rows] == [("eu", 2)]

@@ -277,6 +277,7 @@ def test_check_fields() -> None:
         ({"group_by": ["a", "a"]}, r"\['a'\] are named twice"),
         ({"group_by": [1]}, "group_by: expected a list of field names"),
         ({"group_by": [""]}, "group_by: expected a list of field names"),
+        ({"group_by": ["a", "meta.region"]}, "group_by takes top-level fields.*'meta.region'"),
         ({"windows": {}}, r"spec: unknown keys \['windows'\]"),
         ({"trigger": {"early": "10s", "final": True}}, r"trigger: unknown keys \['final'\]"),
         ({"trigger": {"early": {"count": 1, "size": 2}}}, r"trigger\.early: unknown keys"),

@@ -43,6 +43,7 @@ from transforms.aggregate.spec import AggregateSpec
 from transforms.blocks import Block, FoldPerBundle
 from transforms.dead_letter import refused
 from transforms.errors import RecordError
+from transforms.fields import FieldCheck, aggregate_fields
 from transforms.message import Record
 from transforms.metrics import ReasonCounters
 
@@ -93,6 +94,12 @@ class PrepareBlock(beam.DoFn):
     whose records are written whole elsewhere) it is only counted in
     ``not_aggregated.<reason>``.
 
+    A side aggregation also checks the fields it reads (`transforms.fields.aggregate_fields`:
+    group keys, bare aggregated fields), which a pipeline does not require of every record for
+    it: a record it cannot key (a group key missing, null, a list or an object) is counted in
+    ``not_aggregated.missing_field`` or ``not_aggregated.wrong_type`` and left out. With
+    ``dead_letter`` on, the pipeline checked them after Parse (`transforms.fields.CheckFields`).
+
     Args:
         spec: the aggregation.
         pipeline: the pipeline's name, for the dead-letter records.
@@ -104,6 +111,7 @@ class PrepareBlock(beam.DoFn):
         self._combine = SpecCombineFn(spec)
         self._pipeline = pipeline
         self._dead_letter = dead_letter
+        self._check = None if dead_letter else FieldCheck(aggregate_fields(spec)) or None
 
     def setup(self) -> None:
         self._refused = None if self._dead_letter else ReasonCounters(NOT_AGGREGATED)
@@ -112,13 +120,15 @@ class PrepareBlock(beam.DoFn):
         self, block: list[Record], timestamp: Any = beam.DoFn.TimestampParam
     ) -> Iterator[Any]:
         fallback = float(timestamp)
-        prepare, group_by = self._combine.prepare, self._group_by
+        prepare, group_by, check = self._combine.prepare, self._group_by, self._check
         items = Block()
         for record in block:
             event_time = record.event_time
             if event_time is None:
                 event_time = fallback
             try:
+                if check is not None:
+                    check(record.data)
                 element = prepare(record.data, event_time)
             except RecordError as exc:
                 yield from self._failed(record, exc, event_time)

@@ -273,7 +273,8 @@ class AggregateSpec:
     Attributes:
         window: the windows.
         aggregates: the output aggregates, in order.
-        group_by: the grouping fields (zero or more).
+        group_by: the grouping fields (zero or more), top-level (`from_dict` refuses dotted
+            paths: nested fields cannot key a group).
         event_time: the field holding the event time, if the spec names one.
         having: a filter on the output row (aggregates, group keys).
         allowed_lateness: how long after a window closes late records still update it, seconds.
@@ -350,6 +351,12 @@ class AggregateSpec:
             group_by = (group_by,)
         if not all(isinstance(g, str) and g for g in group_by):
             raise SpecError("group_by: expected a list of field names")
+        nested = [g for g in group_by if "." in g]
+        if nested:
+            raise SpecError(
+                f"group_by takes top-level fields, not nested paths such as {nested[0]!r}; "
+                "group by a top-level field (copy a nested value to one with a UDF)"
+            )
         lateness = _first(spec, "allowed_lateness", "lateness", "grace")
         having = spec.get("having")
         if having is not None and not isinstance(having, (str, bool, int, float)):

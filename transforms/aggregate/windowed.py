@@ -258,7 +258,10 @@ class WindowedAggregate(beam.PTransform):
         dead_letter_late: dead-letter late and refused records (the default); ``False`` only
             counts them, in ``late_records`` and ``not_aggregated.<reason>``, for a side
             aggregation whose records are also written whole elsewhere (``errors`` is then
-            empty).
+            empty). Such a side aggregation checks the group keys and aggregated fields itself
+            and counts a record it cannot key in ``not_aggregated.missing_field`` or
+            ``not_aggregated.wrong_type``; with the default, the pipeline requires them after
+            Parse (`transforms.fields.CheckFields`).
     """
 
     def __init__(self, spec: AggregateSpec, pipeline: str, dead_letter_late: bool = True) -> None:
