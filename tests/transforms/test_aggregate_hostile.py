@@ -244,6 +244,26 @@ def test_sums_and_means_beyond_a_row_are_null_and_counted(path: str) -> None:
     assert counters["aggregate_overflows"] == 4  # two aggregates of two rows
 
 
+@pytest.mark.parametrize("path", ["bounded", "streaming"])
+def test_keys_true_and_1_are_two_groups(path: str) -> None:
+    the_spec = AggregateSpec.from_dict(
+        {"window": WINDOWS[0], "group_by": ["k"], "aggregates": {"n": "count()"}}
+    )
+    keys = [True, 1, 1, False, 0, "1", True]
+    rows_in = [({"k": key}, START + i) for i, key in enumerate(keys)]
+    tag = f"bool-keys-{path}-{time.monotonic_ns()}"
+    run(
+        lambda p: collect_both(tag, *aggregate_on(p, path, the_spec, rows_in)),
+        streaming=path == "streaming",
+    )
+    rows = COLLECTED.pop(tag + "rows", [])
+    got = sorted((type(r.data["k"]).__name__, str(r.data["k"]), r.data["n"]) for r in rows)
+    assert got == [
+        ("bool", "False", 1), ("bool", "True", 2), ("int", "0", 1), ("int", "1", 2),
+        ("str", "1", 1),
+    ]  # fmt: skip
+
+
 # The 419-byte spec whose having nests aliases: nine levels of nine, 9**9 items once expanded.
 ALIAS_BOMB = """\
 window: {type: tumbling, size: 60s}

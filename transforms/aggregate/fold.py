@@ -57,6 +57,7 @@ __all__ = [
     "MergePartials",
     "PrepareBlock",
     "group_key",
+    "key_values",
 ]
 
 AGGREGATED = metrics.AGGREGATED
@@ -74,14 +75,25 @@ Item = tuple[Record, tuple, Element]
 
 
 def group_key(data: dict[str, Any], group_by: tuple[str, ...]) -> tuple:
-    """Returns a record's group key: its ``group_by`` values (nested values as JSON text)."""
+    """Returns a record's group key: its ``group_by`` values (nested values as JSON text).
+
+    A boolean is held as a 1-tuple, ``(True,)``: Python finds ``True == 1``, and the key
+    ``true`` is not the key ``1``. `key_values` gives the values back.
+    """
     return tuple([_key_value(data.get(name)) for name in group_by])
 
 
 def _key_value(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
+    if value is True or value is False:
+        return (value,)
     return value
+
+
+def key_values(key: tuple) -> list[Any]:
+    """The values of a `group_key`, as the output row holds them (booleans as booleans)."""
+    return [value[0] if type(value) is tuple else value for value in key]
 
 
 @beam.typehints.with_output_types(Block)

@@ -64,6 +64,7 @@ from transforms.aggregate.fold import (
     MergePartials,
     PrepareBlock,
     group_key,
+    key_values,
 )
 from transforms.aggregate.gate import LATE_TAG, LatenessGate, ShardBlocks
 from transforms.aggregate.spec import AggregateSpec, WindowSpec
@@ -127,7 +128,7 @@ class _ToRow(beam.DoFn):
 
     def row(self, key: tuple, window: Any, aggregates: dict[str, Any]) -> dict[str, Any]:
         """The row of a group and window, without its pane fields."""
-        row: dict[str, Any] = dict(zip(self._group_by, key, strict=True))
+        row: dict[str, Any] = dict(zip(self._group_by, key_values(key), strict=True))
         bounds = self._bounds.get(window)
         if bounds is None:
             bounds = (None, None)
