@@ -27,7 +27,8 @@ compaction. The delete already carries the change, so `DropTombstones` drops tom
 purpose (``dropped.tombstone``) before Parse, which would dead-letter an empty payload as
 ``invalid_json``. A Kafka source gives a null value as an empty payload; in a JSON Lines file an
 empty line or ``null`` is a tombstone. A schema-wrapped value whose ``payload`` is null is one
-too (read as `Dropped`).
+too: `DropTombstones` drops it before Parse as well (so that an event time read from the
+envelope does not dead-letter it), and the normalize step reads one that reaches it as `Dropped`.
 """
 
 from __future__ import annotations
@@ -77,8 +78,23 @@ def is_debezium(data: dict[str, Any]) -> bool:
 
 
 def is_tombstone(payload: bytes) -> bool:
-    """Whether a message payload is a tombstone: empty, blank or ``null``."""
-    return payload.strip() in (b"", b"null")
+    """Whether a message payload is a tombstone: empty, blank, ``null``, or schema-wrapped null.
+
+    Only a payload ending like ``"payload": null}`` is decoded to tell a wrapped tombstone
+    (``{"schema": ..., "payload": null}``) from anything else.
+    """
+    text = payload.strip()
+    if text in (b"", b"null"):
+        return True
+    if not text.endswith(b"}") or b'"payload"' not in text[-32:]:
+        return False
+    if not text[:-1].rstrip().endswith(b"null"):
+        return False
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and _unwrap(data) is None
 
 
 def _sequence(source: dict[str, Any]) -> tuple[int, ...]:

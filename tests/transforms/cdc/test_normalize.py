@@ -179,6 +179,20 @@ def test_a_tombstone_is_a_null_value() -> None:
     for payload in (b"", b"  ", b"null", b"null\r"):
         assert is_tombstone(payload)
     assert not is_tombstone(b"{}")
+    for payload in (
+        b'{"schema": {"type": "struct"}, "payload": null}',
+        b'{"payload":null,"schema":null}\n',
+        b'{"schema":{},"payload" : null } ',
+    ):
+        assert is_tombstone(payload), payload  # fmt: skip
+    for payload in (
+        b'{"payload": null}',
+        b'{"schema": 1, "payload": null, "x": 1}',
+        b'{"schema": {}, "payload": {"op": "c"}}',
+        b'{"a": "payload", "b": null}',
+        b'{"schema": {}, "payload": null',
+    ):
+        assert not is_tombstone(payload), payload  # fmt: skip
     wrapped_tombstone = {"schema": None, "payload": None}
     assert ChangeReader("debezium").read(wrapped_tombstone) == Dropped("tombstone")
 
