@@ -22,7 +22,9 @@ that the runner retries is written again, to a new file: delivery is at least on
 ``ParDo`` does it all (no shuffle). A write that fails with an error that may go
 away (disk full, I/O error, stale network mount) is tried again as a sink outage
 (`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a
-file sink has nothing to dead-letter to).
+file sink has nothing to dead-letter to). Files of earlier runs in the folder are kept; a run
+that finds some logs a warning, since a reader of the folder sees them with its own (use an
+empty folder, or another ``prefix``, to keep runs apart).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import contextlib
 import errno
 import glob
 import itertools
+import logging
 import os
 import time
 import uuid
@@ -56,6 +59,8 @@ from transforms.metrics import BYTES_READ, LOCAL, Count
 __all__ = ["FileSink", "FileSource"]
 
 _FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
+
+log = logging.getLogger(__name__)
 # Records a file holds at most: the rows held in memory before they are written.
 FILE_ROWS = 20_000
 
@@ -282,6 +287,17 @@ class FileSink(Sink):
         """Writes blocks (lists) of `Record`s; returns None (a failed write fails the bundle)."""
         os.makedirs(self.folder, exist_ok=True)
         suffix = _FORMATS[self.format]
+        earlier = glob.glob(os.path.join(glob.escape(self.folder), f"{self.prefix}-*{suffix}"))
+        if earlier:
+            log.warning(
+                "%s: the folder already holds %d %s-*%s files of earlier runs; this run adds "
+                "its own beside them (use an empty folder, or another prefix=, to keep runs "
+                "apart)",
+                self.endpoint,
+                len(earlier),
+                self.prefix,
+                suffix,
+            )
         files = _WriteBundleFiles(
             self.folder, self.prefix, suffix, self._records(), self.retry, self._row
         )

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import lzma
 import os
 import zlib
@@ -263,6 +264,30 @@ def test_file_sink_jsonl(tmp_path: Path) -> None:
     got = sorted((json.loads(line) for line in lines), key=lambda r: r["id"])
     expected_first = dict(ROWS[0], blob=base64.b64encode(b"\x00\xffraw").decode("ascii"))
     assert got == [expected_first, ROWS[1], {"id": 3, "plain": "dict"}]
+
+
+def test_a_sink_folder_holding_earlier_runs_keeps_them_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "out"
+    context = SinkContext("pipe", SCHEMA)
+
+    def warnings() -> list[str]:
+        found = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        caplog.clear()
+        return found
+
+    with caplog.at_level(logging.WARNING, logger="transforms.io.files"):
+        _write(f"file://{folder}", [Record(ROWS[1])], context)
+        assert warnings() == []
+        _write(f"file://{folder}?prefix=other", [Record(ROWS[1])], context)
+        assert warnings() == []  # another prefix: runs kept apart
+        _write(f"file://{folder}", [Record(ROWS[1])], context)
+        (warning,) = warnings()
+    assert "already holds 1 part-*.jsonl files of earlier runs" in warning
+    assert sorted(path.name.split("-")[0] for path in folder.glob("*.jsonl")) == [
+        "other", "part", "part"
+    ]  # fmt: skip
 
 
 def test_file_sink_parquet(tmp_path: Path) -> None:
