@@ -101,6 +101,11 @@ class SessionSpec:
     def __post_init__(self) -> None:
         if not self.key_field:
             raise ValueError("sessions need a key field, e.g. user_id")
+        if "." in self.key_field:
+            raise ValueError(
+                f"key field {self.key_field!r} is a nested path: sessions are keyed by a "
+                "top-level field (copy a nested value to one with a UDF)"
+            )
         if self.gap <= 0:
             raise ValueError(f"the session gap must be positive, got {self.gap:g}s")
         if self.allowed_lateness < 0 or self.early_seconds < 0:

@@ -154,7 +154,9 @@ OPTIONS = (
             default=0,
             param_type="NUMBER",
         ),
-        duration_option("burst_window", "The (tumbling) window of burst alerts, e.g. 10m.", "10m"),
+        duration_option(
+            "burst_window", "The (tumbling) window of burst alerts, e.g. 10m.", "10m", positive=True
+        ),
         Option(
             "burst_key",
             "The top-level field burst alerts count per (a record without it raises no burst).",

@@ -43,7 +43,10 @@ COUNTS_OPTIONS = option_group(
         sink=True,
     ),
     duration_option(
-        "counts_window", "Length of the count windows (tumbling), e.g. 60s or 5m.", "60s"
+        "counts_window",
+        "Length of the count windows (tumbling), e.g. 60s or 5m.",
+        "60s",
+        positive=True,
     ),
     Option(
         "counts_group_by",

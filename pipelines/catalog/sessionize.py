@@ -126,7 +126,8 @@ def _sessions(values: dict[str, Any], parse: ParseSettings) -> SessionSpec:
             include_fields=include,
         )
     except ValueError as exc:
-        raise OptionError(f"--key_field/--gap/--include_fields: {exc}") from None
+        # The durations are checked by their options: what is left is about the fields.
+        raise OptionError(f"--key_field/--include_fields: {exc}") from None
     if parse.schema is not None:
         missing = sorted(spec.input_fields - set(parse.schema.names))
         if missing:

@@ -209,6 +209,7 @@ def test_bursts_leave_records_they_cannot_key_in_the_sink_and_count_them(tmp_pat
         (["--route_sinks=nope=file:///tmp/x"], "--route_sinks"),
         (["--profiles=redis://127.0.0.1:6390/0"], "--profiles"),
         (["--burst_window=soon", "--burst_count=3"], "--burst_window"),
+        (["--burst_window=0s", "--burst_count=3"], "--burst_window must be positive"),
         (["--dedup_key=@offset"], "--dedup_"),
         (["--burst_count=-1"], "--burst_count=-1: .*a positive number"),
         (["--burst_window=5m"], "--burst_window applies only with burst alerts"),

@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from pipelines.catalog import get_pipeline
 from pipelines.catalog.sessionize import default_dead_letter
 from pipelines.framework.options import OptionError
+from pipelines.framework.run import build_pipeline
 from transforms.event_time import format_timestamp
 
 T0 = calendar.timegm((2026, 11, 25, 9, 0, 0))
@@ -117,3 +119,18 @@ def test_unknown_key_field_fails_before_anything_runs(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "account" in result.stderr and "schema" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--key_field=user.id"], "--key_field/--include_fields: key field 'user.id' is a nested"),
+        (["--key_field=u", "--gap=0s"], "^--gap must be positive"),
+        (["--key_field=u", "--include_fields=u,u"], "include_fields must be distinct"),
+    ],
+)
+def test_bad_session_options_name_the_option_at_fault(args: list[str], message: str) -> None:
+    base = ["--source=generator://events?count=1", "--sink=stdout://", "--dead_letter=stdout://",
+            "--event_time_field=ts"]  # fmt: skip
+    with pytest.raises(OptionError, match=message):
+        build_pipeline(get_pipeline("sessionize"), base + args)
