@@ -83,8 +83,24 @@ class RunReport:
             lines.append(line + (f"  ({detail})" if detail else ""))
         others = sorted(name for name in self.counters if name.split(".")[0] not in totals)
         lines += [f"  {name:<14}{self.count(name):>10}" for name in others]
+        lines.append("  " + self._balance_line())
+        return "\n".join(lines)
+
+    def _balance_line(self) -> str:
+        """The balance with its figures, and the dead letters that are not input records.
+
+        E.g. ``read 10 = enriched 7 + dead_lettered (input) 2 + dropped 1: balanced; 1 more dead
+        letters of rows or copies (sink_*, rule_error)``.
+        """
+        terms = self.balance.terms(self.counters)
         verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
         dead = "dead_lettered" if self.delivered == WRITTEN else "dead_lettered (input)"
         read = f"read + {self.splits}" if self.splits and self.count(self.splits) else "read"
-        lines.append(f"  {read} = {self.delivered} + {dead} + dropped: {verdict}")
-        return "\n".join(lines)
+        line = (
+            f"{read} {terms[READ]} = {self.delivered} {terms[self.delivered]} + {dead} "
+            f"{terms[DEAD_LETTERED]} + dropped {terms[DROPPED]}: {verdict}"
+        )
+        besides = self.count(DEAD_LETTERED) - terms[DEAD_LETTERED]
+        if besides:
+            line += f"; {besides} more dead letters of rows or copies (sink_*, rule_error)"
+        return line

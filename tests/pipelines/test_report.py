@@ -1,0 +1,33 @@
+"""The run report's balance line: its figures, and the dead letters that are not input records."""
+
+from __future__ import annotations
+
+from pipelines.framework.report import RunReport
+
+
+def test_the_balance_line_gives_its_figures() -> None:
+    counters = {"read": 10, "written": 8, "dead_lettered": 2, "dead_lettered.schema": 2}
+    report = RunReport("events_to_bigquery", "DONE", counters)
+    assert report.render().splitlines()[-1] == (
+        "  read 10 = written 8 + dead_lettered 2 + dropped 0: balanced"
+    )
+
+
+def test_dead_letters_of_copies_are_shown_beside_the_balance() -> None:
+    # A rule that failed on a record that was also enriched and written: its dead letter is
+    # not an input record's, so the balance leaves it out and the line says so.
+    counters = {"read": 10, "enriched": 7, "written": 7, "dropped": 1, "dropped.duplicate": 1,
+                "dead_lettered": 3, "dead_lettered.rule_error": 1,
+                "dead_lettered.missing_reference": 1, "dead_lettered.wrong_type": 1}  # fmt: skip
+    report = RunReport("enrich_and_alert", "DONE", counters, delivered="enriched")
+    assert report.balanced
+    assert report.render().splitlines()[-1] == (
+        "  read 10 = enriched 7 + dead_lettered (input) 2 + dropped 1: balanced; "
+        "1 more dead letters of rows or copies (sink_*, rule_error)"
+    )
+
+
+def test_an_unbalanced_run_says_so_with_the_figures() -> None:
+    counters = {"read": 10, "written": 4}
+    line = RunReport("events_to_bigquery", "CANCELLED", counters).render().splitlines()[-1]
+    assert line.startswith("  read 10 = written 4 + dead_lettered 0 + dropped 0: NOT balanced")
