@@ -172,9 +172,12 @@ def parse_key_columns(spec: str) -> dict[str, tuple[str, ...]]:
                 f"key columns entry {entry!r}: use table=column[,column...], {example}"
             )
         if bare and "." in entry:
+            # A table and its columns with another separator ("s.t:id", "s.t id"), or none.
+            other = re.fullmatch(r"([^:\s]+)\s*[:\s]\s*(\S.*)", entry)
+            hint = f"{other[1]}={other[2]}" if other else f"{entry}=COLUMN[,COLUMN...]"
             raise ValueError(
                 f"key columns entry {entry!r} names no column: a bare entry is the key columns "
-                f"of every table; for one table write {entry}=COLUMN[,COLUMN...]"
+                f"of every table; for one table write {hint}"
             )
         if table in declared:
             what = "every table" if table == ALL_TABLES else f"table {table!r}"

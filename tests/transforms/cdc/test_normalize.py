@@ -13,6 +13,7 @@ and 1 otherwise; ``source_ts`` is ``source.ts_ms`` or ``source_timestamp`` in UT
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +294,10 @@ def test_key_columns_syntax() -> None:
     for bad in ("inventory.customers", "=id", "t=", "t=a,,b", "t=a;t=b"):
         with pytest.raises(ValueError):
             parse_key_columns(bad)
+    for other, hint in [("s.t:id", "s.t=id"), ("s.t: a,b", "s.t=a,b"), ("s.t id", "s.t=id"),
+                        ("s.t", "s.t=COLUMN[,COLUMN...]")]:  # fmt: skip
+        with pytest.raises(ValueError, match=re.escape(f"for one table write {hint}")):
+            parse_key_columns(other)
 
 
 def _collect(tag: str) -> beam.ParDo:
