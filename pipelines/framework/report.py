@@ -95,9 +95,11 @@ class RunReport:
         terms = self.balance.terms(self.counters)
         verdict = "balanced" if self.balanced else "NOT balanced (records in flight at cancel?)"
         dead = "dead_lettered" if self.delivered == WRITTEN else "dead_lettered (input)"
-        read = f"read + {self.splits}" if self.splits and self.count(self.splits) else "read"
+        read = f"read {self.count(READ)}"
+        if self.splits and self.count(self.splits):
+            read += f" + {self.splits} {self.count(self.splits)}"
         line = (
-            f"{read} {terms[READ]} = {self.delivered} {terms[self.delivered]} + {dead} "
+            f"{read} = {self.delivered} {terms[self.delivered]} + {dead} "
             f"{terms[DEAD_LETTERED]} + dropped {terms[DROPPED]}: {verdict}"
         )
         besides = self.count(DEAD_LETTERED) - terms[DEAD_LETTERED]

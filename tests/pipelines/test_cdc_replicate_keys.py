@@ -86,7 +86,7 @@ def check_balance(report: RunReport, read: int, key_changes: int, dead: int) -> 
     assert report.count(KEY_CHANGES) == key_changes, report.render()
     assert report.count(DEAD_LETTERED) == dead, report.render()
     if key_changes:
-        assert f"read + {KEY_CHANGES} = applied" in report.render()
+        assert f"read {read} + {KEY_CHANGES} {key_changes} = applied" in report.render()
 
 
 # --- file replica: the four rows, bad keys ---------------------------------------------------

@@ -31,3 +31,12 @@ def test_an_unbalanced_run_says_so_with_the_figures() -> None:
     counters = {"read": 10, "written": 4}
     line = RunReport("events_to_bigquery", "CANCELLED", counters).render().splitlines()[-1]
     assert line.startswith("  read 10 = written 4 + dead_lettered 0 + dropped 0: NOT balanced")
+
+
+def test_records_split_in_two_are_added_to_the_read_side() -> None:
+    counters = {"read": 3, "cdc_key_changes": 1, "applied": 4}
+    report = RunReport("cdc_replicate", "DONE", counters, delivered="applied",
+                       splits="cdc_key_changes")  # fmt: skip
+    assert report.render().splitlines()[-1] == (
+        "  read 3 + cdc_key_changes 1 = applied 4 + dead_lettered (input) 0 + dropped 0: balanced"
+    )

@@ -63,7 +63,10 @@ def read_datastream(data: dict[str, Any], message_key: str | None, rules: KeyRul
     """
     metadata = data["source_metadata"]
     change_type = str(metadata.get("change_type") or "").upper()
-    if metadata.get("is_deleted") is True or change_type in _DELETES:
+    deleted = metadata.get("is_deleted")
+    if deleted is not None and not isinstance(deleted, bool):
+        raise BadChange(f"Datastream is_deleted {deleted!r}: expected true, false or null")
+    if deleted is True or change_type in _DELETES:
         kind = "delete"
     elif change_type in _UPSERTS:
         kind = "upsert"

@@ -229,11 +229,17 @@ class KeyRules:
         Raises:
             NoTable: the envelope has no table name and none is configured.
         """
+        for part, what in ((qualifier, "schema or database"), (name, "table")):
+            if part is not None and not isinstance(part, str):
+                raise BadChange(f"the envelope's {what} name {part!r} is not text")
         if name:
-            return f"{qualifier}.{name}" if qualifier else str(name)
+            return f"{qualifier}.{name}" if qualifier else name
         if self.table:
             return self.table
-        raise NoTable("the envelope names no table: configure one")
+        raise NoTable(
+            "the envelope names no table (its source block has no table; a library user can "
+            "give NormalizeChanges a table= for such envelopes)"
+        )
 
     def declared(self, table: str) -> tuple[str, ...] | None:
         """The key columns declared for ``table`` (its own, else every table's), if any."""

@@ -263,6 +263,22 @@ def test_a_row_that_is_not_an_object_is_named(op: str, side: str, row: Any, said
         ChangeReader().read({**value, "op": op, "before": None, "after": None, side: row}, key)
 
 
+@pytest.mark.parametrize("deleted", ["yes", 1, "true", [True]])
+def test_datastream_is_deleted_must_be_a_boolean(deleted: Any) -> None:
+    _, event = load("datastream_mysql_insert")
+    metadata = {**event["source_metadata"], "is_deleted": deleted}
+    with pytest.raises(BadChange, match="is_deleted"):
+        ChangeReader().read({**event, "source_metadata": metadata})
+
+
+@pytest.mark.parametrize(("field", "value"), [("table", 5), ("schema", ["s"]), ("table", True)])
+def test_a_table_name_that_is_not_text_is_a_bad_change(field: str, value: Any) -> None:
+    key, event = load("debezium_postgres_create")
+    source = {**event["source"], field: value}
+    with pytest.raises(BadChange, match="name .* is not text"):
+        ChangeReader().read({**event, "source": source}, key)
+
+
 def test_postgres_without_sequence_falls_back_to_the_lsn() -> None:
     key, value = load("debezium_postgres_create")
     source = {k: v for k, v in value["source"].items() if k != "sequence"}
