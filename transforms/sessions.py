@@ -106,8 +106,9 @@ class SessionSpec:
                 f"key field {self.key_field!r} is a nested path: sessions are keyed by a "
                 "top-level field (copy a nested value to one with a UDF)"
             )
-        if self.gap <= 0:
-            raise ValueError(f"the session gap must be positive, got {self.gap:g}s")
+        if self.gap < 0.001:
+            # Beam's window coder holds whole milliseconds: a finer gap is not kept.
+            raise ValueError(f"the session gap must be 1ms or more, got {self.gap:g}s")
         if self.allowed_lateness < 0 or self.early_seconds < 0:
             raise ValueError("allowed lateness and early firing interval must not be negative")
         if not all(self.include_fields) or len(set(self.include_fields)) < len(self.include_fields):

@@ -126,8 +126,9 @@ def _sessions(values: dict[str, Any], parse: ParseSettings) -> SessionSpec:
             include_fields=include,
         )
     except ValueError as exc:
-        # The durations are checked by their options: what is left is about the fields.
-        raise OptionError(f"--key_field/--include_fields: {exc}") from None
+        # The durations are checked by their options, but for the gap's least.
+        options = "--gap" if "gap" in str(exc) else "--key_field/--include_fields"
+        raise OptionError(f"{options}: {exc}") from None
     if parse.schema is not None:
         missing = sorted(spec.input_fields - set(parse.schema.names))
         if missing:

@@ -130,6 +130,7 @@ def test_unknown_key_field_fails_before_anything_runs(tmp_path: Path) -> None:
     [
         (["--key_field=user.id"], "--key_field/--include_fields: key field 'user.id' is a nested"),
         (["--key_field=u", "--gap=0s"], "^--gap must be positive"),
+        (["--key_field=u", "--gap=0.5ms"], "^--gap: the session gap must be 1ms or more"),
         (["--key_field=u", "--include_fields=u,u"], "include_fields must be distinct"),
     ],
 )
