@@ -64,12 +64,14 @@ _MAX_SECONDS_KEPT = 100_000
 def format_timestamp(seconds: float) -> str:
     """Formats epoch seconds as ISO-8601 UTC with a ``Z``, e.g. ``2026-11-25T10:00:00.250Z``.
 
-    Milliseconds are written (truncated) when the time has a fraction of a second. The text of
-    a whole second is made once and kept (times come in runs of nearby seconds).
+    Milliseconds are written (truncated) when the time has a millisecond or more past the
+    second. The text of a whole second is made once and kept (times come in runs of nearby
+    seconds).
     """
     whole, micros = divmod(round(seconds * 1_000_000), 1_000_000)
     text = _SECONDS.get(whole) or _second_text(whole)
-    return f"{text}.{micros // 1000:03d}Z" if micros else text + "Z"
+    millis = micros // 1000
+    return f"{text}.{millis:03d}Z" if millis else text + "Z"
 
 
 # The epoch milliseconds that `format_millis` takes (years 0001..9999).

@@ -139,6 +139,8 @@ def test_long_text_is_shortened_in_message() -> None:
         (BASE + 0.25, "2026-11-25T10:00:00.250Z"),
         (0, "1970-01-01T00:00:00Z"),
         (-1.5, "1969-12-31T23:59:58.500Z"),
+        (BASE + 0.0005, "2026-11-25T10:00:00Z"),  # under a millisecond: as the second
+        (BASE + 0.0019, "2026-11-25T10:00:00.001Z"),
     ],
 )
 def test_format_timestamp(seconds: float, expected: str) -> None:
