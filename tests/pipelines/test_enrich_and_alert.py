@@ -135,12 +135,18 @@ def test_profiles_from_redis_alerts_to_pubsub_records_to_files(
     assert report.balanced
 
 
-def test_a_side_input_file_of_profiles_and_per_route_sinks(tmp_path: Path) -> None:
-    data = transactions()
+def write_inputs(tmp_path: Path, data: list[dict[str, Any]]) -> tuple[Path, Path]:
+    """Writes the transactions and the PROFILES table as JSON Lines files; returns both."""
     source = tmp_path / "transactions.jsonl"
     source.write_text("\n".join(json.dumps(t) for t in data) + "\n")
     table = tmp_path / "profiles.jsonl"
     table.write_text("\n".join(json.dumps({"customer_id": c, **p}) for c, p in PROFILES.items()))
+    return source, table
+
+
+def test_a_side_input_file_of_profiles_and_per_route_sinks(tmp_path: Path) -> None:
+    data = transactions()
+    source, table = write_inputs(tmp_path, data)
 
     report = run_pipeline(
         get_pipeline("enrich_and_alert"),
@@ -178,10 +184,7 @@ def test_bursts_leave_records_they_cannot_key_in_the_sink_and_count_them(tmp_pat
         if region is not None:
             record["region"] = region
         data.append(record)
-    source = tmp_path / "transactions.jsonl"
-    source.write_text("\n".join(json.dumps(t) for t in data) + "\n")
-    table = tmp_path / "profiles.jsonl"
-    table.write_text("\n".join(json.dumps({"customer_id": c, **p}) for c, p in PROFILES.items()))
+    source, table = write_inputs(tmp_path, data)
 
     report = run_pipeline(
         get_pipeline("enrich_and_alert"),

@@ -10,15 +10,12 @@ import json
 import logging
 import subprocess
 import sys
-import uuid
-from collections import defaultdict
 from pathlib import Path
 
 import apache_beam as beam
 import pytest
-from apache_beam.metrics.metric import MetricsFilter
 
-from tests.support import COLLECTED, Collect
+from tests.transforms.test_enrich import Result, run
 from transforms.blocks import Block
 from transforms.enrich.base import EnrichSettings, enrich_from_uri
 from transforms.enrich.loaders import JsonLinesLoader
@@ -48,32 +45,22 @@ def txn(n: int, user: str) -> Record:
     return Record(data, Message(json.dumps(data).encode(), {}, origin), None)
 
 
-class Result:
-    def __init__(self, records: list[Record], errors: list[dict], counters: dict[str, int]):
-        self.profiles = {r.data["user_id"]: r.data["profile"] for r in records}
-        self.errors = errors
-        self.counters = counters
+class Loaded:
+    """What `enrich_file` gave: each user's profile, the dead letters and the counters."""
+
+    def __init__(self, result: Result) -> None:
+        self.profiles = {r.data["user_id"]: r.data["profile"] for r in result.records}
+        self.errors = result.errors
+        self.counters = result.counters
 
 
-def enrich_file(path: Path, users: list[str]) -> Result:
+def enrich_file(path: Path, users: list[str]) -> Loaded:
     """Enriches one transaction per user from ``path`` (``key={user_id}``, missing=pass)."""
-    tag = uuid.uuid4().hex
     transform = enrich_from_uri(
         f"file://{path}?key={{user_id}}", EnrichSettings("enrich_test", into="profile")
     )
-    pipeline = beam.Pipeline()
     items = [Block([txn(n, user) for n, user in enumerate(users, 1)])]
-    enriched, errors = pipeline | beam.Create(items, reshuffle=False) | transform
-    _ = enriched | beam.FlatMap(list) | "Records" >> beam.ParDo(Collect(tag + "records"))
-    _ = errors | "Errors" >> beam.ParDo(Collect(tag + "errors"))
-    result = pipeline.run()
-    result.wait_until_finish()
-    counters: dict[str, int] = defaultdict(int)
-    for counter in result.metrics().query(MetricsFilter().with_namespace("pipelines"))["counters"]:
-        counters[counter.key.metric.name] += counter.committed or counter.attempted or 0
-    return Result(
-        COLLECTED.pop(tag + "records", []), COLLECTED.pop(tag + "errors", []), dict(counters)
-    )
+    return Loaded(run(lambda pipeline: pipeline | beam.Create(items, reshuffle=False) | transform))
 
 
 def write_lines(path: Path, *lines: str) -> Path:
