@@ -125,9 +125,12 @@ def decode(data: Mapping[str, Any]) -> dict[str, Any]:
         raise NotADeadLetter("payload_bytes is missing")
     attributes = data.get("attributes") or []
     if not isinstance(attributes, list) or not all(
-        isinstance(item, dict) and isinstance(item.get("key"), str) for item in attributes
+        isinstance(item, dict)
+        and isinstance(item.get("key"), str)
+        and isinstance(item.get("value"), (str, type(None)))
+        for item in attributes
     ):
-        raise NotADeadLetter("attributes is not a list of {key, value}")
+        raise NotADeadLetter("attributes is not a list of {key, value} with text values")
     source = data.get("source")
     if source is not None and not (
         isinstance(source, dict) and isinstance(source.get("system"), str)
@@ -299,14 +302,24 @@ def _replay(letter: dict[str, Any], event_time: float | None) -> Record:
 def park_reason(letter: Mapping[str, Any], max_replays: int) -> str | None:
     """Why a decoded dead letter is parked rather than replayed, or ``None`` to replay it.
 
-    ``truncated``: only a prefix of its payload was kept; ``max_replays``: it was replayed
-    ``max_replays`` times already.
+    ``truncated``: only a prefix of its payload was kept (``payload_truncated``, or a
+    ``payload_size`` or ``payload_sha256`` that is not the payload's); ``max_replays``: it was
+    replayed ``max_replays`` times already.
     """
-    if letter.get("payload_truncated"):
+    if letter.get("payload_truncated") or not _whole(letter):
         return PARK_TRUNCATED
     if letter["retry_count"] >= max_replays:
         return PARK_MAX_REPLAYS
     return None
+
+
+def _whole(letter: Mapping[str, Any]) -> bool:
+    """Whether the payload is the one its size and SHA-256 (when given) describe."""
+    payload = letter["payload_bytes"]
+    size, digest = letter.get("payload_size"), letter.get("payload_sha256")
+    if size is not None and size != len(payload):
+        return False
+    return digest is None or digest == hashlib.sha256(payload).hexdigest()
 
 
 @beam.typehints.with_output_types(Block)

@@ -5,23 +5,29 @@ for the Redis sink: in the URI, ``password_env`` or ``password_secret``).
 
 Each replay has an id, ``ORIGINAL_ID:COUNT`` (`transforms.replay.replay_id`): the same for the
 same dead letter whatever sink it was read back from. Before a replay is sent, the run claims
-its id, one Lua call per block: ``SET PREFIX+ID RUN NX``, where ``RUN`` is the run's own id. A
-replay whose id another run claimed before is not sent again (counted
-``dropped.already_replayed``); one this run claimed is sent again when the runner retries a
-bundle (a bundle that failed after its claims), so a retry never loses a replay. A run killed
+its id, one Lua call per block: ``SET PREFIX+ID CLAIMANT NX``, where ``CLAIMANT`` is the run's
+own id and where it read the dead letter (file and line, message id...). A replay whose id was
+claimed before by another run, or by this run for another copy of the same dead letter (a sink
+writes at least once, so copies happen), is not sent again (counted
+``dropped.already_replayed``); one this run claimed for the same copy is sent again when the
+runner retries a bundle (a bundle that failed after its claims), so a retry never loses a
+replay. A run killed
 between a claim and its send leaves that replay claimed and unsent: its dead letter is still
 where it was read from, and a run with another ``prefix`` sends it. ``ttl`` makes claims expire
 (by default they are kept).
 
 A dry run only reads the ledger (``EXISTS``): it reports what earlier runs replayed and claims
-nothing. A ledger that cannot be reached fails the bundle, which the runner retries.
+nothing. A ledger that cannot be reached when the run is built (`Ledger.check`) stops it before
+it starts; one lost during the run fails the bundle, which the runner retries.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import apache_beam as beam
+import redis
 
 from transforms.blocks import Block
 from transforms.enrich.redis_lookup import endpoint_duration, lookup_connection
@@ -35,18 +41,20 @@ __all__ = ["ALREADY_REPLAYED", "ClaimReplays", "Ledger"]
 ALREADY_REPLAYED = "already_replayed"
 _PARAMS = frozenset({"prefix", "ttl", "timeout", "attempts", "password_env", "password_secret"})
 
-# KEYS: the replay ids; ARGV[1]: the run id; ARGV[2]: the time to live in seconds (0: none).
-# Returns 1 for each id this run may send (claimed now, or by this run before), else 0.
+# KEYS: the replay ids; ARGV[1]: the time to live in seconds (0: none); ARGV[1 + i]: the
+# claimant of KEYS[i]. Returns 1 for each id this claimant may send (claimed now, or by the
+# same claimant before: a retried bundle), else 0.
 _CLAIM = """
 local sent = {}
 for i, key in ipairs(KEYS) do
+  local claimant = ARGV[i + 1]
   local claimed
-  if tonumber(ARGV[2]) > 0 then
-    claimed = redis.call('SET', key, ARGV[1], 'NX', 'EX', ARGV[2])
+  if tonumber(ARGV[1]) > 0 then
+    claimed = redis.call('SET', key, claimant, 'NX', 'EX', ARGV[1])
   else
-    claimed = redis.call('SET', key, ARGV[1], 'NX')
+    claimed = redis.call('SET', key, claimant, 'NX')
   end
-  if claimed or redis.call('GET', key) == ARGV[1] then sent[i] = 1 else sent[i] = 0 end
+  if claimed or redis.call('GET', key) == claimant then sent[i] = 1 else sent[i] = 0 end
 end
 return sent
 """
@@ -73,6 +81,19 @@ class Ledger:
             raise EndpointError(f"{endpoint}: ttl must be positive (or left out: no expiry)")
         self.ttl = int(ttl)
 
+    def check(self) -> None:
+        """Raises `EndpointError` when the ledger cannot be reached: call it before a run."""
+        client = self.connection.connect()
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            raise EndpointError(
+                f"{self.endpoint}: the ledger cannot be reached ({type(error).__name__}: "
+                f"{error}): start it, or fix the URI"
+            ) from None
+        finally:
+            client.close()
+
 
 @beam.typehints.with_output_types(Block)
 class _ClaimFn(beam.DoFn):
@@ -89,17 +110,23 @@ class _ClaimFn(beam.DoFn):
     def teardown(self) -> None:
         self._client.close()
 
-    def _free(self, keys: list[str]) -> list[bool]:
+    def _free(self, keys: list[str], claimants: list[str]) -> list[bool]:
         if self._dry_run:
             with self._client.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.exists(key)
                 return [not found for found in pipe.execute()]
-        return [bool(sent) for sent in self._claim(keys, [self._run_id, self._ledger.ttl])]
+        return [bool(sent) for sent in self._claim(keys, [self._ledger.ttl, *claimants])]
+
+    def _claimant(self, record: Record) -> str:
+        """This run and where it read the dead letter: a retry of its bundle claims alike."""
+        where = record.origin.origin.to_dict() if record.origin is not None else {}
+        return f"{self._run_id} {json.dumps(where, sort_keys=True, default=str)}"
 
     def process(self, block: list[Record]) -> Iterator[Block]:
         keys = [self._ledger.prefix + replay_id(record.data) for record in block]
-        kept = Block(record for record, free in zip(block, self._free(keys), strict=True) if free)
+        free = self._free(keys, [self._claimant(record) for record in block])
+        kept = Block(record for record, ok in zip(block, free, strict=True) if ok)
         if len(kept) < len(block):
             self._dropped.inc(ALREADY_REPLAYED, len(block) - len(kept))
         if kept:

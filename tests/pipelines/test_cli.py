@@ -296,6 +296,7 @@ _ENRICH = ("run", "enrich_and_alert", "--source=generator://events?count=1", "--
         ((*_ENRICH, "--rules={{big: amount ==}}"), 2, "--rules", "syntax error"),
         ((*_ENRICH, "--rules=amount is None"), 2, "--rules", "mapping of name: expression"),
         (_REPLAY, 2, "--ledger", "redis://HOST:PORT/DB"),
+        ((*_REPLAY, "--ledger=redis://127.0.0.1:1/0"), 2, "--ledger", "cannot be reached"),
         ((*_REPLAY, "--ledger=none", "--where=reason =="), 2, "--where", "syntax error"),
         ((*_REPLAY, "--ledger=none", "--since=yesterday"), 2, "--since", "RFC 3339"),
         ((*_REPLAY, "--ledger=none", "--where=retry_count < 'a'"), 2, "--where", "is INTEGER"),

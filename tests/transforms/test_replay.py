@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,7 @@ def test_a_replay_that_fails_again_points_to_the_first_dead_letter() -> None:
         ({**_as_written(_letter(ORIGINAL)), "payload_bytes": "not base64!"}, "base64"),
         ({**_as_written(_letter(ORIGINAL)), "payload_bytes": None}, "payload_bytes"),
         ({**_as_written(_letter(ORIGINAL)), "attributes": {"a": "b"}}, "attributes"),
+        ({**_as_written(_letter(ORIGINAL)), "attributes": [{"key": "n", "value": 5}]}, "text"),
         ({**_as_written(_letter(ORIGINAL)), "retry_count": -1}, "retry_count"),
         ({**_as_written(_letter(ORIGINAL)), "source": {"path": "/x"}}, "system"),
     ],
@@ -129,6 +131,12 @@ def test_cut_payloads_and_dead_letters_replayed_enough_are_parked() -> None:
     assert park_reason(letter, 3) is None
     assert park_reason({**letter, "retry_count": 3}, 3) == "max_replays"
     assert park_reason({**letter, "payload_truncated": True}, 3) == "truncated"
+    # A size or hash that is not the payload's: what is kept is not the whole message.
+    whole = hashlib.sha256(letter["payload_bytes"]).hexdigest()
+    assert park_reason({**letter, "payload_size": len(letter["payload_bytes"])}, 3) is None
+    assert park_reason({**letter, "payload_sha256": whole}, 3) is None
+    assert park_reason({**letter, "payload_size": 999_999}, 3) == "truncated"
+    assert park_reason({**letter, "payload_sha256": "0" * 64}, 3) == "truncated"
 
 
 def test_a_file_sink_of_original_messages_writes_each_payload_as_a_line(tmp_path: Path) -> None:
