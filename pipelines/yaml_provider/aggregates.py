@@ -27,7 +27,12 @@ from transforms.fields import CheckFields, FieldCheck, RequiredField, aggregate_
 from transforms.sessions import Sessionize as SessionStep
 from transforms.sessions import SessionSpec, session_schema
 
-__all__ = ["ApplyChanges", "Sessionize", "WindowedAggregate"]
+__all__ = ["ApplyChanges", "Sessionize", "WindowedAggregate", "aggregate_spec"]
+
+
+def aggregate_spec(spec: Mapping[str, Any] | str) -> AggregateSpec:
+    """An aggregation spec given inline (a mapping), as YAML text, a file or ``builtin:NAME``."""
+    return AggregateSpec.from_dict(spec) if isinstance(spec, Mapping) else load_spec(spec)
 
 
 def _checked(
@@ -62,7 +67,7 @@ class WindowedAggregate(RowStep):
         error_handling: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self._spec = AggregateSpec.from_dict(spec) if isinstance(spec, Mapping) else load_spec(spec)
+        self._spec = aggregate_spec(spec)
         self._step = AggregateStep(self._spec, pipeline, dead_letter_late=dead_letter_late)
         self._side = not dead_letter_late
         self.pipeline_name = pipeline
@@ -92,7 +97,8 @@ class Sessionize(RowStep):
     """Groups records into sessions per key: a session ends after ``gap`` without events.
 
     Output rows: the key, ``session_start``, ``session_end``, ``event_count``, ``duration_s``,
-    ``first_<f>`` / ``last_<f>`` of ``include_fields``, and ``timing``.
+    ``first_<f>`` / ``last_<f>`` of ``include_fields``, and ``timing``. The key and the included
+    values are the records' own: those the input rows do not type hold any JSON value.
 
     Args:
         key_field: the field a session belongs to, e.g. ``user_id``.
@@ -125,7 +131,20 @@ class Sessionize(RowStep):
         self.handling = ErrorHandling(error_handling)
 
     def shape(self, incoming: RowShape) -> RowShape:
-        return RowShape(session_schema(self._spec, incoming.schema), derived=True)
+        # The key and the first and last values are the records' own: a field the records do
+        # not type holds any JSON value (`session_schema` declares it STRING for the sinks).
+        schema = session_schema(self._spec, incoming.schema)
+        spec = self._spec
+        copies = {spec.key_field: spec.key_field}
+        copies.update(
+            (f"{end}_{name}", name) for end in ("first", "last") for name in spec.include_fields
+        )
+        loose = frozenset(
+            f.name
+            for f in schema.fields
+            if f.name in copies and not incoming.holds(copies[f.name], f)
+        )
+        return RowShape(schema, derived=True, loose=loose)
 
     def apply_step(self, blocks: beam.PCollection, incoming: RowShape) -> tuple[Any, list[Any]]:
         key = RequiredField(self._spec.key_field, "key", "key_field")

@@ -74,11 +74,18 @@ def _python_type(field: Field, derived: bool) -> Any:
 
 
 def _row_type(
-    fields: Sequence[Field], derived: bool, extra: Sequence[tuple[str, Any]] = ()
+    fields: Sequence[Field],
+    derived: bool,
+    extra: Sequence[tuple[str, Any]] = (),
+    loose: frozenset[str] = frozenset(),
 ) -> RowTypeConstraint:
-    """The row type of ``fields`` (then ``extra``), each field's declared type an option."""
+    """The row type of ``fields`` (then ``extra``), each field's declared type an option.
+
+    The fields named in ``loose`` take any value (``Any``) whatever their declared type.
+    """
     return RowTypeConstraint.from_fields(
-        [(f.name, _python_type(f, derived)) for f in fields] + list(extra),
+        [(f.name, Any if f.name in loose else _python_type(f, derived)) for f in fields]
+        + list(extra),
         field_options={f.name: [(TYPE_OPTION, f.type)] for f in fields},
     )
 
@@ -209,11 +216,15 @@ class RowShape:
         origin: rows carry the message they were parsed from in ``message_origin``; ``None``
             (rows of no fixed schema): those whose record has one.
         derived: the values are made by a step (TIMESTAMP fields hold text), not parsed.
+        loose: fields that hold any JSON value, whatever the type the schema declares for the
+            sinks (a session's copy of a record field the record schema does not type: the
+            Python pipeline writes the record's values as they are).
     """
 
     schema: Schema | None
     origin: bool | None = False
     derived: bool = False
+    loose: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, element_type: Any) -> RowShape:
@@ -224,20 +235,45 @@ class RowShape:
         origin = len(fields) < len(element_type._fields)
         if not fields:
             return cls(None, origin)
-        typed = (_field_of(n, t, element_type.field_options(n)) for n, t in fields)
-        return cls(Schema(tuple(typed)), origin)
+        typed = tuple(_field_of(n, t, element_type.field_options(n)) for n, t in fields)
+        # Any is the hint of no scalar type but of a loose field (`_python_type`).
+        loose = frozenset(
+            f.name
+            for f, (_, t) in zip(typed, fields, strict=True)
+            if t is Any and f.type in _SCALARS
+        )
+        return cls(Schema(typed), origin, loose=loose)
 
     def with_fields(self, schema: Schema | None, derived: bool = True) -> RowShape:
-        """The same origin with other fields (typed rows of an unknown origin may carry one)."""
+        """The same origin with other fields (typed rows of an unknown origin may carry one).
+
+        The fields the schema keeps stay loose.
+        """
         origin = True if self.origin is None and schema is not None else self.origin
-        return RowShape(schema, origin, derived)
+        loose = self.loose & frozenset(schema.names) if schema is not None else frozenset()
+        return RowShape(schema, origin, derived, loose)
+
+    def holds(self, name: str, field: Field) -> bool:
+        """Whether these rows' values of field ``name`` are of ``field``'s type in a step's rows.
+
+        A field the rows do not type (or hold as a list, or parse as varying values) holds any
+        JSON value.
+        """
+        found = self.schema.get(name) if self.schema is not None else None
+        return (
+            found is not None
+            and name not in self.loose
+            and found.mode != "REPEATED"
+            and found.type == field.type
+            and (self.derived or field.type not in _DERIVED)
+        )
 
     def element_type(self) -> Any:
         """The rows' type hint (``Any`` without a schema)."""
         if self.schema is None:
             return Any
         origin = [(MESSAGE_ORIGIN, typing.Optional[MESSAGE_TYPE])] if self.origin else []  # noqa: UP045
-        return _row_type(self.schema.fields, self.derived, origin)
+        return _row_type(self.schema.fields, self.derived, origin, self.loose)
 
     def row(self, record: Record) -> beam.Row:
         """The row of a record."""

@@ -22,6 +22,7 @@ from typing import Any
 import apache_beam as beam
 
 from pipelines.framework.spine import ParseSettings, parse_messages
+from pipelines.yaml_provider.aggregates import aggregate_spec
 from pipelines.yaml_provider.outputs import (
     DEFAULT_PIPELINE,
     ErrorHandling,
@@ -69,6 +70,10 @@ class Parse(beam.PTransform):
             object; the rows then have no fixed schema).
         event_time_field: the field holding the event time (dotted for nested fields), or
             ``attribute:NAME``; empty or ``none``: the input's timestamps.
+        spec: the aggregation spec of a later ``WindowedAggregate`` (as it takes it): its
+            ``event_time``, when it names one, is the event time field (over
+            ``event_time_field``), as in the ``metrics_to_redis`` pipeline, which refuses a
+            spec without event times too.
         event_time_unit: the unit of epoch numbers: ``auto``, ``s``, ``ms`` or ``us``.
         max_payload_bytes: larger payloads are dead-lettered as ``too_large``.
         unknown_fields: fields the schema does not declare: ``reject`` or ``drop`` the field.
@@ -100,10 +105,12 @@ class Parse(beam.PTransform):
         payload_field: str = "payload",
         required_keys: Sequence[str] = (),
         skip_tombstones: bool = False,
+        spec: Mapping[str, Any] | str = "",
         pipeline: str = DEFAULT_PIPELINE,
         error_handling: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        aggregation = aggregate_spec(spec) if spec else None
         values = {
             "schema": schema,
             "event_time_field": event_time_field or "none",
@@ -114,7 +121,12 @@ class Parse(beam.PTransform):
             "udf_function": udf_function,
         }
         required = tuple(RequiredField(name, "key", "required_keys") for name in required_keys)
-        self._settings = replace(ParseSettings.from_options(values), required=required)
+        # metrics_to_redis's rule (`pipelines.catalog.metrics_to_redis.configure`).
+        spec_time = aggregation.event_time if aggregation is not None else None
+        settings = ParseSettings.from_options(values, event_time_field=spec_time)
+        if aggregation is not None and settings.event_time is None:
+            raise ValueError("an aggregation needs event times: set event_time in the spec")
+        self._settings = replace(settings, required=required)
         if self._settings.schema is not None and unknown_fields == "keep":
             raise ValueError("unknown_fields: rows hold the schema's fields; use reject or drop")
         self._pipeline = pipeline

@@ -44,6 +44,36 @@ from transforms.io.bigquery.client import make_client
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG = ("events_to_bigquery", "metrics_to_redis", "enrich_and_alert", "sessionize",
            "cdc_replicate")  # fmt: skip
+# Runs of a catalog pipeline with other options, on `mixed_events`: (label, name).
+VARIANTS = (("metrics_to_redis_spec_time", "metrics_to_redis"),
+            ("sessionize_mixed_types", "sessionize"))  # fmt: skip
+# The spec of `metrics_to_redis_spec_time`: its event time field is not the default ts.
+SPEC_TIME = """
+event_time: t
+window: {type: tumbling, size: 60s}
+group_by: [cust]
+aggregates: {n: count(), total: sum(amt), buys: "count_if(kind == 'buy')"}
+"""
+
+
+def mixed_events() -> list[bytes]:
+    """Events timed by field ``t`` (epoch ms), whose ``amt``, ``kind`` and ``cust`` change type
+    (a number, text, null, an object, a list; a number as the key), and lines that fail."""
+    t0 = 1_796_112_000_000
+    events: list[dict[str, Any]] = [
+        {"cust": f"c{n % 3}", "amt": 1.5 * n, "t": t0 + 20_000 * n,
+         "kind": ("view", "buy")[n % 2]}
+        for n in range(9)
+    ]  # fmt: skip
+    events += [
+        {"cust": "c0", "amt": "lots", "t": t0 + 5_000},
+        {"cust": "c1", "amt": None, "t": t0 + 9_000},
+        {"cust": "c2", "amt": {"v": 1}, "t": t0 + 41_000, "kind": ["a", 1]},
+        {"cust": 7, "amt": 2, "t": t0 + 1_000, "kind": True}, {"amt": 1, "t": t0 + 7_000},
+        {"cust": {"x": 1}, "amt": 1, "t": t0 + 8_000}, {"cust": "c2", "amt": 1, "t": "not a time"},
+        {"cust": "c2", "amt": 1, "ts": "2026-12-01T08:00:00Z"},  # no t
+    ]  # fmt: skip
+    return [json.dumps(event).encode() for event in events] + [b"garbage"]
 
 
 class _Catalog(beam.PTransform):
@@ -97,6 +127,19 @@ def _arguments(name: str, folder: Path) -> dict[str, str]:
         "cdc_replicate": {
             "source": f"file://{folder}/changes.jsonl",
             "key_columns": "inventory.customers=id",
+        },
+        # The spec's event time field, with no --event_time_field.
+        "metrics_to_redis_spec_time": {
+            "source": f"file://{folder}/mixed.jsonl",
+            "spec": f"{folder}/spec_time.yaml",
+        },
+        # Included fields (and the key) the records do not type: their values as they are.
+        "sessionize_mixed_types": {
+            "source": f"file://{folder}/mixed.jsonl",
+            "key_field": "cust",
+            "event_time_field": "t",
+            "gap": "30s",
+            "include_fields": "amt,kind",
         },
     }[name]
 
@@ -158,11 +201,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory, redis_prefix: tuple[str, str]
     (folder / "changes.jsonl").write_bytes(b"\n".join(changes()) + b"\n")
     (folder / "profiles.jsonl").write_text("".join(json.dumps(p) + "\n" for p in PROFILES))
     (folder / "dead_letters.jsonl").write_bytes(b"\n".join(dead_letters_read_back()) + b"\n")
+    (folder / "mixed.jsonl").write_bytes(b"\n".join(mixed_events()) + b"\n")
+    (folder / "spec_time.yaml").write_text(SPEC_TIME)
     pipeline = beam.Pipeline()
     for kind in ("python", "yaml"):  # the Python pipelines first: each checks its error routing
-        for name in CATALOG:
-            options = {**_arguments(name, folder), **_outputs(folder / kind, name)}
-            _add(pipeline, kind, name, name, options)
+        for label, name in tuple((name, name) for name in CATALOG) + VARIANTS:
+            options = {**_arguments(label, folder), **_outputs(folder / kind, label)}
+            _add(pipeline, kind, label, name, options)
         for preview in (False, True):
             label = "dlq_replay_preview" if preview else "dlq_replay"
             options = {**_replay_arguments(folder / kind / label, preview),
@@ -200,7 +245,7 @@ def _dead_letters(folder: Path) -> Counter[tuple[str, str, bytes]]:
     return Counter((d["step"], d["reason"], base64.b64decode(d["payload_bytes"])) for d in letters)
 
 
-@pytest.mark.parametrize("name", CATALOG)
+@pytest.mark.parametrize("name", CATALOG + tuple(label for label, _ in VARIANTS))
 def test_the_yaml_template_writes_the_rows_of_the_python_pipeline(runs: Path, name: str) -> None:
     python, yaml_run = runs / "python" / name, runs / "yaml" / name
     rows = _rows(python / "out")
@@ -218,7 +263,7 @@ def test_the_yaml_template_writes_the_rows_of_the_python_pipeline(runs: Path, na
         assert {json.loads(a)["alert"] for a in _rows(python / "risky")} == {"high_risk"}
 
 
-@pytest.mark.parametrize("name", CATALOG)
+@pytest.mark.parametrize("name", CATALOG + tuple(label for label, _ in VARIANTS))
 def test_the_yaml_template_dead_letters_what_the_python_pipeline_does(
     runs: Path, name: str
 ) -> None:
