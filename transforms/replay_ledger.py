@@ -81,6 +81,13 @@ class Ledger:
             raise EndpointError(f"{endpoint}: ttl must be positive (or left out: no expiry)")
         self.ttl = int(ttl)
 
+    @classmethod
+    def reached(cls, uri: str) -> Ledger:
+        """Returns the ledger of ``uri`` once it answered (`check`): how a run builds its own."""
+        ledger = cls(Endpoint.parse(uri))
+        ledger.check()
+        return ledger
+
     def check(self) -> None:
         """Raises `EndpointError` when the ledger cannot be reached: call it before a run."""
         client = self.connection.connect()

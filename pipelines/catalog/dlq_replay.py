@@ -49,7 +49,7 @@ from transforms.errors import BadTimestamp
 from transforms.event_time import parse_timestamp
 from transforms.expressions import Expression, ExpressionError
 from transforms.io.base import Sink, SinkContext
-from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.endpoint import EndpointError
 from transforms.io.registry import make_sink
 from transforms.replay import PARKED, PlanReplays, SelectDeadLetters, Selection
 from transforms.replay_ledger import ClaimReplays, Ledger
@@ -212,12 +212,10 @@ def _ledger(values: dict[str, Any], source: str) -> Ledger | None:
     if text == "none":
         return None
     if text:
-        ledger = Ledger(Endpoint.parse(text))
         try:
-            ledger.check()
+            return Ledger.reached(text)
         except EndpointError as error:
             raise OptionError(f"--ledger: {error}") from None
-        return ledger
     if source not in ("file", "bigquery") or values["preview"]:
         return None
     raise OptionError(

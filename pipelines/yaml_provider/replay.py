@@ -25,7 +25,6 @@ import apache_beam as beam
 from pipelines.catalog.dlq_replay import NAME, selection
 from pipelines.yaml_provider.outputs import ErrorHandling, with_errors
 from pipelines.yaml_provider.rows import BlocksToRows, RowShape, RowsToBlocks
-from transforms.io.endpoint import Endpoint
 from transforms.replay import PARKED, PlanReplays, SelectDeadLetters
 from transforms.replay_ledger import ClaimReplays, Ledger
 from transforms.replay_report import WOULD_PARK, DescribeReplays
@@ -105,7 +104,7 @@ class ReplayDeadLetters(beam.PTransform):
         self._claim = (
             None
             if ledger in ("", "none")
-            else ClaimReplays(Ledger(Endpoint.parse(ledger)), uuid.uuid4().hex, dry_run=preview)
+            else ClaimReplays(Ledger.reached(ledger), uuid.uuid4().hex, dry_run=preview)
         )
         self._plan = PlanReplays(max_replays, WOULD_PARK if preview else PARKED)
         self._describe = DescribeReplays(max_replays) if preview else None
