@@ -7,6 +7,7 @@ import dataclasses
 import gc
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -198,12 +199,20 @@ def _remove_empty_temp_folders(config: Any) -> None:
 
 
 _EMULATORS = {"pubsub": "PUBSUB_EMULATOR_HOST", "bigquery": "BIGQUERY_EMULATOR_HOST"}
+# What a failure says when a server did not answer (rather than refused what it was asked).
+_UNANSWERED = re.compile(
+    r"unavailable|connection refused|failed to connect|deadline exceeded|timed? ?out|"
+    r"name or service not known|name resolution|connect(ion)? error",
+    re.IGNORECASE,
+)
 
 
 def _failed(spec: PipelineSpec, config: Any, failure: Exception) -> RunFailed:
-    """Says in one line that a run failed, why, and how to reach the servers it uses."""
+    """Says in one line why a run failed, and how to reach its servers if one did not answer."""
     detail = explain(failure)[1]
     schemes = {getattr(config, flag).endpoint.scheme for flag in ("source", "sink", "dead_letter")}
+    if not _UNANSWERED.search(detail):
+        schemes = set()
     hints = []
     for scheme in sorted(schemes & set(_EMULATORS)):
         variable = _EMULATORS[scheme]

@@ -1,8 +1,14 @@
-"""The run report's balance line: its figures, and the dead letters that are not input records."""
+"""The run report's balance line, and the one line that says why a run failed."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import pytest
+
+from pipelines.catalog import get_pipeline
 from pipelines.framework.report import RunReport
+from pipelines.framework.run import _failed
 
 
 def test_the_balance_line_gives_its_figures() -> None:
@@ -40,3 +46,23 @@ def test_records_split_in_two_are_added_to_the_read_side() -> None:
     assert report.render().splitlines()[-1] == (
         "  read 3 + cdc_key_changes 1 = applied 4 + dead_lettered (input) 0 + dropped 0: balanced"
     )
+
+
+def _config(*schemes: str) -> SimpleNamespace:
+    """What `_failed` reads of a config: the schemes of its source, sink and dead letters."""
+    source, sink, dead = (SimpleNamespace(endpoint=SimpleNamespace(scheme=s)) for s in schemes)
+    return SimpleNamespace(source=source, sink=sink, dead_letter=dead)
+
+
+def test_a_failed_run_points_at_the_servers_only_when_one_did_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")
+    spec = get_pipeline("events_to_bigquery")
+    config = _config("pubsub", "file", "file")
+    down = _failed(spec, config, ConnectionError("failed to connect to all addresses"))
+    assert "is the server at PUBSUB_EMULATOR_HOST=127.0.0.1:8085 up?" in str(down)
+    missing = _failed(spec, config, ValueError("404 Subscription does not exist"))
+    assert "Subscription does not exist" in str(missing) and "server" not in str(missing)
+    denied = _failed(spec, config, PermissionError(13, "Permission denied", "/out/.part.tmp"))
+    assert "PUBSUB_EMULATOR_HOST" not in str(denied)

@@ -179,7 +179,8 @@ class RetryPolicy:
                 continue
             if failures:
                 counter(SINK_OUTAGE_SECONDS).inc(round(clock() - began))
-                _LOG.info(
+                # A warning too: the outage's end is shown wherever its start was.
+                _LOG.warning(
                     "%s is available again after %.1f s and %d failed attempt(s)",
                     redact(where),
                     clock() - began,
