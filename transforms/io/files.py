@@ -19,12 +19,14 @@ written, never dropped as late): each bundle's records go to a file of their own
 and renamed into place before the bundle ends, so a source position committed after the bundle
 never covers records that a kill could still lose, and no reader ever sees half a file. A bundle
 that the runner retries is written again, to a new file: delivery is at least once. One
-``ParDo`` does it all (no shuffle). A write that fails with an error that may go
-away (disk full, I/O error, stale network mount) is tried again as a sink outage
-(`transforms.io.retry`, ``attempts=forever`` by default; with ``attempts=N`` the bundle fails: a
-file sink has nothing to dead-letter to). Files of earlier runs in the folder are kept; a run
-that finds some logs a warning, since a reader of the folder sees them with its own (use an
-empty folder, or another ``prefix``, to keep runs apart).
+``ParDo`` does it all (no shuffle). A folder that cannot be written when the sink is built
+(permission denied, an immutable folder, a read-only disk) is refused then, before the run. A
+write that fails with an error that may go away (disk full, I/O error, stale network mount, and
+permission denied or a read-only disk in a folder that was writable when the sink was built) is
+tried again as a sink outage (`transforms.io.retry`, ``attempts=forever`` by default; with
+``attempts=N`` the bundle fails: a file sink has nothing to dead-letter to). Files of earlier runs
+in the folder are kept; a run that finds some logs a warning, since a reader of the folder sees
+them with its own (use an empty folder, or another ``prefix``, to keep runs apart).
 """
 
 from __future__ import annotations
@@ -173,14 +175,55 @@ def _payload(record: Record) -> Any:
     return message_payload(record, True, msgspec.json.encode)
 
 
-# Write errors that may go away by themselves: retried as a sink outage.
-_TRANSIENT_ERRNOS = frozenset(
+# Write errors of a disk or mount in trouble: they may go away by themselves.
+_OUTAGE_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE}
 )
+# Write errors of a folder made unwritable: permissions (EACCES), an immutable folder or a
+# security policy (EPERM), a disk remounted read-only (EROFS). A folder that is so when the sink
+# is built is refused then (`_check_writable`); one that becomes so during a run was writable
+# when it started, and is an outage that someone ends.
+_NOT_WRITABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+# Write errors retried as a sink outage.
+_TRANSIENT_ERRNOS = _OUTAGE_ERRNOS | _NOT_WRITABLE_ERRNOS
 
 
 def _transient_write(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS
+
+
+def _check_writable(endpoint: Endpoint, folder: str) -> None:
+    """Refuses a sink folder that cannot be written now, before a run holds on it forever.
+
+    Creates and removes a hidden probe file in the folder, or, when the folder does not exist
+    yet, in the nearest folder above it that does (where it will be made): the probe meets what
+    a write would (permissions, ACLs, an immutable folder, a read-only disk), root included. An
+    error that may go away (disk full, I/O error) passes: the run retries it as an outage. A
+    file where a folder is wanted passes too: making the folder refuses it.
+
+    Raises:
+        EndpointError: naming the folder and what to change.
+    """
+    folder = os.path.normpath(folder)
+    existing = folder
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return
+    probe = os.path.join(existing, f".probe-{uuid.uuid4().hex}.tmp")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as error:
+        if error.errno in _OUTAGE_ERRNOS:
+            return
+        where = "" if existing == folder else f"{folder} cannot be made here: "
+        raise EndpointError(
+            f"{endpoint}: {where}the folder {existing} is not writable ({error.strerror}): make "
+            "it writable (its permissions or owner, chattr -i, a disk mounted read-write) or "
+            "name another folder"
+        ) from None
+    with contextlib.suppress(OSError):
+        os.remove(probe)
 
 
 class _WriteBundleFiles(beam.DoFn):
@@ -282,6 +325,7 @@ class FileSink(Sink):
                 "same columns: pass --schema (a BigQuery or JSON Schema file), or write "
                 "format=jsonl"
             )
+        _check_writable(endpoint, self.folder)
 
     def expand(self, blocks: beam.PCollection) -> None:
         """Writes blocks (lists) of `Record`s; returns None (a failed write fails the bundle)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import bz2
+import contextlib
 import datetime as dt
 import errno
 import glob
@@ -14,7 +16,12 @@ import json
 import logging
 import lzma
 import os
+import shutil
+import subprocess
+import sys
+import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +32,7 @@ import pytest
 import zstandard
 from apache_beam.testing.util import assert_that, equal_to
 
-from tests.support import write_dead_letters
+from tests.support import run_sink, write_dead_letters
 from transforms.blocks import Batch, Block
 from transforms.dead_letter import DEAD_LETTER_SCHEMA, MAX_PAYLOAD_PREFIX, error_record
 from transforms.dead_letter_writer import dead_letter_sink
@@ -38,6 +45,7 @@ from transforms.io.parquet import ROW_GROUP_ROWS, arrow_schema
 from transforms.io.registry import make_sink, make_source
 from transforms.io.retry import RetryPolicy
 from transforms.message import Message, Origin, Oversize, Record
+from transforms.metrics import SINK_OUTAGE_SECONDS, SINK_RETRIES, WRITTEN
 from transforms.parse import ParseJson
 from transforms.schema import Field, Schema
 
@@ -472,3 +480,149 @@ def test_a_bundle_larger_than_a_file_is_written_in_several_files(
     writer.finish_bundle()
     rows = [[json.loads(line)["n"] for line in path.open()] for path in tmp_path.iterdir()]
     assert sorted(rows) == [[1, 2, 3], [4]]
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / ".can-i-write").touch()
+    except OSError:
+        return False
+    (folder / ".can-i-write").unlink()
+    return True
+
+
+@contextlib.contextmanager
+def _unwritable(folder: Path) -> Iterator[int]:
+    """Makes ``folder`` unwritable for real while the block runs; yields the errno writes get.
+
+    ``chmod`` stops a user (EACCES), not root: as root the folder is made immutable with
+    ``chattr +i`` (EPERM), as in the trial. Skips when neither stops this process (root on a
+    file system without immutable files, or without CAP_LINUX_IMMUTABLE).
+    """
+    folder.chmod(0o500)
+    immutable = False
+    try:
+        code = errno.EACCES
+        if _writable(folder) and shutil.which("chattr"):
+            code = errno.EPERM
+            immutable = subprocess.run(["chattr", "+i", str(folder)], check=False).returncode == 0
+        if _writable(folder):
+            pytest.skip("neither chmod nor chattr +i makes a folder unwritable for this user")
+        yield code
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o700)
+
+
+@pytest.mark.parametrize("missing", ["", "/new/out"], ids=["the folder", "a folder to make"])
+def test_a_sink_on_an_unwritable_folder_is_refused_before_the_run(
+    tmp_path: Path, missing: str
+) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    uri = f"file://{folder}{missing}"
+    with _unwritable(folder):
+        with pytest.raises(EndpointError) as refused:
+            FileSink(Endpoint.parse(uri), SinkContext("pipe"))
+        # The command line: one error line naming the folder, a usage error (exit 2), no run.
+        run = subprocess.run(
+            [sys.executable, "-m", "pipelines", "run", "events_to_bigquery",
+             "--source=generator://events?count=1", "--sink=stdout://",
+             f"--dead_letter={uri}"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    message = str(refused.value)
+    assert f"the folder {folder} is not writable" in message
+    assert "name another folder" in message
+    assert (f"{folder}/new/out cannot be made here" in message) == bool(missing)
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"the folder {folder} is not writable" in errors[0], run.stderr
+    assert "Traceback" not in run.stderr
+    assert list(folder.iterdir()) == []
+
+
+def test_building_a_sink_leaves_nothing_in_its_folder(tmp_path: Path) -> None:
+    FileSink(Endpoint.parse(f"file://{tmp_path}"), SinkContext("pipe"))
+    FileSink(Endpoint.parse(f"file://{tmp_path}/new"), SinkContext("pipe"))
+    assert list(tmp_path.iterdir()) == []  # the probe files are gone, no folder made yet
+
+
+def test_a_folder_made_unwritable_during_a_run_holds_the_write_until_it_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real outage: the folder is writable when the sink is built, then unwritable (chmod, or
+    # chattr +i as root) for about 2 s while the pipeline writes, then writable again.
+    folder = tmp_path / "out"
+    folder.mkdir()
+    sink = FileSink(Endpoint.parse(f"file://{folder}"), SinkContext("pipe"))
+    sink.retry = RetryPolicy(initial=0.2, maximum=0.4)
+    records = [Record({"n": n}) for n in range(50)]
+    with caplog.at_level(logging.WARNING, logger="transforms.io.retry"):
+        with _unwritable(folder) as code:
+            back = threading.Timer(2.0, folder.chmod, (0o700,))  # EACCES: chmod ends it
+            if code == errno.EPERM:
+                back = threading.Timer(2.0, subprocess.run, (["chattr", "-i", str(folder)],))
+            back.start()
+            try:
+                counters = run_sink(records, sink)
+            finally:
+                back.cancel()
+                back.join()
+
+    rows = sorted(json.loads(line)["n"] for path in folder.iterdir() for line in path.open())
+    assert rows == list(range(50))
+    assert all(not path.name.startswith(".") for path in folder.iterdir())
+    assert counters[WRITTEN] == 50
+    assert counters[SINK_RETRIES] >= 1
+    assert counters[SINK_OUTAGE_SECONDS] >= 1
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(f"{folder} is unavailable" in m and os.strerror(code) in m for m in messages)
+    assert any(f"{folder} is available again" in m for m in messages)
+
+
+def _failing_open(code: int, times: int, failures: list[str]) -> Any:
+    """``open`` failing ``times`` times with ``code`` as an unwritable folder makes it fail."""
+
+    def fake(path: str, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "w" in mode and len(failures) < times:
+            failures.append(path)
+            raise OSError(code, os.strerror(code), path)
+        return builtins.open(path, mode, *args, **kwargs)
+
+    return fake
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.EROFS], ids=errno.errorcode.get)
+def test_a_write_refused_as_unwritable_mid_run_is_retried_until_the_folder_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    # Injected where the write meets the OS (creating the temporary file, where a real
+    # unwritable folder fails first): a read-only remount (EROFS) needs mount privileges a test
+    # run does not have; the real EACCES/EPERM case is the test above.
+    failures: list[str] = []
+    monkeypatch.setattr(files, "open", _failing_open(code, 3, failures), raising=False)
+    writer = _bundle_writer(tmp_path, RetryPolicy(initial=0.001, maximum=0.001))
+    writer.start_bundle()
+    writer.process(Block(Record({"n": n}) for n in (1, 2, 3)))
+    writer.finish_bundle()
+
+    assert len(failures) == 3
+    (path,) = tmp_path.iterdir()
+    assert [json.loads(line)["n"] for line in path.open()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.EROFS], ids=errno.errorcode.get)
+def test_a_bounded_retry_of_an_unwritable_folder_fails_the_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    failures: list[str] = []
+    monkeypatch.setattr(files, "open", _failing_open(code, 10, failures), raising=False)
+    writer = _bundle_writer(tmp_path, RetryPolicy(attempts=2, initial=0.001, maximum=0.001))
+    writer.start_bundle()
+    writer.process(Block([Record({"n": 1})]))
+    with pytest.raises(OSError, match=os.strerror(code)):
+        writer.finish_bundle()  # the runner retries the bundle: no record is lost
+    assert len(failures) == 2
+    assert list(tmp_path.iterdir()) == []
