@@ -256,10 +256,12 @@ def test_kinesis_transactions_enriched_from_redis_alerts_to_pubsub_records_to_bi
 
 @pytest.mark.parametrize("schema", [[], ["--schema=builtin:events"]], ids=["no_schema", "schema"])
 def test_a_bigquery_sink_needs_an_existing_table_since_enriched_records_have_no_schema(
-    schema: list[str],
+    schema: list[str], kinesis: tuple[Any, str], kinesis_server: ServiceSpec
 ) -> None:
     """The sink is given no schema (even with --schema), so only create=never can work."""
-    base = ["--source=kinesis://s?region=us-east-1&endpoint=http://127.0.0.1:5055",
+    # An existing stream: on the DirectRunner the source checks that it exists.
+    stream = f"kinesis://{kinesis[1]}?region={REGION}&endpoint={kinesis_server.endpoint}"
+    base = [f"--source={stream}",
             "--dead_letter=stdout://", "--alert_sink=stdout://",
             "--profiles=redis://127.0.0.1:6390/0?key=p:{customer_id}", *schema]  # fmt: skip
     table = "bigquery://local-project:d.t?endpoint=http://127.0.0.1:9050"

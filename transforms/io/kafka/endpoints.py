@@ -31,6 +31,10 @@ Source parameters (see `transforms.io.kafka.read` for how reads work):
   cross-language ``ReadFromKafka``, for Dataflow and Flink only; its Java expansion service is
   needed where the graph is built).
 
+Checked before anything runs: a Python read added to a DirectRunner pipeline asks the brokers
+once (a few seconds at most, librdkafka's log lines silenced) whether they answer and the topic
+exists, and fails with an `EndpointError` saying what to change (`KafkaSource.check_readable`).
+
 Runners: the bounded Python read runs wherever Python runs (on Dataflow and Flink it is an
 ordinary DoFn per partition); ``live=true`` runs only on the DirectRunner (use ``impl=java`` on
 Dataflow and Flink); ``impl=java`` runs only on Dataflow, Flink and the PortableRunner.
@@ -45,6 +49,7 @@ it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
@@ -55,10 +60,10 @@ from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.kafka.bounded import PROGRESS, CommitOffsets, bounded_read, leaves
 from transforms.io.kafka.client import CONNECTION_PARAMS, KafkaConnection
 from transforms.io.kafka.live import live_reader
-from transforms.io.kafka.read import STARTS, ReadSettings, java_row_to_message
+from transforms.io.kafka.read import STARTS, ReadSettings, check_topic, java_row_to_message
 from transforms.io.kafka.write import KafkaSink
 from transforms.io.live import DirectLiveRead
-from transforms.io.runners import check_runner
+from transforms.io.runners import DIRECT, check_runner, runner_name
 
 __all__ = [
     "IMPLS",
@@ -154,7 +159,9 @@ class KafkaSource(Source):
     Raises:
         EndpointError: from the constructor, for a URI that cannot work: no topic or brokers,
             unknown or bad parameters, ``start=committed`` without ``group``, ``start=latest``
-            on a bounded read, ``live`` with ``impl=java``, incomplete SASL settings.
+            on a bounded read, ``live`` with ``impl=java``, incomplete SASL settings; and when
+            applied to a DirectRunner pipeline, brokers that do not answer or a missing topic
+            (`check_readable`).
 
     """
 
@@ -224,10 +231,27 @@ class KafkaSource(Source):
                     "(BundleBasedDirectRunner, which python -m pipelines selects); on Dataflow "
                     "and Flink use impl=java"
                 )
+            self.check_readable(runner)
             return pbegin | "Live" >> DirectLiveRead(live_reader(self.settings))
+        self.check_readable(runner)
         outputs = bounded_read(pbegin, self.settings)
         self._progress = outputs[PROGRESS]
         return outputs.messages
+
+    def check_readable(self, runner: Any) -> None:
+        """Checks that the brokers answer and the topic exists, if the read runs here.
+
+        On the DirectRunner (this process reads) `transforms.io.kafka.read.check_topic` asks
+        the brokers once, for a few seconds at most, so that a broker that is down or a
+        missing topic fails before anything runs; on other runners the workers read, maybe
+        from brokers this machine cannot reach, and nothing is asked.
+
+        Raises:
+            EndpointError: the brokers did not answer or the topic cannot be read.
+
+        """
+        if runner_name(runner) == DIRECT:
+            check_topic(self.settings)
 
     def _java(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         settings = self.settings

@@ -2,10 +2,15 @@
 
 Every record becomes a `Message` (see `to_message`) stamped with the record's timestamp.
 
-Bounded (default): when the pipeline runs (never when the graph is built), one step lists the
-topic's partitions and their end (high watermark) offsets, and plans one range per partition,
-from the group's committed offset (``start=committed``; the earliest offset where the group has
-none), the earliest offset (``start=earliest``) up to that end, shared so that at most
+Before either read is added to a graph that runs here (the DirectRunner), `check_topic` asks the
+brokers once, within `CHECK_SECONDS`, whether the topic exists: a broker that does not answer or
+a missing topic is an `EndpointError` before anything runs (on Dataflow and Flink, where the
+workers read, the graph builds without a broker).
+
+Bounded (default): when the pipeline runs, one step lists the topic's partitions and their end
+(high watermark) offsets, and plans one range per partition, from the group's committed offset
+(``start=committed``; the earliest offset where the group has none), the earliest offset
+(``start=earliest``) up to that end, shared so that at most
 ``max_records`` are read in all. The ranges are reshuffled, so runners read partitions in
 parallel, and each is read until its end, the partition's end as it is now, or ``max_seconds``.
 
@@ -39,22 +44,27 @@ from confluent_kafka import (
     OFFSET_INVALID,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
+    KafkaError,
     KafkaException,
     TopicPartition,
 )
 from confluent_kafka import Message as KafkaMessage
 
 from transforms.event_time import format_timestamp
+from transforms.io.endpoint import EndpointError, redact
 from transforms.io.kafka.client import KafkaConnection
 from transforms.message import Message, Origin
+from transforms.secrets import SecretError
 
 __all__ = [
     "BASE64_HEADERS",
     "BASE64_KEY",
+    "CHECK_SECONDS",
     "STARTS",
     "TOMBSTONE",
     "KafkaReadError",
     "ReadSettings",
+    "check_topic",
     "java_row_to_message",
     "to_message",
 ]
@@ -67,6 +77,8 @@ BASE64_HEADERS = "kafka.base64_headers"
 BASE64_KEY = "kafka.base64_key"
 """Attribute set to ``true`` when the key was not UTF-8 and ``origin.key`` is its base64."""
 POLL_SECONDS = 0.2
+CHECK_SECONDS = 5.0
+"""The longest `check_topic` waits for the brokers (less with a smaller ``timeout``)."""
 _UNUSED_GROUP = "beam-streaming-suite.no-group"  # librdkafka needs one; nothing is committed
 
 
@@ -144,6 +156,70 @@ class ReadSettings:
                 first = low
             offsets[tp.partition] = (first, high)
         return offsets
+
+
+def check_topic(settings: ReadSettings) -> None:
+    """Checks, with one metadata request, that the brokers answer and the topic exists.
+
+    librdkafka's own log lines are silenced for the check; the first connection error it
+    reports goes into the message instead. Called where the graph is built, before anything
+    runs (`transforms.io.kafka.endpoints.KafkaSource`).
+
+    Raises:
+        EndpointError: no broker answered within `CHECK_SECONDS` (or ``timeout``, if less),
+            the topic does not exist or cannot be read, or the password reference cannot be
+            resolved. The message names the redacted URI and what to change.
+
+    """
+    connection = settings.connection
+    where, topic = connection.where, connection.topic
+    seconds = min(settings.timeout, CHECK_SECONDS)
+    errors: list[KafkaError] = []
+    try:
+        config = connection.client_config()
+    except SecretError as error:
+        raise EndpointError(f"{where}: {error}") from None
+    # A consumer, as the read's: an admin client's metadata request would create the topic
+    # on brokers that create topics on demand.
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": _UNUSED_GROUP,
+            "enable.auto.commit": False,
+            "allow.auto.create.topics": False,
+            "log_level": 0,
+            "error_cb": errors.append,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=seconds)
+    except KafkaException as error:
+        consumer.poll(0)  # serves error_cb: why the brokers did not answer
+        reasons = [e for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN] or errors
+        reason = reasons[0].str() if reasons else error.args[0].str()
+        raise EndpointError(
+            f"{where}: no Kafka broker answered within {seconds:g}s ({redact(reason)}): check "
+            f"the HOST:PORT list ({connection.bootstrap}), that the brokers are up and the "
+            "security settings"
+        ) from None
+    finally:
+        consumer.close()
+    found = metadata.topics.get(topic)
+    if found is not None and found.error is None:
+        return
+    if found is None or found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        raise EndpointError(
+            f"{where}: no topic {topic!r} on the brokers at {connection.bootstrap}: create the "
+            f"topic first: kafka-topics.sh --bootstrap-server {connection.bootstrap} --create "
+            f"--topic {topic} --partitions N"
+        )
+    if found.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        raise EndpointError(
+            f"{where}: may not read topic {topic!r} ({redact(found.error.str())}): grant the "
+            "client Describe and Read on it (ACLs), or check the user name"
+        )
+    # Anything else (a leader being elected for a topic just created...) passes: the read
+    # waits for the brokers itself.
 
 
 def _text(raw: bytes) -> tuple[str, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -10,12 +11,18 @@ from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from transforms.io.endpoint import Endpoint, EndpointError
+from transforms.io.endpoint import Endpoint, EndpointError, redact
 
-__all__ = ["Shard", "StreamTarget", "list_shards", "make_client"]
+__all__ = ["CHECK_SECONDS", "Shard", "StreamTarget", "check_stream", "list_shards", "make_client"]
 
 DEFAULT_TIMEOUT = 30.0
+CHECK_SECONDS = 5.0
+"""How long `check_stream` waits for Kinesis (one call, not retried)."""
+# Answers that say the stream is there (throttled, or still being created): the check passes.
+_THERE = frozenset({"LimitExceededException", "ProvisionedThroughputExceededException",
+                    "ThrottlingException", "ResourceInUseException"})  # fmt: skip
 _STREAM = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
@@ -93,6 +100,56 @@ def make_client(target: StreamTarget, retries: int = 10) -> Any:
         config=config,
         **dummy,
     )
+
+
+def check_stream(target: StreamTarget) -> None:
+    """Checks, with one ``ListShards`` call (the read's own), that the stream exists.
+
+    Called where the graph is built, before anything runs
+    (`transforms.io.kinesis.endpoints.KinesisSource`). A throttled call, or a stream still being
+    created, passes: the stream is there, and the read waits for it.
+
+    Raises:
+        EndpointError: no such stream in the region, Kinesis did not answer within
+            `CHECK_SECONDS`, no credentials were found, or they may not list the shards. The
+            message names the URI and what to change; no credential is shown.
+
+    """
+    where, stream, region = target.where, target.stream, target.region
+    client = make_client(dataclasses.replace(target, timeout=CHECK_SECONDS), retries=1)
+    try:
+        client.list_shards(StreamName=stream, MaxResults=1)
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code = details.get("Code", "")
+        if code in _THERE:
+            return
+        if code == "ResourceNotFoundException":
+            raise EndpointError(
+                f"{where}: no Kinesis stream {stream!r} in region {region}: check the name "
+                f"(and region=), or create it first: aws kinesis create-stream --stream-name "
+                f"{stream} --shard-count 1 --region {region}"
+            ) from None
+        raise EndpointError(
+            f"{where}: cannot list the shards of Kinesis stream {stream!r} ({code}: "
+            f"{redact(str(details.get('Message', '')))}): check the AWS credentials and that "
+            "they may read the stream (kinesis:ListShards, kinesis:GetShardIterator, "
+            "kinesis:GetRecords)"
+        ) from None
+    except NoCredentialsError:
+        raise EndpointError(
+            f"{where}: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+        ) from None
+    except BotoCoreError as error:
+        place = "endpoint=" if target.endpoint_url is not None else "region="
+        raise EndpointError(
+            f"{where}: could not reach Kinesis ({type(error).__name__}: "
+            f"{redact(str(error))}; waited at most {CHECK_SECONDS:g}s): check {place} and that "
+            "the service is up"
+        ) from None
+    finally:
+        client.close()
 
 
 class Shard(NamedTuple):

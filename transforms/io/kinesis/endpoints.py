@@ -27,18 +27,23 @@ stamped with its arrival time. Parameters:
     impl: ``python`` (default) or ``java``: Beam's cross-language ``ReadDataFromKinesis``, for
         Dataflow and Flink only (it downloads a Java expansion service when the graph is built).
 
-A bounded read lists the shards when the pipeline runs (never when the graph is built), and
-reads each of them, as one element per shard so that the runner can spread them over workers,
-up to the records that had arrived when the read started (``ApproximateArrivalTimestamp`` at
-or before the start, by the clock of the worker that listed the shards), or until the shard is
-caught up (empty, ``MillisBehindLatest`` 0), ``max_records`` or ``max_seconds``. Kinesis has no
-call that returns a shard's latest sequence number, so this is how "the records present at the
-start" is bounded. Resharding: a shard that closes (``NextShardIterator`` is ``None``) or is
-caught up continues, in the same element, with the child shards it owns (found with
-``ListShards`` at that moment), so shards created while the read runs are read too, each after
-its parent. A child of a merge is owned by its first parent that the listing still shows; its
-other parent may be read in parallel by another element (a bounded read promises every record
-once, not an order across elements, which a PCollection does not have anyway).
+Before a Python read is added to a graph that runs here (the DirectRunner), one ``ListShards``
+call (a few seconds at most) checks that the stream exists: a wrong name or region fails with an
+`EndpointError` before anything runs (`KinesisSource.check_readable`); on Dataflow and Flink the
+graph builds without asking.
+
+A bounded read lists the shards to read when the pipeline runs, and reads each of them, as one
+element per shard so that the runner can spread them over workers, up to the records that had
+arrived when the read started (``ApproximateArrivalTimestamp`` at or before the start, by the clock
+of the worker that listed the shards), or until the shard is caught up (empty,
+``MillisBehindLatest`` 0), ``max_records`` or ``max_seconds``. Kinesis has no call that returns a
+shard's latest sequence number, so this is how "the records present at the start" is bounded.
+Resharding: a shard that closes (``NextShardIterator`` is ``None``) or is caught up continues, in
+the same element, with the child shards it owns (found with ``ListShards`` at that moment), so
+shards created while the read runs are read too, each after its parent. A child of a merge is owned
+by its first parent that the listing still shows; its other parent may be read in parallel by
+another element (a bounded read promises every record once, not an order across elements, which a
+PCollection does not have anyway).
 
 A live read (``live=true``) on the DirectRunner runs on its streaming engine through
 `transforms.io.live.DirectLiveRead`: one `KinesisLiveReader` polls every open shard, starts a
@@ -57,6 +62,7 @@ Sink: see `transforms.io.kinesis.write`.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import apache_beam as beam
 
@@ -64,7 +70,7 @@ from transforms.blocks import Batch
 from transforms.event_time import parse_timestamp
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint, EndpointError
-from transforms.io.kinesis.client import StreamTarget
+from transforms.io.kinesis.client import StreamTarget, check_stream
 from transforms.io.kinesis.read import (
     JavaReadFactory,
     KinesisLiveReader,
@@ -75,7 +81,7 @@ from transforms.io.kinesis.read import (
     java_message,
 )
 from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
-from transforms.io.runners import check_runner
+from transforms.io.runners import DIRECT, check_runner, runner_name
 
 __all__ = ["KinesisSource"]
 
@@ -97,7 +103,8 @@ class KinesisSource(Source):
     Raises:
         EndpointError: from the constructor, for a URI that cannot work: a bad stream name,
             region, endpoint, iterator, ``at``, limit or ``impl``; ``LATEST`` without ``live``;
-            ``impl=java`` that could never end by itself without ``live``.
+            ``impl=java`` that could never end by itself without ``live``; and when applied to
+            a DirectRunner pipeline, a stream that does not exist (`check_readable`).
     """
 
     def __init__(self, endpoint: Endpoint, java_read: JavaReadFactory = beam_java_read) -> None:
@@ -140,6 +147,20 @@ class KinesisSource(Source):
             self.live_on_direct = self.live
             self.runner_kind = "live=true" if self.live else ""
 
+    def check_readable(self, runner: Any) -> None:
+        """Checks that the stream exists, if the read runs here.
+
+        On the DirectRunner (this process reads) `transforms.io.kinesis.client.check_stream`
+        makes one call, for a few seconds at most, so that a wrong stream name fails before
+        anything runs instead of reading like a quiet stream; on other runners the workers
+        read, with their own credentials, and nothing is asked.
+
+        Raises:
+            EndpointError: the stream does not exist or cannot be listed.
+        """
+        if runner_name(runner) == DIRECT:
+            check_stream(self.settings.target)
+
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Reads the stream; elements are `Block`s of `Message`s (see `_read`)."""
         return self._read(pbegin) | "Blocks" >> Batch()
@@ -162,9 +183,11 @@ class KinesisSource(Source):
                     f"engine ({BUNDLE_RUNNER}, which the command line picks), not {runner}: "
                     "use impl=java on Dataflow or Flink, or drop live=true for a bounded read"
                 )
+            self.check_readable(pbegin.pipeline.runner)
             return pbegin | "Live" >> DirectLiveRead(
                 functools.partial(KinesisLiveReader, self.settings)
             )
+        self.check_readable(pbegin.pipeline.runner)
         return (
             pbegin
             | "Start" >> beam.Create([None])

@@ -18,6 +18,10 @@ the graph is built. Any field the runner leaves empty (message id, publish time,
 stays ``None`` in the origin. On the DirectRunner with the emulator all three are filled in;
 ``publish_time`` is kept to the millisecond.
 
+On the DirectRunner the source checks, when it is added to the graph (before anything runs),
+that the subscription exists: one ``GetSubscription`` call of a few seconds at most; a missing
+one is an `EndpointError` saying how to create it (`PubSubSource.check_readable`).
+
 Delivery, per runner:
 
 - DirectRunner: the suite's own reader (`transforms.io.pubsub.read.PubSubLiveReader`, on the
@@ -35,7 +39,7 @@ Sink: see `transforms.io.pubsub.write`.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -46,8 +50,14 @@ from transforms.event_time import format_timestamp
 from transforms.io.base import Source
 from transforms.io.endpoint import Endpoint, EndpointError
 from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
-from transforms.io.pubsub.read import ACK_DEADLINE_RANGE, PubSubReadSettings, live_reader
+from transforms.io.pubsub.read import (
+    ACK_DEADLINE_RANGE,
+    PubSubReadSettings,
+    check_subscription,
+    live_reader,
+)
 from transforms.io.pubsub.resources import optional_param, resource_path
+from transforms.io.runners import DIRECT, runner_name
 from transforms.message import Message, Origin
 
 __all__ = ["DELIVERY", "PubSubSource", "to_message"]
@@ -92,6 +102,11 @@ class PubSubSource(Source):
         endpoint: ``pubsub://projects/P/subscriptions/S`` with optional ``timestamp_attribute``,
             ``id_attribute``, ``max_in_flight`` and ``ack_deadline`` parameters.
 
+    Raises:
+        EndpointError: from the constructor, for a URI that cannot work; when applied to a
+            DirectRunner pipeline, ``id_attribute``, or a subscription that does not exist
+            (`check_readable`).
+
     """
 
     bounded = False
@@ -121,6 +136,20 @@ class PubSubSource(Source):
             ack_deadline=ack_deadline,
         )
 
+    def check_readable(self, runner: Any) -> None:
+        """Check that the subscription exists, if the read runs here.
+
+        On the DirectRunner (this process reads) `transforms.io.pubsub.read.check_subscription`
+        makes one call, for a few seconds at most, so that a missing subscription fails before
+        anything runs; on Dataflow the workers read, with the job's service account, and
+        nothing is asked.
+
+        Raises:
+            EndpointError: the subscription does not exist, or Pub/Sub did not answer.
+        """
+        if runner_name(runner) == DIRECT:
+            check_subscription(self.subscription, str(self.endpoint))
+
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Read the subscription; elements are `Block`s of `Message`s (see `_read`)."""
         return self._read(pbegin) | "Blocks" >> Batch()
@@ -135,6 +164,7 @@ class PubSubSource(Source):
                 "refuses id_label there): run on DataflowRunner, or drop id_attribute and "
                 "deduplicate downstream"
             )
+        self.check_readable(pbegin.pipeline.runner)
         if type(pbegin.pipeline.runner).__name__ == BUNDLE_RUNNER:
             return (
                 pbegin

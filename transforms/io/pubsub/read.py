@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -35,17 +36,21 @@ from dataclasses import dataclass
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.window import TimestampedValue
 from google.api_core import exceptions as api_exceptions
+from google.auth.exceptions import GoogleAuthError
 from google.cloud.pubsub_v1 import SubscriberClient
 from google.cloud.pubsub_v1.types import ReceivedMessage
 
 from transforms.errors import RecordError
 from transforms.event_time import parse_timestamp
+from transforms.io.endpoint import EndpointError, redact
 
 __all__ = [
     "ACK_DEADLINE_RANGE",
+    "CHECK_SECONDS",
     "PULL_SECONDS",
     "PubSubLiveReader",
     "PubSubReadSettings",
+    "check_subscription",
     "live_reader",
 ]
 
@@ -55,6 +60,9 @@ ACK_DEADLINE_RANGE = (10, 600)
 """The ack deadlines Pub/Sub accepts, in seconds."""
 PULL_SECONDS = 1.0
 """How long one pull waits for messages when none are available."""
+CHECK_SECONDS = 5.0
+"""How long `check_subscription` waits for Pub/Sub (one call, not retried)."""
+EMULATOR_ENV = "PUBSUB_EMULATOR_HOST"
 _IDS_PER_REQUEST = 1_000  # under Pub/Sub's 2,500 ack ids and 512 KB per request
 _FULL_WAIT_SECONDS = 0.1  # a read at max_in_flight waits this long before returning nothing
 
@@ -84,6 +92,59 @@ def _timestamp(message: PubsubMessage, attribute: str | None) -> float:
             pass  # a missing or bad attribute: the publish time, as when none is named
     published = message.publish_time
     return published.timestamp() if published else time.time()
+
+
+def check_subscription(subscription: str, where: str) -> None:
+    """Checks, with one ``GetSubscription`` call, that the subscription exists.
+
+    Called where the graph is built, before anything runs
+    (`transforms.io.pubsub.endpoints.PubSubSource`). What the check cannot decide passes, for
+    the read to report: no credentials (the command line then names the fix), or credentials
+    that may pull but not view the subscription (``roles/pubsub.subscriber`` alone).
+
+    Args:
+        subscription: ``projects/P/subscriptions/S``.
+        where: the endpoint URI, for messages.
+
+    Raises:
+        EndpointError: the subscription does not exist, or Pub/Sub (the emulator, when
+            ``PUBSUB_EMULATOR_HOST`` is set) did not answer within `CHECK_SECONDS`.
+    """
+    emulator = os.environ.get(EMULATOR_ENV)
+    on = f" (on the emulator at {EMULATOR_ENV}={emulator})" if emulator else ""
+    try:
+        client = SubscriberClient()
+    except GoogleAuthError:
+        return
+    try:
+        client.get_subscription(subscription=subscription, timeout=CHECK_SECONDS, retry=None)
+    except (GoogleAuthError, api_exceptions.PermissionDenied, api_exceptions.Unauthenticated):
+        return
+    except api_exceptions.NotFound:
+        _, project, _, name = subscription.split("/")
+        raise EndpointError(
+            f"{where}: no subscription {subscription}{on}: create it, e.g. gcloud pubsub "
+            f"subscriptions create {name} --topic=TOPIC --project={project}"
+        ) from None
+    except api_exceptions.GoogleAPICallError as error:
+        hint = (
+            f"is the emulator up? (python -m pipelines.devtools services up pubsub, or unset "
+            f"{EMULATOR_ENV})"
+            if emulator
+            else "check the network and the project"
+        )
+        raise EndpointError(
+            f"{where}: could not ask Pub/Sub about {subscription}{on} "
+            f"({type(error).__name__}: {redact(_first_line(error))}; waited at most "
+            f"{CHECK_SECONDS:g}s): {hint}"
+        ) from None
+    finally:
+        client.close()
+
+
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error)
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 
 
 def _chunks(ids: Sequence[str]) -> list[list[str]]:
