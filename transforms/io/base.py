@@ -16,7 +16,7 @@ import apache_beam as beam
 
 from transforms.blocks import BLOCK_SIZE
 from transforms.io.endpoint import Endpoint
-from transforms.io.runners import runners_for
+from transforms.io.runners import DIRECT, runner_name, runners_for
 from transforms.message import Record
 from transforms.metrics import WRITTEN
 from transforms.parse import DEFAULT_MAX_BYTES
@@ -78,6 +78,23 @@ class Source(_OnRunners, beam.PTransform):
     def from_endpoint(cls, endpoint: Endpoint) -> Source:
         """Builds the source from its URI; raises `EndpointError` for a bad one."""
         return cls(endpoint)
+
+    def check_readable(self, runner: Any) -> None:
+        """Asks, if the read runs in this process (the DirectRunner), whether it can read.
+
+        There `check` makes one bounded call, so that a missing topic, stream or subscription
+        fails where the graph is built, before anything runs; on other runners the workers
+        read, maybe from servers or with credentials this machine does not have, and nothing
+        is asked.
+
+        Raises:
+            EndpointError: what `check` raises.
+        """
+        if runner_name(runner) == DIRECT:
+            self.check()
+
+    def check(self) -> None:
+        """Raises `EndpointError` when the source cannot read (nothing to ask by default)."""
 
     def default_label(self) -> str:
         return f"Read {self.endpoint.scheme}"

@@ -594,6 +594,24 @@ def _failing_open(code: int, times: int, failures: list[str]) -> Any:
     return fake
 
 
+def _writing_through(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    times: int,
+    failures: list[str],
+    policy: RetryPolicy,
+    numbers: list[int],
+) -> Any:
+    """A bundle writer that has taken records ``{"n": N}`` while ``open`` fails ``times`` times
+    with ``code`` (see `_failing_open`); the bundle is not finished yet."""
+    monkeypatch.setattr(files, "open", _failing_open(code, times, failures), raising=False)
+    writer = _bundle_writer(tmp_path, policy)
+    writer.start_bundle()
+    writer.process(Block(Record({"n": n}) for n in numbers))
+    return writer
+
+
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.EROFS], ids=errno.errorcode.get)
 def test_a_write_refused_as_unwritable_mid_run_is_retried_until_the_folder_is_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
@@ -602,10 +620,8 @@ def test_a_write_refused_as_unwritable_mid_run_is_retried_until_the_folder_is_ba
     # unwritable folder fails first): a read-only remount (EROFS) needs mount privileges a test
     # run does not have; the real EACCES/EPERM case is the test above.
     failures: list[str] = []
-    monkeypatch.setattr(files, "open", _failing_open(code, 3, failures), raising=False)
-    writer = _bundle_writer(tmp_path, RetryPolicy(initial=0.001, maximum=0.001))
-    writer.start_bundle()
-    writer.process(Block(Record({"n": n}) for n in (1, 2, 3)))
+    policy = RetryPolicy(initial=0.001, maximum=0.001)
+    writer = _writing_through(tmp_path, monkeypatch, code, 3, failures, policy, [1, 2, 3])
     writer.finish_bundle()
 
     assert len(failures) == 3
@@ -618,10 +634,8 @@ def test_a_bounded_retry_of_an_unwritable_folder_fails_the_bundle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     failures: list[str] = []
-    monkeypatch.setattr(files, "open", _failing_open(code, 10, failures), raising=False)
-    writer = _bundle_writer(tmp_path, RetryPolicy(attempts=2, initial=0.001, maximum=0.001))
-    writer.start_bundle()
-    writer.process(Block([Record({"n": 1})]))
+    policy = RetryPolicy(attempts=2, initial=0.001, maximum=0.001)
+    writer = _writing_through(tmp_path, monkeypatch, code, 10, failures, policy, [1])
     with pytest.raises(OSError, match=os.strerror(code)):
         writer.finish_bundle()  # the runner retries the bundle: no record is lost
     assert len(failures) == 2

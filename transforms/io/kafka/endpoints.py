@@ -33,7 +33,7 @@ Source parameters (see `transforms.io.kafka.read` for how reads work):
 
 Checked before anything runs: a Python read added to a DirectRunner pipeline asks the brokers
 once (a few seconds at most, librdkafka's log lines silenced) whether they answer and the topic
-exists, and fails with an `EndpointError` saying what to change (`KafkaSource.check_readable`).
+exists, and fails with an `EndpointError` saying what to change (`KafkaSource.check`).
 
 Runners: the bounded Python read runs wherever Python runs (on Dataflow and Flink it is an
 ordinary DoFn per partition); ``live=true`` runs only on the DirectRunner (use ``impl=java`` on
@@ -49,7 +49,6 @@ it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import apache_beam as beam
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
@@ -63,7 +62,7 @@ from transforms.io.kafka.live import live_reader
 from transforms.io.kafka.read import STARTS, ReadSettings, check_topic, java_row_to_message
 from transforms.io.kafka.write import KafkaSink
 from transforms.io.live import DirectLiveRead
-from transforms.io.runners import DIRECT, check_runner, runner_name
+from transforms.io.runners import check_runner
 
 __all__ = [
     "IMPLS",
@@ -238,20 +237,16 @@ class KafkaSource(Source):
         self._progress = outputs[PROGRESS]
         return outputs.messages
 
-    def check_readable(self, runner: Any) -> None:
-        """Checks that the brokers answer and the topic exists, if the read runs here.
+    def check(self) -> None:
+        """Checks that the brokers answer and the topic exists (`Source.check_readable`).
 
-        On the DirectRunner (this process reads) `transforms.io.kafka.read.check_topic` asks
-        the brokers once, for a few seconds at most, so that a broker that is down or a
-        missing topic fails before anything runs; on other runners the workers read, maybe
-        from brokers this machine cannot reach, and nothing is asked.
+        `transforms.io.kafka.read.check_topic` asks the brokers once, for a few seconds at
+        most, so that a broker that is down or a missing topic fails before anything runs.
 
         Raises:
             EndpointError: the brokers did not answer or the topic cannot be read.
-
         """
-        if runner_name(runner) == DIRECT:
-            check_topic(self.settings)
+        check_topic(self.settings)
 
     def _java(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         settings = self.settings

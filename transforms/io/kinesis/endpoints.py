@@ -29,7 +29,7 @@ stamped with its arrival time. Parameters:
 
 Before a Python read is added to a graph that runs here (the DirectRunner), one ``ListShards``
 call (a few seconds at most) checks that the stream exists: a wrong name or region fails with an
-`EndpointError` before anything runs (`KinesisSource.check_readable`); on Dataflow and Flink the
+`EndpointError` before anything runs (`KinesisSource.check`); on Dataflow and Flink the
 graph builds without asking.
 
 A bounded read lists the shards to read when the pipeline runs, and reads each of them, as one
@@ -62,7 +62,6 @@ Sink: see `transforms.io.kinesis.write`.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import apache_beam as beam
 
@@ -81,7 +80,7 @@ from transforms.io.kinesis.read import (
     java_message,
 )
 from transforms.io.live import BUNDLE_RUNNER, DirectLiveRead
-from transforms.io.runners import DIRECT, check_runner, runner_name
+from transforms.io.runners import check_runner
 
 __all__ = ["KinesisSource"]
 
@@ -147,19 +146,17 @@ class KinesisSource(Source):
             self.live_on_direct = self.live
             self.runner_kind = "live=true" if self.live else ""
 
-    def check_readable(self, runner: Any) -> None:
-        """Checks that the stream exists, if the read runs here.
+    def check(self) -> None:
+        """Checks that the stream exists (`Source.check_readable`).
 
-        On the DirectRunner (this process reads) `transforms.io.kinesis.client.check_stream`
-        makes one call, for a few seconds at most, so that a wrong stream name fails before
-        anything runs instead of reading like a quiet stream; on other runners the workers
-        read, with their own credentials, and nothing is asked.
+        `transforms.io.kinesis.client.check_stream` makes one call, for a few seconds at most,
+        so that a wrong stream name fails before anything runs instead of reading like a quiet
+        stream.
 
         Raises:
             EndpointError: the stream does not exist or cannot be listed.
         """
-        if runner_name(runner) == DIRECT:
-            check_stream(self.settings.target)
+        check_stream(self.settings.target)
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Reads the stream; elements are `Block`s of `Message`s (see `_read`)."""

@@ -20,7 +20,7 @@ stays ``None`` in the origin. On the DirectRunner with the emulator all three ar
 
 On the DirectRunner the source checks, when it is added to the graph (before anything runs),
 that the subscription exists: one ``GetSubscription`` call of a few seconds at most; a missing
-one is an `EndpointError` saying how to create it (`PubSubSource.check_readable`).
+one is an `EndpointError` saying how to create it (`PubSubSource.check`).
 
 Delivery, per runner:
 
@@ -39,7 +39,7 @@ Sink: see `transforms.io.pubsub.write`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -57,7 +57,6 @@ from transforms.io.pubsub.read import (
     live_reader,
 )
 from transforms.io.pubsub.resources import optional_param, resource_path
-from transforms.io.runners import DIRECT, runner_name
 from transforms.message import Message, Origin
 
 __all__ = ["DELIVERY", "PubSubSource", "to_message"]
@@ -136,19 +135,16 @@ class PubSubSource(Source):
             ack_deadline=ack_deadline,
         )
 
-    def check_readable(self, runner: Any) -> None:
-        """Check that the subscription exists, if the read runs here.
+    def check(self) -> None:
+        """Checks that the subscription exists (`Source.check_readable`).
 
-        On the DirectRunner (this process reads) `transforms.io.pubsub.read.check_subscription`
-        makes one call, for a few seconds at most, so that a missing subscription fails before
-        anything runs; on Dataflow the workers read, with the job's service account, and
-        nothing is asked.
+        `transforms.io.pubsub.read.check_subscription` makes one call, for a few seconds at
+        most, so that a missing subscription fails before anything runs.
 
         Raises:
             EndpointError: the subscription does not exist, or Pub/Sub did not answer.
         """
-        if runner_name(runner) == DIRECT:
-            check_subscription(self.subscription, str(self.endpoint))
+        check_subscription(self.subscription, str(self.endpoint))
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Read the subscription; elements are `Block`s of `Message`s (see `_read`)."""
